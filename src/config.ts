@@ -1,0 +1,285 @@
+// The one place that reads process.env and argv. Every setting is a flag with a
+// GREENLIGHT_* environment twin; flags parse the way Go's `flag` package does so the
+// book's command lines work unchanged. Precedence: flag > environment > .env > default.
+import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
+import { parseEnv } from 'node:util';
+
+export type Environment = 'development' | 'staging' | 'production';
+
+export type Config = Readonly<{
+  port: number;
+  host: string;
+  env: Environment;
+  db: Readonly<{
+    dsn: string;
+    maxOpenConns: number;
+    maxIdleConns: number;
+    maxIdleTimeMs: number;
+    queryTimeoutMs: number;
+    migrate: boolean;
+  }>;
+  dataDir: string;
+  embeddedDbPort: number;
+  limiter: Readonly<{ rps: number; burst: number; enabled: boolean }>;
+  trustedProxies: readonly string[];
+  shutdownTimeoutMs: number;
+  logLevel: string;
+  workers: number;
+  seedDemoData: boolean;
+}>;
+
+type Kind = 'string' | 'int' | 'float' | 'bool' | 'duration';
+
+type FlagSpec = Readonly<{ name: string; kind: Kind; default: string; help: string }>;
+
+const FLAGS: readonly FlagSpec[] = [
+  { name: 'port', kind: 'int', default: '4000', help: 'API server port (0 picks a free one)' },
+  { name: 'host', kind: 'string', default: '0.0.0.0', help: 'address to listen on' },
+  {
+    name: 'env',
+    kind: 'string',
+    default: 'development',
+    help: 'Environment (development|staging|production)',
+  },
+  {
+    name: 'db-dsn',
+    kind: 'string',
+    default: '',
+    help: 'PostgreSQL DSN; empty starts the embedded PostgreSQL',
+  },
+  { name: 'db-max-open-conns', kind: 'int', default: '25', help: 'PostgreSQL max open connections' },
+  { name: 'db-max-idle-conns', kind: 'int', default: '25', help: 'PostgreSQL max idle connections' },
+  { name: 'db-max-idle-time', kind: 'duration', default: '15m', help: 'PostgreSQL max connection idle time' },
+  { name: 'db-query-timeout', kind: 'duration', default: '3s', help: 'server-side timeout of every query' },
+  {
+    name: 'db-migrate',
+    kind: 'bool',
+    default: 'false',
+    help: 'apply pending migrations at start (always on in development and with the embedded database)',
+  },
+  { name: 'data-dir', kind: 'string', default: 'data', help: 'directory of the embedded PostgreSQL data' },
+  { name: 'embedded-db-port', kind: 'int', default: '5433', help: 'port of the embedded PostgreSQL' },
+  { name: 'limiter-rps', kind: 'float', default: '2', help: 'Rate limiter maximum requests per second' },
+  { name: 'limiter-burst', kind: 'int', default: '4', help: 'Rate limiter maximum burst' },
+  { name: 'limiter-enabled', kind: 'bool', default: 'true', help: 'Enable rate limiter' },
+  {
+    name: 'trusted-proxies',
+    kind: 'string',
+    default: '',
+    help: 'space-separated proxy addresses/CIDRs whose X-Forwarded-For is believed',
+  },
+  { name: 'shutdown-timeout', kind: 'duration', default: '30s', help: 'grace period for in-flight requests' },
+  { name: 'log-level', kind: 'string', default: 'info', help: 'debug|info|warn|error' },
+  { name: 'workers', kind: 'int', default: '1', help: 'number of serving processes (node:cluster)' },
+  {
+    name: 'seed-demo-data',
+    kind: 'bool',
+    default: 'true',
+    help: 'seed demo movies into an empty development database',
+  },
+  { name: 'count', kind: 'int', default: '100', help: 'how many rows `seed movies` inserts' },
+  { name: 'all', kind: 'bool', default: 'false', help: 'with `migrate down`: roll back every migration' },
+  { name: 'version', kind: 'bool', default: 'false', help: 'Display version and exit' },
+  { name: 'help', kind: 'bool', default: 'false', help: 'Show this help and exit' },
+];
+
+export class ConfigError extends Error {}
+
+export type ParsedArgs = Readonly<{ values: ReadonlyMap<string, string>; positionals: readonly string[] }>;
+
+function findFlag(name: string): FlagSpec {
+  const spec = FLAGS.find((f) => f.name === name || (name === 'h' && f.name === 'help'));
+  if (!spec) throw new ConfigError(`flag provided but not defined: -${name}`);
+  return spec;
+}
+
+// Go's flag package: `-name value`, `-name=value`, `--name value`; booleans as `-name` or
+// `-name=false`. Parsing of flags stops at `--`; positionals may come before, between or
+// after flags so that `greenlight migrate down 1 -db-dsn=...` works too.
+export function parseArgs(argv: readonly string[]): ParsedArgs {
+  const values = new Map<string, string>();
+  const positionals: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (arg === '--') {
+      positionals.push(...argv.slice(i + 1));
+      break;
+    }
+    if (!arg.startsWith('-') || arg === '-') {
+      positionals.push(arg);
+      continue;
+    }
+    const body = arg.replace(/^--?/, '');
+    const eq = body.indexOf('=');
+    const name = eq === -1 ? body : body.slice(0, eq);
+    const spec = findFlag(name);
+    if (eq !== -1) {
+      values.set(spec.name, body.slice(eq + 1));
+    } else if (spec.kind === 'bool') {
+      values.set(spec.name, 'true');
+    } else {
+      const next = argv[i + 1];
+      if (next === undefined) throw new ConfigError(`flag needs an argument: -${name}`);
+      values.set(spec.name, next);
+      i++;
+    }
+  }
+  return { values, positionals };
+}
+
+function envName(flag: string): string {
+  return `GREENLIGHT_${flag.toUpperCase().replaceAll('-', '_')}`;
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+// A subset of Go's time.ParseDuration: "1h30m", "15m", "3s", "250ms". Returns milliseconds.
+export function parseDuration(text: string): number {
+  const parts = text.match(/^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$/)
+    ? text.match(/\d+(?:\.\d+)?(?:ms|s|m|h)/g)
+    : null;
+  if (!parts) {
+    if (text === '0') return 0;
+    throw new Error('not a duration');
+  }
+  let total = 0;
+  for (const part of parts) {
+    const [, amount, unit] = part.match(/^(\d+(?:\.\d+)?)(ms|s|m|h)$/) as RegExpMatchArray;
+    total += Number(amount) * (DURATION_UNITS[unit as string] as number);
+  }
+  return total;
+}
+
+function convert(spec: FlagSpec, raw: string): string | number | boolean {
+  const fail = (what: string) =>
+    new ConfigError(`invalid value "${raw}" for -${spec.name} (${envName(spec.name)}): ${what}`);
+  switch (spec.kind) {
+    case 'string':
+      return raw;
+    case 'int':
+      if (!/^[+-]?\d+$/.test(raw.trim())) throw fail('must be an integer');
+      return Number.parseInt(raw, 10);
+    case 'float': {
+      const n = Number(raw);
+      if (raw.trim() === '' || !Number.isFinite(n)) throw fail('must be a number');
+      return n;
+    }
+    case 'bool':
+      if (['1', 't', 'T', 'true', 'TRUE', 'True'].includes(raw)) return true;
+      if (['0', 'f', 'F', 'false', 'FALSE', 'False'].includes(raw)) return false;
+      throw fail('must be a boolean');
+    case 'duration':
+      try {
+        return parseDuration(raw);
+      } catch {
+        throw fail('must be a duration such as 30s, 15m or 1h');
+      }
+  }
+}
+
+// .env is a development convenience: it is read when present unless the environment
+// is production, and never overrides variables that are already set.
+function readDotEnv(env: NodeJS.ProcessEnv, explicitEnv: string | undefined): Record<string, string> {
+  if ((explicitEnv ?? env.GREENLIGHT_ENV) === 'production') return {};
+  const path = resolve('.env');
+  if (!existsSync(path)) return {};
+  return parseEnv(readFileSync(path, 'utf8')) as Record<string, string>;
+}
+
+export type Settings = Readonly<{ get: (name: string) => string | number | boolean; args: ParsedArgs }>;
+
+export function readSettings(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Settings {
+  const args = parseArgs(argv);
+  const dotEnv = readDotEnv(env, args.values.get('env'));
+  const get = (name: string) => {
+    const spec = findFlag(name);
+    const raw = args.values.get(name) ?? env[envName(name)] ?? dotEnv[envName(name)] ?? spec.default;
+    return convert(spec, raw);
+  };
+  for (const spec of FLAGS) get(spec.name);
+  return { get, args };
+}
+
+function check(condition: boolean, flag: string, message: string): void {
+  if (!condition) throw new ConfigError(`invalid -${flag} (${envName(flag)}): ${message}`);
+}
+
+const ENVIRONMENTS: readonly Environment[] = ['development', 'staging', 'production'];
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+
+export function buildConfig(settings: Settings): Config {
+  const s = settings.get;
+  const env = s('env') as string;
+  check(ENVIRONMENTS.includes(env as Environment), 'env', `must be one of ${ENVIRONMENTS.join(', ')}`);
+  const port = s('port') as number;
+  check(port >= 0 && port <= 65535, 'port', 'must be between 0 and 65535');
+  const embeddedDbPort = s('embedded-db-port') as number;
+  check(embeddedDbPort > 0 && embeddedDbPort <= 65535, 'embedded-db-port', 'must be between 1 and 65535');
+  const maxOpenConns = s('db-max-open-conns') as number;
+  check(maxOpenConns >= 1, 'db-max-open-conns', 'must be at least 1');
+  const maxIdleConns = s('db-max-idle-conns') as number;
+  check(maxIdleConns >= 0, 'db-max-idle-conns', 'must not be negative');
+  const queryTimeoutMs = s('db-query-timeout') as number;
+  check(queryTimeoutMs > 0, 'db-query-timeout', 'must be greater than zero');
+  const rps = s('limiter-rps') as number;
+  check(rps > 0, 'limiter-rps', 'must be greater than zero');
+  const burst = s('limiter-burst') as number;
+  check(burst >= 1, 'limiter-burst', 'must be at least 1');
+  const logLevel = s('log-level') as string;
+  check(LOG_LEVELS.includes(logLevel), 'log-level', `must be one of ${LOG_LEVELS.join(', ')}`);
+  const workers = s('workers') as number;
+  check(workers >= 0 && workers <= 256, 'workers', 'must be between 0 (one per core) and 256');
+  const trustedProxies = (s('trusted-proxies') as string).split(/[\s,]+/).filter(Boolean);
+  for (const proxy of trustedProxies) {
+    check(
+      /^[0-9a-fA-F.:]+(\/\d{1,3})?$/.test(proxy),
+      'trusted-proxies',
+      `"${proxy}" is not an IP address or CIDR`,
+    );
+  }
+  const dsn = s('db-dsn') as string;
+  if (dsn !== '') {
+    check(/^postgres(ql)?:\/\//.test(dsn), 'db-dsn', 'must be a postgres:// or postgresql:// URL');
+  }
+  return Object.freeze({
+    port,
+    host: s('host') as string,
+    env: env as Environment,
+    db: Object.freeze({
+      dsn,
+      maxOpenConns,
+      maxIdleConns,
+      maxIdleTimeMs: s('db-max-idle-time') as number,
+      queryTimeoutMs,
+      migrate: (s('db-migrate') as boolean) || env === 'development' || dsn === '',
+    }),
+    dataDir: resolve(s('data-dir') as string),
+    embeddedDbPort,
+    limiter: Object.freeze({ rps, burst, enabled: s('limiter-enabled') as boolean }),
+    trustedProxies: Object.freeze(trustedProxies),
+    shutdownTimeoutMs: s('shutdown-timeout') as number,
+    logLevel,
+    workers: workers === 0 ? availableParallelism() : workers,
+    seedDemoData: s('seed-demo-data') as boolean,
+  });
+}
+
+export function usage(): string {
+  const lines = FLAGS.map((f) => {
+    const def = f.default === '' ? '' : ` (default ${f.default})`;
+    return `  -${f.name} ${f.kind === 'bool' ? '' : f.kind}\n\t${f.help}${def} [${envName(f.name)}]`;
+  });
+  return [
+    'Usage: greenlight <command> [flags]',
+    '',
+    'Commands:',
+    '  serve                         run the API server (default)',
+    '  migrate up|down N|down -all|goto V|version|force V|create NAME',
+    '  seed movies [-count N]        insert sample movies',
+    '',
+    'Flags:',
+    ...lines,
+  ].join('\n');
+}

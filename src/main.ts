@@ -1,0 +1,129 @@
+#!/usr/bin/env node
+// greenlight: the one command-line entry point.
+//   greenlight [serve] [flags]
+//   greenlight migrate up | down N | down -all | goto V | version | force V | create NAME
+//   greenlight seed movies [-count N]
+import { buildConfig, type Config, ConfigError, readSettings, type Settings, usage } from './config.ts';
+import { generateMovies, seedMovies } from './movies/seed.ts';
+import { openDatabaseServer } from './platform/database.ts';
+import { createPool } from './platform/db.ts';
+import { EmbeddedPostgresError } from './platform/embedded-postgres.ts';
+import { createLogger, type Logger } from './platform/logger.ts';
+import { createMigrationFiles, MigrationError, Migrator } from './platform/migrations.ts';
+import { serve } from './server.ts';
+import { commit, version } from './version.ts';
+
+class UsageError extends Error {}
+
+function integerArg(value: string | undefined, what: string): number {
+  if (value === undefined || !/^-?\d+$/.test(value)) throw new UsageError(`${what} must be an integer`);
+  return Number(value);
+}
+
+async function withDatabase<T>(
+  config: Config,
+  logger: Logger,
+  work: (dsn: string) => Promise<T>,
+): Promise<T> {
+  const database = await openDatabaseServer(config, logger);
+  try {
+    return await work(database.dsn);
+  } finally {
+    await database.stop();
+  }
+}
+
+async function migrate(config: Config, logger: Logger, settings: Settings, args: string[]): Promise<void> {
+  const [action, arg] = args;
+  if (action === 'create') {
+    if (!arg) throw new UsageError('usage: greenlight migrate create NAME');
+    for (const file of createMigrationFiles(arg)) console.log(file);
+    return;
+  }
+  await withDatabase(config, logger, async (dsn) => {
+    const migrator = new Migrator(dsn, {
+      onStep: (step) => console.log(`${step.version}/${step.direction} ${step.name}`),
+    });
+    switch (action) {
+      case 'up':
+        console.log(`applied ${await migrator.up()} migration(s)`);
+        break;
+      case 'down':
+        if (arg === undefined && !settings.get('all')) {
+          throw new UsageError('say how many: greenlight migrate down N, or greenlight migrate down -all');
+        }
+        console.log(
+          `reverted ${await migrator.down(arg === undefined ? 'all' : integerArg(arg, 'N'))} migration(s)`,
+        );
+        break;
+      case 'goto':
+        console.log(`applied ${await migrator.goto(integerArg(arg, 'V'))} migration(s)`);
+        break;
+      case 'force':
+        await migrator.force(integerArg(arg, 'V'));
+        break;
+      case 'version': {
+        const current = await migrator.version();
+        console.log(
+          current.version === null ? 'no migration' : `${current.version}${current.dirty ? ' (dirty)' : ''}`,
+        );
+        break;
+      }
+      default:
+        throw new UsageError(
+          'usage: greenlight migrate up | down N | down -all | goto V | version | force V | create NAME',
+        );
+    }
+  });
+}
+
+async function seed(config: Config, logger: Logger, settings: Settings, args: string[]): Promise<void> {
+  if (args[0] !== 'movies') throw new UsageError('usage: greenlight seed movies [-count N]');
+  const count = settings.get('count') as number;
+  if (count < 1 || count > 1_000_000) throw new UsageError('-count must be between 1 and 1000000');
+  await withDatabase(config, logger, async (dsn) => {
+    await new Migrator(dsn).up();
+    const db = createPool({ ...config.db, dsn, maxOpenConns: 1 });
+    try {
+      console.log(`inserted ${await seedMovies(db, generateMovies(count))} movies`);
+    } finally {
+      await db.end();
+    }
+  });
+}
+
+async function main(argv: string[]): Promise<void> {
+  const settings = readSettings(argv);
+  const [command = 'serve', ...rest] = settings.args.positionals;
+  if (settings.get('version')) {
+    console.log(`Version:\t${version}\nCommit:\t\t${commit}`);
+    return;
+  }
+  if (settings.get('help') || command === 'help') {
+    console.log(usage());
+    return;
+  }
+  const config = buildConfig(settings);
+  const logger = createLogger(config.logLevel);
+  switch (command) {
+    case 'serve':
+      return serve(config, logger);
+    case 'migrate':
+      return migrate(config, logger, settings, rest);
+    case 'seed':
+      return seed(config, logger, settings, rest);
+    default:
+      throw new UsageError(`unknown command "${command}"\n\n${usage()}`);
+  }
+}
+
+const KNOWN_FAILURES = [ConfigError, UsageError, MigrationError, EmbeddedPostgresError];
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  if (KNOWN_FAILURES.some((type) => err instanceof type)) {
+    console.error(`greenlight: ${(err as Error).message}`);
+  } else {
+    console.error('greenlight: fatal error:', err);
+  }
+  process.exit(1);
+});

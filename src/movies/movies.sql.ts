@@ -1,0 +1,130 @@
+// SQL for the movies table: explicit columns, $n parameters, RETURNING instead of a second
+// round trip, optimistic locking on version. Zero rows become domain errors here.
+import type { Queryable } from '../platform/db.ts';
+import { EditConflictError, NotFoundError } from '../platform/errors.ts';
+import type { MovieListQuery } from './filters.ts';
+import type { Movie, MovieFields } from './movie.ts';
+
+type MovieRow = {
+  id: number;
+  created_at: Date;
+  title: string;
+  year: number;
+  runtime: number;
+  genres: string[];
+  version: number;
+};
+
+function toMovie(row: MovieRow): Movie {
+  return {
+    id: row.id,
+    createdAt: row.created_at,
+    title: row.title,
+    year: row.year,
+    runtime: row.runtime,
+    genres: row.genres,
+    version: row.version,
+  };
+}
+
+const INSERT_MOVIE = `
+  INSERT INTO movies (title, year, runtime, genres)
+  VALUES ($1, $2, $3, $4)
+  RETURNING id, created_at, title, year, runtime, genres, version`;
+
+const SELECT_MOVIE = `
+  SELECT id, created_at, title, year, runtime, genres, version
+  FROM movies
+  WHERE id = $1`;
+
+const UPDATE_MOVIE = `
+  UPDATE movies
+  SET title = $1, year = $2, runtime = $3, genres = $4, version = version + 1
+  WHERE id = $5 AND version = $6
+  RETURNING version`;
+
+const DELETE_MOVIE = 'DELETE FROM movies WHERE id = $1';
+
+// ORDER BY cannot take a parameter, so each safelisted sort maps to fixed SQL text.
+const ORDER_BY: Readonly<Record<MovieListQuery['sort'], string>> = {
+  id: 'id ASC',
+  title: 'title ASC, id ASC',
+  year: 'year ASC, id ASC',
+  runtime: 'runtime ASC, id ASC',
+  '-id': 'id DESC',
+  '-title': 'title DESC, id ASC',
+  '-year': 'year DESC, id ASC',
+  '-runtime': 'runtime DESC, id ASC',
+};
+
+const listMoviesSql = (sort: MovieListQuery['sort']) => `
+  SELECT count(*) OVER() AS total, id, created_at, title, year, runtime, genres, version
+  FROM movies
+  WHERE (to_tsvector('simple', title) @@ plainto_tsquery('simple', $1) OR $1 = '')
+  AND (genres @> $2 OR $2 = '{}')
+  ORDER BY ${ORDER_BY[sort]}
+  LIMIT $3 OFFSET $4`;
+
+export async function insertMovie(db: Queryable, fields: MovieFields): Promise<Movie> {
+  const { rows } = await db.query<MovieRow>(INSERT_MOVIE, [
+    fields.title,
+    fields.year,
+    fields.runtime,
+    fields.genres,
+  ]);
+  return toMovie(rows[0] as MovieRow);
+}
+
+export async function selectMovie(db: Queryable, id: string): Promise<Movie> {
+  const { rows } = await db.query<MovieRow>(SELECT_MOVIE, [id]);
+  if (rows.length === 0) throw new NotFoundError();
+  return toMovie(rows[0] as MovieRow);
+}
+
+// Saves `movie` if nobody changed it since it was read at `movie.version`.
+export async function updateMovie(db: Queryable, movie: Movie): Promise<Movie> {
+  const { rows } = await db.query<{ version: number }>(UPDATE_MOVIE, [
+    movie.title,
+    movie.year,
+    movie.runtime,
+    movie.genres,
+    movie.id,
+    movie.version,
+  ]);
+  if (rows.length === 0) throw new EditConflictError();
+  return { ...movie, version: (rows[0] as { version: number }).version };
+}
+
+export async function deleteMovie(db: Queryable, id: string): Promise<void> {
+  const { rowCount } = await db.query(DELETE_MOVIE, [id]);
+  if (rowCount === 0) throw new NotFoundError();
+}
+
+export async function selectMovies(
+  db: Queryable,
+  q: MovieListQuery,
+): Promise<{ movies: Movie[]; total: number }> {
+  const { rows } = await db.query<MovieRow & { total: number }>(listMoviesSql(q.sort), [
+    q.title,
+    q.genres,
+    q.pageSize,
+    (q.page - 1) * q.pageSize,
+  ]);
+  return { movies: rows.map(toMovie), total: rows[0]?.total ?? 0 };
+}
+
+// Many movies in one statement (seeding, benchmarks).
+export async function insertMovies(db: Queryable, movies: readonly MovieFields[]): Promise<number> {
+  const { rowCount } = await db.query(
+    `INSERT INTO movies (title, year, runtime, genres)
+     SELECT m.title, m.year, m.runtime, ARRAY(SELECT json_array_elements_text(m.genres))
+     FROM json_to_recordset($1::json) AS m(title text, year integer, runtime integer, genres json)`,
+    [JSON.stringify(movies)],
+  );
+  return rowCount ?? 0;
+}
+
+export async function countMovies(db: Queryable): Promise<number> {
+  const { rows } = await db.query<{ count: number }>('SELECT count(*) AS count FROM movies');
+  return rows[0]?.count ?? 0;
+}

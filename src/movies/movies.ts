@@ -1,0 +1,50 @@
+// Movie use cases: validate, then persist through movies.sql.ts.
+import type { Db } from '../platform/db.ts';
+import { EditConflictError } from '../platform/errors.ts';
+import { calculateMetadata, type Metadata, type MovieListQuery } from './filters.ts';
+import { type CreateMovieInput, type Movie, type UpdateMovieInput, validateMovie } from './movie.ts';
+import * as sql from './movies.sql.ts';
+
+export async function createMovie(db: Db, input: CreateMovieInput): Promise<Movie> {
+  validateMovie(input);
+  const { title, year, runtime, genres } = input as Required<CreateMovieInput>;
+  return sql.insertMovie(db, { title, year, runtime, genres });
+}
+
+export function getMovie(db: Db, id: string): Promise<Movie> {
+  return sql.selectMovie(db, id);
+}
+
+// `expectedVersion` is the client's X-Expected-Version header, when it sent one.
+export async function updateMovie(
+  db: Db,
+  id: string,
+  readInput: () => UpdateMovieInput,
+  expectedVersion: string | undefined,
+): Promise<Movie> {
+  const movie = await sql.selectMovie(db, id);
+  if (expectedVersion !== undefined && expectedVersion !== String(movie.version))
+    throw new EditConflictError();
+  const input = readInput();
+  const changed: Movie = {
+    ...movie,
+    title: input.title ?? movie.title,
+    year: input.year ?? movie.year,
+    runtime: input.runtime ?? movie.runtime,
+    genres: input.genres ?? movie.genres,
+  };
+  validateMovie(changed);
+  return sql.updateMovie(db, changed);
+}
+
+export function deleteMovie(db: Db, id: string): Promise<void> {
+  return sql.deleteMovie(db, id);
+}
+
+export async function listMovies(
+  db: Db,
+  query: MovieListQuery,
+): Promise<{ movies: Movie[]; metadata: Metadata }> {
+  const { movies, total } = await sql.selectMovies(db, query);
+  return { movies, metadata: calculateMetadata(total, query.page, query.pageSize) };
+}

@@ -1,0 +1,17 @@
+// Where the database comes from: the server named by -db-dsn, or the embedded PostgreSQL
+// kept under -data-dir. Shared by `serve` and every CLI command.
+import type { Config } from '../config.ts';
+import { startEmbeddedPostgres } from './embedded-postgres.ts';
+import type { Logger } from './logger.ts';
+
+export type DatabaseServer = Readonly<{ dsn: string; embedded: boolean; stop: () => Promise<void> }>;
+
+export async function openDatabaseServer(config: Config, logger: Logger): Promise<DatabaseServer> {
+  if (config.db.dsn !== '') return { dsn: config.db.dsn, embedded: false, stop: async () => {} };
+  const server = await startEmbeddedPostgres({
+    dataDir: config.dataDir,
+    port: config.embeddedDbPort,
+    logger,
+  });
+  return { dsn: server.dsn, embedded: true, stop: server.stop };
+}

@@ -1,0 +1,105 @@
+// Domain errors know nothing of HTTP. ERROR_RESPONSES is the one table that turns them
+// into status codes and the book's messages; nothing else writes an error body.
+
+export class NotFoundError extends Error {
+  constructor() {
+    super('record not found');
+  }
+}
+
+export class EditConflictError extends Error {
+  constructor() {
+    super('edit conflict');
+  }
+}
+
+// A request whose shape is wrong (400); the message is the client-facing text.
+export class BadRequestError extends Error {}
+
+export type FieldErrors = Record<string, string>;
+
+// Business-rule failures (422), one message per field.
+export class ValidationError extends Error {
+  readonly fields: FieldErrors;
+  constructor(fields: FieldErrors) {
+    super('validation failed');
+    this.fields = fields;
+  }
+}
+
+export class MethodNotAllowedError extends Error {
+  readonly method: string;
+  readonly allow: string;
+  constructor(method: string, allow: string) {
+    super('method not allowed');
+    this.method = method;
+    this.allow = allow;
+  }
+}
+
+export class RateLimitedError extends Error {
+  readonly retryAfterSeconds: number;
+  constructor(retryAfterSeconds: number) {
+    super('rate limit exceeded');
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
+export type ErrorResponse = Readonly<{
+  status: number;
+  error: string | FieldErrors;
+  headers?: Readonly<Record<string, string>>;
+}>;
+
+export const MESSAGES = {
+  notFound: 'the requested resource could not be found',
+  serverError: 'the server encountered a problem and could not process your request',
+  editConflict: 'unable to update the record due to an edit conflict, please try again',
+  rateLimited: 'rate limit exceeded',
+} as const;
+
+// biome-ignore lint/suspicious/noExplicitAny: constructors of any error class
+type ErrorClass = abstract new (...args: any[]) => Error;
+
+export const ERROR_RESPONSES: ReadonlyArray<readonly [ErrorClass, (err: never) => ErrorResponse]> = [
+  [NotFoundError, () => ({ status: 404, error: MESSAGES.notFound })],
+  [
+    MethodNotAllowedError,
+    (err: MethodNotAllowedError) => ({
+      status: 405,
+      error: `the ${err.method} method is not supported for this resource`,
+      headers: { allow: err.allow },
+    }),
+  ],
+  [BadRequestError, (err: BadRequestError) => ({ status: 400, error: err.message })],
+  [ValidationError, (err: ValidationError) => ({ status: 422, error: err.fields })],
+  [EditConflictError, () => ({ status: 409, error: MESSAGES.editConflict })],
+  [
+    RateLimitedError,
+    (err: RateLimitedError) => ({
+      status: 429,
+      error: MESSAGES.rateLimited,
+      headers: { 'retry-after': String(err.retryAfterSeconds) },
+    }),
+  ],
+];
+
+// Errors Fastify itself raises before a handler runs, by their code.
+const FRAMEWORK_ERRORS: Readonly<Record<string, (err: Error) => ErrorResponse>> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: () => ({ status: 400, error: 'body must not be larger than 1048576 bytes' }),
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: () => ({ status: 400, error: 'body contains badly-formed JSON' }),
+  FST_ERR_CTP_EMPTY_JSON_BODY: () => ({ status: 400, error: 'body must not be empty' }),
+};
+
+const SERVER_ERROR: ErrorResponse = { status: 500, error: MESSAGES.serverError };
+
+export function errorResponse(err: unknown): ErrorResponse {
+  for (const [errorClass, toResponse] of ERROR_RESPONSES) {
+    if (err instanceof errorClass) return (toResponse as (e: Error) => ErrorResponse)(err);
+  }
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && code in FRAMEWORK_ERRORS) {
+    return (FRAMEWORK_ERRORS[code] as (e: Error) => ErrorResponse)(err as Error);
+  }
+  return SERVER_ERROR;
+}

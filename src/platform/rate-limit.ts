@@ -1,0 +1,68 @@
+// Token-bucket rate limiting per client key (an IP address, later a user id), the same
+// algorithm as Go's x/time/rate the book uses. Buckets live in a Map kept in least-recently
+// -used order, so memory stays bounded however many distinct clients arrive: past
+// `maxClients` the stalest bucket goes first, and buckets idle longer than `idleMs` are
+// swept (an idle bucket is full again anyway, so forgetting it changes nothing).
+import { RateLimitedError } from './errors.ts';
+
+export type RateLimitOptions = Readonly<{
+  rps: number;
+  burst: number;
+  maxClients?: number;
+  idleMs?: number;
+  now?: () => number;
+}>;
+
+type Bucket = { tokens: number; last: number };
+
+export class RateLimiter {
+  readonly #rps: number;
+  readonly #burst: number;
+  readonly #maxClients: number;
+  readonly #idleMs: number;
+  readonly #now: () => number;
+  readonly #buckets = new Map<string, Bucket>();
+  #lastSweep: number;
+
+  constructor(options: RateLimitOptions) {
+    this.#rps = options.rps;
+    this.#burst = options.burst;
+    this.#maxClients = options.maxClients ?? 100_000;
+    this.#idleMs = options.idleMs ?? 3 * 60_000;
+    this.#now = options.now ?? (() => performance.now());
+    this.#lastSweep = this.#now();
+  }
+
+  get size(): number {
+    return this.#buckets.size;
+  }
+
+  // Takes one token for `key`, or throws RateLimitedError saying when one will be there.
+  take(key: string): void {
+    const now = this.#now();
+    if (now - this.#lastSweep > this.#idleMs) this.#sweep(now);
+    const bucket = this.#buckets.get(key);
+    let tokens: number;
+    if (bucket) {
+      this.#buckets.delete(key);
+      tokens = Math.min(this.#burst, bucket.tokens + ((now - bucket.last) / 1000) * this.#rps);
+    } else {
+      tokens = this.#burst;
+      if (this.#buckets.size >= this.#maxClients) {
+        this.#buckets.delete(this.#buckets.keys().next().value as string);
+      }
+    }
+    const allowed = tokens >= 1;
+    this.#buckets.set(key, { tokens: allowed ? tokens - 1 : tokens, last: now });
+    if (!allowed) throw new RateLimitedError(Math.max(1, Math.ceil((1 - tokens) / this.#rps)));
+  }
+
+  #sweep(now: number): void {
+    this.#lastSweep = now;
+    // Oldest first: stop at the first bucket that is still fresh.
+    for (const [key, bucket] of this.#buckets) {
+      if (now - bucket.last <= this.#idleMs) break;
+      this.#buckets.delete(key);
+    }
+  }
+}

@@ -1,0 +1,49 @@
+// Runs once per `npm test`: one embedded PostgreSQL for the whole run and a migrated
+// template database that every test file clones (CREATE DATABASE ... TEMPLATE), so each
+// file gets its own database in milliseconds and no test shares data with another.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { type EmbeddedPostgres, startEmbeddedPostgres } from '../src/platform/embedded-postgres.ts';
+import { createLogger } from '../src/platform/logger.ts';
+import { Migrator } from '../src/platform/migrations.ts';
+
+export const TEMPLATE_DATABASE = 'greenlight_template';
+
+let server: EmbeddedPostgres | undefined;
+let dataDir: string | undefined;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+export async function globalSetup(): Promise<void> {
+  dataDir = mkdtempSync(join(tmpdir(), 'greenlight-test-'));
+  server = await startEmbeddedPostgres({
+    dataDir,
+    port: await freePort(),
+    logger: createLogger('warn'),
+    // Tests may lose data on a crash of the machine; the service itself never runs like this.
+    settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', max_connections: '300' },
+  });
+  const admin = new pg.Client({ connectionString: server.dsn });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${TEMPLATE_DATABASE}`);
+  await admin.end();
+  await new Migrator(server.dsn.replace(/\/greenlight$/, `/${TEMPLATE_DATABASE}`)).up();
+  process.env.GREENLIGHT_TEST_DSN = server.dsn;
+}
+
+export async function globalTeardown(): Promise<void> {
+  await server?.stop();
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+}
