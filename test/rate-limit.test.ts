@@ -1,0 +1,83 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { buildTestApp, createTestDatabase } from './helpers.ts';
+
+const dsn = await createTestDatabase();
+const limited = await buildTestApp({
+  dsn,
+  flags: ['-limiter-enabled=true', '-limiter-rps', '2', '-limiter-burst', '4'],
+});
+const behindProxy = await buildTestApp({
+  dsn,
+  flags: [
+    '-limiter-enabled=true',
+    '-limiter-rps',
+    '2',
+    '-limiter-burst',
+    '4',
+    '-trusted-proxies',
+    '10.0.0.1',
+  ],
+});
+
+function hit(app = limited.app, remoteAddress = '192.0.2.10', headers: Record<string, string> = {}) {
+  return app.inject({ url: '/v1/healthcheck', remoteAddress, headers });
+}
+
+describe('rate limiting', () => {
+  test('when a client uses its burst, then 429 with Retry-After, and after a refill it may go on', async () => {
+    const statuses = [];
+    for (let i = 0; i < 5; i++) statuses.push((await hit()).statusCode);
+    assert.deepEqual(statuses, [200, 200, 200, 200, 429]);
+    const limitedRes = await hit();
+    assert.equal(limitedRes.statusCode, 429);
+    assert.deepEqual(limitedRes.json(), { error: 'rate limit exceeded' });
+    assert.equal(limitedRes.headers['retry-after'], '1');
+    await sleep(550); // 2 rps: one token after 500 ms
+    assert.equal((await hit()).statusCode, 200);
+    assert.equal((await hit()).statusCode, 429);
+  });
+
+  test('when another IP asks, then it has its own bucket', async () => {
+    for (let i = 0; i < 4; i++) await hit(limited.app, '192.0.2.20');
+    assert.equal((await hit(limited.app, '192.0.2.20')).statusCode, 429);
+    assert.equal((await hit(limited.app, '192.0.2.21')).statusCode, 200);
+  });
+
+  test('when an untrusted peer forges X-Forwarded-For, then its own bucket still counts', async () => {
+    const statuses = [];
+    for (let i = 0; i < 5; i++) {
+      statuses.push(
+        (await hit(limited.app, '192.0.2.30', { 'x-forwarded-for': `203.0.113.${i}` })).statusCode,
+      );
+    }
+    assert.deepEqual(statuses, [200, 200, 200, 200, 429]);
+  });
+
+  test('when a trusted proxy forwards, then each forwarded client has its own bucket', async () => {
+    for (let i = 0; i < 4; i++) {
+      await hit(behindProxy.app, '10.0.0.1', { 'x-forwarded-for': '198.51.100.7' });
+    }
+    assert.equal(
+      (await hit(behindProxy.app, '10.0.0.1', { 'x-forwarded-for': '198.51.100.7' })).statusCode,
+      429,
+    );
+    assert.equal(
+      (await hit(behindProxy.app, '10.0.0.1', { 'x-forwarded-for': '198.51.100.8' })).statusCode,
+      200,
+    );
+    // A client forging the header through the proxy cannot pick someone else's bucket:
+    // the proxy appends the real address last, and that is the one believed.
+    assert.equal(
+      (await hit(behindProxy.app, '10.0.0.1', { 'x-forwarded-for': '198.51.100.8, 198.51.100.7' }))
+        .statusCode,
+      429,
+    );
+  });
+
+  test('when the limiter is off, then nothing is limited', async () => {
+    const { app } = await buildTestApp({ dsn });
+    for (let i = 0; i < 20; i++) assert.equal((await hit(app)).statusCode, 200);
+  });
+});
