@@ -2,19 +2,29 @@
 // the tests both build it here.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import Fastify, { type FastifyInstance, LogController } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
 import { Type } from 'typebox';
+import { ACCOUNT_PATHS, accountRoutes } from './accounts/accounts.routes.ts';
+import { EMAIL_QUEUE } from './accounts/accounts.ts';
+import { authenticationHook, requirePermission } from './accounts/auth.ts';
 import type { Config } from './config.ts';
 import { MOVIE_PATHS, movieRoutes } from './movies/movies.routes.ts';
+import { corsHook } from './platform/cors.ts';
 import type { Db } from './platform/db.ts';
 import { errorResponse, NotFoundError } from './platform/errors.ts';
 import { addMethodFallbacks } from './platform/http.ts';
+import type { Jobs } from './platform/jobs.ts';
 import { MAX_BODY_BYTES } from './platform/json-body.ts';
 import type { Logger } from './platform/logger.ts';
+import { isLoopback, Metrics } from './platform/metrics.ts';
 import { RateLimiter } from './platform/rate-limit.ts';
 import { version } from './version.ts';
 
-export type AppDeps = Readonly<{ config: Config; db: Db; logger: Logger }>;
+export type AppDeps = Readonly<{ config: Config; db: Db; logger: Logger; jobs: Jobs; metrics?: Metrics }>;
+
+export function createMetrics(config: Config, db: Db, jobs: Jobs): Metrics {
+  return new Metrics({ db, maxOpenConns: config.db.maxOpenConns, jobs, queues: [EMAIL_QUEUE] });
+}
 
 // A client's X-Request-Id is kept when it looks like an id; anything else is replaced.
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -29,7 +39,13 @@ const HealthcheckEnvelope = Type.Object({
   system_info: Type.Object({ environment: Type.String(), version: Type.String() }),
 });
 
-export function buildApp({ config, db, logger }: AppDeps): FastifyInstance {
+export function buildApp({
+  config,
+  db,
+  logger,
+  jobs,
+  metrics = createMetrics(config, db, jobs),
+}: AppDeps): FastifyInstance {
   const app = Fastify({
     loggerInstance: logger,
     // One log line a request, written by our onResponse hook, instead of Fastify's two.
@@ -50,17 +66,37 @@ export function buildApp({ config, db, logger }: AppDeps): FastifyInstance {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
 
-  app.addHook('onRequest', async (request, reply) => {
-    reply.header('x-request-id', request.id);
-    reply.header('vary', 'Origin, Access-Control-Request-Method');
-  });
+  app.decorateRequest('identity', null);
 
+  // Order matters: count, CORS (answers preflights itself), authenticate, then limit, so
+  // that authenticated users can be limited per user rather than per address.
+  app.addHook('onRequest', async (request, reply) => {
+    metrics.requestReceived();
+    reply.header('x-request-id', request.id);
+  });
+  app.addHook('onRequest', corsHook(config.cors.trustedOrigins));
+  app.addHook('onRequest', authenticationHook(db));
   if (config.limiter.enabled) {
     const limiter = new RateLimiter({ rps: config.limiter.rps, burst: config.limiter.burst });
-    app.addHook('onRequest', async (request) => limiter.take(request.ip));
+    app.addHook('onRequest', async (request) => {
+      const key =
+        config.limiterPerUser && request.identity ? `user:${request.identity.id}` : `ip:${request.ip}`;
+      try {
+        limiter.take(key);
+      } catch (err) {
+        metrics.rateLimitRejections.inc();
+        throw err;
+      }
+    });
   }
 
   app.addHook('onResponse', async (request, reply) => {
+    metrics.responseSent(
+      request.method,
+      request.routeOptions.url ?? 'unmatched',
+      reply.statusCode,
+      reply.elapsedTime / 1000,
+    );
     request.log.info(
       {
         method: request.method,
@@ -93,7 +129,18 @@ export function buildApp({ config, db, logger }: AppDeps): FastifyInstance {
     system_info: { environment: config.env, version },
   }));
   movieRoutes(app, db);
+  accountRoutes(app, { db, jobs });
 
-  addMethodFallbacks(app, ['/v1/healthcheck', ...MOVIE_PATHS]);
+  const metricsAccess = async (request: FastifyRequest) => {
+    if (config.metricsLoopback && isLoopback(request.ip)) return;
+    await requirePermission('metrics:view')(request);
+  };
+  app.get('/debug/vars', { onRequest: metricsAccess }, async () => metrics.debugVars(version));
+  app.get('/metrics', { onRequest: metricsAccess }, async (_request, reply) => {
+    reply.type('text/plain; version=0.0.4; charset=utf-8');
+    return metrics.prometheus();
+  });
+
+  addMethodFallbacks(app, ['/v1/healthcheck', ...MOVIE_PATHS, ...ACCOUNT_PATHS, '/debug/vars', '/metrics']);
   return app;
 }

@@ -2,6 +2,7 @@
 // GREENLIGHT_* environment twin; flags parse the way Go's `flag` package does so the
 // book's command lines work unchanged. Precedence: flag > environment > .env > default.
 import { existsSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { parseEnv } from 'node:util';
@@ -28,6 +29,11 @@ export type Config = Readonly<{
   logLevel: string;
   workers: number;
   seedDemoData: boolean;
+  // Empty host: mails are written to the log (development only).
+  smtp: Readonly<{ host: string; port: number; username: string; password: string; sender: string }>;
+  cors: Readonly<{ trustedOrigins: readonly string[] }>;
+  limiterPerUser: boolean;
+  metricsLoopback: boolean;
 }>;
 
 type Kind = 'string' | 'int' | 'float' | 'bool' | 'duration';
@@ -78,6 +84,46 @@ const FLAGS: readonly FlagSpec[] = [
     kind: 'bool',
     default: 'true',
     help: 'seed demo movies into an empty development database',
+  },
+  {
+    name: 'smtp-host',
+    kind: 'string',
+    default: '',
+    help: 'SMTP host; empty logs mails instead (development only)',
+  },
+  { name: 'smtp-port', kind: 'int', default: '25', help: 'SMTP port' },
+  { name: 'smtp-username', kind: 'string', default: '', help: 'SMTP username' },
+  { name: 'smtp-password', kind: 'string', default: '', help: 'SMTP password' },
+  {
+    name: 'smtp-sender',
+    kind: 'string',
+    default: 'Greenlight <no-reply@greenlight.local>',
+    help: 'SMTP sender',
+  },
+  {
+    name: 'cors-trusted-origins',
+    kind: 'string',
+    default: '',
+    help: 'Trusted CORS origins (space separated)',
+  },
+  {
+    name: 'limiter-per-user',
+    kind: 'bool',
+    default: 'true',
+    help: 'limit authenticated requests per user instead of per IP',
+  },
+  {
+    name: 'metrics-loopback',
+    kind: 'bool',
+    default: 'true',
+    help: 'let loopback clients read /debug/vars and /metrics without the metrics:view permission',
+  },
+  { name: 'demo-port', kind: 'int', default: '9000', help: 'port of `demo cors`' },
+  {
+    name: 'demo-api',
+    kind: 'string',
+    default: 'http://localhost:4000',
+    help: 'API base URL used by `demo cors`',
   },
   { name: 'count', kind: 'int', default: '100', help: 'how many rows `seed movies` inserts' },
   { name: 'all', kind: 'bool', default: 'false', help: 'with `migrate down`: roll back every migration' },
@@ -233,10 +279,24 @@ export function buildConfig(settings: Settings): Config {
   check(workers >= 0 && workers <= 256, 'workers', 'must be between 0 (one per core) and 256');
   const trustedProxies = (s('trusted-proxies') as string).split(/[\s,]+/).filter(Boolean);
   for (const proxy of trustedProxies) {
+    const [address = '', prefix] = proxy.split('/');
+    const family = isIP(address);
+    const maxPrefix = family === 6 ? 128 : 32;
     check(
-      /^[0-9a-fA-F.:]+(\/\d{1,3})?$/.test(proxy),
+      family !== 0 && (prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= maxPrefix)),
       'trusted-proxies',
       `"${proxy}" is not an IP address or CIDR`,
+    );
+  }
+  const smtpHost = s('smtp-host') as string;
+  const smtpPort = s('smtp-port') as number;
+  check(smtpPort > 0 && smtpPort <= 65535, 'smtp-port', 'must be between 1 and 65535');
+  const trustedOrigins = (s('cors-trusted-origins') as string).split(/\s+/).filter(Boolean);
+  for (const origin of trustedOrigins) {
+    check(
+      /^https?:\/\/[^/\s]+$/.test(origin),
+      'cors-trusted-origins',
+      `"${origin}" is not an origin like https://example.com`,
     );
   }
   const dsn = s('db-dsn') as string;
@@ -263,7 +323,27 @@ export function buildConfig(settings: Settings): Config {
     logLevel,
     workers: workers === 0 ? availableParallelism() : workers,
     seedDemoData: s('seed-demo-data') as boolean,
+    smtp: Object.freeze({
+      host: smtpHost,
+      port: smtpPort,
+      username: s('smtp-username') as string,
+      password: s('smtp-password') as string,
+      sender: s('smtp-sender') as string,
+    }),
+    cors: Object.freeze({ trustedOrigins: Object.freeze(trustedOrigins) }),
+    limiterPerUser: s('limiter-per-user') as boolean,
+    metricsLoopback: s('metrics-loopback') as boolean,
   });
+}
+
+// Settings only `serve` needs: mail must really be sent outside development, while
+// `migrate` and the other commands run without SMTP settings.
+export function checkServeConfig(config: Config): void {
+  check(
+    config.smtp.host !== '' || config.env === 'development',
+    'smtp-host',
+    `is required when -env is ${config.env}`,
+  );
 }
 
 export function usage(): string {
@@ -278,6 +358,9 @@ export function usage(): string {
     '  serve                         run the API server (default)',
     '  migrate up|down N|down -all|goto V|version|force V|create NAME',
     '  seed movies [-count N]        insert sample movies',
+    '  users grant EMAIL PERMISSION...   give permissions (movies:read, movies:write, metrics:view)',
+    '  users revoke EMAIL PERMISSION...  take permissions away',
+    "  demo cors [-demo-port 9000]   serve the book's CORS demo pages",
     '',
     'Flags:',
     ...lines,

@@ -3,11 +3,20 @@
 //   greenlight [serve] [flags]
 //   greenlight migrate up | down N | down -all | goto V | version | force V | create NAME
 //   greenlight seed movies [-count N]
+import {
+  grantPermissions,
+  revokePermissions,
+  selectPermissionsForUser,
+  UnknownPermissionError,
+} from './accounts/permissions.sql.ts';
+import { selectUserByEmail } from './accounts/users.sql.ts';
 import { buildConfig, type Config, ConfigError, readSettings, type Settings, usage } from './config.ts';
+import { serveCorsDemo } from './demo/cors-demo.ts';
 import { generateMovies, seedMovies } from './movies/seed.ts';
 import { openDatabaseServer } from './platform/database.ts';
 import { createPool } from './platform/db.ts';
 import { EmbeddedPostgresError } from './platform/embedded-postgres.ts';
+import { NotFoundError } from './platform/errors.ts';
 import { createLogger, type Logger } from './platform/logger.ts';
 import { createMigrationFiles, MigrationError, Migrator } from './platform/migrations.ts';
 import { serve } from './server.ts';
@@ -92,6 +101,29 @@ async function seed(config: Config, logger: Logger, settings: Settings, args: st
   });
 }
 
+// Works next to a running server too: on the embedded database it reuses that server.
+async function users(config: Config, logger: Logger, args: string[]): Promise<void> {
+  const [action, email, ...codes] = args;
+  if ((action !== 'grant' && action !== 'revoke') || !email || codes.length === 0) {
+    throw new UsageError('usage: greenlight users grant|revoke EMAIL PERMISSION...');
+  }
+  await withDatabase(config, logger, async (dsn) => {
+    const db = createPool({ ...config.db, dsn, maxOpenConns: 1 });
+    try {
+      const user = await selectUserByEmail(db, email).catch((err: unknown) => {
+        throw err instanceof NotFoundError ? new UsageError(`no user with e-mail ${email}`) : err;
+      });
+      if (action === 'grant') await grantPermissions(db, user.id, codes);
+      else await revokePermissions(db, user.id, codes);
+      console.log(
+        `${email}: ${(await selectPermissionsForUser(db, user.id)).join(' ') || '(no permissions)'}`,
+      );
+    } finally {
+      await db.end();
+    }
+  });
+}
+
 async function main(argv: string[]): Promise<void> {
   const settings = readSettings(argv);
   const [command = 'serve', ...rest] = settings.args.positionals;
@@ -112,12 +144,24 @@ async function main(argv: string[]): Promise<void> {
       return migrate(config, logger, settings, rest);
     case 'seed':
       return seed(config, logger, settings, rest);
+    case 'users':
+      return users(config, logger, rest);
+    case 'demo':
+      if (rest[0] !== 'cors')
+        throw new UsageError('usage: greenlight demo cors [-demo-port 9000] [-demo-api URL]');
+      return serveCorsDemo(settings.get('demo-port') as number, settings.get('demo-api') as string, logger);
     default:
       throw new UsageError(`unknown command "${command}"\n\n${usage()}`);
   }
 }
 
-const KNOWN_FAILURES = [ConfigError, UsageError, MigrationError, EmbeddedPostgresError];
+const KNOWN_FAILURES = [
+  ConfigError,
+  UsageError,
+  MigrationError,
+  EmbeddedPostgresError,
+  UnknownPermissionError,
+];
 
 main(process.argv.slice(2)).catch((err: unknown) => {
   if (KNOWN_FAILURES.some((type) => err instanceof type)) {

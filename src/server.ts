@@ -1,6 +1,8 @@
 // `greenlight serve`: open the database, migrate, listen, and shut down gracefully.
-import { buildApp } from './app.ts';
-import type { Config } from './config.ts';
+import { DEMO_ACCOUNT, ensureDemoAccount } from './accounts/demo-account.ts';
+import { buildApp, createMetrics } from './app.ts';
+import { startBackground } from './background.ts';
+import { type Config, checkServeConfig } from './config.ts';
 import { countMovies } from './movies/movies.sql.ts';
 import { DEMO_MOVIES, seedMovies } from './movies/seed.ts';
 import { openDatabaseServer } from './platform/database.ts';
@@ -9,6 +11,7 @@ import type { Logger } from './platform/logger.ts';
 import { Migrator } from './platform/migrations.ts';
 
 export async function serve(config: Config, logger: Logger): Promise<void> {
+  checkServeConfig(config);
   const database = await openDatabaseServer(config, logger);
   try {
     if (config.db.migrate) {
@@ -24,18 +27,29 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
 
   const db = createPool({ ...config.db, dsn: database.dsn });
   db.on('error', (err) => logger.warn({ err }, 'idle database connection failed'));
-  if (
-    config.env === 'development' &&
-    database.embedded &&
-    config.seedDemoData &&
-    (await countMovies(db)) === 0
-  ) {
+  const demo = config.env === 'development' && database.embedded && config.seedDemoData;
+  if (demo && (await countMovies(db)) === 0) {
     logger.info({ movies: await seedMovies(db, DEMO_MOVIES) }, 'seeded demo movies');
   }
+  if (demo) {
+    await ensureDemoAccount(db);
+    logger.info(
+      { email: DEMO_ACCOUNT.email, password: DEMO_ACCOUNT.password },
+      'demo account (development only)',
+    );
+  }
 
-  const app = buildApp({ config, db, logger });
+  const background = await startBackground(config, database.dsn, logger);
+  const metrics = createMetrics(config, db, background.jobs);
+  const app = buildApp({ config, db, logger, jobs: background.jobs, metrics });
+  await background.startWorkers(db, metrics);
 
   let shuttingDown = false;
+  // Like Go's Shutdown: a connection whose request finishes during shutdown is closed, so a
+  // keep-alive client does not hold the process until the grace period ends.
+  app.addHook('onSend', async (_request, reply) => {
+    if (shuttingDown) reply.header('connection', 'close');
+  });
   const shutdown = async (signal: NodeJS.Signals) => {
     if (shuttingDown) {
       logger.warn({ signal }, 'second signal: exiting at once');
@@ -52,6 +66,8 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
     try {
       await app.close();
       clearTimeout(deadline);
+      logger.info('completing background tasks');
+      await background.stop();
       await db.end();
       await database.stop();
       logger.info('stopped server');
@@ -69,6 +85,7 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
   try {
     await app.listen({ port: config.port, host: config.host });
   } catch (err) {
+    await background.stop();
     await db.end();
     await database.stop();
     throw err;

@@ -2,29 +2,20 @@
 // template database that every test file clones (CREATE DATABASE ... TEMPLATE), so each
 // file gets its own database in milliseconds and no test shares data with another.
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { QUEUES } from '../src/background.ts';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from '../src/platform/embedded-postgres.ts';
+import { startJobs } from '../src/platform/jobs.ts';
 import { createLogger } from '../src/platform/logger.ts';
 import { Migrator } from '../src/platform/migrations.ts';
+import { freePort } from './ports.ts';
 
 export const TEMPLATE_DATABASE = 'greenlight_template';
 
 let server: EmbeddedPostgres | undefined;
 let dataDir: string | undefined;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 export async function globalSetup(): Promise<void> {
   dataDir = mkdtempSync(join(tmpdir(), 'greenlight-test-'));
@@ -39,7 +30,11 @@ export async function globalSetup(): Promise<void> {
   await admin.connect();
   await admin.query(`CREATE DATABASE ${TEMPLATE_DATABASE}`);
   await admin.end();
-  await new Migrator(server.dsn.replace(/\/greenlight$/, `/${TEMPLATE_DATABASE}`)).up();
+  const templateDsn = server.dsn.replace(/\/greenlight$/, `/${TEMPLATE_DATABASE}`);
+  await new Migrator(templateDsn).up();
+  // The job queue's own schema and queues, so clones need not create them.
+  const jobs = await startJobs(templateDsn, createLogger('warn'), QUEUES);
+  await jobs.stop({ graceful: false, wait: true });
   process.env.GREENLIGHT_TEST_DSN = server.dsn;
 }
 

@@ -2,11 +2,18 @@
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { after } from 'node:test';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import pg from 'pg';
-import { buildApp } from '../src/app.ts';
+import { startEmailWorker } from '../src/accounts/email.worker.ts';
+import { grantPermissions } from '../src/accounts/permissions.sql.ts';
+import { insertToken } from '../src/accounts/tokens.sql.ts';
+import { generateToken, SCOPES } from '../src/accounts/tokens.ts';
+import { insertUser } from '../src/accounts/users.sql.ts';
+import { buildApp, createMetrics } from '../src/app.ts';
+import { createMailer, QUEUES } from '../src/background.ts';
 import { buildConfig, type Config, readSettings } from '../src/config.ts';
 import { createPool, type Db } from '../src/platform/db.ts';
+import { startJobs } from '../src/platform/jobs.ts';
 import { createLogger, type Logger } from '../src/platform/logger.ts';
 
 const TEMPLATE_DATABASE = 'greenlight_template';
@@ -61,25 +68,81 @@ export function testConfig(dsn: string, flags: string[] = []): Config {
   );
 }
 
-export type TestApp = { app: FastifyInstance; db: Db; config: Config; lines: LogLine[]; dsn: string };
+export type Inject = (options: InjectOptions | string) => Promise<LightMyRequestResponse>;
+
+export type TestApp = {
+  app: FastifyInstance;
+  db: Db;
+  config: Config;
+  lines: LogLine[];
+  dsn: string;
+  // app.inject as an activated user holding movies:read and movies:write
+  api: Inject;
+  token: string;
+};
+
+// bcrypt("pa55word", cost 4): test users skip the cost-12 hashing they do not test.
+export const TEST_PASSWORD = 'pa55word';
+const TEST_PASSWORD_HASH = Buffer.from('$2a$04$bwszKMrdQAQcpDN4LrsW7.lv7jPbzXAJCeHcTG.VY01V5Y1MaoxIK');
+
+let userCounter = 0;
+
+// A user made straight in the database, with an authentication token.
+export async function createUser(
+  db: Db,
+  options: { activated?: boolean; permissions?: string[]; email?: string } = {},
+): Promise<{ id: number; email: string; token: string }> {
+  userCounter++;
+  const email = options.email ?? `user${userCounter}-${randomBytes(3).toString('hex')}@example.com`;
+  const user = await insertUser(db, {
+    name: `User ${userCounter}`,
+    email,
+    passwordHash: TEST_PASSWORD_HASH,
+    activated: options.activated ?? true,
+  });
+  if (options.permissions?.length) await grantPermissions(db, user.id, options.permissions);
+  const token = generateToken(user.id, SCOPES.authentication);
+  await insertToken(db, token);
+  return { id: user.id, email, token: token.plaintext };
+}
+
+export function withToken(app: FastifyInstance, token: string): Inject {
+  return (options) => {
+    const opts = typeof options === 'string' ? { url: options } : options;
+    return app.inject({ ...opts, headers: { authorization: `Bearer ${token}`, ...opts.headers } });
+  };
+}
 
 // The real application on its own database; closed after the file's tests.
-// `configure` may add routes (e.g. one that throws) before the app is ready.
+// `configure` may add routes (e.g. one that throws) before the app is ready; `workers`
+// starts the background workers (mail delivery) as the server does.
 export async function buildTestApp(
-  options: { flags?: string[]; dsn?: string; configure?: (app: FastifyInstance, db: Db) => void } = {},
+  options: {
+    flags?: string[];
+    dsn?: string;
+    workers?: boolean;
+    configure?: (app: FastifyInstance, db: Db) => void;
+  } = {},
 ): Promise<TestApp> {
   const dsn = options.dsn ?? (await createTestDatabase());
   const config = testConfig(dsn, options.flags);
   const db = createPool({ ...config.db, dsn });
   const { logger, lines } = captureLogger();
-  const app = buildApp({ config, db, logger });
+  const jobs = await startJobs(dsn, logger, QUEUES);
+  const metrics = createMetrics(config, db, jobs);
+  const app = buildApp({ config, db, logger, jobs, metrics });
   options.configure?.(app, db);
   await app.ready();
+  const mailer = createMailer(config, logger);
+  if (options.workers) await startEmailWorker(jobs, mailer, logger, metrics);
   after(async () => {
     await app.close();
+    await jobs.stop({ graceful: true, wait: true, timeout: 5000 });
+    mailer.close();
     await db.end();
   });
-  return { app, db, config, lines, dsn };
+  const { token } = await createUser(db, { permissions: ['movies:read', 'movies:write'] });
+  return { app, db, config, lines, dsn, api: withToken(app, token), token };
 }
 
 export type Movie = {
@@ -92,9 +155,9 @@ export type Movie = {
 };
 
 let titleCounter = 0;
-export async function createMovie(app: FastifyInstance, fields: Partial<Omit<Movie, 'id' | 'version'>> = {}) {
+export async function createMovie(api: Inject, fields: Partial<Omit<Movie, 'id' | 'version'>> = {}) {
   titleCounter++;
-  const res = await app.inject({
+  const res = await api({
     method: 'POST',
     url: '/v1/movies',
     payload: {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { buildTestApp, createMovie, type Movie } from './helpers.ts';
 
-const { app } = await buildTestApp();
+const { api } = await buildTestApp();
 
 // Fixed data: this file's database holds only these movies.
 const seeded: Movie[] = [];
@@ -14,11 +14,11 @@ for (const fields of [
   { title: 'Black Panther', year: 2018, runtime: '134 mins', genres: ['action', 'adventure'] },
   { title: 'Deadpool', year: 2016, runtime: '108 mins', genres: ['action', 'comedy'] },
 ]) {
-  seeded.push(await createMovie(app, fields));
+  seeded.push(await createMovie(api, fields));
 }
 
 async function list(query: string) {
-  const res = await app.inject(`/v1/movies${query}`);
+  const res = await api(`/v1/movies${query}`);
   return {
     status: res.statusCode,
     body: res.json() as { metadata: Record<string, number>; movies: Movie[] },
@@ -115,7 +115,7 @@ describe('GET /v1/movies filters', () => {
   ];
   for (const [query, error] of invalid) {
     test(`when the query is ${query}, then 422 naming the field`, async () => {
-      const res = await app.inject(`/v1/movies${encodeURI(query)}`);
+      const res = await api(`/v1/movies${encodeURI(query)}`);
       assert.equal(res.statusCode, 422);
       assert.deepEqual(res.json(), { error });
     });

@@ -1,18 +1,23 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
+  AuthenticationRequiredError,
   BadRequestError,
   EditConflictError,
   ERROR_RESPONSES,
   errorResponse,
+  InactiveAccountError,
+  InvalidAuthenticationTokenError,
+  InvalidCredentialsError,
   MethodNotAllowedError,
   NotFoundError,
+  NotPermittedError,
   RateLimitedError,
   ValidationError,
 } from '../src/platform/errors.ts';
 import { buildTestApp } from './helpers.ts';
 
-const { app, db, lines } = await buildTestApp({
+const { app, api, db, lines } = await buildTestApp({
   configure: (app, db) => {
     app.get('/test/throw', async () => {
       throw new Error('boom in handler');
@@ -40,6 +45,20 @@ describe('the error table', () => {
     [new ValidationError({ title: 'must be provided' }), 422, { title: 'must be provided' }],
     [new EditConflictError(), 409, 'unable to update the record due to an edit conflict, please try again'],
     [new RateLimitedError(3), 429, 'rate limit exceeded', { 'retry-after': '3' }],
+    [new InvalidCredentialsError(), 401, 'invalid authentication credentials'],
+    [
+      new InvalidAuthenticationTokenError(),
+      401,
+      'invalid or missing authentication token',
+      { 'www-authenticate': 'Bearer' },
+    ],
+    [new AuthenticationRequiredError(), 401, 'you must be authenticated to access this resource'],
+    [new InactiveAccountError(), 403, 'your user account must be activated to access this resource'],
+    [
+      new NotPermittedError(),
+      403,
+      "your user account doesn't have the necessary permissions to access this resource",
+    ],
     [new Error('anything else'), 500, 'the server encountered a problem and could not process your request'],
   ];
   test('when every mapped error class is listed here, then none is left untested', () => {
@@ -154,7 +173,7 @@ describe('request ids and logs', () => {
   }
 
   test('when a request completes, then exactly one JSON log line describes it', async () => {
-    await app.inject({ url: '/v1/movies?page_size=1', headers: { 'x-request-id': 'log-line-1' } });
+    await api({ url: '/v1/movies?page_size=1', headers: { 'x-request-id': 'log-line-1' } });
     const mine = lines.filter((l) => l.request_id === 'log-line-1');
     assert.equal(mine.length, 1);
     const [line] = mine;

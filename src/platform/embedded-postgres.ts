@@ -116,7 +116,11 @@ function run(
         owner && output.includes('Permission denied')
           ? '\nhint: the "postgres" user must be able to reach the data directory (every parent directory traversable)'
           : '';
-      reject(new EmbeddedPostgresError(`${command} exited (code ${code}, signal ${signal}):\n${output.trim()}${hint}`));
+      reject(
+        new EmbeddedPostgresError(
+          `${command} exited (code ${code}, signal ${signal}):\n${output.trim()}${hint}`,
+        ),
+      );
     });
   });
 }
@@ -189,7 +193,16 @@ export async function startEmbeddedPostgres({
   const { child } = await run(
     bin.postgres,
     [
-      ...['-D', pgdata, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
+      ...[
+        '-D',
+        pgdata,
+        '-p',
+        String(port),
+        '-c',
+        'listen_addresses=127.0.0.1',
+        '-c',
+        'unix_socket_directories=',
+      ],
       ...Object.entries(settings).flatMap(([name, value]) => ['-c', `${name}=${value}`]),
     ],
     owner,

@@ -45,6 +45,37 @@ export class RateLimitedError extends Error {
   }
 }
 
+export class InvalidCredentialsError extends Error {
+  constructor() {
+    super('invalid credentials');
+  }
+}
+
+// A bearer token that is malformed, unknown or expired.
+export class InvalidAuthenticationTokenError extends Error {
+  constructor() {
+    super('invalid authentication token');
+  }
+}
+
+export class AuthenticationRequiredError extends Error {
+  constructor() {
+    super('authentication required');
+  }
+}
+
+export class InactiveAccountError extends Error {
+  constructor() {
+    super('account not activated');
+  }
+}
+
+export class NotPermittedError extends Error {
+  constructor() {
+    super('permission missing');
+  }
+}
+
 export type ErrorResponse = Readonly<{
   status: number;
   error: string | FieldErrors;
@@ -56,6 +87,11 @@ export const MESSAGES = {
   serverError: 'the server encountered a problem and could not process your request',
   editConflict: 'unable to update the record due to an edit conflict, please try again',
   rateLimited: 'rate limit exceeded',
+  invalidCredentials: 'invalid authentication credentials',
+  invalidToken: 'invalid or missing authentication token',
+  authenticationRequired: 'you must be authenticated to access this resource',
+  inactiveAccount: 'your user account must be activated to access this resource',
+  notPermitted: "your user account doesn't have the necessary permissions to access this resource",
 } as const;
 
 // biome-ignore lint/suspicious/noExplicitAny: constructors of any error class
@@ -74,6 +110,14 @@ export const ERROR_RESPONSES: ReadonlyArray<readonly [ErrorClass, (err: never) =
   [BadRequestError, (err: BadRequestError) => ({ status: 400, error: err.message })],
   [ValidationError, (err: ValidationError) => ({ status: 422, error: err.fields })],
   [EditConflictError, () => ({ status: 409, error: MESSAGES.editConflict })],
+  [InvalidCredentialsError, () => ({ status: 401, error: MESSAGES.invalidCredentials })],
+  [
+    InvalidAuthenticationTokenError,
+    () => ({ status: 401, error: MESSAGES.invalidToken, headers: { 'www-authenticate': 'Bearer' } }),
+  ],
+  [AuthenticationRequiredError, () => ({ status: 401, error: MESSAGES.authenticationRequired })],
+  [InactiveAccountError, () => ({ status: 403, error: MESSAGES.inactiveAccount })],
+  [NotPermittedError, () => ({ status: 403, error: MESSAGES.notPermitted })],
   [
     RateLimitedError,
     (err: RateLimitedError) => ({

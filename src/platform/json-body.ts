@@ -234,12 +234,45 @@ function decodeField(field: string, kind: string, value: JsonValue): unknown {
 }
 
 // V8 passes a reviver the source text of each number (JSON.parse source text access).
+// The reviver walk is recursive and overflows the stack on very deep documents (Go allows
+// 10,000 levels); those are parsed without it, losing only the 1.0-versus-1 distinction.
 function parseJson(text: string): JsonValue {
   const reviver = (_key: string, value: unknown, context?: { source?: string }) =>
     typeof value === 'number' && context?.source !== undefined && !/^-?\d+$/.test(context.source)
       ? new NonIntegerNumber()
       : value;
-  return JSON.parse(text, reviver as (key: string, value: unknown) => unknown) as JsonValue;
+  try {
+    return JSON.parse(text, reviver as (key: string, value: unknown) => unknown) as JsonValue;
+  } catch (err) {
+    if (err instanceof RangeError) return JSON.parse(text) as JsonValue;
+    throw err;
+  }
+}
+
+// Go's strconv.Quote, which the book's "unknown key" message uses (%q).
+export function goQuote(text: string): string {
+  let out = '"';
+  for (const char of text) {
+    const cp = char.codePointAt(0) as number;
+    const simple: Record<string, string> = {
+      '"': '\\"',
+      '\\': '\\\\',
+      '\x07': '\\a',
+      '\b': '\\b',
+      '\f': '\\f',
+      '\n': '\\n',
+      '\r': '\\r',
+      '\t': '\\t',
+      '\v': '\\v',
+    };
+    if (simple[char] !== undefined) out += simple[char];
+    else if (cp >= 0xd800 && cp <= 0xdfff) out += '\ufffd';
+    else if (cp < 0x20 || cp === 0x7f) out += `\\x${cp.toString(16).padStart(2, '0')}`;
+    else if (cp === 0x20 || /^[\p{L}\p{M}\p{N}\p{P}\p{S}]$/u.test(char)) out += char;
+    else if (cp <= 0xffff) out += `\\u${cp.toString(16).padStart(4, '0')}`;
+    else out += `\\U${cp.toString(16).padStart(8, '0')}`;
+  }
+  return `${out}"`;
 }
 
 export function decodeJsonBody<S extends InputShape>(body: Buffer | undefined, shape: S): Decoded<S> {
@@ -290,7 +323,7 @@ function decodeTopLevel<S extends InputShape>(
     // Go matches keys to fields exactly first, then case-insensitively.
     const field = fields.find((f) => f === key) ?? fields.find((f) => f.toLowerCase() === key.toLowerCase());
     if (field === undefined) {
-      firstError ??= new BadRequestError(`body contains unknown key ${JSON.stringify(key)}`);
+      firstError ??= new BadRequestError(`body contains unknown key ${goQuote(key)}`);
       continue;
     }
     try {

@@ -1,0 +1,1 @@
+DELETE FROM permissions WHERE code = 'metrics:view';

@@ -1,0 +1,202 @@
+// Account use cases: registration, activation, tokens, password reset, authentication.
+import type { PoolClient } from 'pg';
+import { type Db, withTransaction } from '../platform/db.ts';
+import {
+  InvalidAuthenticationTokenError,
+  InvalidCredentialsError,
+  NotFoundError,
+  ValidationError,
+} from '../platform/errors.ts';
+import { inTransaction, type Jobs } from '../platform/jobs.ts';
+import { Validator } from '../platform/validator.ts';
+import type { EmailTemplate } from './emails.ts';
+import { hashPassword, passwordMatches, spendPasswordCheckTime } from './password.ts';
+import { grantPermissions } from './permissions.sql.ts';
+import { deleteTokensForUser, insertToken } from './tokens.sql.ts';
+import { generateToken, hashToken, SCOPES, type Token } from './tokens.ts';
+import {
+  checkEmail,
+  checkPasswordPlaintext,
+  checkTokenPlaintext,
+  type Identity,
+  type User,
+  validateNewUser,
+} from './user.ts';
+import * as users from './users.sql.ts';
+
+export type AccountDeps = Readonly<{ db: Db; jobs: Jobs }>;
+
+export const EMAIL_QUEUE = 'send-email';
+export type EmailJob = Readonly<{ template: EmailTemplate; to: string; userId: number; token: string }>;
+
+function enqueueEmail(jobs: Jobs, client: PoolClient, job: EmailJob): Promise<string | null> {
+  return jobs.send(EMAIL_QUEUE, job, inTransaction(client));
+}
+
+export async function registerUser(
+  { db, jobs }: AccountDeps,
+  input: { name?: string; email?: string; password?: string },
+): Promise<User> {
+  validateNewUser(input);
+  const passwordHash = await hashPassword(input.password as string);
+  try {
+    return await withTransaction(db, async (client) => {
+      const user = await users.insertUser(client, {
+        name: input.name as string,
+        email: input.email as string,
+        passwordHash,
+        activated: false,
+      });
+      await grantPermissions(client, user.id, ['movies:read']);
+      const token = generateToken(user.id, SCOPES.activation);
+      await insertToken(client, token);
+      await enqueueEmail(jobs, client, {
+        template: 'user_welcome',
+        to: user.email,
+        userId: user.id,
+        token: token.plaintext,
+      });
+      return user;
+    });
+  } catch (err) {
+    if (err instanceof users.DuplicateEmailError) {
+      throw new ValidationError({ email: 'a user with this email address already exists' });
+    }
+    throw err;
+  }
+}
+
+// Finds the user holding a valid token of `scope`, or fails with `fields` as a 422.
+async function userForToken(db: Db, plaintext: string, scope: string, message: string): Promise<Identity> {
+  try {
+    return await users.selectIdentityForToken(db, hashToken(plaintext), scope);
+  } catch (err) {
+    if (err instanceof NotFoundError) throw new ValidationError({ token: message });
+    throw err;
+  }
+}
+
+export async function activateUser({ db }: AccountDeps, input: { token?: string }): Promise<User> {
+  const v = new Validator();
+  checkTokenPlaintext(v, input.token ?? '');
+  v.assertValid();
+  const user = await userForToken(
+    db,
+    input.token as string,
+    SCOPES.activation.name,
+    'invalid or expired activation token',
+  );
+  return withTransaction(db, async (client) => {
+    const updated = await users.updateUser(client, { ...user, activated: true });
+    await deleteTokensForUser(client, SCOPES.activation.name, user.id);
+    return updated;
+  });
+}
+
+export async function createAuthenticationToken(
+  { db }: AccountDeps,
+  input: { email?: string; password?: string },
+): Promise<Token> {
+  const v = new Validator();
+  checkEmail(v, input.email ?? '');
+  checkPasswordPlaintext(v, input.password ?? '');
+  v.assertValid();
+  let user: User;
+  try {
+    user = await users.selectUserByEmail(db, input.email as string);
+  } catch (err) {
+    if (!(err instanceof NotFoundError)) throw err;
+    await spendPasswordCheckTime(input.password as string);
+    throw new InvalidCredentialsError();
+  }
+  if (!(await passwordMatches(input.password as string, user.passwordHash)))
+    throw new InvalidCredentialsError();
+  const token = generateToken(user.id, SCOPES.authentication);
+  await insertToken(db, token);
+  return token;
+}
+
+async function userForEmail(db: Db, email: string | undefined): Promise<User> {
+  const v = new Validator();
+  checkEmail(v, email ?? '');
+  v.assertValid();
+  try {
+    return await users.selectUserByEmail(db, email as string);
+  } catch (err) {
+    if (err instanceof NotFoundError) throw new ValidationError({ email: 'no matching email address found' });
+    throw err;
+  }
+}
+
+export async function requestActivationToken(
+  { db, jobs }: AccountDeps,
+  input: { email?: string },
+): Promise<void> {
+  const user = await userForEmail(db, input.email);
+  if (user.activated) throw new ValidationError({ email: 'user has already been activated' });
+  await withTransaction(db, async (client) => {
+    const token = generateToken(user.id, SCOPES.activation);
+    await insertToken(client, token);
+    await enqueueEmail(jobs, client, {
+      template: 'token_activation',
+      to: user.email,
+      userId: user.id,
+      token: token.plaintext,
+    });
+  });
+}
+
+export async function requestPasswordReset(
+  { db, jobs }: AccountDeps,
+  input: { email?: string },
+): Promise<void> {
+  const user = await userForEmail(db, input.email);
+  if (!user.activated) throw new ValidationError({ email: 'user account must be activated' });
+  await withTransaction(db, async (client) => {
+    const token = generateToken(user.id, SCOPES.passwordReset);
+    await insertToken(client, token);
+    await enqueueEmail(jobs, client, {
+      template: 'token_password_reset',
+      to: user.email,
+      userId: user.id,
+      token: token.plaintext,
+    });
+  });
+}
+
+// Sets a new password and ends every session of the user: reset tokens and, beyond the
+// book, authentication tokens too, since a reset usually means the old password leaked.
+export async function resetPassword(
+  { db }: AccountDeps,
+  input: { password?: string; token?: string },
+): Promise<void> {
+  const v = new Validator();
+  checkPasswordPlaintext(v, input.password ?? '');
+  checkTokenPlaintext(v, input.token ?? '');
+  v.assertValid();
+  const user = await userForToken(
+    db,
+    input.token as string,
+    SCOPES.passwordReset.name,
+    'invalid or expired password reset token',
+  );
+  const passwordHash = await hashPassword(input.password as string);
+  await withTransaction(db, async (client) => {
+    await users.updateUser(client, { ...user, passwordHash });
+    await deleteTokensForUser(client, SCOPES.passwordReset.name, user.id);
+    await deleteTokensForUser(client, SCOPES.authentication.name, user.id);
+  });
+}
+
+// The identity behind a bearer token, or InvalidAuthenticationTokenError.
+export async function authenticate(db: Db, plaintext: string): Promise<Identity> {
+  const v = new Validator();
+  checkTokenPlaintext(v, plaintext);
+  if (Object.keys(v.errors).length > 0) throw new InvalidAuthenticationTokenError();
+  try {
+    return await users.selectIdentityForToken(db, hashToken(plaintext), SCOPES.authentication.name);
+  } catch (err) {
+    if (err instanceof NotFoundError) throw new InvalidAuthenticationTokenError();
+    throw err;
+  }
+}

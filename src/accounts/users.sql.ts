@@ -1,0 +1,113 @@
+// SQL for the users table.
+import type { Queryable } from '../platform/db.ts';
+import { EditConflictError, NotFoundError } from '../platform/errors.ts';
+import type { Identity, User } from './user.ts';
+
+export class DuplicateEmailError extends Error {}
+
+type UserRow = {
+  id: number;
+  created_at: Date;
+  name: string;
+  email: string;
+  password_hash: Buffer;
+  activated: boolean;
+  version: number;
+};
+
+function toUser(row: UserRow): User {
+  return {
+    id: row.id,
+    createdAt: row.created_at,
+    name: row.name,
+    email: row.email,
+    passwordHash: row.password_hash,
+    activated: row.activated,
+    version: row.version,
+  };
+}
+
+const USER_COLUMNS = 'id, created_at, name, email, password_hash, activated, version';
+
+const INSERT_USER = `
+  INSERT INTO users (name, email, password_hash, activated)
+  VALUES ($1, $2, $3, $4)
+  RETURNING ${USER_COLUMNS}`;
+
+const SELECT_USER_BY_EMAIL = `SELECT ${USER_COLUMNS} FROM users WHERE email = $1`;
+
+const UPDATE_USER = `
+  UPDATE users
+  SET name = $1, email = $2, password_hash = $3, activated = $4, version = version + 1
+  WHERE id = $5 AND version = $6
+  RETURNING version`;
+
+// Token → user → permissions in one round trip (the book needs three).
+const SELECT_IDENTITY_FOR_TOKEN = `
+  SELECT users.id, users.created_at, users.name, users.email, users.password_hash, users.activated, users.version,
+         ARRAY(SELECT permissions.code
+               FROM users_permissions
+               INNER JOIN permissions ON permissions.id = users_permissions.permission_id
+               WHERE users_permissions.user_id = users.id) AS permissions
+  FROM users
+  INNER JOIN tokens ON users.id = tokens.user_id
+  WHERE tokens.hash = $1 AND tokens.scope = $2 AND tokens.expiry > now()`;
+
+const UNIQUE_VIOLATION = '23505';
+
+export async function insertUser(
+  db: Queryable,
+  user: { name: string; email: string; passwordHash: Buffer; activated: boolean },
+): Promise<User> {
+  try {
+    const { rows } = await db.query<UserRow>(INSERT_USER, [
+      user.name,
+      user.email,
+      user.passwordHash,
+      user.activated,
+    ]);
+    return toUser(rows[0] as UserRow);
+  } catch (err) {
+    if ((err as { code?: string; constraint?: string }).code === UNIQUE_VIOLATION)
+      throw new DuplicateEmailError();
+    throw err;
+  }
+}
+
+export async function selectUserByEmail(db: Queryable, email: string): Promise<User> {
+  const { rows } = await db.query<UserRow>(SELECT_USER_BY_EMAIL, [email]);
+  if (rows.length === 0) throw new NotFoundError();
+  return toUser(rows[0] as UserRow);
+}
+
+export async function updateUser(db: Queryable, user: User): Promise<User> {
+  try {
+    const { rows } = await db.query<{ version: number }>(UPDATE_USER, [
+      user.name,
+      user.email,
+      user.passwordHash,
+      user.activated,
+      user.id,
+      user.version,
+    ]);
+    if (rows.length === 0) throw new EditConflictError();
+    return { ...user, version: (rows[0] as { version: number }).version };
+  } catch (err) {
+    if ((err as { code?: string }).code === UNIQUE_VIOLATION) throw new DuplicateEmailError();
+    throw err;
+  }
+}
+
+export async function selectIdentityForToken(
+  db: Queryable,
+  tokenHash: Buffer,
+  scope: string,
+): Promise<Identity> {
+  const { rows } = await db.query<UserRow & { permissions: string[] }>(SELECT_IDENTITY_FOR_TOKEN, [
+    tokenHash,
+    scope,
+  ]);
+  if (rows.length === 0) throw new NotFoundError();
+  const row = rows[0] as UserRow & { permissions: string[] };
+  return { ...toUser(row), permissions: row.permissions };
+}

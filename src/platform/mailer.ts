@@ -1,0 +1,46 @@
+// Outgoing e-mail. SMTP through nodemailer with bounded timeouts; in development without
+// an SMTP host, mails are written to the log instead so the walkthrough works offline.
+import nodemailer from 'nodemailer';
+import type { Logger } from './logger.ts';
+
+export type Email = Readonly<{ to: string; subject: string; text: string; html: string }>;
+
+export type Mailer = Readonly<{ send: (email: Email) => Promise<void>; close: () => void }>;
+
+export type SmtpSettings = Readonly<{
+  host: string;
+  port: number;
+  username: string;
+  password: string;
+  sender: string;
+}>;
+
+export function createSmtpMailer(smtp: SmtpSettings): Mailer {
+  const transport = nodemailer.createTransport({
+    host: smtp.host,
+    port: smtp.port,
+    secure: smtp.port === 465,
+    auth: smtp.username ? { user: smtp.username, pass: smtp.password } : undefined,
+    connectionTimeout: 10_000,
+    greetingTimeout: 10_000,
+    socketTimeout: 20_000,
+  });
+  return {
+    send: async (email) => {
+      await transport.sendMail({ from: smtp.sender, ...email });
+    },
+    close: () => transport.close(),
+  };
+}
+
+export function createLogMailer(logger: Logger): Mailer {
+  return {
+    send: async (email) => {
+      logger.info(
+        { to: email.to, subject: email.subject, body: email.text },
+        'email (development: not sent)',
+      );
+    },
+    close: () => {},
+  };
+}

@@ -1,0 +1,340 @@
+// Settings come from Go-style flags, their GREENLIGHT_* environment twins, a development
+// .env file and the book's defaults, in that order of precedence.
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { buildConfig, ConfigError, parseArgs, parseDuration, readSettings } from '../src/config.ts';
+
+// readSettings reads ./.env: this file runs in an empty directory of its own, so a developer's
+// .env cannot change the results (each test file runs in its own process).
+const home = process.cwd();
+const scratch = mkdtempSync(join(tmpdir(), 'greenlight-config-test-'));
+process.chdir(scratch);
+after(() => {
+  process.chdir(home);
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+type Env = Record<string, string>;
+
+function config(argv: readonly string[] = [], env: Env = {}) {
+  return buildConfig(readSettings(argv, env));
+}
+
+// The message of the ConfigError that `fn` throws.
+function configError(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
+    return err.message;
+  }
+  return assert.fail('expected a ConfigError, got none');
+}
+
+describe('parseArgs: Go flag syntax', () => {
+  for (const argv of [['-port', '4001'], ['-port=4001'], ['--port', '4001'], ['--port=4001']]) {
+    test(`when the flag is written ${argv.join(' ')}, then port is 4001`, () => {
+      assert.equal(parseArgs(argv).values.get('port'), '4001');
+      assert.equal(config(argv).port, 4001);
+    });
+  }
+
+  test('when a boolean flag stands alone, then it is true', () => {
+    assert.equal(parseArgs(['-limiter-enabled']).values.get('limiter-enabled'), 'true');
+    assert.equal(config(['-limiter-enabled'], { GREENLIGHT_LIMITER_ENABLED: 'false' }).limiter.enabled, true);
+  });
+
+  test('when a boolean flag is given =false, then it is false', () => {
+    assert.equal(config(['-limiter-enabled=false']).limiter.enabled, false);
+    assert.equal(config(['--limiter-enabled=false']).limiter.enabled, false);
+  });
+
+  test('when a boolean uses any of strconv.ParseBool spellings, then it is accepted', () => {
+    for (const yes of ['1', 't', 'T', 'true', 'TRUE', 'True']) {
+      assert.equal(config([`-limiter-enabled=${yes}`]).limiter.enabled, true, yes);
+    }
+    for (const no of ['0', 'f', 'F', 'false', 'FALSE', 'False']) {
+      assert.equal(config([`-limiter-enabled=${no}`]).limiter.enabled, false, no);
+    }
+  });
+
+  test('when a value contains =, then only the first = splits name from value', () => {
+    const dsn = 'postgres://u:p@h/db?sslmode=disable';
+    assert.equal(config([`-db-dsn=${dsn}`]).db.dsn, dsn);
+  });
+
+  test('when words surround the flags, then they are positionals', () => {
+    const args = parseArgs(['migrate', 'down', '1', '-db-dsn=postgres://x/y']);
+    assert.deepEqual(args.positionals, ['migrate', 'down', '1']);
+    assert.equal(args.values.get('db-dsn'), 'postgres://x/y');
+    assert.deepEqual(parseArgs(['-port', '4001', 'serve']).positionals, ['serve']);
+    assert.deepEqual(parseArgs(['migrate', 'down', '-all']).positionals, ['migrate', 'down']);
+  });
+
+  test('when -- appears, then everything after it is positional', () => {
+    const args = parseArgs(['seed', '--', '-count', '5']);
+    assert.deepEqual(args.positionals, ['seed', '-count', '5']);
+    assert.equal(args.values.has('count'), false);
+  });
+
+  test('when a lone - is given, then it is a positional', () => {
+    assert.deepEqual(parseArgs(['-']).positionals, ['-']);
+  });
+
+  test('when -h or -help is given, then help is set', () => {
+    assert.equal(readSettings(['-h'], {}).get('help'), true);
+    assert.equal(readSettings(['-help'], {}).get('help'), true);
+  });
+
+  test('when a flag is not defined, then "flag provided but not defined: -nope"', () => {
+    assert.equal(
+      configError(() => readSettings(['-nope'], {})),
+      'flag provided but not defined: -nope',
+    );
+    assert.equal(
+      configError(() => readSettings(['--nope=1'], {})),
+      'flag provided but not defined: -nope',
+    );
+  });
+
+  test('when a flag lacks its value, then "flag needs an argument"', () => {
+    assert.equal(
+      configError(() => readSettings(['-port'], {})),
+      'flag needs an argument: -port',
+    );
+    assert.equal(
+      configError(() => readSettings(['--db-dsn'], {})),
+      'flag needs an argument: -db-dsn',
+    );
+  });
+});
+
+describe('readSettings: environment twins', () => {
+  test('when GREENLIGHT_* variables are set, then they configure the service', () => {
+    const cfg = config([], {
+      GREENLIGHT_PORT: '5000',
+      GREENLIGHT_DB_MAX_OPEN_CONNS: '10',
+      GREENLIGHT_DB_MAX_IDLE_CONNS: '5',
+      GREENLIGHT_DB_MAX_IDLE_TIME: '1h',
+      GREENLIGHT_LIMITER_RPS: '0.5',
+      GREENLIGHT_LIMITER_BURST: '8',
+      GREENLIGHT_LIMITER_ENABLED: 'false',
+      GREENLIGHT_SHUTDOWN_TIMEOUT: '5s',
+    });
+    assert.equal(cfg.port, 5000);
+    assert.equal(cfg.db.maxOpenConns, 10);
+    assert.equal(cfg.db.maxIdleConns, 5);
+    assert.equal(cfg.db.maxIdleTimeMs, 3_600_000);
+    assert.deepEqual(cfg.limiter, { rps: 0.5, burst: 8, enabled: false });
+    assert.equal(cfg.shutdownTimeoutMs, 5000);
+  });
+
+  test('when both a flag and its variable are set, then the flag wins', () => {
+    assert.equal(config(['-port', '6000'], { GREENLIGHT_PORT: '5000' }).port, 6000);
+    assert.equal(config(['-limiter-burst=2'], { GREENLIGHT_LIMITER_BURST: '8' }).limiter.burst, 2);
+  });
+
+  test('when variables without the GREENLIGHT_ prefix are set, then they are ignored', () => {
+    assert.equal(config([], { PORT: '5000', port: '5000' }).port, 4000);
+  });
+
+  test('when a variable holds a bad value, then the error names the flag and the variable', () => {
+    assert.equal(
+      configError(() => readSettings([], { GREENLIGHT_PORT: 'abc' })),
+      'invalid value "abc" for -port (GREENLIGHT_PORT): must be an integer',
+    );
+  });
+});
+
+describe('readSettings: the .env file', () => {
+  const withDotEnv = join(scratch, 'with-dotenv');
+  before(() => {
+    mkdirSync(withDotEnv);
+    writeFileSync(join(withDotEnv, '.env'), 'GREENLIGHT_PORT=5001\nGREENLIGHT_LIMITER_BURST=9\n');
+    process.chdir(withDotEnv);
+  });
+  after(() => process.chdir(scratch));
+
+  test('when .env sets a variable, then it beats the default', () => {
+    const settings = readSettings([], {});
+    assert.equal(settings.get('port'), 5001);
+    assert.equal(settings.get('limiter-burst'), 9);
+  });
+
+  test('when the environment also sets it, then the environment wins', () => {
+    assert.equal(readSettings([], { GREENLIGHT_PORT: '5002' }).get('port'), 5002);
+  });
+
+  test('when a flag also sets it, then the flag wins', () => {
+    assert.equal(readSettings(['-port=5003'], { GREENLIGHT_PORT: '5002' }).get('port'), 5003);
+  });
+
+  test('when the environment is production, then .env is not read', () => {
+    assert.equal(readSettings(['-env', 'production'], {}).get('port'), 4000);
+    assert.equal(readSettings([], { GREENLIGHT_ENV: 'production' }).get('port'), 4000);
+  });
+});
+
+describe('buildConfig: the book defaults', () => {
+  test('when nothing is set, then the book defaults apply', () => {
+    const cfg = config();
+    assert.equal(cfg.port, 4000);
+    assert.equal(cfg.env, 'development');
+    assert.equal(cfg.db.dsn, '');
+    assert.equal(cfg.db.maxOpenConns, 25);
+    assert.equal(cfg.db.maxIdleConns, 25);
+    assert.equal(cfg.db.maxIdleTimeMs, 15 * 60_000);
+    assert.deepEqual(cfg.limiter, { rps: 2, burst: 4, enabled: true });
+    assert.equal(cfg.shutdownTimeoutMs, 30_000);
+    assert.deepEqual(cfg.trustedProxies, []);
+  });
+
+  test('when the config is built, then it is frozen', () => {
+    const cfg = config();
+    assert.ok(Object.isFrozen(cfg));
+    assert.ok(Object.isFrozen(cfg.db));
+    assert.ok(Object.isFrozen(cfg.limiter));
+    assert.ok(Object.isFrozen(cfg.trustedProxies));
+  });
+
+  test('when port is 0 or 65535, then it is accepted', () => {
+    assert.equal(config(['-port=0']).port, 0);
+    assert.equal(config(['-port=65535']).port, 65535);
+  });
+});
+
+describe('buildConfig: bad values stop with a ConfigError naming the flag and its variable', () => {
+  const cases: [string, readonly string[], Env, string][] = [
+    ['port is 70000', ['-port', '70000'], {}, 'invalid -port (GREENLIGHT_PORT): must be between 0 and 65535'],
+    ['port is -1', ['-port=-1'], {}, 'invalid -port (GREENLIGHT_PORT): must be between 0 and 65535'],
+    [
+      'port is not a number',
+      ['-port', 'http'],
+      {},
+      'invalid value "http" for -port (GREENLIGHT_PORT): must be an integer',
+    ],
+    ['port is empty', ['-port='], {}, 'invalid value "" for -port (GREENLIGHT_PORT): must be an integer'],
+    [
+      'env is prod',
+      [],
+      { GREENLIGHT_ENV: 'prod' },
+      'invalid -env (GREENLIGHT_ENV): must be one of development, staging, production',
+    ],
+    [
+      'limiter-rps is 0',
+      ['-limiter-rps', '0'],
+      {},
+      'invalid -limiter-rps (GREENLIGHT_LIMITER_RPS): must be greater than zero',
+    ],
+    [
+      'limiter-rps is not a number',
+      ['-limiter-rps=fast'],
+      {},
+      'invalid value "fast" for -limiter-rps (GREENLIGHT_LIMITER_RPS): must be a number',
+    ],
+    [
+      'limiter-burst is 0',
+      ['-limiter-burst=0'],
+      {},
+      'invalid -limiter-burst (GREENLIGHT_LIMITER_BURST): must be at least 1',
+    ],
+    [
+      'limiter-enabled is yes',
+      [],
+      { GREENLIGHT_LIMITER_ENABLED: 'yes' },
+      'invalid value "yes" for -limiter-enabled (GREENLIGHT_LIMITER_ENABLED): must be a boolean',
+    ],
+    [
+      'db-max-idle-time is not a duration',
+      ['-db-max-idle-time', '5 minutes'],
+      {},
+      'invalid value "5 minutes" for -db-max-idle-time (GREENLIGHT_DB_MAX_IDLE_TIME): must be a duration such as 30s, 15m or 1h',
+    ],
+    [
+      'shutdown-timeout has no unit',
+      [],
+      { GREENLIGHT_SHUTDOWN_TIMEOUT: '30' },
+      'invalid value "30" for -shutdown-timeout (GREENLIGHT_SHUTDOWN_TIMEOUT): must be a duration such as 30s, 15m or 1h',
+    ],
+    [
+      'db-max-open-conns is 0',
+      ['-db-max-open-conns=0'],
+      {},
+      'invalid -db-max-open-conns (GREENLIGHT_DB_MAX_OPEN_CONNS): must be at least 1',
+    ],
+    [
+      'db-dsn is not a PostgreSQL URL',
+      ['-db-dsn=mysql://x/y'],
+      {},
+      'invalid -db-dsn (GREENLIGHT_DB_DSN): must be a postgres:// or postgresql:// URL',
+    ],
+  ];
+  for (const [what, argv, env, message] of cases) {
+    test(`when ${what}, then "${message}"`, () => {
+      assert.equal(
+        configError(() => config(argv, env)),
+        message,
+      );
+    });
+  }
+});
+
+describe('buildConfig: trusted proxies', () => {
+  test('when proxies are separated by white space, then each one is kept', () => {
+    assert.deepEqual(
+      config(['-trusted-proxies', ' 10.0.0.1 192.168.0.0/16\t::1  2001:db8::/32 ']).trustedProxies,
+      ['10.0.0.1', '192.168.0.0/16', '::1', '2001:db8::/32'],
+    );
+  });
+
+  test('when proxies come from GREENLIGHT_TRUSTED_PROXIES, then they are parsed the same way', () => {
+    assert.deepEqual(config([], { GREENLIGHT_TRUSTED_PROXIES: '127.0.0.1 10.0.0.0/8' }).trustedProxies, [
+      '127.0.0.1',
+      '10.0.0.0/8',
+    ]);
+  });
+
+  test('when a proxy is a host name, then a ConfigError names the value, the flag and the variable', () => {
+    assert.equal(
+      configError(() => config(['-trusted-proxies=10.0.0.1 proxy.example.com'])),
+      'invalid -trusted-proxies (GREENLIGHT_TRUSTED_PROXIES): "proxy.example.com" is not an IP address or CIDR',
+    );
+  });
+
+  // Fastify's proxy-addr throws a TypeError at start-up for each of these.
+  test('when a proxy only looks like an address (cafe, 999.1.1.1, 1.2.3, /33, /129), then a ConfigError', () => {
+    for (const proxy of ['cafe', '999.1.1.1', '1.2.3', '10.0.0.0/33', '::1/129']) {
+      const message = configError(() => config(['-trusted-proxies', proxy]));
+      assert.match(message, /^invalid -trusted-proxies \(GREENLIGHT_TRUSTED_PROXIES\): /, proxy);
+    }
+  });
+});
+
+describe('parseDuration', () => {
+  const valid: [string, number][] = [
+    ['15m', 15 * 60_000],
+    ['30s', 30_000],
+    ['3s', 3000],
+    ['250ms', 250],
+    ['1h', 3_600_000],
+    ['1h30m', 5_400_000],
+    ['2h45m30s', 9_930_000],
+    ['1.5s', 1500],
+    ['0', 0],
+    ['0s', 0],
+  ];
+  for (const [text, ms] of valid) {
+    test(`when the text is ${text}, then it is ${ms} ms`, () => {
+      assert.equal(parseDuration(text), ms);
+    });
+  }
+
+  for (const text of ['', '15', '1m30', '5 minutes', '1d', 'm', 's15']) {
+    test(`when the text is "${text}", then it throws`, () => {
+      assert.throws(() => parseDuration(text));
+    });
+  }
+});

@@ -1,0 +1,152 @@
+// Spawned `node src/main.ts` processes for tests: parsed JSON logs, bounded waits, and
+// nothing left running after a test or a file.
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { after, type TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { LogLine } from './helpers.ts';
+
+export { freePort } from './ports.ts';
+
+export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+export type Exit = { code: number | null; signal: NodeJS.Signals | null };
+
+export type Greenlight = {
+  child: ChildProcess;
+  logs: LogLine[];
+  stdout: () => string;
+  stderr: () => string;
+  exited: Promise<Exit>;
+  waitForLog: (msg: string, timeoutMs?: number) => Promise<LogLine>;
+  waitForExit: (timeoutMs: number) => Promise<Exit>;
+};
+
+const running = new Set<Greenlight>();
+
+export async function killAll(): Promise<void> {
+  for (const proc of running) await kill(proc);
+}
+
+export function isAlive(proc: Greenlight): boolean {
+  return proc.child.exitCode === null && proc.child.signalCode === null;
+}
+
+export async function kill(proc: Greenlight): Promise<void> {
+  if (isAlive(proc)) proc.child.kill('SIGKILL');
+  await withTimeout(proc.exited, 5_000, 'a killed process to exit').catch(() => {});
+  running.delete(proc);
+}
+
+// Safety net: nothing outlives the file, whatever a test did.
+after(killAll);
+
+// Settings come only from the flags we pass: no GREENLIGHT_* variable leaks in.
+function cleanEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('GREENLIGHT_')));
+}
+
+// Spawned for test `t` and killed when `t` ends if still alive (tests may run concurrently).
+export function greenlight(t: TestContext, args: string[]): Greenlight {
+  const child = spawn(process.execPath, ['src/main.ts', ...args], {
+    cwd: ROOT,
+    env: cleanEnv(),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: LogLine[] = [];
+  let stdout = '';
+  let stderr = '';
+  let partial = '';
+  const waiters = new Set<() => void>();
+  child.stdout?.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString();
+    partial += chunk.toString();
+    const lines = partial.split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) {
+      if (!line.startsWith('{')) continue;
+      try {
+        logs.push(JSON.parse(line) as LogLine);
+      } catch {
+        // not a log line
+      }
+    }
+    for (const wake of waiters) wake();
+  });
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const exited = new Promise<Exit>((resolve) => {
+    child.once('close', (code, signal) => {
+      resolve({ code, signal });
+      for (const wake of waiters) wake();
+    });
+  });
+  const proc: Greenlight = {
+    child,
+    logs,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    exited,
+    waitForLog: (msg, timeoutMs = 10_000) => {
+      let wake = () => {};
+      const found = new Promise<LogLine>((resolve, reject) => {
+        wake = () => {
+          const line = logs.find((l) => l.msg === msg);
+          if (line) resolve(line);
+          else if (!isAlive(proc)) {
+            reject(
+              new Error(`process exited before logging "${msg}"\nstdout:\n${stdout}\nstderr:\n${stderr}`),
+            );
+          }
+        };
+        waiters.add(wake);
+        wake();
+      });
+      return withTimeout(found, timeoutMs, `log "${msg}"\nstdout so far:\n${stdout}`).finally(() =>
+        waiters.delete(wake),
+      );
+    },
+    waitForExit: (timeoutMs) => withTimeout(exited, timeoutMs, `the process to exit\nstdout:\n${stdout}`),
+  };
+  running.add(proc);
+  t.after(() => kill(proc));
+  return proc;
+}
+
+// A command that is expected to finish by itself.
+export async function run(t: TestContext, args: string[], timeoutMs = 15_000) {
+  const proc = greenlight(t, args);
+  const exit = await proc.waitForExit(timeoutMs);
+  return { ...exit, stdout: proc.stdout(), stderr: proc.stderr() };
+}
+
+export const SERVE_FLAGS = [
+  '-port',
+  '0',
+  '-host',
+  '127.0.0.1',
+  '-env',
+  'development',
+  '-limiter-enabled=false',
+];
+
+export async function startServer(
+  t: TestContext,
+  flags: string[],
+  timeoutMs = 10_000,
+): Promise<Greenlight & { port: number }> {
+  const proc = greenlight(t, ['serve', ...SERVE_FLAGS, ...flags]);
+  const line = await proc.waitForLog('starting server', timeoutMs);
+  const port = Number(String(line.addr).split(':').pop());
+  assert.ok(port > 0, `no port in ${JSON.stringify(line)}`);
+  return { ...proc, port };
+}

@@ -1,0 +1,353 @@
+// The real process: `node src/main.ts` spawned as the operator would run it. Covers the
+// version and flag errors, graceful shutdown with a request in flight, the second signal,
+// the grace period, the embedded PostgreSQL and `seed movies`.
+import assert from 'node:assert/strict';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { connect, createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import { createPool } from '../src/platform/db.ts';
+import { createTestDatabase, createUser, type LogLine, testConfig } from './helpers.ts';
+import {
+  freePort,
+  type Greenlight,
+  isAlive,
+  killAll,
+  run,
+  SERVE_FLAGS,
+  startServer,
+  withTimeout,
+} from './processes.ts';
+
+const dsn = await createTestDatabase();
+
+// Movies are read and written by an activated user with the movies permissions.
+async function movieWriterToken(): Promise<string> {
+  const db = createPool({ ...testConfig(dsn).db, dsn, maxOpenConns: 1 });
+  try {
+    return (await createUser(db, { permissions: ['movies:read', 'movies:write'] })).token;
+  } finally {
+    await db.end();
+  }
+}
+const token = await movieWriterToken();
+
+// 'connected' or the error code (ECONNREFUSED, ...).
+function tryConnect(port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = connect({ port, host: '127.0.0.1' });
+    socket.setTimeout(2_000, () => {
+      socket.destroy();
+      resolve('timeout');
+    });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve('connected');
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+  });
+}
+
+// Between the signal and server.close() there is a short window in which the listener is
+// still open, so probe a few times; a connection that got in is dropped at once.
+async function waitUntilRefused(port: number, timeoutMs = 3_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  let result = await tryConnect(port);
+  while (result !== 'ECONNREFUSED' && Date.now() < deadline) {
+    await sleep(50);
+    result = await tryConnect(port);
+  }
+  return result;
+}
+
+type RawResponse = { status: number; headers: string; body: string };
+
+// An HTTP/1.1 request on a raw socket whose body is sent in two parts, so that the test
+// decides when the request is in flight and when it completes.
+type InFlight = {
+  socket: Socket;
+  sendRest: () => void;
+  response: Promise<RawResponse>;
+  closed: Promise<void>;
+};
+
+async function startPartialPost(
+  port: number,
+  bearer: string,
+  body: string,
+  sentBytes: number,
+  connection: 'keep-alive' | 'close' = 'keep-alive',
+): Promise<InFlight> {
+  const socket = connect({ port, host: '127.0.0.1' });
+  await withTimeout(
+    new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    }),
+    3_000,
+    'the connection to the server',
+  );
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  socket.on('error', () => {});
+  let received = '';
+  const response = new Promise<RawResponse>((resolve, reject) => {
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.toString();
+      const end = received.indexOf('\r\n\r\n');
+      if (end === -1) return;
+      const headers = received.slice(0, end);
+      const length = Number(/^content-length:\s*(\d+)/im.exec(headers)?.[1] ?? 0);
+      const rest = received.slice(end + 4);
+      if (Buffer.byteLength(rest) < length) return;
+      resolve({ status: Number(headers.split(' ')[1]), headers, body: rest.slice(0, length) });
+    });
+    socket.once('close', () => reject(new Error(`connection closed before a full response: ${received}`)));
+  });
+  response.catch(() => {});
+  const head = [
+    'POST /v1/movies HTTP/1.1',
+    `Host: 127.0.0.1:${port}`,
+    'Content-Type: application/json',
+    `Authorization: Bearer ${bearer}`,
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    `Connection: ${connection}`,
+    '',
+    '',
+  ].join('\r\n');
+  await new Promise<void>((resolve, reject) =>
+    socket.write(head + body.slice(0, sentBytes), (err) => (err ? reject(err) : resolve())),
+  );
+  // A full round trip on a second connection: by its end the server has certainly read
+  // the headers that were already in its receive buffer, so the request is in flight.
+  const health = await fetch(`http://127.0.0.1:${port}/v1/healthcheck`);
+  assert.equal(health.status, 200);
+  return { socket, sendRest: () => socket.write(body.slice(sentBytes)), response, closed };
+}
+
+const MOVIE = JSON.stringify({ title: 'In Flight', year: 2020, runtime: '99 mins', genres: ['drama'] });
+
+function log(proc: Greenlight, msg: string): LogLine | undefined {
+  return proc.logs.find((l) => l.msg === msg);
+}
+
+// ---------------------------------------------------------------------------------------
+
+describe('command line', { concurrency: true }, () => {
+  for (const args of [['-version'], ['serve', '-version']]) {
+    test(`when run with "${args.join(' ')}", then it prints the version and commit and exits 0`, async (t) => {
+      const result = await run(t, args);
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stdout, /^Version:\t\S+/m);
+      assert.match(result.stdout, /^Commit:\t+\S+/m);
+    });
+  }
+
+  const badSettings: [string[], string][] = [
+    [['-port', '70000'], '-port'],
+    [['-env', 'prod'], '-env'],
+    [['-nope'], '-nope'],
+  ];
+  for (const [args, flag] of badSettings) {
+    test(`when run with "${args.join(' ')}", then it exits 1 naming ${flag} on stderr`, async (t) => {
+      const result = await run(t, ['serve', ...args]);
+      assert.equal(result.code, 1);
+      assert.match(result.stderr, /^greenlight: /);
+      assert.ok(result.stderr.includes(flag), result.stderr);
+      assert.equal(result.stdout, '');
+    });
+  }
+});
+
+describe('graceful shutdown', () => {
+  // HTTP/1.1 clients keep connections alive by default (curl, browsers, Go, undici): the
+  // connection of the request in flight must be closed once its response is written.
+  for (const connection of ['keep-alive', 'close'] as const) {
+    test(`when SIGTERM arrives during a request (Connection: ${connection}), then the listener closes, the request completes with 201 and the process exits 0`, async (t) => {
+      const server = await startServer(t, ['-db-dsn', dsn]);
+      const inFlight = await startPartialPost(server.port, token, MOVIE, 10, connection);
+
+      server.child.kill('SIGTERM');
+      const shuttingDown = await server.waitForLog('shutting down server', 5_000);
+      assert.equal(shuttingDown.signal, 'SIGTERM');
+
+      assert.equal(await waitUntilRefused(server.port), 'ECONNREFUSED');
+      assert.ok(isAlive(server), 'the process waits for the request in flight');
+
+      inFlight.sendRest();
+      const response = await withTimeout(inFlight.response, 5_000, 'the in-flight response');
+      assert.equal(response.status, 201, response.body);
+      assert.equal((JSON.parse(response.body) as { movie: { title: string } }).movie.title, 'In Flight');
+      await withTimeout(
+        inFlight.closed,
+        3_000,
+        `the server to close the connection after its response during shutdown\n${response.headers}`,
+      );
+
+      const exit = await server.waitForExit(5_000);
+      assert.deepEqual(exit, { code: 0, signal: null });
+      assert.ok(log(server, 'stopped server'), server.stdout());
+      assert.equal(log(server, 'grace period over: closing remaining connections'), undefined);
+      const messages = server.logs.map((l) => l.msg);
+      assert.ok(messages.indexOf('shutting down server') < messages.indexOf('stopped server'));
+    });
+  }
+
+  test('when a second signal arrives during a long shutdown, then the process exits at once with code 1', async (t) => {
+    const server = await startServer(t, ['-db-dsn', dsn, '-shutdown-timeout', '20s']);
+    const inFlight = await startPartialPost(server.port, token, MOVIE, 10);
+
+    server.child.kill('SIGTERM');
+    await server.waitForLog('shutting down server', 5_000);
+    assert.ok(isAlive(server));
+
+    const started = Date.now();
+    server.child.kill('SIGINT');
+    const exit = await server.waitForExit(3_000);
+    assert.deepEqual(exit, { code: 1, signal: null });
+    assert.ok(Date.now() - started < 3_000);
+    assert.equal(log(server, 'second signal: exiting at once')?.signal, 'SIGINT', server.stdout());
+    assert.equal(log(server, 'stopped server'), undefined);
+    await withTimeout(inFlight.closed, 3_000, 'the in-flight connection to close');
+  });
+
+  test('when a request outlives the shutdown timeout, then its connection is cut and the process exits 0 by itself', async (t) => {
+    const server = await startServer(t, ['-db-dsn', dsn, '-shutdown-timeout', '1s']);
+    const inFlight = await startPartialPost(server.port, token, MOVIE, 10);
+
+    const started = Date.now();
+    server.child.kill('SIGTERM');
+    await server.waitForLog('grace period over: closing remaining connections', 5_000);
+    const exit = await server.waitForExit(5_000);
+    const elapsed = Date.now() - started;
+
+    assert.deepEqual(exit, { code: 0, signal: null });
+    assert.ok(elapsed >= 900, `exited after ${elapsed} ms, before the grace period`);
+    assert.ok(elapsed < 5_000, `exited after ${elapsed} ms`);
+    assert.ok(log(server, 'stopped server'));
+    await withTimeout(inFlight.closed, 3_000, 'the in-flight connection to close');
+    await assert.rejects(inFlight.response, /closed before a full response/);
+  });
+});
+
+describe('embedded PostgreSQL', () => {
+  function killOrphanedPostgres(dataDir: string): void {
+    const pidFile = join(dataDir, 'postgres', 'postmaster.pid');
+    if (!existsSync(pidFile)) return;
+    const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
+    try {
+      process.kill(pid, 'SIGQUIT');
+    } catch {
+      // not running
+    }
+  }
+
+  function tempDataDir(): string {
+    const dir = mkdtempSync(join(tmpdir(), 'greenlight-server-test-'));
+    chmodSync(dir, 0o755); // the 'postgres' user must reach it when the tests run as root
+    return dir;
+  }
+
+  test('when serve runs without -db-dsn, then it starts, seeds and stops the embedded database and keeps the data across restarts', async (t) => {
+    const dataDir = tempDataDir();
+    const dbPort = await freePort();
+    const flags = ['-data-dir', dataDir, '-embedded-db-port', String(dbPort)];
+    try {
+      // First start: a new cluster, migrated and seeded with the demo movies.
+      const first = await startServer(t, flags, 30_000);
+      assert.equal(log(first, 'seeded demo movies')?.movies, 10);
+      const base = `http://127.0.0.1:${first.port}`;
+      // The development demo account, whose credentials the server logs.
+      const demo = log(first, 'demo account (development only)');
+      assert.ok(demo, first.stdout());
+      const login = await fetch(`${base}/v1/tokens/authentication`, {
+        method: 'POST',
+        body: JSON.stringify({ email: demo.email, password: demo.password }),
+      });
+      assert.equal(login.status, 201);
+      const { authentication_token } = (await login.json()) as { authentication_token: { token: string } };
+      const headers = { authorization: `Bearer ${authentication_token.token}` };
+
+      const list = (await (await fetch(`${base}/v1/movies`, { headers })).json()) as {
+        metadata: { total_records: number };
+      };
+      assert.equal(list.metadata.total_records, 10);
+      const created = await fetch(`${base}/v1/movies`, { method: 'POST', body: MOVIE, headers });
+      assert.equal(created.status, 201);
+      const { movie } = (await created.json()) as { movie: { id: number } };
+
+      first.child.kill('SIGTERM');
+      assert.deepEqual(await first.waitForExit(20_000), { code: 0, signal: null });
+      assert.ok(log(first, 'embedded PostgreSQL stopped'), first.stdout());
+      assert.ok(log(first, 'stopped server'));
+      assert.equal(await tryConnect(dbPort), 'ECONNREFUSED', 'the embedded PostgreSQL still listens');
+
+      // Second start on the same directory: the data (movies, users, tokens) is still there
+      // and is not seeded again.
+      const second = await startServer(t, flags, 30_000);
+      assert.equal(log(second, 'seeded demo movies'), undefined);
+      assert.equal(log(second, 'initialising the embedded PostgreSQL data directory'), undefined);
+      const base2 = `http://127.0.0.1:${second.port}`;
+      const again = await fetch(`${base2}/v1/movies/${movie.id}`, { headers });
+      assert.equal(again.status, 200);
+      assert.equal(((await again.json()) as { movie: { title: string } }).movie.title, 'In Flight');
+      const list2 = (await (await fetch(`${base2}/v1/movies`, { headers })).json()) as {
+        metadata: { total_records: number };
+      };
+      assert.equal(list2.metadata.total_records, 11);
+
+      second.child.kill('SIGTERM');
+      assert.deepEqual(await second.waitForExit(20_000), { code: 0, signal: null });
+      assert.equal(await tryConnect(dbPort), 'ECONNREFUSED', 'the embedded PostgreSQL still listens');
+    } finally {
+      await killAll();
+      killOrphanedPostgres(dataDir);
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  test('when the embedded port is already in use, then serve exits 1 and says to choose another -embedded-db-port', async (t) => {
+    const dataDir = tempDataDir();
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const { port } = blocker.address() as { port: number };
+    try {
+      const result = await run(
+        t,
+        ['serve', ...SERVE_FLAGS, '-data-dir', dataDir, '-embedded-db-port', String(port)],
+        30_000,
+      );
+      assert.equal(result.code, 1, result.stdout);
+      assert.match(result.stderr, /in use/);
+      assert.ok(result.stderr.includes('-embedded-db-port'), result.stderr);
+      assert.ok(result.stderr.includes(String(port)), result.stderr);
+    } finally {
+      await killAll();
+      killOrphanedPostgres(dataDir);
+      await new Promise((resolve) => blocker.close(resolve));
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('seed movies', () => {
+  test('when seed movies -count 50 runs, then it prints inserted 50 movies and the table has 50 more rows', async (t) => {
+    const count = async () => {
+      const client = new pg.Client({ connectionString: dsn });
+      await client.connect();
+      try {
+        const { rows } = await client.query<{ n: number }>('SELECT count(*)::int AS n FROM movies');
+        return (rows[0] as { n: number }).n;
+      } finally {
+        await client.end();
+      }
+    };
+    const before = await count();
+    const result = await run(t, ['seed', 'movies', '-count', '50', '-db-dsn', dsn]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /^inserted 50 movies$/m);
+    assert.equal(await count(), before + 50);
+  });
+});
