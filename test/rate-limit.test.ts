@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { buildTestApp, createTestDatabase } from './helpers.ts';
+import { buildTestApp, createTestDatabase, createUser } from './helpers.ts';
 
 const dsn = await createTestDatabase();
 const limited = await buildTestApp({
@@ -79,5 +79,35 @@ describe('rate limiting', () => {
   test('when the limiter is off, then nothing is limited', async () => {
     const { app } = await buildTestApp({ dsn });
     for (let i = 0; i < 20; i++) assert.equal((await hit(app)).statusCode, 200);
+  });
+});
+
+describe('rate limiting per user', () => {
+  test('when two users share one IP, then each has their own bucket', async () => {
+    const perUser = await buildTestApp({ dsn, flags: ['-limiter-enabled=true', '-limiter-burst', '2'] });
+    const alice = await createUser(perUser.db, { permissions: ['movies:read'] });
+    const bob = await createUser(perUser.db, { permissions: ['movies:read'] });
+    const as = (token: string) => hit(perUser.app, '192.0.2.50', { authorization: `Bearer ${token}` });
+    assert.deepEqual([(await as(alice.token)).statusCode, (await as(alice.token)).statusCode], [200, 200]);
+    assert.equal((await as(alice.token)).statusCode, 429);
+    assert.equal((await as(bob.token)).statusCode, 200);
+    assert.equal(
+      (await hit(perUser.app, '192.0.2.50')).statusCode,
+      200,
+      'anonymous requests use the IP bucket',
+    );
+  });
+
+  test('when -limiter-per-user=false, then users behind one IP share its bucket', async () => {
+    const perIp = await buildTestApp({
+      dsn,
+      flags: ['-limiter-enabled=true', '-limiter-burst', '2', '-limiter-per-user=false'],
+    });
+    const alice = await createUser(perIp.db);
+    const bob = await createUser(perIp.db);
+    const as = (token: string) => hit(perIp.app, '192.0.2.60', { authorization: `Bearer ${token}` });
+    await as(alice.token);
+    await as(alice.token);
+    assert.equal((await as(bob.token)).statusCode, 429);
   });
 });

@@ -351,3 +351,28 @@ describe('seed movies', () => {
     assert.equal(await count(), before + 50);
   });
 });
+
+describe('users grant and revoke', () => {
+  test('when an operator grants and revokes permissions, then the user has exactly those', async (t) => {
+    const db = createPool({ ...testConfig(dsn).db, dsn, maxOpenConns: 1 });
+    t.after(() => db.end());
+    const { email } = await createUser(db, { permissions: ['movies:read'] });
+    const granted = await run(t, ['users', 'grant', email, 'movies:write', 'metrics:view', '-db-dsn', dsn]);
+    assert.equal(granted.code, 0, granted.stderr);
+    assert.equal(granted.stdout.trim(), `${email}: metrics:view movies:read movies:write`);
+    const revoked = await run(t, ['users', 'revoke', email, 'movies:read', '-db-dsn', dsn]);
+    assert.equal(revoked.stdout.trim(), `${email}: metrics:view movies:write`);
+  });
+
+  test('when the permission or the user is unknown, then exit 1 with a message', async (t) => {
+    const db = createPool({ ...testConfig(dsn).db, dsn, maxOpenConns: 1 });
+    t.after(() => db.end());
+    const { email } = await createUser(db);
+    const badPermission = await run(t, ['users', 'grant', email, 'movies:delete', '-db-dsn', dsn]);
+    assert.equal(badPermission.code, 1);
+    assert.match(badPermission.stderr, /unknown permission\(s\): movies:delete/);
+    const badUser = await run(t, ['users', 'grant', 'nobody@example.com', 'movies:read', '-db-dsn', dsn]);
+    assert.equal(badUser.code, 1);
+    assert.match(badUser.stderr, /no user with e-mail nobody@example.com/);
+  });
+});
