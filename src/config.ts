@@ -78,7 +78,12 @@ const FLAGS: readonly FlagSpec[] = [
   },
   { name: 'shutdown-timeout', kind: 'duration', default: '30s', help: 'grace period for in-flight requests' },
   { name: 'log-level', kind: 'string', default: 'info', help: 'debug|info|warn|error' },
-  { name: 'workers', kind: 'int', default: '1', help: 'number of serving processes (node:cluster)' },
+  {
+    name: 'workers',
+    kind: 'int',
+    default: '0',
+    help: 'serving processes (node:cluster); 0 = one per core in production, 1 otherwise',
+  },
   {
     name: 'seed-demo-data',
     kind: 'bool',
@@ -276,7 +281,7 @@ export function buildConfig(settings: Settings): Config {
   const logLevel = s('log-level') as string;
   check(LOG_LEVELS.includes(logLevel), 'log-level', `must be one of ${LOG_LEVELS.join(', ')}`);
   const workers = s('workers') as number;
-  check(workers >= 0 && workers <= 256, 'workers', 'must be between 0 (one per core) and 256');
+  check(workers >= 0 && workers <= 256, 'workers', 'must be between 0 (automatic) and 256');
   const trustedProxies = (s('trusted-proxies') as string).split(/[\s,]+/).filter(Boolean);
   for (const proxy of trustedProxies) {
     const [address = '', prefix] = proxy.split('/');
@@ -321,7 +326,7 @@ export function buildConfig(settings: Settings): Config {
     trustedProxies: Object.freeze(trustedProxies),
     shutdownTimeoutMs: s('shutdown-timeout') as number,
     logLevel,
-    workers: workers === 0 ? availableParallelism() : workers,
+    workers: workers !== 0 ? workers : env === 'production' ? availableParallelism() : 1,
     seedDemoData: s('seed-demo-data') as boolean,
     smtp: Object.freeze({
       host: smtpHost,

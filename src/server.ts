@@ -1,11 +1,13 @@
 // `greenlight serve`: open the database, migrate, listen, and shut down gracefully.
+import cluster from 'node:cluster';
 import { DEMO_ACCOUNT, ensureDemoAccount } from './accounts/demo-account.ts';
 import { buildApp, createMetrics } from './app.ts';
 import { startBackground } from './background.ts';
+import { superviseWorkers } from './cluster.ts';
 import { type Config, checkServeConfig } from './config.ts';
 import { countMovies } from './movies/movies.sql.ts';
 import { DEMO_MOVIES, seedMovies } from './movies/seed.ts';
-import { openDatabaseServer } from './platform/database.ts';
+import { type DatabaseServer, openDatabaseServer } from './platform/database.ts';
 import { createPool } from './platform/db.ts';
 import type { Logger } from './platform/logger.ts';
 import { Migrator } from './platform/migrations.ts';
@@ -14,31 +16,42 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
   checkServeConfig(config);
   const database = await openDatabaseServer(config, logger);
   try {
-    if (config.db.migrate) {
-      const applied = await new Migrator(database.dsn, {
-        onStep: (step) => logger.info(step, 'applied migration'),
-      }).up();
-      logger.info({ applied }, 'database migrations are up to date');
-    }
+    await prepareDatabase(config, logger, database);
   } catch (err) {
     await database.stop();
     throw err;
   }
+  // A cluster worker is started with the primary's -db-dsn, so it never owns a database.
+  if (cluster.isPrimary && config.workers > 1) return superviseWorkers(config, logger, database);
+  return serveHttp(config, logger, database);
+}
 
-  const db = createPool({ ...config.db, dsn: database.dsn });
-  db.on('error', (err) => logger.warn({ err }, 'idle database connection failed'));
-  const demo = config.env === 'development' && database.embedded && config.seedDemoData;
-  if (demo && (await countMovies(db)) === 0) {
-    logger.info({ movies: await seedMovies(db, DEMO_MOVIES) }, 'seeded demo movies');
+async function prepareDatabase(config: Config, logger: Logger, database: DatabaseServer): Promise<void> {
+  if (config.db.migrate) {
+    const applied = await new Migrator(database.dsn, {
+      onStep: (step) => logger.info(step, 'applied migration'),
+    }).up();
+    logger.info({ applied }, 'database migrations are up to date');
   }
-  if (demo) {
+  if (!(config.env === 'development' && database.embedded && config.seedDemoData)) return;
+  const db = createPool({ ...config.db, dsn: database.dsn, maxOpenConns: 1 });
+  try {
+    if ((await countMovies(db)) === 0)
+      logger.info({ movies: await seedMovies(db, DEMO_MOVIES) }, 'seeded demo movies');
     await ensureDemoAccount(db);
     logger.info(
       { email: DEMO_ACCOUNT.email, password: DEMO_ACCOUNT.password },
       'demo account (development only)',
     );
+  } finally {
+    await db.end();
   }
+}
 
+// One serving process: HTTP, pool and background work, with graceful shutdown.
+async function serveHttp(config: Config, logger: Logger, database: DatabaseServer): Promise<void> {
+  const db = createPool({ ...config.db, dsn: database.dsn });
+  db.on('error', (err) => logger.warn({ err }, 'idle database connection failed'));
   const background = await startBackground(config, database.dsn, logger);
   const metrics = createMetrics(config, db, background.jobs);
   const app = buildApp({ config, db, logger, jobs: background.jobs, metrics });
@@ -81,6 +94,11 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
   };
   process.on('SIGINT', shutdown);
   process.on('SIGTERM', shutdown);
+  // In a cluster the primary asks each worker to stop by message, so a Ctrl-C that reaches
+  // the whole process group does not count twice.
+  process.on('message', (message) => {
+    if (message === 'shutdown' && !shuttingDown) void shutdown('SIGTERM');
+  });
 
   try {
     await app.listen({ port: config.port, host: config.host });

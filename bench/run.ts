@@ -1,0 +1,367 @@
+// npm run bench -- [--url URL --token TOKEN] [--duration 10] [--connections 50]
+//                  [--scenarios S1,S2,...] [--workers N] [--db-dsn DSN] [--movies 2000]
+//
+// Starts the service itself (production settings, rate limiter off, embedded PostgreSQL
+// unless --db-dsn) unless given --url, prepares its data through the API, measures a
+// minimal node:http baseline, then runs the scenarios S1–S6. Prints a table, writes JSON
+// to bench/out/ and appends a row to bench/results.md.
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { generateMovies } from '../src/movies/seed.ts';
+import { freePort } from '../test/ports.ts';
+import { SmtpSink, tokenIn } from '../test/smtp-sink.ts';
+import { hasWrk, type LoadResult, type LoadSpec, runNodeLoad, runWrk } from './load.ts';
+
+const ROOT = new URL('..', import.meta.url).pathname;
+
+const { values: opts } = parseArgs({
+  options: {
+    url: { type: 'string' },
+    token: { type: 'string' },
+    duration: { type: 'string', default: '10' },
+    connections: { type: 'string', default: '50' },
+    scenarios: { type: 'string', default: 'S1,S2,S3,S4,S5,S6' },
+    workers: { type: 'string', default: String(availableParallelism()) },
+    'db-dsn': { type: 'string' },
+    movies: { type: 'string', default: '2000' },
+  },
+});
+
+const duration = Number(opts.duration);
+const connections = Number(opts.connections);
+const wanted = new Set((opts.scenarios as string).split(','));
+
+type Service = {
+  url: string;
+  pids: () => number[];
+  stop: () => Promise<void>;
+  grant: (email: string) => void;
+};
+
+function waitForLine(
+  child: ChildProcess,
+  match: (line: string) => boolean,
+  timeoutMs: number,
+): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buffer = '';
+    const timer = setTimeout(
+      () => reject(new Error(`no start-up line within ${timeoutMs} ms:\n${buffer}`)),
+      timeoutMs,
+    );
+    child.stdout?.on('data', (chunk: Buffer) => {
+      buffer += chunk.toString();
+      const line = buffer.split('\n').find(match);
+      if (line) {
+        clearTimeout(timer);
+        resolve(line);
+      }
+    });
+    child.once('exit', () => reject(new Error(`exited during start-up:\n${buffer}`)));
+  });
+}
+
+async function startService(smtpPort: number): Promise<Service> {
+  const port = await freePort();
+  const dataDir = mkdtempSync(join(tmpdir(), 'greenlight-bench-'));
+  const dbFlags = opts['db-dsn']
+    ? ['-db-dsn', opts['db-dsn']]
+    : ['-data-dir', dataDir, '-embedded-db-port', String(await freePort())];
+  const flags = [
+    '-env',
+    'production',
+    '-db-migrate',
+    '-host',
+    '127.0.0.1',
+    '-port',
+    String(port),
+    '-limiter-enabled=false',
+    '-smtp-host',
+    '127.0.0.1',
+    '-smtp-port',
+    String(smtpPort),
+    '-workers',
+    String(opts.workers),
+    ...dbFlags,
+  ];
+  const child = spawn(process.execPath, ['src/main.ts', 'serve', ...flags], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const logFile = join(dataDir, 'server.log');
+  child.stdout?.on('data', (chunk: Buffer) => appendFileSync(logFile, chunk));
+  await waitForLine(child, (l) => l.includes('"msg":"starting server"'), 60_000);
+  // Every worker logs its own start line; give the others a moment.
+  await new Promise((r) => setTimeout(r, 1000));
+  return {
+    url: `http://127.0.0.1:${port}`,
+    pids: () => {
+      const children = existsSync(`/proc/${child.pid}/task/${child.pid}/children`)
+        ? readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8')
+            .trim()
+            .split(/\s+/)
+            .filter(Boolean)
+        : [];
+      return [child.pid as number, ...children.map(Number)];
+    },
+    grant: (email) => {
+      execFileSync(process.execPath, ['src/main.ts', 'users', 'grant', email, 'movies:write', ...dbFlags], {
+        cwd: ROOT,
+        stdio: 'ignore',
+      });
+    },
+    stop: async () => {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+// Peak resident memory (VmHWM) of a process, in MiB; postgres children are not ours.
+function peakRssMiB(pid: number): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    if (cmdline.includes('postgres')) return 0;
+    return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
+  } catch {
+    return 0;
+  }
+}
+
+async function api(url: string, method: string, path: string, body?: unknown, token?: string) {
+  const res = await fetch(`${url}${path}`, {
+    method,
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const json = (await res.json()) as Record<string, unknown>;
+  if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
+const EMAIL = 'bench@example.com';
+const PASSWORD = 'bench-pa55word';
+
+async function prepare(service: Service, sink: SmtpSink): Promise<{ token: string; ids: number[] }> {
+  await api(service.url, 'POST', '/v1/users', { name: 'Bench', email: EMAIL, password: PASSWORD });
+  const [mail] = await sink.waitFor(EMAIL, 1, 30_000);
+  await api(service.url, 'PUT', '/v1/users/activated', { token: tokenIn(mail as NonNullable<typeof mail>) });
+  service.grant(EMAIL);
+  const login = await api(service.url, 'POST', '/v1/tokens/authentication', {
+    email: EMAIL,
+    password: PASSWORD,
+  });
+  const token = (login.authentication_token as { token: string }).token;
+  const movies = generateMovies(Number(opts.movies));
+  const ids: number[] = [];
+  for (let i = 0; i < movies.length; i += 16) {
+    const created = await Promise.all(
+      movies
+        .slice(i, i + 16)
+        .map((m) => api(service.url, 'POST', '/v1/movies', { ...m, runtime: `${m.runtime} mins` }, token)),
+    );
+    for (const c of created) ids.push((c.movie as { id: number }).id);
+  }
+  return { token, ids };
+}
+
+type Scenario = { name: string; title: string; spec: Omit<LoadSpec, 'url' | 'durationSeconds'> };
+
+function scenarios(token: string, ids: number[]): Scenario[] {
+  const some = ids.slice(0, 500);
+  const moviePaths = some.map((id) => `/v1/movies/${id}`);
+  const bodies = generateMovies(200).map((m) => JSON.stringify({ ...m, runtime: `${m.runtime} mins` }));
+  const c = connections;
+  return [
+    {
+      name: 'S1',
+      title: 'GET /v1/healthcheck',
+      spec: { method: 'GET', paths: ['/v1/healthcheck'], bodies: [], token: '', connections: c },
+    },
+    {
+      name: 'S2',
+      title: 'GET /v1/movies/:id (bearer)',
+      spec: { method: 'GET', paths: moviePaths, bodies: [], token, connections: c },
+    },
+    {
+      name: 'S3',
+      title: 'GET /v1/movies?title&genres&sort=-year',
+      spec: {
+        method: 'GET',
+        paths: ['silent', 'golden', 'river', 'empire'].flatMap((w) =>
+          ['drama', 'comedy', 'action'].map(
+            (g) => `/v1/movies?title=${w}&genres=${g}&sort=-year&page_size=20`,
+          ),
+        ),
+        bodies: [],
+        token,
+        connections: c,
+      },
+    },
+    {
+      name: 'S4',
+      title: 'POST /v1/movies',
+      spec: { method: 'POST', paths: ['/v1/movies'], bodies, token, connections: c },
+    },
+    {
+      name: 'S5',
+      title: 'PATCH /v1/movies/:id',
+      spec: {
+        method: 'PATCH',
+        paths: moviePaths,
+        bodies: Array.from({ length: 50 }, (_, i) => JSON.stringify({ runtime: `${90 + i} mins` })),
+        token,
+        connections: c,
+      },
+    },
+    {
+      name: 'S6',
+      title: 'POST /v1/tokens/authentication (8 conns)',
+      spec: {
+        method: 'POST',
+        paths: ['/v1/tokens/authentication'],
+        bodies: [JSON.stringify({ email: EMAIL, password: PASSWORD })],
+        token: '',
+        connections: Math.min(8, c),
+      },
+    },
+  ];
+}
+
+function load(spec: LoadSpec): Promise<LoadResult> {
+  return hasWrk() ? runWrk(spec) : runNodeLoad(spec);
+}
+
+function commit(): string {
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT }).toString().trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+async function main(): Promise<void> {
+  const generator = hasWrk() ? 'wrk' : 'node:http fallback (install wrk for lower overhead)';
+  console.log(`load generator: ${generator}; ${connections} connections, ${duration} s a scenario`);
+
+  const baselineChild = spawn(process.execPath, ['bench/baseline.ts', '0'], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const baselinePort = JSON.parse(await waitForLine(baselineChild, (l) => l.startsWith('{'), 10_000)).port;
+  const baseline = await load({
+    url: `http://127.0.0.1:${baselinePort}`,
+    method: 'GET',
+    paths: ['/'],
+    bodies: [],
+    token: '',
+    connections,
+    durationSeconds: duration,
+  });
+  baselineChild.kill('SIGTERM');
+  console.log(
+    `baseline node:http fixed JSON: ${baseline.rps.toFixed(0)} req/s, p99 ${baseline.p99.toFixed(1)} ms`,
+  );
+
+  const sink = new SmtpSink();
+  let service: Service | undefined;
+  let token = opts.token ?? '';
+  let ids: number[] = [];
+  let url = opts.url;
+  if (!url) {
+    await sink.start();
+    service = await startService(sink.port);
+    url = service.url;
+    console.log(
+      `service: ${url} (workers ${opts.workers}); preparing ${opts.movies} movies through the API…`,
+    );
+    ({ token, ids } = await prepare(service, sink));
+  } else {
+    if (!token) throw new Error('--url needs --token (a user with movies:read and movies:write)');
+    const list = await api(url, 'GET', '/v1/movies?page_size=100', undefined, token);
+    ids = (list.movies as { id: number }[]).map((m) => m.id);
+  }
+
+  const rows: Record<string, unknown>[] = [];
+  for (const scenario of scenarios(token, ids).filter((s) => wanted.has(s.name))) {
+    const result = await load({ ...scenario.spec, url, durationSeconds: duration });
+    const ok = Object.entries(result.statuses)
+      .filter(([code]) => Number(code) < 400)
+      .reduce((sum, [, n]) => sum + n, 0);
+    const conflicts = result.statuses['409'] ?? 0;
+    const errors = result.requests - ok - conflicts + result.socketErrors;
+    const row = {
+      scenario: scenario.name,
+      title: scenario.title,
+      rps: Math.round(result.rps),
+      p50_ms: Number(result.p50.toFixed(2)),
+      p99_ms: Number(result.p99.toFixed(2)),
+      errors,
+      conflicts_409: conflicts,
+      ratio_to_baseline: Number((result.rps / baseline.rps).toFixed(4)),
+      statuses: result.statuses,
+    };
+    rows.push(row);
+    console.log(
+      `${row.scenario} ${row.title.padEnd(42)} ${String(row.rps).padStart(7)} req/s  p50 ${row.p50_ms} ms  p99 ${row.p99_ms} ms  errors ${errors}  409s ${conflicts}  ×baseline ${row.ratio_to_baseline}`,
+    );
+  }
+
+  const peakRss = service ? Math.max(...service.pids().map(peakRssMiB)) : null;
+  if (peakRss !== null) console.log(`peak RSS of a service process: ${peakRss.toFixed(0)} MiB`);
+  await service?.stop();
+  await sink.stop();
+
+  const report = {
+    date: new Date().toISOString(),
+    commit: commit(),
+    machine: `${availableParallelism()} cores (${cpus()[0]?.model.trim()}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB`,
+    generator,
+    connections,
+    duration_s: duration,
+    workers: Number(opts.workers),
+    baseline: { rps: Math.round(baseline.rps), p99_ms: Number(baseline.p99.toFixed(2)) },
+    peak_rss_mib: peakRss === null ? null : Math.round(peakRss),
+    scenarios: rows,
+  };
+  const outDir = join(ROOT, 'bench', 'out');
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(
+    join(outDir, `bench-${report.date.replace(/[:.]/g, '-')}.json`),
+    `${JSON.stringify(report, null, 2)}\n`,
+  );
+  const cell = (name: string) => {
+    const r = rows.find((x) => x.scenario === name);
+    return r ? `${r.rps} (${r.ratio_to_baseline}×, p99 ${r.p99_ms})` : '–';
+  };
+  const resultsFile = join(ROOT, 'bench', 'results.md');
+  if (!existsSync(resultsFile)) {
+    writeFileSync(
+      resultsFile,
+      '# Benchmark results\n\nAppended by `npm run bench`: req/s (ratio to the node:http baseline of the same run, p99 ms).\n\n| date | commit | machine | workers | baseline req/s | S1 | S2 | S3 | S4 | S5 | S6 | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n',
+    );
+  }
+  appendFileSync(
+    resultsFile,
+    `| ${report.date.slice(0, 16)} | ${report.commit} | ${report.machine} | ${report.workers} | ${report.baseline.rps} | ${['S1', 'S2', 'S3', 'S4', 'S5', 'S6'].map(cell).join(' | ')} | ${report.peak_rss_mib ?? '–'} |\n`,
+  );
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

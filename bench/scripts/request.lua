@@ -1,0 +1,46 @@
+-- One wrk script for every scenario. Settings come from the environment:
+--   BENCH_METHOD, BENCH_TOKEN, BENCH_PATHS (space-separated, picked at random),
+--   BENCH_BODIES (|-separated, picked at random; empty for none).
+-- Responses are counted by status so 409s can be reported apart.
+local method = os.getenv("BENCH_METHOD") or "GET"
+local token = os.getenv("BENCH_TOKEN") or ""
+local paths, bodies = {}, {}
+for p in string.gmatch(os.getenv("BENCH_PATHS") or "/", "%S+") do table.insert(paths, p) end
+for b in string.gmatch(os.getenv("BENCH_BODIES") or "", "[^|]+") do table.insert(bodies, b) end
+
+local threads = {}
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  statuses = {}
+  math.randomseed(os.time() + math.floor(os.clock() * 1e6))
+end
+
+function request()
+  local headers = {}
+  if token ~= "" then headers["Authorization"] = "Bearer " .. token end
+  local body = nil
+  if #bodies > 0 then
+    body = bodies[math.random(#bodies)]
+    headers["Content-Type"] = "application/json"
+  end
+  return wrk.format(method, paths[math.random(#paths)], headers, body)
+end
+
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+
+function done(summary, latency, requests)
+  local total = {}
+  for _, thread in ipairs(threads) do
+    local s = thread:get("statuses")
+    for code, n in pairs(s) do total[code] = (total[code] or 0) + n end
+  end
+  local parts = {}
+  for code, n in pairs(total) do table.insert(parts, string.format('"%d":%d', code, n)) end
+  io.write(string.format('BENCH_RESULT {"p50":%f,"p99":%f,"statuses":{%s}}\n',
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, table.concat(parts, ",")))
+end
