@@ -7,6 +7,7 @@ import { Type } from 'typebox';
 import { ACCOUNT_PATHS, accountRoutes } from './accounts/accounts.routes.ts';
 import { EMAIL_QUEUE } from './accounts/accounts.ts';
 import { authenticationHook, requirePermission } from './accounts/auth.ts';
+import type { IdentityCache } from './accounts/identity-cache.ts';
 import type { Config } from './config.ts';
 import { MOVIE_PATHS, movieRoutes } from './movies/movies.routes.ts';
 import { corsHook } from './platform/cors.ts';
@@ -20,7 +21,15 @@ import { isLoopback, Metrics } from './platform/metrics.ts';
 import { RateLimiter } from './platform/rate-limit.ts';
 import { version } from './version.ts';
 
-export type AppDeps = Readonly<{ config: Config; db: Db; logger: Logger; jobs: Jobs; metrics?: Metrics }>;
+export type AppDeps = Readonly<{
+  config: Config;
+  db: Db;
+  logger: Logger;
+  jobs: Jobs;
+  metrics?: Metrics;
+  // Without one every authenticated request queries the database.
+  identityCache?: IdentityCache;
+}>;
 
 export function createMetrics(config: Config, db: Db, jobs: Jobs): Metrics {
   return new Metrics({ db, maxOpenConns: config.db.maxOpenConns, jobs, queues: [EMAIL_QUEUE] });
@@ -45,6 +54,7 @@ export function buildApp({
   logger,
   jobs,
   metrics = createMetrics(config, db, jobs),
+  identityCache,
 }: AppDeps): FastifyInstance {
   const app = Fastify({
     loggerInstance: logger,
@@ -75,7 +85,7 @@ export function buildApp({
     reply.header('x-request-id', request.id);
   });
   app.addHook('onRequest', corsHook(config.cors.trustedOrigins));
-  app.addHook('onRequest', authenticationHook(db));
+  app.addHook('onRequest', authenticationHook(db, identityCache));
   if (config.limiter.enabled) {
     const limiter = new RateLimiter({ rps: config.limiter.rps, burst: config.limiter.burst });
     app.addHook('onRequest', async (request) => {

@@ -1,6 +1,7 @@
 // `greenlight serve`: open the database, migrate, listen, and shut down gracefully.
 import cluster from 'node:cluster';
 import { DEMO_ACCOUNT, ensureDemoAccount } from './accounts/demo-account.ts';
+import { IdentityCache, listenForIdentityChanges } from './accounts/identity-cache.ts';
 import { buildApp, createMetrics } from './app.ts';
 import { startBackground } from './background.ts';
 import { superviseWorkers } from './cluster.ts';
@@ -54,7 +55,9 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
   db.on('error', (err) => logger.warn({ err }, 'idle database connection failed'));
   const background = await startBackground(config, database.dsn, logger);
   const metrics = createMetrics(config, db, background.jobs);
-  const app = buildApp({ config, db, logger, jobs: background.jobs, metrics });
+  const identityCache = new IdentityCache();
+  const stopListening = await listenForIdentityChanges(database.dsn, identityCache, logger);
+  const app = buildApp({ config, db, logger, jobs: background.jobs, metrics, identityCache });
   await background.startWorkers(db, metrics);
 
   let shuttingDown = false;
@@ -81,6 +84,7 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
       clearTimeout(deadline);
       logger.info('completing background tasks');
       await background.stop();
+      await stopListening();
       await db.end();
       await database.stop();
       logger.info('stopped server');
@@ -104,6 +108,7 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
     await app.listen({ port: config.port, host: config.host });
   } catch (err) {
     await background.stop();
+    await stopListening();
     await db.end();
     await database.stop();
     throw err;

@@ -5,6 +5,7 @@ import { after } from 'node:test';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import pg from 'pg';
 import { startEmailWorker } from '../src/accounts/email.worker.ts';
+import { IdentityCache, listenForIdentityChanges } from '../src/accounts/identity-cache.ts';
 import { grantPermissions } from '../src/accounts/permissions.sql.ts';
 import { insertToken } from '../src/accounts/tokens.sql.ts';
 import { generateToken, SCOPES } from '../src/accounts/tokens.ts';
@@ -72,6 +73,7 @@ export type Inject = (options: InjectOptions | string) => Promise<LightMyRequest
 
 export type TestApp = {
   app: FastifyInstance;
+  identityCache?: IdentityCache;
   db: Db;
   config: Config;
   lines: LogLine[];
@@ -121,6 +123,8 @@ export async function buildTestApp(
     flags?: string[];
     dsn?: string;
     workers?: boolean;
+    // an identity cache kept fresh by LISTEN/NOTIFY, as the server runs
+    identityCache?: boolean;
     configure?: (app: FastifyInstance, db: Db) => void;
   } = {},
 ): Promise<TestApp> {
@@ -130,19 +134,24 @@ export async function buildTestApp(
   const { logger, lines } = captureLogger();
   const jobs = await startJobs(dsn, logger, QUEUES);
   const metrics = createMetrics(config, db, jobs);
-  const app = buildApp({ config, db, logger, jobs, metrics });
+  const identityCache = options.identityCache ? new IdentityCache() : undefined;
+  const stopListening = identityCache
+    ? await listenForIdentityChanges(dsn, identityCache, logger)
+    : async () => {};
+  const app = buildApp({ config, db, logger, jobs, metrics, identityCache });
   options.configure?.(app, db);
   await app.ready();
   const mailer = createMailer(config, logger);
   if (options.workers) await startEmailWorker(jobs, mailer, logger, metrics);
   after(async () => {
     await app.close();
+    await stopListening();
     await jobs.stop({ graceful: true, wait: true, timeout: 5000 });
     mailer.close();
     await db.end();
   });
   const { token } = await createUser(db, { permissions: ['movies:read', 'movies:write'] });
-  return { app, db, config, lines, dsn, api: withToken(app, token), token };
+  return { app, db, config, lines, dsn, api: withToken(app, token), token, identityCache };
 }
 
 export type Movie = {

@@ -9,6 +9,7 @@ import {
   NotPermittedError,
 } from '../platform/errors.ts';
 import { authenticate } from './accounts.ts';
+import type { IdentityCache } from './identity-cache.ts';
 import type { Identity } from './user.ts';
 
 declare module 'fastify' {
@@ -23,7 +24,7 @@ export function addVary(reply: FastifyReply, value: string): void {
   reply.header('vary', current ? `${current}, ${value}` : value);
 }
 
-export function authenticationHook(db: Db) {
+export function authenticationHook(db: Db, cache?: IdentityCache) {
   return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     addVary(reply, 'Authorization');
     const header = request.headers.authorization;
@@ -31,7 +32,7 @@ export function authenticationHook(db: Db) {
     const [scheme, token, ...rest] = header.split(' ');
     if (scheme !== 'Bearer' || token === undefined || rest.length > 0)
       throw new InvalidAuthenticationTokenError();
-    request.identity = await authenticate(db, token);
+    request.identity = await authenticate(db, token, cache);
   };
 }
 

@@ -1,5 +1,6 @@
 // SQL for the permissions and users_permissions tables.
 import type { Queryable } from '../platform/db.ts';
+import { notifyIdentityChanged } from './users.sql.ts';
 
 export class UnknownPermissionError extends Error {}
 
@@ -32,6 +33,7 @@ export async function grantPermissions(
      ON CONFLICT DO NOTHING`,
     [userId, codes],
   );
+  await notifyIdentityChanged(db, userId);
 }
 
 export async function revokePermissions(
@@ -44,4 +46,5 @@ export async function revokePermissions(
      WHERE user_id = $1 AND permission_id IN (SELECT id FROM permissions WHERE code = ANY($2))`,
     [userId, codes],
   );
+  await notifyIdentityChanged(db, userId);
 }

@@ -45,6 +45,7 @@ const UPDATE_USER = `
 // Token → user → permissions in one round trip (the book needs three).
 const SELECT_IDENTITY_FOR_TOKEN = `
   SELECT users.id, users.created_at, users.name, users.email, users.password_hash, users.activated, users.version,
+         tokens.expiry,
          ARRAY(SELECT permissions.code
                FROM users_permissions
                INNER JOIN permissions ON permissions.id = users_permissions.permission_id
@@ -54,6 +55,12 @@ const SELECT_IDENTITY_FOR_TOKEN = `
   WHERE tokens.hash = $1 AND tokens.scope = $2 AND tokens.expiry > now()`;
 
 const UNIQUE_VIOLATION = '23505';
+
+// Tells every instance's identity cache that this user's tokens, password, activation or
+// permissions changed. Inside a transaction it is delivered when (and only if) it commits.
+export async function notifyIdentityChanged(db: Queryable, userId: number): Promise<void> {
+  await db.query("SELECT pg_notify('greenlight_identity', $1::text)", [userId]);
+}
 
 export async function insertUser(
   db: Queryable,
@@ -91,6 +98,7 @@ export async function updateUser(db: Queryable, user: User): Promise<User> {
       user.version,
     ]);
     if (rows.length === 0) throw new EditConflictError();
+    await notifyIdentityChanged(db, user.id);
     return { ...user, version: (rows[0] as { version: number }).version };
   } catch (err) {
     if ((err as { code?: string }).code === UNIQUE_VIOLATION) throw new DuplicateEmailError();
@@ -98,16 +106,20 @@ export async function updateUser(db: Queryable, user: User): Promise<User> {
   }
 }
 
+type IdentityRow = UserRow & { permissions: string[]; expiry: Date };
+
+// The identity behind a token of `scope`, and when that token expires.
 export async function selectIdentityForToken(
   db: Queryable,
   tokenHash: Buffer,
   scope: string,
-): Promise<Identity> {
-  const { rows } = await db.query<UserRow & { permissions: string[] }>(SELECT_IDENTITY_FOR_TOKEN, [
-    tokenHash,
-    scope,
-  ]);
+): Promise<{ identity: Identity; expiry: Date }> {
+  const { rows } = await db.query<IdentityRow>({
+    name: 'select-identity-for-token',
+    text: SELECT_IDENTITY_FOR_TOKEN,
+    values: [tokenHash, scope],
+  });
   if (rows.length === 0) throw new NotFoundError();
-  const row = rows[0] as UserRow & { permissions: string[] };
-  return { ...toUser(row), permissions: row.permissions };
+  const row = rows[0] as IdentityRow;
+  return { identity: { ...toUser(row), permissions: row.permissions }, expiry: row.expiry };
 }

@@ -57,13 +57,33 @@ const ORDER_BY: Readonly<Record<MovieListQuery['sort'], string>> = {
   '-runtime': 'runtime DESC, id ASC',
 };
 
-const listMoviesSql = (sort: MovieListQuery['sort']) => `
-  SELECT count(*) OVER() AS total, id, created_at, title, year, runtime, genres, version
-  FROM movies
-  WHERE (to_tsvector('simple', title) @@ plainto_tsquery('simple', $1) OR $1 = '')
-  AND (genres @> $2 OR $2 = '{}')
-  ORDER BY ${ORDER_BY[sort]}
-  LIMIT $3 OFFSET $4`;
+// The book writes the optional filters as `(… OR $1 = '')`, which a prepared statement's
+// generic plan cannot serve from the GIN indexes. We prepare one statement per combination
+// of filters present instead, each with plain conditions the planner always can index.
+function listMoviesStatement(q: MovieListQuery): { name: string; text: string; values: unknown[] } {
+  const conditions: string[] = [];
+  const values: unknown[] = [];
+  if (q.title !== '') {
+    values.push(q.title);
+    conditions.push(`to_tsvector('simple', title) @@ plainto_tsquery('simple', $${values.length})`);
+  }
+  if (q.genres.length > 0) {
+    values.push(q.genres);
+    conditions.push(`genres @> $${values.length}`);
+  }
+  values.push(q.pageSize, (q.page - 1) * q.pageSize);
+  const where = conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : '';
+  return {
+    name: `list-movies-${q.title !== '' ? 't' : ''}${q.genres.length > 0 ? 'g' : ''}-${q.sort}`,
+    text: `
+      SELECT count(*) OVER() AS total, id, created_at, title, year, runtime, genres, version
+      FROM movies
+      ${where}
+      ORDER BY ${ORDER_BY[q.sort]}
+      LIMIT $${values.length - 1} OFFSET $${values.length}`,
+    values,
+  };
+}
 
 export async function insertMovie(db: Queryable, fields: MovieFields): Promise<Movie> {
   const { rows } = await db.query<MovieRow>(INSERT_MOVIE, [
@@ -76,27 +96,24 @@ export async function insertMovie(db: Queryable, fields: MovieFields): Promise<M
 }
 
 export async function selectMovie(db: Queryable, id: string): Promise<Movie> {
-  const { rows } = await db.query<MovieRow>(SELECT_MOVIE, [id]);
+  const { rows } = await db.query<MovieRow>({ name: 'select-movie', text: SELECT_MOVIE, values: [id] });
   if (rows.length === 0) throw new NotFoundError();
   return toMovie(rows[0] as MovieRow);
 }
 
 // Saves `movie` if nobody changed it since it was read at `movie.version`.
 export async function updateMovie(db: Queryable, movie: Movie): Promise<Movie> {
-  const { rows } = await db.query<{ version: number }>(UPDATE_MOVIE, [
-    movie.title,
-    movie.year,
-    movie.runtime,
-    movie.genres,
-    movie.id,
-    movie.version,
-  ]);
+  const { rows } = await db.query<{ version: number }>({
+    name: 'update-movie',
+    text: UPDATE_MOVIE,
+    values: [movie.title, movie.year, movie.runtime, movie.genres, movie.id, movie.version],
+  });
   if (rows.length === 0) throw new EditConflictError();
   return { ...movie, version: (rows[0] as { version: number }).version };
 }
 
 export async function deleteMovie(db: Queryable, id: string): Promise<void> {
-  const { rowCount } = await db.query(DELETE_MOVIE, [id]);
+  const { rowCount } = await db.query({ name: 'delete-movie', text: DELETE_MOVIE, values: [id] });
   if (rowCount === 0) throw new NotFoundError();
 }
 
@@ -104,12 +121,7 @@ export async function selectMovies(
   db: Queryable,
   q: MovieListQuery,
 ): Promise<{ movies: Movie[]; total: number }> {
-  const { rows } = await db.query<MovieRow & { total: number }>(listMoviesSql(q.sort), [
-    q.title,
-    q.genres,
-    q.pageSize,
-    (q.page - 1) * q.pageSize,
-  ]);
+  const { rows } = await db.query<MovieRow & { total: number }>(listMoviesStatement(q));
   return { movies: rows.map(toMovie), total: rows[0]?.total ?? 0 };
 }
 
