@@ -1,5 +1,5 @@
 // npm run bench -- [--url URL --token TOKEN] [--duration 10] [--connections 50]
-//                  [--scenarios S1,S2,...] [--workers N] [--db-dsn DSN] [--movies 2000]
+//                  [--scenarios S1,S2,...] [--workers N] [--db-dsn DSN] [--movies 2000] [--warmup 2]
 //
 // Starts the service itself (production settings, rate limiter off, embedded PostgreSQL
 // unless --db-dsn) unless given --url, prepares its data through the API, measures a
@@ -8,9 +8,11 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import {
   appendFileSync,
+  closeSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
+  openSync,
   readFileSync,
   rmSync,
   writeFileSync,
@@ -35,6 +37,7 @@ const { values: opts } = parseArgs({
     workers: { type: 'string', default: String(availableParallelism()) },
     'db-dsn': { type: 'string' },
     movies: { type: 'string', default: '2000' },
+    warmup: { type: 'string', default: '2' },
   },
 });
 
@@ -72,6 +75,21 @@ function waitForLine(
   });
 }
 
+async function waitForFileLine(
+  file: string,
+  child: ChildProcess,
+  text: string,
+  timeoutMs: number,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!readFileSync(file, 'utf8').includes(text)) {
+    if (child.exitCode !== null)
+      throw new Error(`service exited during start-up:\n${readFileSync(file, 'utf8')}`);
+    if (Date.now() > deadline) throw new Error(`service not started within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 async function startService(smtpPort: number): Promise<Service> {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'greenlight-bench-'));
@@ -95,13 +113,16 @@ async function startService(smtpPort: number): Promise<Service> {
     String(opts.workers),
     ...dbFlags,
   ];
+  // The service logs straight into a file: relaying its lines through this process would
+  // spend CPU the service shares with us and lower its numbers.
+  const logFile = join(dataDir, 'server.log');
+  const logFd = openSync(logFile, 'a');
   const child = spawn(process.execPath, ['src/main.ts', 'serve', ...flags], {
     cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'inherit'],
+    stdio: ['ignore', logFd, 'inherit'],
   });
-  const logFile = join(dataDir, 'server.log');
-  child.stdout?.on('data', (chunk: Buffer) => appendFileSync(logFile, chunk));
-  await waitForLine(child, (l) => l.includes('"msg":"starting server"'), 60_000);
+  closeSync(logFd);
+  await waitForFileLine(logFile, child, '"msg":"starting server"', 60_000);
   // Every worker logs its own start line; give the others a moment.
   await new Promise((r) => setTimeout(r, 1000));
   return {
@@ -248,7 +269,7 @@ function load(spec: LoadSpec): Promise<LoadResult> {
 
 function commit(): string {
   try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT }).toString().trim();
+    return execFileSync('git', ['describe', '--always', '--dirty'], { cwd: ROOT }).toString().trim();
   } catch {
     return 'unknown';
   }
@@ -298,6 +319,8 @@ async function main(): Promise<void> {
 
   const rows: Record<string, unknown>[] = [];
   for (const scenario of scenarios(token, ids).filter((s) => wanted.has(s.name))) {
+    // Unmeasured warm-up: pools open their connections, statements get prepared, caches fill.
+    if (Number(opts.warmup) > 0) await load({ ...scenario.spec, url, durationSeconds: Number(opts.warmup) });
     const result = await load({ ...scenario.spec, url, durationSeconds: duration });
     const ok = Object.entries(result.statuses)
       .filter(([code]) => Number(code) < 400)

@@ -403,6 +403,12 @@ describe('schema', () => {
         indexname: 'movies_pkey',
         indexdef: 'CREATE UNIQUE INDEX movies_pkey ON public.movies USING btree (id)',
       },
+      // Greenlight's own addition (migration 000008); the book's indexes are unchanged.
+      {
+        indexname: 'movies_title_genres_idx',
+        indexdef:
+          "CREATE INDEX movies_title_genres_idx ON public.movies USING gin (to_tsvector('simple'::regconfig, title), genres)",
+      },
       {
         indexname: 'movies_title_idx',
         indexdef:
