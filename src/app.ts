@@ -2,7 +2,12 @@
 // the tests both build it here.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import Fastify, { type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
+import Fastify, {
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
 import { Type } from 'typebox';
 import { ACCOUNT_PATHS, accountRoutes } from './accounts/accounts.routes.ts';
 import { EMAIL_QUEUE } from './accounts/accounts.ts';
@@ -69,6 +74,15 @@ export function buildApp({
     keepAliveTimeout: 60_000,
     requestTimeout: 30_000,
     routerOptions: { maxParamLength: 4096 },
+    // Errors Fastify meets before routing (a malformed %-escape in the path) still get the
+    // book's JSON body and our headers; such a path names no resource.
+    frameworkErrors: (err, request, reply: FastifyReply) => {
+      const response = errorResponse(err.code === 'FST_ERR_BAD_URL' ? new NotFoundError() : err);
+      reply
+        .code(response.status)
+        .headers({ 'x-request-id': request.id, vary: 'Origin, Access-Control-Request-Method' })
+        .send({ error: response.error });
+    },
   }) as unknown as FastifyInstance;
 
   // Bodies are decoded by each route with Go's rules (platform/json-body.ts), whatever
@@ -78,25 +92,42 @@ export function buildApp({
 
   app.decorateRequest('identity', null);
 
+  const limiter = config.limiter.enabled
+    ? new RateLimiter({ rps: config.limiter.rps, burst: config.limiter.burst })
+    : undefined;
+  const limited = (act: () => void) => {
+    try {
+      act();
+    } catch (err) {
+      metrics.rateLimitRejections.inc();
+      throw err;
+    }
+  };
+  const takeToken = (key: string) => limited(() => limiter?.take(key));
+
   // Order matters: count, CORS (answers preflights itself), authenticate, then limit, so
-  // that authenticated users can be limited per user rather than per address.
+  // that authenticated users can be limited per user rather than per address. Unknown
+  // tokens are charged to the client's address (see authenticationHook).
   app.addHook('onRequest', async (request, reply) => {
     metrics.requestReceived();
     reply.header('x-request-id', request.id);
   });
   app.addHook('onRequest', corsHook(config.cors.trustedOrigins));
-  app.addHook('onRequest', authenticationHook(db, identityCache));
-  if (config.limiter.enabled) {
-    const limiter = new RateLimiter({ rps: config.limiter.rps, burst: config.limiter.burst });
+  app.addHook(
+    'onRequest',
+    authenticationHook(
+      db,
+      identityCache,
+      limiter && {
+        check: (request) => limited(() => limiter.check(`ip:${request.ip}`)),
+        charge: (request) => takeToken(`ip:${request.ip}`),
+      },
+    ),
+  );
+  if (limiter) {
     app.addHook('onRequest', async (request) => {
-      const key =
-        config.limiterPerUser && request.identity ? `user:${request.identity.id}` : `ip:${request.ip}`;
-      try {
-        limiter.take(key);
-      } catch (err) {
-        metrics.rateLimitRejections.inc();
-        throw err;
-      }
+      const identity = request.identity;
+      takeToken(config.limiterPerUser && identity ? `user:${identity.id}` : `ip:${request.ip}`);
     });
   }
 

@@ -40,7 +40,7 @@ export async function startBackground(
       });
       await jobs.schedule(TOKEN_CLEANUP_QUEUE, '*/15 * * * *');
     },
-    // Lets jobs in progress finish (bounded by the shutdown grace period).
+    // Lets jobs in progress finish, for up to one more shutdown grace period.
     stop: async () => {
       await jobs.stop({ graceful: true, wait: true, timeout: config.shutdownTimeoutMs });
       mailer.close();

@@ -25,7 +25,7 @@ import { commit, version } from './version.ts';
 class UsageError extends Error {}
 
 function integerArg(value: string | undefined, what: string): number {
-  if (value === undefined || !/^-?\d+$/.test(value)) throw new UsageError(`${what} must be an integer`);
+  if (value === undefined || !/^\d+$/.test(value)) throw new UsageError(`${what} must be a whole number`);
   return Number(value);
 }
 

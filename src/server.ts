@@ -67,11 +67,7 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
     if (shuttingDown) reply.header('connection', 'close');
   });
   const shutdown = async (signal: NodeJS.Signals) => {
-    if (shuttingDown) {
-      logger.warn({ signal }, 'second signal: exiting at once');
-      logger.flush();
-      process.exit(1);
-    }
+    if (shuttingDown) return;
     shuttingDown = true;
     logger.info({ signal }, 'shutting down server');
     // In-flight requests get the grace period; after that, their connections are cut.
@@ -96,12 +92,21 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
       process.exit(1);
     }
   };
-  process.on('SIGINT', shutdown);
-  process.on('SIGTERM', shutdown);
-  // In a cluster the primary asks each worker to stop by message, so a Ctrl-C that reaches
-  // the whole process group does not count twice.
+  // Only a second *signal* means "now": in a cluster the primary also asks by message, and a
+  // Ctrl-C reaching the whole process group must not count twice.
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (++signals > 1) {
+      logger.warn({ signal }, 'second signal: exiting at once');
+      logger.flush();
+      process.exit(1);
+    }
+    void shutdown(signal);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   process.on('message', (message) => {
-    if (message === 'shutdown' && !shuttingDown) void shutdown('SIGTERM');
+    if (message === 'shutdown') void shutdown('SIGTERM');
   });
 
   try {

@@ -121,3 +121,14 @@ describe('IdentityCache', () => {
     assert.equal(cache.get('a'), undefined);
   });
 });
+
+describe('IdentityCache generations', () => {
+  test('when an invalidation arrives while a lookup runs, then the lookup result is not cached', () => {
+    const cache = new IdentityCache();
+    cache.enabled = true;
+    const readAt = cache.generation;
+    cache.invalidateUser(7); // the NOTIFY overtakes the query
+    cache.set('k', { ...({} as Identity), id: 7 }, new Date(Date.now() + 60_000), readAt);
+    assert.equal(cache.get('k'), undefined);
+  });
+});

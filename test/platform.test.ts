@@ -15,6 +15,7 @@ import {
   RateLimitedError,
   ValidationError,
 } from '../src/platform/errors.ts';
+import { redactSecrets } from '../src/platform/metrics.ts';
 import { buildTestApp } from './helpers.ts';
 
 const { app, api, db, lines } = await buildTestApp({
@@ -182,5 +183,36 @@ describe('request ids and logs', () => {
     assert.equal(line?.path, '/v1/movies?page_size=1');
     assert.equal(line?.status, 200);
     assert.equal(typeof line?.duration_ms, 'number');
+  });
+});
+
+describe('edge requests', () => {
+  test('when the path has a malformed %-escape, then 404 in the book format with a request id', async () => {
+    const res = await app.inject('/v1/movies/%zz');
+    assert.equal(res.statusCode, 404);
+    assert.deepEqual(res.json(), { error: 'the requested resource could not be found' });
+    assert.ok(res.headers['x-request-id']);
+  });
+
+  test('when the Authorization header is empty, then the request is anonymous, as in the book', async () => {
+    const res = await app.inject({ url: '/v1/healthcheck', headers: { authorization: '' } });
+    assert.equal(res.statusCode, 200);
+  });
+});
+
+describe('/debug/vars cmdline', () => {
+  test('when secrets are on the command line, then they are redacted', () => {
+    assert.deepEqual(
+      redactSecrets([
+        'node',
+        'main.ts',
+        '-db-dsn',
+        'postgres://u:pw@h/db',
+        '--smtp-password=hunter2',
+        '-port',
+        '1',
+      ]),
+      ['node', 'main.ts', '-db-dsn', 'REDACTED', '--smtp-password=REDACTED', '-port', '1'],
+    );
   });
 });

@@ -111,3 +111,14 @@ describe('rate limiting per user', () => {
     assert.equal((await as(bob.token)).statusCode, 429);
   });
 });
+
+describe('rate limiting unknown tokens', () => {
+  test('when a client sends made-up tokens, then after its burst it gets 429 before any lookup', async () => {
+    const statuses = [];
+    for (let i = 0; i < 6; i++) {
+      const token = `${'A'.repeat(25)}${String.fromCharCode(65 + i)}`;
+      statuses.push((await hit(limited.app, '192.0.2.70', { authorization: `Bearer ${token}` })).statusCode);
+    }
+    assert.deepEqual(statuses, [401, 401, 401, 401, 429, 429]);
+  });
+});

@@ -191,7 +191,12 @@ export async function resetPassword(
 
 // The identity behind a bearer token, or InvalidAuthenticationTokenError. With a cache,
 // a token seen recently costs no query.
-export async function authenticate(db: Db, plaintext: string, cache?: IdentityCache): Promise<Identity> {
+export async function authenticate(
+  db: Db,
+  plaintext: string,
+  cache?: IdentityCache,
+  beforeLookup?: () => void,
+): Promise<Identity> {
   const v = new Validator();
   checkTokenPlaintext(v, plaintext);
   if (Object.keys(v.errors).length > 0) throw new InvalidAuthenticationTokenError();
@@ -199,9 +204,12 @@ export async function authenticate(db: Db, plaintext: string, cache?: IdentityCa
   const key = hash.toString('base64');
   const cached = cache?.get(key);
   if (cached) return cached;
+  beforeLookup?.();
+  // An invalidation that arrives while the query runs must win over its (older) answer.
+  const generation = cache?.generation;
   try {
     const { identity, expiry } = await users.selectIdentityForToken(db, hash, SCOPES.authentication.name);
-    cache?.set(key, identity, expiry);
+    if (generation !== undefined) cache?.set(key, identity, expiry, generation);
     return identity;
   } catch (err) {
     if (err instanceof NotFoundError) throw new InvalidAuthenticationTokenError();

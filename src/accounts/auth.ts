@@ -24,15 +24,30 @@ export function addVary(reply: FastifyReply, value: string): void {
   reply.header('vary', current ? `${current}, ${value}` : value);
 }
 
-export function authenticationHook(db: Db, cache?: IdentityCache) {
+export type TokenLookupLimits = Readonly<{
+  // before a database lookup: refuse a client whose address has no rate-limit token left
+  check: (request: FastifyRequest) => void;
+  // after a lookup that found nothing: charge the address for it
+  charge: (request: FastifyRequest) => void;
+}>;
+
+// With `limits`, unknown tokens are rate limited per address, so made-up tokens cannot make
+// unlimited database lookups; valid tokens cost their address nothing.
+export function authenticationHook(db: Db, cache?: IdentityCache, limits?: TokenLookupLimits) {
   return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     addVary(reply, 'Authorization');
     const header = request.headers.authorization;
-    if (header === undefined) return;
+    // Missing and empty are the same to the book (Header.Get returns "").
+    if (!header) return;
     const [scheme, token, ...rest] = header.split(' ');
     if (scheme !== 'Bearer' || token === undefined || rest.length > 0)
       throw new InvalidAuthenticationTokenError();
-    request.identity = await authenticate(db, token, cache);
+    try {
+      request.identity = await authenticate(db, token, cache, () => limits?.check(request));
+    } catch (err) {
+      if (err instanceof InvalidAuthenticationTokenError) limits?.charge(request);
+      throw err;
+    }
   };
 }
 

@@ -17,6 +17,8 @@ export class IdentityCache {
   readonly #maxEntries: number;
   readonly #ttlMs: number;
   enabled = false;
+  // Bumped by every invalidation: an answer read before a bump is not cached after it.
+  generation = 0;
 
   constructor(options: { maxEntries?: number; ttlMs?: number } = {}) {
     this.#maxEntries = options.maxEntries ?? 50_000;
@@ -38,8 +40,8 @@ export class IdentityCache {
     return entry.identity;
   }
 
-  set(key: string, identity: Identity, tokenExpiry: Date): void {
-    if (!this.enabled) return;
+  set(key: string, identity: Identity, tokenExpiry: Date, readAtGeneration = this.generation): void {
+    if (!this.enabled || readAtGeneration !== this.generation) return;
     if (this.#entries.size >= this.#maxEntries) {
       const [oldestKey, oldest] = this.#entries.entries().next().value as [string, Entry];
       this.#delete(oldestKey, oldest.identity.id);
@@ -54,11 +56,13 @@ export class IdentityCache {
   }
 
   invalidateUser(userId: number): void {
+    this.generation++;
     for (const key of this.#keysByUser.get(userId) ?? []) this.#entries.delete(key);
     this.#keysByUser.delete(userId);
   }
 
   clear(): void {
+    this.generation++;
     this.#entries.clear();
     this.#keysByUser.clear();
   }

@@ -56,7 +56,3 @@ export async function withTransaction<T>(db: Db, work: (client: pg.PoolClient) =
     client.release();
   }
 }
-
-export async function pingDatabase(db: Db): Promise<void> {
-  await db.query('SELECT 1');
-}

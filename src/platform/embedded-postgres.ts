@@ -13,8 +13,7 @@ import type { Logger } from './logger.ts';
 
 export type EmbeddedPostgres = Readonly<{
   dsn: string;
-  // true when this process started the server and so must stop it
-  owned: boolean;
+  // A no-op for a server this process did not start.
   stop: () => Promise<void>;
 }>;
 
@@ -148,7 +147,6 @@ export async function startEmbeddedPostgres({
     logger.info({ port: runningPort, pgdata }, 'using the embedded PostgreSQL that is already running');
     return {
       dsn: dsnFor(runningPort, readFileSync(passwordFile, 'utf8').trim()),
-      owned: false,
       stop: async () => {},
     };
   }
@@ -214,7 +212,18 @@ export async function startEmbeddedPostgres({
     logger.debug({ postgres: chunk.toString().trim() }, 'embedded postgres'),
   );
   child.removeAllListeners('exit');
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  let stopping = false;
+  const exited = new Promise<void>((resolve) =>
+    child.once('exit', (code, signal) => {
+      if (!stopping) logger.error({ code, signal }, 'embedded PostgreSQL exited unexpectedly');
+      resolve();
+    }),
+  );
+  // However this process ends (an error at start-up, process.exit), the server goes with
+  // it; only a SIGKILL leaves it running, and the next start then reuses it.
+  process.once('exit', () => {
+    if (child.exitCode === null) child.kill('SIGINT');
+  });
 
   const password = readFileSync(passwordFile, 'utf8').trim();
   await ensureDatabase(dsnFor(port, password));
@@ -222,9 +231,9 @@ export async function startEmbeddedPostgres({
 
   return {
     dsn: dsnFor(port, password),
-    owned: true,
     stop: async () => {
       if (child.exitCode !== null) return;
+      stopping = true;
       child.kill('SIGINT'); // "fast shutdown": roll back open transactions, checkpoint, exit
       const timer = setTimeout(() => child.kill('SIGQUIT'), 20_000);
       await exited;

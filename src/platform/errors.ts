@@ -132,7 +132,6 @@ export const ERROR_RESPONSES: ReadonlyArray<readonly [ErrorClass, (err: never) =
 const FRAMEWORK_ERRORS: Readonly<Record<string, (err: Error) => ErrorResponse>> = {
   FST_ERR_CTP_BODY_TOO_LARGE: () => ({ status: 400, error: 'body must not be larger than 1048576 bytes' }),
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: () => ({ status: 400, error: 'body contains badly-formed JSON' }),
-  FST_ERR_CTP_EMPTY_JSON_BODY: () => ({ status: 400, error: 'body must not be empty' }),
 };
 
 const SERVER_ERROR: ErrorResponse = { status: 500, error: MESSAGES.serverError };

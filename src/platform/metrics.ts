@@ -95,7 +95,7 @@ export class Metrics {
     const pool = this.#sources.db;
     const memory = process.memoryUsage();
     return {
-      cmdline: process.argv,
+      cmdline: redactSecrets(process.argv),
       database: {
         MaxOpenConnections: this.#sources.maxOpenConns,
         OpenConnections: pool.totalCount,
@@ -124,6 +124,19 @@ export class Metrics {
   prometheus(): Promise<string> {
     return this.registry.metrics();
   }
+}
+
+const SECRET_FLAGS = /^--?(db-dsn|smtp-password)(=|$)/;
+
+// Command-line values of secret flags are shown as "REDACTED".
+export function redactSecrets(argv: readonly string[]): string[] {
+  return argv.map((arg, i) => {
+    const flag = SECRET_FLAGS.exec(arg);
+    if (flag) return flag[2] === '=' ? `${arg.slice(0, arg.indexOf('=') + 1)}REDACTED` : arg;
+    return i > 0 && SECRET_FLAGS.test(argv[i - 1] as string) && !(argv[i - 1] as string).includes('=')
+      ? 'REDACTED'
+      : arg;
+  });
 }
 
 export function isLoopback(ip: string): boolean {

@@ -57,6 +57,14 @@ export class RateLimiter {
     if (!allowed) throw new RateLimitedError(Math.max(1, Math.ceil((1 - tokens) / this.#rps)));
   }
 
+  // Throws like take() when `key` has no token left, without spending one.
+  check(key: string): void {
+    const bucket = this.#buckets.get(key);
+    if (!bucket) return;
+    const tokens = Math.min(this.#burst, bucket.tokens + ((this.#now() - bucket.last) / 1000) * this.#rps);
+    if (tokens < 1) throw new RateLimitedError(Math.max(1, Math.ceil((1 - tokens) / this.#rps)));
+  }
+
   #sweep(now: number): void {
     this.#lastSweep = now;
     // Oldest first: stop at the first bucket that is still fresh.
