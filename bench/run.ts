@@ -156,7 +156,7 @@ function peakRssMiB(pid: number): number {
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    if (cmdline.includes('postgres')) return 0;
+    if ((cmdline.split('\0')[0] ?? '').endsWith('/postgres')) return 0;
     return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
   } catch {
     return 0;
@@ -344,8 +344,18 @@ async function main(): Promise<void> {
     );
   }
 
-  const peakRss = service ? Math.max(...service.pids().map(peakRssMiB)) : null;
-  if (peakRss !== null) console.log(`peak RSS of a service process: ${peakRss.toFixed(0)} MiB`);
+  const rssByProcess = service
+    ? service
+        .pids()
+        .map((pid) => ({ pid, mib: peakRssMiB(pid) }))
+        .filter((p) => p.mib > 0)
+    : [];
+  const peakRss = service ? Math.max(...rssByProcess.map((p) => p.mib)) : null;
+  if (peakRss !== null) {
+    console.log(
+      `peak RSS of a service process: ${peakRss.toFixed(0)} MiB (${rssByProcess.map((p) => `${p.pid}: ${p.mib.toFixed(0)}`).join(', ')})`,
+    );
+  }
   await service?.stop();
   await sink.stop();
 
