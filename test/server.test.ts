@@ -376,3 +376,27 @@ describe('users grant and revoke', () => {
     assert.match(badUser.stderr, /no user with e-mail nobody@example.com/);
   });
 });
+
+describe('serve -workers', () => {
+  test('when two workers serve, then both answer on one port and SIGTERM stops them all with exit 0', async (t) => {
+    const server = await startServer(t, ['-db-dsn', dsn, '-workers', '2']);
+    await server.waitForLog('started workers');
+    const pids = new Set<number>();
+    for (let i = 0; i < 40; i++) {
+      const res = await fetch(`http://127.0.0.1:${server.port}/v1/healthcheck`, {
+        headers: { connection: 'close' },
+      });
+      assert.equal(res.status, 200);
+      await res.arrayBuffer();
+    }
+    for (const line of server.logs) if (line.msg === 'request') pids.add(line.pid as number);
+    assert.equal(pids.size, 2, 'requests were served by two worker processes');
+    server.child.kill('SIGTERM');
+    assert.deepEqual(await server.waitForExit(20_000), { code: 0, signal: null });
+    assert.equal(
+      server.logs.filter((l) => l.msg === 'stopped server').length,
+      3,
+      'two workers and the primary',
+    );
+  });
+});
