@@ -60,7 +60,7 @@ const ORDER_BY: Readonly<Record<MovieListQuery['sort'], string>> = {
 // The book writes the optional filters as `(… OR $1 = '')`, which a prepared statement's
 // generic plan cannot serve from the GIN indexes. We prepare one statement per combination
 // of filters present instead, each with plain conditions the planner always can index.
-function listMoviesStatement(q: MovieListQuery): { name: string; text: string; values: unknown[] } {
+export function listMoviesStatement(q: MovieListQuery): { name: string; text: string; values: unknown[] } {
   const conditions: string[] = [];
   const values: unknown[] = [];
   if (q.title !== '') {
