@@ -1,0 +1,63 @@
+// How we reach the embedded PostgreSQL: a Unix socket in the data directory when its path
+// allows one, TCP on 127.0.0.1 otherwise, and the same way again when a second process
+// reuses a running server.
+import assert from 'node:assert/strict';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import pg from 'pg';
+import { startEmbeddedPostgres } from '../src/platform/embedded-postgres.ts';
+import { createLogger } from '../src/platform/logger.ts';
+import { freePort } from './ports.ts';
+
+const logger = createLogger('warn');
+
+function tempDataDir(suffix = ''): string {
+  const base = mkdtempSync(join(tmpdir(), 'greenlight-embedded-test-'));
+  chmodSync(base, 0o755); // the 'postgres' user must reach it when the tests run as root
+  after(() => rmSync(base, { recursive: true, force: true }));
+  if (!suffix) return base;
+  const dir = join(base, suffix);
+  mkdirSync(dir);
+  chmodSync(dir, 0o755);
+  return dir;
+}
+
+// NULL over a Unix socket, the server's address over TCP.
+async function serverAddress(dsn: string): Promise<string | null> {
+  const client = new pg.Client({ connectionString: dsn });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ addr: string | null }>('SELECT inet_server_addr() AS addr');
+    return rows[0]?.addr ?? null;
+  } finally {
+    await client.end();
+  }
+}
+
+test('when the data directory is short and plain, then connections go through a Unix socket in it', async () => {
+  const dataDir = tempDataDir();
+  const server = await startEmbeddedPostgres({ dataDir, port: await freePort(), logger });
+  try {
+    assert.ok(server.dsn.includes(encodeURIComponent(join(dataDir, 'run'))), server.dsn);
+    assert.equal(await serverAddress(server.dsn), null);
+
+    // A second process on the same directory reuses the server, through the same socket.
+    const reused = await startEmbeddedPostgres({ dataDir, port: await freePort(), logger });
+    assert.equal(reused.dsn, server.dsn);
+  } finally {
+    await server.stop();
+  }
+});
+
+test('when the socket path would be too long for the kernel, then connections use TCP on 127.0.0.1', async () => {
+  const dataDir = tempDataDir('d'.repeat(100));
+  const server = await startEmbeddedPostgres({ dataDir, port: await freePort(), logger });
+  try {
+    assert.match(server.dsn, /@127\.0\.0\.1:\d+\//);
+    assert.equal(await serverAddress(server.dsn), '127.0.0.1');
+  } finally {
+    await server.stop();
+  }
+});
