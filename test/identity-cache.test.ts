@@ -26,6 +26,20 @@ async function expectWithinOneSecond(token: string, status: number): Promise<num
   }
 }
 
+// createUser grants permissions, which announces a change; once the second instance has
+// heard it, a later warm() cannot be undone by that stale announcement.
+async function createUserHeardBySecond(permissions: string[]) {
+  const cache = second.identityCache as IdentityCache;
+  const before = cache.generation;
+  const user = await createUser(first.db, { permissions });
+  const started = performance.now();
+  while (cache.generation === before) {
+    if (performance.now() - started > 1000) assert.fail('the grant was not announced within 1 s');
+    await sleep(5);
+  }
+  return user;
+}
+
 async function warm(token: string): Promise<void> {
   assert.equal((await withToken(second.app, token)('/v1/movies')).statusCode, 200);
   assert.equal((await withToken(first.app, token)('/v1/movies')).statusCode, 200);
@@ -33,7 +47,7 @@ async function warm(token: string): Promise<void> {
 
 describe('identity cache invalidation across instances', () => {
   test('when a token is cached, then it answers without a query until a change is announced', async () => {
-    const user = await createUser(first.db, { permissions: ['movies:read'] });
+    const user = await createUserHeardBySecond(['movies:read']);
     await warm(user.token);
     // Removed behind the application's back (no NOTIFY): only the cache still knows it.
     await first.db.query('DELETE FROM tokens WHERE user_id = $1', [user.id]);
