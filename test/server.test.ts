@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
+import { workerExecArgv } from '../src/cluster.ts';
 import { createPool } from '../src/platform/db.ts';
 import { createTestDatabase, createUser, type LogLine, testConfig } from './helpers.ts';
 import {
@@ -391,6 +392,10 @@ describe('serve -workers', () => {
     }
     for (const line of server.logs) if (line.msg === 'request') pids.add(line.pid as number);
     assert.equal(pids.size, 2, 'requests were served by two worker processes');
+    for (const pid of pids) {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      assert.ok(argv.includes('--max-semi-space-size=8'), argv.join(' '));
+    }
     server.child.kill('SIGTERM');
     assert.deepEqual(await server.waitForExit(20_000), { code: 0, signal: null });
     assert.equal(
@@ -398,5 +403,19 @@ describe('serve -workers', () => {
       3,
       'two workers and the primary',
     );
+  });
+});
+
+describe('worker V8 flags', () => {
+  test('when nothing sets the young generation, then workers cap it at 8 MiB', () => {
+    assert.deepEqual(workerExecArgv(['--enable-source-maps'], ''), [
+      '--enable-source-maps',
+      '--max-semi-space-size=8',
+    ]);
+  });
+
+  test('when the command line or NODE_OPTIONS sets it, then that value is kept', () => {
+    assert.deepEqual(workerExecArgv(['--max-semi-space-size=32'], ''), ['--max-semi-space-size=32']);
+    assert.deepEqual(workerExecArgv([], '--max-semi-space-size=2'), []);
   });
 });
