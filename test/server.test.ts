@@ -395,6 +395,7 @@ describe('serve -workers', () => {
     for (const pid of pids) {
       const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
       assert.ok(argv.includes('--max-semi-space-size=8'), argv.join(' '));
+      assert.ok(argv.includes('--heap-growing-percent=30'), argv.join(' '));
     }
     server.child.kill('SIGTERM');
     assert.deepEqual(await server.waitForExit(20_000), { code: 0, signal: null });
@@ -407,15 +408,19 @@ describe('serve -workers', () => {
 });
 
 describe('worker V8 flags', () => {
-  test('when nothing sets the young generation, then workers cap it at 8 MiB', () => {
+  test('when nothing sets the heap sizing, then workers cap the young generation and the growth', () => {
     assert.deepEqual(workerExecArgv(['--enable-source-maps'], ''), [
       '--enable-source-maps',
       '--max-semi-space-size=8',
+      '--heap-growing-percent=30',
     ]);
   });
 
-  test('when the command line or NODE_OPTIONS sets it, then that value is kept', () => {
-    assert.deepEqual(workerExecArgv(['--max-semi-space-size=32'], ''), ['--max-semi-space-size=32']);
-    assert.deepEqual(workerExecArgv([], '--max-semi-space-size=2'), []);
+  test('when the command line or NODE_OPTIONS sets one, then that value is kept', () => {
+    assert.deepEqual(workerExecArgv(['--max-semi-space-size=32'], ''), [
+      '--max-semi-space-size=32',
+      '--heap-growing-percent=30',
+    ]);
+    assert.deepEqual(workerExecArgv([], '--max-semi-space-size=2 --heap-growing-percent=80'), []);
   });
 });
