@@ -283,9 +283,13 @@ function load(spec: LoadSpec): Promise<LoadResult> {
   return hasWrk() ? runWrk(spec) : runNodeLoad(spec);
 }
 
+// The commit measured, marked -dirty when the tree has changes other than the results file
+// this benchmark itself appends to.
 function commit(): string {
   try {
-    return execFileSync('git', ['describe', '--always', '--dirty'], { cwd: ROOT }).toString().trim();
+    const git = (...args: string[]) => execFileSync('git', args, { cwd: ROOT }).toString().trim();
+    const changed = git('status', '--porcelain', '--', '.', ':(exclude)bench/results.md');
+    return `${git('rev-parse', '--short', 'HEAD')}${changed ? '-dirty' : ''}`;
   } catch {
     return 'unknown';
   }
