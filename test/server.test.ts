@@ -382,6 +382,11 @@ describe('serve -workers', () => {
   test('when two workers serve, then both answer on one port and SIGTERM stops them all with exit 0', async (t) => {
     const server = await startServer(t, ['-db-dsn', dsn, '-workers', '2']);
     await server.waitForLog('started workers');
+    // Each worker listens once it has started; until both have, one would serve everything.
+    const listening = () => new Set(server.logs.filter((l) => l.msg === 'starting server').map((l) => l.pid));
+    for (const started = Date.now(); listening().size < 2; await sleep(50)) {
+      assert.ok(Date.now() - started < 20_000, 'both workers start listening within 20 s');
+    }
     const pids = new Set<number>();
     for (let i = 0; i < 40; i++) {
       const res = await fetch(`http://127.0.0.1:${server.port}/v1/healthcheck`, {
