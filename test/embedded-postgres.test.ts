@@ -1,6 +1,6 @@
 // How we reach the embedded PostgreSQL: a Unix socket in the data directory when its path
 // allows one, TCP on 127.0.0.1 otherwise, and the same way again when a second process
-// reuses a running server.
+// reuses a running server; and the settings it runs with.
 import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,16 +24,20 @@ function tempDataDir(suffix = ''): string {
   return dir;
 }
 
-// NULL over a Unix socket, the server's address over TCP.
-async function serverAddress(dsn: string): Promise<string | null> {
+async function queryOne<T>(dsn: string, sql: string): Promise<T | undefined> {
   const client = new pg.Client({ connectionString: dsn });
   await client.connect();
   try {
-    const { rows } = await client.query<{ addr: string | null }>('SELECT inet_server_addr() AS addr');
-    return rows[0]?.addr ?? null;
+    const { rows } = await client.query(sql);
+    return rows[0] as T | undefined;
   } finally {
     await client.end();
   }
+}
+
+// NULL over a Unix socket, the server's address over TCP.
+async function serverAddress(dsn: string): Promise<string | null> {
+  return (await queryOne<{ addr: string | null }>(dsn, 'SELECT inet_server_addr() AS addr'))?.addr ?? null;
 }
 
 test('when the data directory is short and plain, then connections go through a Unix socket in it', async () => {
@@ -42,6 +46,12 @@ test('when the data directory is short and plain, then connections go through a 
   try {
     assert.ok(server.dsn.includes(encodeURIComponent(join(dataDir, 'run'))), server.dsn);
     assert.equal(await serverAddress(server.dsn), null);
+    // No background-writer sweep (see embedded-postgres.ts for the stalls it caused).
+    const setting = await queryOne<{ bgwriter_lru_maxpages: string }>(
+      server.dsn,
+      'SHOW bgwriter_lru_maxpages',
+    );
+    assert.equal(setting?.bgwriter_lru_maxpages, '0');
 
     // A second process on the same directory reuses the server, through the same socket.
     const reused = await startEmbeddedPostgres({ dataDir, port: await freePort(), logger });

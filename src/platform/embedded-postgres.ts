@@ -219,6 +219,13 @@ export async function startEmbeddedPostgres({
         'listen_addresses=127.0.0.1',
         '-c',
         `unix_socket_directories=${socketDir}`,
+        // The background writer's sweep locks buffer headers one by one. On a machine whose
+        // cores are all busy (the service, its load and PostgreSQL on two cores), it can be
+        // descheduled holding the lock of a hot index page, and every backend then waits in
+        // PostgreSQL's spin-delay backoff, up to a second. Backends write their own dirty
+        // buffers instead, and checkpoints still write the rest; see docs/performance.md.
+        '-c',
+        'bgwriter_lru_maxpages=0',
       ],
       ...Object.entries(settings).flatMap(([name, value]) => ['-c', `${name}=${value}`]),
     ],
