@@ -2,23 +2,22 @@
 // allows one, TCP on 127.0.0.1 otherwise, and the same way again when a second process
 // reuses a running server; and the settings it runs with.
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import pg from 'pg';
 import { startEmbeddedPostgres } from '../src/platform/embedded-postgres.ts';
 import { createLogger } from '../src/platform/logger.ts';
-import { freePort } from './ports.ts';
+import { freePort, tempDataDir } from './processes.ts';
 
 const logger = createLogger('warn');
 
-function tempDataDir(suffix = ''): string {
-  const base = mkdtempSync(join(tmpdir(), 'greenlight-embedded-test-'));
-  chmodSync(base, 0o755); // the 'postgres' user must reach it when the tests run as root
+// A data directory, removed after the test; `name` makes a subdirectory of that name.
+function dataDirNamed(name = ''): string {
+  const base = tempDataDir('greenlight-embedded-test-');
   after(() => rmSync(base, { recursive: true, force: true }));
-  if (!suffix) return base;
-  const dir = join(base, suffix);
+  if (!name) return base;
+  const dir = join(base, name);
   mkdirSync(dir);
   chmodSync(dir, 0o755);
   return dir;
@@ -41,7 +40,7 @@ async function serverAddress(dsn: string): Promise<string | null> {
 }
 
 test('when the data directory is short and plain, then connections go through a Unix socket in it', async () => {
-  const dataDir = tempDataDir();
+  const dataDir = dataDirNamed();
   const server = await startEmbeddedPostgres({ dataDir, port: await freePort(), logger });
   try {
     assert.ok(server.dsn.includes(encodeURIComponent(join(dataDir, 'run'))), server.dsn);
@@ -61,13 +60,18 @@ test('when the data directory is short and plain, then connections go through a 
   }
 });
 
-test('when the socket path would be too long for the kernel, then connections use TCP on 127.0.0.1', async () => {
-  const dataDir = tempDataDir('d'.repeat(100));
-  const server = await startEmbeddedPostgres({ dataDir, port: await freePort(), logger });
-  try {
-    assert.match(server.dsn, /@127\.0\.0\.1:\d+\//);
-    assert.equal(await serverAddress(server.dsn), '127.0.0.1');
-  } finally {
-    await server.stop();
-  }
-});
+for (const [why, name] of [
+  ['the socket path would be too long for the kernel', 'd'.repeat(100)],
+  ['the path holds a comma, which unix_socket_directories would split on', 'a,b'],
+]) {
+  test(`when ${why}, then connections use TCP on 127.0.0.1`, async () => {
+    const dataDir = dataDirNamed(name);
+    const server = await startEmbeddedPostgres({ dataDir, port: await freePort(), logger });
+    try {
+      assert.match(server.dsn, /@127\.0\.0\.1:\d+\//);
+      assert.equal(await serverAddress(server.dsn), '127.0.0.1');
+    } finally {
+      await server.stop();
+    }
+  });
+}

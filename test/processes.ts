@@ -2,6 +2,9 @@
 // nothing left running after a test or a file.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { LogLine } from './helpers.ts';
@@ -9,6 +12,13 @@ import type { LogLine } from './helpers.ts';
 export { freePort } from './ports.ts';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+// A new directory for an embedded PostgreSQL that a test starts; the caller removes it.
+export function tempDataDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  chmodSync(dir, 0o755); // the 'postgres' user must reach it when the tests run as root
+  return dir;
+}
 
 export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

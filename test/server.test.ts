@@ -2,9 +2,8 @@
 // version and flag errors, graceful shutdown with a request in flight, the second signal,
 // the grace period, the embedded PostgreSQL and `seed movies`.
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -20,6 +19,7 @@ import {
   run,
   SERVE_FLAGS,
   startServer,
+  tempDataDir,
   withTimeout,
 } from './processes.ts';
 
@@ -245,14 +245,8 @@ describe('embedded PostgreSQL', () => {
     }
   }
 
-  function tempDataDir(): string {
-    const dir = mkdtempSync(join(tmpdir(), 'greenlight-server-test-'));
-    chmodSync(dir, 0o755); // the 'postgres' user must reach it when the tests run as root
-    return dir;
-  }
-
   test('when serve runs without -db-dsn, then it starts, seeds and stops the embedded database and keeps the data across restarts', async (t) => {
-    const dataDir = tempDataDir();
+    const dataDir = tempDataDir('greenlight-server-test-');
     const dbPort = await freePort();
     const flags = ['-data-dir', dataDir, '-embedded-db-port', String(dbPort)];
     try {
@@ -310,7 +304,7 @@ describe('embedded PostgreSQL', () => {
   });
 
   test('when the embedded port is already in use, then serve exits 1 and says to choose another -embedded-db-port', async (t) => {
-    const dataDir = tempDataDir();
+    const dataDir = tempDataDir('greenlight-server-test-');
     const blocker = createServer();
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
     const { port } = blocker.address() as { port: number };
