@@ -2,6 +2,7 @@
 // the tests both build it here.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import { BlockList, isIPv6 } from 'node:net';
 import Fastify, {
   type FastifyInstance,
   type FastifyReply,
@@ -17,8 +18,9 @@ import type { Config } from './config.ts';
 import { MOVIE_PATHS, movieRoutes } from './movies/movies.routes.ts';
 import { corsHook } from './platform/cors.ts';
 import type { Db } from './platform/db.ts';
-import { errorResponse, NotFoundError } from './platform/errors.ts';
+import { BadRequestError, errorResponse, NotFoundError } from './platform/errors.ts';
 import { addMethodFallbacks } from './platform/http.ts';
+import { clientErrorHandler, effectiveMaxConnections, GreenlightServer } from './platform/http-server.ts';
 import type { Jobs } from './platform/jobs.ts';
 import { MAX_BODY_BYTES } from './platform/json-body.ts';
 import type { Logger } from './platform/logger.ts';
@@ -48,6 +50,21 @@ function requestId(req: IncomingMessage): string {
   return typeof given === 'string' && SANE_REQUEST_ID.test(given) ? given : randomUUID();
 }
 
+// Trusted proxies as a BlockList, for the per-address connection cap.
+function proxyMatcher(proxies: readonly string[]): (address: string) => boolean {
+  const list = new BlockList();
+  for (const proxy of proxies) {
+    const [address = '', prefix] = proxy.split('/');
+    const type = isIPv6(address) ? 'ipv6' : 'ipv4';
+    if (prefix === undefined) list.addAddress(address, type);
+    else list.addSubnet(address, Number(prefix), type);
+  }
+  return (address) => {
+    const plain = address.startsWith('::ffff:') ? address.slice(7) : address;
+    return list.check(plain, isIPv6(plain) ? 'ipv6' : 'ipv4');
+  };
+}
+
 const HealthcheckEnvelope = Type.Object({
   status: Type.String(),
   system_info: Type.Object({ environment: Type.String(), version: Type.String() }),
@@ -69,15 +86,37 @@ export function buildApp({
     trustProxy: config.trustedProxies.length > 0 ? [...config.trustedProxies] : false,
     bodyLimit: MAX_BODY_BYTES,
     exposeHeadRoutes: false,
-    // The book's server: 1 min idle, bounded reads. Fastify closes idle keep-alive
-    // connections itself on close().
-    keepAliveTimeout: 60_000,
-    requestTimeout: 30_000,
+    // Timeouts, connection caps and the lossless drain live in the server (platform/http-server.ts).
+    serverFactory: (handler) =>
+      new GreenlightServer(
+        handler,
+        {
+          headerTimeoutMs: config.http.readHeaderTimeoutMs,
+          requestTimeoutMs: config.http.readTimeoutMs,
+          idleTimeoutMs: config.http.idleTimeoutMs,
+          maxConnections: effectiveMaxConnections(config.http.maxConnections),
+          maxConnectionsPerAddress: config.http.maxConnectionsPerIp,
+          isProxy: proxyMatcher(config.trustedProxies),
+        },
+        {
+          onRefused: (reason) => metrics.connectionsRefused.inc({ reason }),
+          onClientError: (status) => metrics.clientErrors.inc({ status: String(status) }),
+        },
+      ),
+    forceCloseConnections: false,
+    // Requests that arrive while closing are served (with `Connection: close`), not refused.
+    return503OnClosing: false,
+    clientErrorHandler: clientErrorHandler({
+      onClientError: (status) => metrics.clientErrors.inc({ status: String(status) }),
+    }),
     routerOptions: { maxParamLength: 4096 },
-    // Errors Fastify meets before routing (a malformed %-escape in the path) still get the
-    // book's JSON body and our headers; such a path names no resource.
+    // Errors Fastify meets before routing (a malformed %-escape in the path, an overlong
+    // parameter) still get the book's JSON body and our headers.
     frameworkErrors: (err, request, reply: FastifyReply) => {
-      const response = errorResponse(err.code === 'FST_ERR_BAD_URL' ? new NotFoundError() : err);
+      const response = errorResponse(err);
+      if (response.status >= 500) {
+        request.log.error({ err, method: request.method, path: request.url }, 'request failed');
+      }
       reply
         .code(response.status)
         .headers({ 'x-request-id': request.id, vary: 'Origin, Access-Control-Request-Method' })
@@ -104,6 +143,15 @@ export function buildApp({
     }
   };
   const takeToken = (key: string) => limited(() => limiter?.take(key));
+  // Per-user buckets would let a client multiply its budget by opening accounts; every
+  // request is also charged to its address's ceiling, a multiple of the per-user rate.
+  const ceiling =
+    limiter && config.limiterPerUser
+      ? new RateLimiter({
+          rps: config.limiter.rps * config.limiterAddressCeiling,
+          burst: Math.ceil(config.limiter.burst * config.limiterAddressCeiling),
+        })
+      : undefined;
 
   // Order matters: count, CORS (answers preflights itself), authenticate, then limit, so
   // that authenticated users can be limited per user rather than per address. Unknown
@@ -111,6 +159,15 @@ export function buildApp({
   app.addHook('onRequest', async (request, reply) => {
     metrics.requestReceived();
     reply.header('x-request-id', request.id);
+  });
+  app.addHook('onRequest', async (request) => {
+    // Go's handlers never look at Content-Type; Fastify would refuse a malformed one before
+    // the body is read, so it is dropped here and every body reaches the decoder.
+    delete request.raw.headers['content-type'];
+    // HTTP/1.1 requires Host (Go answers 400 too); Node's own refusal has an empty body.
+    if (request.raw.headers.host === undefined && request.raw.httpVersion === '1.1') {
+      throw new BadRequestError('missing required Host header');
+    }
   });
   app.addHook('onRequest', corsHook(config.cors.trustedOrigins));
   app.addHook(
@@ -127,7 +184,10 @@ export function buildApp({
   if (limiter) {
     app.addHook('onRequest', async (request) => {
       const identity = request.identity;
-      takeToken(config.limiterPerUser && identity ? `user:${identity.id}` : `ip:${request.ip}`);
+      const address = `ip:${request.ip}`;
+      limited(() => ceiling?.check(address));
+      takeToken(config.limiterPerUser && identity ? `user:${identity.id}` : address);
+      limited(() => ceiling?.take(address));
     });
   }
 

@@ -33,7 +33,17 @@ export type Config = Readonly<{
   smtp: Readonly<{ host: string; port: number; username: string; password: string; sender: string }>;
   cors: Readonly<{ trustedOrigins: readonly string[] }>;
   limiterPerUser: boolean;
+  limiterAddressCeiling: number;
   metricsLoopback: boolean;
+  http: Readonly<{
+    readHeaderTimeoutMs: number;
+    readTimeoutMs: number;
+    idleTimeoutMs: number;
+    // 0: derived from the open-files limit at start
+    maxConnections: number;
+    // 0: no cap
+    maxConnectionsPerIp: number;
+  }>;
 }>;
 
 type Kind = 'string' | 'int' | 'float' | 'bool' | 'duration';
@@ -116,6 +126,42 @@ const FLAGS: readonly FlagSpec[] = [
     kind: 'bool',
     default: 'true',
     help: 'limit authenticated requests per user instead of per IP',
+  },
+  {
+    name: 'limiter-address-ceiling',
+    kind: 'float',
+    default: '4',
+    help: 'with -limiter-per-user: an address may make this many times the per-user rate in all, however many accounts it uses',
+  },
+  {
+    name: 'read-header-timeout',
+    kind: 'duration',
+    default: '10s',
+    help: 'time a client has to send the request headers',
+  },
+  {
+    name: 'read-timeout',
+    kind: 'duration',
+    default: '30s',
+    help: 'time a client has to send a whole request, headers and body',
+  },
+  {
+    name: 'idle-timeout',
+    kind: 'duration',
+    default: '1m',
+    help: 'an idle keep-alive connection is closed after this',
+  },
+  {
+    name: 'max-connections',
+    kind: 'int',
+    default: '0',
+    help: 'open client connections per process; 0 = the open-files limit less 1024',
+  },
+  {
+    name: 'max-connections-per-ip',
+    kind: 'int',
+    default: '256',
+    help: 'open connections per client address (trusted proxies exempt); 0 = no cap',
   },
   {
     name: 'metrics-loopback',
@@ -282,6 +328,22 @@ export function buildConfig(settings: Settings): Config {
   check(LOG_LEVELS.includes(logLevel), 'log-level', `must be one of ${LOG_LEVELS.join(', ')}`);
   const workers = s('workers') as number;
   check(workers >= 0 && workers <= 256, 'workers', 'must be between 0 (automatic) and 256');
+  const addressCeiling = s('limiter-address-ceiling') as number;
+  check(addressCeiling >= 1, 'limiter-address-ceiling', 'must be at least 1');
+  const readHeaderTimeoutMs = s('read-header-timeout') as number;
+  check(readHeaderTimeoutMs >= 1000, 'read-header-timeout', 'must be at least 1s');
+  const readTimeoutMs = s('read-timeout') as number;
+  check(
+    readTimeoutMs >= readHeaderTimeoutMs,
+    'read-timeout',
+    'must not be shorter than -read-header-timeout',
+  );
+  const idleTimeoutMs = s('idle-timeout') as number;
+  check(idleTimeoutMs >= 1000, 'idle-timeout', 'must be at least 1s');
+  const maxConnections = s('max-connections') as number;
+  check(maxConnections >= 0, 'max-connections', 'must not be negative');
+  const maxConnectionsPerIp = s('max-connections-per-ip') as number;
+  check(maxConnectionsPerIp >= 0, 'max-connections-per-ip', 'must not be negative');
   const trustedProxies = (s('trusted-proxies') as string).split(/[\s,]+/).filter(Boolean);
   for (const proxy of trustedProxies) {
     const [address = '', prefix] = proxy.split('/');
@@ -337,7 +399,15 @@ export function buildConfig(settings: Settings): Config {
     }),
     cors: Object.freeze({ trustedOrigins: Object.freeze(trustedOrigins) }),
     limiterPerUser: s('limiter-per-user') as boolean,
+    limiterAddressCeiling: addressCeiling,
     metricsLoopback: s('metrics-loopback') as boolean,
+    http: Object.freeze({
+      readHeaderTimeoutMs,
+      readTimeoutMs,
+      idleTimeoutMs,
+      maxConnections,
+      maxConnectionsPerIp,
+    }),
   });
 }
 

@@ -10,6 +10,7 @@ import { countMovies } from './movies/movies.sql.ts';
 import { DEMO_MOVIES, seedMovies } from './movies/seed.ts';
 import { type DatabaseServer, openDatabaseServer } from './platform/database.ts';
 import { createPool } from './platform/db.ts';
+import { effectiveMaxConnections, FD_RESERVE, openFilesLimit } from './platform/http-server.ts';
 import type { Logger } from './platform/logger.ts';
 import { Migrator } from './platform/migrations.ts';
 
@@ -126,4 +127,25 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
     },
     'starting server',
   );
+  logConnectionHeadroom(config, logger);
+}
+
+// Every client connection is a file descriptor; running out of them refuses everyone, the
+// database and the job queue included.
+function logConnectionHeadroom(config: Config, logger: Logger): void {
+  const limit = openFilesLimit();
+  const maxConnections = effectiveMaxConnections(config.http.maxConnections, limit);
+  const headroom = {
+    open_files_limit: limit ?? 'unknown',
+    max_connections: maxConnections,
+    max_connections_per_ip: config.http.maxConnectionsPerIp,
+  };
+  if (limit !== undefined && maxConnections + FD_RESERVE > limit) {
+    logger.warn(
+      headroom,
+      `-max-connections leaves fewer than ${FD_RESERVE} file descriptors for the database and files; raise the open-files limit (ulimit -n) or lower -max-connections`,
+    );
+  } else {
+    logger.info(headroom, 'connection limits');
+  }
 }

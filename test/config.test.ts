@@ -192,6 +192,17 @@ describe('buildConfig: the book defaults', () => {
     assert.deepEqual(cfg.trustedProxies, []);
   });
 
+  test('when nothing is set, then connections get short read timeouts and a cap per address', () => {
+    assert.deepEqual(config().http, {
+      readHeaderTimeoutMs: 10_000,
+      readTimeoutMs: 30_000,
+      idleTimeoutMs: 60_000,
+      maxConnections: 0,
+      maxConnectionsPerIp: 256,
+    });
+    assert.equal(config().limiterAddressCeiling, 4);
+  });
+
   test('when the config is built, then it is frozen', () => {
     const cfg = config();
     assert.ok(Object.isFrozen(cfg));
@@ -258,6 +269,42 @@ describe('buildConfig: bad values stop with a ConfigError naming the flag and it
       [],
       { GREENLIGHT_SHUTDOWN_TIMEOUT: '30' },
       'invalid value "30" for -shutdown-timeout (GREENLIGHT_SHUTDOWN_TIMEOUT): must be a duration such as 30s, 15m or 1h',
+    ],
+    [
+      'read-header-timeout is under a second',
+      ['-read-header-timeout', '500ms'],
+      {},
+      'invalid -read-header-timeout (GREENLIGHT_READ_HEADER_TIMEOUT): must be at least 1s',
+    ],
+    [
+      'read-timeout is shorter than the header timeout',
+      ['-read-timeout', '5s'],
+      {},
+      'invalid -read-timeout (GREENLIGHT_READ_TIMEOUT): must not be shorter than -read-header-timeout',
+    ],
+    [
+      'idle-timeout is 0',
+      [],
+      { GREENLIGHT_IDLE_TIMEOUT: '0' },
+      'invalid -idle-timeout (GREENLIGHT_IDLE_TIMEOUT): must be at least 1s',
+    ],
+    [
+      'max-connections is negative',
+      ['-max-connections=-1'],
+      {},
+      'invalid -max-connections (GREENLIGHT_MAX_CONNECTIONS): must not be negative',
+    ],
+    [
+      'max-connections-per-ip is negative',
+      ['-max-connections-per-ip=-5'],
+      {},
+      'invalid -max-connections-per-ip (GREENLIGHT_MAX_CONNECTIONS_PER_IP): must not be negative',
+    ],
+    [
+      'limiter-address-ceiling is below 1',
+      ['-limiter-address-ceiling=0.5'],
+      {},
+      'invalid -limiter-address-ceiling (GREENLIGHT_LIMITER_ADDRESS_CEILING): must be at least 1',
     ],
     [
       'db-max-open-conns is 0',

@@ -47,6 +47,30 @@ describe('mail durability', () => {
     assert.equal(sink.mails.filter((m) => m.to === 'crash@example.com').length, 1);
   });
 
+  test('when the process is SIGKILLed while a mail is being sent, then the mail goes out within 30 s of the restart', async (t) => {
+    const dsn = await createTestDatabase();
+    const sink = new SmtpSink();
+    sink.stall = true;
+    const smtpPort = await sink.start();
+    t.after(() => sink.stop());
+    const flags = ['-db-dsn', dsn, '-smtp-host', '127.0.0.1', '-smtp-port', String(smtpPort)];
+
+    const first = await startServer(t, flags);
+    await register(first.port, 'midsend@example.com');
+    await waitFor(() => sink.stalled === 1, 10_000, 'the send to hang in DATA');
+    first.child.kill('SIGKILL');
+    await first.waitForExit(5_000);
+    sink.stall = false;
+
+    const restarted = Date.now();
+    await startServer(t, flags);
+    await sink.waitFor('midsend@example.com', 1, 30_000);
+    const took = Date.now() - restarted;
+    assert.ok(took < 30_000, `delivered ${took} ms after the restart`);
+    t.diagnostic(`delivered ${took} ms after the restart`);
+    assert.equal(sink.mails.filter((m) => m.to === 'midsend@example.com').length, 1);
+  });
+
   test('when the SMTP server is down, then the mail is retried and delivered exactly once when it returns', async () => {
     const smtpPort = await freePort();
     const { app, lines } = await buildTestApp({

@@ -68,8 +68,8 @@ type DebugVars = {
   total_responses_sent_by_status: Record<string, number>;
 };
 
-async function debugVars(): Promise<DebugVars> {
-  const res = await get(app, '/debug/vars', LOOPBACK);
+async function debugVars(target: FastifyInstance = app): Promise<DebugVars> {
+  const res = await get(target, '/debug/vars', LOOPBACK);
   assert.equal(res.statusCode, 200, res.body);
   return res.json() as DebugVars;
 }
@@ -106,8 +106,20 @@ describe('GET /debug/vars', () => {
     assert.equal(typeof vars.version, 'string');
     assert.ok(Number.isInteger(vars.goroutines) && vars.goroutines >= 0);
     assert.equal(typeof vars.database, 'object');
-    for (const key of ['MaxOpenConnections', 'OpenConnections', 'InUse', 'Idle', 'WaitCount']) {
-      assert.equal(typeof vars.database[key], 'number', key);
+    // Every field of Go's sql.DBStats, as the book's clients read them.
+    assert.deepEqual(Object.keys(vars.database).sort(), [
+      'Idle',
+      'InUse',
+      'MaxIdleClosed',
+      'MaxIdleTimeClosed',
+      'MaxLifetimeClosed',
+      'MaxOpenConnections',
+      'OpenConnections',
+      'WaitCount',
+      'WaitDuration',
+    ]);
+    for (const [key, value] of Object.entries(vars.database)) {
+      assert.ok(Number.isInteger(value) && value >= 0, `${key}: ${value}`);
     }
     assert.equal(vars.database.MaxOpenConnections, 25);
     assert.ok(Number.isInteger(vars.timestamp));
@@ -120,6 +132,33 @@ describe('GET /debug/vars', () => {
     assert.equal(typeof vars.total_responses_sent, 'number');
     assert.equal(typeof vars.total_processing_time_μs, 'number');
     assert.equal(typeof vars.total_responses_sent_by_status, 'object');
+  });
+
+  test('when queries wait for a connection, then WaitCount and WaitDuration (ns) grow', async () => {
+    const narrow = await buildMetricsApp(['-db-max-open-conns', '1']);
+    const user = await createUser(narrow.db, { permissions: ['movies:read'] });
+    const before = (await debugVars(narrow.app)).database;
+    assert.equal(before.MaxOpenConnections, 1);
+    const lists = await Promise.all(
+      Array.from({ length: 10 }, () => get(narrow.app, '/v1/movies', LOOPBACK, user.token)),
+    );
+    for (const res of lists) assert.equal(res.statusCode, 200);
+    const after = (await debugVars(narrow.app)).database;
+    assert.ok((after.WaitCount ?? 0) > (before.WaitCount ?? 0), JSON.stringify(after));
+    assert.ok((after.WaitDuration ?? 0) > (before.WaitDuration ?? 0), JSON.stringify(after));
+  });
+
+  test('when idle connections outlive -db-max-idle-time, then MaxIdleTimeClosed counts them', async () => {
+    const brief = await buildMetricsApp(['-db-max-idle-time', '200ms']);
+    assert.equal((await get(brief.app, '/v1/healthcheck', LOOPBACK)).statusCode, 200);
+    await brief.db.query('SELECT 1');
+    const deadline = Date.now() + 5_000;
+    let closed = 0;
+    while (closed === 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+      closed = brief.db.stats.idleTimeClosed;
+    }
+    assert.ok(closed >= 1, 'an idle connection was closed and counted');
   });
 
   test('when requests are answered, then the counters grow by status', async () => {

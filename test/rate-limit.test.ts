@@ -98,6 +98,39 @@ describe('rate limiting per user', () => {
     );
   });
 
+  test('when one address uses ten accounts, then together they get no more than the address ceiling', async () => {
+    // rps 0.01: nothing refills during the test; burst 2 per user, ceiling 2 × 2 = 4.
+    const ceiling = await buildTestApp({
+      dsn,
+      flags: [
+        '-limiter-enabled=true',
+        '-limiter-rps',
+        '0.01',
+        '-limiter-burst',
+        '2',
+        '-limiter-address-ceiling',
+        '2',
+      ],
+    });
+    const accounts = [];
+    for (let i = 0; i < 10; i++) accounts.push(await createUser(ceiling.db, { activated: false }));
+    let answered = 0;
+    for (const account of accounts) {
+      for (let i = 0; i < 2; i++) {
+        const res = await hit(ceiling.app, '192.0.2.55', { authorization: `Bearer ${account.token}` });
+        if (res.statusCode === 200) answered++;
+        else assert.equal(res.statusCode, 429);
+      }
+    }
+    assert.equal(answered, 4, 'ten accounts × burst 2 would be 20');
+    assert.equal((await hit(ceiling.app, '192.0.2.55')).statusCode, 429, 'anonymous requests count too');
+    assert.equal(
+      (await hit(ceiling.app, '192.0.2.56', { authorization: `Bearer ${accounts[9]?.token}` })).statusCode,
+      200,
+      'the ceiling is per address',
+    );
+  });
+
   test('when -limiter-per-user=false, then users behind one IP share its bucket', async () => {
     const perIp = await buildTestApp({
       dsn,

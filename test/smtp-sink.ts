@@ -7,6 +7,9 @@ export class SmtpSink {
   readonly mails: ReceivedMail[] = [];
   #server: SMTPServer | undefined;
   port = 0;
+  // While set, a message's data is read but never acknowledged: the sender hangs mid-send.
+  stall = false;
+  stalled = 0;
 
   async start(port = 0): Promise<number> {
     this.#server = new SMTPServer({
@@ -14,6 +17,11 @@ export class SmtpSink {
       disabledCommands: ['STARTTLS'],
       logger: false,
       onData: (stream, session, done) => {
+        if (this.stall) {
+          this.stalled++;
+          stream.resume();
+          return;
+        }
         const chunks: Buffer[] = [];
         stream.on('data', (chunk: Buffer) => chunks.push(chunk));
         stream.on('end', () => {

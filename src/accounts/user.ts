@@ -1,5 +1,5 @@
 // The user type, its input shapes and the book's rules for names, e-mails and passwords.
-import { Validator } from '../platform/validator.ts';
+import { isStorable, NUL_MESSAGE, Validator } from '../platform/validator.ts';
 
 export type User = {
   id: number;
@@ -43,6 +43,7 @@ export function checkTokenPlaintext(v: Validator, token: string): void {
 export function checkName(v: Validator, name: string): void {
   v.check(name !== '', 'name', 'must be provided');
   v.check(Buffer.byteLength(name) <= 500, 'name', 'must not be more than 500 bytes long');
+  v.check(isStorable(name), 'name', NUL_MESSAGE);
 }
 
 export function validateNewUser(input: { name?: string; email?: string; password?: string }): void {

@@ -1,5 +1,5 @@
 // Query-string filters for GET /v1/movies, read and validated the book's way.
-import { Validator } from '../platform/validator.ts';
+import { isStorable, NUL_MESSAGE, Validator } from '../platform/validator.ts';
 
 export const SORT_SAFELIST = [
   'id',
@@ -63,6 +63,8 @@ export function readMovieListQuery(qs: QueryString): MovieListQuery {
   v.check(query.pageSize > 0, 'page_size', 'must be greater than zero');
   v.check(query.pageSize <= 100, 'page_size', 'must be a maximum of 100');
   v.check(SORT_SAFELIST.includes(query.sort), 'sort', 'invalid sort value');
+  v.check(isStorable(query.title), 'title', NUL_MESSAGE);
+  v.check(isStorable(genres), 'genres', NUL_MESSAGE);
   v.assertValid();
   return query;
 }

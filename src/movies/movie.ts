@@ -1,6 +1,6 @@
 // The movie type, its input shapes and the book's business rules for it.
 import type { Decoded } from '../platform/json-body.ts';
-import { isUnique, Validator } from '../platform/validator.ts';
+import { isStorable, isUnique, NUL_MESSAGE, Validator } from '../platform/validator.ts';
 
 export type Movie = {
   id: number;
@@ -30,6 +30,8 @@ export const UPDATE_MOVIE_INPUT = {
 export type CreateMovieInput = Decoded<typeof CREATE_MOVIE_INPUT>;
 export type UpdateMovieInput = Decoded<typeof UPDATE_MOVIE_INPUT>;
 
+const MAX_GENRE_BYTES = 500;
+
 // Like Go, a field the client left out is its zero value when validated.
 export function validateMovie(movie: Partial<MovieFields>, now = new Date()): void {
   const v = new Validator();
@@ -38,6 +40,7 @@ export function validateMovie(movie: Partial<MovieFields>, now = new Date()): vo
   const runtime = movie.runtime ?? 0;
   v.check(title !== '', 'title', 'must be provided');
   v.check(Buffer.byteLength(title) <= 500, 'title', 'must not be more than 500 bytes long');
+  v.check(isStorable(title), 'title', NUL_MESSAGE);
   v.check(year !== 0, 'year', 'must be provided');
   v.check(year >= 1888, 'year', 'must be greater than 1888');
   v.check(year <= now.getFullYear(), 'year', 'must not be in the future');
@@ -48,6 +51,13 @@ export function validateMovie(movie: Partial<MovieFields>, now = new Date()): vo
   v.check(genres.length >= 1, 'genres', 'must contain at least 1 genre');
   v.check(genres.length <= 5, 'genres', 'must not contain more than 5 genres');
   v.check(isUnique(genres), 'genres', 'must not contain duplicate values');
+  // An index entry has to fit in a third of a page; 500 bytes, like a title, is far below.
+  v.check(
+    genres.every((genre) => Buffer.byteLength(genre) <= MAX_GENRE_BYTES),
+    'genres',
+    `must not contain a genre longer than ${MAX_GENRE_BYTES} bytes`,
+  );
+  v.check(genres.every(isStorable), 'genres', NUL_MESSAGE);
   v.assertValid();
 }
 

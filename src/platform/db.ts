@@ -3,8 +3,66 @@
 // context timeout), not merely abandoned by the client.
 import pg from 'pg';
 
-export type Db = pg.Pool;
+export type Db = MeasuredPool;
 export type Queryable = pg.Pool | pg.PoolClient;
+
+// The counters of Go's sql.DBStats that node-postgres does not keep (for /debug/vars).
+export type PoolStats = { waitCount: number; waitNanoseconds: number; idleTimeClosed: number };
+
+type ConnectCallback = (
+  err: Error | undefined,
+  client: pg.PoolClient | undefined,
+  done: (release?: unknown) => void,
+) => void;
+
+// A pool that counts, as Go does, the checkouts that had to wait for a connection and the
+// time they waited, and the connections closed for being idle too long. pg.Pool.query goes
+// through connect() too, so every query is counted.
+export class MeasuredPool extends pg.Pool {
+  readonly stats: PoolStats = { waitCount: 0, waitNanoseconds: 0, idleTimeClosed: 0 };
+
+  constructor(config: pg.PoolConfig) {
+    super(config);
+    const releasedAt = new WeakMap<object, number>();
+    this.on('release', (err, client) => {
+      if (!err) releasedAt.set(client, performance.now());
+    });
+    this.on('acquire', (client) => releasedAt.delete(client));
+    // The pool's idle timer is the only thing that removes a connection that has rested a
+    // whole idleTimeoutMillis since its release.
+    this.on('remove', (client) => {
+      const since = releasedAt.get(client);
+      const idleMs = config.idleTimeoutMillis ?? 0;
+      if (since !== undefined && idleMs > 0 && performance.now() - since >= idleMs - 1) {
+        this.stats.idleTimeClosed++;
+      }
+    });
+  }
+
+  override connect(): Promise<pg.PoolClient>;
+  override connect(callback: ConnectCallback): void;
+  override connect(callback?: ConnectCallback): Promise<pg.PoolClient> | undefined {
+    const waits = this.idleCount === 0 && this.totalCount >= (this.options.max ?? 10) && !this.ending;
+    if (!waits) {
+      if (!callback) return super.connect();
+      super.connect(callback);
+      return undefined;
+    }
+    this.stats.waitCount++;
+    const start = process.hrtime.bigint();
+    const waited = () => {
+      this.stats.waitNanoseconds += Number(process.hrtime.bigint() - start);
+    };
+    if (callback) {
+      super.connect((err, client, done) => {
+        waited();
+        callback(err, client, done);
+      });
+      return undefined;
+    }
+    return super.connect().finally(waited);
+  }
+}
 
 export type PoolOptions = Readonly<{
   dsn: string;
@@ -25,7 +83,7 @@ const types = {
 };
 
 export function createPool(options: PoolOptions): Db {
-  const pool = new pg.Pool({
+  const pool = new MeasuredPool({
     connectionString: options.dsn,
     max: options.maxOpenConns,
     idleTimeoutMillis: options.maxIdleTimeMs,

@@ -1,5 +1,6 @@
 // Domain errors know nothing of HTTP. ERROR_RESPONSES is the one table that turns them
 // into status codes and the book's messages; nothing else writes an error body.
+import { STATUS_CODES } from 'node:http';
 
 export class NotFoundError extends Error {
   constructor() {
@@ -128,10 +129,14 @@ export const ERROR_RESPONSES: ReadonlyArray<readonly [ErrorClass, (err: never) =
   ],
 ];
 
-// Errors Fastify itself raises before a handler runs, by their code.
-const FRAMEWORK_ERRORS: Readonly<Record<string, (err: Error) => ErrorResponse>> = {
-  FST_ERR_CTP_BODY_TOO_LARGE: () => ({ status: 400, error: 'body must not be larger than 1048576 bytes' }),
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: () => ({ status: 400, error: 'body contains badly-formed JSON' }),
+// Errors Fastify itself raises before a handler runs, by their code, where the book has a
+// message of its own for the case.
+const FRAMEWORK_ERRORS: Readonly<Record<string, ErrorResponse>> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: { status: 400, error: 'body must not be larger than 1048576 bytes' },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { status: 400, error: 'body contains badly-formed JSON' },
+  // A path that cannot be decoded, or whose parameter is longer than any id, names no resource.
+  FST_ERR_BAD_URL: { status: 404, error: MESSAGES.notFound },
+  FST_ERR_MAX_PARAM_LENGTH: { status: 404, error: MESSAGES.notFound },
 };
 
 const SERVER_ERROR: ErrorResponse = { status: 500, error: MESSAGES.serverError };
@@ -140,9 +145,13 @@ export function errorResponse(err: unknown): ErrorResponse {
   for (const [errorClass, toResponse] of ERROR_RESPONSES) {
     if (err instanceof errorClass) return (toResponse as (e: Error) => ErrorResponse)(err);
   }
-  const code = (err as { code?: unknown } | null)?.code;
-  if (typeof code === 'string' && code in FRAMEWORK_ERRORS) {
-    return (FRAMEWORK_ERRORS[code] as (e: Error) => ErrorResponse)(err as Error);
+  const { code, statusCode } = (err ?? {}) as { code?: unknown; statusCode?: unknown };
+  if (typeof code === 'string' && code in FRAMEWORK_ERRORS) return FRAMEWORK_ERRORS[code] as ErrorResponse;
+  // Any other client error Fastify raises keeps its status, in our envelope.
+  if (typeof code === 'string' && code.startsWith('FST_') && typeof statusCode === 'number') {
+    if (statusCode >= 400 && statusCode < 500) {
+      return { status: statusCode, error: (STATUS_CODES[statusCode] ?? 'bad request').toLowerCase() };
+    }
   }
   return SERVER_ERROR;
 }

@@ -11,7 +11,15 @@ export type Jobs = PgBoss;
 export type QueueSpec = Readonly<{ name: string; options: Omit<PgBoss.Queue, 'name'> }>;
 
 export async function startJobs(dsn: string, logger: Logger, queues: readonly QueueSpec[]): Promise<Jobs> {
-  const boss = new PgBoss({ connectionString: dsn, max: 4, application_name: 'greenlight-jobs' });
+  const boss = new PgBoss({
+    connectionString: dsn,
+    max: 4,
+    application_name: 'greenlight-jobs',
+    // How often expired jobs (their worker died) are found and retried: pg-boss checks every
+    // minute by default, which would leave a mail caught in a crash waiting minutes.
+    superviseIntervalSeconds: 2,
+    monitorIntervalSeconds: 2,
+  });
   boss.on('error', (err) => logger.error({ err }, 'job queue error'));
   await boss.start();
   for (const queue of queues) {

@@ -21,9 +21,11 @@ export function createSmtpMailer(smtp: SmtpSettings): Mailer {
     port: smtp.port,
     secure: smtp.port === 465,
     auth: smtp.username ? { user: smtp.username, pass: smtp.password } : undefined,
-    connectionTimeout: 10_000,
-    greetingTimeout: 10_000,
-    socketTimeout: 20_000,
+    // Together well inside the e-mail job's expiry (email.worker.ts), so a send that is still
+    // going is never taken for one lost in a crash and sent twice.
+    connectionTimeout: 5_000,
+    greetingTimeout: 5_000,
+    socketTimeout: 5_000,
   });
   return {
     send: async (email) => {

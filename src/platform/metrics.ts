@@ -21,6 +21,8 @@ export class Metrics {
   readonly #duration: prom.Histogram<'method' | 'route' | 'status'>;
   readonly rateLimitRejections: prom.Counter;
   readonly jobFailures: prom.Counter<'queue'>;
+  readonly connectionsRefused: prom.Counter<'reason'>;
+  readonly clientErrors: prom.Counter<'status'>;
   readonly #sources: MetricsSources;
 
   constructor(sources: MetricsSources) {
@@ -43,6 +45,18 @@ export class Metrics {
       name: 'greenlight_job_failures_total',
       help: 'Background job attempts that failed',
       labelNames: ['queue'],
+      registers,
+    });
+    this.connectionsRefused = new prom.Counter({
+      name: 'greenlight_connections_refused_total',
+      help: 'Client connections closed at once for being over -max-connections-per-ip or -max-connections',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.clientErrors = new prom.Counter({
+      name: 'greenlight_http_client_errors_total',
+      help: 'Requests refused before routing: malformed HTTP, header or request timeout, oversized headers',
+      labelNames: ['status'],
       registers,
     });
     const pool = sources.db;
@@ -101,7 +115,14 @@ export class Metrics {
         OpenConnections: pool.totalCount,
         InUse: pool.totalCount - pool.idleCount,
         Idle: pool.idleCount,
-        WaitCount: pool.waitingCount,
+        WaitCount: pool.stats.waitCount,
+        // nanoseconds, as Go's time.Duration is encoded
+        WaitDuration: pool.stats.waitNanoseconds,
+        // node-postgres has no cap on idle connections nor a lifetime limit here, so Go's
+        // counters for those stay at zero; idle-time closes are counted.
+        MaxIdleClosed: 0,
+        MaxIdleTimeClosed: pool.stats.idleTimeClosed,
+        MaxLifetimeClosed: 0,
       },
       goroutines: process.getActiveResourcesInfo().length,
       memstats: {

@@ -14,6 +14,13 @@ export class Validator {
   }
 }
 
+// PostgreSQL's text cannot hold U+0000: a string with it is refused before it reaches SQL.
+export const NUL_MESSAGE = 'must not contain the NUL character';
+
+export function isStorable(text: string): boolean {
+  return !text.includes('\u0000');
+}
+
 export function isUnique(values: readonly string[]): boolean {
   return new Set(values).size === values.length;
 }

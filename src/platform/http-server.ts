@@ -1,0 +1,205 @@
+// The HTTP server under Fastify, with the connection policy a public API needs:
+// - short header and request timeouts, checked every second (Node checks every 30 s by
+//   default, which lets a slow-header client hold a socket four times longer than asked);
+// - a cap on connections per client address and in total, so one address cannot take every
+//   file descriptor while others wait;
+// - a drain that loses no request: on close, a connection is cut only once it has been quiet
+//   (no request in progress) for QUIET_MS; one that is mid-request finishes it and is closed
+//   after its response (Fastify sends `Connection: close` while closing);
+// - errors Node answers itself, before Fastify sees a request (malformed HTTP, timeouts,
+//   oversized headers, an unsupported Expect), in the API's `{"error": ...}` envelope with a
+//   request id.
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import {
+  type IncomingMessage,
+  Server,
+  type ServerOptions,
+  type ServerResponse,
+  STATUS_CODES,
+} from 'node:http';
+import type { Socket } from 'node:net';
+
+export type ConnectionPolicy = Readonly<{
+  headerTimeoutMs: number;
+  requestTimeoutMs: number;
+  idleTimeoutMs: number;
+  maxConnections: number;
+  // 0: no cap per address
+  maxConnectionsPerAddress: number;
+  // Addresses exempt from the per-address cap: trusted proxies carry many clients.
+  isProxy: (address: string) => boolean;
+}>;
+
+export type ServerEvents = Readonly<{
+  // A connection refused for being over a cap.
+  onRefused?: (reason: 'per_address' | 'total', address: string) => void;
+  // An error answered below Fastify (status 400, 408, 417, 431).
+  onClientError?: (status: number) => void;
+}>;
+
+type Connection = { address: string; inFlight: number; quietSince: number };
+
+// A drained connection that has carried no request for this long is closed; a client that
+// sends its next request on it sooner gets an answer (and `Connection: close`) instead of a
+// reset.
+export const QUIET_MS = 500;
+
+export const CLIENT_ERROR_MESSAGES: Readonly<Record<number, string>> = {
+  400: 'the request is not valid HTTP',
+  408: 'the request took too long to arrive',
+  417: 'the Expect header is not supported (only 100-continue is)',
+  431: 'the request headers are too large',
+};
+
+// A whole response for a socket that has no ServerResponse (yet): status, envelope, request id.
+export function rawErrorResponse(status: number, message: string): string {
+  const body = JSON.stringify({ error: message });
+  return [
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}`,
+    'Content-Type: application/json',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    `X-Request-Id: ${randomUUID()}`,
+    'Connection: close',
+    '',
+    body,
+  ].join('\r\n');
+}
+
+const CLIENT_ERROR_STATUS: Readonly<Record<string, number>> = {
+  ERR_HTTP_REQUEST_TIMEOUT: 408,
+  HPE_HEADER_OVERFLOW: 431,
+};
+
+// Fastify's clientErrorHandler: Node's parser or its timeouts refused the bytes on `socket`.
+export function clientErrorHandler(events: ServerEvents) {
+  return (err: NodeJS.ErrnoException, socket: Socket): void => {
+    if (err.code === 'ECONNRESET' || socket.destroyed) return;
+    const status = CLIENT_ERROR_STATUS[err.code ?? ''] ?? 400;
+    events.onClientError?.(status);
+    // As Node's own handler: answer unless a response has already begun on this socket.
+    const pending = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
+    if (socket.writable && !pending?.headersSent) {
+      socket.write(rawErrorResponse(status, CLIENT_ERROR_MESSAGES[status] as string));
+    }
+    socket.destroy();
+  };
+}
+
+export class GreenlightServer extends Server {
+  readonly #policy: ConnectionPolicy;
+  readonly #events: ServerEvents;
+  readonly #connections = new Map<Socket, Connection>();
+  readonly #perAddress = new Map<string, number>();
+  #sweep: NodeJS.Timeout | undefined;
+
+  constructor(
+    handler: (req: IncomingMessage, res: ServerResponse) => void,
+    policy: ConnectionPolicy,
+    events: ServerEvents = {},
+  ) {
+    const options: ServerOptions = {
+      headersTimeout: policy.headerTimeoutMs,
+      requestTimeout: policy.requestTimeoutMs,
+      keepAliveTimeout: policy.idleTimeoutMs,
+      connectionsCheckingInterval: 1000,
+      // A request without Host is refused by the app in the API's envelope, not here with an
+      // empty body.
+      requireHostHeader: false,
+    };
+    super(options, handler);
+    this.#policy = policy;
+    this.#events = events;
+    this.maxConnections = policy.maxConnections;
+    this.on('connection', (socket: Socket) => this.#accept(socket));
+    this.on('request', (req: IncomingMessage, res: ServerResponse) => this.#track(req.socket, res));
+    this.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
+      events.onClientError?.(417);
+      const body = JSON.stringify({ error: CLIENT_ERROR_MESSAGES[417] });
+      res.writeHead(417, {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(body),
+        'x-request-id': randomUUID(),
+        connection: 'close',
+      });
+      res.end(body);
+    });
+    this.on('drop', (data?: { remoteAddress?: string }) =>
+      events.onRefused?.('total', data?.remoteAddress ?? ''),
+    );
+    this.once('close', () => clearInterval(this.#sweep));
+  }
+
+  get connectionCount(): number {
+    return this.#connections.size;
+  }
+
+  #accept(socket: Socket): void {
+    const address = socket.remoteAddress ?? '';
+    const cap = this.#policy.maxConnectionsPerAddress;
+    const count = (this.#perAddress.get(address) ?? 0) + 1;
+    if (cap > 0 && count > cap && !this.#policy.isProxy(address)) {
+      // Cut at once: answering would mean reading the request, which is what the cap saves.
+      this.#events.onRefused?.('per_address', address);
+      socket.destroy();
+      return;
+    }
+    this.#perAddress.set(address, count);
+    this.#connections.set(socket, { address, inFlight: 0, quietSince: performance.now() });
+    socket.once('close', () => {
+      this.#connections.delete(socket);
+      const left = (this.#perAddress.get(address) ?? 1) - 1;
+      if (left === 0) this.#perAddress.delete(address);
+      else this.#perAddress.set(address, left);
+    });
+  }
+
+  #track(socket: Socket, res: ServerResponse): void {
+    const connection = this.#connections.get(socket);
+    if (!connection) return;
+    connection.inFlight++;
+    res.once('close', () => {
+      connection.inFlight--;
+      connection.quietSince = performance.now();
+    });
+  }
+
+  // Node's close() calls this to drop idle keep-alive connections at once, which resets a
+  // request the client has just sent on one. We close only connections that have been quiet
+  // for QUIET_MS (that also covers slow clients that never completed a request), and keep
+  // checking until the server has closed.
+  override closeIdleConnections(): void {
+    this.#closeQuiet();
+    this.#sweep ??= setInterval(() => this.#closeQuiet(), 50);
+  }
+
+  #closeQuiet(): void {
+    const now = performance.now();
+    for (const [socket, connection] of this.#connections) {
+      if (connection.inFlight === 0 && now - connection.quietSince >= QUIET_MS) socket.destroy();
+    }
+  }
+}
+
+// The soft limit on open files of this process (Linux), or undefined where unknown.
+export function openFilesLimit(): number | undefined {
+  try {
+    const line = readFileSync('/proc/self/limits', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('Max open files'));
+    const soft = line?.split(/\s{2,}/)[1];
+    return soft === undefined || soft === 'unlimited' ? undefined : Number(soft);
+  } catch {
+    return undefined;
+  }
+}
+
+// File descriptors kept back from client connections: database pools, the job queue, log
+// and listener sockets, files.
+export const FD_RESERVE = 1024;
+
+// -max-connections 0: as many as the open-files limit allows after the reserve.
+export function effectiveMaxConnections(configured: number, limit = openFilesLimit()): number {
+  if (configured > 0) return configured;
+  return limit === undefined ? 10_000 : Math.max(64, limit - FD_RESERVE);
+}
