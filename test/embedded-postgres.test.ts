@@ -1,12 +1,14 @@
 // How we reach the embedded PostgreSQL: a Unix socket in the data directory when its path
 // allows one, TCP on 127.0.0.1 otherwise, and the same way again when a second process
-// reuses a running server; and the settings it runs with.
+// reuses a running server; the settings it runs with; and the one case where the start
+// as root must give up.
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import pg from 'pg';
-import { startEmbeddedPostgres } from '../src/platform/embedded-postgres.ts';
+import { EmbeddedPostgresError, startEmbeddedPostgres } from '../src/platform/embedded-postgres.ts';
 import { createLogger } from '../src/platform/logger.ts';
 import { freePort, tempDataDir } from './processes.ts';
 
@@ -75,3 +77,19 @@ for (const [why, name] of [
     }
   });
 }
+
+test('when a cluster already sits where the "postgres" user cannot reach it, then the start fails with a one-line explanation', {
+  skip: userInfo().uid !== 0 && 'only root runs PostgreSQL as another user',
+}, async () => {
+  const closedDir = mkdtempSync(join(tmpdir(), 'greenlight-closed-'));
+  after(() => rmSync(closedDir, { recursive: true, force: true }));
+  const dataDir = join(closedDir, 'data');
+  mkdirSync(join(dataDir, 'postgres'), { recursive: true });
+  writeFileSync(join(dataDir, 'postgres', 'PG_VERSION'), '18\n');
+  await assert.rejects(startEmbeddedPostgres({ dataDir, port: await freePort(), logger }), (err: Error) => {
+    assert.ok(err instanceof EmbeddedPostgresError);
+    assert.match(err.message, /^the "postgres" user cannot reach the cluster in .*-data-dir/);
+    assert.doesNotMatch(err.message, /\n/);
+    return true;
+  });
+});

@@ -65,9 +65,10 @@ function cleanEnv(): NodeJS.ProcessEnv {
 }
 
 // Spawned for test `t` and killed when `t` ends if still alive (tests may run concurrently).
-export function greenlight(t: TestContext, args: string[]): Greenlight {
+// `cwd` is the checkout it runs from.
+export function greenlight(t: TestContext, args: string[], cwd = ROOT): Greenlight {
   const child = spawn(process.execPath, ['src/main.ts', ...args], {
-    cwd: ROOT,
+    cwd,
     env: cleanEnv(),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -153,8 +154,9 @@ export async function startServer(
   t: TestContext,
   flags: string[],
   timeoutMs = 10_000,
+  cwd = ROOT,
 ): Promise<Greenlight & { port: number }> {
-  const proc = greenlight(t, ['serve', ...SERVE_FLAGS, ...flags]);
+  const proc = greenlight(t, ['serve', ...SERVE_FLAGS, ...flags], cwd);
   const line = await proc.waitForLog('starting server', timeoutMs);
   const port = Number(String(line.addr).split(':').pop());
   assert.ok(port > 0, `no port in ${JSON.stringify(line)}`);

