@@ -436,6 +436,7 @@ export function usage(): string {
     '  users grant EMAIL PERMISSION...   give permissions (movies:read, movies:write, metrics:view)',
     '  users revoke EMAIL PERMISSION...  take permissions away',
     "  demo cors [-demo-port 9000]   serve the book's CORS demo pages",
+    '  openapi                       print the OpenAPI 3.1 document',
     '',
     'Flags:',
     ...lines,

@@ -3,25 +3,14 @@
 // /usr/bin/chromium (Debian package `chromium`); without it these tests fail.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { launchChromium } from './browser.ts';
 import { buildTestApp, createUser, TEST_PASSWORD } from './helpers.ts';
 import { freePort } from './ports.ts';
 import { ROOT } from './processes.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const WAIT_MS = 10_000;
 
 async function waitUntilServing(url: string, child: ChildProcess, output: () => string): Promise<void> {
@@ -83,7 +72,6 @@ async function visit(url: string): Promise<string> {
 
 describe('CORS in a real browser (demo pages)', { timeout: 120_000 }, () => {
   before(async () => {
-    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y chromium`);
     let log = '';
     demo = spawn(
       process.execPath,
@@ -97,12 +85,7 @@ describe('CORS in a real browser (demo pages)', { timeout: 120_000 }, () => {
       log += chunk.toString();
     });
     await waitUntilServing(`http://127.0.0.1:${demoPort}/simple`, demo, () => log);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      timeout: 30_000,
-    });
+    browser = await launchChromium();
   });
 
   after(async () => {

@@ -1,30 +1,36 @@
-// /v1/users and /v1/tokens routes.
+// /v1/users and /v1/tokens routes. Each route's schema is its whole wire contract (see
+// platform/schemas.ts); none needs a token, but a bad one is refused as on every route.
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
-import { decodeJsonBody } from '../platform/json-body.ts';
+import { decodeBody } from '../platform/json-body.ts';
+import { BEARER_OPTIONAL, errors, MessageEnvelope, response } from '../platform/schemas.ts';
 import * as accounts from './accounts.ts';
 import {
-  CREDENTIALS_INPUT,
-  EMAIL_INPUT,
-  PASSWORD_RESET_INPUT,
-  REGISTER_USER_INPUT,
-  TOKEN_INPUT,
+  CredentialsBody,
+  EmailBody,
+  PasswordResetBody,
+  RegisterUserBody,
+  TokenBody,
   toUserJson,
+  UserJsonSchema,
 } from './user.ts';
 
-const UserEnvelope = Type.Object({
-  user: Type.Object({
-    id: Type.Integer(),
-    created_at: Type.String(),
-    name: Type.String(),
-    email: Type.String(),
-    activated: Type.Boolean(),
-  }),
-});
-const TokenEnvelope = Type.Object({
-  authentication_token: Type.Object({ token: Type.String(), expiry: Type.String() }),
-});
-const MessageEnvelope = Type.Object({ message: Type.String() });
+const UserEnvelope = Type.Object({ user: UserJsonSchema }, { additionalProperties: false });
+const TokenEnvelope = Type.Object(
+  {
+    authentication_token: Type.Object(
+      {
+        token: Type.String({
+          description: '26 characters of base32',
+          examples: ['IEYFSVVZH3XNQD2KPWDK4YYMCE'],
+        }),
+        expiry: Type.String({ format: 'date-time' }),
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
 
 export const ACCOUNT_PATHS = [
   '/v1/users',
@@ -35,32 +41,78 @@ export const ACCOUNT_PATHS = [
   '/v1/tokens/password-reset',
 ] as const;
 
+const route = (operationId: string, summary: string, tag: string) => ({
+  operationId,
+  summary,
+  tags: [tag],
+  security: BEARER_OPTIONAL,
+});
+
 export function accountRoutes(app: FastifyInstance, deps: accounts.AccountDeps): void {
   const body = (request: { body: unknown }) => request.body as Buffer | undefined;
 
-  app.post('/v1/users', { schema: { response: { 202: UserEnvelope } } }, async (request, reply) => {
-    const user = await accounts.registerUser(deps, decodeJsonBody(body(request), REGISTER_USER_INPUT));
-    reply.code(202);
-    return { user: toUserJson(user) };
-  });
+  app.post(
+    '/v1/users',
+    {
+      schema: {
+        ...route('registerUser', 'Register a user; the welcome mail carries an activation token', 'users'),
+        body: RegisterUserBody,
+        response: { 202: response(UserEnvelope, 'The user, not yet activated'), ...errors(400, 422, 500) },
+      },
+    },
+    async (request, reply) => {
+      const user = await accounts.registerUser(deps, decodeBody(body(request), RegisterUserBody));
+      reply.code(202);
+      return { user: toUserJson(user) };
+    },
+  );
 
-  app.put('/v1/users/activated', { schema: { response: { 200: UserEnvelope } } }, async (request) => {
-    const user = await accounts.activateUser(deps, decodeJsonBody(body(request), TOKEN_INPUT));
-    return { user: toUserJson(user) };
-  });
+  app.put(
+    '/v1/users/activated',
+    {
+      schema: {
+        ...route('activateUser', 'Activate a user with the token from the welcome mail', 'users'),
+        body: TokenBody,
+        response: { 200: response(UserEnvelope, 'The activated user'), ...errors(400, 409, 422, 500) },
+      },
+    },
+    async (request) => {
+      const user = await accounts.activateUser(deps, decodeBody(body(request), TokenBody));
+      return { user: toUserJson(user) };
+    },
+  );
 
-  app.put('/v1/users/password', { schema: { response: { 200: MessageEnvelope } } }, async (request) => {
-    await accounts.resetPassword(deps, decodeJsonBody(body(request), PASSWORD_RESET_INPUT));
-    return { message: 'your password was successfully reset' };
-  });
+  app.put(
+    '/v1/users/password',
+    {
+      schema: {
+        ...route('resetPassword', 'Set a new password with a password-reset token', 'users'),
+        body: PasswordResetBody,
+        response: {
+          200: response(MessageEnvelope, 'your password was successfully reset'),
+          ...errors(400, 409, 422, 500),
+        },
+      },
+    },
+    async (request) => {
+      await accounts.resetPassword(deps, decodeBody(body(request), PasswordResetBody));
+      return { message: 'your password was successfully reset' };
+    },
+  );
 
   app.post(
     '/v1/tokens/authentication',
-    { schema: { response: { 201: TokenEnvelope } } },
+    {
+      schema: {
+        ...route('createAuthenticationToken', 'Log in: a bearer token valid 24 hours', 'tokens'),
+        body: CredentialsBody,
+        response: { 201: response(TokenEnvelope, 'The new token'), ...errors(400, 422, 500) },
+      },
+    },
     async (request, reply) => {
       const token = await accounts.createAuthenticationToken(
         deps,
-        decodeJsonBody(body(request), CREDENTIALS_INPUT),
+        decodeBody(body(request), CredentialsBody),
       );
       reply.code(201);
       return { authentication_token: { token: token.plaintext, expiry: token.expiry.toISOString() } };
@@ -69,9 +121,18 @@ export function accountRoutes(app: FastifyInstance, deps: accounts.AccountDeps):
 
   app.post(
     '/v1/tokens/activation',
-    { schema: { response: { 202: MessageEnvelope } } },
+    {
+      schema: {
+        ...route('requestActivationToken', 'Mail a new activation token (valid 3 days)', 'tokens'),
+        body: EmailBody,
+        response: {
+          202: response(MessageEnvelope, 'an email will be sent to you containing activation instructions'),
+          ...errors(400, 422, 500),
+        },
+      },
+    },
     async (request, reply) => {
-      await accounts.requestActivationToken(deps, decodeJsonBody(body(request), EMAIL_INPUT));
+      await accounts.requestActivationToken(deps, decodeBody(body(request), EmailBody));
       reply.code(202);
       return { message: 'an email will be sent to you containing activation instructions' };
     },
@@ -79,9 +140,21 @@ export function accountRoutes(app: FastifyInstance, deps: accounts.AccountDeps):
 
   app.post(
     '/v1/tokens/password-reset',
-    { schema: { response: { 202: MessageEnvelope } } },
+    {
+      schema: {
+        ...route('requestPasswordReset', 'Mail a password-reset token (valid 45 minutes)', 'tokens'),
+        body: EmailBody,
+        response: {
+          202: response(
+            MessageEnvelope,
+            'an email will be sent to you containing password reset instructions',
+          ),
+          ...errors(400, 422, 500),
+        },
+      },
+    },
     async (request, reply) => {
-      await accounts.requestPasswordReset(deps, decodeJsonBody(body(request), EMAIL_INPUT));
+      await accounts.requestPasswordReset(deps, decodeBody(body(request), EmailBody));
       reply.code(202);
       return { message: 'an email will be sent to you containing password reset instructions' };
     },

@@ -1,4 +1,5 @@
 // The user type, its input shapes and the book's rules for names, e-mails and passwords.
+import { Type } from 'typebox';
 import { isStorable, NUL_MESSAGE, Validator } from '../platform/validator.ts';
 
 export type User = {
@@ -14,11 +15,33 @@ export type User = {
 // An authenticated user as the request pipeline sees it: one query brings the permissions.
 export type Identity = User & { permissions: readonly string[] };
 
-export const REGISTER_USER_INPUT = { name: 'string', email: 'string', password: 'string' } as const;
-export const CREDENTIALS_INPUT = { email: 'string', password: 'string' } as const;
-export const EMAIL_INPUT = { email: 'string' } as const;
-export const TOKEN_INPUT = { token: 'string' } as const;
-export const PASSWORD_RESET_INPUT = { password: 'string', token: 'string' } as const;
+// Request bodies. Fields are required in the document; one left out is Go's zero value and
+// fails validation (422), not decoding.
+const Name = Type.String({ description: 'at most 500 bytes', examples: ['Alice Smith'] });
+const Email = Type.String({ format: 'email', examples: ['alice@example.com'] });
+const Password = Type.String({ description: '8 to 72 bytes', examples: ['pa55word'] });
+const Token = Type.String({
+  description: 'the 26-character token from the mail',
+  examples: ['Y3QMGX3PJ3WLRL2YRTQGQ6KRHU'],
+});
+
+const body = <T extends Parameters<typeof Type.Object>[0]>(properties: T, example: Record<string, string>) =>
+  Type.Object(properties, { additionalProperties: false, examples: [example] });
+
+export const RegisterUserBody = body(
+  { name: Name, email: Email, password: Password },
+  { name: 'Alice Smith', email: 'alice@example.com', password: 'pa55word' },
+);
+export const CredentialsBody = body(
+  { email: Email, password: Password },
+  { email: 'alice@example.com', password: 'pa55word' },
+);
+export const EmailBody = body({ email: Email }, { email: 'alice@example.com' });
+export const TokenBody = body({ token: Token }, { token: 'Y3QMGX3PJ3WLRL2YRTQGQ6KRHU' });
+export const PasswordResetBody = body(
+  { password: Password, token: Token },
+  { password: 'new-pa55word', token: 'Y3QMGX3PJ3WLRL2YRTQGQ6KRHU' },
+);
 
 // The book's EmailRX (from the HTML5 spec).
 const EMAIL_RX =
@@ -53,6 +76,17 @@ export function validateNewUser(input: { name?: string; email?: string; password
   checkPasswordPlaintext(v, input.password ?? '');
   v.assertValid();
 }
+
+export const UserJsonSchema = Type.Object(
+  {
+    id: Type.Integer({ minimum: 1 }),
+    created_at: Type.String({ format: 'date-time', examples: ['2026-11-29T10:00:00Z'] }),
+    name: Type.String(),
+    email: Type.String(),
+    activated: Type.Boolean(),
+  },
+  { additionalProperties: false },
+);
 
 export type UserJson = { id: number; created_at: string; name: string; email: string; activated: boolean };
 

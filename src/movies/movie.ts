@@ -1,5 +1,7 @@
 // The movie type, its input shapes and the book's business rules for it.
-import type { Decoded } from '../platform/json-body.ts';
+import { Type } from 'typebox';
+import type { DecodedBody } from '../platform/json-body.ts';
+import { Int32, Runtime } from '../platform/schemas.ts';
 import { isStorable, isUnique, NUL_MESSAGE, Validator } from '../platform/validator.ts';
 
 export type Movie = {
@@ -14,21 +16,36 @@ export type Movie = {
 
 export type MovieFields = Pick<Movie, 'title' | 'year' | 'runtime' | 'genres'>;
 
-// What a client may send. Nothing here lets a client set id, created_at or version.
-export const CREATE_MOVIE_INPUT = {
-  title: 'string',
-  year: 'int32',
-  runtime: 'runtime',
-  genres: 'string[]',
-} as const;
-export const UPDATE_MOVIE_INPUT = {
-  title: 'string?',
-  year: 'int32?',
-  runtime: 'runtime?',
-  genres: 'string[]?',
-} as const;
-export type CreateMovieInput = Decoded<typeof CREATE_MOVIE_INPUT>;
-export type UpdateMovieInput = Decoded<typeof UPDATE_MOVIE_INPUT>;
+// What a client may send. Nothing here lets a client set id, created_at or version. A field
+// left out of a create is Go's zero value and fails validation (422), not decoding.
+const Title = Type.String({ description: 'at most 500 bytes', examples: ['Arrival'] });
+const Year = Int32({ description: '1888 up to the current year', examples: [2016] });
+const Genres = Type.Array(Type.String({ description: 'at most 500 bytes' }), {
+  description: '1 to 5 distinct genres',
+  examples: [['drama', 'sci-fi']],
+});
+
+export const CreateMovieBody = Type.Object(
+  { title: Title, year: Year, runtime: Runtime, genres: Genres },
+  {
+    additionalProperties: false,
+    examples: [{ title: 'Arrival', year: 2016, runtime: '116 mins', genres: ['drama', 'sci-fi'] }],
+  },
+);
+
+// A partial update: absent or null fields are left as they are (the book's pointer fields).
+export const UpdateMovieBody = Type.Object(
+  {
+    title: Type.Optional(Type.Union([Title, Type.Null()])),
+    year: Type.Optional(Type.Union([Year, Type.Null()])),
+    runtime: Type.Optional(Type.Union([Runtime, Type.Null()])),
+    genres: Type.Optional(Type.Union([Genres, Type.Null()])),
+  },
+  { additionalProperties: false, examples: [{ year: 2017 }] },
+);
+
+export type CreateMovieInput = DecodedBody<typeof CreateMovieBody>;
+export type UpdateMovieInput = DecodedBody<typeof UpdateMovieBody>;
 
 const MAX_GENRE_BYTES = 500;
 
@@ -62,6 +79,23 @@ export function validateMovie(movie: Partial<MovieFields>, now = new Date()): vo
 }
 
 // The wire form: runtime as "107 mins", no created_at (the book hides it).
+export const MovieJsonSchema = Type.Object(
+  {
+    id: Type.Integer({ minimum: 1, examples: [11] }),
+    title: Type.String(),
+    year: Type.Integer(),
+    runtime: Type.String({ pattern: '^[0-9]+ mins$', examples: ['116 mins'] }),
+    genres: Type.Array(Type.String()),
+    version: Type.Integer({ minimum: 1, description: 'raised by every update; see X-Expected-Version' }),
+  },
+  {
+    additionalProperties: false,
+    examples: [
+      { id: 11, title: 'Arrival', year: 2016, runtime: '116 mins', genres: ['drama', 'sci-fi'], version: 1 },
+    ],
+  },
+);
+
 export type MovieJson = {
   id: number;
   title: string;

@@ -1,39 +1,64 @@
-// /v1/movies routes: parse → call → reply with the book's envelope.
+// /v1/movies routes: parse → call → reply with the book's envelope. Each route's schema is
+// its whole wire contract (see platform/schemas.ts).
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import { requirePermission } from '../accounts/auth.ts';
 import type { Db } from '../platform/db.ts';
 import { readIdParam } from '../platform/http.ts';
-import { decodeJsonBody } from '../platform/json-body.ts';
-import { readMovieListQuery } from './filters.ts';
-import { CREATE_MOVIE_INPUT, toMovieJson, UPDATE_MOVIE_INPUT } from './movie.ts';
+import { decodeBody } from '../platform/json-body.ts';
+import { BEARER_REQUIRED, errors, IdParams, MessageEnvelope, response } from '../platform/schemas.ts';
+import { readMovieListQuery, SORT_SAFELIST } from './filters.ts';
+import { CreateMovieBody, MovieJsonSchema, toMovieJson, UpdateMovieBody } from './movie.ts';
 import * as movies from './movies.ts';
 
-const MovieSchema = Type.Object({
-  id: Type.Integer(),
-  title: Type.String(),
-  year: Type.Integer(),
-  runtime: Type.String(),
-  genres: Type.Array(Type.String()),
-  version: Type.Integer(),
+const MovieEnvelope = Type.Object({ movie: MovieJsonSchema }, { additionalProperties: false });
+
+const MovieListEnvelope = Type.Object(
+  {
+    metadata: Type.Object(
+      {
+        current_page: Type.Optional(Type.Integer()),
+        page_size: Type.Optional(Type.Integer()),
+        first_page: Type.Optional(Type.Integer()),
+        last_page: Type.Optional(Type.Integer()),
+        total_records: Type.Optional(Type.Integer()),
+      },
+      { description: 'empty ({}) when the page holds no movies', additionalProperties: false },
+    ),
+    movies: Type.Array(MovieJsonSchema),
+  },
+  { additionalProperties: false },
+);
+
+const MovieListQuery = Type.Object({
+  title: Type.Optional(
+    Type.String({ description: 'full-text search: every word must match', examples: ['club'] }),
+  ),
+  genres: Type.Optional(
+    Type.String({
+      description: 'comma-separated; a movie must have all of them',
+      examples: ['drama,sci-fi'],
+    }),
+  ),
+  page: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000_000, default: 1 })),
+  page_size: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20 })),
+  sort: Type.Optional(
+    Type.Union(
+      SORT_SAFELIST.map((value) => Type.Literal(value)),
+      { description: '"-" sorts descending; ties are broken by ascending id', default: 'id' },
+    ),
+  ),
 });
 
-const MovieEnvelope = Type.Object({ movie: MovieSchema });
-
-const MovieListEnvelope = Type.Object({
-  metadata: Type.Object({
-    current_page: Type.Optional(Type.Integer()),
-    page_size: Type.Optional(Type.Integer()),
-    first_page: Type.Optional(Type.Integer()),
-    last_page: Type.Optional(Type.Integer()),
-    total_records: Type.Optional(Type.Integer()),
-  }),
-  movies: Type.Array(MovieSchema),
+const ExpectedVersionHeader = Type.Object({
+  'x-expected-version': Type.Optional(
+    Type.String({ description: 'the version the client last read; a different current version is a 409' }),
+  ),
 });
-
-const MessageEnvelope = Type.Object({ message: Type.String() });
 
 export const MOVIE_PATHS = ['/v1/movies', '/v1/movies/:id'] as const;
+
+const TAGS = ['movies'];
 
 export function movieRoutes(app: FastifyInstance, db: Db): void {
   const read = requirePermission('movies:read');
@@ -41,7 +66,20 @@ export function movieRoutes(app: FastifyInstance, db: Db): void {
 
   app.get(
     '/v1/movies',
-    { onRequest: read, schema: { response: { 200: MovieListEnvelope } } },
+    {
+      onRequest: read,
+      schema: {
+        operationId: 'listMovies',
+        summary: 'List movies, filtered, sorted and paginated (movies:read)',
+        tags: TAGS,
+        security: BEARER_REQUIRED,
+        querystring: MovieListQuery,
+        response: {
+          200: response(MovieListEnvelope, 'A page of movies with its metadata'),
+          ...errors(403, 422, 500),
+        },
+      },
+    },
     async (request) => {
       const query = readMovieListQuery(request.query as Record<string, string | string[]>);
       const { movies: list, metadata } = await movies.listMovies(db, query);
@@ -51,9 +89,24 @@ export function movieRoutes(app: FastifyInstance, db: Db): void {
 
   app.post(
     '/v1/movies',
-    { onRequest: write, schema: { response: { 201: MovieEnvelope } } },
+    {
+      onRequest: write,
+      schema: {
+        operationId: 'createMovie',
+        summary: 'Create a movie (movies:write)',
+        tags: TAGS,
+        security: BEARER_REQUIRED,
+        body: CreateMovieBody,
+        response: {
+          201: response(MovieEnvelope, 'The movie as stored', {
+            Location: { type: 'string', description: 'the new movie: /v1/movies/{id}', required: true },
+          }),
+          ...errors(400, 403, 422, 500),
+        },
+      },
+    },
     async (request, reply) => {
-      const input = decodeJsonBody(request.body as Buffer | undefined, CREATE_MOVIE_INPUT);
+      const input = decodeBody(request.body as Buffer | undefined, CreateMovieBody);
       const movie = await movies.createMovie(db, input);
       reply.code(201).header('location', `/v1/movies/${movie.id}`);
       return { movie: toMovieJson(movie) };
@@ -62,7 +115,17 @@ export function movieRoutes(app: FastifyInstance, db: Db): void {
 
   app.get(
     '/v1/movies/:id',
-    { onRequest: read, schema: { response: { 200: MovieEnvelope } } },
+    {
+      onRequest: read,
+      schema: {
+        operationId: 'getMovie',
+        summary: 'Read one movie (movies:read)',
+        tags: TAGS,
+        security: BEARER_REQUIRED,
+        params: IdParams,
+        response: { 200: response(MovieEnvelope, 'The movie'), ...errors(403, 404, 500) },
+      },
+    },
     async (request) => {
       const movie = await movies.getMovie(db, readIdParam(request));
       return { movie: toMovieJson(movie) };
@@ -71,14 +134,29 @@ export function movieRoutes(app: FastifyInstance, db: Db): void {
 
   app.patch(
     '/v1/movies/:id',
-    { onRequest: write, schema: { response: { 200: MovieEnvelope } } },
+    {
+      onRequest: write,
+      schema: {
+        operationId: 'updateMovie',
+        summary: 'Update some fields of a movie; its version goes up by one (movies:write)',
+        tags: TAGS,
+        security: BEARER_REQUIRED,
+        params: IdParams,
+        headers: ExpectedVersionHeader,
+        body: UpdateMovieBody,
+        response: {
+          200: response(MovieEnvelope, 'The movie as updated'),
+          ...errors(400, 403, 404, 409, 422, 500),
+        },
+      },
+    },
     async (request) => {
       const id = readIdParam(request);
       const expected = request.headers['x-expected-version'];
       const movie = await movies.updateMovie(
         db,
         id,
-        () => decodeJsonBody(request.body as Buffer | undefined, UPDATE_MOVIE_INPUT),
+        () => decodeBody(request.body as Buffer | undefined, UpdateMovieBody),
         typeof expected === 'string' && expected !== '' ? expected : undefined,
       );
       return { movie: toMovieJson(movie) };
@@ -87,7 +165,20 @@ export function movieRoutes(app: FastifyInstance, db: Db): void {
 
   app.delete(
     '/v1/movies/:id',
-    { onRequest: write, schema: { response: { 200: MessageEnvelope } } },
+    {
+      onRequest: write,
+      schema: {
+        operationId: 'deleteMovie',
+        summary: 'Delete a movie (movies:write)',
+        tags: TAGS,
+        security: BEARER_REQUIRED,
+        params: IdParams,
+        response: {
+          200: response(MessageEnvelope, 'movie successfully deleted'),
+          ...errors(403, 404, 500),
+        },
+      },
+    },
     async (request) => {
       await movies.deleteMovie(db, readIdParam(request));
       return { message: 'movie successfully deleted' };

@@ -3,6 +3,38 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
 import { MethodNotAllowedError, NotFoundError } from './errors.ts';
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    // false: not counted by the rate limiter (static assets of the docs page)
+    rateLimit?: boolean;
+    // A route being retired: since when, and when it goes.
+    deprecation?: Readonly<{ since: Date; sunset: Date; link?: string }>;
+  }
+}
+
+// Routes whose config has a `deprecation` are marked deprecated in the document and answer
+// with Deprecation (RFC 9745) and Sunset (RFC 8594) headers.
+export function deprecationHeaders(app: FastifyInstance): void {
+  app.addHook('onRoute', (route) => {
+    const deprecation = route.config?.deprecation;
+    if (!deprecation) return;
+    route.schema = { ...route.schema, deprecated: true } as typeof route.schema;
+    const headers: Record<string, string> = {
+      deprecation: `@${Math.floor(deprecation.since.getTime() / 1000)}`,
+      sunset: deprecation.sunset.toUTCString(),
+    };
+    if (deprecation.link) headers.link = `<${deprecation.link}>; rel="deprecation"`;
+    const existing = route.onSend === undefined ? [] : [route.onSend].flat();
+    route.onSend = [
+      ...existing,
+      async (_request: FastifyRequest, reply: FastifyReply, payload: unknown) => {
+        reply.headers(headers);
+        return payload;
+      },
+    ];
+  });
+}
+
 const MAX_ID = 9223372036854775807n;
 
 // The book's readIDParam: a positive int64, anything else is "not found". Returned as a
@@ -27,6 +59,8 @@ export function addMethodFallbacks(app: FastifyInstance, paths: readonly string[
     app.route({
       method: missing,
       url: path,
+      // Not operations of their own: the document says once that other methods get 405.
+      schema: { hide: true },
       handler: async (request: FastifyRequest, reply: FastifyReply) => {
         if (request.method === 'OPTIONS') {
           reply.header('allow', allow).code(200).send();

@@ -8,7 +8,9 @@
 //   2. decode it into the input shape: the first type error or unknown key wins, except that
 //      a field's own decoder failing (runtime) aborts at once and wins over earlier ones;
 //   3. anything but white space after that value means more than one value.
+import type { Static, TObject } from 'typebox';
 import { BadRequestError } from './errors.ts';
+import { INT32_MAX, INT32_MIN, RUNTIME_PATTERN } from './schemas.ts';
 
 export const MAX_BODY_BYTES = 1_048_576;
 const MAX_NESTING_DEPTH = 10_000;
@@ -338,4 +340,52 @@ function decodeTopLevel<S extends InputShape>(
   }
   if (firstError) throw firstError;
   return result as Decoded<S>;
+}
+
+type JsonSchema = {
+  type?: string;
+  pattern?: string;
+  minimum?: number;
+  maximum?: number;
+  items?: JsonSchema;
+  anyOf?: JsonSchema[];
+};
+
+// The decoder's field kind for one property of a body schema. A property the schema does not
+// require is Go's pointer field: null leaves it unset.
+function fieldKind(name: string, property: JsonSchema, required: boolean): FieldKind | `${FieldKind}?` {
+  const schema = property.anyOf?.find((member) => member.type !== 'null') ?? property;
+  let kind: FieldKind | undefined;
+  if (schema.type === 'string') kind = schema.pattern === RUNTIME_PATTERN ? 'runtime' : 'string';
+  else if (schema.type === 'integer' && schema.minimum === INT32_MIN && schema.maximum === INT32_MAX)
+    kind = 'int32';
+  else if (schema.type === 'array' && schema.items?.type === 'string') kind = 'string[]';
+  if (kind === undefined) throw new Error(`body field "${name}" has a schema the decoder has no kind for`);
+  return required ? kind : `${kind}?`;
+}
+
+// The decoder's input shape, read off the route's TypeBox body schema.
+export function inputShape(schema: TObject): InputShape {
+  const required = new Set<string>(schema.required ?? []);
+  return Object.fromEntries(
+    Object.entries(schema.properties).map(([name, property]) => [
+      name,
+      fieldKind(name, property as JsonSchema, required.has(name)),
+    ]),
+  );
+}
+
+// A decoded body: every field may be absent (Go's zero value), none is null.
+export type DecodedBody<T extends TObject> = { [K in keyof Static<T>]?: NonNullable<Static<T>[K]> };
+
+const shapes = new WeakMap<TObject, InputShape>();
+
+// Decodes `body` by the rules of the route's body schema, with the book's messages.
+export function decodeBody<T extends TObject>(body: Buffer | undefined, schema: T): DecodedBody<T> {
+  let shape = shapes.get(schema);
+  if (shape === undefined) {
+    shape = inputShape(schema);
+    shapes.set(schema, shape);
+  }
+  return decodeJsonBody(body, shape) as DecodedBody<T>;
 }
