@@ -13,6 +13,8 @@ export type LoadSpec = Readonly<{
   token: string;
   connections: number;
   durationSeconds: number;
+  // extra request headers, e.g. Accept-Encoding
+  headers?: Readonly<Record<string, string>>;
 }>;
 
 export type LoadResult = Readonly<{
@@ -48,6 +50,9 @@ export function runWrk(spec: LoadSpec): Promise<LoadResult> {
     BENCH_TOKEN: spec.token,
     BENCH_PATHS: spec.paths.join(' '),
     BENCH_BODIES: spec.bodies.join('|'),
+    BENCH_HEADERS: Object.entries(spec.headers ?? {})
+      .map(([name, value]) => `${name}: ${value}`)
+      .join('\n'),
   };
   return new Promise((resolve, reject) => {
     execFile('wrk', args, { env, timeout: (spec.durationSeconds + 30) * 1000 }, (err, stdout) => {
@@ -94,6 +99,7 @@ export async function runNodeLoad(spec: LoadSpec): Promise<LoadResult> {
           method: spec.method,
           path: spec.paths[Math.floor(Math.random() * spec.paths.length)],
           headers: {
+            ...spec.headers,
             ...(spec.token ? { authorization: `Bearer ${spec.token}` } : {}),
             ...(body ? { 'content-type': 'application/json' } : {}),
           },

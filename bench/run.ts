@@ -17,6 +17,7 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
+import { request } from 'node:http';
 import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -34,7 +35,7 @@ const { values: opts } = parseArgs({
     token: { type: 'string' },
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '50' },
-    scenarios: { type: 'string', default: 'S1,S2,S3,S4,S5,S6' },
+    scenarios: { type: 'string', default: 'S1,S2,S3,S4,S5,S6,C1,C2' },
     workers: { type: 'string', default: String(availableParallelism()) },
     'db-dsn': { type: 'string' },
     movies: { type: 'string', default: '2000' },
@@ -203,6 +204,8 @@ async function prepare(service: Service, sink: SmtpSink): Promise<{ token: strin
 
 type Scenario = { name: string; title: string; spec: Omit<LoadSpec, 'url' | 'durationSeconds'> };
 
+const LIST_100 = '/v1/movies?page_size=100&sort=-year';
+
 function scenarios(token: string, ids: number[]): Scenario[] {
   const some = ids.slice(0, 500);
   const moviePaths = some.map((id) => `/v1/movies/${id}`);
@@ -261,7 +264,44 @@ function scenarios(token: string, ids: number[]): Scenario[] {
         connections: Math.min(8, c),
       },
     },
+    {
+      name: 'C1',
+      title: 'GET 100 movies, uncompressed',
+      spec: { method: 'GET', paths: [LIST_100], bodies: [], token, connections: c },
+    },
+    {
+      name: 'C2',
+      title: 'GET 100 movies, Accept-Encoding: br, gzip',
+      spec: {
+        method: 'GET',
+        paths: [LIST_100],
+        bodies: [],
+        token,
+        connections: c,
+        headers: { 'Accept-Encoding': 'br, gzip' },
+      },
+    },
   ];
+}
+
+// Bytes on the wire of one response to `spec`'s first path, as the load generator gets it.
+function responseBytes(url: string, spec: Scenario['spec']): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const target = new URL(`${url}${spec.paths[0]}`);
+    const req = request(
+      target,
+      { headers: { ...spec.headers, ...(spec.token ? { authorization: `Bearer ${spec.token}` } : {}) } },
+      (res) => {
+        let bytes = 0;
+        res.on('data', (chunk: Buffer) => {
+          bytes += chunk.length;
+        });
+        res.on('end', () => resolve(bytes));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 // S6's yardstick: what the cores can do at all, one bcrypt cost-12 hash at a time each
@@ -363,6 +403,9 @@ async function main(): Promise<void> {
       errors,
       conflicts_409: conflicts,
       ratio_to_baseline: Number((result.rps / baseline.rps).toFixed(4)),
+      ...(scenario.spec.paths[0] === LIST_100
+        ? { response_bytes: await responseBytes(url, scenario.spec) }
+        : {}),
       ...(scenario.name === 'S6' && bcrypt
         ? {
             rps_exact: Number(result.rps.toFixed(2)),
@@ -376,8 +419,9 @@ async function main(): Promise<void> {
       row.ratio_to_bcrypt_limit === undefined
         ? `×baseline ${row.ratio_to_baseline}`
         : `${row.rps_exact} req/s = ${Math.round(row.ratio_to_bcrypt_limit * 100)} % of the bcrypt limit`;
+    const bytes = row.response_bytes === undefined ? '' : `  ${row.response_bytes} bytes a response`;
     console.log(
-      `${row.scenario} ${row.title.padEnd(42)} ${String(row.rps).padStart(7)} req/s  p50 ${row.p50_ms} ms  p99 ${row.p99_ms} ms  errors ${errors}  409s ${conflicts}  ${versus}`,
+      `${row.scenario} ${row.title.padEnd(42)} ${String(row.rps).padStart(7)} req/s  p50 ${row.p50_ms} ms  p99 ${row.p99_ms} ms  errors ${errors}  409s ${conflicts}  ${versus}${bytes}`,
     );
   }
 

@@ -1,12 +1,18 @@
 -- One wrk script for every scenario. Settings come from the environment:
 --   BENCH_METHOD, BENCH_TOKEN, BENCH_PATHS (space-separated, picked at random),
---   BENCH_BODIES (|-separated, picked at random; empty for none).
+--   BENCH_BODIES (|-separated, picked at random; empty for none),
+--   BENCH_HEADERS (newline-separated "Name: value" lines, sent with every request).
 -- Responses are counted by status so 409s can be reported apart.
 local method = os.getenv("BENCH_METHOD") or "GET"
 local token = os.getenv("BENCH_TOKEN") or ""
 local paths, bodies = {}, {}
 for p in string.gmatch(os.getenv("BENCH_PATHS") or "/", "%S+") do table.insert(paths, p) end
 for b in string.gmatch(os.getenv("BENCH_BODIES") or "", "[^|]+") do table.insert(bodies, b) end
+local extra = {}
+for line in string.gmatch(os.getenv("BENCH_HEADERS") or "", "[^\n]+") do
+  local name, value = string.match(line, "^([^:]+):%s*(.*)$")
+  if name then extra[name] = value end
+end
 
 local threads = {}
 function setup(thread)
@@ -20,6 +26,7 @@ end
 
 function request()
   local headers = {}
+  for name, value in pairs(extra) do headers[name] = value end
   if token ~= "" then headers["Authorization"] = "Bearer " .. token end
   local body = nil
   if #bodies > 0 then
