@@ -11,8 +11,9 @@ import Fastify, {
 import { Type } from 'typebox';
 import { ACCOUNT_PATHS, accountRoutes } from './accounts/accounts.routes.ts';
 import { EMAIL_QUEUE } from './accounts/accounts.ts';
-import { authenticationHook, requirePermission } from './accounts/auth.ts';
+import { requirePermission } from './accounts/auth.ts';
 import type { IdentityCache } from './accounts/identity-cache.ts';
+import { authenticationHook, createAuthenticators, createJwts } from './auth/registry.ts';
 import type { Config } from './config.ts';
 import { MOVIE_PATHS, movieRoutes } from './movies/movies.routes.ts';
 import { corsHook } from './platform/cors.ts';
@@ -24,6 +25,7 @@ import { MAX_BODY_BYTES } from './platform/json-body.ts';
 import type { Logger } from './platform/logger.ts';
 import { isLoopback, Metrics } from './platform/metrics.ts';
 import { RateLimiter } from './platform/rate-limit.ts';
+import { PRODUCTS_API_PREFIX, productsApi } from './products/api.ts';
 import { version } from './version.ts';
 
 export type AppDeps = Readonly<{
@@ -92,6 +94,7 @@ export function buildApp({
 
   app.decorateRequest('identity', null);
 
+  const jwts = createJwts(config);
   const limiter = config.limiter.enabled
     ? new RateLimiter({ rps: config.limiter.rps, burst: config.limiter.burst })
     : undefined;
@@ -116,8 +119,7 @@ export function buildApp({
   app.addHook(
     'onRequest',
     authenticationHook(
-      db,
-      identityCache,
+      createAuthenticators(config.auth.methods, { db, cache: identityCache, logger, jwts }),
       limiter && {
         check: (request) => limited(() => limiter.check(`ip:${request.ip}`)),
         charge: (request) => takeToken(`ip:${request.ip}`),
@@ -171,6 +173,7 @@ export function buildApp({
   }));
   movieRoutes(app, db);
   accountRoutes(app, { db, jobs });
+  app.register(productsApi({ db, jwts }), { prefix: PRODUCTS_API_PREFIX });
 
   const metricsAccess = async (request: FastifyRequest) => {
     if (config.metricsLoopback && isLoopback(request.ip)) return;

@@ -34,7 +34,18 @@ export type Config = Readonly<{
   cors: Readonly<{ trustedOrigins: readonly string[] }>;
   limiterPerUser: boolean;
   metricsLoopback: boolean;
+  auth: Readonly<{
+    methods: readonly AuthMethod[];
+    // Empty: generated once and kept in <data-dir>/jwt-secret (development and staging).
+    jwtSecret: string;
+    jwtIssuer: string;
+    jwtAudience: string;
+    jwtTtlMs: number;
+  }>;
 }>;
+
+export const AUTH_METHODS = ['token', 'jwt', 'apikey'] as const;
+export type AuthMethod = (typeof AUTH_METHODS)[number];
 
 type Kind = 'string' | 'int' | 'float' | 'bool' | 'duration';
 
@@ -123,6 +134,26 @@ const FLAGS: readonly FlagSpec[] = [
     default: 'true',
     help: 'let loopback clients read /debug/vars and /metrics without the metrics:view permission',
   },
+  {
+    name: 'auth-methods',
+    kind: 'string',
+    default: 'token,jwt,apikey',
+    help: `credentials accepted on every endpoint, comma separated (${AUTH_METHODS.join(', ')})`,
+  },
+  {
+    name: 'jwt-secret',
+    kind: 'string',
+    default: '',
+    help: 'HS256 key of the JWTs, at least 32 bytes; required in production, else generated into <data-dir>/jwt-secret',
+  },
+  { name: 'jwt-issuer', kind: 'string', default: 'greenlight', help: 'iss of the JWTs issued and accepted' },
+  {
+    name: 'jwt-audience',
+    kind: 'string',
+    default: 'greenlight',
+    help: 'aud of the JWTs issued and accepted',
+  },
+  { name: 'jwt-ttl', kind: 'duration', default: '24h', help: 'lifetime of a JWT' },
   { name: 'demo-port', kind: 'int', default: '9000', help: 'port of `demo cors`' },
   {
     name: 'demo-api',
@@ -304,6 +335,27 @@ export function buildConfig(settings: Settings): Config {
       `"${origin}" is not an origin like https://example.com`,
     );
   }
+  const authMethods = (s('auth-methods') as string).split(',').map((m) => m.trim());
+  for (const method of authMethods) {
+    check(
+      (AUTH_METHODS as readonly string[]).includes(method),
+      'auth-methods',
+      `"${method}" is not one of ${AUTH_METHODS.join(', ')}`,
+    );
+  }
+  const jwtSecret = s('jwt-secret') as string;
+  check(
+    jwtSecret === '' || Buffer.byteLength(jwtSecret) >= 32,
+    'jwt-secret',
+    'must be at least 32 bytes (256 bits) long',
+  );
+  check(
+    jwtSecret !== '' || env !== 'production' || !authMethods.includes('jwt'),
+    'jwt-secret',
+    'is required when -env is production and -auth-methods includes jwt',
+  );
+  const jwtTtlMs = s('jwt-ttl') as number;
+  check(jwtTtlMs >= 1000, 'jwt-ttl', 'must be at least 1s');
   const dsn = s('db-dsn') as string;
   if (dsn !== '') {
     check(/^postgres(ql)?:\/\//.test(dsn), 'db-dsn', 'must be a postgres:// or postgresql:// URL');
@@ -338,6 +390,13 @@ export function buildConfig(settings: Settings): Config {
     cors: Object.freeze({ trustedOrigins: Object.freeze(trustedOrigins) }),
     limiterPerUser: s('limiter-per-user') as boolean,
     metricsLoopback: s('metrics-loopback') as boolean,
+    auth: Object.freeze({
+      methods: Object.freeze([...new Set(authMethods)] as AuthMethod[]),
+      jwtSecret,
+      jwtIssuer: s('jwt-issuer') as string,
+      jwtAudience: s('jwt-audience') as string,
+      jwtTtlMs,
+    }),
   });
 }
 
@@ -365,6 +424,7 @@ export function usage(): string {
     '  seed movies [-count N]        insert sample movies',
     '  users grant EMAIL PERMISSION...   give permissions (movies:read, movies:write, metrics:view)',
     '  users revoke EMAIL PERMISSION...  take permissions away',
+    "  users role EMAIL admin|user   set the products API role (ends the user's JWTs)",
     "  demo cors [-demo-port 9000]   serve the book's CORS demo pages",
     '',
     'Flags:',

@@ -3,12 +3,14 @@
 //   greenlight [serve] [flags]
 //   greenlight migrate up | down N | down -all | goto V | version | force V | create NAME
 //   greenlight seed movies [-count N]
+import { setRole } from './accounts/accounts.ts';
 import {
   grantPermissions,
   revokePermissions,
   selectPermissionsForUser,
   UnknownPermissionError,
 } from './accounts/permissions.sql.ts';
+import { ROLES, type Role } from './accounts/user.ts';
 import { selectUserByEmail } from './accounts/users.sql.ts';
 import { buildConfig, type Config, ConfigError, readSettings, type Settings, usage } from './config.ts';
 import { serveCorsDemo } from './demo/cors-demo.ts';
@@ -104,8 +106,14 @@ async function seed(config: Config, logger: Logger, settings: Settings, args: st
 // Works next to a running server too: on the embedded database it reuses that server.
 async function users(config: Config, logger: Logger, args: string[]): Promise<void> {
   const [action, email, ...codes] = args;
-  if ((action !== 'grant' && action !== 'revoke') || !email || codes.length === 0) {
-    throw new UsageError('usage: greenlight users grant|revoke EMAIL PERMISSION...');
+  const role = action === 'role' && codes.length === 1 ? (codes[0] as Role) : undefined;
+  if (action === 'role' && !ROLES.includes(role as Role)) {
+    throw new UsageError(`usage: greenlight users role EMAIL ${ROLES.join('|')}`);
+  }
+  if ((action !== 'grant' && action !== 'revoke' && action !== 'role') || !email || codes.length === 0) {
+    throw new UsageError(
+      'usage: greenlight users grant|revoke EMAIL PERMISSION... | users role EMAIL admin|user',
+    );
   }
   await withDatabase(config, logger, async (dsn) => {
     const db = createPool({ ...config.db, dsn, maxOpenConns: 1 });
@@ -113,6 +121,10 @@ async function users(config: Config, logger: Logger, args: string[]): Promise<vo
       const user = await selectUserByEmail(db, email).catch((err: unknown) => {
         throw err instanceof NotFoundError ? new UsageError(`no user with e-mail ${email}`) : err;
       });
+      if (role) {
+        console.log(`${email}: role ${(await setRole(db, email, role)).role}`);
+        return;
+      }
       if (action === 'grant') await grantPermissions(db, user.id, codes);
       else await revokePermissions(db, user.id, codes);
       console.log(

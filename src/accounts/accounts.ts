@@ -20,6 +20,7 @@ import {
   checkPasswordPlaintext,
   checkTokenPlaintext,
   type Identity,
+  type Role,
   type User,
   validateNewUser,
 } from './user.ts';
@@ -102,19 +103,89 @@ export async function createAuthenticationToken(
   checkEmail(v, input.email ?? '');
   checkPasswordPlaintext(v, input.password ?? '');
   v.assertValid();
-  let user: User;
-  try {
-    user = await users.selectUserByEmail(db, input.email as string);
-  } catch (err) {
-    if (!(err instanceof NotFoundError)) throw err;
-    await spendPasswordCheckTime(input.password as string);
-    throw new InvalidCredentialsError();
-  }
-  if (!(await passwordMatches(input.password as string, user.passwordHash)))
-    throw new InvalidCredentialsError();
+  const user = await verifyCredentials(db, input.email as string, input.password as string);
   const token = generateToken(user.id, SCOPES.authentication);
   await insertToken(db, token);
   return token;
+}
+
+// The user with this e-mail and password, or InvalidCredentialsError. An unknown e-mail
+// costs a bcrypt comparison too, so timing does not tell which e-mails exist.
+export async function verifyCredentials(db: Db, email: string, password: string): Promise<User> {
+  let user: User;
+  try {
+    user = await users.selectUserByEmail(db, email);
+  } catch (err) {
+    if (!(err instanceof NotFoundError)) throw err;
+    await spendPasswordCheckTime(password);
+    throw new InvalidCredentialsError();
+  }
+  if (!(await passwordMatches(password, user.passwordHash))) throw new InvalidCredentialsError();
+  return user;
+}
+
+export class EmailTakenError extends Error {}
+
+// A user registered through the products API (seed 002): no name and no activation mail
+// there, so the name is the e-mail's local part and the account starts unactivated with the
+// book's movies:read; the book's activation flow (POST /v1/tokens/activation) still applies
+// before it may use /v1/movies. The caller validated the e-mail and password.
+export async function registerUserWithoutMail(
+  db: Db,
+  input: { email: string; password: string },
+): Promise<User> {
+  const passwordHash = await hashPassword(input.password);
+  try {
+    return await withTransaction(db, async (client) => {
+      const user = await users.insertUser(client, {
+        name: input.email.slice(0, input.email.lastIndexOf('@')),
+        email: input.email,
+        passwordHash,
+        activated: false,
+      });
+      await grantPermissions(client, user.id, ['movies:read']);
+      return user;
+    });
+  } catch (err) {
+    if (err instanceof users.DuplicateEmailError) throw new EmailTakenError();
+    throw err;
+  }
+}
+
+// Ends every session of the user: its JWTs (through the token generation) and the book's
+// authentication tokens, on every instance.
+export async function endSessions(db: Db, userId: number): Promise<void> {
+  await withTransaction(db, async (client) => {
+    await users.endTokenGeneration(client, userId);
+    await deleteTokensForUser(client, SCOPES.authentication.name, userId);
+  });
+}
+
+export async function setRole(db: Db, email: string, role: Role): Promise<User> {
+  const user = await users.selectUserByEmail(db, email);
+  return users.updateRole(db, user.id, role);
+}
+
+// The identity of a user id, from the cache when possible. `cacheUntil` bounds how long the
+// answer may be kept (the credential's own expiry).
+export async function identityForUser(
+  db: Db,
+  userId: number,
+  cache: IdentityCache | undefined,
+  cacheUntil: Date,
+): Promise<Identity> {
+  const key = `user:${userId}`;
+  const cached = cache?.get(key);
+  if (cached) return cached;
+  const generation = cache?.generation;
+  try {
+    const identity = await users.selectIdentityById(db, userId);
+    if (generation !== undefined) cache?.set(key, identity, cacheUntil, generation);
+    return identity;
+  } catch (err) {
+    if (err instanceof NotFoundError) throw new InvalidAuthenticationTokenError();
+    throw err;
+  }
 }
 
 async function userForEmail(db: Db, email: string | undefined): Promise<User> {
@@ -166,7 +237,7 @@ export async function requestPasswordReset(
 }
 
 // Sets a new password and ends every session of the user: reset tokens and, beyond the
-// book, authentication tokens too, since a reset usually means the old password leaked.
+// book, authentication tokens and JWTs too, since a reset usually means the old password leaked.
 export async function resetPassword(
   { db }: AccountDeps,
   input: { password?: string; token?: string },
@@ -184,6 +255,7 @@ export async function resetPassword(
   const passwordHash = await hashPassword(input.password as string);
   await withTransaction(db, async (client) => {
     await users.updateUser(client, { ...user, passwordHash });
+    await users.endTokenGeneration(client, user.id);
     await deleteTokensForUser(client, SCOPES.passwordReset.name, user.id);
     await deleteTokensForUser(client, SCOPES.authentication.name, user.id);
   });

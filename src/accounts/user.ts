@@ -1,6 +1,9 @@
 // The user type, its input shapes and the book's rules for names, e-mails and passwords.
 import { Validator } from '../platform/validator.ts';
 
+export const ROLES = ['user', 'admin'] as const;
+export type Role = (typeof ROLES)[number];
+
 export type User = {
   id: number;
   createdAt: Date;
@@ -9,10 +12,20 @@ export type User = {
   passwordHash: Buffer;
   activated: boolean;
   version: number;
+  // The products API's role (migration 000011); the book's rules ignore it.
+  role: Role;
+  // Bumped to end every JWT issued before (password reset, role change, log out everywhere).
+  tokenGeneration: number;
 };
 
 // An authenticated user as the request pipeline sees it: one query brings the permissions.
-export type Identity = User & { permissions: readonly string[] };
+// `scopes` is set when the credential (an API key, `apiKeyId`) may do less than its user:
+// only these codes, and `permissions` already cut down to them.
+export type Identity = User & {
+  permissions: readonly string[];
+  scopes?: readonly string[];
+  apiKeyId?: number;
+};
 
 export const REGISTER_USER_INPUT = { name: 'string', email: 'string', password: 'string' } as const;
 export const CREDENTIALS_INPUT = { email: 'string', password: 'string' } as const;
@@ -23,6 +36,10 @@ export const PASSWORD_RESET_INPUT = { password: 'string', token: 'string' } as c
 // The book's EmailRX (from the HTML5 spec).
 const EMAIL_RX =
   /^[a-zA-Z0-9.!#$%&'*+\\/=?^_`{|}~-]+@[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
+
+export function isValidEmail(email: string): boolean {
+  return EMAIL_RX.test(email);
+}
 
 export function checkEmail(v: Validator, email: string): void {
   v.check(email !== '', 'email', 'must be provided');
