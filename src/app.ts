@@ -55,6 +55,19 @@ const HealthcheckEnvelope = Type.Object({
   system_info: Type.Object({ environment: Type.String(), version: Type.String() }),
 });
 
+const Jwks = Type.Object({
+  keys: Type.Array(
+    Type.Object({
+      kty: Type.String(),
+      crv: Type.String(),
+      x: Type.String(),
+      kid: Type.String(),
+      alg: Type.String(),
+      use: Type.String(),
+    }),
+  ),
+});
+
 export function buildApp({
   config,
   db,
@@ -171,6 +184,9 @@ export function buildApp({
     status: 'available',
     system_info: { environment: config.env, version },
   }));
+  const jwks = jwts.jwks();
+  if (jwks)
+    app.get('/.well-known/jwks.json', { schema: { response: { 200: Jwks } } }, async () => jwts.jwks());
   movieRoutes(app, db);
   accountRoutes(app, { db, jobs });
   app.register(productsApi({ db, jwts }), { prefix: PRODUCTS_API_PREFIX });
@@ -185,6 +201,13 @@ export function buildApp({
     return metrics.prometheus();
   });
 
-  addMethodFallbacks(app, ['/v1/healthcheck', ...MOVIE_PATHS, ...ACCOUNT_PATHS, '/debug/vars', '/metrics']);
+  addMethodFallbacks(app, [
+    ...(jwks ? ['/.well-known/jwks.json'] : []),
+    '/v1/healthcheck',
+    ...MOVIE_PATHS,
+    ...ACCOUNT_PATHS,
+    '/debug/vars',
+    '/metrics',
+  ]);
   return app;
 }

@@ -4,7 +4,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseEnv } from 'node:util';
 
 export type Environment = 'development' | 'staging' | 'production';
@@ -36,8 +36,11 @@ export type Config = Readonly<{
   metricsLoopback: boolean;
   auth: Readonly<{
     methods: readonly AuthMethod[];
+    jwtAlgorithm: 'HS256' | 'EdDSA';
     // Empty: generated once and kept in <data-dir>/jwt-secret (development and staging).
     jwtSecret: string;
+    // EdDSA key pairs (src/auth/jwt-keys.ts)
+    jwtKeyDir: string;
     jwtIssuer: string;
     jwtAudience: string;
     jwtTtlMs: number;
@@ -141,10 +144,22 @@ const FLAGS: readonly FlagSpec[] = [
     help: `credentials accepted on every endpoint, comma separated (${AUTH_METHODS.join(', ')})`,
   },
   {
+    name: 'jwt-alg',
+    kind: 'string',
+    default: 'HS256',
+    help: 'JWT signing algorithm: HS256 (one secret) or EdDSA (Ed25519 keys, JWKS)',
+  },
+  {
     name: 'jwt-secret',
     kind: 'string',
     default: '',
     help: 'HS256 key of the JWTs, at least 32 bytes; required in production, else generated into <data-dir>/jwt-secret',
+  },
+  {
+    name: 'jwt-key-dir',
+    kind: 'string',
+    default: '',
+    help: 'with -jwt-alg EdDSA: directory of the signing keys (default <data-dir>/jwt-keys)',
   },
   { name: 'jwt-issuer', kind: 'string', default: 'greenlight', help: 'iss of the JWTs issued and accepted' },
   {
@@ -349,11 +364,15 @@ export function buildConfig(settings: Settings): Config {
     'jwt-secret',
     'must be at least 32 bytes (256 bits) long',
   );
+  const jwtAlgorithm = s('jwt-alg') as string;
+  check(jwtAlgorithm === 'HS256' || jwtAlgorithm === 'EdDSA', 'jwt-alg', 'must be HS256 or EdDSA');
   check(
-    jwtSecret !== '' || env !== 'production' || !authMethods.includes('jwt'),
+    jwtSecret !== '' || env !== 'production' || !authMethods.includes('jwt') || jwtAlgorithm !== 'HS256',
     'jwt-secret',
-    'is required when -env is production and -auth-methods includes jwt',
+    'is required when -env is production and -auth-methods includes jwt with HS256',
   );
+  const dataDir = resolve(s('data-dir') as string);
+  const jwtKeyDir = s('jwt-key-dir') as string;
   const jwtTtlMs = s('jwt-ttl') as number;
   check(jwtTtlMs >= 1000, 'jwt-ttl', 'must be at least 1s');
   const dsn = s('db-dsn') as string;
@@ -372,7 +391,7 @@ export function buildConfig(settings: Settings): Config {
       queryTimeoutMs,
       migrate: (s('db-migrate') as boolean) || env === 'development' || dsn === '',
     }),
-    dataDir: resolve(s('data-dir') as string),
+    dataDir,
     embeddedDbPort,
     limiter: Object.freeze({ rps, burst, enabled: s('limiter-enabled') as boolean }),
     trustedProxies: Object.freeze(trustedProxies),
@@ -392,7 +411,9 @@ export function buildConfig(settings: Settings): Config {
     metricsLoopback: s('metrics-loopback') as boolean,
     auth: Object.freeze({
       methods: Object.freeze([...new Set(authMethods)] as AuthMethod[]),
+      jwtAlgorithm: jwtAlgorithm as 'HS256' | 'EdDSA',
       jwtSecret,
+      jwtKeyDir: jwtKeyDir === '' ? join(dataDir, 'jwt-keys') : resolve(jwtKeyDir),
       jwtIssuer: s('jwt-issuer') as string,
       jwtAudience: s('jwt-audience') as string,
       jwtTtlMs,
@@ -425,6 +446,7 @@ export function usage(): string {
     '  users grant EMAIL PERMISSION...   give permissions (movies:read, movies:write, metrics:view)',
     '  users revoke EMAIL PERMISSION...  take permissions away',
     "  users role EMAIL admin|user   set the products API role (ends the user's JWTs)",
+    '  jwt rotate                    with -jwt-alg EdDSA: a new signing key; expired keys removed',
     "  demo cors [-demo-port 9000]   serve the book's CORS demo pages",
     '',
     'Flags:',

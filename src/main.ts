@@ -12,6 +12,7 @@ import {
 } from './accounts/permissions.sql.ts';
 import { ROLES, type Role } from './accounts/user.ts';
 import { selectUserByEmail } from './accounts/users.sql.ts';
+import { rotateKeys } from './auth/jwt-keys.ts';
 import { buildConfig, type Config, ConfigError, readSettings, type Settings, usage } from './config.ts';
 import { serveCorsDemo } from './demo/cors-demo.ts';
 import { generateMovies, seedMovies } from './movies/seed.ts';
@@ -158,6 +159,12 @@ async function main(argv: string[]): Promise<void> {
       return seed(config, logger, settings, rest);
     case 'users':
       return users(config, logger, rest);
+    case 'jwt': {
+      if (rest[0] !== 'rotate') throw new UsageError('usage: greenlight jwt rotate [-jwt-key-dir DIR]');
+      const { kid, removed } = rotateKeys(config.auth.jwtKeyDir, config.auth.jwtTtlMs);
+      console.log(`new signing key ${kid}${removed.length ? `; removed expired ${removed.join(' ')}` : ''}`);
+      return;
+    }
     case 'demo':
       if (rest[0] !== 'cors')
         throw new UsageError('usage: greenlight demo cors [-demo-port 9000] [-demo-api URL]');

@@ -32,7 +32,8 @@ export async function serve(givenConfig: Config, logger: Logger): Promise<void> 
 // Without -jwt-secret (never in production: config refuses it) the secret lives in the data
 // directory; the primary creates it before any worker starts.
 function withJwtSecret(config: Config): Config {
-  if (config.auth.jwtSecret !== '' || !config.auth.methods.includes('jwt')) return config;
+  const { auth } = config;
+  if (auth.jwtSecret !== '' || !auth.methods.includes('jwt') || auth.jwtAlgorithm !== 'HS256') return config;
   return { ...config, auth: { ...config.auth, jwtSecret: jwtSecretFromDataDir(config.dataDir) } };
 }
 

@@ -1,5 +1,5 @@
-// JWTs (seed 002's access tokens) with jose: HS256 with one secret, algorithm pinned,
-// iss/aud/exp/nbf/iat required, 30 s of clock skew. A JWT names its user and that user's
+// JWTs (seed 002's access tokens) with jose: HS256 with one secret or EdDSA with rotating
+// keys (jwt-keys.ts), the algorithm pinned, iss/aud/exp/nbf/iat required, 30 s of skew. A JWT names its user and that user's
 // token generation; bumping the generation (password reset, role change, log out
 // everywhere) ends every earlier JWT, on every instance through the identity cache's NOTIFY.
 import { randomBytes } from 'node:crypto';
@@ -12,42 +12,45 @@ import type { User } from '../accounts/user.ts';
 import type { Db } from '../platform/db.ts';
 import { InvalidAuthenticationTokenError } from '../platform/errors.ts';
 import type { Authenticator } from './authenticator.ts';
+import { CLOCK_TOLERANCE_S, type JwtKeys } from './jwt-keys.ts';
 
-export type JwtSettings = Readonly<{ secret: string; issuer: string; audience: string; ttlMs: number }>;
-
-const ALGORITHM = 'HS256';
-const CLOCK_TOLERANCE_S = 30;
+export type JwtSettings = Readonly<{ keys: JwtKeys; issuer: string; audience: string; ttlMs: number }>;
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$/;
 
 export type VerifiedJwt = Readonly<{ userId: number; generation: number; expiresAt: Date }>;
 
 export class Jwts {
-  readonly #key: Uint8Array;
   readonly #settings: JwtSettings;
 
   constructor(settings: JwtSettings) {
-    this.#key = new TextEncoder().encode(settings.secret);
     this.#settings = settings;
+  }
+
+  // The public keys as a JWKS (EdDSA only).
+  jwks(): { keys: Record<string, unknown>[] } | undefined {
+    return this.#settings.keys.jwks?.();
   }
 
   // The seed's claims (user_id, email, role) next to the registered ones.
   async issue(user: Pick<User, 'id' | 'email' | 'role' | 'tokenGeneration'>): Promise<string> {
     const now = Math.floor(Date.now() / 1000);
+    const { key, kid } = this.#settings.keys.signing();
     return new SignJWT({ user_id: user.id, email: user.email, role: user.role, gen: user.tokenGeneration })
-      .setProtectedHeader({ alg: ALGORITHM, typ: 'JWT' })
+      .setProtectedHeader({ alg: this.#settings.keys.algorithm, typ: 'JWT', ...(kid ? { kid } : {}) })
       .setSubject(String(user.id))
       .setIssuer(this.#settings.issuer)
       .setAudience(this.#settings.audience)
       .setIssuedAt(now)
       .setNotBefore(now)
       .setExpirationTime(now + Math.floor(this.#settings.ttlMs / 1000))
-      .sign(this.#key);
+      .sign(key);
   }
 
   async verify(token: string): Promise<VerifiedJwt> {
     try {
-      const { payload } = await jwtVerify(token, this.#key, {
-        algorithms: [ALGORITHM],
+      const keys = this.#settings.keys;
+      const { payload } = await jwtVerify(token, async (header) => keys.verifying(header), {
+        algorithms: [keys.algorithm],
         issuer: this.#settings.issuer,
         audience: this.#settings.audience,
         clockTolerance: CLOCK_TOLERANCE_S,
@@ -63,6 +66,7 @@ export class Jwts {
         expiresAt: new Date((payload.exp as number) * 1000),
       };
     } catch (err) {
+      if (err instanceof InvalidAuthenticationTokenError) throw err;
       if (err instanceof errors.JWTExpired) throw new InvalidAuthenticationTokenError('expired');
       if (err instanceof errors.JOSEError) throw new InvalidAuthenticationTokenError();
       throw err;

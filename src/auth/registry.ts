@@ -11,6 +11,7 @@ import { PRODUCTS_API_PREFIX } from '../products/api.ts';
 import { apiKeyAuthenticator } from './apikey.ts';
 import type { Authenticator, Credential } from './authenticator.ts';
 import { Jwts, jwtAuthenticator } from './jwt.ts';
+import { ed25519Keys, secretKeys } from './jwt-keys.ts';
 import { tokenAuthenticator } from './token.ts';
 
 export type AuthDeps = Readonly<{ db: Db; cache: IdentityCache | undefined; logger: Logger; jwts: Jwts }>;
@@ -25,15 +26,18 @@ export function createAuthenticators(methods: readonly AuthMethod[], deps: AuthD
   return methods.map((method) => AUTHENTICATORS[method](deps));
 }
 
-// The JWT issuer every instance shares; the secret is resolved before the app is built.
+// The JWT issuer every instance shares. An HS256 secret is resolved before the app is built
+// (server.ts); EdDSA keys are read from their directory, the first one made if it is empty.
 export function createJwts(config: Config): Jwts {
-  if (config.auth.jwtSecret === '')
+  const { auth } = config;
+  if (auth.jwtAlgorithm === 'HS256' && auth.jwtSecret === '')
     throw new Error('the JWT secret must be resolved before building the app');
   return new Jwts({
-    secret: config.auth.jwtSecret,
-    issuer: config.auth.jwtIssuer,
-    audience: config.auth.jwtAudience,
-    ttlMs: config.auth.jwtTtlMs,
+    keys:
+      auth.jwtAlgorithm === 'EdDSA' ? ed25519Keys(auth.jwtKeyDir, auth.jwtTtlMs) : secretKeys(auth.jwtSecret),
+    issuer: auth.jwtIssuer,
+    audience: auth.jwtAudience,
+    ttlMs: auth.jwtTtlMs,
   });
 }
 
