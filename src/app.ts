@@ -132,7 +132,7 @@ export function buildApp({
   app.addHook(
     'onRequest',
     authenticationHook(
-      createAuthenticators(config.auth.methods, { db, cache: identityCache, logger, jwts }),
+      createAuthenticators({ config, db, cache: identityCache, logger, jwts }),
       limiter && {
         check: (request) => limited(() => limiter.check(`ip:${request.ip}`)),
         charge: (request) => takeToken(`ip:${request.ip}`),

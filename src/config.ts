@@ -44,10 +44,11 @@ export type Config = Readonly<{
     jwtIssuer: string;
     jwtAudience: string;
     jwtTtlMs: number;
+    oidc: Readonly<{ issuer: string; audience: string; autoProvision: boolean; jwksCacheMs: number }>;
   }>;
 }>;
 
-export const AUTH_METHODS = ['token', 'jwt', 'apikey'] as const;
+export const AUTH_METHODS = ['token', 'jwt', 'apikey', 'oidc'] as const;
 export type AuthMethod = (typeof AUTH_METHODS)[number];
 
 type Kind = 'string' | 'int' | 'float' | 'bool' | 'duration';
@@ -169,6 +170,30 @@ const FLAGS: readonly FlagSpec[] = [
     help: 'aud of the JWTs issued and accepted',
   },
   { name: 'jwt-ttl', kind: 'duration', default: '24h', help: 'lifetime of a JWT' },
+  {
+    name: 'oidc-issuer',
+    kind: 'string',
+    default: '',
+    help: 'with -auth-methods oidc: the OpenID Connect issuer URL whose access tokens are accepted',
+  },
+  {
+    name: 'oidc-audience',
+    kind: 'string',
+    default: '',
+    help: 'the aud the provider puts in access tokens for this API',
+  },
+  {
+    name: 'oidc-auto-provision',
+    kind: 'bool',
+    default: 'false',
+    help: "link a provider's unknown subject to the local user with its e-mail, creating one if needed",
+  },
+  {
+    name: 'oidc-jwks-cache',
+    kind: 'duration',
+    default: '5m',
+    help: "how long the provider's keys are trusted before they are fetched again",
+  },
   { name: 'demo-port', kind: 'int', default: '9000', help: 'port of `demo cors`' },
   {
     name: 'demo-api',
@@ -373,6 +398,21 @@ export function buildConfig(settings: Settings): Config {
   );
   const dataDir = resolve(s('data-dir') as string);
   const jwtKeyDir = s('jwt-key-dir') as string;
+  const oidcIssuer = s('oidc-issuer') as string;
+  const oidcAudience = s('oidc-audience') as string;
+  if (authMethods.includes('oidc')) {
+    check(oidcIssuer !== '', 'oidc-issuer', 'is required when -auth-methods includes oidc');
+    check(oidcAudience !== '', 'oidc-audience', 'is required when -auth-methods includes oidc');
+  }
+  if (oidcIssuer !== '') {
+    check(
+      (env === 'production' ? /^https:\/\/\S+$/ : /^https?:\/\/\S+$/).test(oidcIssuer),
+      'oidc-issuer',
+      env === 'production' ? 'must be an https:// URL' : 'must be an http:// or https:// URL',
+    );
+  }
+  const oidcJwksCacheMs = s('oidc-jwks-cache') as number;
+  check(oidcJwksCacheMs >= 1000, 'oidc-jwks-cache', 'must be at least 1s');
   const jwtTtlMs = s('jwt-ttl') as number;
   check(jwtTtlMs >= 1000, 'jwt-ttl', 'must be at least 1s');
   const dsn = s('db-dsn') as string;
@@ -417,6 +457,12 @@ export function buildConfig(settings: Settings): Config {
       jwtIssuer: s('jwt-issuer') as string,
       jwtAudience: s('jwt-audience') as string,
       jwtTtlMs,
+      oidc: Object.freeze({
+        issuer: oidcIssuer,
+        audience: oidcAudience,
+        autoProvision: s('oidc-auto-provision') as boolean,
+        jwksCacheMs: oidcJwksCacheMs,
+      }),
     }),
   });
 }

@@ -1,4 +1,5 @@
 // Account use cases: registration, activation, tokens, password reset, authentication.
+import { randomBytes } from 'node:crypto';
 import type { PoolClient } from 'pg';
 import { type Db, withTransaction } from '../platform/db.ts';
 import {
@@ -148,6 +149,24 @@ export async function registerUserWithoutMail(
     });
   } catch (err) {
     if (err instanceof users.DuplicateEmailError) throw new EmailTakenError();
+    throw err;
+  }
+}
+
+// The user with this e-mail, created as a products-API registration would be (with a
+// random password nobody knows) when there is none: for identities an external provider
+// vouches for.
+export async function userForExternalEmail(db: Db, email: string): Promise<User> {
+  try {
+    return await users.selectUserByEmail(db, email);
+  } catch (err) {
+    if (!(err instanceof NotFoundError)) throw err;
+  }
+  try {
+    return await registerUserWithoutMail(db, { email, password: randomBytes(32).toString('base64url') });
+  } catch (err) {
+    // registered by a concurrent request meanwhile
+    if (err instanceof EmailTakenError) return users.selectUserByEmail(db, email);
     throw err;
   }
 }

@@ -62,8 +62,9 @@ function readKeys(dir: string): StoredKey[] {
 
 // Keys still able to verify: the newest, and older ones whose successor is younger than the
 // longest a token they signed can live.
-function liveKeys(keys: readonly StoredKey[], ttlMs: number, now = Date.now()): StoredKey[] {
-  return keys.filter((key, i) => {
+function liveKeys(keys: readonly StoredKey[], ttlMs: number): StoredKey[] {
+  const now = Date.now();
+  return keys.filter((_key, i) => {
     const successor = keys[i + 1];
     return !successor || successor.createdAt.getTime() + ttlMs + CLOCK_TOLERANCE_S * 1000 > now;
   });

@@ -12,18 +12,30 @@ import { apiKeyAuthenticator } from './apikey.ts';
 import type { Authenticator, Credential } from './authenticator.ts';
 import { Jwts, jwtAuthenticator } from './jwt.ts';
 import { ed25519Keys, secretKeys } from './jwt-keys.ts';
+import { oidcAuthenticator } from './oidc.ts';
 import { tokenAuthenticator } from './token.ts';
 
-export type AuthDeps = Readonly<{ db: Db; cache: IdentityCache | undefined; logger: Logger; jwts: Jwts }>;
+export type AuthDeps = Readonly<{
+  config: Config;
+  db: Db;
+  cache: IdentityCache | undefined;
+  logger: Logger;
+  jwts: Jwts;
+}>;
 
+// In the order they are asked: the provider's JWTs before ours, which would claim any JWT.
 const AUTHENTICATORS: Readonly<Record<AuthMethod, (deps: AuthDeps) => Authenticator>> = {
+  oidc: ({ config, db, cache, logger }) => oidcAuthenticator(config.auth.oidc, db, cache, logger),
   token: ({ db, cache }) => tokenAuthenticator(db, cache),
   jwt: ({ db, cache, jwts }) => jwtAuthenticator(jwts, db, cache),
   apikey: ({ db, cache, logger }) => apiKeyAuthenticator(db, cache, logger),
 };
 
-export function createAuthenticators(methods: readonly AuthMethod[], deps: AuthDeps): Authenticator[] {
-  return methods.map((method) => AUTHENTICATORS[method](deps));
+export function createAuthenticators(deps: AuthDeps): Authenticator[] {
+  const enabled = deps.config.auth.methods;
+  return (Object.keys(AUTHENTICATORS) as AuthMethod[])
+    .filter((method) => enabled.includes(method))
+    .map((method) => AUTHENTICATORS[method](deps));
 }
 
 // The JWT issuer every instance shares. An HS256 secret is resolved before the app is built
