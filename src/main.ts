@@ -12,6 +12,7 @@ import {
 } from './accounts/permissions.sql.ts';
 import { ROLES, type Role } from './accounts/user.ts';
 import { selectUserByEmail } from './accounts/users.sql.ts';
+import { recordEvent } from './audit/audit.ts';
 import { rotateKeys } from './auth/jwt-keys.ts';
 import { buildConfig, type Config, ConfigError, readSettings, type Settings, usage } from './config.ts';
 import { serveCorsDemo } from './demo/cors-demo.ts';
@@ -128,6 +129,10 @@ async function users(config: Config, logger: Logger, args: string[]): Promise<vo
       }
       if (action === 'grant') await grantPermissions(db, user.id, codes);
       else await revokePermissions(db, user.id, codes);
+      await recordEvent(db, action === 'grant' ? 'permission.grant' : 'permission.revoke', {
+        email: user.email,
+        details: { codes },
+      });
       console.log(
         `${email}: ${(await selectPermissionsForUser(db, user.id)).join(' ') || '(no permissions)'}`,
       );

@@ -1,6 +1,7 @@
 // /v1/users and /v1/tokens routes.
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
+import { contextOf } from '../audit/audit.ts';
 import { decodeJsonBody } from '../platform/json-body.ts';
 import * as accounts from './accounts.ts';
 import {
@@ -39,7 +40,11 @@ export function accountRoutes(app: FastifyInstance, deps: accounts.AccountDeps):
   const body = (request: { body: unknown }) => request.body as Buffer | undefined;
 
   app.post('/v1/users', { schema: { response: { 202: UserEnvelope } } }, async (request, reply) => {
-    const user = await accounts.registerUser(deps, decodeJsonBody(body(request), REGISTER_USER_INPUT));
+    const user = await accounts.registerUser(
+      deps,
+      decodeJsonBody(body(request), REGISTER_USER_INPUT),
+      contextOf(request),
+    );
     reply.code(202);
     return { user: toUserJson(user) };
   });
@@ -61,6 +66,7 @@ export function accountRoutes(app: FastifyInstance, deps: accounts.AccountDeps):
       const token = await accounts.createAuthenticationToken(
         deps,
         decodeJsonBody(body(request), CREDENTIALS_INPUT),
+        contextOf(request),
       );
       reply.code(201);
       return { authentication_token: { token: token.plaintext, expiry: token.expiry.toISOString() } };

@@ -1,6 +1,7 @@
 // Account use cases: registration, activation, tokens, password reset, authentication.
 import { randomBytes } from 'node:crypto';
 import type { PoolClient } from 'pg';
+import { type AuditContext, recordEvent } from '../audit/audit.ts';
 import { type Db, withTransaction } from '../platform/db.ts';
 import {
   InvalidAuthenticationTokenError,
@@ -12,6 +13,7 @@ import { inTransaction, type Jobs } from '../platform/jobs.ts';
 import { Validator } from '../platform/validator.ts';
 import type { EmailTemplate } from './emails.ts';
 import type { IdentityCache } from './identity-cache.ts';
+import { checkLoginThrottle } from './login-throttle.ts';
 import { hashPassword, passwordMatches, spendPasswordCheckTime } from './password.ts';
 import { grantPermissions } from './permissions.sql.ts';
 import { deleteTokensForUser, insertToken } from './tokens.sql.ts';
@@ -39,6 +41,7 @@ function enqueueEmail(jobs: Jobs, client: PoolClient, job: EmailJob): Promise<st
 export async function registerUser(
   { db, jobs }: AccountDeps,
   input: { name?: string; email?: string; password?: string },
+  context: AuditContext = {},
 ): Promise<User> {
   validateNewUser(input);
   const passwordHash = await hashPassword(input.password as string);
@@ -51,6 +54,7 @@ export async function registerUser(
         activated: false,
       });
       await grantPermissions(client, user.id, ['movies:read']);
+      await recordEvent(client, 'user.register', { actorId: user.id, email: user.email }, context);
       const token = generateToken(user.id, SCOPES.activation);
       await insertToken(client, token);
       await enqueueEmail(jobs, client, {
@@ -99,12 +103,13 @@ export async function activateUser({ db }: AccountDeps, input: { token?: string 
 export async function createAuthenticationToken(
   { db }: AccountDeps,
   input: { email?: string; password?: string },
+  context: AuditContext = {},
 ): Promise<Token> {
   const v = new Validator();
   checkEmail(v, input.email ?? '');
   checkPasswordPlaintext(v, input.password ?? '');
   v.assertValid();
-  const user = await verifyCredentials(db, input.email as string, input.password as string);
+  const user = await logIn(db, input.email as string, input.password as string, context);
   const token = generateToken(user.id, SCOPES.authentication);
   await insertToken(db, token);
   return token;
@@ -125,6 +130,20 @@ export async function verifyCredentials(db: Db, email: string, password: string)
   return user;
 }
 
+// A login through either API: throttled, checked, and recorded in the audit trail.
+export async function logIn(db: Db, email: string, password: string, context: AuditContext): Promise<User> {
+  await checkLoginThrottle(db, email, context.address);
+  let user: User;
+  try {
+    user = await verifyCredentials(db, email, password);
+  } catch (err) {
+    if (err instanceof InvalidCredentialsError) await recordEvent(db, 'login.failure', { email }, context);
+    throw err;
+  }
+  await recordEvent(db, 'login.success', { actorId: user.id, email: user.email }, context);
+  return user;
+}
+
 export class EmailTakenError extends Error {}
 
 // A user registered through the products API (seed 002): no name and no activation mail
@@ -134,6 +153,7 @@ export class EmailTakenError extends Error {}
 export async function registerUserWithoutMail(
   db: Db,
   input: { email: string; password: string },
+  context: AuditContext = {},
 ): Promise<User> {
   const passwordHash = await hashPassword(input.password);
   try {
@@ -145,6 +165,7 @@ export async function registerUserWithoutMail(
         activated: false,
       });
       await grantPermissions(client, user.id, ['movies:read']);
+      await recordEvent(client, 'user.register', { actorId: user.id, email: user.email }, context);
       return user;
     });
   } catch (err) {
@@ -173,16 +194,22 @@ export async function userForExternalEmail(db: Db, email: string): Promise<User>
 
 // Ends every session of the user: its JWTs (through the token generation) and the book's
 // authentication tokens, on every instance.
-export async function endSessions(db: Db, userId: number): Promise<void> {
+export async function endSessions(db: Db, userId: number, context: AuditContext): Promise<void> {
   await withTransaction(db, async (client) => {
     await users.endTokenGeneration(client, userId);
     await deleteTokensForUser(client, SCOPES.authentication.name, userId);
+    await recordEvent(client, 'logout.all', { actorId: userId }, context);
   });
 }
 
+// An operator's change (the command line): no actor, no address.
 export async function setRole(db: Db, email: string, role: Role): Promise<User> {
   const user = await users.selectUserByEmail(db, email);
-  return users.updateRole(db, user.id, role);
+  return withTransaction(db, async (client) => {
+    const updated = await users.updateRole(client, user.id, role);
+    await recordEvent(client, 'role.change', { email: user.email, details: { from: user.role, to: role } });
+    return updated;
+  });
 }
 
 // The identity of a user id, from the cache when possible. `cacheUntil` bounds how long the

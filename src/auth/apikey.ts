@@ -6,6 +6,7 @@ import { identityForUser } from '../accounts/accounts.ts';
 import type { IdentityCache } from '../accounts/identity-cache.ts';
 import type { Identity } from '../accounts/user.ts';
 import { notifyIdentityChanged } from '../accounts/users.sql.ts';
+import { type AuditContext, recordEvent } from '../audit/audit.ts';
 import { type Db, withTransaction } from '../platform/db.ts';
 import { InvalidAuthenticationTokenError } from '../platform/errors.ts';
 import type { Logger } from '../platform/logger.ts';
@@ -37,15 +38,21 @@ export async function createApiKey(
   db: Db,
   userId: number,
   input: { name: string; scopes: string[]; expiresAt: Date | null },
+  context: AuditContext,
 ): Promise<{ key: keys.ApiKey; plaintext: string }> {
   const plaintext = API_KEY_PREFIX + randomBytes(24).toString('base64url');
-  const key = await keys.insertApiKey(db, {
-    userId,
-    name: input.name,
-    prefix: plaintext.slice(0, SHOWN_PREFIX_LENGTH),
-    hash: hashKey(plaintext),
-    scopes: [...new Set(input.scopes)],
-    expiresAt: input.expiresAt,
+  const key = await withTransaction(db, async (client) => {
+    const inserted = await keys.insertApiKey(client, {
+      userId,
+      name: input.name,
+      prefix: plaintext.slice(0, SHOWN_PREFIX_LENGTH),
+      hash: hashKey(plaintext),
+      scopes: [...new Set(input.scopes)],
+      expiresAt: input.expiresAt,
+    });
+    const details = { api_key_id: inserted.id, name: inserted.name, scopes: inserted.scopes };
+    await recordEvent(client, 'apikey.create', { actorId: userId, details }, context);
+    return inserted;
   });
   return { key, plaintext };
 }
@@ -55,11 +62,18 @@ export function listApiKeys(db: Db, userId: number): Promise<keys.ApiKey[]> {
 }
 
 // Whether the user had that key. Every instance forgets it once the deletion commits.
-export function revokeApiKey(db: Db, userId: number, id: string): Promise<boolean> {
+export function revokeApiKey(db: Db, userId: number, id: string, context: AuditContext): Promise<boolean> {
   return withTransaction(db, async (client) => {
     const deleted = await keys.deleteApiKey(client, id, userId);
-    if (deleted) await notifyIdentityChanged(client, userId);
-    return deleted;
+    if (!deleted) return false;
+    await notifyIdentityChanged(client, userId);
+    await recordEvent(
+      client,
+      'apikey.revoke',
+      { actorId: userId, details: { api_key_id: Number(id) } },
+      context,
+    );
+    return true;
   });
 }
 

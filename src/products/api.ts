@@ -4,6 +4,7 @@
 // root hook; its errors reach this plugin's error handler for every path under the prefix.
 import type { FastifyInstance } from 'fastify';
 import { EmailTakenError } from '../accounts/accounts.ts';
+import { AUDIT_PATHS, auditRoutes } from '../audit/audit.routes.ts';
 import type { Jwts } from '../auth/jwt.ts';
 import type { Db } from '../platform/db.ts';
 import {
@@ -107,6 +108,7 @@ export function productsApi(deps: { db: Db; jwts: Jwts }) {
     });
     authRoutes(api, deps);
     productRoutes(api, deps.db);
-    addMethodFallbacks(api, [...AUTH_PATHS, ...PRODUCT_PATHS], PRODUCTS_API_PREFIX);
+    auditRoutes(api, deps.db);
+    addMethodFallbacks(api, [...AUTH_PATHS, ...PRODUCT_PATHS, ...AUDIT_PATHS], PRODUCTS_API_PREFIX);
   };
 }

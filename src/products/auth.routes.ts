@@ -5,6 +5,7 @@ import { Type } from 'typebox';
 import * as accounts from '../accounts/accounts.ts';
 import { requireAuthenticated } from '../accounts/auth.ts';
 import { isValidEmail, type User } from '../accounts/user.ts';
+import { contextOf } from '../audit/audit.ts';
 import { API_KEY_SCOPES, type ApiKey, createApiKey, listApiKeys, revokeApiKey } from '../auth/apikey.ts';
 import type { Jwts } from '../auth/jwt.ts';
 import type { Db } from '../platform/db.ts';
@@ -109,7 +110,7 @@ export function authRoutes(api: FastifyInstance, deps: { db: Db; jwts: Jwts }): 
       validateRegistration(input);
       let user: User;
       try {
-        user = await accounts.registerUserWithoutMail(db, input);
+        user = await accounts.registerUserWithoutMail(db, input, contextOf(request));
       } catch (err) {
         if (err instanceof accounts.EmailTakenError)
           throw new RuleViolationError('validation: a user with this email already exists');
@@ -138,7 +139,7 @@ export function authRoutes(api: FastifyInstance, deps: { db: Db; jwts: Jwts }): 
       const input = credentials(decodeGoJson(body(request), LOGIN_REQUEST, true));
       // No bcrypt hash can match it, and refusing it early says nothing about the account.
       if (Buffer.byteLength(input.password) > MAX_PASSWORD_BYTES) throw new InvalidCredentialsError();
-      return authResponse(await accounts.verifyCredentials(db, input.email, input.password));
+      return authResponse(await accounts.logIn(db, input.email, input.password, contextOf(request)));
     },
   );
 
@@ -146,7 +147,7 @@ export function authRoutes(api: FastifyInstance, deps: { db: Db; jwts: Jwts }): 
     '/auth/logout-all',
     { onRequest: requireFullCredential, schema: { response: { 204: Type.Null(), ...AUTH_ERRORS } } },
     async (request, reply) => {
-      await accounts.endSessions(db, (request.identity as User).id);
+      await accounts.endSessions(db, (request.identity as User).id, contextOf(request));
       reply.code(204).send();
       return reply;
     },
@@ -183,11 +184,16 @@ export function authRoutes(api: FastifyInstance, deps: { db: Db; jwts: Jwts }): 
         )
           throw new RuleViolationError('validation: expires_at must be an RFC 3339 time in the future');
       }
-      const { key, plaintext } = await createApiKey(db, (request.identity as User).id, {
-        name,
-        scopes,
-        expiresAt,
-      });
+      const { key, plaintext } = await createApiKey(
+        db,
+        (request.identity as User).id,
+        {
+          name,
+          scopes,
+          expiresAt,
+        },
+        contextOf(request),
+      );
       reply.code(201);
       return { ...toApiKeyJson(key), key: plaintext };
     },
@@ -210,7 +216,8 @@ export function authRoutes(api: FastifyInstance, deps: { db: Db; jwts: Jwts }): 
     },
     async (request, reply) => {
       const id = readInt64Param(request, 'invalid api key id');
-      if (!(await revokeApiKey(db, (request.identity as User).id, id))) throw new ApiKeyNotFoundError(id);
+      if (!(await revokeApiKey(db, (request.identity as User).id, id, contextOf(request))))
+        throw new ApiKeyNotFoundError(id);
       reply.code(204).send();
       return reply;
     },
