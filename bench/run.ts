@@ -3,9 +3,11 @@
 //
 // Starts the service itself (production settings, rate limiter off, embedded PostgreSQL
 // unless --db-dsn) unless given --url, prepares its data through the API, measures a
-// minimal node:http baseline, then runs the scenarios S1–S6. Prints a table, writes JSON
+// minimal node:http baseline, then runs the scenarios S1–S8 (S7, S8: the products API with
+// a JWT and with an API key, to compare with S2's book token). Prints a table, writes JSON
 // to bench/out/ and appends a row to bench/results.md.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import {
   appendFileSync,
   closeSync,
@@ -35,7 +37,7 @@ const { values: opts } = parseArgs({
     token: { type: 'string' },
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '50' },
-    scenarios: { type: 'string', default: 'S1,S2,S3,S4,S5,S6,C1,C2' },
+    scenarios: { type: 'string', default: 'S1,S2,S3,S4,S5,S6,S7,S8,C1,C2' },
     workers: { type: 'string', default: String(availableParallelism()) },
     'db-dsn': { type: 'string' },
     movies: { type: 'string', default: '2000' },
@@ -113,6 +115,8 @@ async function startService(smtpPort: number): Promise<Service> {
     String(smtpPort),
     '-workers',
     String(opts.workers),
+    '-jwt-secret',
+    randomBytes(32).toString('base64url'),
     ...dbFlags,
   ];
   // The service logs straight into a file: relaying its lines through this process would
@@ -179,6 +183,25 @@ async function api(url: string, method: string, path: string, body?: unknown, to
 const EMAIL = 'bench@example.com';
 const PASSWORD = 'bench-pa55word';
 
+type Prepared = { token: string; ids: number[]; jwt: string; apiKey: string; productIds: number[] };
+
+// A JWT and an API key for the bench user, and products to read (S7, S8).
+async function prepareProducts(url: string): Promise<Omit<Prepared, 'token' | 'ids'>> {
+  const login = await api(url, 'POST', '/api/v1/auth/login', { email: EMAIL, password: PASSWORD });
+  const jwt = login.access_token as string;
+  const key = await api(url, 'POST', '/api/v1/api-keys', { name: 'bench', scopes: ['products:read'] }, jwt);
+  const productIds: number[] = [];
+  for (let i = 0; i < 200; i += 16) {
+    const created = await Promise.all(
+      Array.from({ length: 16 }, (_, j) =>
+        api(url, 'POST', '/api/v1/products', { name: `Product ${i + j}`, price: 9.99, stock: i + j }, jwt),
+      ),
+    );
+    for (const c of created) productIds.push(c.id as number);
+  }
+  return { jwt, apiKey: key.key as string, productIds };
+}
+
 async function prepare(service: Service, sink: SmtpSink): Promise<{ token: string; ids: number[] }> {
   await api(service.url, 'POST', '/v1/users', { name: 'Bench', email: EMAIL, password: PASSWORD });
   const [mail] = await sink.waitFor(EMAIL, 1, 30_000);
@@ -206,8 +229,9 @@ type Scenario = { name: string; title: string; spec: Omit<LoadSpec, 'url' | 'dur
 
 const LIST_100 = '/v1/movies?page_size=100&sort=-year';
 
-function scenarios(token: string, ids: number[]): Scenario[] {
+function scenarios({ token, ids, jwt, apiKey, productIds }: Prepared): Scenario[] {
   const some = ids.slice(0, 500);
+  const productPaths = productIds.map((id) => `/api/v1/products/${id}`);
   const moviePaths = some.map((id) => `/v1/movies/${id}`);
   const bodies = generateMovies(200).map((m) => JSON.stringify({ ...m, runtime: `${m.runtime} mins` }));
   const c = connections;
@@ -263,6 +287,16 @@ function scenarios(token: string, ids: number[]): Scenario[] {
         token: '',
         connections: Math.min(8, c),
       },
+    },
+    {
+      name: 'S7',
+      title: 'GET /api/v1/products/:id (JWT)',
+      spec: { method: 'GET', paths: productPaths, bodies: [], token: jwt, connections: c },
+    },
+    {
+      name: 'S8',
+      title: 'GET /api/v1/products/:id (API key)',
+      spec: { method: 'GET', paths: productPaths, bodies: [], token: apiKey, connections: c },
     },
     {
       name: 'C1',
@@ -377,6 +411,10 @@ async function main(): Promise<void> {
     ids = (list.movies as { id: number }[]).map((m) => m.id);
   }
 
+  const products =
+    wanted.has('S7') || wanted.has('S8')
+      ? await prepareProducts(url)
+      : { jwt: '', apiKey: '', productIds: [] };
   const bcrypt = wanted.has('S6') ? bcryptLimitRps() : undefined;
   if (bcrypt) {
     console.log(
@@ -385,7 +423,7 @@ async function main(): Promise<void> {
   }
 
   const rows: Record<string, unknown>[] = [];
-  for (const scenario of scenarios(token, ids).filter((s) => wanted.has(s.name))) {
+  for (const scenario of scenarios({ token, ids, ...products }).filter((s) => wanted.has(s.name))) {
     // Unmeasured warm-up: pools open their connections, statements get prepared, caches fill.
     if (Number(opts.warmup) > 0) await load({ ...scenario.spec, url, durationSeconds: Number(opts.warmup) });
     const result = await load({ ...scenario.spec, url, durationSeconds: duration });
@@ -470,12 +508,12 @@ async function main(): Promise<void> {
   if (!existsSync(resultsFile)) {
     writeFileSync(
       resultsFile,
-      '# Benchmark results\n\nAppended by `npm run bench`: req/s (ratio to the node:http baseline of the same run, p99 ms);\nfor S6, the share of cores / (time of one bcrypt cost-12 hash).\n\n| date | commit | machine | workers | baseline req/s | S1 | S2 | S3 | S4 | S5 | S6 | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n',
+      '# Benchmark results\n\nAppended by `npm run bench`: req/s (ratio to the node:http baseline of the same run, p99 ms);\nfor S6, the share of cores / (time of one bcrypt cost-12 hash).\n\n| date | commit | machine | workers | baseline req/s | S1 | S2 | S3 | S4 | S5 | S6 | S7 | S8 | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n',
     );
   }
   appendFileSync(
     resultsFile,
-    `| ${report.date.slice(0, 16)} | ${report.commit} | ${report.machine} | ${report.workers} | ${report.baseline.rps} | ${['S1', 'S2', 'S3', 'S4', 'S5', 'S6'].map(cell).join(' | ')} | ${report.peak_rss_mib ?? '–'} |\n`,
+    `| ${report.date.slice(0, 16)} | ${report.commit} | ${report.machine} | ${report.workers} | ${report.baseline.rps} | ${['S1', 'S2', 'S3', 'S4', 'S5', 'S6', 'S7', 'S8'].map(cell).join(' | ')} | ${report.peak_rss_mib ?? '–'} |\n`,
   );
 }
 

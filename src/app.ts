@@ -8,8 +8,9 @@ import Fastify, { type FastifyInstance, type FastifyReply, LogController } from 
 import PgBoss from 'pg-boss';
 import { ACCOUNT_PATHS, accountRoutes } from './accounts/accounts.routes.ts';
 import { EMAIL_QUEUE } from './accounts/accounts.ts';
-import { authenticationHook } from './accounts/auth.ts';
 import type { IdentityCache } from './accounts/identity-cache.ts';
+import { jwksRoute } from './auth/jwks.routes.ts';
+import { authenticationHook, createAuthenticators, createJwts } from './auth/registry.ts';
 import type { Config } from './config.ts';
 import { MOVIE_PATHS, movieRoutes } from './movies/movies.routes.ts';
 import { corsHook } from './platform/cors.ts';
@@ -24,6 +25,7 @@ import { Metrics } from './platform/metrics.ts';
 import { openApiRoute, registerDocsPage, registerOpenApi } from './platform/openapi.ts';
 import { RateLimiter } from './platform/rate-limit.ts';
 import { SYSTEM_PATHS, systemRoutes } from './platform/system.routes.ts';
+import { PRODUCTS_API_PREFIX, productsApi } from './products/api.ts';
 
 export type AppDeps = Readonly<{
   config: Config;
@@ -129,6 +131,7 @@ export function buildApp({
 
   app.decorateRequest('identity', null);
 
+  const jwts = createJwts(config);
   const limiter = config.limiter.enabled
     ? new RateLimiter({ rps: config.limiter.rps, burst: config.limiter.burst })
     : undefined;
@@ -171,8 +174,7 @@ export function buildApp({
   app.addHook(
     'onRequest',
     authenticationHook(
-      db,
-      identityCache,
+      createAuthenticators({ config, db, cache: identityCache, logger, jwts }),
       limiter && {
         check: (request) => limited(() => limiter.check(`ip:${request.ip}`)),
         charge: (request) => takeToken(`ip:${request.ip}`),
@@ -232,18 +234,31 @@ export function buildApp({
     movieRoutes(api, db);
     accountRoutes(api, { db, jobs });
     openApiRoute(api);
-    addMethodFallbacks(api, [...SYSTEM_PATHS, ...MOVIE_PATHS, ...ACCOUNT_PATHS, '/v1/openapi.json']);
+    const jwksPath = jwksRoute(api, jwts);
+    api.register(productsApi({ db, jwts }), { prefix: PRODUCTS_API_PREFIX });
+    addMethodFallbacks(api, [
+      ...SYSTEM_PATHS,
+      ...MOVIE_PATHS,
+      ...ACCOUNT_PATHS,
+      '/v1/openapi.json',
+      ...(jwksPath ? [jwksPath] : []),
+    ]);
   });
   registerDocsPage(app);
   return app;
 }
 
 // The OpenAPI document without a database: the app is built on a pool and a job queue that
-// are never connected, since generating the document runs no request.
+// are never connected, and a JWT secret that never signs, since generating the document runs
+// no request.
 export async function openApiDocument(config: Config, logger: Logger): Promise<unknown> {
   const nowhere = 'postgres://greenlight@127.0.0.1:1/greenlight';
   const db = createPool({ ...config.db, dsn: nowhere });
-  const app = buildApp({ config, db, logger, jobs: new PgBoss(nowhere) });
+  const unsigned = {
+    ...config,
+    auth: { ...config.auth, jwtSecret: config.auth.jwtSecret || 'document-only' },
+  };
+  const app = buildApp({ config: unsigned, db, logger, jobs: new PgBoss(nowhere) });
   try {
     await app.ready();
     return app.swagger();

@@ -4,7 +4,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseEnv } from 'node:util';
 
 export type Environment = 'development' | 'staging' | 'production';
@@ -44,7 +44,22 @@ export type Config = Readonly<{
     // 0: no cap
     maxConnectionsPerIp: number;
   }>;
+  auth: Readonly<{
+    methods: readonly AuthMethod[];
+    jwtAlgorithm: 'HS256' | 'EdDSA';
+    // Empty: generated once and kept in <data-dir>/jwt-secret (development and staging).
+    jwtSecret: string;
+    // EdDSA key pairs (src/auth/jwt-keys.ts)
+    jwtKeyDir: string;
+    jwtIssuer: string;
+    jwtAudience: string;
+    jwtTtlMs: number;
+    oidc: Readonly<{ issuer: string; audience: string; autoProvision: boolean; jwksCacheMs: number }>;
+  }>;
 }>;
+
+export const AUTH_METHODS = ['token', 'jwt', 'apikey', 'oidc'] as const;
+export type AuthMethod = (typeof AUTH_METHODS)[number];
 
 type Kind = 'string' | 'int' | 'float' | 'bool' | 'duration';
 
@@ -168,6 +183,62 @@ const FLAGS: readonly FlagSpec[] = [
     kind: 'bool',
     default: 'true',
     help: 'let loopback clients read /debug/vars and /metrics without the metrics:view permission',
+  },
+  {
+    name: 'auth-methods',
+    kind: 'string',
+    default: 'token,jwt,apikey',
+    help: `credentials accepted on every endpoint, comma separated (${AUTH_METHODS.join(', ')})`,
+  },
+  {
+    name: 'jwt-alg',
+    kind: 'string',
+    default: 'HS256',
+    help: 'JWT signing algorithm: HS256 (one secret) or EdDSA (Ed25519 keys, JWKS)',
+  },
+  {
+    name: 'jwt-secret',
+    kind: 'string',
+    default: '',
+    help: 'HS256 key of the JWTs, at least 32 bytes; required in production, else generated into <data-dir>/jwt-secret',
+  },
+  {
+    name: 'jwt-key-dir',
+    kind: 'string',
+    default: '',
+    help: 'with -jwt-alg EdDSA: directory of the signing keys (default <data-dir>/jwt-keys)',
+  },
+  { name: 'jwt-issuer', kind: 'string', default: 'greenlight', help: 'iss of the JWTs issued and accepted' },
+  {
+    name: 'jwt-audience',
+    kind: 'string',
+    default: 'greenlight',
+    help: 'aud of the JWTs issued and accepted',
+  },
+  { name: 'jwt-ttl', kind: 'duration', default: '24h', help: 'lifetime of a JWT' },
+  {
+    name: 'oidc-issuer',
+    kind: 'string',
+    default: '',
+    help: 'with -auth-methods oidc: the OpenID Connect issuer URL whose access tokens are accepted',
+  },
+  {
+    name: 'oidc-audience',
+    kind: 'string',
+    default: '',
+    help: 'the aud the provider puts in access tokens for this API',
+  },
+  {
+    name: 'oidc-auto-provision',
+    kind: 'bool',
+    default: 'false',
+    help: "link a provider's unknown subject to the local user with its e-mail, creating one if needed",
+  },
+  {
+    name: 'oidc-jwks-cache',
+    kind: 'duration',
+    default: '5m',
+    help: "how long the provider's keys are trusted before they are fetched again",
   },
   { name: 'demo-port', kind: 'int', default: '9000', help: 'port of `demo cors`' },
   {
@@ -366,6 +437,46 @@ export function buildConfig(settings: Settings): Config {
       `"${origin}" is not an origin like https://example.com`,
     );
   }
+  const authMethods = (s('auth-methods') as string).split(',').map((m) => m.trim());
+  for (const method of authMethods) {
+    check(
+      (AUTH_METHODS as readonly string[]).includes(method),
+      'auth-methods',
+      `"${method}" is not one of ${AUTH_METHODS.join(', ')}`,
+    );
+  }
+  const jwtSecret = s('jwt-secret') as string;
+  check(
+    jwtSecret === '' || Buffer.byteLength(jwtSecret) >= 32,
+    'jwt-secret',
+    'must be at least 32 bytes (256 bits) long',
+  );
+  const jwtAlgorithm = s('jwt-alg') as string;
+  check(jwtAlgorithm === 'HS256' || jwtAlgorithm === 'EdDSA', 'jwt-alg', 'must be HS256 or EdDSA');
+  check(
+    jwtSecret !== '' || env !== 'production' || !authMethods.includes('jwt') || jwtAlgorithm !== 'HS256',
+    'jwt-secret',
+    'is required when -env is production and -auth-methods includes jwt with HS256',
+  );
+  const dataDir = resolve(s('data-dir') as string);
+  const jwtKeyDir = s('jwt-key-dir') as string;
+  const oidcIssuer = s('oidc-issuer') as string;
+  const oidcAudience = s('oidc-audience') as string;
+  if (authMethods.includes('oidc')) {
+    check(oidcIssuer !== '', 'oidc-issuer', 'is required when -auth-methods includes oidc');
+    check(oidcAudience !== '', 'oidc-audience', 'is required when -auth-methods includes oidc');
+  }
+  if (oidcIssuer !== '') {
+    check(
+      (env === 'production' ? /^https:\/\/\S+$/ : /^https?:\/\/\S+$/).test(oidcIssuer),
+      'oidc-issuer',
+      env === 'production' ? 'must be an https:// URL' : 'must be an http:// or https:// URL',
+    );
+  }
+  const oidcJwksCacheMs = s('oidc-jwks-cache') as number;
+  check(oidcJwksCacheMs >= 1000, 'oidc-jwks-cache', 'must be at least 1s');
+  const jwtTtlMs = s('jwt-ttl') as number;
+  check(jwtTtlMs >= 1000, 'jwt-ttl', 'must be at least 1s');
   const dsn = s('db-dsn') as string;
   if (dsn !== '') {
     check(/^postgres(ql)?:\/\//.test(dsn), 'db-dsn', 'must be a postgres:// or postgresql:// URL');
@@ -382,7 +493,7 @@ export function buildConfig(settings: Settings): Config {
       queryTimeoutMs,
       migrate: (s('db-migrate') as boolean) || env === 'development' || dsn === '',
     }),
-    dataDir: resolve(s('data-dir') as string),
+    dataDir,
     embeddedDbPort,
     limiter: Object.freeze({ rps, burst, enabled: s('limiter-enabled') as boolean }),
     trustedProxies: Object.freeze(trustedProxies),
@@ -407,6 +518,21 @@ export function buildConfig(settings: Settings): Config {
       idleTimeoutMs,
       maxConnections,
       maxConnectionsPerIp,
+    }),
+    auth: Object.freeze({
+      methods: Object.freeze([...new Set(authMethods)] as AuthMethod[]),
+      jwtAlgorithm: jwtAlgorithm as 'HS256' | 'EdDSA',
+      jwtSecret,
+      jwtKeyDir: jwtKeyDir === '' ? join(dataDir, 'jwt-keys') : resolve(jwtKeyDir),
+      jwtIssuer: s('jwt-issuer') as string,
+      jwtAudience: s('jwt-audience') as string,
+      jwtTtlMs,
+      oidc: Object.freeze({
+        issuer: oidcIssuer,
+        audience: oidcAudience,
+        autoProvision: s('oidc-auto-provision') as boolean,
+        jwksCacheMs: oidcJwksCacheMs,
+      }),
     }),
   });
 }
@@ -435,6 +561,8 @@ export function usage(): string {
     '  seed movies [-count N]        insert sample movies',
     '  users grant EMAIL PERMISSION...   give permissions (movies:read, movies:write, metrics:view)',
     '  users revoke EMAIL PERMISSION...  take permissions away',
+    "  users role EMAIL admin|user   set the products API role (ends the user's JWTs)",
+    '  jwt rotate                    with -jwt-alg EdDSA: a new signing key; expired keys removed',
     "  demo cors [-demo-port 9000]   serve the book's CORS demo pages",
     '  openapi                       print the OpenAPI 3.1 document',
     '',

@@ -4,14 +4,18 @@
 //   greenlight migrate up | down N | down -all | goto V | version | force V | create NAME
 //   greenlight seed movies [-count N]
 //   greenlight openapi                    the OpenAPI 3.1 document, on stdout
+import { setRole } from './accounts/accounts.ts';
 import {
   grantPermissions,
   revokePermissions,
   selectPermissionsForUser,
   UnknownPermissionError,
 } from './accounts/permissions.sql.ts';
+import { ROLES, type Role } from './accounts/user.ts';
 import { selectUserByEmail } from './accounts/users.sql.ts';
 import { openApiDocument } from './app.ts';
+import { recordEvent } from './audit/audit.ts';
+import { rotateKeys } from './auth/jwt-keys.ts';
 import { buildConfig, type Config, ConfigError, readSettings, type Settings, usage } from './config.ts';
 import { serveCorsDemo } from './demo/cors-demo.ts';
 import { generateMovies, seedMovies } from './movies/seed.ts';
@@ -106,8 +110,14 @@ async function seed(config: Config, logger: Logger, settings: Settings, args: st
 // Works next to a running server too: on the embedded database it reuses that server.
 async function users(config: Config, logger: Logger, args: string[]): Promise<void> {
   const [action, email, ...codes] = args;
-  if ((action !== 'grant' && action !== 'revoke') || !email || codes.length === 0) {
-    throw new UsageError('usage: greenlight users grant|revoke EMAIL PERMISSION...');
+  const role = action === 'role' && codes.length === 1 ? (codes[0] as Role) : undefined;
+  if (action === 'role' && !ROLES.includes(role as Role)) {
+    throw new UsageError(`usage: greenlight users role EMAIL ${ROLES.join('|')}`);
+  }
+  if ((action !== 'grant' && action !== 'revoke' && action !== 'role') || !email || codes.length === 0) {
+    throw new UsageError(
+      'usage: greenlight users grant|revoke EMAIL PERMISSION... | users role EMAIL admin|user',
+    );
   }
   await withDatabase(config, logger, async (dsn) => {
     const db = createPool({ ...config.db, dsn, maxOpenConns: 1 });
@@ -115,8 +125,16 @@ async function users(config: Config, logger: Logger, args: string[]): Promise<vo
       const user = await selectUserByEmail(db, email).catch((err: unknown) => {
         throw err instanceof NotFoundError ? new UsageError(`no user with e-mail ${email}`) : err;
       });
+      if (role) {
+        console.log(`${email}: role ${(await setRole(db, email, role)).role}`);
+        return;
+      }
       if (action === 'grant') await grantPermissions(db, user.id, codes);
       else await revokePermissions(db, user.id, codes);
+      await recordEvent(db, action === 'grant' ? 'permission.grant' : 'permission.revoke', {
+        email: user.email,
+        details: { codes },
+      });
       console.log(
         `${email}: ${(await selectPermissionsForUser(db, user.id)).join(' ') || '(no permissions)'}`,
       );
@@ -151,6 +169,12 @@ async function main(argv: string[]): Promise<void> {
     case 'openapi':
       console.log(JSON.stringify(await openApiDocument(config, logger), null, 2));
       return;
+    case 'jwt': {
+      if (rest[0] !== 'rotate') throw new UsageError('usage: greenlight jwt rotate [-jwt-key-dir DIR]');
+      const { kid, removed } = rotateKeys(config.auth.jwtKeyDir, config.auth.jwtTtlMs);
+      console.log(`new signing key ${kid}${removed.length ? `; removed expired ${removed.join(' ')}` : ''}`);
+      return;
+    }
     case 'demo':
       if (rest[0] !== 'cors')
         throw new UsageError('usage: greenlight demo cors [-demo-port 9000] [-demo-api URL]');

@@ -3,6 +3,7 @@ import cluster from 'node:cluster';
 import { DEMO_ACCOUNT, ensureDemoAccount } from './accounts/demo-account.ts';
 import { IdentityCache, listenForIdentityChanges } from './accounts/identity-cache.ts';
 import { buildApp, createMetrics } from './app.ts';
+import { jwtSecretFromDataDir } from './auth/jwt.ts';
 import { startBackground } from './background.ts';
 import { superviseWorkers } from './cluster.ts';
 import { type Config, checkServeConfig } from './config.ts';
@@ -14,8 +15,9 @@ import { effectiveMaxConnections, FD_RESERVE, openFilesLimit } from './platform/
 import type { Logger } from './platform/logger.ts';
 import { Migrator } from './platform/migrations.ts';
 
-export async function serve(config: Config, logger: Logger): Promise<void> {
-  checkServeConfig(config);
+export async function serve(givenConfig: Config, logger: Logger): Promise<void> {
+  checkServeConfig(givenConfig);
+  const config = withJwtSecret(givenConfig);
   const database = await openDatabaseServer(config, logger);
   try {
     await prepareDatabase(config, logger, database);
@@ -26,6 +28,14 @@ export async function serve(config: Config, logger: Logger): Promise<void> {
   // A cluster worker is started with the primary's -db-dsn, so it never owns a database.
   if (cluster.isPrimary && config.workers > 1) return superviseWorkers(config, logger, database);
   return serveHttp(config, logger, database);
+}
+
+// Without -jwt-secret (never in production: config refuses it) the secret lives in the data
+// directory; the primary creates it before any worker starts.
+function withJwtSecret(config: Config): Config {
+  const { auth } = config;
+  if (auth.jwtSecret !== '' || !auth.methods.includes('jwt') || auth.jwtAlgorithm !== 'HS256') return config;
+  return { ...config, auth: { ...config.auth, jwtSecret: jwtSecretFromDataDir(config.dataDir) } };
 }
 
 async function prepareDatabase(config: Config, logger: Logger, database: DatabaseServer): Promise<void> {

@@ -156,7 +156,22 @@ test('when the README walkthrough and the error cases are replayed, then every r
     ['POST', '/v1/tokens/activation', { email }],
     ['POST', '/v1/tokens/password-reset', { email }],
   ];
-  for (const [method, path, body] of everyRoute) {
+  // Seed 002's routes, for the answers every route gives: 401, 429 and (with a database) 500.
+  const seedRoutes: [string, string, unknown][] = [
+    ['POST', '/api/v1/auth/register', { email: 'carol.seed@example.com', password: 'pa55word' }],
+    ['POST', '/api/v1/auth/login', { email: 'carol.seed@example.com', password: 'pa55word' }],
+    ['POST', '/api/v1/auth/logout-all', undefined],
+    ['POST', '/api/v1/api-keys', { name: 'k', scopes: ['products:read'] }],
+    ['GET', '/api/v1/api-keys', undefined],
+    ['DELETE', '/api/v1/api-keys/1', undefined],
+    ['GET', '/api/v1/products', undefined],
+    ['POST', '/api/v1/products', { name: 'P', price: 1, stock: 1 }],
+    ['GET', '/api/v1/products/1', undefined],
+    ['PATCH', '/api/v1/products/1', { stock: 2 }],
+    ['DELETE', '/api/v1/products/1', undefined],
+    ['GET', '/api/v1/admin/audit', undefined],
+  ];
+  for (const [method, path, body] of [...everyRoute, ...seedRoutes]) {
     assert.equal((await call(base, method, path, { token: BAD, body })).status, 401, `${method} ${path}`);
   }
   for (const [method, path] of everyRoute.filter(([, , body]) => body !== undefined)) {
@@ -182,6 +197,96 @@ test('when the README walkthrough and the error cases are replayed, then every r
   });
   assert.equal(wrong.status, 401);
 
+  // Seed 002's API: register and log in with JWTs, API keys, products, the audit trail.
+  const expect = async (
+    status: number,
+    method: string,
+    path: string,
+    options: Parameters<typeof call>[3] = {},
+  ) => {
+    const res = await call(base, method, path, options);
+    assert.equal(res.status, status, `${method} ${path}: ${JSON.stringify(res.body)}`);
+    return res.body as Record<string, unknown>;
+  };
+  const bobJwt = (
+    await expect(201, 'POST', '/api/v1/auth/register', {
+      body: { email: 'bob.seed@example.com', password: 'pa55word' },
+    })
+  ).access_token as string;
+  await expect(400, 'POST', '/api/v1/auth/register', { raw: '{' });
+  await expect(422, 'POST', '/api/v1/auth/register', { body: { email: 'nope', password: 'pa55word' } });
+  const jwt = (
+    await expect(200, 'POST', '/api/v1/auth/login', {
+      body: { email: 'bob.seed@example.com', password: 'pa55word' },
+    })
+  ).access_token as string;
+  await expect(400, 'POST', '/api/v1/auth/login', { raw: '{' });
+  await expect(401, 'POST', '/api/v1/auth/login', {
+    body: { email: 'bob.seed@example.com', password: 'wrong-pa55word' },
+  });
+  await expect(422, 'POST', '/api/v1/auth/login', { body: { email: 'a\u0000b@c.d', password: 'pa55word' } });
+  const key = (
+    await expect(201, 'POST', '/api/v1/api-keys', {
+      token: jwt,
+      body: { name: 'reader', scopes: ['products:read'] },
+    })
+  ).key as string;
+  await expect(400, 'POST', '/api/v1/api-keys', { token: jwt, raw: '{' });
+  await expect(422, 'POST', '/api/v1/api-keys', { token: jwt, body: { name: '' } });
+  await expect(403, 'POST', '/api/v1/api-keys', {
+    token: key,
+    body: { name: 'x', scopes: ['products:read'] },
+  });
+  const spare = (
+    await expect(201, 'POST', '/api/v1/api-keys', {
+      token: jwt,
+      body: { name: 'spare', scopes: ['products:read'] },
+    })
+  ).id as number;
+  await expect(200, 'GET', '/api/v1/api-keys', { token: jwt });
+  await expect(403, 'GET', '/api/v1/api-keys', { token: key });
+  await expect(403, 'DELETE', `/api/v1/api-keys/${spare}`, { token: key });
+  await expect(400, 'DELETE', '/api/v1/api-keys/abc', { token: jwt });
+  await expect(404, 'DELETE', '/api/v1/api-keys/999999', { token: jwt });
+  await expect(204, 'DELETE', `/api/v1/api-keys/${spare}`, { token: jwt });
+
+  const product = { name: 'Laptop', description: '14 inch', price: 1299.99, stock: 10 };
+  const productId = (await expect(201, 'POST', '/api/v1/products', { token: jwt, body: product }))
+    .id as number;
+  await expect(400, 'POST', '/api/v1/products', { token: jwt, raw: '{' });
+  await expect(422, 'POST', '/api/v1/products', { token: jwt, body: { ...product, price: 1.001 } });
+  await expect(403, 'POST', '/api/v1/products', { token: key, body: product });
+  await expect(200, 'GET', '/api/v1/products?page=1&limit=10', { token: key });
+  await expect(200, 'GET', `/api/v1/products/${productId}`, { token: key });
+  await expect(400, 'GET', '/api/v1/products/abc', { token: key });
+  await expect(404, 'GET', '/api/v1/products/999999', { token: key });
+  await expect(200, 'PATCH', `/api/v1/products/${productId}`, { token: jwt, body: { stock: 9 } });
+  await expect(400, 'PATCH', `/api/v1/products/${productId}`, { token: jwt, raw: '{' });
+  await expect(400, 'PATCH', '/api/v1/products/abc', { token: jwt, body: { stock: 9 } });
+  await expect(404, 'PATCH', '/api/v1/products/999999', { token: jwt, body: { stock: 9 } });
+  await expect(422, 'PATCH', `/api/v1/products/${productId}`, { token: jwt, body: {} });
+  await expect(403, 'PATCH', `/api/v1/products/${productId}`, { token: writer.token, body: { stock: 1 } });
+  await expect(403, 'DELETE', `/api/v1/products/${productId}`, { token: writer.token });
+  await expect(400, 'DELETE', '/api/v1/products/abc', { token: jwt });
+  await expect(404, 'DELETE', '/api/v1/products/999999', { token: jwt });
+  const readKeyOnly = (
+    await expect(201, 'POST', '/api/v1/api-keys', {
+      token: jwt,
+      body: { name: 'w', scopes: ['products:write'] },
+    })
+  ).key as string;
+  await expect(403, 'GET', '/api/v1/products', { token: readKeyOnly });
+  await expect(403, 'GET', `/api/v1/products/${productId}`, { token: readKeyOnly });
+  await expect(204, 'DELETE', `/api/v1/products/${productId}`, { token: jwt });
+
+  const adminUser = await createUser(db, {});
+  await db.query(`UPDATE users SET role = 'admin' WHERE id = $1`, [adminUser.id]);
+  await expect(200, 'GET', '/api/v1/admin/audit?limit=5', { token: adminUser.token });
+  await expect(400, 'GET', '/api/v1/admin/audit?before=abc', { token: adminUser.token });
+  await expect(403, 'GET', '/api/v1/admin/audit', { token: jwt });
+  await expect(403, 'POST', '/api/v1/auth/logout-all', { token: key });
+  await expect(204, 'POST', '/api/v1/auth/logout-all', { token: bobJwt });
+
   // A second instance on the same database: operators only by permission, and a limit that
   // leaves one request a client.
   const strict = await startServer(t, [
@@ -200,7 +305,7 @@ test('when the README walkthrough and the error cases are replayed, then every r
   const viewerless = await createUser(db, {});
   assert.equal((await call(strictBase, 'GET', '/debug/vars', { token: viewerless.token })).status, 403);
   assert.equal((await call(strictBase, 'GET', '/metrics', { token: viewerless.token })).status, 403);
-  for (const [method, path, body] of everyRoute) {
+  for (const [method, path, body] of [...everyRoute, ...seedRoutes]) {
     const status = (await call(strictBase, method, path, { token, body })).status;
     assert.equal(status, 429, `${method} ${path}`);
   }
@@ -212,7 +317,7 @@ test('when the README walkthrough and the error cases are replayed, then every r
   await admin.query(`ALTER DATABASE ${database} ALLOW_CONNECTIONS false`);
   await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [database]);
   await admin.end();
-  for (const [method, path, body] of everyRoute) {
+  for (const [method, path, body] of [...everyRoute, ...seedRoutes]) {
     const operation = operationFor(method, path);
     if (!operation.responses['500']) continue;
     const status = (await call(base, method, path, { token: writer.token, body })).status;

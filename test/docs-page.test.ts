@@ -87,9 +87,10 @@ describe('the docs page in a real browser', { timeout: 120_000 }, () => {
   test('when a bearer token is entered under Authorize, then "Try it out" lists movies with it', async () => {
     const page = await openDocs();
     await page.locator('button.authorize').first().click();
-    await page.locator('.modal-ux input[type=text], .modal-ux input[type=password]').first().fill(token);
-    await page.locator('.modal-ux button.authorize').click();
-    await page.locator('.modal-ux button.btn-done').click();
+    const bearer = page.locator('.modal-ux .auth-container').filter({ hasText: 'bearerToken' });
+    await bearer.locator('input').first().fill(token);
+    await bearer.locator('button.authorize').click();
+    await page.locator('.modal-ux button.btn-done').first().click();
     assert.equal(await tryIt(page, 'movies', 'listMovies'), '200');
     assert.deepEqual(problems, []);
     await page.close();

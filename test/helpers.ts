@@ -63,9 +63,23 @@ export function captureLogger(level = 'info'): { logger: Logger; lines: LogLine[
   return { logger: createLogger(level, stream), lines };
 }
 
+export const TEST_JWT_SECRET = 'test-secret-of-thirty-two-bytes!!';
+
 export function testConfig(dsn: string, flags: string[] = []): Config {
   return buildConfig(
-    readSettings(['-env', 'development', '-db-dsn', dsn, '-limiter-enabled=false', ...flags], {}),
+    readSettings(
+      [
+        '-env',
+        'development',
+        '-db-dsn',
+        dsn,
+        '-limiter-enabled=false',
+        '-jwt-secret',
+        TEST_JWT_SECRET,
+        ...flags,
+      ],
+      {},
+    ),
   );
 }
 

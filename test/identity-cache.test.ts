@@ -110,6 +110,8 @@ describe('IdentityCache', () => {
     passwordHash: Buffer.alloc(0),
     activated: true,
     version: 1,
+    role: 'user',
+    tokenGeneration: 0,
     permissions: [],
   });
 

@@ -475,6 +475,9 @@ describe('schema', () => {
       col('users', 'password_hash', 'bytea'),
       col('users', 'activated', 'bool'),
       col('users', 'version', 'int4', '1'),
+      // ours (migration 000011): the products API's role and the JWT generation
+      col('users', 'role', 'text', "'user'::text"),
+      col('users', 'token_generation', 'int4', '0'),
       col('users_permissions', 'user_id', 'int8'),
       col('users_permissions', 'permission_id', 'int8'),
     ]);
@@ -684,11 +687,11 @@ describe('migration files', () => {
       migrations.slice(0, 3).map((m) => [m.version, m.name]),
       MOVIE_MIGRATIONS.map((name, i) => [i + 1, name]),
     );
-    // Sequential like `migrate create -seq`: 1, 2, 3, ... without gaps.
-    assert.deepEqual(
-      migrations.map((m) => m.version),
-      migrations.map((_, i) => i + 1),
-    );
+    // Sequential like `migrate create -seq`: 1, 2, 3, ... without gaps, except 10, which is
+    // reserved for a branch that lands it separately (products uses 11 onwards).
+    const versions = migrations.map((m) => m.version);
+    const expected = Array.from({ length: Math.max(...versions) }, (_, i) => i + 1);
+    assert.deepEqual(versions, versions.includes(10) ? expected : expected.filter((v) => v !== 10));
     const files = readdirSync(MIGRATIONS_DIR).filter((f) => f.endsWith('.sql'));
     assert.equal(files.length, 2 * migrations.length, 'every migration has an up and a down file');
     for (const m of migrations) {

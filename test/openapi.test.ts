@@ -47,6 +47,9 @@ const { app, api } = await buildTestApp({
 });
 const doc = app.swagger() as unknown as Document;
 
+// Writes that read no body.
+const BODYLESS = ['POST /api/v1/auth/logout-all'];
+
 const openApiPath = (url: string) => url.replace(/:(\w+)/g, '{$1}');
 
 describe('the OpenAPI document', () => {
@@ -83,7 +86,9 @@ describe('the OpenAPI document', () => {
             `${where}: path parameter ${name}`,
           );
         }
-        if (['POST', 'PUT', 'PATCH'].includes(method)) assert.ok(operation.requestBody, `${where}: body`);
+        if (['POST', 'PUT', 'PATCH'].includes(method) && !BODYLESS.includes(where)) {
+          assert.ok(operation.requestBody, `${where}: body`);
+        }
       }
     }
   });

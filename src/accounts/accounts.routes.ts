@@ -2,6 +2,7 @@
 // platform/schemas.ts); none needs a token, but a bad one is refused as on every route.
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
+import { contextOf } from '../audit/audit.ts';
 import { decodeBody } from '../platform/json-body.ts';
 import { BEARER_OPTIONAL, errors, MessageEnvelope, response } from '../platform/schemas.ts';
 import * as accounts from './accounts.ts';
@@ -61,7 +62,11 @@ export function accountRoutes(app: FastifyInstance, deps: accounts.AccountDeps):
       },
     },
     async (request, reply) => {
-      const user = await accounts.registerUser(deps, decodeBody(body(request), RegisterUserBody));
+      const user = await accounts.registerUser(
+        deps,
+        decodeBody(body(request), RegisterUserBody),
+        contextOf(request),
+      );
       reply.code(202);
       return { user: toUserJson(user) };
     },
@@ -113,6 +118,7 @@ export function accountRoutes(app: FastifyInstance, deps: accounts.AccountDeps):
       const token = await accounts.createAuthenticationToken(
         deps,
         decodeBody(body(request), CredentialsBody),
+        contextOf(request),
       );
       reply.code(201);
       return { authentication_token: { token: token.plaintext, expiry: token.expiry.toISOString() } };

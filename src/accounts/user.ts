@@ -2,6 +2,9 @@
 import { Type } from 'typebox';
 import { isStorable, NUL_MESSAGE, Validator } from '../platform/validator.ts';
 
+export const ROLES = ['user', 'admin'] as const;
+export type Role = (typeof ROLES)[number];
+
 export type User = {
   id: number;
   createdAt: Date;
@@ -10,10 +13,20 @@ export type User = {
   passwordHash: Buffer;
   activated: boolean;
   version: number;
+  // The products API's role (migration 000011); the book's rules ignore it.
+  role: Role;
+  // Bumped to end every JWT issued before (password reset, role change, log out everywhere).
+  tokenGeneration: number;
 };
 
 // An authenticated user as the request pipeline sees it: one query brings the permissions.
-export type Identity = User & { permissions: readonly string[] };
+// `scopes` is set when the credential (an API key, `apiKeyId`) may do less than its user:
+// only these codes, and `permissions` already cut down to them.
+export type Identity = User & {
+  permissions: readonly string[];
+  scopes?: readonly string[];
+  apiKeyId?: number;
+};
 
 // Request bodies. Fields are required in the document; one left out is Go's zero value and
 // fails validation (422), not decoding.
@@ -46,6 +59,10 @@ export const PasswordResetBody = body(
 // The book's EmailRX (from the HTML5 spec).
 const EMAIL_RX =
   /^[a-zA-Z0-9.!#$%&'*+\\/=?^_`{|}~-]+@[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
+
+export function isValidEmail(email: string): boolean {
+  return EMAIL_RX.test(email);
+}
 
 export function checkEmail(v: Validator, email: string): void {
   v.check(email !== '', 'email', 'must be provided');

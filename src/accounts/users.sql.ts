@@ -1,7 +1,7 @@
 // SQL for the users table.
 import type { Queryable } from '../platform/db.ts';
 import { EditConflictError, NotFoundError } from '../platform/errors.ts';
-import type { Identity, User } from './user.ts';
+import type { Identity, Role, User } from './user.ts';
 
 export class DuplicateEmailError extends Error {}
 
@@ -13,6 +13,8 @@ type UserRow = {
   password_hash: Buffer;
   activated: boolean;
   version: number;
+  role: Role;
+  token_generation: number;
 };
 
 function toUser(row: UserRow): User {
@@ -24,10 +26,12 @@ function toUser(row: UserRow): User {
     passwordHash: row.password_hash,
     activated: row.activated,
     version: row.version,
+    role: row.role,
+    tokenGeneration: row.token_generation,
   };
 }
 
-const USER_COLUMNS = 'id, created_at, name, email, password_hash, activated, version';
+const USER_COLUMNS = 'id, created_at, name, email, password_hash, activated, version, role, token_generation';
 
 const INSERT_USER = `
   INSERT INTO users (name, email, password_hash, activated)
@@ -42,17 +46,31 @@ const UPDATE_USER = `
   WHERE id = $5 AND version = $6
   RETURNING version`;
 
+const PERMISSIONS_OF_USER = `
+  ARRAY(SELECT permissions.code
+        FROM users_permissions
+        INNER JOIN permissions ON permissions.id = users_permissions.permission_id
+        WHERE users_permissions.user_id = users.id) AS permissions`;
+
 // Token → user → permissions in one round trip (the book needs three).
 const SELECT_IDENTITY_FOR_TOKEN = `
   SELECT users.id, users.created_at, users.name, users.email, users.password_hash, users.activated, users.version,
-         tokens.expiry,
-         ARRAY(SELECT permissions.code
-               FROM users_permissions
-               INNER JOIN permissions ON permissions.id = users_permissions.permission_id
-               WHERE users_permissions.user_id = users.id) AS permissions
+         users.role, users.token_generation, tokens.expiry, ${PERMISSIONS_OF_USER}
   FROM users
   INNER JOIN tokens ON users.id = tokens.user_id
   WHERE tokens.hash = $1 AND tokens.scope = $2 AND tokens.expiry > now()`;
+
+const SELECT_IDENTITY_BY_ID = `
+  SELECT ${USER_COLUMNS}, ${PERMISSIONS_OF_USER}
+  FROM users
+  WHERE users.id = $1`;
+
+const UPDATE_ROLE = `
+  UPDATE users SET role = $2, token_generation = token_generation + 1
+  WHERE id = $1
+  RETURNING ${USER_COLUMNS}`;
+
+const END_TOKEN_GENERATION = 'UPDATE users SET token_generation = token_generation + 1 WHERE id = $1';
 
 const UNIQUE_VIOLATION = '23505';
 
@@ -122,4 +140,30 @@ export async function selectIdentityForToken(
   if (rows.length === 0) throw new NotFoundError();
   const row = rows[0] as IdentityRow;
   return { identity: { ...toUser(row), permissions: row.permissions }, expiry: row.expiry };
+}
+
+// The identity of a user id (a JWT's or an API key's subject).
+export async function selectIdentityById(db: Queryable, userId: number): Promise<Identity> {
+  const { rows } = await db.query<UserRow & { permissions: string[] }>({
+    name: 'select-identity-by-id',
+    text: SELECT_IDENTITY_BY_ID,
+    values: [userId],
+  });
+  if (rows.length === 0) throw new NotFoundError();
+  const row = rows[0] as UserRow & { permissions: string[] };
+  return { ...toUser(row), permissions: row.permissions };
+}
+
+// A new role also ends the user's JWTs, which carry the old one.
+export async function updateRole(db: Queryable, userId: number, role: Role): Promise<User> {
+  const { rows } = await db.query<UserRow>(UPDATE_ROLE, [userId, role]);
+  if (rows.length === 0) throw new NotFoundError();
+  await notifyIdentityChanged(db, userId);
+  return toUser(rows[0] as UserRow);
+}
+
+// Every JWT issued to the user so far stops working on every instance.
+export async function endTokenGeneration(db: Queryable, userId: number): Promise<void> {
+  await db.query(END_TOKEN_GENERATION, [userId]);
+  await notifyIdentityChanged(db, userId);
 }

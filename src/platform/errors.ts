@@ -52,10 +52,16 @@ export class InvalidCredentialsError extends Error {
   }
 }
 
-// A bearer token that is malformed, unknown or expired.
+// Why a credential was refused. The book says the same for all three; the products API
+// tells a malformed Authorization header and an expired JWT apart.
+export type CredentialFailure = 'format' | 'invalid' | 'expired';
+
+// A bearer token (or API key) that is malformed, unknown or expired.
 export class InvalidAuthenticationTokenError extends Error {
-  constructor() {
+  readonly reason: CredentialFailure;
+  constructor(reason: CredentialFailure = 'invalid') {
     super('invalid authentication token');
+    this.reason = reason;
   }
 }
 

@@ -49,10 +49,11 @@ export function readIdParam(request: FastifyRequest): string {
 
 const ALL_METHODS: readonly HTTPMethods[] = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'];
 
-// Call once all routes exist: every known path answers the remaining methods.
-export function addMethodFallbacks(app: FastifyInstance, paths: readonly string[]): void {
+// Call once all routes exist: every known path answers the remaining methods. Inside a
+// plugin registered with a prefix, pass that prefix (hasRoute wants the full path).
+export function addMethodFallbacks(app: FastifyInstance, paths: readonly string[], prefix = ''): void {
   for (const path of paths) {
-    const registered = ALL_METHODS.filter((m) => app.hasRoute({ method: m, url: path }));
+    const registered = ALL_METHODS.filter((m) => app.hasRoute({ method: m, url: prefix + path }));
     if (registered.length === 0) throw new Error(`no routes on ${path}`);
     const allow = [...new Set([...registered, 'OPTIONS'])].sort().join(', ');
     const missing = ALL_METHODS.filter((m) => !registered.includes(m));

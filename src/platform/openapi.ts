@@ -57,6 +57,12 @@ export function registerOpenApi(app: FastifyInstance): void {
         { name: 'movies', description: "The book's movies resource" },
         { name: 'users', description: 'Registration, activation, password reset' },
         { name: 'tokens', description: 'Authentication, activation and password-reset tokens' },
+        {
+          name: 'auth',
+          description: "Seed 002's register and login (JWTs), log-out everywhere, API keys, JWKS",
+        },
+        { name: 'products', description: "Seed 002's products, owned by users; errors are {code, message}" },
+        { name: 'admin', description: 'Administration: the audit trail' },
       ],
       components: {
         securitySchemes: {
@@ -64,7 +70,13 @@ export function registerOpenApi(app: FastifyInstance): void {
             type: 'http',
             scheme: 'bearer',
             description:
-              'A 26-character authentication token from POST /v1/tokens/authentication, valid 24 hours',
+              'Any credential enabled by -auth-methods: a 26-character token from POST /v1/tokens/authentication (24 hours), a JWT from POST /api/v1/auth/login, an access token of the configured OpenID Connect issuer, or an API key',
+          },
+          apiKey: {
+            type: 'apiKey',
+            in: 'header',
+            name: 'X-API-Key',
+            description: 'An API key from POST /api/v1/api-keys (when -auth-methods has apikey)',
           },
         },
       },

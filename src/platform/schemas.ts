@@ -110,8 +110,9 @@ export function errors(...statuses: number[]): Record<number, TSchema> {
 
 // The security requirement of routes that need a token, and of those where one is optional.
 type Security = ReadonlyArray<Readonly<Record<string, readonly string[]>>>;
-export const BEARER_REQUIRED: Security = [{ bearerToken: [] }];
-export const BEARER_OPTIONAL: Security = [{}, { bearerToken: [] }];
+// Any enabled credential: a bearer (book token, JWT, OIDC access token, API key) or X-API-Key.
+export const BEARER_REQUIRED: Security = [{ bearerToken: [] }, { apiKey: [] }];
+export const BEARER_OPTIONAL: Security = [{}, { bearerToken: [] }, { apiKey: [] }];
 
 // A path parameter holding a record id. Anything but a positive int64 is answered with 404,
 // so the document says what the route accepts.

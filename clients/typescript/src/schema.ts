@@ -208,6 +208,146 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/auth/register": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Register with e-mail and password; answers with a JWT */
+        post: operations["registerWithJwt"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/login": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Log in with e-mail and password; answers with a JWT */
+        post: operations["loginWithJwt"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/logout-all": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** End every session of the caller: earlier JWTs and book tokens stop working within 1 s */
+        post: operations["logoutEverywhere"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/api-keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's API keys (never the keys themselves) */
+        get: operations["listApiKeys"];
+        put?: never;
+        /** Create an API key (shown once) with a name, scopes and an optional expiry */
+        post: operations["createApiKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/api-keys/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Revoke an API key: refused everywhere within 1 s */
+        delete: operations["revokeApiKey"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/products": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A page of products with the total (products:read) */
+        get: operations["listProducts"];
+        put?: never;
+        /** Create a product owned by the caller (products:write) */
+        post: operations["createProduct"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/products/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Read one product (products:read) */
+        get: operations["getProduct"];
+        put?: never;
+        post?: never;
+        /** Delete a product; owner or admin only (products:write) */
+        delete: operations["deleteProduct"];
+        options?: never;
+        head?: never;
+        /** Change the fields sent; owner or admin only (products:write) */
+        patch: operations["updateProduct"];
+        trace?: never;
+    };
+    "/api/v1/admin/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The audit trail, newest first (admins with a full credential) */
+        get: operations["listAuditEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -2038,6 +2178,1764 @@ export interface operations {
                     "application/json": {
                         /** @example the requested resource could not be found */
                         error: string;
+                    };
+                };
+            };
+        };
+    };
+    registerWithJwt: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "email": "bob@example.com",
+                 *       "password": "pa55word"
+                 *     }
+                 */
+                "application/json": {
+                    email?: string | null;
+                    password?: string | null;
+                };
+            };
+        };
+        responses: {
+            /** @description The new user and a JWT */
+            201: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description a JWT, valid -jwt-ttl (24 h) */
+                        access_token: string;
+                        /** @enum {string} */
+                        token_type: "Bearer";
+                        user: {
+                            id: number;
+                            email: string;
+                            /**
+                             * @example user
+                             * @example admin
+                             */
+                            role: string;
+                            /** Format: date-time */
+                            created_at: string;
+                        };
+                    };
+                };
+            };
+            /** @description invalid request body, or an invalid id in the path */
+            400: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description authorization header is required, authorization header format must be: Bearer {token}, auth: invalid token, auth: token has expired, or auth: invalid email or password */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description validation: the message names the broken rule */
+            422: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description rate limit exceeded, or too many failed logins (Retry-After) */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description internal server error (details in the log only) */
+            500: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+        };
+    };
+    loginWithJwt: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "email": "bob@example.com",
+                 *       "password": "pa55word"
+                 *     }
+                 */
+                "application/json": {
+                    email?: string | null;
+                    password?: string | null;
+                };
+            };
+        };
+        responses: {
+            /** @description The user and a JWT */
+            200: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description a JWT, valid -jwt-ttl (24 h) */
+                        access_token: string;
+                        /** @enum {string} */
+                        token_type: "Bearer";
+                        user: {
+                            id: number;
+                            email: string;
+                            /**
+                             * @example user
+                             * @example admin
+                             */
+                            role: string;
+                            /** Format: date-time */
+                            created_at: string;
+                        };
+                    };
+                };
+            };
+            /** @description invalid request body, or an invalid id in the path */
+            400: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description authorization header is required, authorization header format must be: Bearer {token}, auth: invalid token, auth: token has expired, or auth: invalid email or password */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description validation: the message names the broken rule */
+            422: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description rate limit exceeded, or too many failed logins (Retry-After) */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description internal server error (details in the log only) */
+            500: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+        };
+    };
+    logoutEverywhere: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Logged out everywhere */
+            204: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description authorization header is required, authorization header format must be: Bearer {token}, auth: invalid token, auth: token has expired, or auth: invalid email or password */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description forbidden: you do not own this product, or you do not have permission to perform this action */
+            403: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description rate limit exceeded, or too many failed logins (Retry-After) */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description internal server error (details in the log only) */
+            500: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+        };
+    };
+    listApiKeys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The API keys */
+            200: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            id: number;
+                            name: string;
+                            /** @description the first characters of the key, to recognise it */
+                            prefix: string;
+                            scopes: string[];
+                            expires_at: string | null;
+                            last_used_at: string | null;
+                            /** Format: date-time */
+                            created_at: string;
+                        }[];
+                    };
+                };
+            };
+            /** @description authorization header is required, authorization header format must be: Bearer {token}, auth: invalid token, auth: token has expired, or auth: invalid email or password */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description forbidden: you do not own this product, or you do not have permission to perform this action */
+            403: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description rate limit exceeded, or too many failed logins (Retry-After) */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description internal server error (details in the log only) */
+            500: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+        };
+    };
+    createApiKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "name": "ci",
+                 *       "scopes": [
+                 *         "products:read"
+                 *       ],
+                 *       "expires_at": "2027-01-01T00:00:00Z"
+                 *     }
+                 */
+                "application/json": {
+                    name?: string | null;
+                    scopes?: string[] | null;
+                    expires_at?: string | null;
+                };
+            };
+        };
+        responses: {
+            /** @description The key, shown this once */
+            201: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: number;
+                        name: string;
+                        /** @description the first characters of the key, to recognise it */
+                        prefix: string;
+                        scopes: string[];
+                        expires_at: string | null;
+                        last_used_at: string | null;
+                        /** Format: date-time */
+                        created_at: string;
+                        /** @description the key itself, shown this once */
+                        key: string;
+                    };
+                };
+            };
+            /** @description invalid request body, or an invalid id in the path */
+            400: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description authorization header is required, authorization header format must be: Bearer {token}, auth: invalid token, auth: token has expired, or auth: invalid email or password */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description forbidden: you do not own this product, or you do not have permission to perform this action */
+            403: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description validation: the message names the broken rule */
+            422: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description rate limit exceeded, or too many failed logins (Retry-After) */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description internal server error (details in the log only) */
+            500: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+        };
+    };
+    revokeApiKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 7 */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Revoked */
+            204: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid request body, or an invalid id in the path */
+            400: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description authorization header is required, authorization header format must be: Bearer {token}, auth: invalid token, auth: token has expired, or auth: invalid email or password */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description forbidden: you do not own this product, or you do not have permission to perform this action */
+            403: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description not_found: the record does not exist */
+            404: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description rate limit exceeded, or too many failed logins (Retry-After) */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description internal server error (details in the log only) */
+            500: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+        };
+    };
+    listProducts: {
+        parameters: {
+            query?: {
+                /** @description below 1 (or not a number) means 1 */
+                page?: number;
+                /** @description outside 1-100 (or not a number) means 20 */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of products */
+            200: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            id: number;
+                            user_id: number;
+                            name: string;
+                            /** @description left out when empty, as Go's omitempty does */
+                            description?: string;
+                            /**
+                             * @description at most two decimals, below 10^8
+                             * @example 149.99
+                             */
+                            price: number;
+                            stock: number;
+                            /** Format: date-time */
+                            created_at: string;
+                            /** Format: date-time */
+                            updated_at: string;
+                        }[];
+                        total: number;
+                        page: number;
+                        limit: number;
+                    };
+                };
+            };
+            /** @description authorization header is required, authorization header format must be: Bearer {token}, auth: invalid token, auth: token has expired, or auth: invalid email or password */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description forbidden: you do not own this product, or you do not have permission to perform this action */
+            403: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description rate limit exceeded, or too many failed logins (Retry-After) */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description internal server error (details in the log only) */
+            500: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+        };
+    };
+    createProduct: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "name": "Laptop",
+                 *       "description": "14 inch",
+                 *       "price": 1299.99,
+                 *       "stock": 10
+                 *     }
+                 */
+                "application/json": {
+                    name?: string | null;
+                    description?: string | null;
+                    price?: number | null;
+                    stock?: number | null;
+                };
+            };
+        };
+        responses: {
+            /** @description The product */
+            201: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: number;
+                        user_id: number;
+                        name: string;
+                        /** @description left out when empty, as Go's omitempty does */
+                        description?: string;
+                        /**
+                         * @description at most two decimals, below 10^8
+                         * @example 149.99
+                         */
+                        price: number;
+                        stock: number;
+                        /** Format: date-time */
+                        created_at: string;
+                        /** Format: date-time */
+                        updated_at: string;
+                    };
+                };
+            };
+            /** @description invalid request body, or an invalid id in the path */
+            400: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description authorization header is required, authorization header format must be: Bearer {token}, auth: invalid token, auth: token has expired, or auth: invalid email or password */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description forbidden: you do not own this product, or you do not have permission to perform this action */
+            403: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description validation: the message names the broken rule */
+            422: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description rate limit exceeded, or too many failed logins (Retry-After) */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description internal server error (details in the log only) */
+            500: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+        };
+    };
+    getProduct: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 7 */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The product */
+            200: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: number;
+                        user_id: number;
+                        name: string;
+                        /** @description left out when empty, as Go's omitempty does */
+                        description?: string;
+                        /**
+                         * @description at most two decimals, below 10^8
+                         * @example 149.99
+                         */
+                        price: number;
+                        stock: number;
+                        /** Format: date-time */
+                        created_at: string;
+                        /** Format: date-time */
+                        updated_at: string;
+                    };
+                };
+            };
+            /** @description invalid request body, or an invalid id in the path */
+            400: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description authorization header is required, authorization header format must be: Bearer {token}, auth: invalid token, auth: token has expired, or auth: invalid email or password */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description forbidden: you do not own this product, or you do not have permission to perform this action */
+            403: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description not_found: the record does not exist */
+            404: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description rate limit exceeded, or too many failed logins (Retry-After) */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description internal server error (details in the log only) */
+            500: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+        };
+    };
+    deleteProduct: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 7 */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid request body, or an invalid id in the path */
+            400: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description authorization header is required, authorization header format must be: Bearer {token}, auth: invalid token, auth: token has expired, or auth: invalid email or password */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description forbidden: you do not own this product, or you do not have permission to perform this action */
+            403: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description not_found: the record does not exist */
+            404: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description rate limit exceeded, or too many failed logins (Retry-After) */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description internal server error (details in the log only) */
+            500: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+        };
+    };
+    updateProduct: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 7 */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "price": 1199.99
+                 *     }
+                 */
+                "application/json": {
+                    name?: string | null;
+                    description?: string | null;
+                    price?: number | null;
+                    stock?: number | null;
+                };
+            };
+        };
+        responses: {
+            /** @description The product as updated */
+            200: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: number;
+                        user_id: number;
+                        name: string;
+                        /** @description left out when empty, as Go's omitempty does */
+                        description?: string;
+                        /**
+                         * @description at most two decimals, below 10^8
+                         * @example 149.99
+                         */
+                        price: number;
+                        stock: number;
+                        /** Format: date-time */
+                        created_at: string;
+                        /** Format: date-time */
+                        updated_at: string;
+                    };
+                };
+            };
+            /** @description invalid request body, or an invalid id in the path */
+            400: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description authorization header is required, authorization header format must be: Bearer {token}, auth: invalid token, auth: token has expired, or auth: invalid email or password */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description forbidden: you do not own this product, or you do not have permission to perform this action */
+            403: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description not_found: the record does not exist */
+            404: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description validation: the message names the broken rule */
+            422: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description rate limit exceeded, or too many failed logins (Retry-After) */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description internal server error (details in the log only) */
+            500: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+        };
+    };
+    listAuditEvents: {
+        parameters: {
+            query?: {
+                /** @description next_before of the previous page; anything but a positive id is 400 */
+                before?: number;
+                /** @description outside 1-100 (or not a number) means 50 */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of audit events */
+            200: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            id: number;
+                            /** Format: date-time */
+                            created_at: string;
+                            action: string;
+                            actor_id: number | null;
+                            email: string | null;
+                            address: string | null;
+                            request_id: string | null;
+                            details: {
+                                [key: string]: unknown;
+                            };
+                        }[];
+                        next_before: number | null;
+                    };
+                };
+            };
+            /** @description invalid request body, or an invalid id in the path */
+            400: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description authorization header is required, authorization header format must be: Bearer {token}, auth: invalid token, auth: token has expired, or auth: invalid email or password */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description forbidden: you do not own this product, or you do not have permission to perform this action */
+            403: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description rate limit exceeded, or too many failed logins (Retry-After) */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description internal server error (details in the log only) */
+            500: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
                     };
                 };
             };

@@ -1,0 +1,3 @@
+ALTER TABLE users DROP COLUMN IF EXISTS token_generation;
+ALTER TABLE users DROP CONSTRAINT IF EXISTS users_role_check;
+ALTER TABLE users DROP COLUMN IF EXISTS role;

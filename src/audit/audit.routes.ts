@@ -1,0 +1,89 @@
+// GET /api/v1/admin/audit: the audit trail for admins, newest first, keyset paginated.
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { Type } from 'typebox';
+import { requireAuthenticated } from '../accounts/auth.ts';
+import type { Db } from '../platform/db.ts';
+import { BadRequestError, NotPermittedError } from '../platform/errors.ts';
+import { BEARER_REQUIRED, response } from '../platform/schemas.ts';
+import { apiErrors } from '../products/responses.ts';
+import { listEvents } from './audit.ts';
+
+const AuditPage = Type.Object({
+  data: Type.Array(
+    Type.Object({
+      id: Type.Integer(),
+      created_at: Type.String({ format: 'date-time' }),
+      action: Type.String(),
+      actor_id: Type.Union([Type.Integer(), Type.Null()]),
+      email: Type.Union([Type.String(), Type.Null()]),
+      address: Type.Union([Type.String(), Type.Null()]),
+      request_id: Type.Union([Type.String(), Type.Null()]),
+      details: Type.Record(Type.String(), Type.Unknown()),
+    }),
+  ),
+  // pass as ?before= for the next page; null on the last page
+  next_before: Type.Union([Type.Integer(), Type.Null()]),
+});
+
+const AuditQuery = Type.Object({
+  before: Type.Optional(
+    Type.Integer({ description: 'next_before of the previous page; anything but a positive id is 400' }),
+  ),
+  limit: Type.Optional(
+    Type.Integer({ default: 50, description: 'outside 1-100 (or not a number) means 50' }),
+  ),
+});
+
+export const AUDIT_PATHS = ['/admin/audit'] as const;
+
+const DEFAULT_LIMIT = 50;
+const MAX_LIMIT = 100;
+const MAX_ID = 9223372036854775807n;
+
+// Admins with a full credential: an API key never reads the audit trail.
+async function requireAdmin(request: FastifyRequest): Promise<void> {
+  await requireAuthenticated(request);
+  if (request.identity?.role !== 'admin' || request.identity.scopes) throw new NotPermittedError();
+}
+
+const first = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
+
+export function auditRoutes(api: FastifyInstance, db: Db): void {
+  api.get(
+    '/admin/audit',
+    {
+      onRequest: requireAdmin,
+      schema: {
+        operationId: 'listAuditEvents',
+        summary: 'The audit trail, newest first (admins with a full credential)',
+        tags: ['admin'],
+        security: BEARER_REQUIRED,
+        querystring: AuditQuery,
+        response: { 200: response(AuditPage, 'A page of audit events'), ...apiErrors(400, 403, 500) },
+      },
+    },
+    async (request) => {
+      const query = request.query as { before?: string | string[]; limit?: string | string[] };
+      const before = first(query.before);
+      if (before !== undefined && (!/^\d{1,19}$/.test(before) || BigInt(before) > MAX_ID))
+        throw new BadRequestError('invalid before cursor');
+      const limitText = first(query.limit);
+      const asked = limitText !== undefined && /^\d{1,3}$/.test(limitText) ? Number(limitText) : 0;
+      const limit = asked >= 1 && asked <= MAX_LIMIT ? asked : DEFAULT_LIMIT;
+      const { events, nextBefore } = await listEvents(db, { before, limit });
+      return {
+        data: events.map((e) => ({
+          id: e.id,
+          created_at: e.createdAt.toISOString(),
+          action: e.action,
+          actor_id: e.actorId,
+          email: e.email,
+          address: e.address,
+          request_id: e.requestId,
+          details: e.details,
+        })),
+        next_before: nextBefore,
+      };
+    },
+  );
+}

@@ -1,0 +1,90 @@
+// SQL for the audit_events table.
+import type { Queryable } from '../platform/db.ts';
+
+export type AuditEvent = {
+  id: number;
+  createdAt: Date;
+  action: string;
+  actorId: number | null;
+  email: string | null;
+  address: string | null;
+  requestId: string | null;
+  details: Record<string, unknown>;
+};
+
+type AuditRow = {
+  id: number;
+  created_at: Date;
+  action: string;
+  actor_id: number | null;
+  email: string | null;
+  address: string | null;
+  request_id: string | null;
+  details: Record<string, unknown>;
+};
+
+const INSERT = `
+  INSERT INTO audit_events (action, actor_id, email, address, request_id, details)
+  VALUES ($1, $2, $3, $4, $5, $6)`;
+
+// Newest first, strictly before the cursor.
+const SELECT_PAGE = `
+  SELECT id, created_at, action, actor_id, email, address, request_id, details
+  FROM audit_events
+  WHERE id < $1
+  ORDER BY id DESC
+  LIMIT $2`;
+
+// Failures for an e-mail since its last successful login, within the window.
+const EMAIL_FAILURES = `
+  SELECT count(*)::int AS failures, max(created_at) AS last
+  FROM audit_events
+  WHERE action = 'login.failure' AND email = $1 AND created_at > now() - $2::interval
+    AND created_at > COALESCE(
+      (SELECT max(created_at) FROM audit_events WHERE action = 'login.success' AND email = $1),
+      '-infinity')`;
+
+const ADDRESS_FAILURES = `
+  SELECT count(*)::int AS failures, max(created_at) AS last
+  FROM audit_events
+  WHERE action = 'login.failure' AND address = $1 AND created_at > now() - $2::interval`;
+
+export async function insertAuditEvent(
+  db: Queryable,
+  event: Omit<AuditEvent, 'id' | 'createdAt'>,
+): Promise<void> {
+  await db.query(INSERT, [
+    event.action,
+    event.actorId,
+    event.email,
+    event.address,
+    event.requestId,
+    event.details,
+  ]);
+}
+
+export async function selectAuditPage(db: Queryable, before: string, limit: number): Promise<AuditEvent[]> {
+  const { rows } = await db.query<AuditRow>(SELECT_PAGE, [before, limit]);
+  return rows.map((row) => ({
+    id: row.id,
+    createdAt: row.created_at,
+    action: row.action,
+    actorId: row.actor_id,
+    email: row.email,
+    address: row.address,
+    requestId: row.request_id,
+    details: row.details,
+  }));
+}
+
+export type FailureCount = { failures: number; last: Date | null };
+
+export async function selectLoginFailures(
+  db: Queryable,
+  by: { email: string } | { address: string },
+  windowSeconds: number,
+): Promise<FailureCount> {
+  const [text, key] = 'email' in by ? [EMAIL_FAILURES, by.email] : [ADDRESS_FAILURES, by.address];
+  const { rows } = await db.query<FailureCount>(text, [key, `${windowSeconds} seconds`]);
+  return rows[0] as FailureCount;
+}

@@ -1,0 +1,37 @@
+// SQL for the oidc_identities table.
+import type { Queryable } from '../platform/db.ts';
+
+export async function selectLinkedUser(
+  db: Queryable,
+  issuer: string,
+  subject: string,
+): Promise<number | undefined> {
+  const { rows } = await db.query<{ user_id: number }>(
+    'SELECT user_id FROM oidc_identities WHERE issuer = $1 AND subject = $2',
+    [issuer, subject],
+  );
+  return rows[0]?.user_id;
+}
+
+// Links the subject to the user unless it is linked already; returns the linked user.
+export async function linkUser(
+  db: Queryable,
+  issuer: string,
+  subject: string,
+  userId: number,
+): Promise<number> {
+  const { rows } = await db.query<{ user_id: number }>(
+    `WITH inserted AS (
+       INSERT INTO oidc_identities (issuer, subject, user_id) VALUES ($1, $2, $3)
+       ON CONFLICT (issuer, subject) DO NOTHING
+       RETURNING user_id
+     )
+     SELECT user_id FROM inserted
+     UNION ALL
+     SELECT user_id FROM oidc_identities WHERE issuer = $1 AND subject = $2
+     LIMIT 1`,
+    [issuer, subject, userId],
+  );
+  // A concurrent link committed after this statement's snapshot: read it now.
+  return rows[0]?.user_id ?? ((await selectLinkedUser(db, issuer, subject)) as number);
+}

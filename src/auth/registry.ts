@@ -1,0 +1,98 @@
+// The one list of authenticators, and the request hook that asks them. Every endpoint of
+// both APIs sees the same identity, whichever enabled credential the client sent.
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { addVary } from '../accounts/auth.ts';
+import type { IdentityCache } from '../accounts/identity-cache.ts';
+import type { AuthMethod, Config } from '../config.ts';
+import type { Db } from '../platform/db.ts';
+import { InvalidAuthenticationTokenError } from '../platform/errors.ts';
+import type { Logger } from '../platform/logger.ts';
+import { PRODUCTS_API_PREFIX } from '../products/api.ts';
+import { apiKeyAuthenticator } from './apikey.ts';
+import type { Authenticator, Credential } from './authenticator.ts';
+import { Jwts, jwtAuthenticator } from './jwt.ts';
+import { ed25519Keys, secretKeys } from './jwt-keys.ts';
+import { oidcAuthenticator } from './oidc.ts';
+import { tokenAuthenticator } from './token.ts';
+
+export type AuthDeps = Readonly<{
+  config: Config;
+  db: Db;
+  cache: IdentityCache | undefined;
+  logger: Logger;
+  jwts: Jwts;
+}>;
+
+// In the order they are asked: the provider's JWTs before ours, which would claim any JWT.
+const AUTHENTICATORS: Readonly<Record<AuthMethod, (deps: AuthDeps) => Authenticator>> = {
+  oidc: ({ config, db, cache, logger }) => oidcAuthenticator(config.auth.oidc, db, cache, logger),
+  token: ({ db, cache }) => tokenAuthenticator(db, cache),
+  jwt: ({ db, cache, jwts }) => jwtAuthenticator(jwts, db, cache),
+  apikey: ({ db, cache, logger }) => apiKeyAuthenticator(db, cache, logger),
+};
+
+export function createAuthenticators(deps: AuthDeps): Authenticator[] {
+  const enabled = deps.config.auth.methods;
+  return (Object.keys(AUTHENTICATORS) as AuthMethod[])
+    .filter((method) => enabled.includes(method))
+    .map((method) => AUTHENTICATORS[method](deps));
+}
+
+// The JWT issuer every instance shares. An HS256 secret is resolved before the app is built
+// (server.ts); EdDSA keys are read from their directory, the first one made if it is empty.
+export function createJwts(config: Config): Jwts {
+  const { auth } = config;
+  if (auth.jwtAlgorithm === 'HS256' && auth.jwtSecret === '')
+    throw new Error('the JWT secret must be resolved before building the app');
+  return new Jwts({
+    keys:
+      auth.jwtAlgorithm === 'EdDSA' ? ed25519Keys(auth.jwtKeyDir, auth.jwtTtlMs) : secretKeys(auth.jwtSecret),
+    issuer: auth.jwtIssuer,
+    audience: auth.jwtAudience,
+    ttlMs: auth.jwtTtlMs,
+  });
+}
+
+export type TokenLookupLimits = Readonly<{
+  // before a database lookup: refuse a client whose address has no rate-limit token left
+  check: (request: FastifyRequest) => void;
+  // after a lookup that found nothing: charge the address for it
+  charge: (request: FastifyRequest) => void;
+}>;
+
+function credentialOf(request: FastifyRequest): Credential | undefined {
+  const header = request.headers.authorization;
+  // Missing and empty are the same to the book (Header.Get returns "").
+  if (header) {
+    const [scheme = '', token, ...rest] = header.split(' ');
+    // The products API takes the scheme in any letter case as its Go code does; the book's
+    // paths keep the book's exact "Bearer".
+    const bearer = request.url.startsWith(`${PRODUCTS_API_PREFIX}/`)
+      ? scheme.toLowerCase() === 'bearer'
+      : scheme === 'Bearer';
+    if (!bearer || token === undefined || rest.length > 0)
+      throw new InvalidAuthenticationTokenError('format');
+    return { from: 'authorization', value: token };
+  }
+  const apiKey = request.headers['x-api-key'];
+  if (typeof apiKey === 'string' && apiKey !== '') return { from: 'x-api-key', value: apiKey };
+  return undefined;
+}
+
+// With `limits`, unknown credentials are rate limited per address, so made-up ones cannot
+// make unlimited database lookups; valid ones cost their address nothing.
+export function authenticationHook(authenticators: readonly Authenticator[], limits?: TokenLookupLimits) {
+  return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    addVary(reply, 'Authorization');
+    const credential = credentialOf(request);
+    if (!credential) return;
+    try {
+      const authenticator = authenticators.find((a) => a.recognises(credential));
+      if (!authenticator) throw new InvalidAuthenticationTokenError();
+      request.identity = await authenticator.authenticate(credential, () => limits?.check(request));
+    } catch (err) {
+      if (err instanceof InvalidAuthenticationTokenError) limits?.charge(request);
+      throw err;
+    }
+  };
+}

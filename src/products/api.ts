@@ -1,0 +1,114 @@
+// Seed 002's API under /api/v1, as an encapsulated Fastify plugin: its own error handler
+// and not-found handler answer {code, message} with the seed's statuses and texts, and
+// nothing here changes the book's {"error": ...} on /v1. Authentication runs in the app's
+// root hook; its errors reach this plugin's error handler for every path under the prefix.
+import type { FastifyInstance } from 'fastify';
+import { EmailTakenError } from '../accounts/accounts.ts';
+import { AUDIT_PATHS, auditRoutes } from '../audit/audit.routes.ts';
+import type { Jwts } from '../auth/jwt.ts';
+import type { Db } from '../platform/db.ts';
+import {
+  AuthenticationRequiredError,
+  BadRequestError,
+  InvalidAuthenticationTokenError,
+  InvalidCredentialsError,
+  MethodNotAllowedError,
+  NotFoundError,
+  NotPermittedError,
+  RateLimitedError,
+} from '../platform/errors.ts';
+import { addMethodFallbacks } from '../platform/http.ts';
+import { ApiKeyNotFoundError, AUTH_PATHS, authRoutes } from './auth.routes.ts';
+import { NotProductOwnerError, ProductNotFoundError, RuleViolationError } from './product.ts';
+import { PRODUCT_PATHS, productRoutes } from './products.routes.ts';
+
+export const PRODUCTS_API_PREFIX = '/api/v1';
+
+export type ApiErrorResponse = Readonly<{ code: number; message: string; headers?: Record<string, string> }>;
+
+// biome-ignore lint/suspicious/noExplicitAny: constructors of any error class
+type ErrorClass = abstract new (...args: any[]) => Error;
+
+const TOKEN_MESSAGES = {
+  format: 'authorization header format must be: Bearer {token}',
+  invalid: 'auth: invalid token',
+  expired: 'auth: token has expired',
+} as const;
+
+const FORBIDDEN = 'you do not have permission to perform this action';
+
+// The products API's one error table (the book's is platform/errors.ts).
+export const API_ERRORS: ReadonlyArray<readonly [ErrorClass, (err: never) => ApiErrorResponse]> = [
+  [BadRequestError, (err: BadRequestError) => ({ code: 400, message: err.message })],
+  [RuleViolationError, (err: RuleViolationError) => ({ code: 422, message: err.message })],
+  [EmailTakenError, () => ({ code: 422, message: 'validation: a user with this email already exists' })],
+  [ProductNotFoundError, (err: ProductNotFoundError) => ({ code: 404, message: err.message })],
+  [ApiKeyNotFoundError, (err: ApiKeyNotFoundError) => ({ code: 404, message: err.message })],
+  [NotProductOwnerError, (err: NotProductOwnerError) => ({ code: 403, message: err.message })],
+  [NotPermittedError, () => ({ code: 403, message: FORBIDDEN })],
+  [AuthenticationRequiredError, () => ({ code: 401, message: 'authorization header is required' })],
+  [
+    InvalidAuthenticationTokenError,
+    (err: InvalidAuthenticationTokenError) => ({
+      code: 401,
+      message: TOKEN_MESSAGES[err.reason],
+      headers: { 'www-authenticate': 'Bearer' },
+    }),
+  ],
+  [InvalidCredentialsError, () => ({ code: 401, message: 'auth: invalid email or password' })],
+  [NotFoundError, () => ({ code: 404, message: '404 page not found' })],
+  [
+    MethodNotAllowedError,
+    (err: MethodNotAllowedError) => ({
+      code: 405,
+      message: 'method not allowed',
+      headers: { allow: err.allow },
+    }),
+  ],
+  [
+    RateLimitedError,
+    (err: RateLimitedError) => ({
+      code: 429,
+      message: 'rate limit exceeded',
+      headers: { 'retry-after': String(err.retryAfterSeconds) },
+    }),
+  ],
+];
+
+const FRAMEWORK_ERRORS: Readonly<Record<string, ApiErrorResponse>> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: { code: 413, message: 'request body too large' },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: 400, message: 'invalid request body' },
+  FST_ERR_VALIDATION: { code: 400, message: 'invalid request' },
+};
+
+const SERVER_ERROR: ApiErrorResponse = { code: 500, message: 'internal server error' };
+
+export function apiErrorResponse(err: unknown): ApiErrorResponse {
+  for (const [errorClass, toResponse] of API_ERRORS) {
+    if (err instanceof errorClass) return (toResponse as (e: Error) => ApiErrorResponse)(err);
+  }
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && code in FRAMEWORK_ERRORS) return FRAMEWORK_ERRORS[code] as ApiErrorResponse;
+  return SERVER_ERROR;
+}
+
+export function productsApi(deps: { db: Db; jwts: Jwts }) {
+  return async (api: FastifyInstance): Promise<void> => {
+    api.setErrorHandler((err, request, reply) => {
+      const response = apiErrorResponse(err);
+      if (response.code >= 500)
+        request.log.error({ err, method: request.method, path: request.url }, 'request failed');
+      reply
+        .code(response.code)
+        .headers(response.headers ?? {})
+        .send({ code: response.code, message: response.message });
+    });
+    api.setNotFoundHandler(async () => {
+      throw new NotFoundError();
+    });
+    authRoutes(api, deps);
+    productRoutes(api, deps.db);
+    auditRoutes(api, deps.db);
+    addMethodFallbacks(api, [...AUTH_PATHS, ...PRODUCT_PATHS, ...AUDIT_PATHS], PRODUCTS_API_PREFIX);
+  };
+}

@@ -1,0 +1,124 @@
+// Request bodies of the products API, decoded as seed 002's Go handlers decode them:
+// json.NewDecoder(r.Body).Decode(&req) into a struct. Unlike the book's readJSON, that
+// ignores unknown keys and anything after the first value, and reports errors in
+// encoding/json's words, which the auth handlers pass on ("invalid request body: ...").
+import type { TObject } from 'typebox';
+import { BadRequestError } from '../platform/errors.ts';
+import { scanValue } from '../platform/json-body.ts';
+
+export type GoKind = 'string' | 'float64' | 'int' | '[]string';
+export type GoStruct = Readonly<{ name: string; fields: Readonly<Record<string, GoKind>> }>;
+
+// Absent keys are undefined; null leaves a field at its zero value (or a pointer nil).
+export type GoValues<S extends GoStruct> = {
+  [K in keyof S['fields']]?:
+    | (S['fields'][K] extends 'string' ? string : S['fields'][K] extends '[]string' ? string[] : number)
+    | null;
+};
+
+const MAX_INT64 = 9223372036854775807n;
+
+class NumberText {
+  readonly text: string;
+  constructor(text: string) {
+    this.text = text;
+  }
+}
+
+function kindOf(value: unknown): string {
+  if (value === null) return 'null';
+  if (value instanceof NumberText) return 'number';
+  if (Array.isArray(value)) return 'array';
+  if (typeof value === 'boolean') return 'bool';
+  return typeof value;
+}
+
+function decodeField(kind: GoKind, value: unknown): string | string[] | number | null | 'mismatch' {
+  if (value === null) return null;
+  if (kind === 'string') return typeof value === 'string' ? value : 'mismatch';
+  if (kind === '[]string') {
+    if (!Array.isArray(value)) return 'mismatch';
+    return value.every((item) => typeof item === 'string') ? (value as string[]) : 'mismatch';
+  }
+  if (!(value instanceof NumberText)) return 'mismatch';
+  if (kind === 'float64') {
+    const n = Number(value.text);
+    return Number.isFinite(n) ? n : 'mismatch';
+  }
+  if (!/^-?\d+$/.test(value.text)) return 'mismatch';
+  const n = BigInt(value.text);
+  return n > MAX_INT64 || n < -MAX_INT64 - 1n ? 'mismatch' : Number(n);
+}
+
+// `detailed`: the error message carries encoding/json's text, as the seed's auth handlers do.
+export function decodeGoJson<S extends GoStruct>(
+  body: Buffer | undefined,
+  struct: S,
+  detailed: boolean,
+): GoValues<S> {
+  const fail = (detail: string) =>
+    new BadRequestError(detailed ? `invalid request body: ${detail}` : 'invalid request body');
+  const bytes = body ?? Buffer.alloc(0);
+  let start = 0;
+  while (start < bytes.length && /\s/.test(String.fromCharCode(bytes[start] as number))) start++;
+  if (start === bytes.length) throw fail('EOF');
+  let end: number;
+  try {
+    end = scanValue(bytes, start);
+  } catch (err) {
+    const offset = (err as { offset?: number }).offset;
+    if (offset === undefined) throw fail('unexpected EOF');
+    const char = bytes.subarray(start + offset - 1, start + offset).toString('latin1');
+    throw fail(`invalid character '${char}' at offset ${start + offset}`);
+  }
+  // The reviver's third argument (Node 21+) holds a number's source text: ints are checked
+  // on the text, as Go does, not on a rounded double.
+  const reviver = (_key: string, parsed: unknown, context?: { source?: string }) =>
+    typeof parsed === 'number' ? new NumberText(context?.source ?? String(parsed)) : parsed;
+  const value: unknown = JSON.parse(
+    bytes.subarray(start, end).toString('utf8'),
+    reviver as (key: string, value: unknown) => unknown,
+  );
+  if (value === null) return {};
+  if (typeof value !== 'object' || Array.isArray(value) || value instanceof NumberText) {
+    throw fail(`json: cannot unmarshal ${kindOf(value)} into Go value of type model.${struct.name}`);
+  }
+  const result: Record<string, string | string[] | number | null> = {};
+  let firstError: BadRequestError | undefined;
+  const names = Object.keys(struct.fields);
+  for (const [key, fieldValue] of Object.entries(value)) {
+    const field = names.find((f) => f === key) ?? names.find((f) => f.toLowerCase() === key.toLowerCase());
+    if (field === undefined) continue;
+    const kind = struct.fields[field] as GoKind;
+    const decoded = decodeField(kind, fieldValue);
+    if (decoded === 'mismatch') {
+      const shown = fieldValue instanceof NumberText ? `number ${fieldValue.text}` : kindOf(fieldValue);
+      firstError ??= fail(
+        `json: cannot unmarshal ${shown} into Go struct field ${struct.name}.${field} of type ${kind}`,
+      );
+      continue;
+    }
+    result[field] = decoded;
+  }
+  if (firstError) throw firstError;
+  return result as GoValues<S>;
+}
+
+const KIND_SCHEMAS: Readonly<Record<GoKind, object>> = {
+  string: { type: 'string' },
+  float64: { type: 'number' },
+  int: { type: 'integer' },
+  '[]string': { type: 'array', items: { type: 'string' } },
+};
+
+// The body's schema for the document, read off the same struct the decoder uses. Go's
+// decoder takes any subset of the fields, null for any of them, and ignores other keys.
+export function goStructSchema(struct: GoStruct, example: Record<string, unknown>): TObject {
+  const properties = Object.fromEntries(
+    Object.entries(struct.fields).map(([name, kind]) => [
+      name,
+      { anyOf: [KIND_SCHEMAS[kind], { type: 'null' }] },
+    ]),
+  );
+  return { type: 'object', properties, examples: [example], title: struct.name } as unknown as TObject;
+}

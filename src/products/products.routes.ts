@@ -1,0 +1,195 @@
+// /api/v1/products: seed 002's products CRUD, behind any enabled credential.
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { Type } from 'typebox';
+import { requireAuthenticated } from '../accounts/auth.ts';
+import type { Db } from '../platform/db.ts';
+import { BadRequestError, NotPermittedError } from '../platform/errors.ts';
+import { BEARER_REQUIRED, response } from '../platform/schemas.ts';
+import { decodeGoJson, goStructSchema } from './go-json.ts';
+import { CREATE_PRODUCT_REQUEST, toProductJson, UPDATE_PRODUCT_REQUEST } from './product.ts';
+import * as products from './products.ts';
+import { apiErrors, NoContent } from './responses.ts';
+
+const ProductSchema = Type.Object(
+  {
+    id: Type.Integer(),
+    user_id: Type.Integer(),
+    name: Type.String(),
+    description: Type.Optional(Type.String({ description: "left out when empty, as Go's omitempty does" })),
+    price: Type.Number({ description: 'at most two decimals, below 10^8', examples: [149.99] }),
+    stock: Type.Integer(),
+    created_at: Type.String({ format: 'date-time' }),
+    updated_at: Type.String({ format: 'date-time' }),
+  },
+  { additionalProperties: false },
+);
+
+const ProductPage = Type.Object(
+  {
+    data: Type.Array(ProductSchema),
+    total: Type.Integer(),
+    page: Type.Integer(),
+    limit: Type.Integer(),
+  },
+  { additionalProperties: false },
+);
+
+// Read with Go's strconv.Atoi: page < 1 is 1, limit outside 1-100 is 20, garbage is either.
+const ListQuery = Type.Object({
+  page: Type.Optional(Type.Integer({ default: 1, description: 'below 1 (or not a number) means 1' })),
+  limit: Type.Optional(
+    Type.Integer({ default: 20, description: 'outside 1-100 (or not a number) means 20' }),
+  ),
+});
+
+// strconv.ParseInt(id, 10, 64): anything else is 400 invalid product id.
+export const Int64Params = Type.Object({ id: Type.Integer({ format: 'int64', examples: [7] }) });
+
+const ProductBody = (example: Record<string, unknown>) => goStructSchema(CREATE_PRODUCT_REQUEST, example);
+const CreateProductBody = ProductBody({ name: 'Laptop', description: '14 inch', price: 1299.99, stock: 10 });
+const UpdateProductBody = ProductBody({ price: 1199.99 });
+
+const ROUTE = { tags: ['products'], security: BEARER_REQUIRED };
+
+export const PRODUCT_PATHS = ['/products', '/products/:id'] as const;
+
+const MAX_INT64 = 9223372036854775807n;
+
+// strconv.Atoi: a failed parse is 0.
+function atoi(value: string | string[] | undefined): bigint {
+  const text = Array.isArray(value) ? value[0] : value;
+  if (text === undefined || !/^[+-]?\d+$/.test(text)) return 0n;
+  const n = BigInt(text);
+  return n > MAX_INT64 || n < -MAX_INT64 - 1n ? 0n : n;
+}
+
+// strconv.ParseInt(id, 10, 64), formatted back as Go's %d would.
+export function readInt64Param(request: FastifyRequest, message: string): string {
+  const raw = (request.params as { id: string }).id;
+  if (!/^[+-]?\d+$/.test(raw)) throw new BadRequestError(message);
+  const n = BigInt(raw);
+  if (n > MAX_INT64 || n < -MAX_INT64 - 1n) throw new BadRequestError(message);
+  return n.toString();
+}
+
+// A full credential may do anything; an API key only what its scopes name.
+export function requireScope(code: string) {
+  return async (request: FastifyRequest): Promise<void> => {
+    await requireAuthenticated(request);
+    const scopes = request.identity?.scopes;
+    if (scopes && !scopes.includes(code)) throw new NotPermittedError();
+  };
+}
+
+function requester(request: FastifyRequest): products.Requester {
+  const identity = request.identity as NonNullable<FastifyRequest['identity']>;
+  return { userId: identity.id, admin: identity.role === 'admin' };
+}
+
+export function productRoutes(api: FastifyInstance, db: Db): void {
+  const read = requireScope('products:read');
+  const write = requireScope('products:write');
+  const body = (request: FastifyRequest) => request.body as Buffer | undefined;
+  const idOf = (request: FastifyRequest) => readInt64Param(request, 'invalid product id');
+
+  api.get(
+    '/products',
+    {
+      onRequest: read,
+      schema: {
+        ...ROUTE,
+        operationId: 'listProducts',
+        summary: 'A page of products with the total (products:read)',
+        querystring: ListQuery,
+        response: { 200: response(ProductPage, 'A page of products'), ...apiErrors(403, 500) },
+      },
+    },
+    async (request) => {
+      const query = request.query as { page?: string | string[]; limit?: string | string[] };
+      const page = await products.listProducts(db, { page: atoi(query.page), limit: atoi(query.limit) });
+      return {
+        data: page.data.map(toProductJson),
+        total: page.total,
+        page: Number(page.page),
+        limit: page.limit,
+      };
+    },
+  );
+
+  api.post(
+    '/products',
+    {
+      onRequest: write,
+      schema: {
+        ...ROUTE,
+        operationId: 'createProduct',
+        summary: 'Create a product owned by the caller (products:write)',
+        body: CreateProductBody,
+        response: { 201: response(ProductSchema, 'The product'), ...apiErrors(400, 403, 422, 500) },
+      },
+    },
+    async (request, reply) => {
+      const input = decodeGoJson(body(request), CREATE_PRODUCT_REQUEST, false);
+      const product = await products.createProduct(db, requester(request), input);
+      reply.code(201);
+      return toProductJson(product);
+    },
+  );
+
+  api.get(
+    '/products/:id',
+    {
+      onRequest: read,
+      schema: {
+        ...ROUTE,
+        operationId: 'getProduct',
+        summary: 'Read one product (products:read)',
+        params: Int64Params,
+        response: { 200: response(ProductSchema, 'The product'), ...apiErrors(400, 403, 404, 500) },
+      },
+    },
+    async (request) => toProductJson(await products.getProduct(db, idOf(request))),
+  );
+
+  api.patch(
+    '/products/:id',
+    {
+      onRequest: write,
+      schema: {
+        ...ROUTE,
+        operationId: 'updateProduct',
+        summary: 'Change the fields sent; owner or admin only (products:write)',
+        params: Int64Params,
+        body: UpdateProductBody,
+        response: {
+          200: response(ProductSchema, 'The product as updated'),
+          ...apiErrors(400, 403, 404, 422, 500),
+        },
+      },
+    },
+    async (request) => {
+      const id = idOf(request);
+      const input = decodeGoJson(body(request), UPDATE_PRODUCT_REQUEST, false);
+      return toProductJson(await products.updateProduct(db, requester(request), id, input));
+    },
+  );
+
+  api.delete(
+    '/products/:id',
+    {
+      onRequest: write,
+      schema: {
+        ...ROUTE,
+        operationId: 'deleteProduct',
+        summary: 'Delete a product; owner or admin only (products:write)',
+        params: Int64Params,
+        response: { 204: NoContent('Deleted'), ...apiErrors(400, 403, 404, 500) },
+      },
+    },
+    async (request, reply) => {
+      await products.deleteProduct(db, requester(request), idOf(request));
+      reply.code(204).send();
+      return reply;
+    },
+  );
+}

@@ -1,0 +1,120 @@
+// SQL for the products table. Changes by a non-owner are ruled out inside the statement
+// (user_id = the requester, unless an admin asks), so no read-then-write race exists.
+import type { Queryable } from '../platform/db.ts';
+import type { NewProduct, Product, ProductChanges } from './product.ts';
+
+type ProductRow = {
+  id: number;
+  user_id: number;
+  name: string;
+  description: string;
+  price: string;
+  stock: number;
+  created_at: Date;
+  updated_at: Date;
+};
+
+function toProduct(row: ProductRow): Product {
+  return {
+    id: row.id,
+    userId: row.user_id,
+    name: row.name,
+    description: row.description,
+    price: row.price,
+    stock: row.stock,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+const COLUMNS = 'id, user_id, name, description, price, stock, created_at, updated_at';
+
+const INSERT = `
+  INSERT INTO products (user_id, name, description, price, stock)
+  VALUES ($1, $2, $3, $4, $5)
+  RETURNING ${COLUMNS}`;
+
+// One round trip for the page and the total; the total is there even past the last page.
+const SELECT_PAGE = `
+  WITH page AS (
+    SELECT ${COLUMNS} FROM products ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2
+  )
+  SELECT (SELECT count(*) FROM products) AS total, page.*
+  FROM (VALUES (1)) AS one
+  LEFT JOIN page ON true`;
+
+const SELECT_BY_ID = `SELECT ${COLUMNS} FROM products WHERE id = $1`;
+
+const SELECT_OWNER = 'SELECT user_id FROM products WHERE id = $1';
+
+const UPDATE = `
+  UPDATE products
+  SET name = COALESCE($3, name),
+      description = COALESCE($4, description),
+      price = COALESCE($5::numeric, price),
+      stock = COALESCE($6::integer, stock),
+      updated_at = now()
+  WHERE id = $1 AND (user_id = $2 OR $7)
+  RETURNING ${COLUMNS}`;
+
+const DELETE = 'DELETE FROM products WHERE id = $1 AND (user_id = $2 OR $3)';
+
+export async function insertProduct(db: Queryable, userId: number, product: NewProduct): Promise<Product> {
+  const { rows } = await db.query<ProductRow>(INSERT, [
+    userId,
+    product.name,
+    product.description,
+    product.price,
+    product.stock,
+  ]);
+  return toProduct(rows[0] as ProductRow);
+}
+
+export async function selectProductPage(
+  db: Queryable,
+  limit: number,
+  offset: bigint,
+): Promise<{ products: Product[]; total: number }> {
+  const { rows } = await db.query<ProductRow & { total: number }>(SELECT_PAGE, [limit, offset.toString()]);
+  const products = rows.filter((row) => row.id !== null).map(toProduct);
+  return { products, total: (rows[0] as { total: number }).total };
+}
+
+export async function selectProduct(db: Queryable, id: string): Promise<Product | undefined> {
+  const { rows } = await db.query<ProductRow>({ name: 'select-product', text: SELECT_BY_ID, values: [id] });
+  return rows[0] && toProduct(rows[0]);
+}
+
+export async function selectProductOwner(db: Queryable, id: string): Promise<number | undefined> {
+  const { rows } = await db.query<{ user_id: number }>(SELECT_OWNER, [id]);
+  return rows[0]?.user_id;
+}
+
+// undefined: no such product, or not the requester's to change.
+export async function updateProduct(
+  db: Queryable,
+  id: string,
+  requester: { userId: number; admin: boolean },
+  changes: ProductChanges,
+): Promise<Product | undefined> {
+  const { rows } = await db.query<ProductRow>(UPDATE, [
+    id,
+    requester.userId,
+    changes.name ?? null,
+    changes.description ?? null,
+    changes.price ?? null,
+    changes.stock ?? null,
+    requester.admin,
+  ]);
+  return rows[0] && toProduct(rows[0]);
+}
+
+// false: no such product, or not the requester's to delete.
+export async function deleteProduct(
+  db: Queryable,
+  id: string,
+  requester: { userId: number; admin: boolean },
+): Promise<boolean> {
+  const { rowCount } = await db.query(DELETE, [id, requester.userId, requester.admin]);
+  return (rowCount ?? 0) > 0;
+}

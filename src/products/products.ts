@@ -1,0 +1,77 @@
+// Product use cases. The requester is a plain argument, so the rules are testable without
+// HTTP. Ownership is enforced by the UPDATE/DELETE themselves; only when they change
+// nothing does a second look tell "not yours" (403) from "not there" (404), as the seed does.
+import type { Db } from '../platform/db.ts';
+import {
+  NotProductOwnerError,
+  type Product,
+  ProductNotFoundError,
+  type ProductRequest,
+  validateNewProduct,
+  validateProductChanges,
+} from './product.ts';
+import * as products from './products.sql.ts';
+
+export type Requester = Readonly<{ userId: number; admin: boolean }>;
+
+const DEFAULT_LIMIT = 20;
+const MAX_LIMIT = 100;
+const MAX_OFFSET = 9223372036854775807n;
+
+export function createProduct(db: Db, requester: Requester, input: ProductRequest): Promise<Product> {
+  return products.insertProduct(db, requester.userId, validateNewProduct(input));
+}
+
+// The seed's rules: page below 1 is 1; limit outside 1–100 is 20.
+export async function listProducts(
+  db: Db,
+  query: { page: bigint; limit: bigint },
+): Promise<{ data: Product[]; total: number; page: bigint; limit: number }> {
+  const page = query.page < 1n ? 1n : query.page;
+  const limit = query.limit < 1n || query.limit > BigInt(MAX_LIMIT) ? DEFAULT_LIMIT : Number(query.limit);
+  const offset = (page - 1n) * BigInt(limit);
+  // Past PostgreSQL's bigint no row exists anyway; the seed's Go would overflow instead.
+  const { products: data, total } = await products.selectProductPage(
+    db,
+    limit,
+    offset > MAX_OFFSET ? MAX_OFFSET : offset,
+  );
+  return { data, total, page, limit };
+}
+
+export async function getProduct(db: Db, id: string): Promise<Product> {
+  const product = await products.selectProduct(db, id);
+  if (!product) throw new ProductNotFoundError(id);
+  return product;
+}
+
+// Why a change was refused: the product is missing (404) or someone else's (403).
+async function refusal(db: Db, id: string): Promise<Error> {
+  const owner = await products.selectProductOwner(db, id);
+  return owner === undefined ? new ProductNotFoundError(id) : new NotProductOwnerError();
+}
+
+export async function updateProduct(
+  db: Db,
+  requester: Requester,
+  id: string,
+  input: ProductRequest,
+): Promise<Product> {
+  let changes: ReturnType<typeof validateProductChanges>;
+  try {
+    changes = validateProductChanges(input);
+  } catch (err) {
+    // The seed checks existence and ownership before the fields.
+    const owner = await products.selectProductOwner(db, id);
+    if (owner === undefined) throw new ProductNotFoundError(id);
+    if (owner !== requester.userId && !requester.admin) throw new NotProductOwnerError();
+    throw err;
+  }
+  const updated = await products.updateProduct(db, id, requester, changes);
+  if (!updated) throw await refusal(db, id);
+  return updated;
+}
+
+export async function deleteProduct(db: Db, requester: Requester, id: string): Promise<void> {
+  if (!(await products.deleteProduct(db, id, requester))) throw await refusal(db, id);
+}

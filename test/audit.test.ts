@@ -1,0 +1,179 @@
+// Login throttling (per account and per address, on both APIs) and the audit trail.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { setRole } from '../src/accounts/accounts.ts';
+import { buildTestApp, createUser, TEST_PASSWORD } from './helpers.ts';
+
+const { app, db } = await buildTestApp();
+
+let addressCounter = 0;
+const newAddress = () => `10.1.0.${++addressCounter}`;
+
+function seedLogin(email: string, password: string, address: string, requestId?: string) {
+  return app.inject({
+    method: 'POST',
+    url: '/api/v1/auth/login',
+    remoteAddress: address,
+    headers: requestId ? { 'x-request-id': requestId } : {},
+    payload: { email, password },
+  });
+}
+
+function bookLogin(email: string, password: string, address: string) {
+  return app.inject({
+    method: 'POST',
+    url: '/v1/tokens/authentication',
+    remoteAddress: address,
+    payload: { email, password },
+  });
+}
+
+async function failFiveTimes(email: (i: number) => string, address: string): Promise<void> {
+  for (let i = 0; i < 5; i++)
+    assert.equal((await seedLogin(email(i), 'wrong-password', address)).statusCode, 401);
+}
+
+describe('login throttling', () => {
+  test('when an account has failed 5 times, then both APIs answer 429 with Retry-After until the delay has passed, and a success resets it', async () => {
+    const user = await createUser(db);
+    await failFiveTimes(() => user.email, newAddress());
+    const throttled = await seedLogin(user.email, TEST_PASSWORD, newAddress());
+    assert.equal(throttled.statusCode, 429);
+    assert.deepEqual(throttled.json(), { code: 429, message: 'rate limit exceeded' });
+    assert.equal(throttled.headers['retry-after'], '1');
+    const book = await bookLogin(user.email.toUpperCase(), TEST_PASSWORD, newAddress());
+    assert.equal(book.statusCode, 429);
+    assert.deepEqual(book.json(), { error: 'rate limit exceeded' });
+    assert.ok(book.headers['retry-after']);
+
+    // after the delay one more try is allowed; the right password resets the count
+    const started = performance.now();
+    let res = await seedLogin(user.email, TEST_PASSWORD, newAddress());
+    while (res.statusCode === 429) {
+      if (performance.now() - started > 3000) assert.fail('still throttled after 3 s');
+      await sleep(100);
+      res = await seedLogin(user.email, TEST_PASSWORD, newAddress());
+    }
+    assert.equal(res.statusCode, 200, res.body);
+    assert.equal((await seedLogin(user.email, 'wrong-password', newAddress())).statusCode, 401);
+    assert.equal((await seedLogin(user.email, TEST_PASSWORD, newAddress())).statusCode, 200);
+  });
+
+  test('when the delay grows, then it doubles with every failure past the fifth', async () => {
+    const user = await createUser(db);
+    await failFiveTimes(() => user.email, newAddress());
+    await db.query(
+      "UPDATE audit_events SET created_at = created_at - interval '10 seconds' WHERE email = $1",
+      [user.email],
+    );
+    assert.equal((await seedLogin(user.email, 'wrong-password', newAddress())).statusCode, 401);
+    const throttled = await seedLogin(user.email, TEST_PASSWORD, newAddress());
+    assert.equal(throttled.statusCode, 429);
+    assert.equal(throttled.headers['retry-after'], '2');
+  });
+
+  test('when one address has failed 5 times on different accounts, then it is throttled on any account', async () => {
+    const address = newAddress();
+    const users = await Promise.all(Array.from({ length: 6 }, () => createUser(db)));
+    await failFiveTimes((i) => (users[i] as { email: string }).email, address);
+    const other = users[5] as { email: string };
+    assert.equal((await seedLogin(other.email, TEST_PASSWORD, address)).statusCode, 429);
+    assert.equal((await bookLogin(other.email, TEST_PASSWORD, address)).statusCode, 429);
+    assert.equal((await seedLogin(other.email, TEST_PASSWORD, newAddress())).statusCode, 200);
+  });
+});
+
+describe('audit trail', () => {
+  test('when users register, log in, make and revoke keys, change roles and log out, then each is recorded with actor, address and request id', async () => {
+    const address = newAddress();
+    const email = `audited-${Date.now()}@example.com`;
+    const registered = await app.inject({
+      method: 'POST',
+      url: '/api/v1/auth/register',
+      remoteAddress: address,
+      headers: { 'x-request-id': 'req-register' },
+      payload: { email, password: 'securepassword123' },
+    });
+    assert.equal(registered.statusCode, 201);
+    const userId = registered.json().user.id;
+    assert.equal((await seedLogin(email, 'wrong-password', address, 'req-fail')).statusCode, 401);
+    const login = await seedLogin(email, 'securepassword123', address, 'req-login');
+    const auth = { authorization: `Bearer ${login.json().access_token}` };
+    const key = await app.inject({
+      method: 'POST',
+      url: '/api/v1/api-keys',
+      remoteAddress: address,
+      headers: auth,
+      payload: { name: 'ci', scopes: ['products:read'] },
+    });
+    const keyId = key.json().id;
+    await app.inject({
+      method: 'DELETE',
+      url: `/api/v1/api-keys/${keyId}`,
+      remoteAddress: address,
+      headers: auth,
+    });
+    await app.inject({
+      method: 'POST',
+      url: '/api/v1/auth/logout-all',
+      remoteAddress: address,
+      headers: auth,
+    });
+    await setRole(db, email, 'admin');
+
+    const { rows } = await db.query(
+      `SELECT action, actor_id, email::text, address, request_id, details FROM audit_events
+       WHERE actor_id = $1 OR email = $2 ORDER BY id`,
+      [userId, email],
+    );
+    assert.deepEqual(
+      rows.map((r) => [r.action, r.actor_id, r.address, r.request_id]),
+      [
+        ['user.register', userId, address, 'req-register'],
+        ['login.failure', null, address, 'req-fail'],
+        ['login.success', userId, address, 'req-login'],
+        ['apikey.create', userId, address, rows[3].request_id],
+        ['apikey.revoke', userId, address, rows[4].request_id],
+        ['logout.all', userId, address, rows[5].request_id],
+        ['role.change', null, null, null],
+      ],
+    );
+    assert.deepEqual(rows[3].details, { api_key_id: keyId, name: 'ci', scopes: ['products:read'] });
+    assert.deepEqual(rows[6].details, { from: 'user', to: 'admin' });
+    assert.equal(rows[1].email, email);
+  });
+
+  test('when an admin reads the trail, then newest first in keyset pages; others get 403', async () => {
+    const admin = await createUser(db);
+    await db.query("UPDATE users SET role = 'admin' WHERE id = $1", [admin.id]);
+    const headers = { authorization: `Bearer ${admin.token}` };
+    for (let i = 0; i < 3; i++) await seedLogin(admin.email, TEST_PASSWORD, newAddress());
+    const page1 = await app.inject({ url: '/api/v1/admin/audit?limit=2', headers });
+    assert.equal(page1.statusCode, 200, page1.body);
+    const body1 = page1.json();
+    assert.equal(body1.data.length, 2);
+    assert.ok(body1.data[0].id > body1.data[1].id);
+    assert.equal(body1.next_before, body1.data[1].id);
+    const page2 = (
+      await app.inject({ url: `/api/v1/admin/audit?limit=2&before=${body1.next_before}`, headers })
+    ).json();
+    assert.ok(page2.data[0].id < body1.data[1].id);
+    const { rows } = await db.query('SELECT max(id)::int AS newest FROM audit_events');
+    assert.equal(body1.data[0].id, rows[0].newest);
+
+    const bad = await app.inject({ url: '/api/v1/admin/audit?before=x', headers });
+    assert.deepEqual(bad.json(), { code: 400, message: 'invalid before cursor' });
+    const user = await createUser(db);
+    const refused = await app.inject({
+      url: '/api/v1/admin/audit',
+      headers: { authorization: `Bearer ${user.token}` },
+    });
+    assert.deepEqual(refused.json(), {
+      code: 403,
+      message: 'you do not have permission to perform this action',
+    });
+    const anonymous = await app.inject({ url: '/api/v1/admin/audit' });
+    assert.deepEqual(anonymous.json(), { code: 401, message: 'authorization header is required' });
+  });
+});
