@@ -173,6 +173,10 @@ describe('authentication errors in the seed envelope', () => {
     expectError(wrongMethod, 405, 'method not allowed');
     assert.equal(wrongMethod.headers.allow, 'GET, OPTIONS, POST');
 
+    assert.equal(
+      (await call('GET', '/api/v1/products')).headers.vary,
+      'Origin, Access-Control-Request-Method, Authorization, X-API-Key',
+    );
     const book = await call('GET', '/v1/movies', { headers: { authorization: 'Basic abc' } });
     assert.equal(book.statusCode, 401);
     assert.deepEqual(book.json(), { error: 'invalid or missing authentication token' });
@@ -332,6 +336,11 @@ describe('products', () => {
         400,
         'invalid request body',
       );
+    const huge = await call('POST', '/api/v1/products', {
+      token: owner.jwt,
+      body: JSON.stringify({ name: 'x', description: 'x'.repeat(1_100_000), price: 1 }),
+    });
+    expectError(huge, 413, 'request body too large');
     // unknown keys are ignored, as Go's decoder does without DisallowUnknownFields
     assert.equal(
       (
