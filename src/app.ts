@@ -137,6 +137,7 @@ export function buildApp({
         check: (request) => limited(() => limiter.check(`ip:${request.ip}`)),
         charge: (request) => takeToken(`ip:${request.ip}`),
       },
+      PRODUCTS_API_PREFIX,
     ),
   );
   if (limiter) {

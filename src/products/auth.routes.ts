@@ -8,6 +8,7 @@ import { isValidEmail, type User } from '../accounts/user.ts';
 import { contextOf } from '../audit/audit.ts';
 import { API_KEY_SCOPES, type ApiKey, createApiKey, listApiKeys, revokeApiKey } from '../auth/apikey.ts';
 import type { Jwts } from '../auth/jwt.ts';
+import { IGNORES_CREDENTIALS } from '../auth/registry.ts';
 import type { Db } from '../platform/db.ts';
 import { InvalidCredentialsError, NotPermittedError } from '../platform/errors.ts';
 import { decodeGoJson } from './go-json.ts';
@@ -103,6 +104,7 @@ export function authRoutes(api: FastifyInstance, deps: { db: Db; jwts: Jwts }): 
   api.post(
     '/auth/register',
     {
+      config: IGNORES_CREDENTIALS,
       schema: { response: { 201: AuthResponse, 400: ApiError, 422: ApiError, 429: ApiError, 500: ApiError } },
     },
     async (request, reply) => {
@@ -124,6 +126,7 @@ export function authRoutes(api: FastifyInstance, deps: { db: Db; jwts: Jwts }): 
   api.post(
     '/auth/login',
     {
+      config: IGNORES_CREDENTIALS,
       schema: {
         response: {
           200: AuthResponse,
