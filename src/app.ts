@@ -179,6 +179,7 @@ export function buildApp({
         check: (request) => limited(() => limiter.check(`ip:${request.ip}`)),
         charge: (request) => takeToken(`ip:${request.ip}`),
       },
+      PRODUCTS_API_PREFIX,
     ),
   );
   if (limiter) {

@@ -4,8 +4,9 @@ import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setRole } from '../src/accounts/accounts.ts';
 import { buildTestApp, createUser, TEST_PASSWORD } from './helpers.ts';
+import { greenlight } from './processes.ts';
 
-const { app, db } = await buildTestApp();
+const { app, db, dsn } = await buildTestApp();
 
 let addressCounter = 0;
 const newAddress = () => `10.1.0.${++addressCounter}`;
@@ -175,5 +176,33 @@ describe('audit trail', () => {
     });
     const anonymous = await app.inject({ url: '/api/v1/admin/audit' });
     assert.deepEqual(anonymous.json(), { code: 401, message: 'authorization header is required' });
+  });
+});
+
+describe('greenlight users (command line)', () => {
+  test('when an operator sets a role and grants a permission, then the user has them and both are audited', async (t) => {
+    const user = await createUser(db);
+    const jwt = (await seedLogin(user.email, TEST_PASSWORD, newAddress())).json().access_token;
+    const role = greenlight(t, ['users', 'role', user.email, 'admin', '-db-dsn', dsn]);
+    const roleExit = await role.waitForExit(30_000);
+    assert.equal(roleExit.code, 0, role.stderr());
+    assert.equal(role.stdout().trim(), `${user.email}: role admin`);
+    const grant = greenlight(t, ['users', 'grant', user.email, 'movies:write', '-db-dsn', dsn]);
+    assert.equal((await grant.waitForExit(30_000)).code, 0, grant.stderr());
+    const { rows } = await db.query(
+      "SELECT action, details FROM audit_events WHERE email = $1 AND action NOT LIKE 'login.%' ORDER BY id",
+      [user.email],
+    );
+    assert.deepEqual(rows, [
+      { action: 'role.change', details: { from: 'user', to: 'admin' } },
+      { action: 'permission.grant', details: { codes: ['movies:write'] } },
+    ]);
+    // the JWT issued before the role change no longer works
+    const res = await app.inject({ url: '/api/v1/products', headers: { authorization: `Bearer ${jwt}` } });
+    assert.equal(res.statusCode, 401);
+
+    const bad = greenlight(t, ['users', 'role', user.email, 'root', '-db-dsn', dsn]);
+    assert.equal((await bad.waitForExit(30_000)).code, 1);
+    assert.match(bad.stderr(), /usage: greenlight users role EMAIL user\|admin/);
   });
 });

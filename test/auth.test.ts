@@ -121,6 +121,25 @@ describe('JWT validation', () => {
   });
 });
 
+describe('verified JWTs kept by their text', () => {
+  test('when a JWT accepted before expires, then it is refused as expired', async () => {
+    const user = await createUser(db);
+    const now = Math.floor(Date.now() / 1000);
+    const almost = await hs256(claims(user.id, { exp: now - 29, iat: now - 100, nbf: now - 100 }));
+    assert.equal((await get(first.app, '/api/v1/products', bearer(almost))).statusCode, 200);
+    const started = performance.now();
+    for (;;) {
+      const res = await get(first.app, '/api/v1/products', bearer(almost));
+      if (res.statusCode === 401) {
+        assert.deepEqual(res.json(), { code: 401, message: 'auth: token has expired' });
+        break;
+      }
+      if (performance.now() - started > 5000) assert.fail('the expired JWT is still accepted');
+      await sleep(100);
+    }
+  });
+});
+
 describe('JWT revocation on every instance', () => {
   test('when the password is reset on one instance, then the JWT stops working on the other within 1 s', async () => {
     const user = await createUser(db);
@@ -223,11 +242,23 @@ describe('API keys', () => {
       message: 'you do not have permission to perform this action',
     });
 
+    // last_used_at is written behind the request, once a minute at most
+    const started = performance.now();
+    const lastUsed = async () =>
+      (await db.query('SELECT last_used_at FROM api_keys WHERE id = $1', [created.id])).rows[0].last_used_at;
+    while ((await lastUsed()) === null) {
+      if (performance.now() - started > 1000) assert.fail('last_used_at not written within 1 s');
+      await sleep(20);
+    }
+    const firstUse = await lastUsed();
+    await get(first.app, '/api/v1/products', bearer(created.key));
+    assert.deepEqual(await lastUsed(), firstUse);
+
     const list = await first.app.inject({ method: 'GET', url: '/api/v1/api-keys', headers: bearer(jwt) });
     assert.equal(list.statusCode, 200);
     assert.equal(list.json().data.length, 1);
     assert.equal('key' in list.json().data[0], false);
-    assert.notEqual(list.json().data[0].last_used_at, null);
+    assert.equal(list.json().data[0].last_used_at, firstUse.toISOString());
   });
 
   test('when a key is revoked on one instance, then the other refuses it within 1 s', async () => {

@@ -148,6 +148,14 @@ describe('registration and login', () => {
       401,
       'auth: invalid email or password',
     );
+    // like the seed's public handlers, login ignores whatever Authorization comes along
+    const stale = await app.inject({
+      method: 'POST',
+      url: '/api/v1/auth/login',
+      headers: { authorization: 'Bearer expired.or.garbage' },
+      payload: { email: user.email, password: TEST_PASSWORD },
+    });
+    assert.equal(stale.statusCode, 200, stale.body);
     // a book user logs in here with any letter case and spaces around the e-mail
     const ok = await call('POST', '/api/v1/auth/login', {
       body: { email: ` ${user.email.toUpperCase()} `, password: TEST_PASSWORD },
@@ -173,6 +181,10 @@ describe('authentication errors in the seed envelope', () => {
     expectError(wrongMethod, 405, 'method not allowed');
     assert.equal(wrongMethod.headers.allow, 'GET, OPTIONS, POST');
 
+    assert.equal(
+      (await call('GET', '/api/v1/products')).headers.vary,
+      'Origin, Access-Control-Request-Method, Authorization, X-API-Key',
+    );
     const book = await call('GET', '/v1/movies', { headers: { authorization: 'Basic abc' } });
     assert.equal(book.statusCode, 401);
     assert.deepEqual(book.json(), { error: 'invalid or missing authentication token' });
@@ -332,6 +344,11 @@ describe('products', () => {
         400,
         'invalid request body',
       );
+    const huge = await call('POST', '/api/v1/products', {
+      token: owner.jwt,
+      body: JSON.stringify({ name: 'x', description: 'x'.repeat(1_100_000), price: 1 }),
+    });
+    expectError(huge, 413, 'request body too large');
     // unknown keys are ignored, as Go's decoder does without DisallowUnknownFields
     assert.equal(
       (

@@ -59,7 +59,7 @@ export function auditRoutes(api: FastifyInstance, db: Db): void {
         tags: ['admin'],
         security: BEARER_REQUIRED,
         querystring: AuditQuery,
-        response: { 200: response(AuditPage, 'A page of audit events'), ...apiErrors(400, 403, 500) },
+        response: { 200: response(AuditPage, 'A page of audit events'), ...apiErrors(400, 401, 403, 500) },
       },
     },
     async (request) => {

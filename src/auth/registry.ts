@@ -7,7 +7,6 @@ import type { AuthMethod, Config } from '../config.ts';
 import type { Db } from '../platform/db.ts';
 import { InvalidAuthenticationTokenError } from '../platform/errors.ts';
 import type { Logger } from '../platform/logger.ts';
-import { PRODUCTS_API_PREFIX } from '../products/api.ts';
 import { apiKeyAuthenticator } from './apikey.ts';
 import type { Authenticator, Credential } from './authenticator.ts';
 import { Jwts, jwtAuthenticator } from './jwt.ts';
@@ -60,16 +59,20 @@ export type TokenLookupLimits = Readonly<{
   charge: (request: FastifyRequest) => void;
 }>;
 
-function credentialOf(request: FastifyRequest): Credential | undefined {
+function credentialOf(
+  request: FastifyRequest,
+  anyCaseSchemeUnder: string | undefined,
+): Credential | undefined {
   const header = request.headers.authorization;
   // Missing and empty are the same to the book (Header.Get returns "").
   if (header) {
     const [scheme = '', token, ...rest] = header.split(' ');
     // The products API takes the scheme in any letter case as its Go code does; the book's
     // paths keep the book's exact "Bearer".
-    const bearer = request.url.startsWith(`${PRODUCTS_API_PREFIX}/`)
-      ? scheme.toLowerCase() === 'bearer'
-      : scheme === 'Bearer';
+    const bearer =
+      anyCaseSchemeUnder !== undefined && request.url.startsWith(`${anyCaseSchemeUnder}/`)
+        ? scheme.toLowerCase() === 'bearer'
+        : scheme === 'Bearer';
     if (!bearer || token === undefined || rest.length > 0)
       throw new InvalidAuthenticationTokenError('format');
     return { from: 'authorization', value: token };
@@ -79,12 +82,23 @@ function credentialOf(request: FastifyRequest): Credential | undefined {
   return undefined;
 }
 
+// Route config of the seed's public endpoints (register, login), which never look at the
+// Authorization header: a stale token sent along must not make them fail.
+export type RouteAuthConfig = { credentials?: 'ignored' };
+export const IGNORES_CREDENTIALS: RouteAuthConfig = { credentials: 'ignored' };
+
 // With `limits`, unknown credentials are rate limited per address, so made-up ones cannot
 // make unlimited database lookups; valid ones cost their address nothing.
-export function authenticationHook(authenticators: readonly Authenticator[], limits?: TokenLookupLimits) {
+// `anyCaseSchemeUnder`: a path prefix under which "bearer" may be written in any case.
+export function authenticationHook(
+  authenticators: readonly Authenticator[],
+  limits?: TokenLookupLimits,
+  anyCaseSchemeUnder?: string,
+) {
   return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     addVary(reply, 'Authorization');
-    const credential = credentialOf(request);
+    if ((request.routeOptions.config as RouteAuthConfig).credentials === 'ignored') return;
+    const credential = credentialOf(request, anyCaseSchemeUnder);
     if (!credential) return;
     try {
       const authenticator = authenticators.find((a) => a.recognises(credential));

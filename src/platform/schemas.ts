@@ -113,6 +113,8 @@ type Security = ReadonlyArray<Readonly<Record<string, readonly string[]>>>;
 // Any enabled credential: a bearer (book token, JWT, OIDC access token, API key) or X-API-Key.
 export const BEARER_REQUIRED: Security = [{ bearerToken: [] }, { apiKey: [] }];
 export const BEARER_OPTIONAL: Security = [{}, { bearerToken: [] }, { apiKey: [] }];
+// Routes that never look at credentials (seed 002's register and login).
+export const NO_CREDENTIALS: Security = [];
 
 // A path parameter holding a record id. Anything but a positive int64 is answered with 404,
 // so the document says what the route accepts.

@@ -4,6 +4,7 @@
 // root hook; its errors reach this plugin's error handler for every path under the prefix.
 import type { FastifyInstance } from 'fastify';
 import { EmailTakenError } from '../accounts/accounts.ts';
+import { addVary } from '../accounts/auth.ts';
 import { AUDIT_PATHS, auditRoutes } from '../audit/audit.routes.ts';
 import type { Jwts } from '../auth/jwt.ts';
 import type { Db } from '../platform/db.ts';
@@ -102,6 +103,10 @@ export function productsApi(deps: { db: Db; jwts: Jwts }) {
         .code(response.code)
         .headers(response.headers ?? {})
         .send({ code: response.code, message: response.message });
+    });
+    // API keys may come in their own header: responses here depend on it too.
+    api.addHook('onRequest', async (_request, reply) => {
+      addVary(reply, 'X-API-Key');
     });
     api.setNotFoundHandler(async () => {
       throw new NotFoundError();

@@ -8,9 +8,10 @@ import { isValidEmail, type User } from '../accounts/user.ts';
 import { contextOf } from '../audit/audit.ts';
 import { API_KEY_SCOPES, type ApiKey, createApiKey, listApiKeys, revokeApiKey } from '../auth/apikey.ts';
 import type { Jwts } from '../auth/jwt.ts';
+import { IGNORES_CREDENTIALS } from '../auth/registry.ts';
 import type { Db } from '../platform/db.ts';
 import { InvalidCredentialsError, NotPermittedError } from '../platform/errors.ts';
-import { BEARER_OPTIONAL, BEARER_REQUIRED, response } from '../platform/schemas.ts';
+import { BEARER_REQUIRED, NO_CREDENTIALS, response } from '../platform/schemas.ts';
 import { decodeGoJson, goStructSchema } from './go-json.ts';
 import { checkNoNul, RuleViolationError } from './product.ts';
 import { Int64Params, readInt64Param } from './products.routes.ts';
@@ -123,13 +124,14 @@ export function authRoutes(api: FastifyInstance, deps: { db: Db; jwts: Jwts }): 
   api.post(
     '/auth/register',
     {
+      config: IGNORES_CREDENTIALS,
       schema: {
         operationId: 'registerWithJwt',
         summary: 'Register with e-mail and password; answers with a JWT',
         tags: TAGS,
-        security: BEARER_OPTIONAL,
+        security: NO_CREDENTIALS,
         body: CredentialsBody(REGISTER_REQUEST),
-        response: { 201: response(AuthResponse, 'The new user and a JWT'), ...apiErrors(400, 422, 500) },
+        response: { 201: response(AuthResponse, 'The new user and a JWT'), ...apiErrors(400, 413, 422, 500) },
       },
     },
     async (request, reply) => {
@@ -151,13 +153,17 @@ export function authRoutes(api: FastifyInstance, deps: { db: Db; jwts: Jwts }): 
   api.post(
     '/auth/login',
     {
+      config: IGNORES_CREDENTIALS,
       schema: {
         operationId: 'loginWithJwt',
         summary: 'Log in with e-mail and password; answers with a JWT',
         tags: TAGS,
-        security: BEARER_OPTIONAL,
+        security: NO_CREDENTIALS,
         body: CredentialsBody(LOGIN_REQUEST),
-        response: { 200: response(AuthResponse, 'The user and a JWT'), ...apiErrors(400, 422, 500) },
+        response: {
+          200: response(AuthResponse, 'The user and a JWT'),
+          ...apiErrors(400, 401, 413, 422, 500),
+        },
       },
     },
     async (request) => {
@@ -177,7 +183,7 @@ export function authRoutes(api: FastifyInstance, deps: { db: Db; jwts: Jwts }): 
         summary: 'End every session of the caller: earlier JWTs and book tokens stop working within 1 s',
         tags: TAGS,
         security: BEARER_REQUIRED,
-        response: { 204: NoContent('Logged out everywhere'), ...apiErrors(403, 500) },
+        response: { 204: NoContent('Logged out everywhere'), ...apiErrors(401, 403, 500) },
       },
     },
     async (request, reply) => {
@@ -197,7 +203,10 @@ export function authRoutes(api: FastifyInstance, deps: { db: Db; jwts: Jwts }): 
         tags: TAGS,
         security: BEARER_REQUIRED,
         body: CreateApiKeyBody,
-        response: { 201: response(NewApiKey, 'The key, shown this once'), ...apiErrors(400, 403, 422, 500) },
+        response: {
+          201: response(NewApiKey, 'The key, shown this once'),
+          ...apiErrors(400, 401, 403, 413, 422, 500),
+        },
       },
     },
     async (request, reply) => {
@@ -249,7 +258,7 @@ export function authRoutes(api: FastifyInstance, deps: { db: Db; jwts: Jwts }): 
         summary: "The caller's API keys (never the keys themselves)",
         tags: TAGS,
         security: BEARER_REQUIRED,
-        response: { 200: response(ApiKeyList, 'The API keys'), ...apiErrors(403, 500) },
+        response: { 200: response(ApiKeyList, 'The API keys'), ...apiErrors(401, 403, 500) },
       },
     },
     async (request) => ({ data: (await listApiKeys(db, (request.identity as User).id)).map(toApiKeyJson) }),
@@ -265,7 +274,7 @@ export function authRoutes(api: FastifyInstance, deps: { db: Db; jwts: Jwts }): 
         tags: TAGS,
         security: BEARER_REQUIRED,
         params: Int64Params,
-        response: { 204: NoContent('Revoked'), ...apiErrors(400, 403, 404, 500) },
+        response: { 204: NoContent('Revoked'), ...apiErrors(400, 401, 403, 404, 500) },
       },
     },
     async (request, reply) => {

@@ -101,7 +101,7 @@ export function productRoutes(api: FastifyInstance, db: Db): void {
         operationId: 'listProducts',
         summary: 'A page of products with the total (products:read)',
         querystring: ListQuery,
-        response: { 200: response(ProductPage, 'A page of products'), ...apiErrors(403, 500) },
+        response: { 200: response(ProductPage, 'A page of products'), ...apiErrors(401, 403, 500) },
       },
     },
     async (request) => {
@@ -125,7 +125,7 @@ export function productRoutes(api: FastifyInstance, db: Db): void {
         operationId: 'createProduct',
         summary: 'Create a product owned by the caller (products:write)',
         body: CreateProductBody,
-        response: { 201: response(ProductSchema, 'The product'), ...apiErrors(400, 403, 422, 500) },
+        response: { 201: response(ProductSchema, 'The product'), ...apiErrors(400, 401, 403, 413, 422, 500) },
       },
     },
     async (request, reply) => {
@@ -145,7 +145,7 @@ export function productRoutes(api: FastifyInstance, db: Db): void {
         operationId: 'getProduct',
         summary: 'Read one product (products:read)',
         params: Int64Params,
-        response: { 200: response(ProductSchema, 'The product'), ...apiErrors(400, 403, 404, 500) },
+        response: { 200: response(ProductSchema, 'The product'), ...apiErrors(400, 401, 403, 404, 500) },
       },
     },
     async (request) => toProductJson(await products.getProduct(db, idOf(request))),
@@ -163,7 +163,7 @@ export function productRoutes(api: FastifyInstance, db: Db): void {
         body: UpdateProductBody,
         response: {
           200: response(ProductSchema, 'The product as updated'),
-          ...apiErrors(400, 403, 404, 422, 500),
+          ...apiErrors(400, 401, 403, 404, 413, 422, 500),
         },
       },
     },
@@ -183,7 +183,7 @@ export function productRoutes(api: FastifyInstance, db: Db): void {
         operationId: 'deleteProduct',
         summary: 'Delete a product; owner or admin only (products:write)',
         params: Int64Params,
-        response: { 204: NoContent('Deleted'), ...apiErrors(400, 403, 404, 500) },
+        response: { 204: NoContent('Deleted'), ...apiErrors(400, 401, 403, 404, 500) },
       },
     },
     async (request, reply) => {

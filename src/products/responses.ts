@@ -16,6 +16,7 @@ const DESCRIPTIONS: Readonly<Record<number, string>> = {
   401: 'authorization header is required, authorization header format must be: Bearer {token}, auth: invalid token, auth: token has expired, or auth: invalid email or password',
   403: 'forbidden: you do not own this product, or you do not have permission to perform this action',
   404: 'not_found: the record does not exist',
+  413: 'request body too large (over 1 MiB)',
   422: 'validation: the message names the broken rule',
   429: 'rate limit exceeded, or too many failed logins (Retry-After)',
   500: 'internal server error (details in the log only)',
@@ -37,9 +38,9 @@ const HEADERS: Readonly<Record<number, Parameters<typeof response>[2]>> = {
   },
 };
 
-// The error responses of a route: the given statuses plus 401 and 429, which every route has.
+// The error responses of a route: the given statuses plus 429, which every route has.
 export function apiErrors(...statuses: number[]): Record<number, TSchema> {
-  const all = [...new Set([...statuses, 401, 429])].sort();
+  const all = [...new Set([...statuses, 429])].sort();
   return Object.fromEntries(
     all.map((status) => [status, response(ApiError, DESCRIPTIONS[status] as string, HEADERS[status])]),
   );

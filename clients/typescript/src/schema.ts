@@ -2251,13 +2251,11 @@ export interface operations {
                     };
                 };
             };
-            /** @description authorization header is required, authorization header format must be: Bearer {token}, auth: invalid token, auth: token has expired, or auth: invalid email or password */
-            401: {
+            /** @description request body too large (over 1 MiB) */
+            413: {
                 headers: {
                     /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
                     "X-Request-Id": string;
-                    /** @description "Bearer" when the token is malformed, unknown or expired */
-                    "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2408,6 +2406,25 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description "Bearer" when the token is malformed, unknown or expired */
                     "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description request body too large (over 1 MiB) */
+            413: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2788,6 +2805,25 @@ export interface operations {
             };
             /** @description forbidden: you do not own this product, or you do not have permission to perform this action */
             403: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description request body too large (over 1 MiB) */
+            413: {
                 headers: {
                     /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
                     "X-Request-Id": string;
@@ -3230,6 +3266,25 @@ export interface operations {
             };
             /** @description forbidden: you do not own this product, or you do not have permission to perform this action */
             403: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description request body too large (over 1 MiB) */
+            413: {
                 headers: {
                     /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
                     "X-Request-Id": string;
@@ -3722,6 +3777,25 @@ export interface operations {
             };
             /** @description not_found: the record does not exist */
             404: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description request body too large (over 1 MiB) */
+            413: {
                 headers: {
                     /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
                     "X-Request-Id": string;
