@@ -4,6 +4,7 @@ import { DEMO_ACCOUNT, ensureDemoAccount } from './accounts/demo-account.ts';
 import { IdentityCache, listenForIdentityChanges } from './accounts/identity-cache.ts';
 import { buildApp, createMetrics } from './app.ts';
 import { jwtSecretFromDataDir } from './auth/jwt.ts';
+import { ensureKeyDir } from './auth/jwt-keys.ts';
 import { startBackground } from './background.ts';
 import { superviseWorkers } from './cluster.ts';
 import { type Config, checkServeConfig } from './config.ts';
@@ -32,8 +33,10 @@ export async function serve(givenConfig: Config, logger: Logger): Promise<void> 
 
 // Without -jwt-secret (never in production: config refuses it) the secret lives in the data
 // directory; the primary creates it before any worker starts.
+// EdDSA: the first key is made here too, before any worker.
 function withJwtSecret(config: Config): Config {
   const { auth } = config;
+  if (auth.methods.includes('jwt') && auth.jwtAlgorithm === 'EdDSA') ensureKeyDir(auth.jwtKeyDir);
   if (auth.jwtSecret !== '' || !auth.methods.includes('jwt') || auth.jwtAlgorithm !== 'HS256') return config;
   return { ...config, auth: { ...config.auth, jwtSecret: jwtSecretFromDataDir(config.dataDir) } };
 }

@@ -13,6 +13,7 @@ import { setRole } from '../src/accounts/accounts.ts';
 import { insertToken } from '../src/accounts/tokens.sql.ts';
 import { generateToken, SCOPES } from '../src/accounts/tokens.ts';
 import { jwtSecretFromDataDir } from '../src/auth/jwt.ts';
+import { createJwts } from '../src/auth/registry.ts';
 import { buildConfig, readSettings } from '../src/config.ts';
 import { buildTestApp, createTestDatabase, createUser, TEST_JWT_SECRET, TEST_PASSWORD } from './helpers.ts';
 
@@ -373,6 +374,9 @@ describe('-auth-methods', () => {
     );
     assert.throws(build(['-jwt-secret', 'short']), /must be at least 32 bytes/);
     assert.doesNotThrow(build(['-env', 'production', '-auth-methods', 'token']));
+    // without jwt among the methods no secret is needed to build the app either
+    assert.doesNotThrow(() => createJwts(build(['-env', 'production', '-auth-methods', 'token'])()));
+    assert.throws(() => createJwts(build(['-auth-methods', 'jwt'])()), /secret must be resolved/);
   });
 
   test('when no secret is configured, then one is generated once into the data directory with mode 0600', () => {

@@ -97,9 +97,15 @@ export function rotateKeys(dir: string, ttlMs: number): { kid: string; removed: 
   return { kid, removed };
 }
 
-export function ed25519Keys(dir: string, ttlMs: number): JwtKeys {
+// The directory with at least one key. `serve` calls it before starting workers, so a
+// cluster starts with one key rather than one per worker.
+export function ensureKeyDir(dir: string): void {
   openDir(dir);
   if (readKeys(dir).length === 0) addKey(dir);
+}
+
+export function ed25519Keys(dir: string, ttlMs: number): JwtKeys {
+  ensureKeyDir(dir);
   let keys = readKeys(dir);
   let loadedAt = Date.now();
   const reload = () => {

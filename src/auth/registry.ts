@@ -1,5 +1,6 @@
 // The one list of authenticators, and the request hook that asks them. Every endpoint of
 // both APIs sees the same identity, whichever enabled credential the client sent.
+import { randomBytes } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { addVary } from '../accounts/auth.ts';
 import type { IdentityCache } from '../accounts/identity-cache.ts';
@@ -39,13 +40,18 @@ export function createAuthenticators(deps: AuthDeps): Authenticator[] {
 
 // The JWT issuer every instance shares. An HS256 secret is resolved before the app is built
 // (server.ts); EdDSA keys are read from their directory, the first one made if it is empty.
+// With jwt not among the methods, the seed's login still hands out a JWT (its contract),
+// signed with a throw-away secret: no endpoint accepts it.
 export function createJwts(config: Config): Jwts {
   const { auth } = config;
-  if (auth.jwtAlgorithm === 'HS256' && auth.jwtSecret === '')
-    throw new Error('the JWT secret must be resolved before building the app');
+  let secret = auth.jwtSecret;
+  if (auth.jwtAlgorithm === 'HS256' && secret === '') {
+    if (auth.methods.includes('jwt'))
+      throw new Error('the JWT secret must be resolved before building the app');
+    secret = randomBytes(32).toString('base64url');
+  }
   return new Jwts({
-    keys:
-      auth.jwtAlgorithm === 'EdDSA' ? ed25519Keys(auth.jwtKeyDir, auth.jwtTtlMs) : secretKeys(auth.jwtSecret),
+    keys: auth.jwtAlgorithm === 'EdDSA' ? ed25519Keys(auth.jwtKeyDir, auth.jwtTtlMs) : secretKeys(secret),
     issuer: auth.jwtIssuer,
     audience: auth.jwtAudience,
     ttlMs: auth.jwtTtlMs,
