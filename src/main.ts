@@ -3,6 +3,7 @@
 //   greenlight [serve] [flags]
 //   greenlight migrate up | down N | down -all | goto V | version | force V | create NAME
 //   greenlight seed movies [-count N]
+//   greenlight callbacks [upstream | client]
 import {
   grantPermissions,
   revokePermissions,
@@ -10,6 +11,7 @@ import {
   UnknownPermissionError,
 } from './accounts/permissions.sql.ts';
 import { selectUserByEmail } from './accounts/users.sql.ts';
+import { runCallbackClient, serveCallbacks, serveStandInUpstream } from './callbacks/cli.ts';
 import { buildConfig, type Config, ConfigError, readSettings, type Settings, usage } from './config.ts';
 import { serveCorsDemo } from './demo/cors-demo.ts';
 import { generateMovies, seedMovies } from './movies/seed.ts';
@@ -146,6 +148,11 @@ async function main(argv: string[]): Promise<void> {
       return seed(config, logger, settings, rest);
     case 'users':
       return users(config, logger, rest);
+    case 'callbacks':
+      if (rest[0] === undefined) return serveCallbacks(config, logger);
+      if (rest[0] === 'upstream') return serveStandInUpstream(config, logger);
+      if (rest[0] === 'client') return runCallbackClient(config, logger);
+      throw new UsageError('usage: greenlight callbacks [upstream | client]');
     case 'demo':
       if (rest[0] !== 'cors')
         throw new UsageError('usage: greenlight demo cors [-demo-port 9000] [-demo-api URL]');
