@@ -303,8 +303,10 @@ describe('load and sharing', async () => {
 
   test('when two instances share one database, then they split the callbacks and no id is requested twice', async () => {
     const { upstream, url } = await startUpstream({ minDelayMs: 100, maxDelayMs: 200 });
-    const first = await startTestCallbacks(url, { flags: ['-callbacks-ttl', '30s'] });
-    const second = await startTestCallbacks(url, { dsn: first.dsn, flags: ['-callbacks-ttl', '30s'] });
+    // A lease long enough that a stall of this busy machine cannot pass a callback on.
+    const flags = ['-callbacks-ttl', '30s', '-callbacks-lease', '20s'];
+    const first = await startTestCallbacks(url, { flags });
+    const second = await startTestCallbacks(url, { dsn: first.dsn, flags });
     const wave = range(0, 39).map((i) => ({ object_ids: range(1_000 + i * 25, 1_024 + i * 25) }));
     await Promise.all(wave.map((body, i) => (i % 2 === 0 ? first : second).post(body)));
     await processed(first);

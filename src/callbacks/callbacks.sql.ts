@@ -23,25 +23,32 @@ const RENEW_LEASES = `
   UPDATE callback_batches SET claimed_until = now() + $2 * interval '1 millisecond'
    WHERE id = ANY($1::bigint[])`;
 
-// The ids still unresolved go back to the queue, to be claimed again after the delay.
-const HAND_BACK_BATCH = `
-  UPDATE callback_batches
-     SET object_ids = $2::bigint[], claimed_until = now() + $3 * interval '1 millisecond'
-   WHERE id = $1`;
-
 const RELEASE_BATCHES = `
   UPDATE callback_batches SET claimed_until = NULL WHERE id = ANY($1::bigint[])`;
 
 const DELETE_BATCH = 'DELETE FROM callback_batches WHERE id = $1';
 
-// One multi-row upsert per batch. The ids come sorted, so concurrent upserts lock rows in the
-// same order and cannot deadlock; last_seen never moves backwards.
+// The online objects of a callback go in with one multi-row upsert. The ids come sorted, so
+// concurrent upserts lock rows in the same order and cannot deadlock; last_seen never
+// moves backwards. In the same statement (one round trip, one commit) the callback leaves
+// the intake, or goes back to it with the ids still unresolved, to be claimed again after
+// the delay.
 const UPSERT_OBJECTS = `
   INSERT INTO callback_objects (object_id, last_seen)
-  SELECT unnest($1::bigint[]), $2
+  SELECT unnest($2::bigint[]), $3
   ON CONFLICT (object_id) DO UPDATE
      SET last_seen = GREATEST(callback_objects.last_seen, EXCLUDED.last_seen)
    WHERE callback_objects.last_seen < EXCLUDED.last_seen`;
+
+const FINISH_BATCH = `
+  WITH upserted AS (${UPSERT_OBJECTS})
+  DELETE FROM callback_batches WHERE id = $1`;
+
+const REQUEUE_BATCH = `
+  WITH upserted AS (${UPSERT_OBJECTS})
+  UPDATE callback_batches
+     SET object_ids = $4::bigint[], claimed_until = now() + $5 * interval '1 millisecond'
+   WHERE id = $1`;
 
 // A transaction-scoped advisory lock: of the instances sweeping at the same moment, one
 // deletes and the others skip; the lock goes with the statement's transaction.
@@ -94,15 +101,6 @@ export async function renewLeases(db: Queryable, ids: readonly number[], leaseMs
   if (ids.length > 0) await db.query(RENEW_LEASES, [ids, leaseMs]);
 }
 
-export async function handBackBatch(
-  db: Queryable,
-  id: number,
-  unresolved: readonly number[],
-  delayMs: number,
-): Promise<void> {
-  await db.query(HAND_BACK_BATCH, [id, unresolved, delayMs]);
-}
-
 export async function releaseBatches(db: Queryable, ids: readonly number[]): Promise<void> {
   if (ids.length > 0) await db.query(RELEASE_BATCHES, [ids]);
 }
@@ -111,15 +109,28 @@ export async function deleteBatch(db: Queryable, id: number): Promise<void> {
   await db.query({ name: 'callback-delete-batch', text: DELETE_BATCH, values: [id] });
 }
 
-// Returns how many rows were inserted or moved forward.
-export async function upsertObjects(db: Queryable, ids: readonly number[], seenAt: Date): Promise<number> {
-  if (ids.length === 0) return 0;
-  const result = await db.query({
-    name: 'callback-upsert-objects',
-    text: UPSERT_OBJECTS,
-    values: [ids, seenAt],
-  });
-  return result.rowCount ?? 0;
+// Stores the callback's online objects as seen at its arrival, then deletes the callback,
+// or, when some ids are unresolved, hands it back with those ids after `retryDelayMs`.
+export async function finishBatch(
+  db: Queryable,
+  batch: { id: number; receivedAt: Date },
+  online: readonly number[],
+  unresolved: readonly number[],
+  retryDelayMs: number,
+): Promise<void> {
+  if (unresolved.length === 0) {
+    await db.query({
+      name: 'callback-finish-batch',
+      text: FINISH_BATCH,
+      values: [batch.id, online, batch.receivedAt],
+    });
+  } else {
+    await db.query({
+      name: 'callback-requeue-batch',
+      text: REQUEUE_BATCH,
+      values: [batch.id, online, batch.receivedAt, unresolved, retryDelayMs],
+    });
+  }
 }
 
 export async function deleteExpiredObjects(db: Queryable, ttlMs: number): Promise<number> {

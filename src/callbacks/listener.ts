@@ -77,10 +77,21 @@ export async function startCallbacks(
 ): Promise<RunningCallbacks> {
   const { config, dsn, logger } = options;
   const registry = options.registry ?? new prom.Registry();
-  const pool = (name: string, size: number) =>
-    createPool({ ...config.db, dsn, maxOpenConns: size, applicationName: `greenlight-callbacks-${name}` });
-  const intakeDb = pool('intake', 8);
-  const workDb = pool('work', 8);
+  const pool = (name: string, sessionOptions?: string) =>
+    createPool({
+      ...config.db,
+      dsn,
+      maxOpenConns: 8,
+      applicationName: `greenlight-callbacks-${name}`,
+      sessionOptions,
+    });
+  const intakeDb = pool('intake');
+  // Only the intake's commit must reach the disk before we answer. What workers write
+  // (claims, results, deletions, sweeps) may be lost by a crash of PostgreSQL itself: the
+  // WAL loses a suffix, so the callbacks it had deleted reappear and are processed again,
+  // and the upsert never moves last_seen backwards. Not waiting for those flushes leaves
+  // the disk to the intake's commits.
+  const workDb = pool('work', '-c synchronous_commit=off');
   const service = new CallbackService({
     config: config.callbacks,
     intakeDb,
