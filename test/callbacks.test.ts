@@ -1,6 +1,7 @@
 // The callback service (seed 003) in process: a real stand-in upstream over HTTP, the real
 // listener, real PostgreSQL. TTL 2 s, lease 1 s, lookup timeout 1 s.
 import assert from 'node:assert/strict';
+import { Agent, request } from 'node:http';
 import { describe, test } from 'node:test';
 import {
   backlog,
@@ -11,6 +12,7 @@ import {
   storedIds,
   waitFor,
 } from './callbacks-helpers.ts';
+import { dsnFor } from './helpers.ts';
 
 const evens = (ids: number[]) => ids.filter((id) => id % 2 === 0);
 
@@ -207,6 +209,39 @@ describe('accepting callbacks', async () => {
     ]) {
       assert.ok(text.includes(name), `${name} missing from /metrics`);
     }
+  });
+});
+
+describe('availability', async () => {
+  test('when the database does not answer, then health and POST /callback answer 503 in JSON, not 500', async () => {
+    const { url } = await startUpstream();
+    const callbacks = await startTestCallbacks(url, { dsn: dsnFor('no_such_database') });
+    const health = await fetch(`${callbacks.url}/`);
+    assert.equal(health.status, 503);
+    assert.deepEqual(await health.json(), { error: 'the database is unavailable' });
+    const res = await callbacks.post({ object_ids: [1] });
+    assert.equal(res.status, 503);
+    assert.deepEqual(await res.json(), { error: 'the callback could not be stored, please retry' });
+    assert.ok(res.headers.get('x-request-id'));
+  });
+
+  test("when a client is idle for longer than the task client's 5 s, then its keep-alive connection is reused", async () => {
+    const { url } = await startUpstream();
+    const callbacks = await startTestCallbacks(url);
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const post = () =>
+      new Promise<{ status: number; reused: boolean }>((resolve, reject) => {
+        const req = request(`${callbacks.url}/callback`, { method: 'POST', agent }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, reused: req.reusedSocket }));
+        });
+        req.on('error', reject);
+        req.end('{"object_ids": []}');
+      });
+    assert.deepEqual(await post(), { status: 200, reused: false });
+    await new Promise((resolve) => setTimeout(resolve, 5_500));
+    assert.deepEqual(await post(), { status: 200, reused: true });
+    agent.destroy();
   });
 });
 

@@ -42,6 +42,7 @@ const CLAIM_LIMIT = 50;
 // callbacks a second, about 2,500 are held at any time. Each costs a few kB.
 const MAX_HELD_BATCHES = 3_000;
 const MAX_RETRY_DELAY_MS = 10_000;
+const CLAIM_ERROR_PAUSE_MS = 1_000;
 
 // A claimed callback waiting for the answers about its ids.
 type Waiting = {
@@ -205,17 +206,20 @@ export class CallbackService {
           for (const batch of batches) this.#hold(batch);
         } catch (err) {
           this.#logger.warn({ err }, 'could not claim callbacks');
+          // The database is away: try again in a while rather than at every poll.
+          await this.#pause(CLAIM_ERROR_PAUSE_MS);
+          continue;
         }
       }
-      if (claimed < CLAIM_LIMIT || !room()) await this.#pause();
+      if (claimed < CLAIM_LIMIT || !room()) await this.#pause(this.#pollIntervalMs);
     }
   }
 
   // Until the poll interval passes or the service stops. Accepting a callback does not wake
   // the claimer: a claim per callback would cost more than the poll's delay is worth.
-  #pause(): Promise<void> {
+  #pause(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, this.#pollIntervalMs);
+      const timer = setTimeout(done, ms);
       function done() {
         clearTimeout(timer);
         resolve();
