@@ -1,11 +1,15 @@
 // npm run bench -- [--url URL --token TOKEN] [--duration 10] [--connections 50]
-//                  [--scenarios S1,S2,...] [--workers N] [--db-dsn DSN] [--movies 2000] [--warmup 2]
+//                  [--scenarios S1,S2,...,C1] [--workers N] [--db-dsn DSN] [--movies 2000] [--warmup 2]
+//                  [--callback-clients 50] [--callback-ids 200] [--callback-id-range 200]
+//                  [--callback-interval 100]
 //
 // Starts the service itself (production settings, rate limiter off, embedded PostgreSQL
 // unless --db-dsn) unless given --url, prepares its data through the API, measures a
 // minimal node:http baseline, then runs the scenarios S1–S8 (S7, S8: the products API with
-// a JWT and with an API key, to compare with S2's book token). Prints a table, writes JSON
-// to bench/out/ and appends a row to bench/results.md.
+// a JWT and with an API key, to compare with S2's book token), L1 and L2 (a list of 100
+// movies without and with compression) and the callback scenario C1 (bench/callbacks.ts;
+// only when it starts the service). Prints a table, writes JSON to bench/out/ and appends a
+// row to bench/results.md (C1: bench/callback-results.md).
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
@@ -24,9 +28,11 @@ import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { hashSync } from '@node-rs/bcrypt';
+import { StandInUpstream } from '../src/callbacks/stand-in.ts';
 import { generateMovies } from '../src/movies/seed.ts';
 import { freePort } from '../test/ports.ts';
 import { SmtpSink, tokenIn } from '../test/smtp-sink.ts';
+import { type CallbackLoadResult, runCallbackLoad } from './callbacks.ts';
 import { hasWrk, type LoadResult, type LoadSpec, runNodeLoad, runWrk } from './load.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -37,11 +43,15 @@ const { values: opts } = parseArgs({
     token: { type: 'string' },
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '50' },
-    scenarios: { type: 'string', default: 'S1,S2,S3,S4,S5,S6,S7,S8,C1,C2' },
+    scenarios: { type: 'string', default: 'S1,S2,S3,S4,S5,S6,S7,S8,L1,L2,C1' },
     workers: { type: 'string', default: String(availableParallelism()) },
     'db-dsn': { type: 'string' },
     movies: { type: 'string', default: '2000' },
     warmup: { type: 'string', default: '2' },
+    'callback-clients': { type: 'string', default: '50' },
+    'callback-ids': { type: 'string', default: '200' },
+    'callback-id-range': { type: 'string', default: '200' },
+    'callback-interval': { type: 'string', default: '100' },
   },
 });
 
@@ -51,6 +61,7 @@ const wanted = new Set((opts.scenarios as string).split(','));
 
 type Service = {
   url: string;
+  callbacksUrl: string;
   pids: () => number[];
   stop: () => Promise<void>;
   grant: (email: string) => void;
@@ -94,8 +105,9 @@ async function waitForFileLine(
   }
 }
 
-async function startService(smtpPort: number): Promise<Service> {
+async function startService(smtpPort: number, upstreamUrl: string): Promise<Service> {
   const port = await freePort();
+  const callbacksPort = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'greenlight-bench-'));
   const dbFlags = opts['db-dsn']
     ? ['-db-dsn', opts['db-dsn']]
@@ -117,6 +129,10 @@ async function startService(smtpPort: number): Promise<Service> {
     String(opts.workers),
     '-jwt-secret',
     randomBytes(32).toString('base64url'),
+    '-callbacks-addr',
+    `127.0.0.1:${callbacksPort}`,
+    '-callbacks-upstream',
+    upstreamUrl,
     ...dbFlags,
   ];
   // The service logs straight into a file: relaying its lines through this process would
@@ -133,6 +149,7 @@ async function startService(smtpPort: number): Promise<Service> {
   await new Promise((r) => setTimeout(r, 1000));
   return {
     url: `http://127.0.0.1:${port}`,
+    callbacksUrl: `http://127.0.0.1:${callbacksPort}`,
     pids: () => {
       const children = existsSync(`/proc/${child.pid}/task/${child.pid}/children`)
         ? readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8')
@@ -299,12 +316,12 @@ function scenarios({ token, ids, jwt, apiKey, productIds }: Prepared): Scenario[
       spec: { method: 'GET', paths: productPaths, bodies: [], token: apiKey, connections: c },
     },
     {
-      name: 'C1',
+      name: 'L1',
       title: 'GET 100 movies, uncompressed',
       spec: { method: 'GET', paths: [LIST_100], bodies: [], token, connections: c },
     },
     {
-      name: 'C2',
+      name: 'L2',
       title: 'GET 100 movies, Accept-Encoding: br, gzip',
       spec: {
         method: 'GET',
@@ -362,7 +379,14 @@ function load(spec: LoadSpec): Promise<LoadResult> {
 function commit(): string {
   try {
     const git = (...args: string[]) => execFileSync('git', args, { cwd: ROOT }).toString().trim();
-    const changed = git('status', '--porcelain', '--', '.', ':(exclude)bench/results.md');
+    const changed = git(
+      'status',
+      '--porcelain',
+      '--',
+      '.',
+      ':(exclude)bench/results.md',
+      ':(exclude)bench/callback-results.md',
+    );
     return `${git('rev-parse', '--short', 'HEAD')}${changed ? '-dirty' : ''}`;
   } catch {
     return 'unknown';
@@ -393,13 +417,17 @@ async function main(): Promise<void> {
   );
 
   const sink = new SmtpSink();
+  // The task's upstream with its real delays, for C1 (in this process: its request count is
+  // the lookups a second).
+  const upstream = new StandInUpstream();
+  const upstreamUrl = await upstream.listen(0);
   let service: Service | undefined;
   let token = opts.token ?? '';
   let ids: number[] = [];
   let url = opts.url;
   if (!url) {
     await sink.start();
-    service = await startService(sink.port);
+    service = await startService(sink.port, upstreamUrl);
     url = service.url;
     console.log(
       `service: ${url} (workers ${opts.workers}); preparing ${opts.movies} movies through the API…`,
@@ -463,6 +491,30 @@ async function main(): Promise<void> {
     );
   }
 
+  let callbacks: CallbackLoadResult | undefined;
+  if (!service && wanted.has('C1')) console.log('C1 skipped: it needs the service this benchmark starts');
+  if (service && wanted.has('C1')) {
+    const spec = {
+      clients: Number(opts['callback-clients']),
+      ids: Number(opts['callback-ids']),
+      idRange: Number(opts['callback-id-range']),
+      intervalMs: Number(opts['callback-interval']),
+    };
+    console.log(
+      `C1 POST /callback: ${spec.clients} clients × ${spec.ids} ids (of 1..${spec.idRange}) every ${spec.intervalMs} ms, upstream 300–4,300 ms…`,
+    );
+    callbacks = await runCallbackLoad({
+      ...spec,
+      url: service.callbacksUrl,
+      upstream,
+      durationSeconds: duration,
+    });
+    console.log(
+      `C1 ${callbacks.accepted_per_s} callbacks/s accepted (non-200: ${callbacks.non_200})  p50 ${callbacks.p50_ms} ms  p99 ${callbacks.p99_ms} ms  max ${callbacks.max_ms} ms  ${callbacks.lookups_per_s} lookups/s  backlog ≤ ${callbacks.max_backlog} (oldest ≤ ${callbacks.max_backlog_age_s} s), drained ${callbacks.drained_after_s ?? 'not within 60'} s after the load`,
+    );
+  }
+  await upstream.close();
+
   const rssByProcess = service
     ? service
         .pids()
@@ -490,6 +542,7 @@ async function main(): Promise<void> {
     bcrypt_cost_12: bcrypt ? { hash_ms: bcrypt.hashMs, limit_rps: bcrypt.limitRps } : null,
     peak_rss_mib: peakRss === null ? null : Math.round(peakRss),
     scenarios: rows,
+    callbacks: callbacks ?? null,
   };
   const outDir = join(ROOT, 'bench', 'out');
   mkdirSync(outDir, { recursive: true });
@@ -511,10 +564,26 @@ async function main(): Promise<void> {
       '# Benchmark results\n\nAppended by `npm run bench`: req/s (ratio to the node:http baseline of the same run, p99 ms);\nfor S6, the share of cores / (time of one bcrypt cost-12 hash).\n\n| date | commit | machine | workers | baseline req/s | S1 | S2 | S3 | S4 | S5 | S6 | S7 | S8 | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n',
     );
   }
-  appendFileSync(
-    resultsFile,
-    `| ${report.date.slice(0, 16)} | ${report.commit} | ${report.machine} | ${report.workers} | ${report.baseline.rps} | ${['S1', 'S2', 'S3', 'S4', 'S5', 'S6', 'S7', 'S8'].map(cell).join(' | ')} | ${report.peak_rss_mib ?? '–'} |\n`,
-  );
+  if (callbacks) {
+    const callbackFile = join(ROOT, 'bench', 'callback-results.md');
+    if (!existsSync(callbackFile)) {
+      writeFileSync(
+        callbackFile,
+        '# Callback benchmark results (C1)\n\nAppended by `npm run bench`: clients × ids every interval against the stand-in upstream (300–4,300 ms).\n\n| date | commit | machine | workers | load | accepted/s | non-200 | p50 ms | p99 ms | max ms | lookups/s | max backlog | max backlog age s | drained after s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n',
+      );
+    }
+    const c = callbacks;
+    appendFileSync(
+      callbackFile,
+      `| ${report.date.slice(0, 16)} | ${report.commit} | ${report.machine} | ${report.workers} | ${opts['callback-clients']} × ${opts['callback-ids']} of ${opts['callback-id-range']} / ${opts['callback-interval']} ms, ${duration} s | ${c.accepted_per_s} | ${c.non_200} | ${c.p50_ms} | ${c.p99_ms} | ${c.max_ms} | ${c.lookups_per_s} | ${c.max_backlog} | ${c.max_backlog_age_s} | ${c.drained_after_s ?? '> 60'} |\n`,
+    );
+  }
+  if (rows.length > 0) {
+    appendFileSync(
+      resultsFile,
+      `| ${report.date.slice(0, 16)} | ${report.commit} | ${report.machine} | ${report.workers} | ${report.baseline.rps} | ${['S1', 'S2', 'S3', 'S4', 'S5', 'S6', 'S7', 'S8'].map(cell).join(' | ')} | ${report.peak_rss_mib ?? '–'} |\n`,
+    );
+  }
 }
 
 main().catch((err) => {

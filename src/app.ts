@@ -16,7 +16,7 @@ import { MOVIE_PATHS, movieRoutes } from './movies/movies.routes.ts';
 import { corsHook } from './platform/cors.ts';
 import { createPool, type Db } from './platform/db.ts';
 import { BadRequestError, errorResponse, NotFoundError } from './platform/errors.ts';
-import { addMethodFallbacks, deprecationHeaders } from './platform/http.ts';
+import { addMethodFallbacks, deprecationHeaders, sendError } from './platform/http.ts';
 import { clientErrorHandler, effectiveMaxConnections, GreenlightServer } from './platform/http-server.ts';
 import type { Jobs } from './platform/jobs.ts';
 import { MAX_BODY_BYTES } from './platform/json-body.ts';
@@ -44,7 +44,7 @@ export function createMetrics(config: Config, db: Db, jobs: Jobs): Metrics {
 // A client's X-Request-Id is kept when it looks like an id; anything else is replaced.
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-function requestId(req: IncomingMessage): string {
+export function requestId(req: IncomingMessage): string {
   const given = req.headers['x-request-id'];
   return typeof given === 'string' && SANE_REQUEST_ID.test(given) ? given : randomUUID();
 }
@@ -213,14 +213,7 @@ export function buildApp({
   });
 
   app.setErrorHandler((err, request, reply) => {
-    const response = errorResponse(err);
-    if (response.status >= 500) {
-      request.log.error({ err, method: request.method, path: request.url }, 'request failed');
-    }
-    reply
-      .code(response.status)
-      .headers(response.headers ?? {})
-      .send({ error: response.error });
+    sendError(err, request, reply);
   });
 
   app.setNotFoundHandler(async () => {

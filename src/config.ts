@@ -56,6 +56,18 @@ export type Config = Readonly<{
     jwtTtlMs: number;
     oidc: Readonly<{ issuer: string; audience: string; autoProvision: boolean; jwksCacheMs: number }>;
   }>;
+  callbacks: CallbacksConfig;
+}>;
+
+export type CallbacksConfig = Readonly<{
+  // null: the listener is off (the service still runs nowhere else).
+  listen: Readonly<{ host: string; port: number }> | null;
+  upstream: string;
+  ttlMs: number;
+  concurrency: number;
+  upstreamTimeoutMs: number;
+  leaseMs: number;
+  clientIntervalMs: number;
 }>;
 
 export const AUTH_METHODS = ['token', 'jwt', 'apikey', 'oidc'] as const;
@@ -239,6 +251,48 @@ const FLAGS: readonly FlagSpec[] = [
     kind: 'duration',
     default: '5m',
     help: "how long the provider's keys are trusted before they are fetched again",
+  },
+  {
+    name: 'callbacks-addr',
+    kind: 'string',
+    default: 'localhost:9090',
+    help: 'host:port of the callback listener (POST /callback); empty disables it',
+  },
+  {
+    name: 'callbacks-upstream',
+    kind: 'string',
+    default: 'http://localhost:9010',
+    help: 'base URL of the service answering GET /objects/{id}',
+  },
+  {
+    name: 'callbacks-ttl',
+    kind: 'duration',
+    default: '30s',
+    help: 'objects not seen for this long are deleted',
+  },
+  {
+    name: 'callbacks-concurrency',
+    kind: 'int',
+    default: '200',
+    help: 'upstream lookups in flight at once, per process',
+  },
+  {
+    name: 'callbacks-upstream-timeout',
+    kind: 'duration',
+    default: '5s',
+    help: 'timeout of one upstream lookup (the upstream takes up to 4.3 s)',
+  },
+  {
+    name: 'callbacks-lease',
+    kind: 'duration',
+    default: '10s',
+    help: 'a claimed callback whose worker stops renewing it is claimed again after this long',
+  },
+  {
+    name: 'callbacks-client-interval',
+    kind: 'duration',
+    default: '5s',
+    help: 'how often `callbacks client` posts',
   },
   { name: 'demo-port', kind: 'int', default: '9000', help: 'port of `demo cors`' },
   {
@@ -477,6 +531,7 @@ export function buildConfig(settings: Settings): Config {
   check(oidcJwksCacheMs >= 1000, 'oidc-jwks-cache', 'must be at least 1s');
   const jwtTtlMs = s('jwt-ttl') as number;
   check(jwtTtlMs >= 1000, 'jwt-ttl', 'must be at least 1s');
+  const callbacks = buildCallbacksConfig(s);
   const dsn = s('db-dsn') as string;
   if (dsn !== '') {
     check(/^postgres(ql)?:\/\//.test(dsn), 'db-dsn', 'must be a postgres:// or postgresql:// URL');
@@ -534,6 +589,48 @@ export function buildConfig(settings: Settings): Config {
         jwksCacheMs: oidcJwksCacheMs,
       }),
     }),
+    callbacks,
+  });
+}
+
+function buildCallbacksConfig(s: Settings['get']): CallbacksConfig {
+  const addr = s('callbacks-addr') as string;
+  const hostPort = /^(\[[^\]]+\]|[^:\s]*):(\d+)$/.exec(addr);
+  check(
+    addr === '' || (hostPort !== null && Number(hostPort[2]) <= 65535),
+    'callbacks-addr',
+    'must be host:port (port 0 picks a free one), or empty to disable the listener',
+  );
+  const upstream = s('callbacks-upstream') as string;
+  check(
+    /^https?:\/\/[^/\s]+(\/\S*)?$/.test(upstream),
+    'callbacks-upstream',
+    'must be an http:// or https:// URL',
+  );
+  const ttlMs = s('callbacks-ttl') as number;
+  check(ttlMs >= 1000, 'callbacks-ttl', 'must be at least 1s');
+  const concurrency = s('callbacks-concurrency') as number;
+  check(concurrency >= 1 && concurrency <= 100_000, 'callbacks-concurrency', 'must be between 1 and 100000');
+  const upstreamTimeoutMs = s('callbacks-upstream-timeout') as number;
+  check(upstreamTimeoutMs > 0, 'callbacks-upstream-timeout', 'must be greater than zero');
+  const leaseMs = s('callbacks-lease') as number;
+  check(leaseMs >= 300, 'callbacks-lease', 'must be at least 300ms');
+  const clientIntervalMs = s('callbacks-client-interval') as number;
+  check(clientIntervalMs > 0, 'callbacks-client-interval', 'must be greater than zero');
+  return Object.freeze({
+    listen: hostPort
+      ? Object.freeze({
+          // ":9090" listens on every interface, as Go's net.Listen does.
+          host: (hostPort[1] as string).replace(/^\[|\]$/g, '') || '0.0.0.0',
+          port: Number(hostPort[2]),
+        })
+      : null,
+    upstream: upstream.replace(/\/+$/, ''),
+    ttlMs,
+    concurrency,
+    upstreamTimeoutMs,
+    leaseMs,
+    clientIntervalMs,
   });
 }
 
@@ -565,6 +662,9 @@ export function usage(): string {
     '  jwt rotate                    with -jwt-alg EdDSA: a new signing key; expired keys removed',
     "  demo cors [-demo-port 9000]   serve the book's CORS demo pages",
     '  openapi                       print the OpenAPI 3.1 document',
+    '  callbacks                     run the callback service alone (POST /callback)',
+    '  callbacks upstream            a stand-in for the upstream /objects/{id} service',
+    "  callbacks client              post callbacks like the task's client",
     '',
     'Flags:',
     ...lines,

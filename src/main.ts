@@ -4,6 +4,7 @@
 //   greenlight migrate up | down N | down -all | goto V | version | force V | create NAME
 //   greenlight seed movies [-count N]
 //   greenlight openapi                    the OpenAPI 3.1 document, on stdout
+//   greenlight callbacks [upstream | client]
 import { setRole } from './accounts/accounts.ts';
 import {
   grantPermissions,
@@ -16,6 +17,7 @@ import { selectUserByEmail } from './accounts/users.sql.ts';
 import { openApiDocument } from './app.ts';
 import { recordEvent } from './audit/audit.ts';
 import { rotateKeys } from './auth/jwt-keys.ts';
+import { runCallbackClient, serveCallbacks, serveStandInUpstream } from './callbacks/cli.ts';
 import { buildConfig, type Config, ConfigError, readSettings, type Settings, usage } from './config.ts';
 import { serveCorsDemo } from './demo/cors-demo.ts';
 import { generateMovies, seedMovies } from './movies/seed.ts';
@@ -175,6 +177,11 @@ async function main(argv: string[]): Promise<void> {
       console.log(`new signing key ${kid}${removed.length ? `; removed expired ${removed.join(' ')}` : ''}`);
       return;
     }
+    case 'callbacks':
+      if (rest[0] === undefined) return serveCallbacks(config, logger);
+      if (rest[0] === 'upstream') return serveStandInUpstream(config, logger);
+      if (rest[0] === 'client') return runCallbackClient(config, logger);
+      throw new UsageError('usage: greenlight callbacks [upstream | client]');
     case 'demo':
       if (rest[0] !== 'cors')
         throw new UsageError('usage: greenlight demo cors [-demo-port 9000] [-demo-api URL]');

@@ -6,6 +6,7 @@ import { buildApp, createMetrics } from './app.ts';
 import { jwtSecretFromDataDir } from './auth/jwt.ts';
 import { ensureKeyDir } from './auth/jwt-keys.ts';
 import { startBackground } from './background.ts';
+import { startCallbacks } from './callbacks/listener.ts';
 import { superviseWorkers } from './cluster.ts';
 import { type Config, checkServeConfig } from './config.ts';
 import { countMovies } from './movies/movies.sql.ts';
@@ -73,6 +74,7 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
   const stopListening = await listenForIdentityChanges(database.dsn, identityCache, logger);
   const app = buildApp({ config, db, logger, jobs: background.jobs, metrics, identityCache });
   await background.startWorkers(db, metrics);
+  const callbacks = await startCallbacks({ config, dsn: database.dsn, logger, registry: metrics.registry });
 
   let shuttingDown = false;
   // Like Go's Shutdown: a connection whose request finishes during shutdown is closed, so a
@@ -91,6 +93,7 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
     }, config.shutdownTimeoutMs);
     try {
       await app.close();
+      await callbacks.stop();
       clearTimeout(deadline);
       logger.info('completing background tasks');
       await background.stop();

@@ -13,6 +13,7 @@ import {
   NotFoundError,
   NotPermittedError,
   RateLimitedError,
+  UnavailableError,
   ValidationError,
 } from '../src/platform/errors.ts';
 import { redactSecrets } from '../src/platform/metrics.ts';
@@ -44,6 +45,7 @@ describe('the error table', () => {
     ],
     [new BadRequestError('body must not be empty'), 400, 'body must not be empty'],
     [new ValidationError({ title: 'must be provided' }), 422, { title: 'must be provided' }],
+    [new UnavailableError('the database is unavailable'), 503, 'the database is unavailable'],
     [new EditConflictError(), 409, 'unable to update the record due to an edit conflict, please try again'],
     [new RateLimitedError(3), 429, 'rate limit exceeded', { 'retry-after': '3' }],
     [new InvalidCredentialsError(), 401, 'invalid authentication credentials'],

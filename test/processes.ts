@@ -148,6 +148,8 @@ export const SERVE_FLAGS = [
   '-env',
   'development',
   '-limiter-enabled=false',
+  // Tests run servers side by side: none takes the callback listener's fixed port.
+  '-callbacks-addr=',
 ];
 
 export async function startServer(

@@ -70,6 +70,8 @@ export type PoolOptions = Readonly<{
   maxIdleTimeMs: number;
   queryTimeoutMs: number;
   applicationName?: string;
+  // Session settings for every connection, as libpq's `options` ("-c name=value ...").
+  sessionOptions?: string;
 }>;
 
 const BIGINT_OID = 20;
@@ -92,6 +94,7 @@ export function createPool(options: PoolOptions): Db {
     // Client-side backstop in case the server never answers at all.
     query_timeout: options.queryTimeoutMs + 2_000,
     application_name: options.applicationName ?? 'greenlight',
+    ...(options.sessionOptions ? { options: options.sessionOptions } : {}),
     types,
   });
   // An idle client losing its connection emits 'error' on the pool; without a listener

@@ -28,6 +28,9 @@ export class ValidationError extends Error {
   }
 }
 
+// A dependency (the database) cannot serve the request now; the message is client-facing.
+export class UnavailableError extends Error {}
+
 export class MethodNotAllowedError extends Error {
   readonly method: string;
   readonly allow: string;
@@ -116,6 +119,7 @@ export const ERROR_RESPONSES: ReadonlyArray<readonly [ErrorClass, (err: never) =
   ],
   [BadRequestError, (err: BadRequestError) => ({ status: 400, error: err.message })],
   [ValidationError, (err: ValidationError) => ({ status: 422, error: err.fields })],
+  [UnavailableError, (err: UnavailableError) => ({ status: 503, error: err.message })],
   [EditConflictError, () => ({ status: 409, error: MESSAGES.editConflict })],
   [InvalidCredentialsError, () => ({ status: 401, error: MESSAGES.invalidCredentials })],
   [

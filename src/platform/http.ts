@@ -1,7 +1,7 @@
 // HTTP helpers shared by every module: id parameters, and the book's router behaviour for
 // known paths (405 with Allow for other methods, 200 with Allow for OPTIONS).
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
-import { MethodNotAllowedError, NotFoundError } from './errors.ts';
+import { errorResponse, MethodNotAllowedError, NotFoundError } from './errors.ts';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -71,4 +71,18 @@ export function addMethodFallbacks(app: FastifyInstance, paths: readonly string[
       },
     });
   }
+}
+
+// The one way an error becomes a response: the table's status, headers and message, and a
+// log line with the stack for server faults. Returns the status sent.
+export function sendError(err: unknown, request: FastifyRequest, reply: FastifyReply): number {
+  const response = errorResponse(err);
+  if (response.status >= 500) {
+    request.log.error({ err, method: request.method, path: request.url }, 'request failed');
+  }
+  reply
+    .code(response.status)
+    .headers(response.headers ?? {})
+    .send({ error: response.error });
+  return response.status;
 }

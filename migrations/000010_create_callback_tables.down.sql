@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS callback_batches;
+DROP TABLE IF EXISTS callback_objects;

@@ -1,0 +1,319 @@
+// The callback service's use cases: accept a callback (store it durably, then answer),
+// process stored callbacks (claim, look every id up upstream, store the online ones), and
+// sweep objects not seen within the TTL. Every instance runs all three on the same tables:
+// claims are disjoint (SKIP LOCKED) and leased, so a crashed instance's work is claimed
+// again when its lease runs out; the sweep takes an advisory lock.
+import type prom from 'prom-client';
+import type { CallbacksConfig } from '../config.ts';
+import type { Db } from '../platform/db.ts';
+import { UnavailableError } from '../platform/errors.ts';
+import type { Logger } from '../platform/logger.ts';
+import type { CallbackBatch, ObjectStatus } from './callback.ts';
+import { CallbackMetrics } from './callbacks.metrics.ts';
+import {
+  claimBatches,
+  countObjects,
+  deleteBatch,
+  deleteExpiredObjects,
+  finishBatch,
+  insertBatch,
+  releaseBatches,
+  renewLeases,
+  selectBacklog,
+  selectObjects,
+} from './callbacks.sql.ts';
+import { isCircuitOpen, Upstream, type UpstreamOptions } from './upstream.ts';
+
+export type CallbackServiceOptions = Readonly<{
+  config: CallbacksConfig;
+  // The intake gets its own pool so that answering callbacks never queues behind workers.
+  intakeDb: Db;
+  workDb: Db;
+  logger: Logger;
+  registry: prom.Registry;
+  // Tuning the tests shorten; production uses the defaults.
+  upstream?: Partial<UpstreamOptions>;
+  sweepIntervalMs?: number;
+  pollIntervalMs?: number;
+}>;
+
+const CLAIM_LIMIT = 50;
+// A claimed callback waits for its slowest id (up to 4.3 s at the task's upstream): at 500
+// callbacks a second, about 2,500 are held at any time. Each costs a few kB.
+const MAX_HELD_BATCHES = 3_000;
+const MAX_RETRY_DELAY_MS = 10_000;
+const CLAIM_ERROR_PAUSE_MS = 1_000;
+
+// A claimed callback waiting for the answers about its ids.
+type Waiting = {
+  remaining: number;
+  online: number[];
+  unresolved: number[];
+  firstError?: unknown;
+  done: (waiting: Waiting) => void;
+};
+
+const ascending = (a: number, b: number) => a - b;
+
+export class CallbackService {
+  readonly metrics: CallbackMetrics;
+  readonly #config: CallbacksConfig;
+  readonly #intakeDb: Db;
+  readonly #workDb: Db;
+  readonly #logger: Logger;
+  readonly #upstream: Upstream;
+  readonly #sweepIntervalMs: number;
+  readonly #pollIntervalMs: number;
+  // One upstream request per id at a time, whichever callbacks ask for it: the id's lookup
+  // in flight and the callbacks waiting for its answer.
+  readonly #lookups = new Map<number, Waiting[]>();
+  // Batches this process has claimed and not finished, with their processing.
+  readonly #held = new Map<number, Promise<void>>();
+  // Of those, the ones whose lease is still ours to renew.
+  readonly #leased = new Set<number>();
+  #stopping = false;
+  #wake: () => void = () => {};
+  #claimer: Promise<void> = Promise.resolve();
+  #timers: NodeJS.Timeout[] = [];
+
+  constructor(options: CallbackServiceOptions) {
+    this.#config = options.config;
+    this.#intakeDb = options.intakeDb;
+    this.#workDb = options.workDb;
+    this.#logger = options.logger.child({ component: 'callbacks' });
+    this.#sweepIntervalMs = options.sweepIntervalMs ?? 1_000;
+    this.#pollIntervalMs = options.pollIntervalMs ?? 100;
+    this.metrics = new CallbackMetrics(options.registry, {
+      lookupsInFlight: () => this.#lookups.size,
+      backlog: () => selectBacklog(this.#intakeDb),
+      breakerState: () => this.#upstream.breakerState,
+      objectsStored: () => countObjects(this.#intakeDb),
+    });
+    this.#upstream = new Upstream({
+      baseUrl: options.config.upstream,
+      concurrency: options.config.concurrency,
+      timeoutMs: options.config.upstreamTimeoutMs,
+      onAttempt: (outcome, seconds) => this.metrics.lookupAttempted(outcome, seconds),
+      onBreakerChange: (state) => {
+        this.metrics.breakerTransitions.inc({ state });
+        this.#logger[state === 'open' ? 'warn' : 'info']({ state }, 'upstream circuit breaker changed');
+      },
+      ...options.upstream,
+    });
+  }
+
+  get lookupsInFlight(): number {
+    return this.#lookups.size;
+  }
+
+  get breakerState() {
+    return this.#upstream.breakerState;
+  }
+
+  // Stored before it returns: a callback acknowledged is a callback that will be processed.
+  async accept(objectIds: readonly number[], sentIds: number): Promise<void> {
+    if (objectIds.length > 0) {
+      try {
+        await insertBatch(this.#intakeDb, objectIds);
+      } catch (err) {
+        this.metrics.rejected.inc({ reason: 'unavailable' });
+        this.#logger.error({ err }, 'could not store a callback');
+        throw new UnavailableError('the callback could not be stored, please retry');
+      }
+    }
+    this.metrics.received.inc();
+    this.metrics.idsReceived.inc(sentIds);
+  }
+
+  rejected(): void {
+    this.metrics.rejected.inc({ reason: 'invalid' });
+  }
+
+  async health(): Promise<{ callbacks: number; oldestSeconds: number }> {
+    try {
+      return await selectBacklog(this.#intakeDb);
+    } catch (err) {
+      this.#logger.warn({ err }, 'health check: database unavailable');
+      throw new UnavailableError('the database is unavailable');
+    }
+  }
+
+  objects(limit: number) {
+    return selectObjects(this.#intakeDb, limit);
+  }
+
+  start(): void {
+    this.#claimer = this.#claimLoop();
+    let sweeping = false;
+    this.#timers.push(
+      setInterval(() => {
+        if (sweeping) return;
+        sweeping = true;
+        this.sweep()
+          .catch((err: unknown) => this.#logger.warn({ err }, 'callback sweep failed'))
+          .finally(() => {
+            sweeping = false;
+          });
+      }, this.#sweepIntervalMs),
+      setInterval(() => {
+        renewLeases(this.#workDb, [...this.#leased], this.#config.leaseMs).catch((err: unknown) =>
+          this.#logger.warn({ err }, 'could not renew callback leases'),
+        );
+      }, this.#config.leaseMs / 3),
+    );
+  }
+
+  async sweep(): Promise<number> {
+    const deleted = await deleteExpiredObjects(this.#workDb, this.#config.ttlMs);
+    if (deleted > 0) {
+      this.metrics.expired.inc(deleted);
+      this.#logger.debug({ deleted }, 'expired callback objects');
+    }
+    return deleted;
+  }
+
+  // Stops claiming, lets claimed callbacks finish within the grace period, then abandons the
+  // lookups still running and hands their callbacks back for any instance to claim.
+  async stop(graceMs: number): Promise<void> {
+    this.#stopping = true;
+    for (const timer of this.#timers) clearInterval(timer);
+    this.#wake();
+    await this.#claimer;
+    let deadline: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(this.#held.values()),
+      new Promise((resolve) => {
+        deadline = setTimeout(resolve, graceMs);
+      }),
+    ]);
+    clearTimeout(deadline);
+    await this.#upstream.close();
+    await Promise.all(this.#held.values());
+    await releaseBatches(this.#workDb, [...this.#leased]).catch((err: unknown) =>
+      this.#logger.warn({ err }, 'could not hand back claimed callbacks; their leases will run out'),
+    );
+  }
+
+  async #claimLoop(): Promise<void> {
+    const room = () =>
+      this.#lookups.size < this.#config.concurrency * 2 && this.#held.size < MAX_HELD_BATCHES;
+    while (!this.#stopping) {
+      let claimed = 0;
+      if (room()) {
+        try {
+          const batches = await claimBatches(this.#workDb, CLAIM_LIMIT, this.#config.leaseMs);
+          claimed = batches.length;
+          for (const batch of batches) this.#hold(batch);
+        } catch (err) {
+          this.#logger.warn({ err }, 'could not claim callbacks');
+          // The database is away: try again in a while rather than at every poll.
+          await this.#pause(CLAIM_ERROR_PAUSE_MS);
+          continue;
+        }
+      }
+      if (claimed < CLAIM_LIMIT || !room()) await this.#pause(this.#pollIntervalMs);
+    }
+  }
+
+  // Until the poll interval passes or the service stops. Accepting a callback does not wake
+  // the claimer: a claim per callback would cost more than the poll's delay is worth.
+  #pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#wake = done;
+    });
+  }
+
+  #hold(batch: CallbackBatch): void {
+    if (this.#held.has(batch.id)) return;
+    this.#leased.add(batch.id);
+    const processing = this.#process(batch)
+      .catch((err: unknown) => {
+        // Left claimed: the lease runs out and the callback is claimed again.
+        this.#logger.error({ err, callback: batch.id }, 'could not finish a callback');
+      })
+      .finally(() => {
+        this.#held.delete(batch.id);
+        this.#leased.delete(batch.id);
+      });
+    this.#held.set(batch.id, processing);
+  }
+
+  async #process(batch: CallbackBatch): Promise<void> {
+    if (Date.now() - batch.receivedAt.getTime() > this.#config.ttlMs) {
+      // Whatever the upstream says now, objects seen then are already due for deletion.
+      this.#leased.delete(batch.id);
+      await deleteBatch(this.#workDb, batch.id);
+      this.metrics.abandoned.inc(batch.objectIds.length);
+      this.#logger.warn(
+        { callback: batch.id, ids: batch.objectIds.length, attempts: batch.attempts },
+        'callback older than the TTL dropped unresolved',
+      );
+      return;
+    }
+    const waiting = await new Promise<Waiting>((resolve) => {
+      const entry: Waiting = { remaining: batch.objectIds.length, online: [], unresolved: [], done: resolve };
+      if (entry.remaining === 0) resolve(entry);
+      for (const id of batch.objectIds) this.#await(id, entry);
+    });
+    // Answers come in any order; the upsert wants its ids sorted.
+    const online = waiting.online.sort(ascending);
+    const unresolved = waiting.unresolved.sort(ascending);
+    this.#leased.delete(batch.id);
+    const delayMs = this.#stopping ? 0 : retryDelay(batch.attempts);
+    await finishBatch(this.#workDb, batch, online, unresolved, delayMs);
+    if (unresolved.length > 0 && !this.#stopping) {
+      this.#logger.warn(
+        {
+          callback: batch.id,
+          unresolved: unresolved.length,
+          attempts: batch.attempts,
+          delay_ms: delayMs,
+          err: waiting.firstError,
+        },
+        'callback lookups failed; retrying later',
+      );
+    }
+  }
+
+  // Adds a callback to the waiters for id's answer, starting the lookup if none is in
+  // flight. A waiter is a counter and two arrays, not a promise per id: thousands of held
+  // callbacks of up to 10,000 ids each stay cheap for the garbage collector.
+  #await(id: number, waiting: Waiting): void {
+    const waiters = this.#lookups.get(id);
+    if (waiters) {
+      waiters.push(waiting);
+      return;
+    }
+    const first = [waiting];
+    this.#lookups.set(id, first);
+    const settle = (status: ObjectStatus | undefined, err?: unknown) => {
+      this.#lookups.delete(id);
+      for (const entry of first) {
+        if (!status) {
+          entry.unresolved.push(id);
+          entry.firstError ??= err;
+        } else if (status.online) entry.online.push(id);
+        if (--entry.remaining === 0) entry.done(entry);
+      }
+    };
+    this.#upstream.lookup(id).then(
+      (status) => settle(status),
+      (err: unknown) => {
+        if (isCircuitOpen(err)) this.metrics.lookups.inc({ outcome: 'circuit_open' });
+        settle(undefined, err);
+      },
+    );
+  }
+}
+
+// Exponential in the callback's attempts, with full jitter, so retries of many callbacks
+// spread out instead of arriving together.
+function retryDelay(attempts: number): number {
+  const ceiling = Math.min(MAX_RETRY_DELAY_MS, 250 * 2 ** Math.min(attempts, 10));
+  return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+}

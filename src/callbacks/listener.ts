@@ -1,0 +1,129 @@
+// The callback service as a unit: its own pools, the processing and sweeping, and its own
+// HTTP listener (a Fastify instance apart from the /v1 API, on -callbacks-addr). Started by
+// `greenlight serve` next to the API, or alone by `greenlight callbacks`.
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, LogController } from 'fastify';
+import prom from 'prom-client';
+import { requestId } from '../app.ts';
+import type { Config } from '../config.ts';
+import { createPool } from '../platform/db.ts';
+import { BadRequestError, errorResponse, NotFoundError } from '../platform/errors.ts';
+import { addMethodFallbacks, sendError } from '../platform/http.ts';
+import { MAX_BODY_BYTES } from '../platform/json-body.ts';
+import type { Logger } from '../platform/logger.ts';
+import { CALLBACK_PATHS, callbackRoutes } from './callbacks.routes.ts';
+import { CallbackService, type CallbackServiceOptions } from './callbacks.ts';
+
+export function buildCallbackListener(
+  service: CallbackService,
+  registry: prom.Registry,
+  logger: Logger,
+): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: logger,
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
+    genReqId: requestId,
+    bodyLimit: MAX_BODY_BYTES,
+    exposeHeadRoutes: false,
+    // The task's client posts every 5 s: idle connections stay open well past that, so each
+    // client keeps reusing one connection.
+    keepAliveTimeout: 65_000,
+    requestTimeout: 30_000,
+    frameworkErrors: (err, request, reply: FastifyReply) => {
+      const response = errorResponse(err.code === 'FST_ERR_BAD_URL' ? new NotFoundError() : err);
+      reply.code(response.status).header('x-request-id', request.id).send({ error: response.error });
+    },
+  }) as unknown as FastifyInstance;
+
+  // Senders post JSON with whatever Content-Type they like; the route decodes the bytes.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    if (request.routeOptions.url === '/callback') {
+      service.metrics.requestDuration.observe({ status: String(reply.statusCode) }, reply.elapsedTime / 1000);
+    }
+  });
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    // Schema checks (the /objects query) are the client's mistake too.
+    const status = sendError(err.validation ? new BadRequestError(err.message) : err, request, reply);
+    if (status === 400 && request.routeOptions.url === '/callback') service.rejected();
+  });
+  app.setNotFoundHandler(async () => {
+    throw new NotFoundError();
+  });
+  callbackRoutes(app, service, registry);
+  addMethodFallbacks(app, CALLBACK_PATHS);
+  return app;
+}
+
+export type RunningCallbacks = Readonly<{
+  service: CallbackService;
+  // host:port the listener is bound to, or null when -callbacks-addr is empty.
+  address: string | null;
+  stop: () => Promise<void>;
+}>;
+
+export async function startCallbacks(
+  options: Readonly<{
+    config: Config;
+    dsn: string;
+    logger: Logger;
+    registry?: prom.Registry;
+    tuning?: Pick<CallbackServiceOptions, 'upstream' | 'sweepIntervalMs' | 'pollIntervalMs'>;
+  }>,
+): Promise<RunningCallbacks> {
+  const { config, dsn, logger } = options;
+  const registry = options.registry ?? new prom.Registry();
+  const pool = (name: string, sessionOptions?: string) =>
+    createPool({
+      ...config.db,
+      dsn,
+      maxOpenConns: 8,
+      applicationName: `greenlight-callbacks-${name}`,
+      sessionOptions,
+    });
+  const intakeDb = pool('intake');
+  // Only the intake's commit must reach the disk before we answer. What workers write
+  // (claims, results, deletions, sweeps) may be lost by a crash of PostgreSQL itself: the
+  // WAL loses a suffix, so the callbacks it had deleted reappear and are processed again,
+  // and the upsert never moves last_seen backwards. Not waiting for those flushes leaves
+  // the disk to the intake's commits.
+  const workDb = pool('work', '-c synchronous_commit=off');
+  const service = new CallbackService({
+    config: config.callbacks,
+    intakeDb,
+    workDb,
+    logger,
+    registry,
+    ...options.tuning,
+  });
+  const listen = config.callbacks.listen;
+  const app = listen ? buildCallbackListener(service, registry, logger) : null;
+  const closePools = () => Promise.all([intakeDb.end(), workDb.end()]);
+  let address: string | null = null;
+  if (app && listen) {
+    try {
+      await app.listen({ host: listen.host, port: listen.port });
+    } catch (err) {
+      await closePools();
+      throw err;
+    }
+    const bound = app.server.address();
+    address = typeof bound === 'object' && bound ? `${bound.address}:${bound.port}` : String(bound);
+  }
+  service.start();
+  logger.info({ addr: address, upstream: config.callbacks.upstream }, 'callback service started');
+  return {
+    service,
+    address,
+    // Stops taking callbacks first, then finishes or hands back the claimed ones.
+    stop: async () => {
+      await app?.close();
+      await service.stop(config.shutdownTimeoutMs);
+      await closePools();
+    },
+  };
+}

@@ -1,0 +1,145 @@
+// The upstream object service (GET {base}/objects/{id} → {"id": N, "online": bool}, sent as
+// text/plain, in 300 ms to 4.3 s). Connections are kept alive and reused (undici Pool);
+// each attempt has its own timeout; failed attempts are retried with exponential backoff
+// and jitter; a circuit breaker stops calling an upstream that keeps failing and lets a
+// probe through after a pause. At most `concurrency` requests are in flight at once.
+import {
+  BrokenCircuitError,
+  bulkhead,
+  CircuitState,
+  ConsecutiveBreaker,
+  circuitBreaker,
+  ExponentialBackoff,
+  handleWhen,
+  retry,
+  wrap,
+} from 'cockatiel';
+import { Pool } from 'undici';
+import { type ObjectStatus, parseObjectStatus } from './callback.ts';
+
+export type LookupOutcome = 'online' | 'offline' | 'error' | 'timeout' | 'invalid' | 'circuit_open';
+
+export type BreakerState = 'closed' | 'open' | 'half_open';
+
+export type UpstreamOptions = Readonly<{
+  baseUrl: string;
+  concurrency: number;
+  timeoutMs: number;
+  // Tries per lookup, the first included, before the lookup counts as failed.
+  attempts?: number;
+  retryInitialDelayMs?: number;
+  // Consecutive failed attempts that open the breaker, and how long it stays open.
+  breakerThreshold?: number;
+  halfOpenAfterMs?: number;
+  // Each attempt, with how long it took.
+  onAttempt?: (outcome: LookupOutcome, seconds: number) => void;
+  onBreakerChange?: (state: BreakerState) => void;
+}>;
+
+class InvalidAnswerError extends Error {}
+class UpstreamStatusError extends Error {}
+
+const BREAKER_STATES: Record<number, BreakerState> = {
+  [CircuitState.Closed]: 'closed',
+  [CircuitState.Open]: 'open',
+  [CircuitState.HalfOpen]: 'half_open',
+  [CircuitState.Isolated]: 'open',
+};
+
+export class Upstream {
+  readonly #pool: Pool;
+  readonly #basePath: string;
+  readonly #options: UpstreamOptions;
+  readonly #closing = new AbortController();
+  readonly #breaker;
+  readonly #policy;
+
+  constructor(options: UpstreamOptions) {
+    this.#options = options;
+    const url = new URL(options.baseUrl);
+    this.#basePath = url.pathname.replace(/\/+$/, '');
+    this.#pool = new Pool(url.origin, {
+      connections: options.concurrency,
+      // The stand-in and most servers keep idle connections 5 s or more; undici also honours
+      // a Keep-Alive: timeout= hint from the server.
+      keepAliveTimeout: 4_000,
+      headersTimeout: options.timeoutMs,
+      bodyTimeout: options.timeoutMs,
+    });
+    this.#breaker = circuitBreaker(
+      handleWhen(() => !this.#closing.signal.aborted),
+      {
+        halfOpenAfter: options.halfOpenAfterMs ?? 5_000,
+        breaker: new ConsecutiveBreaker(options.breakerThreshold ?? 20),
+      },
+    );
+    this.#breaker.onStateChange((state) => options.onBreakerChange?.(BREAKER_STATES[state] ?? 'open'));
+    const retries = retry(
+      handleWhen((err) => !(err instanceof BrokenCircuitError) && !this.#closing.signal.aborted),
+      {
+        maxAttempts: (options.attempts ?? 3) - 1,
+        backoff: new ExponentialBackoff({
+          initialDelay: options.retryInitialDelayMs ?? 200,
+          maxDelay: 5_000,
+        }),
+      },
+    );
+    // Retries outermost, so a lookup waiting out its backoff holds no concurrency slot.
+    this.#policy = wrap(retries, bulkhead(options.concurrency, Number.POSITIVE_INFINITY), this.#breaker);
+  }
+
+  get breakerState(): BreakerState {
+    return BREAKER_STATES[this.#breaker.state] ?? 'open';
+  }
+
+  // Resolves with the object's status or rejects once every attempt has failed.
+  lookup(id: number): Promise<ObjectStatus> {
+    return this.#policy.execute(() => this.#attempt(id), this.#closing.signal);
+  }
+
+  async #attempt(id: number): Promise<ObjectStatus> {
+    const started = performance.now();
+    let outcome: LookupOutcome = 'error';
+    try {
+      const status = await this.#request(id);
+      outcome = status.online ? 'online' : 'offline';
+      return status;
+    } catch (err) {
+      outcome =
+        err instanceof InvalidAnswerError
+          ? 'invalid'
+          : (err as Error).name === 'TimeoutError' || (err as { code?: string }).code?.includes('TIMEOUT')
+            ? 'timeout'
+            : 'error';
+      throw err;
+    } finally {
+      this.#options.onAttempt?.(outcome, (performance.now() - started) / 1000);
+    }
+  }
+
+  async #request(id: number): Promise<ObjectStatus> {
+    const signal = AbortSignal.any([this.#closing.signal, AbortSignal.timeout(this.#options.timeoutMs)]);
+    const { statusCode, body } = await this.#pool.request({
+      method: 'GET',
+      path: `${this.#basePath}/objects/${id}`,
+      signal,
+    });
+    const text = await body.text();
+    if (statusCode !== 200) throw new UpstreamStatusError(`upstream answered ${statusCode}`);
+    try {
+      return parseObjectStatus(text, id);
+    } catch (err) {
+      throw new InvalidAnswerError((err as Error).message);
+    }
+  }
+
+  // Lookups in progress are abandoned (their callbacks stay in the intake).
+  async close(): Promise<void> {
+    this.#closing.abort();
+    await this.#pool.destroy();
+  }
+}
+
+export function isCircuitOpen(err: unknown): boolean {
+  return err instanceof BrokenCircuitError;
+}
