@@ -159,6 +159,19 @@ describe('accepting callbacks', async () => {
     assert.ok((later?.last_seen.getTime() ?? 0) > (first?.last_seen.getTime() ?? 0));
   });
 
+  test('when a stored callback is older than the TTL when claimed, then it is dropped, counted and logged, not looked up', async () => {
+    upstream.requests.clear();
+    await callbacks.query(
+      `INSERT INTO callback_batches (object_ids, received_at) VALUES ('{400,402}', now() - interval '3 seconds')`,
+    );
+    await processed(callbacks);
+    assert.equal(upstream.requests.size, 0);
+    const rows = await callbacks.query('SELECT 1 FROM callback_objects WHERE object_id IN (400, 402)');
+    assert.equal(rows.length, 0);
+    assert.equal(await metric(callbacks.url, 'greenlight_callback_ids_abandoned_total'), 2);
+    assert.ok(callbacks.lines.some((l) => l.msg === 'callback older than the TTL dropped unresolved'));
+  });
+
   test('when an object is not seen again, then its row is gone between the TTL and the TTL + 2 s', async () => {
     const expiredBefore = await metric(callbacks.url, 'greenlight_callback_objects_expired_total');
     await callbacks.post({ object_ids: [300] });

@@ -212,7 +212,12 @@ export class CallbackService {
       let claimed = 0;
       if (room()) {
         try {
-          const batches = await claimBatches(this.#workDb, CLAIM_LIMIT, this.#config.leaseMs);
+          const batches = await claimBatches(
+            this.#workDb,
+            CLAIM_LIMIT,
+            this.#config.leaseMs,
+            this.#config.ttlMs,
+          );
           claimed = batches.length;
           for (const batch of batches) this.#hold(batch);
         } catch (err) {
@@ -255,7 +260,7 @@ export class CallbackService {
   }
 
   async #process(batch: CallbackBatch): Promise<void> {
-    if (Date.now() - batch.receivedAt.getTime() > this.#config.ttlMs) {
+    if (batch.expired) {
       // Whatever the upstream says now, objects seen then are already due for deletion.
       this.#leased.delete(batch.id);
       await deleteBatch(this.#workDb, batch.id);
