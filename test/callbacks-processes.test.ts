@@ -138,3 +138,37 @@ test('when the stand-in upstream and client run, then objects are answered as th
   client.child.kill('SIGTERM');
   assert.deepEqual(await client.waitForExit(5_000), { code: 0, signal: null });
 });
+
+test('when serve runs two workers, then both run the callback service on one shared port', async (t) => {
+  const dsn = await createTestDatabase();
+  const { url } = await startUpstream();
+  const port = await freePort();
+  const server = await startServer(t, [
+    '-db-dsn',
+    dsn,
+    '-workers',
+    '2',
+    '-callbacks-addr',
+    `127.0.0.1:${port}`,
+    '-callbacks-upstream',
+    url,
+  ]);
+  const started = () => server.logs.filter((l) => l.msg === 'callback service started');
+  await waitFor('both workers to start the callback service', () => started().length === 2, 20_000);
+  assert.equal(new Set(started().map((l) => l.pid)).size, 2);
+  assert.deepEqual(
+    started().map((l) => l.addr),
+    [`127.0.0.1:${port}`, `127.0.0.1:${port}`],
+  );
+  for (let i = 0; i < 10; i++) {
+    const res = await fetch(`http://127.0.0.1:${port}/callback`, {
+      method: 'POST',
+      body: JSON.stringify({ object_ids: [i * 2] }),
+      headers: { connection: 'close' },
+    });
+    assert.equal(res.status, 200);
+  }
+  await waitFor('the callbacks to be processed', async () => (await batches(dsn)).length === 0, 10_000);
+  server.child.kill('SIGTERM');
+  assert.deepEqual(await server.waitForExit(20_000), { code: 0, signal: null });
+});

@@ -159,6 +159,19 @@ describe('accepting callbacks', async () => {
     assert.ok((later?.last_seen.getTime() ?? 0) > (first?.last_seen.getTime() ?? 0));
   });
 
+  test('when a stored callback is older than the TTL when claimed, then it is dropped, counted and logged, not looked up', async () => {
+    upstream.requests.clear();
+    await callbacks.query(
+      `INSERT INTO callback_batches (object_ids, received_at) VALUES ('{400,402}', now() - interval '3 seconds')`,
+    );
+    await processed(callbacks);
+    assert.equal(upstream.requests.size, 0);
+    const rows = await callbacks.query('SELECT 1 FROM callback_objects WHERE object_id IN (400, 402)');
+    assert.equal(rows.length, 0);
+    assert.equal(await metric(callbacks.url, 'greenlight_callback_ids_abandoned_total'), 2);
+    assert.ok(callbacks.lines.some((l) => l.msg === 'callback older than the TTL dropped unresolved'));
+  });
+
   test('when an object is not seen again, then its row is gone between the TTL and the TTL + 2 s', async () => {
     const expiredBefore = await metric(callbacks.url, 'greenlight_callback_objects_expired_total');
     await callbacks.post({ object_ids: [300] });
@@ -213,12 +226,15 @@ describe('accepting callbacks', async () => {
 });
 
 describe('availability', async () => {
-  test('when the database does not answer, then health and POST /callback answer 503 in JSON, not 500', async () => {
+  test('when the database does not answer, then health, /objects and POST /callback answer 503 in JSON, not 500', async () => {
     const { url } = await startUpstream();
     const callbacks = await startTestCallbacks(url, { dsn: dsnFor('no_such_database') });
     const health = await fetch(`${callbacks.url}/`);
     assert.equal(health.status, 503);
     assert.deepEqual(await health.json(), { error: 'the database is unavailable' });
+    const objects = await fetch(`${callbacks.url}/objects`);
+    assert.equal(objects.status, 503);
+    assert.deepEqual(await objects.json(), { error: 'the database is unavailable' });
     const res = await callbacks.post({ object_ids: [1] });
     assert.equal(res.status, 503);
     assert.deepEqual(await res.json(), { error: 'the callback could not be stored, please retry' });
@@ -336,13 +352,26 @@ describe('load and sharing', async () => {
     assert.equal(callbacks.service.lookupsInFlight >= 5_000, true);
   });
 
-  test('when two instances share one database, then they split the callbacks and no id is requested twice', async () => {
-    const { upstream, url } = await startUpstream({ minDelayMs: 100, maxDelayMs: 200 });
-    // A lease long enough that a stall of this busy machine cannot pass a callback on.
-    const flags = ['-callbacks-ttl', '30s', '-callbacks-lease', '20s'];
+  test('when lookups outlast the lease, then the lease is renewed and the other instance does not take the callback', async () => {
+    const { upstream, url } = await startUpstream({ minDelayMs: 2_500, maxDelayMs: 2_600 });
+    const flags = ['-callbacks-ttl', '30s', '-callbacks-lease', '1s', '-callbacks-upstream-timeout', '5s'];
     const first = await startTestCallbacks(url, { flags });
     const second = await startTestCallbacks(url, { dsn: first.dsn, flags });
-    const wave = range(0, 39).map((i) => ({ object_ids: range(1_000 + i * 25, 1_024 + i * 25) }));
+    assert.equal((await first.post({ object_ids: range(1, 6) })).status, 200);
+    await processed(first);
+    for (const id of range(1, 6)) assert.equal(upstream.requests.get(id), 1, `id ${id}`);
+    assert.deepEqual(await storedIds(second), [2, 4, 6]);
+  });
+
+  test('when two instances share one database, then they split the callbacks and no id is requested twice', async () => {
+    const { upstream, url } = await startUpstream({ minDelayMs: 50, maxDelayMs: 100 });
+    // A lease long enough that a stall of this busy machine cannot pass a callback on. An
+    // instance claims up to 50 callbacks at a time and then waits while it has more than
+    // twice its concurrency of ids in flight: 120 callbacks of 10 ids cannot all go to one.
+    const flags = ['-callbacks-ttl', '30s', '-callbacks-lease', '20s', '-callbacks-concurrency', '100'];
+    const first = await startTestCallbacks(url, { flags });
+    const second = await startTestCallbacks(url, { dsn: first.dsn, flags });
+    const wave = range(0, 119).map((i) => ({ object_ids: range(1_000 + i * 10, 1_009 + i * 10) }));
     await Promise.all(wave.map((body, i) => (i % 2 === 0 ? first : second).post(body)));
     await processed(first);
     const all = wave.flatMap((b) => b.object_ids);

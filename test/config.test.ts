@@ -318,6 +318,30 @@ describe('buildConfig: bad values stop with a ConfigError naming the flag and it
       {},
       'invalid -db-dsn (GREENLIGHT_DB_DSN): must be a postgres:// or postgresql:// URL',
     ],
+    [
+      'callbacks-addr has no port',
+      ['-callbacks-addr', 'localhost'],
+      {},
+      'invalid -callbacks-addr (GREENLIGHT_CALLBACKS_ADDR): must be host:port (port 0 picks a free one), or empty to disable the listener',
+    ],
+    [
+      'callbacks-upstream is not an http URL',
+      ['-callbacks-upstream', 'localhost:9010'],
+      {},
+      'invalid -callbacks-upstream (GREENLIGHT_CALLBACKS_UPSTREAM): must be an http:// or https:// URL',
+    ],
+    [
+      'callbacks-ttl is under a second',
+      ['-callbacks-ttl', '500ms'],
+      {},
+      'invalid -callbacks-ttl (GREENLIGHT_CALLBACKS_TTL): must be at least 1s',
+    ],
+    [
+      'callbacks-concurrency is 0',
+      ['-callbacks-concurrency', '0'],
+      {},
+      'invalid -callbacks-concurrency (GREENLIGHT_CALLBACKS_CONCURRENCY): must be between 1 and 100000',
+    ],
   ];
   for (const [what, argv, env, message] of cases) {
     test(`when ${what}, then "${message}"`, () => {
@@ -384,4 +408,28 @@ describe('parseDuration', () => {
       assert.throws(() => parseDuration(text));
     });
   }
+});
+
+describe('buildConfig: the callback service', () => {
+  test('when nothing is set, then the task defaults apply', () => {
+    const { callbacks } = config();
+    assert.deepEqual(callbacks.listen, { host: 'localhost', port: 9090 });
+    assert.equal(callbacks.upstream, 'http://localhost:9010');
+    assert.equal(callbacks.ttlMs, 30_000);
+    assert.equal(callbacks.concurrency, 200);
+    assert.equal(callbacks.upstreamTimeoutMs, 5_000);
+  });
+
+  test('when the address is :9090, [::1]:0 or empty, then every interface, IPv6 loopback, or no listener', () => {
+    assert.deepEqual(config(['-callbacks-addr', ':9090']).callbacks.listen, { host: '0.0.0.0', port: 9090 });
+    assert.deepEqual(config(['-callbacks-addr', '[::1]:0']).callbacks.listen, { host: '::1', port: 0 });
+    assert.equal(config(['-callbacks-addr=']).callbacks.listen, null);
+  });
+
+  test('when the upstream URL ends in a slash, then the slash is dropped', () => {
+    assert.equal(
+      config(['-callbacks-upstream', 'http://up:9010/api/']).callbacks.upstream,
+      'http://up:9010/api',
+    );
+  });
 });

@@ -10,6 +10,8 @@ export type CallbackBatch = Readonly<{
   objectIds: readonly number[];
   receivedAt: Date;
   attempts: number;
+  // Older than the TTL when claimed: its objects are due for deletion whatever they are.
+  expired: boolean;
 }>;
 
 // What the upstream says about one object.

@@ -64,7 +64,12 @@ export function callbackRoutes(
 
   app.get(
     '/objects',
-    { schema: { querystring: ObjectsQuery, response: { 200: ObjectsEnvelope, 400: ErrorEnvelope } } },
+    {
+      schema: {
+        querystring: ObjectsQuery,
+        response: { 200: ObjectsEnvelope, 400: ErrorEnvelope, 503: ErrorEnvelope },
+      },
+    },
     async (request) => {
       const { limit = 1_000 } = request.query as { limit?: number };
       const objects = await service.objects(limit);

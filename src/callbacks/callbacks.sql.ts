@@ -17,7 +17,8 @@ const CLAIM_BATCHES = `
            ORDER BY id LIMIT $1
            FOR UPDATE SKIP LOCKED) c
    WHERE b.id = c.id
-  RETURNING b.id, b.object_ids, b.received_at, b.attempts`;
+  RETURNING b.id, b.object_ids, b.received_at, b.attempts,
+            b.received_at < now() - $3 * interval '1 millisecond' AS expired`;
 
 const RENEW_LEASES = `
   UPDATE callback_batches SET claimed_until = now() + $2 * interval '1 millisecond'
@@ -68,14 +69,7 @@ const LIST_OBJECTS = `
 
 const COUNT_OBJECTS = 'SELECT count(*) AS count FROM callback_objects';
 
-type BatchRow = { id: number; object_ids: number[]; received_at: Date; attempts: number };
-
-const toBatch = (row: BatchRow): CallbackBatch => ({
-  id: row.id,
-  objectIds: row.object_ids,
-  receivedAt: row.received_at,
-  attempts: row.attempts,
-});
+type BatchRow = { id: number; object_ids: string[]; received_at: Date; attempts: number; expired: boolean };
 
 export async function insertBatch(db: Queryable, objectIds: readonly number[]) {
   const { rows } = await db.query<{ id: number; received_at: Date }>({
@@ -87,14 +81,27 @@ export async function insertBatch(db: Queryable, objectIds: readonly number[]) {
   return { id: row.id, receivedAt: row.received_at };
 }
 
-export async function claimBatches(db: Queryable, limit: number, leaseMs: number): Promise<CallbackBatch[]> {
-  // bigint[] comes back as strings; the ids fit in a double (they were JSON numbers).
-  const { rows } = await db.query<Omit<BatchRow, 'object_ids'> & { object_ids: string[] }>({
+// Callbacks older than ttlMs come back marked expired (by PostgreSQL's clock, like
+// everything else about time here).
+export async function claimBatches(
+  db: Queryable,
+  limit: number,
+  leaseMs: number,
+  ttlMs: number,
+): Promise<CallbackBatch[]> {
+  const { rows } = await db.query<BatchRow>({
     name: 'callback-claim-batches',
     text: CLAIM_BATCHES,
-    values: [limit, leaseMs],
+    values: [limit, leaseMs, ttlMs],
   });
-  return rows.map((row) => toBatch({ ...row, object_ids: row.object_ids.map(Number) }));
+  // bigint[] comes back as strings; the ids fit in a double (they were JSON numbers).
+  return rows.map((row) => ({
+    id: row.id,
+    objectIds: row.object_ids.map(Number),
+    receivedAt: row.received_at,
+    attempts: row.attempts,
+    expired: row.expired,
+  }));
 }
 
 export async function renewLeases(db: Queryable, ids: readonly number[], leaseMs: number): Promise<void> {

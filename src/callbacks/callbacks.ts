@@ -69,8 +69,8 @@ export class CallbackService {
   readonly #lookups = new Map<number, Waiting[]>();
   // Batches this process has claimed and not finished, with their processing.
   readonly #held = new Map<number, Promise<void>>();
-  // Of those, the ones whose lease is still ours to renew.
-  readonly #leased = new Set<number>();
+  // Of those, the ones whose lease is still ours to renew, with when it was last renewed.
+  readonly #leased = new Map<number, number>();
   #stopping = false;
   #wake: () => void = () => {};
   #claimer: Promise<void> = Promise.resolve();
@@ -129,17 +129,21 @@ export class CallbackService {
     this.metrics.rejected.inc({ reason: 'invalid' });
   }
 
-  async health(): Promise<{ callbacks: number; oldestSeconds: number }> {
-    try {
-      return await selectBacklog(this.#intakeDb);
-    } catch (err) {
-      this.#logger.warn({ err }, 'health check: database unavailable');
-      throw new UnavailableError('the database is unavailable');
-    }
+  health(): Promise<{ callbacks: number; oldestSeconds: number }> {
+    return this.#read('health check', () => selectBacklog(this.#intakeDb));
   }
 
   objects(limit: number) {
-    return selectObjects(this.#intakeDb, limit);
+    return this.#read('list of objects', () => selectObjects(this.#intakeDb, limit));
+  }
+
+  async #read<T>(what: string, query: () => Promise<T>): Promise<T> {
+    try {
+      return await query();
+    } catch (err) {
+      this.#logger.warn({ err }, `${what}: database unavailable`);
+      throw new UnavailableError('the database is unavailable');
+    }
   }
 
   start(): void {
@@ -155,11 +159,18 @@ export class CallbackService {
             sweeping = false;
           });
       }, this.#sweepIntervalMs),
+      // Most callbacks finish within seconds: only those held for a third of the lease are
+      // renewed, rather than every held row rewritten at every tick.
       setInterval(() => {
-        renewLeases(this.#workDb, [...this.#leased], this.#config.leaseMs).catch((err: unknown) =>
-          this.#logger.warn({ err }, 'could not renew callback leases'),
-        );
-      }, this.#config.leaseMs / 3),
+        const now = Date.now();
+        const due = [...this.#leased].filter(([, renewed]) => now - renewed >= this.#config.leaseMs / 3);
+        for (const [id] of due) this.#leased.set(id, now);
+        renewLeases(
+          this.#workDb,
+          due.map(([id]) => id),
+          this.#config.leaseMs,
+        ).catch((err: unknown) => this.#logger.warn({ err }, 'could not renew callback leases'));
+      }, this.#config.leaseMs / 6),
     );
   }
 
@@ -189,7 +200,7 @@ export class CallbackService {
     clearTimeout(deadline);
     await this.#upstream.close();
     await Promise.all(this.#held.values());
-    await releaseBatches(this.#workDb, [...this.#leased]).catch((err: unknown) =>
+    await releaseBatches(this.#workDb, [...this.#leased.keys()]).catch((err: unknown) =>
       this.#logger.warn({ err }, 'could not hand back claimed callbacks; their leases will run out'),
     );
   }
@@ -201,7 +212,12 @@ export class CallbackService {
       let claimed = 0;
       if (room()) {
         try {
-          const batches = await claimBatches(this.#workDb, CLAIM_LIMIT, this.#config.leaseMs);
+          const batches = await claimBatches(
+            this.#workDb,
+            CLAIM_LIMIT,
+            this.#config.leaseMs,
+            this.#config.ttlMs,
+          );
           claimed = batches.length;
           for (const batch of batches) this.#hold(batch);
         } catch (err) {
@@ -230,7 +246,7 @@ export class CallbackService {
 
   #hold(batch: CallbackBatch): void {
     if (this.#held.has(batch.id)) return;
-    this.#leased.add(batch.id);
+    this.#leased.set(batch.id, Date.now());
     const processing = this.#process(batch)
       .catch((err: unknown) => {
         // Left claimed: the lease runs out and the callback is claimed again.
@@ -244,7 +260,7 @@ export class CallbackService {
   }
 
   async #process(batch: CallbackBatch): Promise<void> {
-    if (Date.now() - batch.receivedAt.getTime() > this.#config.ttlMs) {
+    if (batch.expired) {
       // Whatever the upstream says now, objects seen then are already due for deletion.
       this.#leased.delete(batch.id);
       await deleteBatch(this.#workDb, batch.id);
