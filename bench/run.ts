@@ -3,7 +3,7 @@
 //
 // Starts the service itself (production settings, rate limiter off, embedded PostgreSQL
 // unless --db-dsn) unless given --url, prepares its data through the API, measures a
-// minimal node:http baseline, then runs the scenarios S1–S6. Prints a table, writes JSON
+// minimal node:http baseline, then runs the scenarios S1–S7. Prints a table, writes JSON
 // to bench/out/ and appends a row to bench/results.md.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import {
@@ -34,7 +34,7 @@ const { values: opts } = parseArgs({
     token: { type: 'string' },
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '50' },
-    scenarios: { type: 'string', default: 'S1,S2,S3,S4,S5,S6' },
+    scenarios: { type: 'string', default: 'S1,S2,S3,S4,S5,S6,S7' },
     workers: { type: 'string', default: String(availableParallelism()) },
     'db-dsn': { type: 'string' },
     movies: { type: 'string', default: '2000' },
@@ -206,6 +206,10 @@ type Scenario = { name: string; title: string; spec: Omit<LoadSpec, 'url' | 'dur
 function scenarios(token: string, ids: number[]): Scenario[] {
   const some = ids.slice(0, 500);
   const moviePaths = some.map((id) => `/v1/movies/${id}`);
+  // S2's request as GraphQL: the same movies, the same fields.
+  const movieQueries = some.map((id) =>
+    JSON.stringify({ query: `{ movie(id: ${id}) { id title year runtime genres version } }` }),
+  );
   const bodies = generateMovies(200).map((m) => JSON.stringify({ ...m, runtime: `${m.runtime} mins` }));
   const c = connections;
   return [
@@ -260,6 +264,11 @@ function scenarios(token: string, ids: number[]): Scenario[] {
         token: '',
         connections: Math.min(8, c),
       },
+    },
+    {
+      name: 'S7',
+      title: 'POST /graphql one movie by id (bearer)',
+      spec: { method: 'POST', paths: ['/graphql'], bodies: movieQueries, token, connections: c },
     },
   ];
 }

@@ -15,11 +15,12 @@ import { EMAIL_QUEUE } from './accounts/accounts.ts';
 import { authenticationHook, requirePermission } from './accounts/auth.ts';
 import type { IdentityCache } from './accounts/identity-cache.ts';
 import type { Config } from './config.ts';
+import { GRAPHQL_PATHS, graphqlRoutes } from './graphql/graphql.routes.ts';
 import { MOVIE_PATHS, movieRoutes } from './movies/movies.routes.ts';
 import { corsHook } from './platform/cors.ts';
 import type { Db } from './platform/db.ts';
 import { BadRequestError, errorResponse, NotFoundError } from './platform/errors.ts';
-import { addMethodFallbacks } from './platform/http.ts';
+import { addMethodFallbacks, errorHandler } from './platform/http.ts';
 import { clientErrorHandler, effectiveMaxConnections, GreenlightServer } from './platform/http-server.ts';
 import type { Jobs } from './platform/jobs.ts';
 import { MAX_BODY_BYTES } from './platform/json-body.ts';
@@ -210,16 +211,7 @@ export function buildApp({
     );
   });
 
-  app.setErrorHandler((err, request, reply) => {
-    const response = errorResponse(err);
-    if (response.status >= 500) {
-      request.log.error({ err, method: request.method, path: request.url }, 'request failed');
-    }
-    reply
-      .code(response.status)
-      .headers(response.headers ?? {})
-      .send({ error: response.error });
-  });
+  app.setErrorHandler(errorHandler((response) => ({ error: response.error })));
 
   app.setNotFoundHandler(async () => {
     throw new NotFoundError();
@@ -231,6 +223,7 @@ export function buildApp({
   }));
   movieRoutes(app, db);
   accountRoutes(app, { db, jobs });
+  if (config.graphql.enabled) graphqlRoutes(app, { db, config, logger });
 
   const metricsAccess = async (request: FastifyRequest) => {
     if (config.metricsLoopback && isLoopback(request.ip)) return;
@@ -242,6 +235,13 @@ export function buildApp({
     return metrics.prometheus();
   });
 
-  addMethodFallbacks(app, ['/v1/healthcheck', ...MOVIE_PATHS, ...ACCOUNT_PATHS, '/debug/vars', '/metrics']);
+  addMethodFallbacks(app, [
+    '/v1/healthcheck',
+    ...MOVIE_PATHS,
+    ...ACCOUNT_PATHS,
+    ...(config.graphql.enabled ? GRAPHQL_PATHS : []),
+    '/debug/vars',
+    '/metrics',
+  ]);
   return app;
 }

@@ -35,6 +35,7 @@ export type Config = Readonly<{
   limiterPerUser: boolean;
   limiterAddressCeiling: number;
   metricsLoopback: boolean;
+  graphql: Readonly<{ enabled: boolean; maxDepth: number; maxCost: number }>;
   http: Readonly<{
     readHeaderTimeoutMs: number;
     readTimeoutMs: number;
@@ -168,6 +169,19 @@ const FLAGS: readonly FlagSpec[] = [
     kind: 'bool',
     default: 'true',
     help: 'let loopback clients read /debug/vars and /metrics without the metrics:view permission',
+  },
+  { name: 'graphql-enabled', kind: 'bool', default: 'true', help: 'serve GraphQL at /graphql' },
+  {
+    name: 'graphql-max-depth',
+    kind: 'int',
+    default: '10',
+    help: 'GraphQL operations nested deeper than this are refused before execution',
+  },
+  {
+    name: 'graphql-max-cost',
+    kind: 'int',
+    default: '1000',
+    help: 'GraphQL operations costing more are refused before execution (2 an object, 1 a scalar, x1.5 a level)',
   },
   { name: 'demo-port', kind: 'int', default: '9000', help: 'port of `demo cors`' },
   {
@@ -366,6 +380,10 @@ export function buildConfig(settings: Settings): Config {
       `"${origin}" is not an origin like https://example.com`,
     );
   }
+  const graphqlMaxDepth = s('graphql-max-depth') as number;
+  check(graphqlMaxDepth >= 1, 'graphql-max-depth', 'must be at least 1');
+  const graphqlMaxCost = s('graphql-max-cost') as number;
+  check(graphqlMaxCost >= 1, 'graphql-max-cost', 'must be at least 1');
   const dsn = s('db-dsn') as string;
   if (dsn !== '') {
     check(/^postgres(ql)?:\/\//.test(dsn), 'db-dsn', 'must be a postgres:// or postgresql:// URL');
@@ -401,6 +419,11 @@ export function buildConfig(settings: Settings): Config {
     limiterPerUser: s('limiter-per-user') as boolean,
     limiterAddressCeiling: addressCeiling,
     metricsLoopback: s('metrics-loopback') as boolean,
+    graphql: Object.freeze({
+      enabled: s('graphql-enabled') as boolean,
+      maxDepth: graphqlMaxDepth,
+      maxCost: graphqlMaxCost,
+    }),
     http: Object.freeze({
       readHeaderTimeoutMs,
       readTimeoutMs,
