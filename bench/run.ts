@@ -7,7 +7,7 @@
 // unless --db-dsn) unless given --url, prepares its data through the API, measures a
 // minimal node:http baseline, then runs the scenarios S1–S8 (S7, S8: the products API with
 // a JWT and with an API key, to compare with S2's book token), L1 and L2 (a list of 100
-// movies without and with compression) and the callback scenario C1 (bench/callbacks.ts;
+// movies without and with compression), G1 (one movie by id through POST /graphql) and the callback scenario C1 (bench/callbacks.ts;
 // only when it starts the service). Prints a table, writes JSON to bench/out/ and appends a
 // row to bench/results.md (C1: bench/callback-results.md).
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -43,7 +43,7 @@ const { values: opts } = parseArgs({
     token: { type: 'string' },
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '50' },
-    scenarios: { type: 'string', default: 'S1,S2,S3,S4,S5,S6,S7,S8,L1,L2,C1' },
+    scenarios: { type: 'string', default: 'S1,S2,S3,S4,S5,S6,S7,S8,G1,L1,L2,C1' },
     workers: { type: 'string', default: String(availableParallelism()) },
     'db-dsn': { type: 'string' },
     movies: { type: 'string', default: '2000' },
@@ -250,6 +250,10 @@ function scenarios({ token, ids, jwt, apiKey, productIds }: Prepared): Scenario[
   const some = ids.slice(0, 500);
   const productPaths = productIds.map((id) => `/api/v1/products/${id}`);
   const moviePaths = some.map((id) => `/v1/movies/${id}`);
+  // S2's request as GraphQL: the same movies, the same fields.
+  const movieQueries = some.map((id) =>
+    JSON.stringify({ query: `{ movie(id: ${id}) { id title year runtime genres version } }` }),
+  );
   const bodies = generateMovies(200).map((m) => JSON.stringify({ ...m, runtime: `${m.runtime} mins` }));
   const c = connections;
   return [
@@ -331,6 +335,11 @@ function scenarios({ token, ids, jwt, apiKey, productIds }: Prepared): Scenario[
         connections: c,
         headers: { 'Accept-Encoding': 'br, gzip' },
       },
+    },
+    {
+      name: 'G1',
+      title: 'POST /graphql one movie by id (bearer)',
+      spec: { method: 'POST', paths: ['/graphql'], bodies: movieQueries, token, connections: c },
     },
   ];
 }

@@ -35,6 +35,7 @@ export type Config = Readonly<{
   limiterPerUser: boolean;
   limiterAddressCeiling: number;
   metricsLoopback: boolean;
+  graphql: Readonly<{ enabled: boolean; maxDepth: number; maxCost: number }>;
   http: Readonly<{
     readHeaderTimeoutMs: number;
     readTimeoutMs: number;
@@ -294,6 +295,19 @@ const FLAGS: readonly FlagSpec[] = [
     default: '5s',
     help: 'how often `callbacks client` posts',
   },
+  { name: 'graphql-enabled', kind: 'bool', default: 'true', help: 'serve GraphQL at /graphql' },
+  {
+    name: 'graphql-max-depth',
+    kind: 'int',
+    default: '10',
+    help: 'GraphQL operations nested deeper than this are refused before execution',
+  },
+  {
+    name: 'graphql-max-cost',
+    kind: 'int',
+    default: '1000',
+    help: 'GraphQL operations costing more are refused before execution (2 an object, 1 a scalar, x1.5 a level)',
+  },
   { name: 'demo-port', kind: 'int', default: '9000', help: 'port of `demo cors`' },
   {
     name: 'demo-api',
@@ -532,6 +546,10 @@ export function buildConfig(settings: Settings): Config {
   const jwtTtlMs = s('jwt-ttl') as number;
   check(jwtTtlMs >= 1000, 'jwt-ttl', 'must be at least 1s');
   const callbacks = buildCallbacksConfig(s);
+  const graphqlMaxDepth = s('graphql-max-depth') as number;
+  check(graphqlMaxDepth >= 1, 'graphql-max-depth', 'must be at least 1');
+  const graphqlMaxCost = s('graphql-max-cost') as number;
+  check(graphqlMaxCost >= 1, 'graphql-max-cost', 'must be at least 1');
   const dsn = s('db-dsn') as string;
   if (dsn !== '') {
     check(/^postgres(ql)?:\/\//.test(dsn), 'db-dsn', 'must be a postgres:// or postgresql:// URL');
@@ -567,6 +585,11 @@ export function buildConfig(settings: Settings): Config {
     limiterPerUser: s('limiter-per-user') as boolean,
     limiterAddressCeiling: addressCeiling,
     metricsLoopback: s('metrics-loopback') as boolean,
+    graphql: Object.freeze({
+      enabled: s('graphql-enabled') as boolean,
+      maxDepth: graphqlMaxDepth,
+      maxCost: graphqlMaxCost,
+    }),
     http: Object.freeze({
       readHeaderTimeoutMs,
       readTimeoutMs,

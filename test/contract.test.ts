@@ -170,6 +170,8 @@ test('when the README walkthrough and the error cases are replayed, then every r
     ['PATCH', '/api/v1/products/1', { stock: 2 }],
     ['DELETE', '/api/v1/products/1', undefined],
     ['GET', '/api/v1/admin/audit', undefined],
+    ['POST', '/graphql', { query: '{ me { user { email } } }' }],
+    ['GET', '/graphql?query=%7B%20me%20%7B%20permissions%20%7D%20%7D', undefined],
   ];
   // Seed 002's register and login never look at credentials (login's 401 is a wrong password).
   const ignoresCredentials = ['/api/v1/auth/register', '/api/v1/auth/login'];
@@ -289,9 +291,27 @@ test('when the README walkthrough and the error cases are replayed, then every r
   await expect(400, 'GET', '/api/v1/admin/audit?before=abc', { token: adminUser.token });
   await expect(403, 'GET', '/api/v1/admin/audit', { token: jwt });
   await expect(403, 'POST', '/api/v1/auth/logout-all', { token: key });
+  // GraphQL: results, request errors, a mutation over GET.
+  await expect(200, 'POST', '/graphql', { token, body: { query: '{ me { user { email } } }' } });
+  await expect(400, 'POST', '/graphql', { token, raw: '{' });
+  await expect(
+    200,
+    'GET',
+    `/graphql?query=${encodeURIComponent('{ movies { metadata { totalRecords } } }')}`,
+    {
+      token,
+      headers: { accept: 'application/json' },
+    },
+  );
+  await expect(400, 'GET', '/graphql?query=%7B', { token, headers: { accept: 'application/json' } });
+  await expect(405, 'GET', `/graphql?query=${encodeURIComponent('mutation { deleteMovie(id: 1) }')}`, {
+    token,
+    headers: { accept: 'application/json' },
+  });
+
   const tooLarge = `{"name": "${'x'.repeat(1_048_577)}"}`;
-  for (const [method, path] of seedRoutes.filter(([m]) => m === 'POST' || m === 'PATCH')) {
-    if (path.endsWith('/logout-all')) continue;
+  for (const [method, path] of seedRoutes.filter(([m, p]) => p.startsWith('/api/v1') && m !== 'GET')) {
+    if (path.endsWith('/logout-all') || method === 'DELETE') continue;
     await expect(413, method, path.replace('/products/1', `/products/${productId}`), {
       token: jwt,
       raw: tooLarge,

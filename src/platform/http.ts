@@ -1,7 +1,7 @@
 // HTTP helpers shared by every module: id parameters, and the book's router behaviour for
 // known paths (405 with Allow for other methods, 200 with Allow for OPTIONS).
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
-import { errorResponse, MethodNotAllowedError, NotFoundError } from './errors.ts';
+import { type ErrorResponse, errorResponse, MethodNotAllowedError, NotFoundError } from './errors.ts';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -40,7 +40,11 @@ const MAX_ID = 9223372036854775807n;
 // The book's readIDParam: a positive int64, anything else is "not found". Returned as a
 // string so ids beyond 2^53 reach PostgreSQL intact.
 export function readIdParam(request: FastifyRequest): string {
-  const raw = (request.params as { id?: string }).id ?? '';
+  return parseId((request.params as { id?: string }).id ?? '');
+}
+
+// The same rule for an id that arrives some other way (a GraphQL argument).
+export function parseId(raw: string): string {
   if (!/^\+?\d{1,19}$/.test(raw)) throw new NotFoundError();
   const id = BigInt(raw);
   if (id < 1n || id > MAX_ID) throw new NotFoundError();
@@ -73,9 +77,15 @@ export function addMethodFallbacks(app: FastifyInstance, paths: readonly string[
   }
 }
 
-// The one way an error becomes a response: the table's status, headers and message, and a
-// log line with the stack for server faults. Returns the status sent.
-export function sendError(err: unknown, request: FastifyRequest, reply: FastifyReply): number {
+// The one way an error becomes a response: the table's status and headers, a log line with
+// the stack for server faults, and `envelope` shaping the body (the book's {"error": ...} by
+// default, GraphQL's errors for /graphql). Returns the status sent.
+export function sendError(
+  err: unknown,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  envelope: (response: ErrorResponse) => unknown = (response) => ({ error: response.error }),
+): number {
   const response = errorResponse(err);
   if (response.status >= 500) {
     request.log.error({ err, method: request.method, path: request.url }, 'request failed');
@@ -83,6 +93,13 @@ export function sendError(err: unknown, request: FastifyRequest, reply: FastifyR
   reply
     .code(response.status)
     .headers(response.headers ?? {})
-    .send({ error: response.error });
+    .send(envelope(response));
   return response.status;
+}
+
+// sendError as a Fastify error handler.
+export function errorHandler(envelope: (response: ErrorResponse) => unknown) {
+  return (err: unknown, request: FastifyRequest, reply: FastifyReply): void => {
+    sendError(err, request, reply, envelope);
+  };
 }

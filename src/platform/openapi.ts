@@ -63,6 +63,7 @@ export function registerOpenApi(app: FastifyInstance): void {
         },
         { name: 'products', description: "Seed 002's products, owned by users; errors are {code, message}" },
         { name: 'admin', description: 'Administration: the audit trail' },
+        { name: 'graphql', description: 'GraphQL over the same domain functions and permission checks' },
       ],
       components: {
         securitySchemes: {

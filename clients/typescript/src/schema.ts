@@ -208,6 +208,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/graphql": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A GraphQL query in the URL (in development, a browser gets GraphiQL here)
+         * @description Resolver errors (permissions, validation, not found, edit conflicts) answer 200 with `errors`, each carrying the REST status and body in `extensions`.
+         */
+        get: operations["graphqlQuery"];
+        put?: never;
+        /**
+         * A GraphQL query or mutation
+         * @description Resolver errors (permissions, validation, not found, edit conflicts) answer 200 with `errors`, each carrying the REST status and body in `extensions`.
+         */
+        post: operations["graphql"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/auth/register": {
         parameters: {
             query?: never;
@@ -2178,6 +2202,420 @@ export interface operations {
                     "application/json": {
                         /** @example the requested resource could not be found */
                         error: string;
+                    };
+                };
+            };
+        };
+    };
+    graphqlQuery: {
+        parameters: {
+            query: {
+                /** @description a query (mutations need POST) */
+                query: string;
+                /** @description JSON-encoded variables */
+                variables?: string;
+                operationName?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The result: data, and errors if any */
+            200: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data?: {
+                            [key: string]: unknown;
+                        } | null;
+                        errors?: {
+                            message: string;
+                            locations?: {
+                                line: number;
+                                column: number;
+                            }[];
+                            path?: (string | number)[];
+                            extensions?: {
+                                /**
+                                 * @example FORBIDDEN
+                                 * @example VALIDATION
+                                 * @example EDIT_CONFLICT
+                                 */
+                                code?: string;
+                                /** @description the status the REST route would answer */
+                                status?: number;
+                                /** @description the REST route's error body: a message, or a field map for 422 */
+                                error?: unknown;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                        }[];
+                        extensions?: {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+            /** @description Not a GraphQL request: malformed JSON, no query, a syntax or validation error, too deep or too costly */
+            400: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data?: {
+                            [key: string]: unknown;
+                        } | null;
+                        errors?: {
+                            message: string;
+                            locations?: {
+                                line: number;
+                                column: number;
+                            }[];
+                            path?: (string | number)[];
+                            extensions?: {
+                                /**
+                                 * @example FORBIDDEN
+                                 * @example VALIDATION
+                                 * @example EDIT_CONFLICT
+                                 */
+                                code?: string;
+                                /** @description the status the REST route would answer */
+                                status?: number;
+                                /** @description the REST route's error body: a message, or a field map for 422 */
+                                error?: unknown;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                        }[];
+                        extensions?: {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+            /** @description invalid or missing authentication token */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data?: {
+                            [key: string]: unknown;
+                        } | null;
+                        errors?: {
+                            message: string;
+                            locations?: {
+                                line: number;
+                                column: number;
+                            }[];
+                            path?: (string | number)[];
+                            extensions?: {
+                                /**
+                                 * @example FORBIDDEN
+                                 * @example VALIDATION
+                                 * @example EDIT_CONFLICT
+                                 */
+                                code?: string;
+                                /** @description the status the REST route would answer */
+                                status?: number;
+                                /** @description the REST route's error body: a message, or a field map for 422 */
+                                error?: unknown;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                        }[];
+                        extensions?: {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+            /** @description A mutation sent with GET */
+            405: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description POST */
+                    Allow: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data?: {
+                            [key: string]: unknown;
+                        } | null;
+                        errors?: {
+                            message: string;
+                            locations?: {
+                                line: number;
+                                column: number;
+                            }[];
+                            path?: (string | number)[];
+                            extensions?: {
+                                /**
+                                 * @example FORBIDDEN
+                                 * @example VALIDATION
+                                 * @example EDIT_CONFLICT
+                                 */
+                                code?: string;
+                                /** @description the status the REST route would answer */
+                                status?: number;
+                                /** @description the REST route's error body: a message, or a field map for 422 */
+                                error?: unknown;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                        }[];
+                        extensions?: {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+            /** @description rate limit exceeded */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data?: {
+                            [key: string]: unknown;
+                        } | null;
+                        errors?: {
+                            message: string;
+                            locations?: {
+                                line: number;
+                                column: number;
+                            }[];
+                            path?: (string | number)[];
+                            extensions?: {
+                                /**
+                                 * @example FORBIDDEN
+                                 * @example VALIDATION
+                                 * @example EDIT_CONFLICT
+                                 */
+                                code?: string;
+                                /** @description the status the REST route would answer */
+                                status?: number;
+                                /** @description the REST route's error body: a message, or a field map for 422 */
+                                error?: unknown;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                        }[];
+                        extensions?: {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    graphql: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @example { movie(id: 1) { id title version } } */
+                    query: string;
+                    variables?: {
+                        [key: string]: unknown;
+                    } | null;
+                    operationName?: string | null;
+                    extensions?: {
+                        [key: string]: unknown;
+                    };
+                } & {
+                    [key: string]: unknown;
+                };
+            };
+        };
+        responses: {
+            /** @description The result: data, and errors if any */
+            200: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data?: {
+                            [key: string]: unknown;
+                        } | null;
+                        errors?: {
+                            message: string;
+                            locations?: {
+                                line: number;
+                                column: number;
+                            }[];
+                            path?: (string | number)[];
+                            extensions?: {
+                                /**
+                                 * @example FORBIDDEN
+                                 * @example VALIDATION
+                                 * @example EDIT_CONFLICT
+                                 */
+                                code?: string;
+                                /** @description the status the REST route would answer */
+                                status?: number;
+                                /** @description the REST route's error body: a message, or a field map for 422 */
+                                error?: unknown;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                        }[];
+                        extensions?: {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+            /** @description Not a GraphQL request: malformed JSON, no query, a syntax or validation error, too deep or too costly */
+            400: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data?: {
+                            [key: string]: unknown;
+                        } | null;
+                        errors?: {
+                            message: string;
+                            locations?: {
+                                line: number;
+                                column: number;
+                            }[];
+                            path?: (string | number)[];
+                            extensions?: {
+                                /**
+                                 * @example FORBIDDEN
+                                 * @example VALIDATION
+                                 * @example EDIT_CONFLICT
+                                 */
+                                code?: string;
+                                /** @description the status the REST route would answer */
+                                status?: number;
+                                /** @description the REST route's error body: a message, or a field map for 422 */
+                                error?: unknown;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                        }[];
+                        extensions?: {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+            /** @description invalid or missing authentication token */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data?: {
+                            [key: string]: unknown;
+                        } | null;
+                        errors?: {
+                            message: string;
+                            locations?: {
+                                line: number;
+                                column: number;
+                            }[];
+                            path?: (string | number)[];
+                            extensions?: {
+                                /**
+                                 * @example FORBIDDEN
+                                 * @example VALIDATION
+                                 * @example EDIT_CONFLICT
+                                 */
+                                code?: string;
+                                /** @description the status the REST route would answer */
+                                status?: number;
+                                /** @description the REST route's error body: a message, or a field map for 422 */
+                                error?: unknown;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                        }[];
+                        extensions?: {
+                            [key: string]: unknown;
+                        };
+                    };
+                };
+            };
+            /** @description rate limit exceeded */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data?: {
+                            [key: string]: unknown;
+                        } | null;
+                        errors?: {
+                            message: string;
+                            locations?: {
+                                line: number;
+                                column: number;
+                            }[];
+                            path?: (string | number)[];
+                            extensions?: {
+                                /**
+                                 * @example FORBIDDEN
+                                 * @example VALIDATION
+                                 * @example EDIT_CONFLICT
+                                 */
+                                code?: string;
+                                /** @description the status the REST route would answer */
+                                status?: number;
+                                /** @description the REST route's error body: a message, or a field map for 422 */
+                                error?: unknown;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                        }[];
+                        extensions?: {
+                            [key: string]: unknown;
+                        };
                     };
                 };
             };

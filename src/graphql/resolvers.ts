@@ -1,0 +1,104 @@
+// Resolvers: the REST routes' permission checks and domain functions, called as they are.
+import { requireAuthenticated, requirePermission } from '../accounts/auth.ts';
+import { toUserJson, type User } from '../accounts/user.ts';
+import { type Metadata, readMovieListQuery } from '../movies/filters.ts';
+import type { UpdateMovieInput } from '../movies/movie.ts';
+import * as movies from '../movies/movies.ts';
+import { parseId } from '../platform/http.ts';
+import type { GraphqlContext } from './schema.ts';
+
+const canRead = requirePermission('movies:read');
+const canWrite = requirePermission('movies:write');
+
+type MovieInput = {
+  title?: string | null;
+  year?: number | null;
+  runtime?: number | null;
+  genres?: string[] | null;
+};
+
+// GraphQL's explicit null means "not given", as a JSON null does for the REST decoder.
+function given(input: MovieInput): UpdateMovieInput {
+  return {
+    title: input.title ?? undefined,
+    year: input.year ?? undefined,
+    runtime: input.runtime ?? undefined,
+    genres: input.genres ?? undefined,
+  };
+}
+
+type ListArgs = {
+  title?: string | null;
+  genres?: string[] | null;
+  sort?: string | null;
+  page?: number | null;
+  pageSize?: number | null;
+};
+
+// The arguments as the query string GET /v1/movies reads, so the same reader applies the same
+// defaults, limits and 422 messages (keyed page_size, as there).
+function asQueryString(args: ListArgs): Record<string, string | undefined> {
+  return {
+    title: args.title ?? undefined,
+    genres: args.genres?.join(','),
+    sort: args.sort ?? undefined,
+    page: args.page == null ? undefined : String(args.page),
+    page_size: args.pageSize == null ? undefined : String(args.pageSize),
+  };
+}
+
+export const accountResolvers = {
+  Query: {
+    me: async (_: unknown, __: unknown, { httpRequest }: GraphqlContext) => {
+      await requireAuthenticated(httpRequest);
+      return httpRequest.identity;
+    },
+  },
+  Viewer: {
+    user: (identity: User) => identity,
+  },
+  User: {
+    createdAt: (user: User) => toUserJson(user).created_at,
+  },
+};
+
+export const movieResolvers = {
+  Query: {
+    movie: async (_: unknown, args: { id: string }, { db, httpRequest }: GraphqlContext) => {
+      await canRead(httpRequest);
+      return movies.getMovie(db, parseId(args.id));
+    },
+    movies: async (_: unknown, args: ListArgs, { db, httpRequest }: GraphqlContext) => {
+      await canRead(httpRequest);
+      return movies.listMovies(db, readMovieListQuery(asQueryString(args)));
+    },
+  },
+  Mutation: {
+    createMovie: async (_: unknown, args: { input: MovieInput }, { db, httpRequest }: GraphqlContext) => {
+      await canWrite(httpRequest);
+      return movies.createMovie(db, given(args.input));
+    },
+    updateMovie: async (
+      _: unknown,
+      args: { id: string; input: MovieInput; expectedVersion?: number | null },
+      { db, httpRequest }: GraphqlContext,
+    ) => {
+      await canWrite(httpRequest);
+      const expected = args.expectedVersion == null ? undefined : String(args.expectedVersion);
+      return movies.updateMovie(db, parseId(args.id), () => given(args.input), expected);
+    },
+    deleteMovie: async (_: unknown, args: { id: string }, { db, httpRequest }: GraphqlContext) => {
+      await canWrite(httpRequest);
+      const id = parseId(args.id);
+      await movies.deleteMovie(db, id);
+      return id;
+    },
+  },
+  Metadata: {
+    currentPage: (m: Metadata) => ('current_page' in m ? m.current_page : null),
+    pageSize: (m: Metadata) => ('page_size' in m ? m.page_size : null),
+    firstPage: (m: Metadata) => ('first_page' in m ? m.first_page : null),
+    lastPage: (m: Metadata) => ('last_page' in m ? m.last_page : null),
+    totalRecords: (m: Metadata) => ('total_records' in m ? m.total_records : null),
+  },
+};
