@@ -15,7 +15,7 @@ import { EMAIL_QUEUE } from './accounts/accounts.ts';
 import { authenticationHook, requirePermission } from './accounts/auth.ts';
 import type { IdentityCache } from './accounts/identity-cache.ts';
 import type { Config } from './config.ts';
-import { GRAPHQL_PATHS, graphqlRoutes } from './graphql/graphql.routes.ts';
+import { graphqlRoutes } from './graphql/graphql.routes.ts';
 import { MOVIE_PATHS, movieRoutes } from './movies/movies.routes.ts';
 import { corsHook } from './platform/cors.ts';
 import type { Db } from './platform/db.ts';
@@ -235,13 +235,6 @@ export function buildApp({
     return metrics.prometheus();
   });
 
-  addMethodFallbacks(app, [
-    '/v1/healthcheck',
-    ...MOVIE_PATHS,
-    ...ACCOUNT_PATHS,
-    ...(config.graphql.enabled ? GRAPHQL_PATHS : []),
-    '/debug/vars',
-    '/metrics',
-  ]);
+  addMethodFallbacks(app, ['/v1/healthcheck', ...MOVIE_PATHS, ...ACCOUNT_PATHS, '/debug/vars', '/metrics']);
   return app;
 }
