@@ -6,7 +6,8 @@ import { buildTestApp, createMovie, createUser, type Inject, withToken } from '.
 
 // The main app runs in development with a low cost limit, so that a costly operation is
 // cheap to write; the production app has a depth limit of 2 and a tight rate limit.
-const { app, api, db } = await buildTestApp({ flags: ['-graphql-max-cost', '200'] });
+const main = await buildTestApp({ flags: ['-graphql-max-cost', '200'] });
+const { app, api, db } = main;
 const production = await buildTestApp({
   flags: ['-env', 'production', '-graphql-max-depth', '2', '-limiter-enabled=true', '-limiter-rps', '0.01'],
 });
@@ -127,6 +128,16 @@ describe('queries', () => {
     assert.match(viewer.user.createdAt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
     assert.equal(viewer.user.activated, true);
     assert.deepEqual(viewer.permissions, ['movies:read', 'movies:write']);
+  });
+
+  test('when a query is answered, then the request log and metrics name /graphql', async () => {
+    const { lines } = main;
+    await data('{ me { permissions } }');
+    const line = lines.findLast((l) => l.msg === 'request' && l.path === '/graphql');
+    assert.equal(line?.method, 'POST');
+    assert.equal(line?.status, 200);
+    const metrics = await app.inject('/metrics');
+    assert.match(metrics.body, /route="\/graphql"/);
   });
 
   test('when a query comes by GET, then it is answered as by POST', async () => {
