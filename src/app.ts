@@ -12,7 +12,7 @@ import type { IdentityCache } from './accounts/identity-cache.ts';
 import { jwksRoute } from './auth/jwks.routes.ts';
 import { authenticationHook, createAuthenticators, createJwts } from './auth/registry.ts';
 import type { Config } from './config.ts';
-import { GRAPHQL_PATHS, graphqlRoutes } from './graphql/graphql.routes.ts';
+import { graphqlRoutes } from './graphql/graphql.routes.ts';
 import { MOVIE_PATHS, movieRoutes } from './movies/movies.routes.ts';
 import { corsHook } from './platform/cors.ts';
 import { createPool, type Db } from './platform/db.ts';
@@ -240,7 +240,6 @@ export function buildApp({
       ...ACCOUNT_PATHS,
       '/v1/openapi.json',
       ...(jwksPath ? [jwksPath] : []),
-      ...(config.graphql.enabled ? GRAPHQL_PATHS : []),
     ]);
   });
   registerDocsPage(app);

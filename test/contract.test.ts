@@ -172,6 +172,7 @@ test('when the README walkthrough and the error cases are replayed, then every r
     ['GET', '/api/v1/admin/audit', undefined],
     ['POST', '/graphql', { query: '{ me { user { email } } }' }],
     ['GET', '/graphql?query=%7B%20me%20%7B%20permissions%20%7D%20%7D', undefined],
+    ['GET', '/graphiql', undefined],
   ];
   // Seed 002's register and login never look at credentials (login's 401 is a wrong password).
   const ignoresCredentials = ['/api/v1/auth/register', '/api/v1/auth/login'];
@@ -291,7 +292,8 @@ test('when the README walkthrough and the error cases are replayed, then every r
   await expect(400, 'GET', '/api/v1/admin/audit?before=abc', { token: adminUser.token });
   await expect(403, 'GET', '/api/v1/admin/audit', { token: jwt });
   await expect(403, 'POST', '/api/v1/auth/logout-all', { token: key });
-  // GraphQL: results, request errors, a mutation over GET.
+  // GraphQL: results, request errors, a mutation over GET, the GraphiQL page (development).
+  await expect(200, 'GET', '/graphiql');
   await expect(200, 'POST', '/graphql', { token, body: { query: '{ me { user { email } } }' } });
   await expect(400, 'POST', '/graphql', { token, raw: '{' });
   await expect(

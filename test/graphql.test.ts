@@ -6,7 +6,8 @@ import { buildTestApp, createMovie, createUser, type Inject, withToken } from '.
 
 // The main app runs in development with a low cost limit, so that a costly operation is
 // cheap to write; the production app has a depth limit of 2 and a tight rate limit.
-const { app, api, db } = await buildTestApp({ flags: ['-graphql-max-cost', '200'] });
+const main = await buildTestApp({ flags: ['-graphql-max-cost', '200'] });
+const { app, api, db } = main;
 const production = await buildTestApp({
   flags: ['-env', 'production', '-graphql-max-depth', '2', '-limiter-enabled=true', '-limiter-rps', '0.01'],
 });
@@ -127,6 +128,16 @@ describe('queries', () => {
     assert.match(viewer.user.createdAt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
     assert.equal(viewer.user.activated, true);
     assert.deepEqual(viewer.permissions, ['movies:read', 'movies:write']);
+  });
+
+  test('when a query is answered, then the request log and metrics name /graphql', async () => {
+    const { lines } = main;
+    await data('{ me { permissions } }');
+    const line = lines.findLast((l) => l.msg === 'request' && l.path === '/graphql');
+    assert.equal(line?.method, 'POST');
+    assert.equal(line?.status, 200);
+    const metrics = await app.inject('/metrics');
+    assert.match(metrics.body, /route="\/graphql"/);
   });
 
   test('when a query comes by GET, then it is answered as by POST', async () => {
@@ -298,7 +309,7 @@ describe('limits', () => {
     const res = await gql(`mutation { ${creates.join('\n')} }`);
     assert.equal(res.statusCode, 400);
     const body = res.json() as GraphqlBody;
-    assert.equal(body.data, undefined);
+    assert.equal(body.data, null);
     assert.deepEqual(body.errors?.[0]?.extensions, {
       code: 'QUERY_TOO_COSTLY',
       status: 400,
@@ -332,8 +343,8 @@ describe('limits', () => {
 });
 
 describe('GraphiQL', () => {
-  test('when a browser opens /graphql in development, then GraphiQL with no external asset', async () => {
-    const res = await app.inject({ url: '/graphql', headers: { accept: 'text/html' } });
+  test('when a browser opens /graphiql in development, then GraphiQL with no external asset', async () => {
+    const res = await app.inject({ url: '/graphiql', headers: { accept: 'text/html' } });
     assert.equal(res.statusCode, 200);
     assert.match(String(res.headers['content-type']), /^text\/html/);
     assert.match(res.body, /<title>Greenlight GraphiQL<\/title>/);
@@ -341,22 +352,22 @@ describe('GraphiQL', () => {
     assert.doesNotMatch(res.body, /unpkg|jsdelivr|cdnjs|esm\.sh/i);
   });
 
-  test('when a browser opens /graphql in production, then no GraphiQL', async () => {
-    const res = await production.app.inject({ url: '/graphql', headers: { accept: 'text/html' } });
-    assert.doesNotMatch(String(res.headers['content-type']), /text\/html/);
-    assert.doesNotMatch(res.body, /GraphiQL/);
+  test('when a browser opens /graphiql in production, then 404', async () => {
+    const res = await production.app.inject({ url: '/graphiql', headers: { accept: 'text/html' } });
+    assert.equal(res.statusCode, 404);
+    assert.deepEqual(res.json(), { error: MESSAGES.notFound });
   });
 });
 
 describe('malformed requests', () => {
   const cases: [string, string | undefined, RegExp][] = [
-    ['badly-formed JSON', '{"query": ', /invalid JSON/],
-    ['no body', undefined, /invalid JSON/],
-    ['no query', '{"variables": {}}', /Must provide query string/],
-    ['a query that is not a string', '{"query": 42}', /query/],
+    ['badly-formed JSON', '{"query": ', /body contains badly-formed JSON/],
+    ['no body', undefined, /body must not be empty/],
+    ['no query', '{"variables": {}}', /body must contain a "query" string/],
+    ['a query that is not a string', '{"query": 42}', /body must contain a "query" string/],
     ['a syntax error', '{"query": "{ movie(id: "}', /Syntax Error/],
     ['an unknown field', '{"query": "{ rating }"}', /Cannot query field "rating"/],
-    ['a batch', '[{"query": "{ me { permissions } }"}]', /Batching is not supported/],
+    ['a batch', '[{"query": "{ me { permissions } }"}]', /batches are not supported/],
     [
       'a variable of the wrong type',
       '{"query": "query($id: ID!) { movie(id: $id) { id } }", "variables": {"id": []}}',
@@ -372,7 +383,7 @@ describe('malformed requests', () => {
       });
       assert.equal(res.statusCode, 400, res.body);
       const body = res.json() as GraphqlBody;
-      assert.equal(body.data, undefined);
+      assert.equal(body.data ?? null, null);
       assert.match(body.errors?.[0]?.message ?? '', message);
     });
   }

@@ -1,22 +1,137 @@
-// /graphql: GraphQL Yoga behind one Fastify route, so the root hooks (request id, CORS,
-// authentication, rate limiting, metrics, the request log) run for it as for every route.
-
+// /graphql on Mercurius, registered in its own encapsulated context: the root hooks (request
+// id, CORS, authentication, rate limiting, metrics, the request log) run for it as for every
+// route, while Mercurius's error handler and body handling stay out of the REST routes.
 import { costLimitRule } from '@escape.tech/graphql-armor-cost-limit';
 import { maxDepthRule } from '@escape.tech/graphql-armor-max-depth';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { GraphQLError, NoSchemaIntrospectionCustomRule, type ValidationContext } from 'graphql';
-import { createYoga, type Plugin } from 'graphql-yoga';
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
+import {
+  type ExecutionResult,
+  GraphQLError,
+  NoSchemaIntrospectionCustomRule,
+  type ValidationContext,
+  type ValidationRule,
+} from 'graphql';
+import mercurius from 'mercurius';
 import { type TSchema, Type } from 'typebox';
 import type { Config } from '../config.ts';
 import type { Db } from '../platform/db.ts';
-import { type ErrorResponse, errorResponse } from '../platform/errors.ts';
-import { errorHandler } from '../platform/http.ts';
+import { BadRequestError, type ErrorResponse, errorResponse } from '../platform/errors.ts';
+import { addMethodFallbacks, errorHandler } from '../platform/http.ts';
 import type { Logger } from '../platform/logger.ts';
-import { BEARER_OPTIONAL, response } from '../platform/schemas.ts';
+import { BEARER_OPTIONAL, errors, response } from '../platform/schemas.ts';
 import { buildGraphqlSchema, type GraphqlContext } from './schema.ts';
 
-export const GRAPHQL_PATHS = ['/graphql'] as const;
+const CODES: Readonly<Record<number, string>> = {
+  400: 'BAD_REQUEST',
+  401: 'UNAUTHENTICATED',
+  403: 'FORBIDDEN',
+  404: 'NOT_FOUND',
+  405: 'METHOD_NOT_ALLOWED',
+  409: 'EDIT_CONFLICT',
+  422: 'VALIDATION',
+  429: 'RATE_LIMITED',
+};
+
+type ErrorJson = { message: string; extensions?: Record<string, unknown> };
+
+// A REST error response as a GraphQL error: the REST body's `error` (a message or a field
+// map) travels unchanged in the extensions.
+function graphqlError(response: ErrorResponse, located?: GraphQLError): GraphQLError {
+  return new GraphQLError(typeof response.error === 'string' ? response.error : 'validation failed', {
+    nodes: located?.nodes,
+    source: located?.source,
+    positions: located?.positions,
+    path: located?.path,
+    extensions: {
+      code: CODES[response.status] ?? 'INTERNAL_SERVER_ERROR',
+      status: response.status,
+      error: response.error,
+    },
+  });
+}
+
+// Resolver errors are domain errors: the one error table decides what the client sees.
+// GraphQL's own errors (variable coercion, the limits below) are the client's already.
+function resolverError(error: GraphQLError, logger: Logger): GraphQLError {
+  const original = error.originalError;
+  if (original === undefined || original instanceof GraphQLError) return error;
+  const response = errorResponse(original);
+  if (response.status >= 500) logger.error({ err: original }, 'graphql resolver failed');
+  return graphqlError(response, error);
+}
+
+function limitError(message: string, code: string): GraphQLError {
+  return new GraphQLError(message, { extensions: { code, status: 400, error: message } });
+}
+
+// Over-deep and over-costly operations are refused at validation, before any resolver runs.
+function validationRules(config: Config): ValidationRule[] {
+  const report = (message: string, code: string) => [
+    (context: ValidationContext | null) => context?.reportError(limitError(message, code)),
+  ];
+  const { maxDepth, maxCost } = config.graphql;
+  const rules: ValidationRule[] = [
+    maxDepthRule({
+      n: maxDepth,
+      propagateOnRejection: false,
+      onReject: report(`query depth exceeds the limit of ${maxDepth}`, 'QUERY_TOO_DEEP'),
+    }) as unknown as ValidationRule,
+    costLimitRule({
+      maxCost,
+      propagateOnRejection: false,
+      onReject: report(`query cost exceeds the limit of ${maxCost}`, 'QUERY_TOO_COSTLY'),
+    }) as unknown as ValidationRule,
+  ];
+  if (config.env === 'production') rules.push(NoSchemaIntrospectionCustomRule);
+  return rules;
+}
+
+const asGraphqlError = errorHandler((response) => ({ errors: [graphqlError(response).toJSON()] }));
+
+// Errors before execution: those of the root hooks (bad token, rate limit, body limit) keep
+// their REST status and headers; Mercurius's own (syntax, validation, no query, a mutation by
+// GET) keep theirs. Both in GraphQL's shape, never a 500 for what the client sent.
+function requestErrorHandler(error: unknown, request: FastifyRequest, reply: FastifyReply): void {
+  const mercuriusError = error as { code?: string; statusCode?: number; errors?: GraphQLError[] };
+  if (mercuriusError.code?.startsWith('MER_ERR_') && (mercuriusError.statusCode ?? 500) < 500) {
+    const status = mercuriusError.statusCode ?? 400;
+    const errors: ErrorJson[] = (mercuriusError.errors ?? [error as Error]).map((e) =>
+      e instanceof GraphQLError
+        ? e.toJSON()
+        : { message: e.message, extensions: { code: CODES[status], status } },
+    );
+    reply.code(status).send({ data: null, errors });
+    return;
+  }
+  asGraphqlError(error, request, reply);
+}
+
+// The root hooks drop Content-Type and the catch-all parser keeps bodies as bytes (app.ts);
+// a GraphQL POST body is JSON whatever the client labelled it.
+async function parseJsonBody(request: FastifyRequest): Promise<void> {
+  if (request.method !== 'POST') return;
+  const text = (request.body as Buffer | undefined)?.toString() ?? '';
+  if (text.trim() === '') throw new BadRequestError('body must not be empty');
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new BadRequestError('body contains badly-formed JSON');
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new BadRequestError('body must be a JSON object (batches are not supported)');
+  }
+  const { query, variables, operationName } = body as Record<string, unknown>;
+  if (typeof query !== 'string') throw new BadRequestError('body must contain a "query" string');
+  if (variables != null && (typeof variables !== 'object' || Array.isArray(variables))) {
+    throw new BadRequestError('"variables" must be a JSON object');
+  }
+  if (operationName != null && typeof operationName !== 'string') {
+    throw new BadRequestError('"operationName" must be a string');
+  }
+  request.body = body;
+}
 
 const GraphqlError = Type.Object({
   message: Type.String(),
@@ -36,33 +151,16 @@ const GraphqlError = Type.Object({
   ),
 });
 
-const GraphqlResult = Type.Object(
-  {
-    data: Type.Optional(Type.Union([Type.Object({}, { additionalProperties: true }), Type.Null()])),
-    errors: Type.Optional(Type.Array(GraphqlError)),
-    extensions: Type.Optional(Type.Object({}, { additionalProperties: true })),
-  },
-  { additionalProperties: false },
-);
-
-const GraphqlBody = Type.Object(
-  {
-    query: Type.String({ examples: ['{ movie(id: 1) { id title version } }'] }),
-    variables: Type.Optional(Type.Union([Type.Object({}, { additionalProperties: true }), Type.Null()])),
-    operationName: Type.Optional(Type.Union([Type.String(), Type.Null()])),
-    extensions: Type.Optional(Type.Object({}, { additionalProperties: true })),
-  },
-  { additionalProperties: true },
-);
-
-const GraphqlQuery = Type.Object({
-  query: Type.String({ description: 'a query (mutations need POST)' }),
-  variables: Type.Optional(Type.String({ description: 'JSON-encoded variables' })),
-  operationName: Type.Optional(Type.String()),
+const GraphqlResult = Type.Object({
+  data: Type.Optional(Type.Union([Type.Object({}, { additionalProperties: true }), Type.Null()])),
+  errors: Type.Optional(Type.Array(GraphqlError)),
 });
 
-// Errors come in GraphQL's shape: the REST route's status and body travel in `extensions`.
-const GRAPHQL_ERRORS: Record<number, TSchema> = {
+const GRAPHQL_RESPONSES = {
+  200: response(
+    GraphqlResult,
+    'The result. Resolver errors (permissions, validation, not found, edit conflicts) come here too, each with the REST status and body in `extensions`',
+  ),
   400: response(
     GraphqlResult,
     'Not a GraphQL request: malformed JSON, no query, a syntax or validation error, too deep or too costly',
@@ -82,92 +180,22 @@ const GRAPHQL_ERRORS: Record<number, TSchema> = {
   }),
 };
 
-const OPERATION = {
-  tags: ['graphql'],
-  security: BEARER_OPTIONAL,
-  description:
-    'Resolver errors (permissions, validation, not found, edit conflicts) answer 200 with `errors`, each carrying the REST status and body in `extensions`.',
-};
-
-const CODES: Readonly<Record<number, string>> = {
-  400: 'BAD_REQUEST',
-  401: 'UNAUTHENTICATED',
-  403: 'FORBIDDEN',
-  404: 'NOT_FOUND',
-  409: 'EDIT_CONFLICT',
-  413: 'BAD_REQUEST',
-  422: 'VALIDATION',
-  429: 'RATE_LIMITED',
-};
-
-// A REST error response as a GraphQL error: the REST body's `error` (a message or a field
-// map) travels unchanged in the extensions.
-function graphqlError(response: ErrorResponse, located?: GraphQLError): GraphQLError {
-  return new GraphQLError(typeof response.error === 'string' ? response.error : 'validation failed', {
-    nodes: located?.nodes,
-    source: located?.source,
-    positions: located?.positions,
-    path: located?.path,
-    extensions: {
-      code: CODES[response.status] ?? 'INTERNAL_SERVER_ERROR',
-      status: response.status,
-      error: response.error,
-    },
-  });
-}
-
-// Resolver errors are domain errors: the one error table decides what the client sees.
-function maskError(logger: Logger) {
-  return (error: unknown): Error => {
-    const original = error instanceof GraphQLError ? error.originalError : error;
-    // GraphQL's own errors (syntax, validation, variable coercion) are client errors already.
-    if (original === undefined || original instanceof GraphQLError) return error as Error;
-    const response = errorResponse(original);
-    if (response.status >= 500) logger.error({ err: original }, 'graphql resolver failed');
-    return graphqlError(response, error instanceof GraphQLError ? error : undefined);
+// Mercurius adds /graphql itself; this gives its two routes their place in the OpenAPI
+// document, keeping Mercurius's own body and query-string schemas.
+function describeGraphqlRoute(route: RouteOptions): void {
+  if (route.url !== '/graphql') return;
+  const get = route.method === 'GET';
+  route.schema = {
+    ...route.schema,
+    operationId: get ? 'graphqlQuery' : 'graphql',
+    summary: get ? 'A GraphQL query in the URL (mutations need POST)' : 'A GraphQL query or mutation',
+    tags: ['graphql'],
+    security: BEARER_OPTIONAL,
+    response: get
+      ? { ...GRAPHQL_RESPONSES, 405: response(GraphqlResult, 'A mutation sent with GET') }
+      : GRAPHQL_RESPONSES,
   };
 }
-
-function limitError(message: string, code: string): GraphQLError {
-  return new GraphQLError(message, { extensions: { code, status: 400, error: message } });
-}
-
-// Over-deep and over-costly operations are refused at validation, before any resolver runs.
-function limits(maxDepth: number, maxCost: number): Plugin {
-  const report = (message: string, code: string) => [
-    (context: ValidationContext | null) => context?.reportError(limitError(message, code)),
-  ];
-  const depthRule = maxDepthRule({
-    n: maxDepth,
-    propagateOnRejection: false,
-    onReject: report(`query depth exceeds the limit of ${maxDepth}`, 'QUERY_TOO_DEEP'),
-  });
-  const costRule = costLimitRule({
-    maxCost,
-    propagateOnRejection: false,
-    onReject: report(`query cost exceeds the limit of ${maxCost}`, 'QUERY_TOO_COSTLY'),
-  });
-  return {
-    onValidate: ({ addValidationRule }) => {
-      addValidationRule(depthRule);
-      addValidationRule(costRule);
-    },
-  };
-}
-
-// A result without `data` is a request that failed before execution (no query, a syntax or
-// validation error): 400 for every client, where Yoga would answer 200 to `application/json`.
-const requestErrorsAre400: Plugin = {
-  onResultProcess: ({ result, setResult }) => {
-    if (Array.isArray(result) || Symbol.asyncIterator in result || 'data' in result) return;
-    if (result.errors?.length)
-      setResult({ ...result, extensions: { ...result.extensions, http: { status: 400 } } });
-  },
-};
-
-const noIntrospection: Plugin = {
-  onValidate: ({ addValidationRule }) => addValidationRule(NoSchemaIntrospectionCustomRule),
-};
 
 const EXAMPLE_QUERY = `# Add the header {"Authorization": "Bearer <token>"} below (POST /v1/tokens/authentication).
 query {
@@ -183,81 +211,55 @@ export function graphqlRoutes(
   app: FastifyInstance,
   { db, config, logger }: Readonly<{ db: Db; config: Config; logger: Logger }>,
 ): void {
-  const development = config.env === 'development';
-  const yoga = createYoga<GraphqlContext>({
-    schema: buildGraphqlSchema(),
-    graphqlEndpoint: '/graphql',
-    // GraphiQL comes inlined from @graphql-yoga/render-graphiql: no CDN (docs/decisions.md).
-    graphiql: development ? { title: 'Greenlight GraphiQL', defaultQuery: EXAMPLE_QUERY } : false,
-    renderGraphiQL,
-    landingPage: false,
-    // CORS and the request log are the root hooks' work.
-    cors: false,
-    logging: false,
-    maskedErrors: { maskError: maskError(logger), isDev: false },
-    plugins: [
-      requestErrorsAre400,
-      limits(config.graphql.maxDepth, config.graphql.maxCost),
-      ...(config.env === 'production' ? [noIntrospection] : []),
-    ],
-  });
-
-  const handler = async (request: FastifyRequest, reply: FastifyReply) => {
-    // The root hooks drop Content-Type and the catch-all parser keeps the body as bytes
-    // (app.ts); a GraphQL POST body is JSON whatever the client labelled it.
-    const post = request.method === 'POST';
-    const response = await yoga.fetch(
-      `http://localhost${request.url}`,
-      {
-        method: request.method,
-        headers: {
-          accept: request.headers.accept ?? '*/*',
-          ...(post ? { 'content-type': 'application/json' } : {}),
-        },
-        body: post ? ((request.body as Buffer | undefined)?.toString() ?? '') : undefined,
-      },
-      { db, httpRequest: request },
-    );
-    reply.code(response.status);
-    response.headers.forEach((value, name) => {
-      if (name !== 'content-length') reply.header(name, value);
-    });
-    return reply.send(await response.text());
-  };
-  // Errors of the root hooks (rate limit, bad token, body too large) in GraphQL's shape.
-  const graphqlErrors = errorHandler((answer) => ({ errors: [graphqlError(answer).toJSON()] }));
-  app.post(
-    '/graphql',
-    {
-      errorHandler: graphqlErrors,
-      schema: {
-        ...OPERATION,
-        operationId: 'graphql',
-        summary: 'A GraphQL query or mutation',
-        body: GraphqlBody,
-        response: { 200: response(GraphqlResult, 'The result: data, and errors if any'), ...GRAPHQL_ERRORS },
-      },
-    },
-    handler,
-  );
-  app.get(
-    '/graphql',
-    {
-      errorHandler: graphqlErrors,
-      schema: {
-        ...OPERATION,
-        operationId: 'graphqlQuery',
-        summary: 'A GraphQL query in the URL (in development, a browser gets GraphiQL here)',
-        querystring: GraphqlQuery,
+  app.register(async (graphql) => {
+    graphql.addHook('preValidation', parseJsonBody);
+    graphql.addHook('onRoute', describeGraphqlRoute);
+    await graphql.register(mercurius, {
+      schema: buildGraphqlSchema(),
+      path: '/graphql',
+      // Mercurius's GraphiQL loads React and GraphiQL from unpkg.com; ours is served below.
+      graphiql: false,
+      jit: 1,
+      validationRules: validationRules(config),
+      context: (request): GraphqlContext => ({ db, httpRequest: request }),
+      errorHandler: requestErrorHandler,
+      errorFormatter: (execution: ExecutionResult) => ({
+        statusCode: 200,
         response: {
-          200: response(GraphqlResult, 'The result: data, and errors if any'),
-          405: response(GraphqlResult, 'A mutation sent with GET', {
-            Allow: { type: 'string', description: 'POST', required: true },
-          }),
-          ...GRAPHQL_ERRORS,
+          data: execution.data ?? null,
+          errors: execution.errors?.map((e) => resolverError(e, logger)),
         },
-      },
-    },
-    handler,
-  );
+      }),
+    });
+    const paths = ['/graphql'];
+    if (config.env === 'development') {
+      // GraphiQL inlined from @graphql-yoga/render-graphiql: no CDN (docs/decisions.md).
+      const page = renderGraphiQL({
+        title: 'Greenlight GraphiQL',
+        endpoint: '/graphql',
+        defaultQuery: EXAMPLE_QUERY,
+      });
+      graphql.get(
+        '/graphiql',
+        {
+          schema: {
+            operationId: 'graphiql',
+            summary: 'GraphiQL, the in-browser GraphQL IDE (development only)',
+            tags: ['graphql'],
+            security: BEARER_OPTIONAL,
+            response: {
+              200: response(
+                { content: { 'text/html': { schema: Type.String() } } } as unknown as TSchema,
+                'The GraphiQL page, all assets inlined',
+              ),
+              ...errors(),
+            },
+          },
+        },
+        async (_request, reply) => reply.type('text/html; charset=utf-8').send(page),
+      );
+      paths.push('/graphiql');
+    }
+    addMethodFallbacks(graphql, paths);
+  });
 }

@@ -1,8 +1,8 @@
 // The GraphQL schema: one SDL per module, joined with its resolvers. A module adds its types
 // and may extend Query, Mutation and the types of other modules (`extend type User`).
+import { makeExecutableSchema } from '@graphql-tools/schema';
 import type { FastifyRequest } from 'fastify';
 import type { GraphQLSchema } from 'graphql';
-import { createSchema } from 'graphql-yoga';
 import type { Db } from '../platform/db.ts';
 import { accountResolvers, movieResolvers } from './resolvers.ts';
 
@@ -101,7 +101,7 @@ const movies: GraphqlModule = {
 export const GRAPHQL_MODULES: readonly GraphqlModule[] = [accounts, movies];
 
 export function buildGraphqlSchema(modules: readonly GraphqlModule[] = GRAPHQL_MODULES): GraphQLSchema {
-  return createSchema<GraphqlContext>({
+  return makeExecutableSchema<GraphqlContext>({
     typeDefs: modules.map((m) => m.typeDefs),
     resolvers: modules.map((m) => m.resolvers),
   });

@@ -208,30 +208,6 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/graphql": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * A GraphQL query in the URL (in development, a browser gets GraphiQL here)
-         * @description Resolver errors (permissions, validation, not found, edit conflicts) answer 200 with `errors`, each carrying the REST status and body in `extensions`.
-         */
-        get: operations["graphqlQuery"];
-        put?: never;
-        /**
-         * A GraphQL query or mutation
-         * @description Resolver errors (permissions, validation, not found, edit conflicts) answer 200 with `errors`, each carrying the REST status and body in `extensions`.
-         */
-        post: operations["graphql"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/api/v1/auth/register": {
         parameters: {
             query?: never;
@@ -364,6 +340,41 @@ export interface paths {
         };
         /** The audit trail, newest first (admins with a full credential) */
         get: operations["listAuditEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/graphql": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A GraphQL query in the URL (mutations need POST) */
+        get: operations["graphqlQuery"];
+        put?: never;
+        /** A GraphQL query or mutation */
+        post: operations["graphql"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/graphiql": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** GraphiQL, the in-browser GraphQL IDE (development only) */
+        get: operations["graphiql"];
         put?: never;
         post?: never;
         delete?: never;
@@ -2207,420 +2218,6 @@ export interface operations {
             };
         };
     };
-    graphqlQuery: {
-        parameters: {
-            query: {
-                /** @description a query (mutations need POST) */
-                query: string;
-                /** @description JSON-encoded variables */
-                variables?: string;
-                operationName?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The result: data, and errors if any */
-            200: {
-                headers: {
-                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
-                    "X-Request-Id": string;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data?: {
-                            [key: string]: unknown;
-                        } | null;
-                        errors?: {
-                            message: string;
-                            locations?: {
-                                line: number;
-                                column: number;
-                            }[];
-                            path?: (string | number)[];
-                            extensions?: {
-                                /**
-                                 * @example FORBIDDEN
-                                 * @example VALIDATION
-                                 * @example EDIT_CONFLICT
-                                 */
-                                code?: string;
-                                /** @description the status the REST route would answer */
-                                status?: number;
-                                /** @description the REST route's error body: a message, or a field map for 422 */
-                                error?: unknown;
-                            } & {
-                                [key: string]: unknown;
-                            };
-                        }[];
-                        extensions?: {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-            };
-            /** @description Not a GraphQL request: malformed JSON, no query, a syntax or validation error, too deep or too costly */
-            400: {
-                headers: {
-                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
-                    "X-Request-Id": string;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data?: {
-                            [key: string]: unknown;
-                        } | null;
-                        errors?: {
-                            message: string;
-                            locations?: {
-                                line: number;
-                                column: number;
-                            }[];
-                            path?: (string | number)[];
-                            extensions?: {
-                                /**
-                                 * @example FORBIDDEN
-                                 * @example VALIDATION
-                                 * @example EDIT_CONFLICT
-                                 */
-                                code?: string;
-                                /** @description the status the REST route would answer */
-                                status?: number;
-                                /** @description the REST route's error body: a message, or a field map for 422 */
-                                error?: unknown;
-                            } & {
-                                [key: string]: unknown;
-                            };
-                        }[];
-                        extensions?: {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-            };
-            /** @description invalid or missing authentication token */
-            401: {
-                headers: {
-                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
-                    "X-Request-Id": string;
-                    /** @description "Bearer" when the token is malformed, unknown or expired */
-                    "WWW-Authenticate"?: string;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data?: {
-                            [key: string]: unknown;
-                        } | null;
-                        errors?: {
-                            message: string;
-                            locations?: {
-                                line: number;
-                                column: number;
-                            }[];
-                            path?: (string | number)[];
-                            extensions?: {
-                                /**
-                                 * @example FORBIDDEN
-                                 * @example VALIDATION
-                                 * @example EDIT_CONFLICT
-                                 */
-                                code?: string;
-                                /** @description the status the REST route would answer */
-                                status?: number;
-                                /** @description the REST route's error body: a message, or a field map for 422 */
-                                error?: unknown;
-                            } & {
-                                [key: string]: unknown;
-                            };
-                        }[];
-                        extensions?: {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-            };
-            /** @description A mutation sent with GET */
-            405: {
-                headers: {
-                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
-                    "X-Request-Id": string;
-                    /** @description POST */
-                    Allow: string;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data?: {
-                            [key: string]: unknown;
-                        } | null;
-                        errors?: {
-                            message: string;
-                            locations?: {
-                                line: number;
-                                column: number;
-                            }[];
-                            path?: (string | number)[];
-                            extensions?: {
-                                /**
-                                 * @example FORBIDDEN
-                                 * @example VALIDATION
-                                 * @example EDIT_CONFLICT
-                                 */
-                                code?: string;
-                                /** @description the status the REST route would answer */
-                                status?: number;
-                                /** @description the REST route's error body: a message, or a field map for 422 */
-                                error?: unknown;
-                            } & {
-                                [key: string]: unknown;
-                            };
-                        }[];
-                        extensions?: {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-            };
-            /** @description rate limit exceeded */
-            429: {
-                headers: {
-                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
-                    "X-Request-Id": string;
-                    /** @description seconds until a request will be accepted again */
-                    "Retry-After": number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data?: {
-                            [key: string]: unknown;
-                        } | null;
-                        errors?: {
-                            message: string;
-                            locations?: {
-                                line: number;
-                                column: number;
-                            }[];
-                            path?: (string | number)[];
-                            extensions?: {
-                                /**
-                                 * @example FORBIDDEN
-                                 * @example VALIDATION
-                                 * @example EDIT_CONFLICT
-                                 */
-                                code?: string;
-                                /** @description the status the REST route would answer */
-                                status?: number;
-                                /** @description the REST route's error body: a message, or a field map for 422 */
-                                error?: unknown;
-                            } & {
-                                [key: string]: unknown;
-                            };
-                        }[];
-                        extensions?: {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-            };
-        };
-    };
-    graphql: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": {
-                    /** @example { movie(id: 1) { id title version } } */
-                    query: string;
-                    variables?: {
-                        [key: string]: unknown;
-                    } | null;
-                    operationName?: string | null;
-                    extensions?: {
-                        [key: string]: unknown;
-                    };
-                } & {
-                    [key: string]: unknown;
-                };
-            };
-        };
-        responses: {
-            /** @description The result: data, and errors if any */
-            200: {
-                headers: {
-                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
-                    "X-Request-Id": string;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data?: {
-                            [key: string]: unknown;
-                        } | null;
-                        errors?: {
-                            message: string;
-                            locations?: {
-                                line: number;
-                                column: number;
-                            }[];
-                            path?: (string | number)[];
-                            extensions?: {
-                                /**
-                                 * @example FORBIDDEN
-                                 * @example VALIDATION
-                                 * @example EDIT_CONFLICT
-                                 */
-                                code?: string;
-                                /** @description the status the REST route would answer */
-                                status?: number;
-                                /** @description the REST route's error body: a message, or a field map for 422 */
-                                error?: unknown;
-                            } & {
-                                [key: string]: unknown;
-                            };
-                        }[];
-                        extensions?: {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-            };
-            /** @description Not a GraphQL request: malformed JSON, no query, a syntax or validation error, too deep or too costly */
-            400: {
-                headers: {
-                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
-                    "X-Request-Id": string;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data?: {
-                            [key: string]: unknown;
-                        } | null;
-                        errors?: {
-                            message: string;
-                            locations?: {
-                                line: number;
-                                column: number;
-                            }[];
-                            path?: (string | number)[];
-                            extensions?: {
-                                /**
-                                 * @example FORBIDDEN
-                                 * @example VALIDATION
-                                 * @example EDIT_CONFLICT
-                                 */
-                                code?: string;
-                                /** @description the status the REST route would answer */
-                                status?: number;
-                                /** @description the REST route's error body: a message, or a field map for 422 */
-                                error?: unknown;
-                            } & {
-                                [key: string]: unknown;
-                            };
-                        }[];
-                        extensions?: {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-            };
-            /** @description invalid or missing authentication token */
-            401: {
-                headers: {
-                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
-                    "X-Request-Id": string;
-                    /** @description "Bearer" when the token is malformed, unknown or expired */
-                    "WWW-Authenticate"?: string;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data?: {
-                            [key: string]: unknown;
-                        } | null;
-                        errors?: {
-                            message: string;
-                            locations?: {
-                                line: number;
-                                column: number;
-                            }[];
-                            path?: (string | number)[];
-                            extensions?: {
-                                /**
-                                 * @example FORBIDDEN
-                                 * @example VALIDATION
-                                 * @example EDIT_CONFLICT
-                                 */
-                                code?: string;
-                                /** @description the status the REST route would answer */
-                                status?: number;
-                                /** @description the REST route's error body: a message, or a field map for 422 */
-                                error?: unknown;
-                            } & {
-                                [key: string]: unknown;
-                            };
-                        }[];
-                        extensions?: {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-            };
-            /** @description rate limit exceeded */
-            429: {
-                headers: {
-                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
-                    "X-Request-Id": string;
-                    /** @description seconds until a request will be accepted again */
-                    "Retry-After": number;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        data?: {
-                            [key: string]: unknown;
-                        } | null;
-                        errors?: {
-                            message: string;
-                            locations?: {
-                                line: number;
-                                column: number;
-                            }[];
-                            path?: (string | number)[];
-                            extensions?: {
-                                /**
-                                 * @example FORBIDDEN
-                                 * @example VALIDATION
-                                 * @example EDIT_CONFLICT
-                                 */
-                                code?: string;
-                                /** @description the status the REST route would answer */
-                                status?: number;
-                                /** @description the REST route's error body: a message, or a field map for 422 */
-                                error?: unknown;
-                            } & {
-                                [key: string]: unknown;
-                            };
-                        }[];
-                        extensions?: {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-            };
-        };
-    };
     registerWithJwt: {
         parameters: {
             query?: never;
@@ -4448,6 +4045,439 @@ export interface operations {
                         code: number;
                         /** @example not_found: product with id 7 does not exist */
                         message: string;
+                    };
+                };
+            };
+        };
+    };
+    graphqlQuery: {
+        parameters: {
+            query?: {
+                query?: string;
+                persisted?: boolean;
+                operationName?: string | null;
+                variables?: string;
+                extensions?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The result. Resolver errors (permissions, validation, not found, edit conflicts) come here too, each with the REST status and body in `extensions` */
+            200: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data?: {
+                            [key: string]: unknown;
+                        } | null;
+                        errors?: {
+                            message: string;
+                            locations?: {
+                                line: number;
+                                column: number;
+                            }[];
+                            path?: (string | number)[];
+                            extensions?: {
+                                /**
+                                 * @example FORBIDDEN
+                                 * @example VALIDATION
+                                 * @example EDIT_CONFLICT
+                                 */
+                                code?: string;
+                                /** @description the status the REST route would answer */
+                                status?: number;
+                                /** @description the REST route's error body: a message, or a field map for 422 */
+                                error?: unknown;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                        }[];
+                    };
+                };
+            };
+            /** @description Not a GraphQL request: malformed JSON, no query, a syntax or validation error, too deep or too costly */
+            400: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data?: {
+                            [key: string]: unknown;
+                        } | null;
+                        errors?: {
+                            message: string;
+                            locations?: {
+                                line: number;
+                                column: number;
+                            }[];
+                            path?: (string | number)[];
+                            extensions?: {
+                                /**
+                                 * @example FORBIDDEN
+                                 * @example VALIDATION
+                                 * @example EDIT_CONFLICT
+                                 */
+                                code?: string;
+                                /** @description the status the REST route would answer */
+                                status?: number;
+                                /** @description the REST route's error body: a message, or a field map for 422 */
+                                error?: unknown;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                        }[];
+                    };
+                };
+            };
+            /** @description invalid or missing authentication token */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data?: {
+                            [key: string]: unknown;
+                        } | null;
+                        errors?: {
+                            message: string;
+                            locations?: {
+                                line: number;
+                                column: number;
+                            }[];
+                            path?: (string | number)[];
+                            extensions?: {
+                                /**
+                                 * @example FORBIDDEN
+                                 * @example VALIDATION
+                                 * @example EDIT_CONFLICT
+                                 */
+                                code?: string;
+                                /** @description the status the REST route would answer */
+                                status?: number;
+                                /** @description the REST route's error body: a message, or a field map for 422 */
+                                error?: unknown;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                        }[];
+                    };
+                };
+            };
+            /** @description A mutation sent with GET */
+            405: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data?: {
+                            [key: string]: unknown;
+                        } | null;
+                        errors?: {
+                            message: string;
+                            locations?: {
+                                line: number;
+                                column: number;
+                            }[];
+                            path?: (string | number)[];
+                            extensions?: {
+                                /**
+                                 * @example FORBIDDEN
+                                 * @example VALIDATION
+                                 * @example EDIT_CONFLICT
+                                 */
+                                code?: string;
+                                /** @description the status the REST route would answer */
+                                status?: number;
+                                /** @description the REST route's error body: a message, or a field map for 422 */
+                                error?: unknown;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                        }[];
+                    };
+                };
+            };
+            /** @description rate limit exceeded */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data?: {
+                            [key: string]: unknown;
+                        } | null;
+                        errors?: {
+                            message: string;
+                            locations?: {
+                                line: number;
+                                column: number;
+                            }[];
+                            path?: (string | number)[];
+                            extensions?: {
+                                /**
+                                 * @example FORBIDDEN
+                                 * @example VALIDATION
+                                 * @example EDIT_CONFLICT
+                                 */
+                                code?: string;
+                                /** @description the status the REST route would answer */
+                                status?: number;
+                                /** @description the REST route's error body: a message, or a field map for 422 */
+                                error?: unknown;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                        }[];
+                    };
+                };
+            };
+        };
+    };
+    graphql: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    query?: string;
+                    persisted?: boolean;
+                    operationName?: string | null;
+                    variables?: Record<string, never> | null;
+                    extensions?: Record<string, never>;
+                };
+            };
+        };
+        responses: {
+            /** @description The result. Resolver errors (permissions, validation, not found, edit conflicts) come here too, each with the REST status and body in `extensions` */
+            200: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data?: {
+                            [key: string]: unknown;
+                        } | null;
+                        errors?: {
+                            message: string;
+                            locations?: {
+                                line: number;
+                                column: number;
+                            }[];
+                            path?: (string | number)[];
+                            extensions?: {
+                                /**
+                                 * @example FORBIDDEN
+                                 * @example VALIDATION
+                                 * @example EDIT_CONFLICT
+                                 */
+                                code?: string;
+                                /** @description the status the REST route would answer */
+                                status?: number;
+                                /** @description the REST route's error body: a message, or a field map for 422 */
+                                error?: unknown;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                        }[];
+                    };
+                };
+            };
+            /** @description Not a GraphQL request: malformed JSON, no query, a syntax or validation error, too deep or too costly */
+            400: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data?: {
+                            [key: string]: unknown;
+                        } | null;
+                        errors?: {
+                            message: string;
+                            locations?: {
+                                line: number;
+                                column: number;
+                            }[];
+                            path?: (string | number)[];
+                            extensions?: {
+                                /**
+                                 * @example FORBIDDEN
+                                 * @example VALIDATION
+                                 * @example EDIT_CONFLICT
+                                 */
+                                code?: string;
+                                /** @description the status the REST route would answer */
+                                status?: number;
+                                /** @description the REST route's error body: a message, or a field map for 422 */
+                                error?: unknown;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                        }[];
+                    };
+                };
+            };
+            /** @description invalid or missing authentication token */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data?: {
+                            [key: string]: unknown;
+                        } | null;
+                        errors?: {
+                            message: string;
+                            locations?: {
+                                line: number;
+                                column: number;
+                            }[];
+                            path?: (string | number)[];
+                            extensions?: {
+                                /**
+                                 * @example FORBIDDEN
+                                 * @example VALIDATION
+                                 * @example EDIT_CONFLICT
+                                 */
+                                code?: string;
+                                /** @description the status the REST route would answer */
+                                status?: number;
+                                /** @description the REST route's error body: a message, or a field map for 422 */
+                                error?: unknown;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                        }[];
+                    };
+                };
+            };
+            /** @description rate limit exceeded */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data?: {
+                            [key: string]: unknown;
+                        } | null;
+                        errors?: {
+                            message: string;
+                            locations?: {
+                                line: number;
+                                column: number;
+                            }[];
+                            path?: (string | number)[];
+                            extensions?: {
+                                /**
+                                 * @example FORBIDDEN
+                                 * @example VALIDATION
+                                 * @example EDIT_CONFLICT
+                                 */
+                                code?: string;
+                                /** @description the status the REST route would answer */
+                                status?: number;
+                                /** @description the REST route's error body: a message, or a field map for 422 */
+                                error?: unknown;
+                            } & {
+                                [key: string]: unknown;
+                            };
+                        }[];
+                    };
+                };
+            };
+        };
+    };
+    graphiql: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The GraphiQL page, all assets inlined */
+            200: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description invalid or missing authentication token (any route, with WWW-Authenticate: Bearer), invalid authentication credentials, or you must be authenticated to access this resource */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description rate limit exceeded */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
                     };
                 };
             };
