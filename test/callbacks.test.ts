@@ -239,6 +239,9 @@ describe('availability', async () => {
     assert.equal(res.status, 503);
     assert.deepEqual(await res.json(), { error: 'the callback could not be stored, please retry' });
     assert.ok(res.headers.get('x-request-id'));
+    const metrics = await fetch(`${callbacks.url}/metrics`);
+    assert.equal(metrics.status, 200);
+    assert.match(await metrics.text(), /^greenlight_callback_backlog nan$/im);
   });
 
   test("when a client is idle for longer than the task client's 5 s, then its keep-alive connection is reused", async () => {

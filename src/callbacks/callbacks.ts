@@ -85,9 +85,11 @@ export class CallbackService {
     this.#pollIntervalMs = options.pollIntervalMs ?? 100;
     this.metrics = new CallbackMetrics(options.registry, {
       lookupsInFlight: () => this.#lookups.size,
-      backlog: () => selectBacklog(this.#intakeDb),
+      // While the database is away the gauges read NaN, and /metrics still answers.
+      backlog: () =>
+        selectBacklog(this.#intakeDb).catch(() => ({ callbacks: Number.NaN, oldestSeconds: Number.NaN })),
       breakerState: () => this.#upstream.breakerState,
-      objectsStored: () => countObjects(this.#intakeDb),
+      objectsStored: () => countObjects(this.#intakeDb).catch(() => Number.NaN),
     });
     this.#upstream = new Upstream({
       baseUrl: options.config.upstream,

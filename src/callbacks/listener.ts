@@ -77,11 +77,14 @@ export async function startCallbacks(
 ): Promise<RunningCallbacks> {
   const { config, dsn, logger } = options;
   const registry = options.registry ?? new prom.Registry();
+  // Four connections each: an intake commit takes a millisecond or two, so four carry
+  // thousands of callbacks a second, and a cluster of one worker per core stays within
+  // PostgreSQL's default 100 connections.
   const pool = (name: string, sessionOptions?: string) =>
     createPool({
       ...config.db,
       dsn,
-      maxOpenConns: 8,
+      maxOpenConns: 4,
       applicationName: `greenlight-callbacks-${name}`,
       sessionOptions,
     });
