@@ -2,7 +2,6 @@
 // the tests both build it here.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { BlockList, isIPv6 } from 'node:net';
 import compress from '@fastify/compress';
 import Fastify, { type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import PgBoss from 'pg-boss';
@@ -16,9 +15,9 @@ import { graphqlRoutes } from './graphql/graphql.routes.ts';
 import { MOVIE_PATHS, movieRoutes } from './movies/movies.routes.ts';
 import { corsHook } from './platform/cors.ts';
 import { createPool, type Db } from './platform/db.ts';
-import { BadRequestError, errorResponse, NotFoundError } from './platform/errors.ts';
+import { BadRequestError, NotFoundError } from './platform/errors.ts';
 import { addMethodFallbacks, deprecationHeaders, sendError } from './platform/http.ts';
-import { clientErrorHandler, effectiveMaxConnections, GreenlightServer } from './platform/http-server.ts';
+import { clientErrorHandler, serverFactory } from './platform/http-server.ts';
 import type { Jobs } from './platform/jobs.ts';
 import { MAX_BODY_BYTES } from './platform/json-body.ts';
 import type { Logger } from './platform/logger.ts';
@@ -26,7 +25,7 @@ import { Metrics } from './platform/metrics.ts';
 import { openApiRoute, registerDocsPage, registerOpenApi } from './platform/openapi.ts';
 import { RateLimiter } from './platform/rate-limit.ts';
 import { SYSTEM_PATHS, systemRoutes } from './platform/system.routes.ts';
-import { PRODUCTS_API_PREFIX, productsApi } from './products/api.ts';
+import { apiErrorResponse, isApiPath, PRODUCTS_API_PREFIX, productsApi } from './products/api.ts';
 
 export type AppDeps = Readonly<{
   config: Config;
@@ -50,21 +49,6 @@ export function requestId(req: IncomingMessage): string {
   return typeof given === 'string' && SANE_REQUEST_ID.test(given) ? given : randomUUID();
 }
 
-// Trusted proxies as a BlockList, for the per-address connection cap.
-function proxyMatcher(proxies: readonly string[]): (address: string) => boolean {
-  const list = new BlockList();
-  for (const proxy of proxies) {
-    const [address = '', prefix] = proxy.split('/');
-    const type = isIPv6(address) ? 'ipv6' : 'ipv4';
-    if (prefix === undefined) list.addAddress(address, type);
-    else list.addSubnet(address, Number(prefix), type);
-  }
-  return (address) => {
-    const plain = address.startsWith('::ffff:') ? address.slice(7) : address;
-    return list.check(plain, isIPv6(plain) ? 'ipv6' : 'ipv4');
-  };
-}
-
 export function buildApp({
   config,
   db,
@@ -82,22 +66,10 @@ export function buildApp({
     bodyLimit: MAX_BODY_BYTES,
     exposeHeadRoutes: false,
     // Timeouts, connection caps and the lossless drain live in the server (platform/http-server.ts).
-    serverFactory: (handler) =>
-      new GreenlightServer(
-        handler,
-        {
-          headerTimeoutMs: config.http.readHeaderTimeoutMs,
-          requestTimeoutMs: config.http.readTimeoutMs,
-          idleTimeoutMs: config.http.idleTimeoutMs,
-          maxConnections: effectiveMaxConnections(config.http.maxConnections),
-          maxConnectionsPerAddress: config.http.maxConnectionsPerIp,
-          isProxy: proxyMatcher(config.trustedProxies),
-        },
-        {
-          onRefused: (reason) => metrics.connectionsRefused.inc({ reason }),
-          onClientError: (status) => metrics.clientErrors.inc({ status: String(status) }),
-        },
-      ),
+    serverFactory: serverFactory(config, {
+      onRefused: (reason) => metrics.connectionsRefused.inc({ reason }),
+      onClientError: (status) => metrics.clientErrors.inc({ status: String(status) }),
+    }),
     forceCloseConnections: false,
     // Requests that arrive while closing are served (with `Connection: close`), not refused.
     return503OnClosing: false,
@@ -108,14 +80,13 @@ export function buildApp({
     // Errors Fastify meets before routing (a malformed %-escape in the path, an overlong
     // parameter) still get the book's JSON body and our headers.
     frameworkErrors: (err, request, reply: FastifyReply) => {
-      const response = errorResponse(err);
-      if (response.status >= 500) {
-        request.log.error({ err, method: request.method, path: request.url }, 'request failed');
+      reply.headers({ 'x-request-id': request.id, vary: 'Origin, Access-Control-Request-Method' });
+      if (isApiPath(request.url)) {
+        const answer = apiErrorResponse(err);
+        reply.code(answer.code).send({ code: answer.code, message: answer.message });
+        return;
       }
-      reply
-        .code(response.status)
-        .headers({ 'x-request-id': request.id, vary: 'Origin, Access-Control-Request-Method' })
-        .send({ error: response.error });
+      sendError(err, request, reply);
     },
   }) as unknown as FastifyInstance;
 

@@ -9,7 +9,7 @@ import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { effectiveMaxConnections, FD_RESERVE, openFilesLimit } from '../src/platform/http-server.ts';
 import { buildTestApp, createTestDatabase } from './helpers.ts';
-import { isAlive, startServer, withTimeout } from './processes.ts';
+import { freePort, isAlive, startServer, withTimeout } from './processes.ts';
 
 const dsn = await createTestDatabase();
 const { api, app, lines } = await buildTestApp({ dsn });
@@ -80,6 +80,69 @@ describe('errors answered below the application, over a real socket', () => {
       0,
       JSON.stringify(server.logs.filter((l) => l.level === 'error')),
     );
+  });
+});
+
+describe('the products API keeps its own envelope for the same mistakes', () => {
+  test('when a path under /api/v1 is undecodable or its id overlong, then 404 in {code, message}', async () => {
+    for (const url of ['/api/v1/products/%zz', `/api/v1/products/${'1'.repeat(5000)}`]) {
+      const res = await app.inject(url);
+      assert.equal(res.statusCode, 404, url);
+      assert.deepEqual(res.json(), { code: 404, message: '404 page not found' });
+      assert.ok(res.headers['x-request-id']);
+    }
+  });
+
+  test('when a framework client error happens under /api/v1, then it keeps its 4xx status in {code, message}', async () => {
+    const res = await app.inject({ method: 'QUERY' as 'GET', url: '/api/v1/products', payload: '{}' });
+    assert.equal(res.statusCode, 400, res.body);
+    assert.equal(res.json().code, 400);
+    assert.equal(lines.filter((l) => l.level === 'error').length, 0);
+  });
+
+  test('when a body is nested 3,000 levels deep, then it is a client error, not a stack overflow', async () => {
+    for (const payload of [
+      `${'{"a":'.repeat(3000)}1${'}'.repeat(3000)}`,
+      '['.repeat(3000) + ']'.repeat(3000),
+    ]) {
+      const res = await app.inject({ method: 'POST', url: '/api/v1/auth/login', payload });
+      assert.ok(res.statusCode >= 400 && res.statusCode < 500, `${res.statusCode} ${res.body}`);
+      assert.equal(res.json().code, res.statusCode);
+    }
+    assert.equal(lines.filter((l) => l.level === 'error').length, 0);
+  });
+});
+
+describe('the callback listener keeps the same rules', () => {
+  test('when it gets malformed HTTP, slow headers or too many connections from one address, then it answers like the API', async (t) => {
+    const port = await freePort();
+    const server = await startServer(t, [
+      '-db-dsn',
+      dsn,
+      '-callbacks-addr',
+      `127.0.0.1:${port}`,
+      '-read-header-timeout',
+      '1s',
+      '-max-connections-per-ip',
+      '5',
+    ]);
+    await server.waitForLog('callback service started');
+    assertEnvelope(await raw(port, 'GARBAGE\r\n\r\n'), 400, 'the request is not valid HTTP');
+    assertEnvelope(
+      await raw(port, 'POST /callback HTTP/1.1\r\nHost: x\r\n', 10_000),
+      408,
+      'the request took too long to arrive',
+    );
+    const hog = await slowConnections(port, 12, '127.0.0.3');
+    t.after(() => {
+      for (const s of hog) s.destroy();
+    });
+    assert.equal(openCount(hog), 5);
+    const res = await fetch(`http://127.0.0.1:${port}/callback`, {
+      method: 'POST',
+      body: JSON.stringify({ object_ids: [] }),
+    });
+    assert.equal(res.status, 200);
   });
 });
 

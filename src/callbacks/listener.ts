@@ -8,6 +8,7 @@ import type { Config } from '../config.ts';
 import { createPool } from '../platform/db.ts';
 import { BadRequestError, errorResponse, NotFoundError } from '../platform/errors.ts';
 import { addMethodFallbacks, sendError } from '../platform/http.ts';
+import { clientErrorHandler, serverFactory } from '../platform/http-server.ts';
 import { MAX_BODY_BYTES } from '../platform/json-body.ts';
 import type { Logger } from '../platform/logger.ts';
 import { CALLBACK_PATHS, callbackRoutes } from './callbacks.routes.ts';
@@ -17,6 +18,7 @@ export function buildCallbackListener(
   service: CallbackService,
   registry: prom.Registry,
   logger: Logger,
+  config: Config,
 ): FastifyInstance {
   const app = Fastify({
     loggerInstance: logger,
@@ -24,12 +26,15 @@ export function buildCallbackListener(
     genReqId: requestId,
     bodyLimit: MAX_BODY_BYTES,
     exposeHeadRoutes: false,
-    // The task's client posts every 5 s: idle connections stay open well past that, so each
-    // client keeps reusing one connection.
-    keepAliveTimeout: 65_000,
-    requestTimeout: 30_000,
+    // The API's connection policy (read timeouts, caps per address, a drain that answers every
+    // request received). The task's client posts every 5 s: idle connections stay open well
+    // past that, so each client keeps reusing one connection.
+    serverFactory: serverFactory(config, {}, 65_000),
+    forceCloseConnections: false,
+    return503OnClosing: false,
+    clientErrorHandler: clientErrorHandler({}),
     frameworkErrors: (err, request, reply: FastifyReply) => {
-      const response = errorResponse(err.code === 'FST_ERR_BAD_URL' ? new NotFoundError() : err);
+      const response = errorResponse(err);
       reply.code(response.status).header('x-request-id', request.id).send({ error: response.error });
     },
   }) as unknown as FastifyInstance;
@@ -104,7 +109,7 @@ export async function startCallbacks(
     ...options.tuning,
   });
   const listen = config.callbacks.listen;
-  const app = listen ? buildCallbackListener(service, registry, logger) : null;
+  const app = listen ? buildCallbackListener(service, registry, logger, config) : null;
   const closePools = () => Promise.all([intakeDb.end(), workDb.end()]);
   let address: string | null = null;
   if (app && listen) {

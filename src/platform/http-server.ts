@@ -18,7 +18,8 @@ import {
   type ServerResponse,
   STATUS_CODES,
 } from 'node:http';
-import type { Socket } from 'node:net';
+import { BlockList, isIPv6, type Socket } from 'node:net';
+import type { Config } from '../config.ts';
 
 export type ConnectionPolicy = Readonly<{
   headerTimeoutMs: number;
@@ -202,4 +203,38 @@ export const FD_RESERVE = 1024;
 export function effectiveMaxConnections(configured: number, limit = openFilesLimit()): number {
   if (configured > 0) return configured;
   return limit === undefined ? 10_000 : Math.max(64, limit - FD_RESERVE);
+}
+
+// Trusted proxies as a BlockList, for the per-address connection cap.
+export function proxyMatcher(proxies: readonly string[]): (address: string) => boolean {
+  const list = new BlockList();
+  for (const proxy of proxies) {
+    const [address = '', prefix] = proxy.split('/');
+    const type = isIPv6(address) ? 'ipv6' : 'ipv4';
+    if (prefix === undefined) list.addAddress(address, type);
+    else list.addSubnet(address, Number(prefix), type);
+  }
+  return (address) => {
+    const plain = address.startsWith('::ffff:') ? address.slice(7) : address;
+    return list.check(plain, isIPv6(plain) ? 'ipv6' : 'ipv4');
+  };
+}
+
+// Fastify's serverFactory for a listener of this service, with the configured policy.
+// `minIdleTimeoutMs`: a listener whose clients come back at a known rhythm keeps idle
+// connections at least that long.
+export function serverFactory(config: Config, events: ServerEvents = {}, minIdleTimeoutMs = 0) {
+  return (handler: (req: IncomingMessage, res: ServerResponse) => void) =>
+    new GreenlightServer(
+      handler,
+      {
+        headerTimeoutMs: config.http.readHeaderTimeoutMs,
+        requestTimeoutMs: config.http.readTimeoutMs,
+        idleTimeoutMs: Math.max(config.http.idleTimeoutMs, minIdleTimeoutMs),
+        maxConnections: effectiveMaxConnections(config.http.maxConnections),
+        maxConnectionsPerAddress: config.http.maxConnectionsPerIp,
+        isProxy: proxyMatcher(config.trustedProxies),
+      },
+      events,
+    );
 }

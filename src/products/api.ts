@@ -11,6 +11,7 @@ import type { Db } from '../platform/db.ts';
 import {
   AuthenticationRequiredError,
   BadRequestError,
+  errorResponse,
   InvalidAuthenticationTokenError,
   InvalidCredentialsError,
   MethodNotAllowedError,
@@ -80,6 +81,9 @@ const FRAMEWORK_ERRORS: Readonly<Record<string, ApiErrorResponse>> = {
   FST_ERR_CTP_BODY_TOO_LARGE: { code: 413, message: 'request body too large' },
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: 400, message: 'invalid request body' },
   FST_ERR_VALIDATION: { code: 400, message: 'invalid request' },
+  // A path that cannot be decoded, or whose id is longer than any id, names nothing here.
+  FST_ERR_BAD_URL: { code: 404, message: '404 page not found' },
+  FST_ERR_MAX_PARAM_LENGTH: { code: 404, message: '404 page not found' },
 };
 
 const SERVER_ERROR: ApiErrorResponse = { code: 500, message: 'internal server error' };
@@ -90,7 +94,18 @@ export function apiErrorResponse(err: unknown): ApiErrorResponse {
   }
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code === 'string' && code in FRAMEWORK_ERRORS) return FRAMEWORK_ERRORS[code] as ApiErrorResponse;
+  // Any other client error the framework raises keeps the status the book's table gives it.
+  const book = errorResponse(err);
+  if (book.status < 500) {
+    return { code: book.status, message: typeof book.error === 'string' ? book.error : 'invalid request' };
+  }
   return SERVER_ERROR;
+}
+
+// Paths of this API: errors met before routing (a bad %-escape, an overlong id) get its
+// envelope too.
+export function isApiPath(url: string): boolean {
+  return url === PRODUCTS_API_PREFIX || url.startsWith(`${PRODUCTS_API_PREFIX}/`);
 }
 
 export function productsApi(deps: { db: Db; jwts: Jwts }) {

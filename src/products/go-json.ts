@@ -75,10 +75,22 @@ export function decodeGoJson<S extends GoStruct>(
   // on the text, as Go does, not on a rounded double.
   const reviver = (_key: string, parsed: unknown, context?: { source?: string }) =>
     typeof parsed === 'number' ? new NumberText(context?.source ?? String(parsed)) : parsed;
-  const value: unknown = JSON.parse(
-    bytes.subarray(start, end).toString('utf8'),
-    reviver as (key: string, value: unknown) => unknown,
-  );
+  const text = bytes.subarray(start, end).toString('utf8');
+  let value: unknown;
+  try {
+    value = JSON.parse(text, reviver as (key: string, value: unknown) => unknown);
+  } catch (err) {
+    if (!(err instanceof RangeError)) throw err;
+    // Nested deeper than the reviver's recursion allows. No field is deeper than one array,
+    // so only the top level's numbers need their text; deeper ones are type errors anyway.
+    value = JSON.parse(text);
+    if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+      for (const [key, field] of Object.entries(value)) {
+        if (typeof field === 'number')
+          (value as Record<string, unknown>)[key] = new NumberText(String(field));
+      }
+    }
+  }
   if (value === null) return {};
   if (typeof value !== 'object' || Array.isArray(value) || value instanceof NumberText) {
     throw fail(`json: cannot unmarshal ${kindOf(value)} into Go value of type model.${struct.name}`);
