@@ -334,3 +334,8 @@ export async function authenticate(
     throw err;
   }
 }
+
+// Users by id, for batch loaders of other modules (a product's owner): one query for all.
+export async function usersByIds(db: Db, ids: readonly number[]): Promise<Map<number, User>> {
+  return new Map((await users.selectUsersByIds(db, ids)).map((user) => [user.id, user]));
+}

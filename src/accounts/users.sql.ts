@@ -40,6 +40,8 @@ const INSERT_USER = `
 
 const SELECT_USER_BY_EMAIL = `SELECT ${USER_COLUMNS} FROM users WHERE email = $1`;
 
+const SELECT_USERS_BY_IDS = `SELECT ${USER_COLUMNS} FROM users WHERE id = ANY($1::bigint[])`;
+
 const UPDATE_USER = `
   UPDATE users
   SET name = $1, email = $2, password_hash = $3, activated = $4, version = version + 1
@@ -166,4 +168,10 @@ export async function updateRole(db: Queryable, userId: number, role: Role): Pro
 export async function endTokenGeneration(db: Queryable, userId: number): Promise<void> {
   await db.query(END_TOKEN_GENERATION, [userId]);
   await notifyIdentityChanged(db, userId);
+}
+
+// Many users in one query (batch loaders); ids that name no user are simply absent.
+export async function selectUsersByIds(db: Queryable, ids: readonly number[]): Promise<User[]> {
+  const { rows } = await db.query<UserRow>(SELECT_USERS_BY_IDS, [ids]);
+  return rows.map(toUser);
 }

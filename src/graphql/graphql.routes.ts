@@ -20,6 +20,7 @@ import { BadRequestError, type ErrorResponse, errorResponse } from '../platform/
 import { addMethodFallbacks, errorHandler } from '../platform/http.ts';
 import type { Logger } from '../platform/logger.ts';
 import { BEARER_OPTIONAL, errors, response } from '../platform/schemas.ts';
+import { apiErrorResponse } from '../products/api.ts';
 import { buildGraphqlSchema, type GraphqlContext } from './schema.ts';
 
 const CODES: Readonly<Record<number, string>> = {
@@ -53,10 +54,19 @@ function graphqlError(response: ErrorResponse, located?: GraphQLError): GraphQLE
 
 // Resolver errors are domain errors: the one error table decides what the client sees.
 // GraphQL's own errors (variable coercion, the limits below) are the client's already.
+// A domain error through the error table of the module that raised it: the book's, or the
+// products API's (its messages are the seed's).
+function domainErrorResponse(err: unknown): ErrorResponse {
+  const book = errorResponse(err);
+  if (book.status < 500) return book;
+  const products = apiErrorResponse(err);
+  return products.code < 500 ? { status: products.code, error: products.message } : book;
+}
+
 function resolverError(error: GraphQLError, logger: Logger): GraphQLError {
   const original = error.originalError;
   if (original === undefined || original instanceof GraphQLError) return error;
-  const response = errorResponse(original);
+  const response = domainErrorResponse(original);
   if (response.status >= 500) logger.error({ err: original }, 'graphql resolver failed');
   return graphqlError(response, error);
 }

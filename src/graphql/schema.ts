@@ -4,6 +4,7 @@ import { makeExecutableSchema } from '@graphql-tools/schema';
 import type { FastifyRequest } from 'fastify';
 import type { GraphQLSchema } from 'graphql';
 import type { Db } from '../platform/db.ts';
+import { productsModule } from './products.ts';
 import { accountResolvers, movieResolvers } from './resolvers.ts';
 
 // One per request. Per-request caches (DataLoaders) hang off it in a WeakMap of their module.
@@ -98,7 +99,7 @@ const movies: GraphqlModule = {
   resolvers: movieResolvers,
 };
 
-export const GRAPHQL_MODULES: readonly GraphqlModule[] = [accounts, movies];
+export const GRAPHQL_MODULES: readonly GraphqlModule[] = [accounts, movies, productsModule];
 
 export function buildGraphqlSchema(modules: readonly GraphqlModule[] = GRAPHQL_MODULES): GraphQLSchema {
   return makeExecutableSchema<GraphqlContext>({

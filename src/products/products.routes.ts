@@ -64,12 +64,15 @@ function atoi(value: string | string[] | undefined): bigint {
 }
 
 // strconv.ParseInt(id, 10, 64), formatted back as Go's %d would.
-export function readInt64Param(request: FastifyRequest, message: string): string {
-  const raw = (request.params as { id: string }).id;
+export function parseInt64(raw: string, message: string): string {
   if (!/^[+-]?\d+$/.test(raw)) throw new BadRequestError(message);
   const n = BigInt(raw);
   if (n > MAX_INT64 || n < -MAX_INT64 - 1n) throw new BadRequestError(message);
   return n.toString();
+}
+
+export function readInt64Param(request: FastifyRequest, message: string): string {
+  return parseInt64((request.params as { id: string }).id, message);
 }
 
 // A full credential may do anything; an API key only what its scopes name.
@@ -81,7 +84,7 @@ export function requireScope(code: string) {
   };
 }
 
-function requester(request: FastifyRequest): products.Requester {
+export function requester(request: FastifyRequest): products.Requester {
   const identity = request.identity as NonNullable<FastifyRequest['identity']>;
   return { userId: identity.id, admin: identity.role === 'admin' };
 }

@@ -47,6 +47,9 @@ const SELECT_BY_ID = `SELECT ${COLUMNS} FROM products WHERE id = $1`;
 
 const SELECT_OWNER = 'SELECT user_id FROM products WHERE id = $1';
 
+const SELECT_BY_OWNERS = `
+  SELECT ${COLUMNS} FROM products WHERE user_id = ANY($1::bigint[]) ORDER BY created_at DESC, id DESC`;
+
 const UPDATE = `
   UPDATE products
   SET name = COALESCE($3, name),
@@ -117,4 +120,10 @@ export async function deleteProduct(
 ): Promise<boolean> {
   const { rowCount } = await db.query(DELETE, [id, requester.userId, requester.admin]);
   return (rowCount ?? 0) > 0;
+}
+
+// The products of many owners in one query (batch loaders), newest first.
+export async function selectProductsByOwners(db: Queryable, ownerIds: readonly number[]): Promise<Product[]> {
+  const { rows } = await db.query<ProductRow>(SELECT_BY_OWNERS, [ownerIds]);
+  return rows.map(toProduct);
 }

@@ -75,3 +75,12 @@ export async function updateProduct(
 export async function deleteProduct(db: Db, requester: Requester, id: string): Promise<void> {
   if (!(await products.deleteProduct(db, id, requester))) throw await refusal(db, id);
 }
+
+// Every product of each owner, for the GraphQL loaders: one query whatever the number of owners.
+export async function productsByOwners(db: Db, ownerIds: readonly number[]): Promise<Map<number, Product[]>> {
+  const byOwner = new Map<number, Product[]>(ownerIds.map((id) => [id, []]));
+  for (const product of await products.selectProductsByOwners(db, ownerIds)) {
+    byOwner.get(product.userId)?.push(product);
+  }
+  return byOwner;
+}

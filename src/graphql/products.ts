@@ -1,0 +1,160 @@
+// Products in GraphQL: the products API's permission checks (requireScope) and use cases,
+// with a product's owner and an owner's products batched per request by DataLoaders, so a
+// page of products with their owners costs one query for the owners, not one per product.
+import DataLoader from 'dataloader';
+import { usersByIds } from '../accounts/accounts.ts';
+import type { User } from '../accounts/user.ts';
+import type { Product } from '../products/product.ts';
+import { parseInt64, requester, requireScope } from '../products/products.routes.ts';
+import * as products from '../products/products.ts';
+import type { GraphqlContext, GraphqlModule } from './schema.ts';
+
+const canRead = requireScope('products:read');
+const canWrite = requireScope('products:write');
+
+type Loaders = { owners: DataLoader<number, User>; productsOf: DataLoader<number, Product[]> };
+
+// One set per request: the context object is new for each one.
+const loaders = new WeakMap<GraphqlContext, Loaders>();
+
+function loadersOf(context: GraphqlContext): Loaders {
+  let found = loaders.get(context);
+  if (!found) {
+    found = {
+      owners: new DataLoader(async (ids) => {
+        const byId = await usersByIds(context.db, ids);
+        return ids.map((id) => byId.get(id) ?? new Error(`user ${id} not found`));
+      }),
+      productsOf: new DataLoader(async (ownerIds) => {
+        const byOwner = await products.productsByOwners(context.db, ownerIds);
+        return ownerIds.map((id) => byOwner.get(id) ?? []);
+      }),
+    };
+    loaders.set(context, found);
+  }
+  return found;
+}
+
+type ProductInput = {
+  name?: string | null;
+  description?: string | null;
+  price?: number | null;
+  stock?: number | null;
+};
+
+const id = (raw: string) => parseInt64(raw, 'invalid product id');
+
+export const productsModule: GraphqlModule = {
+  typeDefs: /* GraphQL */ `
+    extend type Query {
+      "Needs products:read. An id that names no product is NOT_FOUND."
+      product(id: ID!): Product!
+      "Needs products:read. page below 1 is 1; limit outside 1-100 is 20, as on GET /api/v1/products."
+      products(page: Int, limit: Int): ProductPage!
+    }
+
+    extend type Mutation {
+      "Needs products:write. The caller owns the new product."
+      createProduct(input: ProductInput!): Product!
+      "Needs products:write. Only the owner or an admin; FORBIDDEN otherwise."
+      updateProduct(id: ID!, input: ProductInput!): Product!
+      "Needs products:write. Only the owner or an admin. Returns the id of the deleted product."
+      deleteProduct(id: ID!): ID!
+    }
+
+    type Product {
+      id: ID!
+      name: String!
+      description: String!
+      "at most two decimals, below 10^8"
+      price: Float!
+      stock: Int!
+      createdAt: String!
+      updatedAt: String!
+      owner: Owner!
+    }
+
+    "Who owns products: no e-mail, which the products API never shows either."
+    type Owner {
+      id: ID!
+      name: String!
+      products: [Product!]!
+    }
+
+    type ProductPage {
+      data: [Product!]!
+      total: Int!
+      page: Int!
+      limit: Int!
+    }
+
+    input ProductInput {
+      name: String
+      description: String
+      price: Float
+      stock: Int
+    }
+
+    extend type User {
+      "Needs products:read."
+      products: [Product!]!
+    }
+  `,
+  resolvers: {
+    Query: {
+      product: async (_: unknown, args: { id: string }, context: GraphqlContext) => {
+        await canRead(context.httpRequest);
+        return products.getProduct(context.db, id(args.id));
+      },
+      products: async (
+        _: unknown,
+        args: { page?: number | null; limit?: number | null },
+        context: GraphqlContext,
+      ) => {
+        await canRead(context.httpRequest);
+        const page = await products.listProducts(context.db, {
+          page: BigInt(args.page ?? 1),
+          limit: BigInt(args.limit ?? 20),
+        });
+        return { ...page, page: Number(page.page) };
+      },
+    },
+    Mutation: {
+      createProduct: async (_: unknown, args: { input: ProductInput }, context: GraphqlContext) => {
+        await canWrite(context.httpRequest);
+        return products.createProduct(context.db, requester(context.httpRequest), args.input);
+      },
+      updateProduct: async (
+        _: unknown,
+        args: { id: string; input: ProductInput },
+        context: GraphqlContext,
+      ) => {
+        await canWrite(context.httpRequest);
+        return products.updateProduct(context.db, requester(context.httpRequest), id(args.id), args.input);
+      },
+      deleteProduct: async (_: unknown, args: { id: string }, context: GraphqlContext) => {
+        await canWrite(context.httpRequest);
+        const productId = id(args.id);
+        await products.deleteProduct(context.db, requester(context.httpRequest), productId);
+        return productId;
+      },
+    },
+    Product: {
+      price: (product: Product) => Number(product.price),
+      createdAt: (product: Product) => product.createdAt.toISOString(),
+      updatedAt: (product: Product) => product.updatedAt.toISOString(),
+      owner: (product: Product, _: unknown, context: GraphqlContext) =>
+        loadersOf(context).owners.load(product.userId),
+    },
+    Owner: {
+      products: (owner: User, _: unknown, context: GraphqlContext) =>
+        loadersOf(context).productsOf.load(owner.id),
+    },
+    User: {
+      products: async (user: User, _: unknown, context: GraphqlContext) => {
+        await canRead(context.httpRequest);
+        return loadersOf(context).productsOf.load(user.id);
+      },
+    },
+  },
+};
