@@ -12,6 +12,7 @@ import type { IdentityCache } from './accounts/identity-cache.ts';
 import { jwksRoute } from './auth/jwks.routes.ts';
 import { authenticationHook, createAuthenticators, createJwts } from './auth/registry.ts';
 import type { Config } from './config.ts';
+import { bulkRoutes } from './movies/bulk.routes.ts';
 import { MOVIE_PATHS, movieRoutes } from './movies/movies.routes.ts';
 import { corsHook } from './platform/cors.ts';
 import { createPool, type Db } from './platform/db.ts';
@@ -226,6 +227,7 @@ export function buildApp({
   app.register(async (api) => {
     systemRoutes(api, config, metrics);
     movieRoutes(api, db);
+    bulkRoutes(api, db, config.operations);
     accountRoutes(api, { db, jobs });
     openApiRoute(api);
     const jwksPath = jwksRoute(api, jwts);
