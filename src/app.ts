@@ -14,6 +14,12 @@ import { authenticationHook, createAuthenticators, createJwts } from './auth/reg
 import type { Config } from './config.ts';
 import { bulkRoutes } from './movies/bulk.routes.ts';
 import { MOVIE_PATHS, movieRoutes } from './movies/movies.routes.ts';
+import {
+  PROFILING_PATHS,
+  profilingRoutes,
+  STATS_PATHS,
+  statsRoutes,
+} from './operations/operations.routes.ts';
 import { corsHook } from './platform/cors.ts';
 import { createPool, type Db } from './platform/db.ts';
 import { BadRequestError, errorResponse, NotFoundError } from './platform/errors.ts';
@@ -228,6 +234,8 @@ export function buildApp({
     systemRoutes(api, config, metrics);
     movieRoutes(api, db);
     bulkRoutes(api, db, config.operations);
+    statsRoutes(api, db, config.operations);
+    if (config.operations.profilingEnabled) profilingRoutes(api);
     accountRoutes(api, { db, jobs });
     openApiRoute(api);
     const jwksPath = jwksRoute(api, jwts);
@@ -236,6 +244,8 @@ export function buildApp({
       ...SYSTEM_PATHS,
       ...MOVIE_PATHS,
       ...ACCOUNT_PATHS,
+      ...STATS_PATHS,
+      ...(config.operations.profilingEnabled ? PROFILING_PATHS : []),
       '/v1/openapi.json',
       ...(jwksPath ? [jwksPath] : []),
     ]);

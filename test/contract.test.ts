@@ -179,10 +179,15 @@ test('when the README walkthrough and the error cases are replayed, then every r
     ['GET', '/v1/movies/export', undefined],
     ['POST', '/v1/movies/import', MOVIE],
   ];
+  const adminRoutes: [string, string, unknown][] = [
+    ['GET', '/v1/stats', undefined],
+    ['POST', '/v1/admin/profile?seconds=1', undefined],
+    ['POST', '/v1/admin/heap-snapshot', undefined],
+  ];
   // Seed 002's register and login never look at credentials (login's 401 is a wrong password).
   const ignoresCredentials = ['/api/v1/auth/register', '/api/v1/auth/login'];
   const readsCredentials = seedRoutes.filter(([, path]) => !ignoresCredentials.includes(path));
-  for (const [method, path, body] of [...everyRoute, ...bulkRoutes, ...readsCredentials]) {
+  for (const [method, path, body] of [...everyRoute, ...bulkRoutes, ...adminRoutes, ...readsCredentials]) {
     assert.equal((await call(base, method, path, { token: BAD, body })).status, 401, `${method} ${path}`);
   }
 
@@ -317,6 +322,20 @@ test('when the README walkthrough and the error cases are replayed, then every r
   await expect(200, 'GET', '/api/v1/admin/audit?limit=5', { token: adminUser.token });
   await expect(400, 'GET', '/api/v1/admin/audit?before=abc', { token: adminUser.token });
   await expect(403, 'GET', '/api/v1/admin/audit', { token: jwt });
+  const adminToken = adminUser.token;
+  await expect(200, 'GET', '/v1/stats', { token: adminToken });
+  await expect(422, 'POST', '/v1/admin/profile?seconds=0', { token: adminToken });
+  await expect(200, 'POST', '/v1/admin/heap-snapshot', { token: adminToken });
+  for (const [method, path] of adminRoutes) await expect(403, method, path, { token: writer.token });
+  // One profile or snapshot at a time: requests racing a running profile are 409s. Which of
+  // the racers starts first is up to the server, so the race is run until each side was seen.
+  const raced = ['cpuProfile 200', 'cpuProfile 409', 'heapSnapshot 200', 'heapSnapshot 409'];
+  for (let round = 0; round < 10 && !raced.every((key) => seen.has(key)); round++) {
+    const running = call(base, 'POST', '/v1/admin/profile?seconds=1', { token: adminToken });
+    await call(base, 'POST', '/v1/admin/heap-snapshot', { token: adminToken });
+    await call(base, 'POST', '/v1/admin/profile?seconds=1', { token: adminToken });
+    await running;
+  }
   await expect(403, 'POST', '/api/v1/auth/logout-all', { token: key });
   const tooLarge = `{"name": "${'x'.repeat(1_048_577)}"}`;
   for (const [method, path] of seedRoutes.filter(([m]) => m === 'POST' || m === 'PATCH')) {
@@ -346,7 +365,7 @@ test('when the README walkthrough and the error cases are replayed, then every r
   const viewerless = await createUser(db, {});
   assert.equal((await call(strictBase, 'GET', '/debug/vars', { token: viewerless.token })).status, 403);
   assert.equal((await call(strictBase, 'GET', '/metrics', { token: viewerless.token })).status, 403);
-  for (const [method, path, body] of [...everyRoute, ...bulkRoutes, ...seedRoutes]) {
+  for (const [method, path, body] of [...everyRoute, ...bulkRoutes, ...adminRoutes, ...seedRoutes]) {
     const status = (await call(strictBase, method, path, { token, body })).status;
     assert.equal(status, 429, `${method} ${path}`);
   }
