@@ -176,7 +176,7 @@ test('when an import is atomic, then all rows are stored, or with one bad row no
   const bad = await upload('/v1/movies/import?atomic=true', `${rows}\n{"title": ""}\n${good(9)}`);
   assert.equal(bad.status, 422);
   assert.deepEqual(bad.body, {
-    error: { rows: '1 rows failed; nothing was imported' },
+    error: { rows: 'nothing was imported: 1 failed' },
     imported: 0,
     failed: 1,
     errors: [
@@ -226,4 +226,13 @@ test('when the format or atomic flag is unknown, then the answer is 422 naming i
   const imported = await t.api({ method: 'POST', url: '/v1/movies/import?atomic=yes', payload: '' });
   assert.equal(imported.statusCode, 422);
   assert.deepEqual(imported.json(), { error: { atomic: 'must be true or false' } });
+});
+
+test('when another method is used on the bulk paths, then 405 with Allow', async () => {
+  const get = await t.api('/v1/movies/import');
+  assert.equal(get.statusCode, 405);
+  assert.equal(get.headers.allow, 'OPTIONS, POST');
+  const post = await t.api({ method: 'POST', url: '/v1/movies/export' });
+  assert.equal(post.statusCode, 405);
+  assert.equal(post.headers.allow, 'GET, OPTIONS');
 });

@@ -201,7 +201,7 @@ export function bulkRoutes(app: FastifyInstance, db: Db, options: OperationsConf
         });
         if (atomic === 'true' && report.failed > 0) {
           reply.code(422);
-          return { error: { rows: `${report.failed} rows failed; nothing was imported` }, ...report };
+          return { error: { rows: `nothing was imported: ${report.failed} failed` }, ...report };
         }
         return report;
       },
