@@ -1,13 +1,15 @@
 // npm run bench -- [--url URL --token TOKEN] [--duration 10] [--connections 50]
 //                  [--scenarios S1,S2,...,C1] [--workers N] [--db-dsn DSN] [--movies 2000] [--warmup 2]
 //                  [--callback-clients 50] [--callback-ids 200] [--callback-id-range 200]
-//                  [--callback-interval 100]
+//                  [--callback-interval 100] [--bulk-rows 100000]
 //
 // Starts the service itself (production settings, rate limiter off, embedded PostgreSQL
 // unless --db-dsn) unless given --url, prepares its data through the API, measures a
 // minimal node:http baseline, then runs the scenarios S1–S8 (S7, S8: the products API with
 // a JWT and with an API key, to compare with S2's book token), L1 and L2 (a list of 100
-// movies without and with compression), G1 (one movie by id through POST /graphql) and the callback scenario C1 (bench/callbacks.ts;
+// movies without and with compression), G1 (one movie by id through POST /graphql), B1 (one
+// bulk import of --bulk-rows movies and their export, rows a second; bench/bulk.ts) and the
+// callback scenario C1 (bench/callbacks.ts;
 // only when it starts the service). Prints a table, writes JSON to bench/out/ and appends a
 // row to bench/results.md (C1: bench/callback-results.md).
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -32,6 +34,7 @@ import { StandInUpstream } from '../src/callbacks/stand-in.ts';
 import { generateMovies } from '../src/movies/seed.ts';
 import { freePort } from '../test/ports.ts';
 import { SmtpSink, tokenIn } from '../test/smtp-sink.ts';
+import { type BulkResult, runBulk } from './bulk.ts';
 import { type CallbackLoadResult, runCallbackLoad } from './callbacks.ts';
 import { hasWrk, type LoadResult, type LoadSpec, runNodeLoad, runWrk } from './load.ts';
 
@@ -43,7 +46,7 @@ const { values: opts } = parseArgs({
     token: { type: 'string' },
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '50' },
-    scenarios: { type: 'string', default: 'S1,S2,S3,S4,S5,S6,S7,S8,G1,L1,L2,C1' },
+    scenarios: { type: 'string', default: 'S1,S2,S3,S4,S5,S6,S7,S8,G1,L1,L2,B1,C1' },
     workers: { type: 'string', default: String(availableParallelism()) },
     'db-dsn': { type: 'string' },
     movies: { type: 'string', default: '2000' },
@@ -52,6 +55,7 @@ const { values: opts } = parseArgs({
     'callback-ids': { type: 'string', default: '200' },
     'callback-id-range': { type: 'string', default: '200' },
     'callback-interval': { type: 'string', default: '100' },
+    'bulk-rows': { type: 'string', default: '100000' },
   },
 });
 
@@ -500,6 +504,14 @@ async function main(): Promise<void> {
     );
   }
 
+  let bulk: BulkResult | undefined;
+  if (wanted.has('B1')) {
+    bulk = await runBulk(url, token, Number(opts['bulk-rows']));
+    console.log(
+      `B1 import of ${bulk.rows} rows (${bulk.upload_bytes} bytes NDJSON): ${bulk.import_rows_per_s} rows/s, failed ${bulk.import_failed}; export of them: ${bulk.export_rows_per_s} rows/s (${bulk.export_bytes} bytes)`,
+    );
+  }
+
   let callbacks: CallbackLoadResult | undefined;
   if (!service && wanted.has('C1')) console.log('C1 skipped: it needs the service this benchmark starts');
   if (service && wanted.has('C1')) {
@@ -551,6 +563,7 @@ async function main(): Promise<void> {
     bcrypt_cost_12: bcrypt ? { hash_ms: bcrypt.hashMs, limit_rps: bcrypt.limitRps } : null,
     peak_rss_mib: peakRss === null ? null : Math.round(peakRss),
     scenarios: rows,
+    bulk: bulk ?? null,
     callbacks: callbacks ?? null,
   };
   const outDir = join(ROOT, 'bench', 'out');

@@ -12,7 +12,14 @@ import { jwksRoute } from './auth/jwks.routes.ts';
 import { authenticationHook, createAuthenticators, createJwts } from './auth/registry.ts';
 import type { Config } from './config.ts';
 import { graphqlRoutes } from './graphql/graphql.routes.ts';
+import { bulkRoutes } from './movies/bulk.routes.ts';
 import { MOVIE_PATHS, movieRoutes } from './movies/movies.routes.ts';
+import {
+  PROFILING_PATHS,
+  profilingRoutes,
+  STATS_PATHS,
+  statsRoutes,
+} from './operations/operations.routes.ts';
 import { corsHook } from './platform/cors.ts';
 import { createPool, type Db } from './platform/db.ts';
 import { BadRequestError, NotFoundError } from './platform/errors.ts';
@@ -200,6 +207,9 @@ export function buildApp({
   app.register(async (api) => {
     systemRoutes(api, config, metrics);
     movieRoutes(api, db);
+    bulkRoutes(api, db, config.operations);
+    statsRoutes(api, db, config.operations);
+    if (config.operations.profilingEnabled) profilingRoutes(api);
     accountRoutes(api, { db, jobs });
     openApiRoute(api);
     const jwksPath = jwksRoute(api, jwts);
@@ -209,6 +219,8 @@ export function buildApp({
       ...SYSTEM_PATHS,
       ...MOVIE_PATHS,
       ...ACCOUNT_PATHS,
+      ...STATS_PATHS,
+      ...(config.operations.profilingEnabled ? PROFILING_PATHS : []),
       '/v1/openapi.json',
       ...(jwksPath ? [jwksPath] : []),
     ]);

@@ -58,6 +58,15 @@ export type Config = Readonly<{
     oidc: Readonly<{ issuer: string; audience: string; autoProvision: boolean; jwksCacheMs: number }>;
   }>;
   callbacks: CallbacksConfig;
+  operations: OperationsConfig;
+}>;
+
+export type OperationsConfig = Readonly<{
+  importMaxBytes: number;
+  importWorkers: number;
+  statsTimeoutMs: number;
+  // Off in production unless -profiling-enabled; the routes are then not registered.
+  profilingEnabled: boolean;
 }>;
 
 export type CallbacksConfig = Readonly<{
@@ -307,6 +316,30 @@ const FLAGS: readonly FlagSpec[] = [
     kind: 'int',
     default: '1000',
     help: 'GraphQL operations costing more are refused before execution (2 an object, 1 a scalar, x1.5 a level)',
+  },
+  {
+    name: 'import-max-bytes',
+    kind: 'int',
+    default: '104857600',
+    help: 'largest body POST /v1/movies/import accepts (413 beyond)',
+  },
+  {
+    name: 'import-workers',
+    kind: 'int',
+    default: '4',
+    help: 'batch inserts of one import in flight at once',
+  },
+  {
+    name: 'stats-timeout',
+    kind: 'duration',
+    default: '500ms',
+    help: 'deadline of GET /v1/stats; sources slower than this are reported as timed out',
+  },
+  {
+    name: 'profiling-enabled',
+    kind: 'bool',
+    default: 'false',
+    help: 'serve the profiling endpoints in production (always on in development and staging)',
   },
   { name: 'demo-port', kind: 'int', default: '9000', help: 'port of `demo cors`' },
   {
@@ -613,6 +646,22 @@ export function buildConfig(settings: Settings): Config {
       }),
     }),
     callbacks,
+    operations: buildOperationsConfig(s, env as Environment),
+  });
+}
+
+function buildOperationsConfig(s: Settings['get'], env: Environment): OperationsConfig {
+  const importMaxBytes = s('import-max-bytes') as number;
+  check(importMaxBytes >= 1024, 'import-max-bytes', 'must be at least 1024');
+  const importWorkers = s('import-workers') as number;
+  check(importWorkers >= 1 && importWorkers <= 64, 'import-workers', 'must be between 1 and 64');
+  const statsTimeoutMs = s('stats-timeout') as number;
+  check(statsTimeoutMs >= 10 && statsTimeoutMs <= 60_000, 'stats-timeout', 'must be between 10ms and 60s');
+  return Object.freeze({
+    importMaxBytes,
+    importWorkers,
+    statsTimeoutMs,
+    profilingEnabled: (s('profiling-enabled') as boolean) || env !== 'production',
   });
 }
 

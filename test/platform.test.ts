@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import {
   AuthenticationRequiredError,
   BadRequestError,
+  BusyError,
   EditConflictError,
   ERROR_RESPONSES,
   errorResponse,
@@ -12,6 +13,7 @@ import {
   MethodNotAllowedError,
   NotFoundError,
   NotPermittedError,
+  PayloadTooLargeError,
   RateLimitedError,
   UnavailableError,
   ValidationError,
@@ -46,6 +48,12 @@ describe('the error table', () => {
     [new BadRequestError('body must not be empty'), 400, 'body must not be empty'],
     [new ValidationError({ title: 'must be provided' }), 422, { title: 'must be provided' }],
     [new UnavailableError('the database is unavailable'), 503, 'the database is unavailable'],
+    [
+      new PayloadTooLargeError('body must not be larger than 2048 bytes'),
+      413,
+      'body must not be larger than 2048 bytes',
+    ],
+    [new BusyError('a profile is already being taken'), 409, 'a profile is already being taken'],
     [new EditConflictError(), 409, 'unable to update the record due to an edit conflict, please try again'],
     [new RateLimitedError(3), 429, 'rate limit exceeded', { 'retry-after': '3' }],
     [new InvalidCredentialsError(), 401, 'invalid authentication credentials'],

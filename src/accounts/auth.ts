@@ -31,3 +31,9 @@ export function requirePermission(code: string) {
     if (!request.identity?.permissions.includes(code)) throw new NotPermittedError();
   };
 }
+
+// Admins (the role) with a full credential: an API key, whatever its scopes, is never enough.
+export async function requireAdmin(request: FastifyRequest): Promise<void> {
+  await requireAuthenticated(request);
+  if (request.identity?.role !== 'admin' || request.identity.scopes) throw new NotPermittedError();
+}

@@ -1,6 +1,6 @@
 // SQL for the tokens table.
 import type { Queryable } from '../platform/db.ts';
-import type { Scope, Token } from './tokens.ts';
+import { SCOPES, type Scope, type Token } from './tokens.ts';
 import { notifyIdentityChanged } from './users.sql.ts';
 
 export async function insertToken(db: Queryable, token: Token): Promise<void> {
@@ -20,4 +20,19 @@ export async function deleteTokensForUser(db: Queryable, scope: Scope, userId: n
 export async function deleteExpiredTokens(db: Queryable): Promise<number> {
   const { rowCount } = await db.query('DELETE FROM tokens WHERE expiry < now()');
   return rowCount ?? 0;
+}
+
+// Live authentication tokens (sessions), and how many were issued in the last day (a token's
+// expiry less the scope's lifetime is when it was issued).
+const TOKEN_STATS = `
+  SELECT count(*) AS live,
+         count(*) FILTER (WHERE expiry - $1::interval > now() - interval '24 hours') AS issued_last_day
+  FROM tokens WHERE scope = 'authentication' AND expiry > now()`;
+
+export async function selectTokenStats(db: Queryable): Promise<{ live: number; issuedLastDay: number }> {
+  const { rows } = await db.query<{ live: number; issued_last_day: number }>(TOKEN_STATS, [
+    `${SCOPES.authentication.ttlMs} milliseconds`,
+  ]);
+  const row = rows[0] as { live: number; issued_last_day: number };
+  return { live: row.live, issuedLastDay: row.issued_last_day };
 }

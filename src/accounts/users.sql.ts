@@ -175,3 +175,27 @@ export async function selectUsersByIds(db: Queryable, ids: readonly number[]): P
   const { rows } = await db.query<UserRow>(SELECT_USERS_BY_IDS, [ids]);
   return rows.map(toUser);
 }
+
+const USER_STATS = `
+  SELECT count(*) AS total, count(*) FILTER (WHERE activated) AS activated,
+         count(*) FILTER (WHERE role = 'admin') AS admins,
+         count(*) FILTER (WHERE created_at > now() - interval '24 hours') AS registered_last_day
+  FROM users`;
+
+export type UserStats = { total: number; activated: number; admins: number; registeredLastDay: number };
+
+export async function selectUserStats(db: Queryable): Promise<UserStats> {
+  const { rows } = await db.query<{
+    total: number;
+    activated: number;
+    admins: number;
+    registered_last_day: number;
+  }>(USER_STATS);
+  const row = rows[0] as { total: number; activated: number; admins: number; registered_last_day: number };
+  return {
+    total: row.total,
+    activated: row.activated,
+    admins: row.admins,
+    registeredLastDay: row.registered_last_day,
+  };
+}

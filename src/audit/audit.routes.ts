@@ -1,9 +1,9 @@
 // GET /api/v1/admin/audit: the audit trail for admins, newest first, keyset paginated.
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
-import { requireAuthenticated } from '../accounts/auth.ts';
+import { requireAdmin } from '../accounts/auth.ts';
 import type { Db } from '../platform/db.ts';
-import { BadRequestError, NotPermittedError } from '../platform/errors.ts';
+import { BadRequestError } from '../platform/errors.ts';
 import { BEARER_REQUIRED, response } from '../platform/schemas.ts';
 import { apiErrors } from '../products/responses.ts';
 import { listEvents } from './audit.ts';
@@ -39,12 +39,6 @@ export const AUDIT_PATHS = ['/admin/audit'] as const;
 const DEFAULT_LIMIT = 50;
 const MAX_LIMIT = 100;
 const MAX_ID = 9223372036854775807n;
-
-// Admins with a full credential: an API key never reads the audit trail.
-async function requireAdmin(request: FastifyRequest): Promise<void> {
-  await requireAuthenticated(request);
-  if (request.identity?.role !== 'admin' || request.identity.scopes) throw new NotPermittedError();
-}
 
 const first = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
 

@@ -21,6 +21,9 @@ export type MovieListQuery = Readonly<{
   sort: Sort;
 }>;
 
+// The filters and order of a list, without its page (an export takes every page).
+export type MovieFilters = Pick<MovieListQuery, 'title' | 'genres' | 'sort'>;
+
 export type Metadata =
   | Record<string, never>
   | { current_page: number; page_size: number; first_page: number; last_page: number; total_records: number };

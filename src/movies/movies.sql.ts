@@ -2,7 +2,7 @@
 // round trip, optimistic locking on version. Zero rows become domain errors here.
 import type { Queryable } from '../platform/db.ts';
 import { EditConflictError, NotFoundError } from '../platform/errors.ts';
-import type { MovieListQuery } from './filters.ts';
+import type { MovieFilters, MovieListQuery } from './filters.ts';
 import type { Movie, MovieFields } from './movie.ts';
 
 type MovieRow = {
@@ -60,9 +60,8 @@ const ORDER_BY: Readonly<Record<MovieListQuery['sort'], string>> = {
 // The book writes the optional filters as `(… OR $1 = '')`, which a prepared statement's
 // generic plan cannot serve from the GIN indexes. We prepare one statement per combination
 // of filters present instead, each with plain conditions the planner always can index.
-export function listMoviesStatement(q: MovieListQuery): { name: string; text: string; values: unknown[] } {
+function filterConditions(q: MovieFilters, values: unknown[]): string[] {
   const conditions: string[] = [];
-  const values: unknown[] = [];
   if (q.title !== '') {
     values.push(q.title);
     conditions.push(`to_tsvector('simple', title) @@ plainto_tsquery('simple', $${values.length})`);
@@ -71,10 +70,19 @@ export function listMoviesStatement(q: MovieListQuery): { name: string; text: st
     values.push(q.genres);
     conditions.push(`genres @> $${values.length}`);
   }
+  return conditions;
+}
+
+const filterKey = (q: MovieFilters) =>
+  `${q.title !== '' ? 't' : ''}${q.genres.length > 0 ? 'g' : ''}-${q.sort}`;
+
+export function listMoviesStatement(q: MovieListQuery): { name: string; text: string; values: unknown[] } {
+  const values: unknown[] = [];
+  const conditions = filterConditions(q, values);
   values.push(q.pageSize, (q.page - 1) * q.pageSize);
   const where = conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : '';
   return {
-    name: `list-movies-${q.title !== '' ? 't' : ''}${q.genres.length > 0 ? 'g' : ''}-${q.sort}`,
+    name: `list-movies-${filterKey(q)}`,
     text: `
       SELECT count(*) OVER() AS total, id, created_at, title, year, runtime, genres, version
       FROM movies
@@ -83,6 +91,55 @@ export function listMoviesStatement(q: MovieListQuery): { name: string; text: st
       LIMIT $${values.length - 1} OFFSET $${values.length}`,
     values,
   };
+}
+
+// Where the previous batch of an export ended: the sort column's value and the id.
+export type ExportPosition = Readonly<{ value: string | number; id: number }>;
+
+// One batch of an export: the list's filters and order, continued after `after` (keyset
+// pagination), so each batch is a short indexed query and no statement stays open.
+export function exportMoviesStatement(
+  q: MovieFilters,
+  after: ExportPosition | null,
+  limit: number,
+): { name: string; text: string; values: unknown[] } {
+  const values: unknown[] = [];
+  const conditions = filterConditions(q, values);
+  if (after !== null) {
+    const column = q.sort.replace('-', '');
+    const beyond = q.sort.startsWith('-') ? '<' : '>';
+    values.push(after.id);
+    const id = `$${values.length}`;
+    if (column === 'id') {
+      conditions.push(`id ${beyond} ${id}`);
+    } else {
+      values.push(after.value);
+      const value = `$${values.length}`;
+      conditions.push(`(${column} ${beyond} ${value} OR (${column} = ${value} AND id > ${id}))`);
+    }
+  }
+  values.push(limit);
+  const where = conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : '';
+  return {
+    name: `export-movies-${filterKey(q)}-${after === null ? 'first' : 'next'}`,
+    text: `
+      SELECT id, created_at, title, year, runtime, genres, version
+      FROM movies
+      ${where}
+      ORDER BY ${ORDER_BY[q.sort]}
+      LIMIT $${values.length}`,
+    values,
+  };
+}
+
+export async function selectMovieBatch(
+  db: Queryable,
+  q: MovieFilters,
+  after: ExportPosition | null,
+  limit: number,
+): Promise<Movie[]> {
+  const { rows } = await db.query<MovieRow>(exportMoviesStatement(q, after, limit));
+  return rows.map(toMovie);
 }
 
 export async function insertMovie(db: Queryable, fields: MovieFields): Promise<Movie> {
@@ -125,18 +182,43 @@ export async function selectMovies(
   return { movies: rows.map(toMovie), total: rows[0]?.total ?? 0 };
 }
 
-// Many movies in one statement (seeding, benchmarks).
+// Many movies in one statement (seeding, benchmarks, imports): one array per column, each
+// movie's genres as JSON text since unnest cannot take an array of arrays of varying length.
+const INSERT_MOVIES = `
+  INSERT INTO movies (title, year, runtime, genres)
+  SELECT m.title, m.year, m.runtime, ARRAY(SELECT jsonb_array_elements_text(m.genres::jsonb))
+  FROM unnest($1::text[], $2::integer[], $3::integer[], $4::text[]) AS m(title, year, runtime, genres)`;
+
 export async function insertMovies(db: Queryable, movies: readonly MovieFields[]): Promise<number> {
-  const { rowCount } = await db.query(
-    `INSERT INTO movies (title, year, runtime, genres)
-     SELECT m.title, m.year, m.runtime, ARRAY(SELECT json_array_elements_text(m.genres))
-     FROM json_to_recordset($1::json) AS m(title text, year integer, runtime integer, genres json)`,
-    [JSON.stringify(movies)],
-  );
+  const { rowCount } = await db.query({
+    name: 'insert-movies',
+    text: INSERT_MOVIES,
+    values: [
+      movies.map((m) => m.title),
+      movies.map((m) => m.year),
+      movies.map((m) => m.runtime),
+      movies.map((m) => JSON.stringify(m.genres)),
+    ],
+  });
   return rowCount ?? 0;
 }
 
 export async function countMovies(db: Queryable): Promise<number> {
   const { rows } = await db.query<{ count: number }>('SELECT count(*) AS count FROM movies');
   return rows[0]?.count ?? 0;
+}
+
+const MOVIE_STATS = `
+  SELECT count(*) AS total, count(*) FILTER (WHERE created_at > now() - interval '24 hours') AS added_last_day,
+         max(created_at) AS last_added_at
+  FROM movies`;
+
+export async function selectMovieStats(
+  db: Queryable,
+): Promise<{ total: number; addedLastDay: number; lastAddedAt: Date | null }> {
+  const { rows } = await db.query<{ total: number; added_last_day: number; last_added_at: Date | null }>(
+    MOVIE_STATS,
+  );
+  const row = rows[0] as { total: number; added_last_day: number; last_added_at: Date | null };
+  return { total: row.total, addedLastDay: row.added_last_day, lastAddedAt: row.last_added_at };
 }

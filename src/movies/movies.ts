@@ -1,5 +1,5 @@
 // Movie use cases: validate, then persist through movies.sql.ts.
-import type { Db } from '../platform/db.ts';
+import type { Db, Queryable } from '../platform/db.ts';
 import { EditConflictError } from '../platform/errors.ts';
 import { calculateMetadata, type Metadata, type MovieListQuery } from './filters.ts';
 import { type CreateMovieInput, type Movie, type UpdateMovieInput, validateMovie } from './movie.ts';
@@ -47,4 +47,8 @@ export async function listMovies(
 ): Promise<{ movies: Movie[]; metadata: Metadata }> {
   const { movies, total } = await sql.selectMovies(db, query);
   return { movies, metadata: calculateMetadata(total, query.page, query.pageSize) };
+}
+
+export function movieStats(db: Queryable): ReturnType<typeof sql.selectMovieStats> {
+  return sql.selectMovieStats(db);
 }

@@ -31,6 +31,12 @@ export class ValidationError extends Error {
 // A dependency (the database) cannot serve the request now; the message is client-facing.
 export class UnavailableError extends Error {}
 
+// A request body over a route's own size limit (413); the message is client-facing.
+export class PayloadTooLargeError extends Error {}
+
+// The one thing a route does at a time is already being done (409); the message is client-facing.
+export class BusyError extends Error {}
+
 export class MethodNotAllowedError extends Error {
   readonly method: string;
   readonly allow: string;
@@ -119,6 +125,8 @@ export const ERROR_RESPONSES: ReadonlyArray<readonly [ErrorClass, (err: never) =
   ],
   [BadRequestError, (err: BadRequestError) => ({ status: 400, error: err.message })],
   [ValidationError, (err: ValidationError) => ({ status: 422, error: err.fields })],
+  [PayloadTooLargeError, (err: PayloadTooLargeError) => ({ status: 413, error: err.message })],
+  [BusyError, (err: BusyError) => ({ status: 409, error: err.message })],
   [UnavailableError, (err: UnavailableError) => ({ status: 503, error: err.message })],
   [EditConflictError, () => ({ status: 409, error: MESSAGES.editConflict })],
   [InvalidCredentialsError, () => ({ status: 401, error: MESSAGES.invalidCredentials })],

@@ -127,3 +127,27 @@ export async function selectProductsByOwners(db: Queryable, ownerIds: readonly n
   const { rows } = await db.query<ProductRow>(SELECT_BY_OWNERS, [ownerIds]);
   return rows.map(toProduct);
 }
+
+const PRODUCT_STATS = `
+  SELECT count(*) AS total, coalesce(sum(stock), 0)::bigint AS stock,
+         count(*) FILTER (WHERE created_at > now() - interval '24 hours') AS created_last_day,
+         count(*) FILTER (WHERE updated_at > now() - interval '24 hours') AS updated_last_day
+  FROM products`;
+
+export type ProductStats = { total: number; stock: number; createdLastDay: number; updatedLastDay: number };
+
+export async function selectProductStats(db: Queryable): Promise<ProductStats> {
+  const { rows } = await db.query<{
+    total: number;
+    stock: number;
+    created_last_day: number;
+    updated_last_day: number;
+  }>(PRODUCT_STATS);
+  const row = rows[0] as { total: number; stock: number; created_last_day: number; updated_last_day: number };
+  return {
+    total: row.total,
+    stock: row.stock,
+    createdLastDay: row.created_last_day,
+    updatedLastDay: row.updated_last_day,
+  };
+}

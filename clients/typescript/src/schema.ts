@@ -89,6 +89,57 @@ export interface paths {
         patch: operations["updateMovie"];
         trace?: never;
     };
+    "/v1/stats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Counts and recent activity of every module, gathered at once within -stats-timeout (admins with a full credential) */
+        get: operations["getStats"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/profile": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A CPU profile of the process serving the request, over ?seconds= (1-60); admins with a full credential; off in production unless -profiling-enabled */
+        post: operations["cpuProfile"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/heap-snapshot": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A heap snapshot of the process serving the request, streamed; admins with a full credential; off in production unless -profiling-enabled */
+        post: operations["heapSnapshot"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/users": {
         parameters: {
             query?: never;
@@ -202,6 +253,40 @@ export interface paths {
         get: operations["getOpenApiDocument"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/movies/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every movie of a list query as NDJSON or CSV, streamed (movies:read); the list's filters and sort, no pages */
+        get: operations["exportMovies"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/movies/import": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Create movies from NDJSON or CSV, streamed; each row checked as POST /v1/movies checks a body (movies:write) */
+        post: operations["importMovies"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1368,6 +1453,306 @@ export interface operations {
             };
         };
     };
+    getStats: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Each source its counts, or why it has none */
+            200: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        sources: {
+                            movies: {
+                                total: number;
+                                added_last_day: number;
+                                last_added_at: string | null;
+                            } | {
+                                error: "timed out" | "failed";
+                            };
+                            users: {
+                                total: number;
+                                activated: number;
+                                admins: number;
+                                registered_last_day: number;
+                            } | {
+                                error: "timed out" | "failed";
+                            };
+                            tokens: {
+                                live_sessions: number;
+                                issued_last_day: number;
+                            } | {
+                                error: "timed out" | "failed";
+                            };
+                            products: {
+                                total: number;
+                                stock: number;
+                                created_last_day: number;
+                                updated_last_day: number;
+                            } | {
+                                error: "timed out" | "failed";
+                            };
+                            callbacks: {
+                                pending: number;
+                                oldest_pending_seconds: number;
+                                objects: number;
+                            } | {
+                                error: "timed out" | "failed";
+                            };
+                        };
+                        /** @description true when any source timed out or failed (its entry says which) */
+                        partial: boolean;
+                    };
+                };
+            };
+            /** @description invalid or missing authentication token (any route, with WWW-Authenticate: Bearer), invalid authentication credentials, or you must be authenticated to access this resource */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description The account is not activated, or lacks the permission this route needs */
+            403: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description rate limit exceeded */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+        };
+    };
+    cpuProfile: {
+        parameters: {
+            query?: {
+                /** @description how long to sample */
+                seconds?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The V8 CPU profile (.cpuprofile) */
+            200: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description attachment; filename="<pid>.cpuprofile" */
+                    "Content-Disposition": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            /** @description invalid or missing authentication token (any route, with WWW-Authenticate: Bearer), invalid authentication credentials, or you must be authenticated to access this resource */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description The account is not activated, or lacks the permission this route needs */
+            403: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description a profile or heap snapshot is already being taken by this process */
+            409: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description Failed validation: one message per failing field */
+            422: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @example {
+                         *       "title": "must be provided"
+                         *     }
+                         */
+                        error: {
+                            [key: string]: string;
+                        };
+                    };
+                };
+            };
+            /** @description rate limit exceeded */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+        };
+    };
+    heapSnapshot: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The V8 heap snapshot (.heapsnapshot) */
+            200: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description attachment; filename="<pid>.heapsnapshot" */
+                    "Content-Disposition": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            /** @description invalid or missing authentication token (any route, with WWW-Authenticate: Bearer), invalid authentication credentials, or you must be authenticated to access this resource */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description The account is not activated, or lacks the permission this route needs */
+            403: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description a profile or heap snapshot is already being taken by this process */
+            409: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description rate limit exceeded */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+        };
+    };
     registerUser: {
         parameters: {
             query?: never;
@@ -2207,6 +2592,269 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+        };
+    };
+    exportMovies: {
+        parameters: {
+            query?: {
+                /** @description anything else is 422 */
+                format?: "ndjson" | "csv";
+                /** @description as for GET /v1/movies */
+                title?: string;
+                /** @description as for GET /v1/movies */
+                genres?: string;
+                /** @description as for GET /v1/movies */
+                sort?: "id" | "title" | "year" | "runtime" | "-id" | "-title" | "-year" | "-runtime";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description NDJSON: a movie as GET /v1/movies/:id shows it, a line each. CSV (RFC 4180): a header, then id,title,year,runtime,genres (comma-separated in one field),version */
+            200: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description attachment; filename="movies.ndjson" or "movies.csv" */
+                    "Content-Disposition": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-ndjson": string;
+                    "text/csv": string;
+                };
+            };
+            /** @description invalid or missing authentication token (any route, with WWW-Authenticate: Bearer), invalid authentication credentials, or you must be authenticated to access this resource */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description The account is not activated, or lacks the permission this route needs */
+            403: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description Failed validation: one message per failing field */
+            422: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @example {
+                         *       "title": "must be provided"
+                         *     }
+                         */
+                        error: {
+                            [key: string]: string;
+                        };
+                    };
+                };
+            };
+            /** @description rate limit exceeded */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description the server encountered a problem and could not process your request (details in the log only) */
+            500: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+        };
+    };
+    importMovies: {
+        parameters: {
+            query?: {
+                /** @description anything else is 422 */
+                format?: "ndjson" | "csv";
+                /** @description true: all rows or none (one transaction); 422 when any fails */
+                atomic?: boolean;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-ndjson": string;
+                "text/csv": string;
+            };
+        };
+        responses: {
+            /** @description How many rows were stored and which failed; failing rows never stop the others */
+            200: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        imported: number;
+                        failed: number;
+                        /** @description the first 100 failing rows */
+                        errors: {
+                            /** @description line of the upload (1-based; for CSV where the record ends) */
+                            line: number;
+                            /** @description what POST /v1/movies would answer for this row: a message, or one per field */
+                            error: string | {
+                                [key: string]: string;
+                            };
+                        }[];
+                    };
+                };
+            };
+            /** @description invalid or missing authentication token (any route, with WWW-Authenticate: Bearer), invalid authentication credentials, or you must be authenticated to access this resource */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description The account is not activated, or lacks the permission this route needs */
+            403: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description body must not be larger than 104857600 bytes (-import-max-bytes) */
+            413: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description An invalid query (format, atomic), or with atomic=true any failing row: then nothing is stored */
+            422: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @example {
+                         *       "format": "must be ndjson or csv"
+                         *     }
+                         */
+                        error: {
+                            [key: string]: string;
+                        };
+                        imported?: number;
+                        failed?: number;
+                        /** @description the first 100 failing rows */
+                        errors?: {
+                            /** @description line of the upload (1-based; for CSV where the record ends) */
+                            line: number;
+                            /** @description what POST /v1/movies would answer for this row: a message, or one per field */
+                            error: string | {
+                                [key: string]: string;
+                            };
+                        }[];
+                    };
+                };
+            };
+            /** @description rate limit exceeded */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description the server encountered a problem and could not process your request (details in the log only) */
+            500: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
                     [name: string]: unknown;
                 };
                 content: {

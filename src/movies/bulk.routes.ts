@@ -1,0 +1,212 @@
+// /v1/movies/export and /v1/movies/import: movies in bulk, streamed both ways.
+import { Readable } from 'node:stream';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { type TSchema, Type } from 'typebox';
+import { requirePermission } from '../accounts/auth.ts';
+import type { OperationsConfig } from '../config.ts';
+import type { Db } from '../platform/db.ts';
+import { PayloadTooLargeError } from '../platform/errors.ts';
+import { addMethodFallbacks } from '../platform/http.ts';
+import { BEARER_REQUIRED, ErrorEnvelope, errors, response } from '../platform/schemas.ts';
+import { Validator } from '../platform/validator.ts';
+import {
+  CONTENT_TYPES,
+  exportMovies,
+  FORMATS,
+  type Format,
+  importMovies,
+  MAX_REPORTED_ERRORS,
+} from './bulk.ts';
+import { readMovieListQuery, SORT_SAFELIST } from './filters.ts';
+
+const FormatQuery = Type.Optional(
+  Type.Union(
+    FORMATS.map((f) => Type.Literal(f)),
+    { default: 'ndjson', description: 'anything else is 422' },
+  ),
+);
+
+const ExportQuery = Type.Object({
+  format: FormatQuery,
+  title: Type.Optional(Type.String({ description: 'as for GET /v1/movies' })),
+  genres: Type.Optional(Type.String({ description: 'as for GET /v1/movies' })),
+  sort: Type.Optional(
+    Type.Union(
+      SORT_SAFELIST.map((value) => Type.Literal(value)),
+      { description: 'as for GET /v1/movies', default: 'id' },
+    ),
+  ),
+});
+
+const ImportQuery = Type.Object({
+  format: FormatQuery,
+  atomic: Type.Optional(
+    Type.Boolean({
+      default: false,
+      description: 'true: all rows or none (one transaction); 422 when any fails',
+    }),
+  ),
+});
+
+const RowErrors = Type.Array(
+  Type.Object(
+    {
+      line: Type.Integer({
+        minimum: 0,
+        description: 'line of the upload (1-based; for CSV where the record ends)',
+      }),
+      error: Type.Union([Type.String(), Type.Record(Type.String(), Type.String())], {
+        description: 'what POST /v1/movies would answer for this row: a message, or one per field',
+      }),
+    },
+    { additionalProperties: false },
+  ),
+  { description: `the first ${MAX_REPORTED_ERRORS} failing rows` },
+);
+
+const ImportReport = Type.Object(
+  { imported: Type.Integer(), failed: Type.Integer(), errors: RowErrors },
+  { additionalProperties: false },
+);
+
+const AtomicRejection = Type.Object(
+  {
+    error: Type.Record(Type.String(), Type.String(), { examples: [{ format: 'must be ndjson or csv' }] }),
+    imported: Type.Optional(Type.Integer()),
+    failed: Type.Optional(Type.Integer()),
+    errors: Type.Optional(RowErrors),
+  },
+  { additionalProperties: false },
+);
+
+const text = Type.String();
+const ExportBody = {
+  content: { 'application/x-ndjson': { schema: text }, 'text/csv': { schema: text } },
+} as unknown as TSchema;
+
+export const BULK_PATHS = ['/v1/movies/export', '/v1/movies/import'] as const;
+const TAGS = ['movies'];
+
+const first = (value: unknown) => (Array.isArray(value) ? value[0] : value) as string | undefined;
+
+function readFormat(query: Record<string, unknown>, v: Validator): Format {
+  const format = first(query.format) ?? 'ndjson';
+  v.check(FORMATS.includes(format as Format), 'format', 'must be ndjson or csv');
+  return format as Format;
+}
+
+export function bulkRoutes(app: FastifyInstance, db: Db, options: OperationsConfig): void {
+  // Imports read the request stream themselves: in this scope no parser buffers the body.
+  // The payload Fastify hands the parser has passed the preParsing hooks (decompression).
+  app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
+
+    scope.get(
+      '/v1/movies/export',
+      {
+        onRequest: requirePermission('movies:read'),
+        schema: {
+          operationId: 'exportMovies',
+          summary:
+            "Every movie of a list query as NDJSON or CSV, streamed (movies:read); the list's filters and sort, no pages",
+          tags: TAGS,
+          security: BEARER_REQUIRED,
+          querystring: ExportQuery,
+          response: {
+            200: response(
+              ExportBody,
+              'NDJSON: a movie as GET /v1/movies/:id shows it, a line each. CSV (RFC 4180): a header, then id,title,year,runtime,genres (comma-separated in one field),version',
+              {
+                'Content-Disposition': {
+                  type: 'string',
+                  description: 'attachment; filename="movies.ndjson" or "movies.csv"',
+                  required: true,
+                },
+              },
+            ),
+            ...errors(403, 422, 500),
+          },
+        },
+      },
+      async (request, reply) => {
+        const query = request.query as Record<string, string | string[]>;
+        const v = new Validator();
+        const format = readFormat(query, v);
+        v.assertValid();
+        const { title, genres, sort } = readMovieListQuery({
+          title: query.title,
+          genres: query.genres,
+          sort: query.sort,
+        });
+        const chunks = await exportMovies(db, { title, genres, sort }, format);
+        reply
+          .type(CONTENT_TYPES[format])
+          .header('content-disposition', `attachment; filename="movies.${format}"`);
+        return reply.send(Readable.from(chunks));
+      },
+    );
+
+    scope.post(
+      '/v1/movies/import',
+      {
+        onRequest: requirePermission('movies:write'),
+        schema: {
+          operationId: 'importMovies',
+          summary:
+            'Create movies from NDJSON or CSV, streamed; each row checked as POST /v1/movies checks a body (movies:write)',
+          tags: TAGS,
+          security: BEARER_REQUIRED,
+          querystring: ImportQuery,
+          body: {
+            content: {
+              'application/x-ndjson': { schema: text },
+              'text/csv': { schema: text },
+            },
+          } as unknown as TSchema,
+          response: {
+            200: response(
+              ImportReport,
+              'How many rows were stored and which failed; failing rows never stop the others',
+            ),
+            413: response(
+              ErrorEnvelope,
+              `body must not be larger than ${options.importMaxBytes} bytes (-import-max-bytes)`,
+            ),
+            422: response(
+              AtomicRejection,
+              'An invalid query (format, atomic), or with atomic=true any failing row: then nothing is stored',
+            ),
+            ...errors(403, 500),
+          },
+        },
+      },
+      async (request: FastifyRequest, reply) => {
+        const query = request.query as Record<string, unknown>;
+        const v = new Validator();
+        const format = readFormat(query, v);
+        const atomic = first(query.atomic) ?? 'false';
+        v.check(atomic === 'true' || atomic === 'false', 'atomic', 'must be true or false');
+        v.assertValid();
+        const declared = Number(request.headers['content-length']);
+        if (declared > options.importMaxBytes) {
+          throw new PayloadTooLargeError(`body must not be larger than ${options.importMaxBytes} bytes`);
+        }
+        // No body at all (no Content-Length, no chunks) is an empty upload.
+        const report = await importMovies(db, (request.body as Readable | undefined) ?? Readable.from([]), {
+          format,
+          atomic: atomic === 'true',
+          maxBytes: options.importMaxBytes,
+          workers: options.importWorkers,
+        });
+        if (atomic === 'true' && report.failed > 0) {
+          reply.code(422);
+          return { error: { rows: `nothing was imported: ${report.failed} failed` }, ...report };
+        }
+        return report;
+      },
+    );
+
+    addMethodFallbacks(scope, BULK_PATHS);
+  });
+}
