@@ -23,6 +23,7 @@ import { MAX_BODY_BYTES } from './platform/json-body.ts';
 import type { Logger } from './platform/logger.ts';
 import { Metrics } from './platform/metrics.ts';
 import { openApiRoute, registerDocsPage, registerOpenApi } from './platform/openapi.ts';
+import { PROBE_PATHS, probeRoutes } from './platform/probes.routes.ts';
 import { RateLimiter } from './platform/rate-limit.ts';
 import { SYSTEM_PATHS, systemRoutes } from './platform/system.routes.ts';
 import { PRODUCTS_API_PREFIX, productsApi } from './products/api.ts';
@@ -225,6 +226,7 @@ export function buildApp({
   app.register(compress, { threshold: 1024, encodings: ['br', 'gzip'] });
   app.register(async (api) => {
     systemRoutes(api, config, metrics);
+    probeRoutes(api, db);
     movieRoutes(api, db);
     accountRoutes(api, { db, jobs });
     openApiRoute(api);
@@ -232,6 +234,7 @@ export function buildApp({
     api.register(productsApi({ db, jwts }), { prefix: PRODUCTS_API_PREFIX });
     addMethodFallbacks(api, [
       ...SYSTEM_PATHS,
+      ...PROBE_PATHS,
       ...MOVIE_PATHS,
       ...ACCOUNT_PATHS,
       '/v1/openapi.json',
