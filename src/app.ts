@@ -30,6 +30,7 @@ import { MAX_BODY_BYTES } from './platform/json-body.ts';
 import type { Logger } from './platform/logger.ts';
 import { Metrics } from './platform/metrics.ts';
 import { openApiRoute, registerDocsPage, registerOpenApi } from './platform/openapi.ts';
+import { PROBE_PATHS, probeRoutes } from './platform/probes.routes.ts';
 import { RateLimiter } from './platform/rate-limit.ts';
 import { SYSTEM_PATHS, systemRoutes } from './platform/system.routes.ts';
 import { apiErrorResponse, isApiPath, PRODUCTS_API_PREFIX, productsApi } from './products/api.ts';
@@ -206,6 +207,7 @@ export function buildApp({
   app.register(compress, { threshold: 1024, syncThreshold: 262_144, encodings: ['br', 'gzip'] });
   app.register(async (api) => {
     systemRoutes(api, config, metrics);
+    probeRoutes(api, db);
     movieRoutes(api, db);
     bulkRoutes(api, db, config.operations);
     statsRoutes(api, db, config.operations);
@@ -217,6 +219,7 @@ export function buildApp({
     if (config.graphql.enabled) graphqlRoutes(api, { db, config, logger });
     addMethodFallbacks(api, [
       ...SYSTEM_PATHS,
+      ...PROBE_PATHS,
       ...MOVIE_PATHS,
       ...ACCOUNT_PATHS,
       ...STATS_PATHS,

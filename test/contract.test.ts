@@ -98,6 +98,8 @@ test('when the README walkthrough and the error cases are replayed, then every r
 
   // The README walkthrough, in its order.
   await call(base, 'GET', '/v1/healthcheck');
+  assert.equal((await call(base, 'GET', '/livez')).status, 200);
+  assert.equal((await call(base, 'GET', '/readyz')).status, 200);
   const login = await call(base, 'POST', '/v1/tokens/authentication', {
     body: { email: writer.email, password: 'pa55word' },
   });
@@ -144,6 +146,8 @@ test('when the README walkthrough and the error cases are replayed, then every r
   const otherId = (other.body as { movie: { id: number } }).movie.id;
   const everyRoute: [string, string, unknown][] = [
     ['GET', '/v1/healthcheck', undefined],
+    ['GET', '/livez', undefined],
+    ['GET', '/readyz', undefined],
     ['GET', '/debug/vars', undefined],
     ['GET', '/metrics', undefined],
     ['GET', '/v1/openapi.json', undefined],
@@ -391,6 +395,10 @@ test('when the README walkthrough and the error cases are replayed, then every r
     const status = (await call(strictBase, method, path, { token, body })).status;
     assert.equal(status, 429, `${method} ${path}`);
   }
+  // Probes are not limited; only the credentials sent along are (authentication is).
+  for (const path of ['/livez', '/readyz']) {
+    assert.equal((await call(strictBase, 'GET', path)).status, 200, path);
+  }
 
   // The database goes away: every route that queries it answers 500 in the envelope.
   const database = dsn.split('/').pop() as string;
@@ -405,6 +413,10 @@ test('when the README walkthrough and the error cases are replayed, then every r
     const status = (await call(base, method, path, { token: writer.token, body })).status;
     assert.equal(status, 500, `${method} ${path}`);
   }
+  const notReady = await call(base, 'GET', '/readyz');
+  assert.equal(notReady.status, 503);
+  assert.match((notReady.body as { checks: { database: string } }).checks.database, /^unreachable/);
+  assert.equal((await call(base, 'GET', '/livez')).status, 200);
 
   const missing: string[] = [];
   for (const operations of Object.values(doc.paths)) {

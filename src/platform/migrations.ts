@@ -50,7 +50,7 @@ export function advisoryLockId(database: string, schema = 'public', table = 'sch
 const CREATE_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL)`;
 const SELECT_VERSION = 'SELECT version, dirty FROM schema_migrations LIMIT 1';
 
-async function readVersion(client: pg.ClientBase): Promise<SchemaVersion> {
+export async function readVersion(client: Pick<pg.ClientBase, 'query'>): Promise<SchemaVersion> {
   const { rows } = await client.query<{ version: string; dirty: boolean }>(SELECT_VERSION);
   const row = rows[0];
   return row ? { version: Number(row.version), dirty: row.dirty } : { version: null, dirty: false };
@@ -61,6 +61,18 @@ async function writeVersion(client: pg.ClientBase, version: number | null, dirty
   if (version !== null) {
     await client.query('INSERT INTO schema_migrations (version, dirty) VALUES ($1, $2)', [version, dirty]);
   }
+}
+
+// What readiness reports about the schema: 'ok', or why this code cannot use it yet.
+export function schemaState(current: SchemaVersion, migrations: readonly Migration[]): string {
+  const pad = (version: number | null) => String(version ?? 0).padStart(6, '0');
+  if (current.dirty) return `dirty: ${pad(current.version)}`;
+  const pending = migrations.filter((m) => current.version === null || m.version > current.version);
+  if (pending.length > 0) return `pending: ${pending.map((m) => pad(m.version)).join(', ')}`;
+  if (current.version !== null && !migrations.some((m) => m.version === current.version)) {
+    return `unknown version: ${pad(current.version)}`;
+  }
+  return 'ok';
 }
 
 export type MigrationStep = Readonly<{ version: number; name: string; direction: 'up' | 'down' }>;

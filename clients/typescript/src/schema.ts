@@ -52,6 +52,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/livez": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Is the process alive? Never touches the database. */
+        get: operations["liveness"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/readyz": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Can this instance serve? The database answers and its migrations are current. */
+        get: operations["readiness"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/movies": {
         parameters: {
             query?: never;
@@ -706,6 +740,158 @@ export interface operations {
                     "application/json": {
                         /** @example the requested resource could not be found */
                         error: string;
+                    };
+                };
+            };
+        };
+    };
+    liveness: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The process answers */
+            200: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        status: "alive";
+                    };
+                };
+            };
+            /** @description invalid or missing authentication token (any route, with WWW-Authenticate: Bearer), invalid authentication credentials, or you must be authenticated to access this resource */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description rate limit exceeded */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+        };
+    };
+    readiness: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Ready */
+            200: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        status: "ready" | "unavailable";
+                        checks: {
+                            /**
+                             * @description 'ok' or why it is unreachable
+                             * @example ok
+                             */
+                            database: string;
+                            /**
+                             * @description 'ok', 'pending: VERSIONS', 'dirty: VERSION', 'unknown version: VERSION' or 'unknown'
+                             * @example ok
+                             * @example pending: 000016
+                             */
+                            migrations: string;
+                        };
+                    };
+                };
+            };
+            /** @description invalid or missing authentication token (any route, with WWW-Authenticate: Bearer), invalid authentication credentials, or you must be authenticated to access this resource */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description rate limit exceeded */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description Not ready; the failing check says why */
+            503: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        status: "ready" | "unavailable";
+                        checks: {
+                            /**
+                             * @description 'ok' or why it is unreachable
+                             * @example ok
+                             */
+                            database: string;
+                            /**
+                             * @description 'ok', 'pending: VERSIONS', 'dirty: VERSION', 'unknown version: VERSION' or 'unknown'
+                             * @example ok
+                             * @example pending: 000016
+                             */
+                            migrations: string;
+                        };
                     };
                 };
             };

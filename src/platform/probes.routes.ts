@@ -1,0 +1,88 @@
+// Probes for orchestrators: liveness says the process answers (a restart would help if not);
+// readiness says this instance can serve (the database answers and its schema is the one this
+// code expects), so a load balancer sends it traffic. Neither counts against the rate limiter
+// (a throttled probe would take a healthy instance out of rotation); credentials sent along
+// are still authenticated, and that can be refused (401, or 429 for an address over its limit).
+import type { FastifyInstance } from 'fastify';
+import { Type } from 'typebox';
+import type { Db } from './db.ts';
+import { type Migration, readMigrations, readVersion, schemaState } from './migrations.ts';
+import { BEARER_OPTIONAL, errors, response } from './schemas.ts';
+
+export const PROBE_PATHS = ['/livez', '/readyz'] as const;
+
+const Liveness = Type.Object({ status: Type.Literal('alive') }, { additionalProperties: false });
+
+const Readiness = Type.Object(
+  {
+    status: Type.Union([Type.Literal('ready'), Type.Literal('unavailable')]),
+    checks: Type.Object(
+      {
+        database: Type.String({ examples: ['ok'], description: "'ok' or why it is unreachable" }),
+        migrations: Type.String({
+          examples: ['ok', 'pending: 000016'],
+          description: "'ok', 'pending: VERSIONS', 'dirty: VERSION', 'unknown version: VERSION' or 'unknown'",
+        }),
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const UNDEFINED_TABLE = '42P01';
+
+export function probeRoutes(
+  app: FastifyInstance,
+  db: Db,
+  migrations: readonly Migration[] = readMigrations(),
+): void {
+  app.get(
+    '/livez',
+    {
+      config: { rateLimit: false },
+      schema: {
+        operationId: 'liveness',
+        summary: 'Is the process alive? Never touches the database.',
+        tags: ['system'],
+        security: BEARER_OPTIONAL,
+        response: { 200: response(Liveness, 'The process answers'), ...errors() },
+      },
+    },
+    async () => ({ status: 'alive' as const }),
+  );
+
+  app.get(
+    '/readyz',
+    {
+      config: { rateLimit: false },
+      schema: {
+        operationId: 'readiness',
+        summary: 'Can this instance serve? The database answers and its migrations are current.',
+        tags: ['system'],
+        security: BEARER_OPTIONAL,
+        response: {
+          200: response(Readiness, 'Ready'),
+          503: response(Readiness, 'Not ready; the failing check says why'),
+          ...errors(),
+        },
+      },
+    },
+    async (_request, reply) => {
+      let database = 'ok';
+      let schema = 'unknown';
+      try {
+        const current = await readVersion(db).catch((err: { code?: string }) => {
+          if (err.code === UNDEFINED_TABLE) return { version: null, dirty: false };
+          throw err;
+        });
+        schema = schemaState(current, migrations);
+      } catch (err) {
+        database = `unreachable: ${(err as Error).message}`;
+      }
+      const ready = database === 'ok' && schema === 'ok';
+      reply.code(ready ? 200 : 503);
+      return { status: ready ? 'ready' : 'unavailable', checks: { database, migrations: schema } };
+    },
+  );
+}
