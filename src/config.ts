@@ -28,6 +28,8 @@ export type Config = Readonly<{
   shutdownTimeoutMs: number;
   logLevel: string;
   workers: number;
+  // Empty: no Redis; every feature that can use it works within the process.
+  redisUrl: string;
   seedDemoData: boolean;
   // Empty host: mails are written to the log (development only).
   smtp: Readonly<{ host: string; port: number; username: string; password: string; sender: string }>;
@@ -130,6 +132,12 @@ const FLAGS: readonly FlagSpec[] = [
     kind: 'int',
     default: '0',
     help: 'serving processes (node:cluster); 0 = one per core in production, 1 otherwise',
+  },
+  {
+    name: 'redis-url',
+    kind: 'string',
+    default: '',
+    help: 'redis:// or rediss:// URL; shares rate limits, caches and events across instances (empty: each process alone)',
   },
   {
     name: 'seed-demo-data',
@@ -500,6 +508,12 @@ export function buildConfig(settings: Settings): Config {
   check(LOG_LEVELS.includes(logLevel), 'log-level', `must be one of ${LOG_LEVELS.join(', ')}`);
   const workers = s('workers') as number;
   check(workers >= 0 && workers <= 256, 'workers', 'must be between 0 (automatic) and 256');
+  const redisUrl = s('redis-url') as string;
+  check(
+    redisUrl === '' || /^rediss?:\/\/[^\s]+$/.test(redisUrl),
+    'redis-url',
+    'must be a redis:// or rediss:// URL',
+  );
   const addressCeiling = s('limiter-address-ceiling') as number;
   check(addressCeiling >= 1, 'limiter-address-ceiling', 'must be at least 1');
   const readHeaderTimeoutMs = s('read-header-timeout') as number;
@@ -606,6 +620,7 @@ export function buildConfig(settings: Settings): Config {
     shutdownTimeoutMs: s('shutdown-timeout') as number,
     logLevel,
     workers: workers !== 0 ? workers : env === 'production' ? availableParallelism() : 1,
+    redisUrl,
     seedDemoData: s('seed-demo-data') as boolean,
     smtp: Object.freeze({
       host: smtpHost,
