@@ -748,7 +748,7 @@ export function usage(): string {
     "  users role EMAIL admin|user   set the products API role (ends the user's JWTs)",
     '  jwt rotate                    with -jwt-alg EdDSA: a new signing key; expired keys removed',
     "  demo cors [-demo-port 9000]   serve the book's CORS demo pages",
-    '  openapi                       print the OpenAPI 3.1 document',
+    '  openapi [callbacks]           print the OpenAPI 3.1 document (of the callback listener)',
     '  callbacks                     run the callback service alone (POST /callback)',
     '  callbacks upstream            a stand-in for the upstream /objects/{id} service',
     "  callbacks client              post callbacks like the task's client",

@@ -1,8 +1,9 @@
 // A real redis-server for tests (installed by .ci/run), on a free loopback port, with no
 // persistence. `stop()` kills it like a crash; `start()` brings it back on the same port.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createServer, Socket } from 'node:net';
+import { Socket } from 'node:net';
 import { after } from 'node:test';
+import { freePort } from './ports.ts';
 
 export type TestRedis = {
   url: string;
@@ -10,14 +11,6 @@ export type TestRedis = {
   start(): Promise<void>;
   stop(): Promise<void>;
 };
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 async function answersPing(port: number): Promise<boolean> {
   return new Promise((resolve) => {
