@@ -72,6 +72,8 @@ export type OperationsConfig = Readonly<{
 }>;
 
 export type CallbacksConfig = Readonly<{
+  // false: `serve` runs no callback service in this process.
+  enabled: boolean;
   // null: the listener is off (the service still runs nowhere else).
   listen: Readonly<{ host: string; port: number }> | null;
   upstream: string;
@@ -269,6 +271,12 @@ const FLAGS: readonly FlagSpec[] = [
     kind: 'duration',
     default: '5m',
     help: "how long the provider's keys are trusted before they are fetched again",
+  },
+  {
+    name: 'callbacks-enabled',
+    kind: 'bool',
+    default: 'true',
+    help: '`serve` runs the callback service (in one worker of -workers N); false leaves it to `greenlight callbacks` elsewhere',
   },
   {
     name: 'callbacks-addr',
@@ -705,6 +713,7 @@ function buildCallbacksConfig(s: Settings['get']): CallbacksConfig {
   const clientIntervalMs = s('callbacks-client-interval') as number;
   check(clientIntervalMs > 0, 'callbacks-client-interval', 'must be greater than zero');
   return Object.freeze({
+    enabled: s('callbacks-enabled') as boolean,
     listen: hostPort
       ? Object.freeze({
           // ":9090" listens on every interface, as Go's net.Listen does.

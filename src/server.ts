@@ -76,7 +76,9 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
   const redis = config.redisUrl ? await connectRedis(config.redisUrl, logger) : undefined;
   const app = buildApp({ config, db, logger, jobs: background.jobs, metrics, identityCache, redis });
   await background.startWorkers(db, metrics);
-  const callbacks = await startCallbacks({ config, dsn: database.dsn, logger, registry: metrics.registry });
+  const callbacks = config.callbacks.enabled
+    ? await startCallbacks({ config, dsn: database.dsn, logger, registry: metrics.registry })
+    : undefined;
 
   let shuttingDown = false;
   // Like Go's Shutdown: a connection whose request finishes during shutdown is closed, so a
@@ -95,7 +97,7 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
     }, config.shutdownTimeoutMs);
     try {
       await app.close();
-      await callbacks.stop();
+      await callbacks?.stop();
       clearTimeout(deadline);
       logger.info('completing background tasks');
       await background.stop();
