@@ -16,6 +16,7 @@ import { createPool } from './platform/db.ts';
 import { effectiveMaxConnections, FD_RESERVE, openFilesLimit } from './platform/http-server.ts';
 import type { Logger } from './platform/logger.ts';
 import { Migrator } from './platform/migrations.ts';
+import { listenForSettingChanges, RuntimeSettings } from './settings/runtime.ts';
 
 export async function serve(givenConfig: Config, logger: Logger): Promise<void> {
   checkServeConfig(givenConfig);
@@ -72,9 +73,19 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
   const metrics = createMetrics(config, db, background.jobs);
   const identityCache = new IdentityCache();
   const stopListening = await listenForIdentityChanges(database.dsn, identityCache, logger);
-  const app = buildApp({ config, db, logger, jobs: background.jobs, metrics, identityCache });
+  const settings = new RuntimeSettings(config, logger);
+  const stopSettings = await listenForSettingChanges(database.dsn, settings, logger);
+  const app = buildApp({ config, db, logger, jobs: background.jobs, metrics, identityCache, settings });
   await background.startWorkers(db, metrics);
   const callbacks = await startCallbacks({ config, dsn: database.dsn, logger, registry: metrics.registry });
+  callbacks.service.retune({
+    concurrency: settings.get('callbacks-concurrency') as number,
+    ttlMs: settings.get('callbacks-ttl') as number,
+  });
+  settings.onChange((name, value) => {
+    if (name === 'callbacks-concurrency') callbacks.service.retune({ concurrency: value as number });
+    if (name === 'callbacks-ttl') callbacks.service.retune({ ttlMs: value as number });
+  });
 
   let shuttingDown = false;
   // Like Go's Shutdown: a connection whose request finishes during shutdown is closed, so a
@@ -98,6 +109,7 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
       logger.info('completing background tasks');
       await background.stop();
       await stopListening();
+      await stopSettings();
       await db.end();
       await database.stop();
       logger.info('stopped server');
@@ -131,6 +143,7 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
   } catch (err) {
     await background.stop();
     await stopListening();
+    await stopSettings();
     await db.end();
     await database.stop();
     throw err;

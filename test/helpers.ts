@@ -16,6 +16,7 @@ import { buildConfig, type Config, readSettings } from '../src/config.ts';
 import { createPool, type Db } from '../src/platform/db.ts';
 import { startJobs } from '../src/platform/jobs.ts';
 import { createLogger, type Logger } from '../src/platform/logger.ts';
+import { listenForSettingChanges, RuntimeSettings } from '../src/settings/runtime.ts';
 
 const TEMPLATE_DATABASE = 'greenlight_template';
 
@@ -88,6 +89,7 @@ export type Inject = (options: InjectOptions | string) => Promise<LightMyRequest
 export type TestApp = {
   app: FastifyInstance;
   identityCache?: IdentityCache;
+  settings: RuntimeSettings;
   db: Db;
   config: Config;
   lines: LogLine[];
@@ -139,6 +141,8 @@ export async function buildTestApp(
     workers?: boolean;
     // an identity cache kept fresh by LISTEN/NOTIFY, as the server runs
     identityCache?: boolean;
+    // runtime settings kept equal to the settings table by LISTEN/NOTIFY, as the server runs
+    settings?: boolean;
     configure?: (app: FastifyInstance, db: Db) => void;
   } = {},
 ): Promise<TestApp> {
@@ -152,7 +156,11 @@ export async function buildTestApp(
   const stopListening = identityCache
     ? await listenForIdentityChanges(dsn, identityCache, logger)
     : async () => {};
-  const app = buildApp({ config, db, logger, jobs, metrics, identityCache });
+  const settings = new RuntimeSettings(config, logger);
+  const stopSettings = options.settings
+    ? await listenForSettingChanges(dsn, settings, logger)
+    : async () => {};
+  const app = buildApp({ config, db, logger, jobs, metrics, identityCache, settings });
   options.configure?.(app, db);
   await app.ready();
   const mailer = createMailer(config, logger);
@@ -160,12 +168,13 @@ export async function buildTestApp(
   after(async () => {
     await app.close();
     await stopListening();
+    await stopSettings();
     await jobs.stop({ graceful: true, wait: true, timeout: 5000 });
     mailer.close();
     await db.end();
   });
   const { token } = await createUser(db, { permissions: ['movies:read', 'movies:write'] });
-  return { app, db, config, lines, dsn, api: withToken(app, token), token, identityCache };
+  return { app, db, config, lines, dsn, api: withToken(app, token), token, identityCache, settings };
 }
 
 export type Movie = {

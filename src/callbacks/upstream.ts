@@ -47,25 +47,21 @@ const BREAKER_STATES: Record<number, BreakerState> = {
 };
 
 export class Upstream {
-  readonly #pool: Pool;
+  #pool: Pool;
+  readonly #origin: string;
   readonly #basePath: string;
-  readonly #options: UpstreamOptions;
+  #options: UpstreamOptions;
   readonly #closing = new AbortController();
   readonly #breaker;
-  readonly #policy;
+  readonly #retries;
+  #policy;
 
   constructor(options: UpstreamOptions) {
     this.#options = options;
     const url = new URL(options.baseUrl);
     this.#basePath = url.pathname.replace(/\/+$/, '');
-    this.#pool = new Pool(url.origin, {
-      connections: options.concurrency,
-      // The stand-in and most servers keep idle connections 5 s or more; undici also honours
-      // a Keep-Alive: timeout= hint from the server.
-      keepAliveTimeout: 4_000,
-      headersTimeout: options.timeoutMs,
-      bodyTimeout: options.timeoutMs,
-    });
+    this.#origin = url.origin;
+    this.#pool = this.#newPool();
     this.#breaker = circuitBreaker(
       handleWhen(() => !this.#closing.signal.aborted),
       {
@@ -74,7 +70,7 @@ export class Upstream {
       },
     );
     this.#breaker.onStateChange((state) => options.onBreakerChange?.(BREAKER_STATES[state] ?? 'open'));
-    const retries = retry(
+    this.#retries = retry(
       handleWhen((err) => !(err instanceof BrokenCircuitError) && !this.#closing.signal.aborted),
       {
         maxAttempts: (options.attempts ?? 3) - 1,
@@ -84,8 +80,34 @@ export class Upstream {
         }),
       },
     );
-    // Retries outermost, so a lookup waiting out its backoff holds no concurrency slot.
-    this.#policy = wrap(retries, bulkhead(options.concurrency, Number.POSITIVE_INFINITY), this.#breaker);
+    this.#policy = this.#newPolicy();
+  }
+
+  #newPool(): Pool {
+    return new Pool(this.#origin, {
+      connections: this.#options.concurrency,
+      // The stand-in and most servers keep idle connections 5 s or more; undici also honours
+      // a Keep-Alive: timeout= hint from the server.
+      keepAliveTimeout: 4_000,
+      headersTimeout: this.#options.timeoutMs,
+      bodyTimeout: this.#options.timeoutMs,
+    });
+  }
+
+  // Retries outermost, so a lookup waiting out its backoff holds no concurrency slot.
+  #newPolicy() {
+    return wrap(this.#retries, bulkhead(this.#options.concurrency, Number.POSITIVE_INFINITY), this.#breaker);
+  }
+
+  // A new cap for lookups started from now on; those in flight finish on the old pool,
+  // which closes once they have.
+  setConcurrency(concurrency: number): void {
+    if (concurrency === this.#options.concurrency) return;
+    this.#options = { ...this.#options, concurrency };
+    const old = this.#pool;
+    this.#pool = this.#newPool();
+    this.#policy = this.#newPolicy();
+    old.close().catch(() => {});
   }
 
   get breakerState(): BreakerState {
