@@ -779,6 +779,7 @@ export function usage(): string {
     '  users revoke EMAIL PERMISSION...  take permissions away',
     "  users role EMAIL admin|user   set the products API role (ends the user's JWTs)",
     '  config list | get NAME | set NAME VALUE | unset NAME   runtime settings of every instance',
+    '  tasks list | run NAME         scheduled tasks and their last runs; run one now',
     '  jwt rotate                    with -jwt-alg EdDSA: a new signing key; expired keys removed',
     "  demo cors [-demo-port 9000]   serve the book's CORS demo pages",
     '  openapi                       print the OpenAPI 3.1 document',

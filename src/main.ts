@@ -6,6 +6,7 @@
 //   greenlight openapi                    the OpenAPI 3.1 document, on stdout
 //   greenlight callbacks [upstream | client]
 //   greenlight config list | get NAME | set NAME VALUE | unset NAME
+//   greenlight tasks list | run NAME
 import { setRole } from './accounts/accounts.ts';
 import {
   grantPermissions,
@@ -18,6 +19,7 @@ import { selectUserByEmail } from './accounts/users.sql.ts';
 import { openApiDocument } from './app.ts';
 import { recordEvent } from './audit/audit.ts';
 import { rotateKeys } from './auth/jwt-keys.ts';
+import { TASKS } from './background.ts';
 import { runCallbackClient, serveCallbacks, serveStandInUpstream } from './callbacks/cli.ts';
 import { buildConfig, type Config, ConfigError, readSettings, type Settings, usage } from './config.ts';
 import { serveCorsDemo } from './demo/cors-demo.ts';
@@ -30,6 +32,7 @@ import { createLogger, type Logger } from './platform/logger.ts';
 import { createMigrationFiles, MigrationError, Migrator } from './platform/migrations.ts';
 import { serve } from './server.ts';
 import { CONFIG_ARITY, CONFIG_USAGE, configCommand } from './settings/cli.ts';
+import { TASKS_ARITY, TASKS_USAGE, TaskCommandError, tasksCommand } from './tasks/cli.ts';
 import { commit, version } from './version.ts';
 
 class UsageError extends Error {}
@@ -178,6 +181,9 @@ async function main(argv: string[]): Promise<void> {
     case 'config':
       if (CONFIG_ARITY[rest[0] ?? ''] !== rest.length - 1) throw new UsageError(CONFIG_USAGE);
       return withPool(config, logger, (db) => configCommand(db, config, rest, console.log));
+    case 'tasks':
+      if (TASKS_ARITY[rest[0] ?? ''] !== rest.length - 1) throw new UsageError(TASKS_USAGE);
+      return withPool(config, logger, (db) => tasksCommand(db, logger, TASKS, rest, console.log));
     case 'openapi':
       console.log(JSON.stringify(await openApiDocument(config, logger), null, 2));
       return;
@@ -207,6 +213,7 @@ const KNOWN_FAILURES = [
   MigrationError,
   EmbeddedPostgresError,
   UnknownPermissionError,
+  TaskCommandError,
 ];
 
 main(process.argv.slice(2)).catch((err: unknown) => {
