@@ -13,6 +13,7 @@ import {
   trustedOriginsOf,
 } from '../config.ts';
 import { NotFoundError, ValidationError } from '../platform/errors.ts';
+import { isStorable, NUL_MESSAGE } from '../platform/validator.ts';
 
 // Feature flags and their values when no setting says otherwise. Each is the setting
 // `feature-<name>` and is read through RuntimeSettings.isEnabled.
@@ -64,6 +65,8 @@ export function parseSetting(name: string, value: unknown): Effective {
         ? String(value)
         : undefined;
   if (text === undefined) throw new ValidationError({ value: `must be ${KIND_WORDS[kind]}` });
+  // No flag takes it, and jsonb cannot store it.
+  if (!isStorable(text)) throw new ValidationError({ value: NUL_MESSAGE });
   try {
     return readFlagValue(name, text);
   } catch (err) {
