@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { buildConfig, ConfigError, readSettings } from '../src/config.ts';
 import { createPool } from '../src/platform/db.ts';
 import { parseSetting, rolloutBucket, rolloutIncludes } from '../src/settings/setting.ts';
+import { range, startTestCallbacks, startUpstream, waitFor } from './callbacks-helpers.ts';
 import { buildTestApp, createTestDatabase, createUser, type Inject, withToken } from './helpers.ts';
 import { run, startServer } from './processes.ts';
 
@@ -257,6 +258,29 @@ describe('feature flags', () => {
   });
 });
 
+describe('settings in the callback service', () => {
+  test('when the concurrency and TTL are retuned, then lookups and the sweep follow at once', async () => {
+    const { upstream, url } = await startUpstream({ minDelayMs: 1500, maxDelayMs: 1600 });
+    const callbacks = await startTestCallbacks(url, {
+      flags: ['-callbacks-concurrency', '2', '-callbacks-ttl', '30s', '-callbacks-upstream-timeout', '5s'],
+    });
+    const requested = () => [...upstream.requests.values()].reduce((a, b) => a + b, 0);
+    assert.equal((await callbacks.post({ object_ids: range(1, 20) })).status, 200);
+    await waitFor('two lookups at concurrency 2', () => requested() >= 2);
+    assert.equal(requested(), 2);
+    callbacks.service.retune({ concurrency: 10 });
+    // At 2 the next lookups would start only when the first end, 1.5 s in.
+    await waitFor('ten lookups at concurrency 10', () => requested() >= 10, 1000);
+
+    await callbacks.query(
+      `INSERT INTO callback_objects (object_id, last_seen) VALUES (900, now() - interval '5 seconds')`,
+    );
+    assert.equal(await callbacks.service.sweep(), 0);
+    callbacks.service.retune({ ttlMs: 1000 });
+    assert.equal(await callbacks.service.sweep(), 1);
+  });
+});
+
 describe('settings across processes and from the command line', () => {
   test('when a setting changes through one server, then a second server on the database limits by it within a second', async (t) => {
     const dsn = await createTestDatabase();
@@ -308,6 +332,20 @@ describe('settings across processes and from the command line', () => {
       assert.equal(applied.setting, 'limiter-burst');
       assert.equal(applied.value, 2);
     }
+
+    // The callback service's TTL: an object seen 10 s ago outlives the 30 s flag, not 2 s.
+    await pool.query(
+      `INSERT INTO callback_objects (object_id, last_seen) VALUES (42, now() - interval '10 seconds')`,
+    );
+    const ttl = await fetch(`http://127.0.0.1:${first.port}/v1/admin/settings/callbacks-ttl`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${boss.token}` },
+      body: JSON.stringify({ value: '2s' }),
+    });
+    assert.equal(ttl.status, 200);
+    await within(3000, 'the object expired by the new TTL', async () => {
+      return (await pool.query('SELECT 1 FROM callback_objects WHERE object_id = 42')).rowCount === 0;
+    });
   });
 
   test('when an operator uses greenlight config, then set, get, list and unset work and are audited', async (t) => {

@@ -5,14 +5,12 @@
 // probe through after a pause. At most `concurrency` requests are in flight at once.
 import {
   BrokenCircuitError,
-  bulkhead,
   CircuitState,
   ConsecutiveBreaker,
   circuitBreaker,
   ExponentialBackoff,
   handleWhen,
   retry,
-  wrap,
 } from 'cockatiel';
 import { Pool } from 'undici';
 import { type ObjectStatus, parseObjectStatus } from './callback.ts';
@@ -54,7 +52,7 @@ export class Upstream {
   readonly #closing = new AbortController();
   readonly #breaker;
   readonly #retries;
-  #policy;
+  readonly #slots: Slots;
 
   constructor(options: UpstreamOptions) {
     this.#options = options;
@@ -80,7 +78,7 @@ export class Upstream {
         }),
       },
     );
-    this.#policy = this.#newPolicy();
+    this.#slots = new Slots(options.concurrency);
   }
 
   #newPool(): Pool {
@@ -94,19 +92,14 @@ export class Upstream {
     });
   }
 
-  // Retries outermost, so a lookup waiting out its backoff holds no concurrency slot.
-  #newPolicy() {
-    return wrap(this.#retries, bulkhead(this.#options.concurrency, Number.POSITIVE_INFINITY), this.#breaker);
-  }
-
-  // A new cap for lookups started from now on; those in flight finish on the old pool,
-  // which closes once they have.
+  // A new cap at once, for the lookups waiting too; requests in flight finish on the old
+  // pool, which closes once they have.
   setConcurrency(concurrency: number): void {
     if (concurrency === this.#options.concurrency) return;
     this.#options = { ...this.#options, concurrency };
     const old = this.#pool;
     this.#pool = this.#newPool();
-    this.#policy = this.#newPolicy();
+    this.#slots.setLimit(concurrency);
     old.close().catch(() => {});
   }
 
@@ -115,8 +108,13 @@ export class Upstream {
   }
 
   // Resolves with the object's status or rejects once every attempt has failed.
+  // Retries outermost, so a lookup waiting out its backoff holds no concurrency slot; the
+  // breaker inside the slot, so lookups that waited for one are refused once it opened.
   lookup(id: number): Promise<ObjectStatus> {
-    return this.#policy.execute(() => this.#attempt(id), this.#closing.signal);
+    return this.#retries.execute(
+      () => this.#slots.run(() => this.#breaker.execute(() => this.#attempt(id), this.#closing.signal)),
+      this.#closing.signal,
+    );
   }
 
   async #attempt(id: number): Promise<ObjectStatus> {
@@ -158,7 +156,44 @@ export class Upstream {
   // Lookups in progress are abandoned (their callbacks stay in the intake).
   async close(): Promise<void> {
     this.#closing.abort();
+    this.#slots.setLimit(Number.POSITIVE_INFINITY);
     await this.#pool.destroy();
+  }
+}
+
+// A concurrency cap whose limit can change while callers wait (cockatiel's bulkhead has a
+// fixed one): the runtime setting callbacks-concurrency.
+class Slots {
+  #limit: number;
+  #used = 0;
+  readonly #waiting: Array<() => void> = [];
+
+  constructor(limit: number) {
+    this.#limit = limit;
+  }
+
+  setLimit(limit: number): void {
+    this.#limit = limit;
+    this.#admit();
+  }
+
+  async run<T>(work: () => Promise<T>): Promise<T> {
+    if (this.#used < this.#limit) this.#used++;
+    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    try {
+      return await work();
+    } finally {
+      this.#used--;
+      this.#admit();
+    }
+  }
+
+  // A waiter is handed the slot it takes, so none is taken twice.
+  #admit(): void {
+    while (this.#used < this.#limit && this.#waiting.length > 0) {
+      this.#used++;
+      (this.#waiting.shift() as () => void)();
+    }
   }
 }
 
