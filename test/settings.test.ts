@@ -186,6 +186,19 @@ describe('settings: the admin API', () => {
     await within(1000, 'ttl back', () => settings.get('callbacks-ttl') === 30_000);
   });
 
+  test('when the listening connection was down during a change, then the change applies on reconnection', async (t) => {
+    await db.query(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        WHERE application_name = 'greenlight-settings-listener' AND datname = current_database()`,
+    );
+    // Written behind the API's back: no NOTIFY, only the re-read on reconnection can see it.
+    await db.query(`INSERT INTO settings (name, value, updated_by) VALUES ('limiter-rps', '7', 'psql')`);
+    t.after(() => admin.api({ method: 'DELETE', url: '/v1/admin/settings/limiter-rps' }));
+    await within(3000, 'the change read on reconnection', () => settings.get('limiter-rps') === 7);
+    assert.equal(settings.limits.rps, 7);
+    assert.ok(setup.lines.some((l) => l.msg === 'settings listener lost; changes apply when it reconnects'));
+  });
+
   test('when the trusted origins change, then CORS answers by the new list at once', async (t) => {
     const origin = 'https://new.example.com';
     const ask = () => app.inject({ url: '/v1/healthcheck', headers: { origin } });
