@@ -14,7 +14,10 @@ import { changeSetting, listSettings, type SettingActor, type SettingView } from
 const Setting = Type.Object(
   {
     name: Type.String({ examples: ['limiter-burst'] }),
-    value: Type.Unknown({ description: 'what this process uses now', examples: [8] }),
+    value: Type.Unknown({
+      description: "the stored value, else this process's start-up value",
+      examples: [8],
+    }),
     source: Type.Union([Type.Literal('setting'), Type.Literal('flag')], {
       description: 'setting: a stored value overrides the start-up flag; flag: none is stored',
     }),

@@ -19,7 +19,7 @@ export type SettingActor = Readonly<{ id: number | null; email: string | null; l
 
 export type SettingView = Readonly<{
   name: string;
-  // what this process uses: the stored setting, else the start-up value
+  // the stored setting, else this process's start-up value
   value: unknown;
   source: 'setting' | 'flag';
   startupValue: unknown;

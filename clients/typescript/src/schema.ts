@@ -2846,7 +2846,7 @@ export interface operations {
                             /** @example limiter-burst */
                             name: string;
                             /**
-                             * @description what this process uses now
+                             * @description the stored value, else this process's start-up value
                              * @example 8
                              */
                             value: unknown;
@@ -2946,7 +2946,7 @@ export interface operations {
                             /** @example limiter-burst */
                             name: string;
                             /**
-                             * @description what this process uses now
+                             * @description the stored value, else this process's start-up value
                              * @example 8
                              */
                             value: unknown;
@@ -3084,7 +3084,7 @@ export interface operations {
                             /** @example limiter-burst */
                             name: string;
                             /**
-                             * @description what this process uses now
+                             * @description the stored value, else this process's start-up value
                              * @example 8
                              */
                             value: unknown;
