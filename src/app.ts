@@ -35,6 +35,8 @@ import { RateLimiter } from './platform/rate-limit.ts';
 import { type RedisConnection, registerRedisMetrics } from './platform/redis.ts';
 import { SYSTEM_PATHS, systemRoutes } from './platform/system.routes.ts';
 import { apiErrorResponse, isApiPath, PRODUCTS_API_PREFIX, productsApi } from './products/api.ts';
+import { RuntimeSettings } from './settings/runtime.ts';
+import { SETTINGS_PATHS, settingsRoutes } from './settings/settings.routes.ts';
 
 export type AppDeps = Readonly<{
   config: Config;
@@ -46,6 +48,8 @@ export type AppDeps = Readonly<{
   identityCache?: IdentityCache;
   // Present when -redis-url is set.
   redis?: RedisConnection;
+  // Without one the start-up flags stay in force (nothing listens for changes).
+  settings?: RuntimeSettings;
 }>;
 
 export function createMetrics(config: Config, db: Db, jobs: Jobs): Metrics {
@@ -68,6 +72,7 @@ export function buildApp({
   metrics = createMetrics(config, db, jobs),
   identityCache,
   redis,
+  settings = new RuntimeSettings(config, logger),
 }: AppDeps): FastifyInstance {
   const app = Fastify({
     loggerInstance: logger,
@@ -117,9 +122,9 @@ export function buildApp({
   if (redis) registerRedisMetrics(metrics.registry, redis);
 
   const jwts = createJwts(config);
-  const limiter = config.limiter.enabled
-    ? new RateLimiter({ rps: config.limiter.rps, burst: config.limiter.burst })
-    : undefined;
+  // Built whether enabled or not: the runtime setting limiter-enabled turns it on and off.
+  const limits = settings.limits;
+  const limiter = new RateLimiter(limits);
   const limited = (act: () => void) => {
     try {
       act();
@@ -128,16 +133,19 @@ export function buildApp({
       throw err;
     }
   };
-  const takeToken = (key: string) => limited(() => limiter?.take(key));
+  const takeToken = (key: string) => limited(() => limiter.take(key));
   // Per-user buckets would let a client multiply its budget by opening accounts; every
   // request is also charged to its address's ceiling, a multiple of the per-user rate.
-  const ceiling =
-    limiter && config.limiterPerUser
-      ? new RateLimiter({
-          rps: config.limiter.rps * config.limiterAddressCeiling,
-          burst: Math.ceil(config.limiter.burst * config.limiterAddressCeiling),
-        })
-      : undefined;
+  const ceiling = config.limiterPerUser
+    ? new RateLimiter({
+        get rps() {
+          return limits.rps * config.limiterAddressCeiling;
+        },
+        get burst() {
+          return Math.ceil(limits.burst * config.limiterAddressCeiling);
+        },
+      })
+    : undefined;
 
   // Order matters: count, CORS (answers preflights itself), authenticate, then limit, so
   // that authenticated users can be limited per user rather than per address. Unknown
@@ -155,28 +163,30 @@ export function buildApp({
       throw new BadRequestError('missing required Host header');
     }
   });
-  app.addHook('onRequest', corsHook(config.cors.trustedOrigins));
+  app.addHook('onRequest', corsHook(settings.cors));
   app.addHook(
     'onRequest',
     authenticationHook(
       createAuthenticators({ config, db, cache: identityCache, logger, jwts }),
-      limiter && {
-        check: (request) => limited(() => limiter.check(`ip:${request.ip}`)),
-        charge: (request) => takeToken(`ip:${request.ip}`),
+      {
+        check: (request) => {
+          if (limits.enabled) limited(() => limiter.check(`ip:${request.ip}`));
+        },
+        charge: (request) => {
+          if (limits.enabled) takeToken(`ip:${request.ip}`);
+        },
       },
       PRODUCTS_API_PREFIX,
     ),
   );
-  if (limiter) {
-    app.addHook('onRequest', async (request) => {
-      if (request.routeOptions.config.rateLimit === false) return;
-      const identity = request.identity;
-      const address = `ip:${request.ip}`;
-      limited(() => ceiling?.check(address));
-      takeToken(config.limiterPerUser && identity ? `user:${identity.id}` : address);
-      limited(() => ceiling?.take(address));
-    });
-  }
+  app.addHook('onRequest', async (request) => {
+    if (!limits.enabled || request.routeOptions.config.rateLimit === false) return;
+    const identity = request.identity;
+    const address = `ip:${request.ip}`;
+    limited(() => ceiling?.check(address));
+    takeToken(config.limiterPerUser && identity ? `user:${identity.id}` : address);
+    limited(() => ceiling?.take(address));
+  });
 
   app.addHook('onResponse', async (request, reply) => {
     metrics.responseSent(
@@ -221,13 +231,15 @@ export function buildApp({
     openApiRoute(api);
     const jwksPath = jwksRoute(api, jwts);
     api.register(productsApi({ db, jwts }), { prefix: PRODUCTS_API_PREFIX });
-    if (config.graphql.enabled) graphqlRoutes(api, { db, config, logger });
+    settingsRoutes(api, db, config);
+    if (config.graphql.enabled) graphqlRoutes(api, { db, config, logger, features: settings });
     addMethodFallbacks(api, [
       ...SYSTEM_PATHS,
       ...PROBE_PATHS,
       ...MOVIE_PATHS,
       ...ACCOUNT_PATHS,
       ...STATS_PATHS,
+      ...SETTINGS_PATHS,
       ...(config.operations.profilingEnabled ? PROFILING_PATHS : []),
       '/v1/openapi.json',
       ...(jwksPath ? [jwksPath] : []),

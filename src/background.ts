@@ -1,4 +1,4 @@
-// Background work of a serving process: the job queue, its workers and schedules.
+// Background work of a serving process: the job queue, its workers and the scheduled tasks.
 import { EMAIL_QUEUE } from './accounts/accounts.ts';
 import { EMAIL_QUEUE_OPTIONS, startEmailWorker } from './accounts/email.worker.ts';
 import { deleteExpiredTokens } from './accounts/tokens.sql.ts';
@@ -8,12 +8,45 @@ import { type Jobs, type QueueSpec, startJobs } from './platform/jobs.ts';
 import type { Logger } from './platform/logger.ts';
 import { createLogMailer, createSmtpMailer, type Mailer } from './platform/mailer.ts';
 import type { Metrics } from './platform/metrics.ts';
+import type { Task } from './tasks/task.ts';
+import { pruneRuns, vacuumAnalyze } from './tasks/tasks.sql.ts';
+import { registerTaskMetrics, startTasks, taskQueue } from './tasks/tasks.ts';
 
-export const TOKEN_CLEANUP_QUEUE = 'delete-expired-tokens';
+// The tables that take most writes, vacuumed and analysed nightly so that autovacuum's
+// thresholds never leave their statistics or visibility maps far behind.
+const HOT_TABLES = [
+  'movies',
+  'tokens',
+  'users',
+  'users_permissions',
+  'audit_events',
+  'callback_batches',
+  'callback_objects',
+  'products',
+  'api_keys',
+];
+
+// The scheduled tasks (src/tasks), each run once per tick across every instance. The
+// callback expiry sweep is not one of them: pg-boss's cron ticks at most once a minute,
+// which would keep objects up to 90 s under a 30 s TTL; it stays the callback service's
+// one-second loop under an advisory lock (src/callbacks).
+export const TASKS: readonly Task[] = [
+  {
+    name: 'delete-expired-tokens',
+    cron: '*/15 * * * *',
+    run: async ({ db }) => ({ deleted: await deleteExpiredTokens(db) }),
+  },
+  { name: 'vacuum-analyze', cron: '30 3 * * *', run: ({ db }) => vacuumAnalyze(db, HOT_TABLES) },
+  {
+    name: 'prune-task-runs',
+    cron: '45 3 * * *',
+    run: async ({ db }) => ({ deleted: await pruneRuns(db, 30) }),
+  },
+];
 
 export const QUEUES: readonly QueueSpec[] = [
   { name: EMAIL_QUEUE, options: EMAIL_QUEUE_OPTIONS },
-  { name: TOKEN_CLEANUP_QUEUE, options: { retryLimit: 3, retryDelay: 60, expireInSeconds: 300 } },
+  ...TASKS.map(taskQueue),
 ];
 
 export function createMailer(config: Config, logger: Logger): Mailer {
@@ -35,10 +68,8 @@ export async function startBackground(
     jobs,
     startWorkers: async (db, metrics) => {
       await startEmailWorker(jobs, mailer, logger, metrics);
-      await jobs.work(TOKEN_CLEANUP_QUEUE, async () => {
-        logger.info({ deleted: await deleteExpiredTokens(db) }, 'deleted expired tokens');
-      });
-      await jobs.schedule(TOKEN_CLEANUP_QUEUE, '*/15 * * * *');
+      await startTasks(jobs, db, logger, TASKS);
+      registerTaskMetrics(metrics.registry, db, TASKS);
     },
     // Lets jobs in progress finish, for up to one more shutdown grace period.
     stop: async () => {

@@ -87,7 +87,7 @@ export type CallbacksConfig = Readonly<{
 export const AUTH_METHODS = ['token', 'jwt', 'apikey', 'oidc'] as const;
 export type AuthMethod = (typeof AUTH_METHODS)[number];
 
-type Kind = 'string' | 'int' | 'float' | 'bool' | 'duration';
+export type Kind = 'string' | 'int' | 'float' | 'bool' | 'duration';
 
 type FlagSpec = Readonly<{ name: string; kind: Kind; default: string; help: string }>;
 
@@ -437,9 +437,19 @@ export function parseDuration(text: string): number {
   return total;
 }
 
-function convert(spec: FlagSpec, raw: string): string | number | boolean {
+// A flag's value that cannot be converted or breaks the flag's rule; `reason` is the
+// client-facing part (the runtime settings answer it as a 422 field message).
+export class FlagValueError extends ConfigError {
+  readonly reason: string;
+  constructor(message: string, reason: string) {
+    super(message);
+    this.reason = reason;
+  }
+}
+
+function convert(spec: FlagSpec, raw: string): FlagValue {
   const fail = (what: string) =>
-    new ConfigError(`invalid value "${raw}" for -${spec.name} (${envName(spec.name)}): ${what}`);
+    new FlagValueError(`invalid value "${raw}" for -${spec.name} (${envName(spec.name)}): ${what}`, what);
   switch (spec.kind) {
     case 'string':
       return raw;
@@ -464,6 +474,48 @@ function convert(spec: FlagSpec, raw: string): string | number | boolean {
   }
 }
 
+export type FlagValue = string | number | boolean;
+
+export function trustedOriginsOf(text: string): string[] {
+  return text.split(/\s+/).filter(Boolean);
+}
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+
+// The rules of the flags an operator may also change at run time (src/settings): each is
+// checked here for the start-up value and through readFlagValue for a runtime setting, so
+// both paths accept exactly the same values. A rule returns what is wrong, or undefined.
+const RUNTIME_RULES: Readonly<Record<string, (value: never) => string | undefined>> = {
+  'limiter-rps': (rps: number) => (rps > 0 ? undefined : 'must be greater than zero'),
+  'limiter-burst': (burst: number) => (burst >= 1 ? undefined : 'must be at least 1'),
+  'limiter-enabled': () => undefined,
+  'cors-trusted-origins': (text: string) => {
+    const bad = trustedOriginsOf(text).find((origin) => !/^https?:\/\/[^/\s]+$/.test(origin));
+    return bad === undefined ? undefined : `"${bad}" is not an origin like https://example.com`;
+  },
+  'log-level': (level: string) =>
+    LOG_LEVELS.includes(level) ? undefined : `must be one of ${LOG_LEVELS.join(', ')}`,
+  'callbacks-ttl': (ttlMs: number) => (ttlMs >= 1000 ? undefined : 'must be at least 1s'),
+  'callbacks-concurrency': (concurrency: number) =>
+    concurrency >= 1 && concurrency <= 100_000 ? undefined : 'must be between 1 and 100000',
+};
+
+export const RUNTIME_FLAGS: readonly string[] = Object.keys(RUNTIME_RULES);
+
+export function flagKind(name: string): Kind {
+  return findFlag(name).kind;
+}
+
+// A runtime flag's value from its text, converted and checked as at start-up; throws
+// FlagValueError.
+export function readFlagValue(name: string, raw: string): FlagValue {
+  const value = convert(findFlag(name), raw);
+  const reason = RUNTIME_RULES[name]?.(value as never);
+  if (reason !== undefined)
+    throw new FlagValueError(`invalid -${name} (${envName(name)}): ${reason}`, reason);
+  return value;
+}
+
 // .env is a development convenience: it is read when present unless the environment
 // is production, and never overrides variables that are already set.
 function readDotEnv(env: NodeJS.ProcessEnv, explicitEnv: string | undefined): Record<string, string> {
@@ -473,7 +525,7 @@ function readDotEnv(env: NodeJS.ProcessEnv, explicitEnv: string | undefined): Re
   return parseEnv(readFileSync(path, 'utf8')) as Record<string, string>;
 }
 
-export type Settings = Readonly<{ get: (name: string) => string | number | boolean; args: ParsedArgs }>;
+export type Settings = Readonly<{ get: (name: string) => FlagValue; args: ParsedArgs }>;
 
 export function readSettings(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Settings {
   const args = parseArgs(argv);
@@ -492,7 +544,14 @@ function check(condition: boolean, flag: string, message: string): void {
 }
 
 const ENVIRONMENTS: readonly Environment[] = ['development', 'staging', 'production'];
-const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+
+// A runtime flag's start-up value, checked by its one rule.
+function checked(s: Settings['get'], name: string): FlagValue {
+  const value = s(name);
+  const reason = RUNTIME_RULES[name]?.(value as never);
+  check(reason === undefined, name, reason as string);
+  return value;
+}
 
 export function buildConfig(settings: Settings): Config {
   const s = settings.get;
@@ -508,12 +567,9 @@ export function buildConfig(settings: Settings): Config {
   check(maxIdleConns >= 0, 'db-max-idle-conns', 'must not be negative');
   const queryTimeoutMs = s('db-query-timeout') as number;
   check(queryTimeoutMs > 0, 'db-query-timeout', 'must be greater than zero');
-  const rps = s('limiter-rps') as number;
-  check(rps > 0, 'limiter-rps', 'must be greater than zero');
-  const burst = s('limiter-burst') as number;
-  check(burst >= 1, 'limiter-burst', 'must be at least 1');
-  const logLevel = s('log-level') as string;
-  check(LOG_LEVELS.includes(logLevel), 'log-level', `must be one of ${LOG_LEVELS.join(', ')}`);
+  const rps = checked(s, 'limiter-rps') as number;
+  const burst = checked(s, 'limiter-burst') as number;
+  const logLevel = checked(s, 'log-level') as string;
   const workers = s('workers') as number;
   check(workers >= 0 && workers <= 256, 'workers', 'must be between 0 (automatic) and 256');
   const redisUrl = s('redis-url') as string;
@@ -552,14 +608,7 @@ export function buildConfig(settings: Settings): Config {
   const smtpHost = s('smtp-host') as string;
   const smtpPort = s('smtp-port') as number;
   check(smtpPort > 0 && smtpPort <= 65535, 'smtp-port', 'must be between 1 and 65535');
-  const trustedOrigins = (s('cors-trusted-origins') as string).split(/\s+/).filter(Boolean);
-  for (const origin of trustedOrigins) {
-    check(
-      /^https?:\/\/[^/\s]+$/.test(origin),
-      'cors-trusted-origins',
-      `"${origin}" is not an origin like https://example.com`,
-    );
-  }
+  const trustedOrigins = trustedOriginsOf(checked(s, 'cors-trusted-origins') as string);
   const authMethods = (s('auth-methods') as string).split(',').map((m) => m.trim());
   for (const method of authMethods) {
     check(
@@ -702,10 +751,8 @@ function buildCallbacksConfig(s: Settings['get']): CallbacksConfig {
     'callbacks-upstream',
     'must be an http:// or https:// URL',
   );
-  const ttlMs = s('callbacks-ttl') as number;
-  check(ttlMs >= 1000, 'callbacks-ttl', 'must be at least 1s');
-  const concurrency = s('callbacks-concurrency') as number;
-  check(concurrency >= 1 && concurrency <= 100_000, 'callbacks-concurrency', 'must be between 1 and 100000');
+  const ttlMs = checked(s, 'callbacks-ttl') as number;
+  const concurrency = checked(s, 'callbacks-concurrency') as number;
   const upstreamTimeoutMs = s('callbacks-upstream-timeout') as number;
   check(upstreamTimeoutMs > 0, 'callbacks-upstream-timeout', 'must be greater than zero');
   const leaseMs = s('callbacks-lease') as number;
@@ -755,6 +802,8 @@ export function usage(): string {
     '  users grant EMAIL PERMISSION...   give permissions (movies:read, movies:write, metrics:view)',
     '  users revoke EMAIL PERMISSION...  take permissions away',
     "  users role EMAIL admin|user   set the products API role (ends the user's JWTs)",
+    '  config list | get NAME | set NAME VALUE | unset NAME   runtime settings of every instance',
+    '  tasks list | run NAME         scheduled tasks and their last runs; run one now',
     '  jwt rotate                    with -jwt-alg EdDSA: a new signing key; expired keys removed',
     "  demo cors [-demo-port 9000]   serve the book's CORS demo pages",
     '  openapi [callbacks]           print the OpenAPI 3.1 document (of the callback listener)',

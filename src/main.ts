@@ -5,6 +5,8 @@
 //   greenlight seed movies [-count N]
 //   greenlight openapi [callbacks]        the OpenAPI 3.1 document (of the callback listener), on stdout
 //   greenlight callbacks [upstream | client]
+//   greenlight config list | get NAME | set NAME VALUE | unset NAME
+//   greenlight tasks list | run NAME
 import { setRole } from './accounts/accounts.ts';
 import {
   grantPermissions,
@@ -17,18 +19,21 @@ import { selectUserByEmail } from './accounts/users.sql.ts';
 import { openApiDocument } from './app.ts';
 import { recordEvent } from './audit/audit.ts';
 import { rotateKeys } from './auth/jwt-keys.ts';
+import { TASKS } from './background.ts';
 import { runCallbackClient, serveCallbacks, serveStandInUpstream } from './callbacks/cli.ts';
 import { callbackOpenApiDocument } from './callbacks/listener.ts';
 import { buildConfig, type Config, ConfigError, readSettings, type Settings, usage } from './config.ts';
 import { serveCorsDemo } from './demo/cors-demo.ts';
 import { generateMovies, seedMovies } from './movies/seed.ts';
 import { openDatabaseServer } from './platform/database.ts';
-import { createPool } from './platform/db.ts';
+import { createPool, type Db } from './platform/db.ts';
 import { EmbeddedPostgresError } from './platform/embedded-postgres.ts';
 import { NotFoundError } from './platform/errors.ts';
 import { createLogger, type Logger } from './platform/logger.ts';
 import { createMigrationFiles, MigrationError, Migrator } from './platform/migrations.ts';
 import { serve } from './server.ts';
+import { CONFIG_ARITY, CONFIG_USAGE, configCommand } from './settings/cli.ts';
+import { TASKS_ARITY, TASKS_USAGE, TaskCommandError, tasksCommand } from './tasks/cli.ts';
 import { commit, version } from './version.ts';
 
 class UsageError extends Error {}
@@ -49,6 +54,18 @@ async function withDatabase<T>(
   } finally {
     await database.stop();
   }
+}
+
+// A one-connection pool on the database (a running server's embedded one too).
+function withPool<T>(config: Config, logger: Logger, work: (db: Db) => Promise<T>): Promise<T> {
+  return withDatabase(config, logger, async (dsn) => {
+    const db = createPool({ ...config.db, dsn, maxOpenConns: 1 });
+    try {
+      return await work(db);
+    } finally {
+      await db.end();
+    }
+  });
 }
 
 async function migrate(config: Config, logger: Logger, settings: Settings, args: string[]): Promise<void> {
@@ -122,28 +139,21 @@ async function users(config: Config, logger: Logger, args: string[]): Promise<vo
       'usage: greenlight users grant|revoke EMAIL PERMISSION... | users role EMAIL admin|user',
     );
   }
-  await withDatabase(config, logger, async (dsn) => {
-    const db = createPool({ ...config.db, dsn, maxOpenConns: 1 });
-    try {
-      const user = await selectUserByEmail(db, email).catch((err: unknown) => {
-        throw err instanceof NotFoundError ? new UsageError(`no user with e-mail ${email}`) : err;
-      });
-      if (role) {
-        console.log(`${email}: role ${(await setRole(db, email, role)).role}`);
-        return;
-      }
-      if (action === 'grant') await grantPermissions(db, user.id, codes);
-      else await revokePermissions(db, user.id, codes);
-      await recordEvent(db, action === 'grant' ? 'permission.grant' : 'permission.revoke', {
-        email: user.email,
-        details: { codes },
-      });
-      console.log(
-        `${email}: ${(await selectPermissionsForUser(db, user.id)).join(' ') || '(no permissions)'}`,
-      );
-    } finally {
-      await db.end();
+  await withPool(config, logger, async (db) => {
+    const user = await selectUserByEmail(db, email).catch((err: unknown) => {
+      throw err instanceof NotFoundError ? new UsageError(`no user with e-mail ${email}`) : err;
+    });
+    if (role) {
+      console.log(`${email}: role ${(await setRole(db, email, role)).role}`);
+      return;
     }
+    if (action === 'grant') await grantPermissions(db, user.id, codes);
+    else await revokePermissions(db, user.id, codes);
+    await recordEvent(db, action === 'grant' ? 'permission.grant' : 'permission.revoke', {
+      email: user.email,
+      details: { codes },
+    });
+    console.log(`${email}: ${(await selectPermissionsForUser(db, user.id)).join(' ') || '(no permissions)'}`);
   });
 }
 
@@ -169,6 +179,12 @@ async function main(argv: string[]): Promise<void> {
       return seed(config, logger, settings, rest);
     case 'users':
       return users(config, logger, rest);
+    case 'config':
+      if (CONFIG_ARITY[rest[0] ?? ''] !== rest.length - 1) throw new UsageError(CONFIG_USAGE);
+      return withPool(config, logger, (db) => configCommand(db, config, rest, console.log));
+    case 'tasks':
+      if (TASKS_ARITY[rest[0] ?? ''] !== rest.length - 1) throw new UsageError(TASKS_USAGE);
+      return withPool(config, logger, (db) => tasksCommand(db, logger, TASKS, rest, console.log));
     case 'openapi': {
       if (rest[0] !== undefined && rest[0] !== 'callbacks') {
         throw new UsageError('usage: greenlight openapi [callbacks]');
@@ -203,6 +219,7 @@ const KNOWN_FAILURES = [
   MigrationError,
   EmbeddedPostgresError,
   UnknownPermissionError,
+  TaskCommandError,
 ];
 
 main(process.argv.slice(2)).catch((err: unknown) => {

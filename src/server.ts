@@ -17,6 +17,7 @@ import { effectiveMaxConnections, FD_RESERVE, openFilesLimit } from './platform/
 import type { Logger } from './platform/logger.ts';
 import { Migrator } from './platform/migrations.ts';
 import { connectRedis } from './platform/redis.ts';
+import { listenForSettingChanges, RuntimeSettings } from './settings/runtime.ts';
 
 export async function serve(givenConfig: Config, logger: Logger): Promise<void> {
   checkServeConfig(givenConfig);
@@ -73,12 +74,34 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
   const metrics = createMetrics(config, db, background.jobs);
   const identityCache = new IdentityCache();
   const stopListening = await listenForIdentityChanges(database.dsn, identityCache, logger);
+  const settings = new RuntimeSettings(config, logger);
+  const stopSettings = await listenForSettingChanges(database.dsn, settings, logger);
   const redis = config.redisUrl ? await connectRedis(config.redisUrl, logger) : undefined;
-  const app = buildApp({ config, db, logger, jobs: background.jobs, metrics, identityCache, redis });
+  const app = buildApp({
+    config,
+    db,
+    logger,
+    jobs: background.jobs,
+    metrics,
+    identityCache,
+    redis,
+    settings,
+  });
   await background.startWorkers(db, metrics);
   const callbacks = config.callbacks.enabled
     ? await startCallbacks({ config, dsn: database.dsn, logger, registry: metrics.registry })
     : undefined;
+  if (callbacks) {
+    const service = callbacks.service;
+    service.retune({
+      concurrency: settings.get('callbacks-concurrency') as number,
+      ttlMs: settings.get('callbacks-ttl') as number,
+    });
+    settings.onChange((name, value) => {
+      if (name === 'callbacks-concurrency') service.retune({ concurrency: value as number });
+      if (name === 'callbacks-ttl') service.retune({ ttlMs: value as number });
+    });
+  }
 
   let shuttingDown = false;
   // Like Go's Shutdown: a connection whose request finishes during shutdown is closed, so a
@@ -103,6 +126,7 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
       await background.stop();
       await stopListening();
       await redis?.close();
+      await stopSettings();
       await db.end();
       await database.stop();
       logger.info('stopped server');
@@ -137,6 +161,7 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
     await background.stop();
     await stopListening();
     await redis?.close();
+    await stopSettings();
     await db.end();
     await database.stop();
     throw err;

@@ -190,6 +190,9 @@ test('when the README walkthrough and the error cases are replayed, then every r
     ['GET', '/v1/stats', undefined],
     ['POST', '/v1/admin/profile?seconds=1', undefined],
     ['POST', '/v1/admin/heap-snapshot', undefined],
+    ['GET', '/v1/admin/settings', undefined],
+    ['PUT', '/v1/admin/settings/log-level', { value: 'info' }],
+    ['DELETE', '/v1/admin/settings/log-level', undefined],
   ];
   // Seed 002's register and login never look at credentials (login's 401 is a wrong password).
   const ignoresCredentials = ['/api/v1/auth/register', '/api/v1/auth/login'];
@@ -362,6 +365,31 @@ test('when the README walkthrough and the error cases are replayed, then every r
     token,
     headers: { accept: 'application/json' },
   });
+
+  // Runtime settings, and the feature flag gating /graphql (off: 404 in the book's envelope).
+  // The change comes back through NOTIFY, so the gate is polled for (bounded).
+  const settingPath = '/v1/admin/settings';
+  await expect(200, 'GET', settingPath, { token: adminToken });
+  await expect(400, 'PUT', `${settingPath}/limiter-burst`, { token: adminToken, raw: '{' });
+  await expect(422, 'PUT', `${settingPath}/limiter-burst`, { token: adminToken, body: { value: 0 } });
+  await expect(404, 'PUT', `${settingPath}/nothing`, { token: adminToken, body: { value: 1 } });
+  await expect(404, 'DELETE', `${settingPath}/nothing`, { token: adminToken });
+  const graphqlAnswers = async (status: number) => {
+    for (let tries = 0; tries < 100; tries++) {
+      const res = await call(base, 'POST', '/graphql', { token, body: { query: '{ me { permissions } }' } });
+      if (res.status === status) return;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.fail(`/graphql never answered ${status}`);
+  };
+  await expect(200, 'PUT', `${settingPath}/feature-graphql`, { token: adminToken, body: { value: false } });
+  await graphqlAnswers(404);
+  await expect(404, 'GET', '/graphql?query=%7B__typename%7D', {
+    token,
+    headers: { accept: 'application/json' },
+  });
+  await expect(200, 'DELETE', `${settingPath}/feature-graphql`, { token: adminToken });
+  await graphqlAnswers(200);
 
   const tooLarge = `{"name": "${'x'.repeat(1_048_577)}"}`;
   for (const [method, path] of seedRoutes.filter(([m, p]) => p.startsWith('/api/v1') && m !== 'GET')) {

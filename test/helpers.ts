@@ -17,6 +17,7 @@ import { createPool, type Db } from '../src/platform/db.ts';
 import { startJobs } from '../src/platform/jobs.ts';
 import { createLogger, type Logger } from '../src/platform/logger.ts';
 import { connectRedis } from '../src/platform/redis.ts';
+import { listenForSettingChanges, RuntimeSettings } from '../src/settings/runtime.ts';
 
 const TEMPLATE_DATABASE = 'greenlight_template';
 
@@ -89,6 +90,7 @@ export type Inject = (options: InjectOptions | string) => Promise<LightMyRequest
 export type TestApp = {
   app: FastifyInstance;
   identityCache?: IdentityCache;
+  settings: RuntimeSettings;
   db: Db;
   config: Config;
   lines: LogLine[];
@@ -142,6 +144,8 @@ export async function buildTestApp(
     identityCache?: boolean;
     // connects to this Redis as `serve -redis-url` does
     redisUrl?: string;
+    // runtime settings kept equal to the settings table by LISTEN/NOTIFY, as the server runs
+    settings?: boolean;
     configure?: (app: FastifyInstance, db: Db) => void;
   } = {},
 ): Promise<TestApp> {
@@ -156,7 +160,11 @@ export async function buildTestApp(
     ? await listenForIdentityChanges(dsn, identityCache, logger)
     : async () => {};
   const redis = options.redisUrl ? await connectRedis(options.redisUrl, logger) : undefined;
-  const app = buildApp({ config, db, logger, jobs, metrics, identityCache, redis });
+  const settings = new RuntimeSettings(config, logger);
+  const stopSettings = options.settings
+    ? await listenForSettingChanges(dsn, settings, logger)
+    : async () => {};
+  const app = buildApp({ config, db, logger, jobs, metrics, identityCache, redis, settings });
   options.configure?.(app, db);
   await app.ready();
   const mailer = createMailer(config, logger);
@@ -165,12 +173,13 @@ export async function buildTestApp(
     await app.close();
     await stopListening();
     await redis?.close();
+    await stopSettings();
     await jobs.stop({ graceful: true, wait: true, timeout: 5000 });
     mailer.close();
     await db.end();
   });
   const { token } = await createUser(db, { permissions: ['movies:read', 'movies:write'] });
-  return { app, db, config, lines, dsn, api: withToken(app, token), token, identityCache };
+  return { app, db, config, lines, dsn, api: withToken(app, token), token, identityCache, settings };
 }
 
 export type Movie = {

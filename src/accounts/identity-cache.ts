@@ -3,7 +3,7 @@
 // IDENTITY_CHANNEL, which the code that deletes tokens, changes users or grants/revokes
 // permissions sends in the same transaction (so it arrives exactly when the change
 // commits). While the listening connection is down the cache is bypassed and emptied.
-import pg from 'pg';
+import { listen } from '../platform/listener.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { Identity } from './user.ts';
 
@@ -81,47 +81,29 @@ export async function listenForIdentityChanges(
   cache: IdentityCache,
   logger: Logger,
 ): Promise<() => Promise<void>> {
-  let client: pg.Client | undefined;
-  let stopped = false;
-  let retry: NodeJS.Timeout | undefined;
-
-  const connect = async (): Promise<void> => {
-    const next = new pg.Client({ connectionString: dsn, application_name: 'greenlight-identity-listener' });
-    let failed = false;
-    const fail = (err?: Error) => {
-      if (failed) return;
-      failed = true;
-      cache.enabled = false;
-      cache.clear();
-      if (client === next) client = undefined;
-      next.end().catch(() => {});
-      if (stopped) return;
-      logger.warn({ err }, 'identity cache listener lost; cache off until it reconnects');
-      retry = setTimeout(() => void connect(), 1000);
-    };
-    next.on('error', fail);
-    next.on('end', () => fail());
-    next.on('notification', (message) => {
-      const userId = Number(message.payload);
-      if (Number.isInteger(userId)) cache.invalidateUser(userId);
-    });
-    client = next;
-    try {
-      await next.connect();
-      await next.query(`LISTEN ${IDENTITY_CHANNEL}`);
-    } catch (err) {
-      fail(err as Error);
-      return;
-    }
-    cache.clear();
-    cache.enabled = true;
-  };
-
-  await connect();
+  const stop = await listen(
+    dsn,
+    {
+      channel: IDENTITY_CHANNEL,
+      applicationName: 'greenlight-identity-listener',
+      notification: (payload) => {
+        const userId = Number(payload);
+        if (Number.isInteger(userId)) cache.invalidateUser(userId);
+      },
+      connected: () => {
+        cache.clear();
+        cache.enabled = true;
+      },
+      lost: () => {
+        cache.enabled = false;
+        cache.clear();
+      },
+      lostMessage: 'identity cache listener lost; cache off until it reconnects',
+    },
+    logger,
+  );
   return async () => {
-    stopped = true;
-    clearTimeout(retry);
     cache.enabled = false;
-    await client?.end().catch(() => {});
+    await stop();
   };
 }

@@ -21,6 +21,7 @@ export const AUDIT_ACTIONS = [
   'permission.grant',
   'permission.revoke',
   'logout.all',
+  'setting.change',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 

@@ -57,7 +57,7 @@ const ascending = (a: number, b: number) => a - b;
 
 export class CallbackService {
   readonly metrics: CallbackMetrics;
-  readonly #config: CallbacksConfig;
+  #config: CallbacksConfig;
   readonly #intakeDb: Db;
   readonly #workDb: Db;
   readonly #logger: Logger;
@@ -110,6 +110,13 @@ export class CallbackService {
 
   get breakerState() {
     return this.#upstream.breakerState;
+  }
+
+  // The runtime settings callbacks-concurrency and callbacks-ttl: the claimer and the sweep
+  // read the configuration at each turn, the upstream takes its new cap at once.
+  retune(changes: Partial<Pick<CallbacksConfig, 'concurrency' | 'ttlMs'>>): void {
+    this.#config = { ...this.#config, ...changes };
+    if (changes.concurrency !== undefined) this.#upstream.setConcurrency(changes.concurrency);
   }
 
   // Stored before it returns: a callback acknowledged is a callback that will be processed.

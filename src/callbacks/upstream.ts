@@ -5,14 +5,12 @@
 // probe through after a pause. At most `concurrency` requests are in flight at once.
 import {
   BrokenCircuitError,
-  bulkhead,
   CircuitState,
   ConsecutiveBreaker,
   circuitBreaker,
   ExponentialBackoff,
   handleWhen,
   retry,
-  wrap,
 } from 'cockatiel';
 import { Pool } from 'undici';
 import { type ObjectStatus, parseObjectStatus } from './callback.ts';
@@ -47,25 +45,21 @@ const BREAKER_STATES: Record<number, BreakerState> = {
 };
 
 export class Upstream {
-  readonly #pool: Pool;
+  #pool: Pool;
+  readonly #origin: string;
   readonly #basePath: string;
-  readonly #options: UpstreamOptions;
+  #options: UpstreamOptions;
   readonly #closing = new AbortController();
   readonly #breaker;
-  readonly #policy;
+  readonly #retries;
+  readonly #slots: Slots;
 
   constructor(options: UpstreamOptions) {
     this.#options = options;
     const url = new URL(options.baseUrl);
     this.#basePath = url.pathname.replace(/\/+$/, '');
-    this.#pool = new Pool(url.origin, {
-      connections: options.concurrency,
-      // The stand-in and most servers keep idle connections 5 s or more; undici also honours
-      // a Keep-Alive: timeout= hint from the server.
-      keepAliveTimeout: 4_000,
-      headersTimeout: options.timeoutMs,
-      bodyTimeout: options.timeoutMs,
-    });
+    this.#origin = url.origin;
+    this.#pool = this.#newPool();
     this.#breaker = circuitBreaker(
       handleWhen(() => !this.#closing.signal.aborted),
       {
@@ -74,7 +68,7 @@ export class Upstream {
       },
     );
     this.#breaker.onStateChange((state) => options.onBreakerChange?.(BREAKER_STATES[state] ?? 'open'));
-    const retries = retry(
+    this.#retries = retry(
       handleWhen((err) => !(err instanceof BrokenCircuitError) && !this.#closing.signal.aborted),
       {
         maxAttempts: (options.attempts ?? 3) - 1,
@@ -84,8 +78,29 @@ export class Upstream {
         }),
       },
     );
-    // Retries outermost, so a lookup waiting out its backoff holds no concurrency slot.
-    this.#policy = wrap(retries, bulkhead(options.concurrency, Number.POSITIVE_INFINITY), this.#breaker);
+    this.#slots = new Slots(options.concurrency);
+  }
+
+  #newPool(): Pool {
+    return new Pool(this.#origin, {
+      connections: this.#options.concurrency,
+      // The stand-in and most servers keep idle connections 5 s or more; undici also honours
+      // a Keep-Alive: timeout= hint from the server.
+      keepAliveTimeout: 4_000,
+      headersTimeout: this.#options.timeoutMs,
+      bodyTimeout: this.#options.timeoutMs,
+    });
+  }
+
+  // A new cap at once, for the lookups waiting too; requests in flight finish on the old
+  // pool, which closes once they have.
+  setConcurrency(concurrency: number): void {
+    if (concurrency === this.#options.concurrency) return;
+    this.#options = { ...this.#options, concurrency };
+    const old = this.#pool;
+    this.#pool = this.#newPool();
+    this.#slots.setLimit(concurrency);
+    old.close().catch(() => {});
   }
 
   get breakerState(): BreakerState {
@@ -93,8 +108,13 @@ export class Upstream {
   }
 
   // Resolves with the object's status or rejects once every attempt has failed.
+  // Retries outermost, so a lookup waiting out its backoff holds no concurrency slot; the
+  // breaker inside the slot, so lookups that waited for one are refused once it opened.
   lookup(id: number): Promise<ObjectStatus> {
-    return this.#policy.execute(() => this.#attempt(id), this.#closing.signal);
+    return this.#retries.execute(
+      () => this.#slots.run(() => this.#breaker.execute(() => this.#attempt(id), this.#closing.signal)),
+      this.#closing.signal,
+    );
   }
 
   async #attempt(id: number): Promise<ObjectStatus> {
@@ -136,7 +156,44 @@ export class Upstream {
   // Lookups in progress are abandoned (their callbacks stay in the intake).
   async close(): Promise<void> {
     this.#closing.abort();
+    this.#slots.setLimit(Number.POSITIVE_INFINITY);
     await this.#pool.destroy();
+  }
+}
+
+// A concurrency cap whose limit can change while callers wait (cockatiel's bulkhead has a
+// fixed one): the runtime setting callbacks-concurrency.
+class Slots {
+  #limit: number;
+  #used = 0;
+  readonly #waiting: Array<() => void> = [];
+
+  constructor(limit: number) {
+    this.#limit = limit;
+  }
+
+  setLimit(limit: number): void {
+    this.#limit = limit;
+    this.#admit();
+  }
+
+  async run<T>(work: () => Promise<T>): Promise<T> {
+    if (this.#used < this.#limit) this.#used++;
+    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    try {
+      return await work();
+    } finally {
+      this.#used--;
+      this.#admit();
+    }
+  }
+
+  // A waiter is handed the slot it takes, so none is taken twice.
+  #admit(): void {
+    while (this.#used < this.#limit && this.#waiting.length > 0) {
+      this.#used++;
+      (this.#waiting.shift() as () => void)();
+    }
   }
 }
 

@@ -16,11 +16,12 @@ import mercurius from 'mercurius';
 import { type TSchema, Type } from 'typebox';
 import type { Config } from '../config.ts';
 import type { Db } from '../platform/db.ts';
-import { BadRequestError, type ErrorResponse, errorResponse } from '../platform/errors.ts';
-import { addMethodFallbacks, errorHandler } from '../platform/http.ts';
+import { BadRequestError, type ErrorResponse, errorResponse, NotFoundError } from '../platform/errors.ts';
+import { addMethodFallbacks, errorHandler, sendError } from '../platform/http.ts';
 import type { Logger } from '../platform/logger.ts';
-import { BEARER_OPTIONAL, errors, response } from '../platform/schemas.ts';
+import { BEARER_OPTIONAL, ErrorEnvelope, errors, response } from '../platform/schemas.ts';
 import { apiErrorResponse } from '../products/api.ts';
+import type { RuntimeSettings } from '../settings/runtime.ts';
 import { buildGraphqlSchema, type GraphqlContext } from './schema.ts';
 
 const CODES: Readonly<Record<number, string>> = {
@@ -181,6 +182,10 @@ const GRAPHQL_RESPONSES = {
       description: '"Bearer" when the token is malformed, unknown or expired',
     },
   }),
+  404: response(
+    ErrorEnvelope,
+    'the requested resource could not be found: the feature flag graphql is off for this request',
+  ),
   429: response(GraphqlResult, 'rate limit exceeded', {
     'Retry-After': {
       type: 'integer',
@@ -219,9 +224,21 @@ query {
 
 export function graphqlRoutes(
   app: FastifyInstance,
-  { db, config, logger }: Readonly<{ db: Db; config: Config; logger: Logger }>,
+  {
+    db,
+    config,
+    logger,
+    features,
+  }: Readonly<{ db: Db; config: Config; logger: Logger; features: Pick<RuntimeSettings, 'isEnabled'> }>,
 ): void {
   app.register(async (graphql) => {
+    // The feature flag `graphql` (src/settings): off, or not rolled out to this user, the
+    // endpoint is not there, in the book's envelope.
+    graphql.addHook('onRequest', async (request, reply) => {
+      if (features.isEnabled('graphql', request.identity)) return;
+      sendError(new NotFoundError(), request, reply);
+      return reply;
+    });
     graphql.addHook('preValidation', parseJsonBody);
     graphql.addHook('onRoute', describeGraphqlRoute);
     await graphql.register(mercurius, {

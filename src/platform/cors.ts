@@ -3,11 +3,12 @@
 // and authentication.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 
-export function corsHook(trustedOrigins: readonly string[]) {
+// The origins are read on every request, so a runtime setting changes them live.
+export function corsHook(cors: Readonly<{ trustedOrigins: readonly string[] }>) {
   return async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
     reply.header('vary', 'Origin, Access-Control-Request-Method');
     const origin = request.headers.origin;
-    if (origin === undefined || !trustedOrigins.includes(origin)) return undefined;
+    if (origin === undefined || !cors.trustedOrigins.includes(origin)) return undefined;
     reply.header('access-control-allow-origin', origin);
     if (request.method === 'OPTIONS' && request.headers['access-control-request-method'] !== undefined) {
       reply

@@ -10,7 +10,13 @@ export type Jobs = PgBoss;
 
 export type QueueSpec = Readonly<{ name: string; options: Omit<PgBoss.Queue, 'name'> }>;
 
-export async function startJobs(dsn: string, logger: Logger, queues: readonly QueueSpec[]): Promise<Jobs> {
+// `tuning` overrides pg-boss options (the tests' shorter cron intervals).
+export async function startJobs(
+  dsn: string,
+  logger: Logger,
+  queues: readonly QueueSpec[],
+  tuning: Partial<PgBoss.ConstructorOptions> = {},
+): Promise<Jobs> {
   const boss = new PgBoss({
     connectionString: dsn,
     max: 4,
@@ -19,6 +25,7 @@ export async function startJobs(dsn: string, logger: Logger, queues: readonly Qu
     // minute by default, which would leave a mail caught in a crash waiting minutes.
     superviseIntervalSeconds: 2,
     monitorIntervalSeconds: 2,
+    ...tuning,
   });
   boss.on('error', (err) => logger.error({ err }, 'job queue error'));
   await boss.start();

@@ -5,6 +5,8 @@
 // swept (an idle bucket is full again anyway, so forgetting it changes nothing).
 import { RateLimitedError } from './errors.ts';
 
+// `rps` and `burst` are read from the options object on every request, so whoever holds it
+// (the runtime settings) may change them live; a bucket keeps its tokens across a change.
 export type RateLimitOptions = Readonly<{
   rps: number;
   burst: number;
@@ -16,8 +18,7 @@ export type RateLimitOptions = Readonly<{
 type Bucket = { tokens: number; last: number };
 
 export class RateLimiter {
-  readonly #rps: number;
-  readonly #burst: number;
+  readonly #limits: Readonly<{ rps: number; burst: number }>;
   readonly #maxClients: number;
   readonly #idleMs: number;
   readonly #now: () => number;
@@ -25,8 +26,7 @@ export class RateLimiter {
   #lastSweep: number;
 
   constructor(options: RateLimitOptions) {
-    this.#rps = options.rps;
-    this.#burst = options.burst;
+    this.#limits = options;
     this.#maxClients = options.maxClients ?? 100_000;
     this.#idleMs = options.idleMs ?? 3 * 60_000;
     this.#now = options.now ?? (() => performance.now());
@@ -45,24 +45,27 @@ export class RateLimiter {
     let tokens: number;
     if (bucket) {
       this.#buckets.delete(key);
-      tokens = Math.min(this.#burst, bucket.tokens + ((now - bucket.last) / 1000) * this.#rps);
+      tokens = Math.min(this.#limits.burst, bucket.tokens + ((now - bucket.last) / 1000) * this.#limits.rps);
     } else {
-      tokens = this.#burst;
+      tokens = this.#limits.burst;
       if (this.#buckets.size >= this.#maxClients) {
         this.#buckets.delete(this.#buckets.keys().next().value as string);
       }
     }
     const allowed = tokens >= 1;
     this.#buckets.set(key, { tokens: allowed ? tokens - 1 : tokens, last: now });
-    if (!allowed) throw new RateLimitedError(Math.max(1, Math.ceil((1 - tokens) / this.#rps)));
+    if (!allowed) throw new RateLimitedError(Math.max(1, Math.ceil((1 - tokens) / this.#limits.rps)));
   }
 
   // Throws like take() when `key` has no token left, without spending one.
   check(key: string): void {
     const bucket = this.#buckets.get(key);
     if (!bucket) return;
-    const tokens = Math.min(this.#burst, bucket.tokens + ((this.#now() - bucket.last) / 1000) * this.#rps);
-    if (tokens < 1) throw new RateLimitedError(Math.max(1, Math.ceil((1 - tokens) / this.#rps)));
+    const tokens = Math.min(
+      this.#limits.burst,
+      bucket.tokens + ((this.#now() - bucket.last) / 1000) * this.#limits.rps,
+    );
+    if (tokens < 1) throw new RateLimitedError(Math.max(1, Math.ceil((1 - tokens) / this.#limits.rps)));
   }
 
   #sweep(now: number): void {

@@ -293,6 +293,41 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/settings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The runtime settings and feature flags, with their values on this process (admins) */
+        get: operations["listSettings"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/settings/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Change a setting on every instance within a second, checked as its start-up flag is; the flag's own value returns it to the flag (admins) */
+        put: operations["changeSetting"];
+        post?: never;
+        /** Return a setting to its start-up flag on every instance (admins) */
+        delete: operations["resetSetting"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/movies/export": {
         parameters: {
             query?: never;
@@ -2801,6 +2836,342 @@ export interface operations {
             };
         };
     };
+    listSettings: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every setting */
+            200: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        settings: {
+                            /** @example limiter-burst */
+                            name: string;
+                            /**
+                             * @description the stored value, else this process's start-up value
+                             * @example 8
+                             */
+                            value: unknown;
+                            /** @description setting: a stored value overrides the start-up flag; flag: none is stored */
+                            source: "setting" | "flag";
+                            /** @description the start-up flag's value on this process (a feature's default) */
+                            startup_value: unknown;
+                            updated_at: string | null;
+                            updated_by: string | null;
+                        }[];
+                    };
+                };
+            };
+            /** @description invalid or missing authentication token (any route, with WWW-Authenticate: Bearer), invalid authentication credentials, or you must be authenticated to access this resource */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description The account is not activated, or lacks the permission this route needs */
+            403: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description rate limit exceeded */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+        };
+    };
+    changeSetting: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description one of limiter-rps, limiter-burst, limiter-enabled, cors-trusted-origins, log-level, callbacks-ttl, callbacks-concurrency, feature-graphql
+                 * @example limiter-burst
+                 */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /**
+                     * @description the flag's value as JSON (a number, boolean or string such as "30s"); for feature-*: true, false or {"percent": N}
+                     * @example 8
+                     */
+                    value: unknown;
+                };
+            };
+        };
+        responses: {
+            /** @description The setting as stored */
+            200: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        setting: {
+                            /** @example limiter-burst */
+                            name: string;
+                            /**
+                             * @description the stored value, else this process's start-up value
+                             * @example 8
+                             */
+                            value: unknown;
+                            /** @description setting: a stored value overrides the start-up flag; flag: none is stored */
+                            source: "setting" | "flag";
+                            /** @description the start-up flag's value on this process (a feature's default) */
+                            startup_value: unknown;
+                            updated_at: string | null;
+                            updated_by: string | null;
+                        };
+                    };
+                };
+            };
+            /** @description The body is malformed: badly-formed JSON, a wrong JSON type, an unknown key, more than one value, over 1 MiB, or an invalid runtime */
+            400: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description invalid or missing authentication token (any route, with WWW-Authenticate: Bearer), invalid authentication credentials, or you must be authenticated to access this resource */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description The account is not activated, or lacks the permission this route needs */
+            403: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description the requested resource could not be found */
+            404: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description Failed validation: one message per failing field */
+            422: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @example {
+                         *       "title": "must be provided"
+                         *     }
+                         */
+                        error: {
+                            [key: string]: string;
+                        };
+                    };
+                };
+            };
+            /** @description rate limit exceeded */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+        };
+    };
+    resetSetting: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description one of limiter-rps, limiter-burst, limiter-enabled, cors-trusted-origins, log-level, callbacks-ttl, callbacks-concurrency, feature-graphql
+                 * @example limiter-burst
+                 */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The setting, back to its flag */
+            200: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        setting: {
+                            /** @example limiter-burst */
+                            name: string;
+                            /**
+                             * @description the stored value, else this process's start-up value
+                             * @example 8
+                             */
+                            value: unknown;
+                            /** @description setting: a stored value overrides the start-up flag; flag: none is stored */
+                            source: "setting" | "flag";
+                            /** @description the start-up flag's value on this process (a feature's default) */
+                            startup_value: unknown;
+                            updated_at: string | null;
+                            updated_by: string | null;
+                        };
+                    };
+                };
+            };
+            /** @description invalid or missing authentication token (any route, with WWW-Authenticate: Bearer), invalid authentication credentials, or you must be authenticated to access this resource */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description The account is not activated, or lacks the permission this route needs */
+            403: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description the requested resource could not be found */
+            404: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description rate limit exceeded */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+        };
+    };
     exportMovies: {
         parameters: {
             query?: {
@@ -5024,6 +5395,20 @@ export interface operations {
                     };
                 };
             };
+            /** @description the requested resource could not be found: the feature flag graphql is off for this request */
+            404: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
             /** @description A mutation sent with GET */
             405: {
                 headers: {
@@ -5231,6 +5616,20 @@ export interface operations {
                                 [key: string]: unknown;
                             };
                         }[];
+                    };
+                };
+            };
+            /** @description the requested resource could not be found: the feature flag graphql is off for this request */
+            404: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
                     };
                 };
             };
