@@ -67,3 +67,14 @@ export async function startRedisServer(): Promise<TestRedis> {
   after(() => redis.stop());
   return redis;
 }
+
+// Polls `probe` until it gives a value, failing after `ms`.
+export async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 5000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

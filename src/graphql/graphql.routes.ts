@@ -19,7 +19,7 @@ import type { Db } from '../platform/db.ts';
 import { BadRequestError, type ErrorResponse, errorResponse } from '../platform/errors.ts';
 import { addMethodFallbacks, errorHandler } from '../platform/http.ts';
 import type { Logger } from '../platform/logger.ts';
-import { BEARER_OPTIONAL, errors, response } from '../platform/schemas.ts';
+import { BEARER_OPTIONAL, errors, RATE_LIMITED_HEADERS, response } from '../platform/schemas.ts';
 import { apiErrorResponse } from '../products/api.ts';
 import { buildGraphqlSchema, type GraphqlContext } from './schema.ts';
 
@@ -181,13 +181,7 @@ const GRAPHQL_RESPONSES = {
       description: '"Bearer" when the token is malformed, unknown or expired',
     },
   }),
-  429: response(GraphqlResult, 'rate limit exceeded', {
-    'Retry-After': {
-      type: 'integer',
-      description: 'seconds until a request will be accepted again',
-      required: true,
-    },
-  }),
+  429: response(GraphqlResult, 'rate limit exceeded', RATE_LIMITED_HEADERS),
 };
 
 // Mercurius adds /graphql itself; this gives its two routes their place in the OpenAPI

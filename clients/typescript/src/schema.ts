@@ -566,6 +566,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -652,6 +658,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -720,6 +732,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -791,6 +809,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -866,6 +890,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -938,6 +968,8 @@ export interface operations {
                 headers: {
                     /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
                     "X-Request-Id": string;
+                    /** @description Only with -redis-url: HIT (from the shared cache), MISS (read from the database and cached) or BYPASS (Redis unavailable) */
+                    "X-Cache"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1021,6 +1053,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1203,6 +1241,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1248,6 +1292,8 @@ export interface operations {
                 headers: {
                     /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
                     "X-Request-Id": string;
+                    /** @description Only with -redis-url: HIT (from the shared cache), MISS (read from the database and cached) or BYPASS (Redis unavailable) */
+                    "X-Cache"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1330,6 +1376,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1434,6 +1486,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1626,6 +1684,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1749,6 +1813,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1856,6 +1926,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1940,6 +2016,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2067,6 +2149,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2210,6 +2298,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2349,6 +2443,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2482,6 +2582,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2601,6 +2707,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2720,6 +2832,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2790,6 +2908,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2890,6 +3014,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3039,6 +3169,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3177,6 +3313,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3346,6 +3488,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3446,6 +3594,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3560,6 +3714,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3748,6 +3908,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3889,6 +4055,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4017,6 +4189,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4209,6 +4387,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4368,6 +4552,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4509,6 +4699,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4720,6 +4916,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4861,6 +5063,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5068,6 +5276,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5241,6 +5455,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5318,6 +5538,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
