@@ -1,5 +1,6 @@
 // A real redis-server for tests (installed by .ci/run), on a free loopback port, with no
 // persistence. `stop()` kills it like a crash; `start()` brings it back on the same port.
+// The benchmark uses it too.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer, Socket } from 'node:net';
 import { after } from 'node:test';
@@ -36,7 +37,15 @@ async function answersPing(port: number): Promise<boolean> {
   });
 }
 
+// A redis-server stopped after the test file's tests.
 export async function startRedisServer(): Promise<TestRedis> {
+  const redis = await spawnRedisServer();
+  after(() => redis.stop());
+  return redis;
+}
+
+// A redis-server whose caller stops it (the benchmark).
+export async function spawnRedisServer(): Promise<TestRedis> {
   const port = await freePort();
   let child: ChildProcess | undefined;
   const redis: TestRedis = {
@@ -64,7 +73,6 @@ export async function startRedisServer(): Promise<TestRedis> {
     },
   };
   await redis.start();
-  after(() => redis.stop());
   return redis;
 }
 
