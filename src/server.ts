@@ -72,8 +72,13 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
   const background = await startBackground(config, database.dsn, logger);
   const metrics = createMetrics(config, db, background.jobs);
   const identityCache = new IdentityCache();
-  const stopListening = await listenForIdentityChanges(database.dsn, identityCache, logger);
   const redis = config.redisUrl ? await connectRedis(config.redisUrl, logger) : undefined;
+  const stopListening = await listenForIdentityChanges(
+    database.dsn,
+    identityCache,
+    logger,
+    redis && { redis, db },
+  );
   const app = buildApp({ config, db, logger, jobs: background.jobs, metrics, identityCache, redis });
   await background.startWorkers(db, metrics);
   const callbacks = await startCallbacks({ config, dsn: database.dsn, logger, registry: metrics.registry });

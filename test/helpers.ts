@@ -152,10 +152,10 @@ export async function buildTestApp(
   const jobs = await startJobs(dsn, logger, QUEUES);
   const metrics = createMetrics(config, db, jobs);
   const identityCache = options.identityCache ? new IdentityCache() : undefined;
-  const stopListening = identityCache
-    ? await listenForIdentityChanges(dsn, identityCache, logger)
-    : async () => {};
   const redis = options.redisUrl ? await connectRedis(options.redisUrl, logger) : undefined;
+  const stopListening = identityCache
+    ? await listenForIdentityChanges(dsn, identityCache, logger, redis && { redis, db })
+    : async () => {};
   const app = buildApp({ config, db, logger, jobs, metrics, identityCache, redis });
   options.configure?.(app, db);
   await app.ready();

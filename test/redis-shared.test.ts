@@ -5,9 +5,19 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { FastifyReply } from 'fastify';
 import prom from 'prom-client';
+import { IDENTITY_REDIS_CHANNEL } from '../src/accounts/identity-cache.ts';
+import { revokePermissions } from '../src/accounts/permissions.sql.ts';
 import { MovieCache } from '../src/movies/movie-cache.ts';
 import { connectRedis, RedisFallback } from '../src/platform/redis.ts';
-import { buildTestApp, captureLogger, createMovie, createTestDatabase, type Movie } from './helpers.ts';
+import {
+  buildTestApp,
+  captureLogger,
+  createMovie,
+  createTestDatabase,
+  createUser,
+  type Movie,
+  withToken,
+} from './helpers.ts';
 import { startRedisServer, until } from './redis-server.ts';
 
 const redis = await startRedisServer();
@@ -18,8 +28,8 @@ const [limitedA, limitedB] = [
   await buildTestApp({ dsn, redisUrl: redis.url, flags: LIMITED }),
 ];
 const [a, b] = [
-  await buildTestApp({ dsn, redisUrl: redis.url }),
-  await buildTestApp({ dsn, redisUrl: redis.url }),
+  await buildTestApp({ dsn, redisUrl: redis.url, identityCache: true }),
+  await buildTestApp({ dsn, redisUrl: redis.url, identityCache: true }),
 ];
 const plain = await buildTestApp({ dsn });
 
@@ -177,6 +187,37 @@ test('when a read races a change, then the value it read is not cached after the
   assert.equal(await cache.movie(reply, '424242', async () => ({ movie: 'newer' })), '{"movie":"new"}');
   assert.equal(headers['x-cache'], 'HIT');
   await connection.close();
+});
+
+test('when a permission is revoked through A, then B refuses the cached token within 1 s, and the change is relayed on Redis once', async (t) => {
+  const { logger } = captureLogger();
+  const listener = await connectRedis(redis.url, logger);
+  t.after(() => listener.close());
+  const relayed: string[] = [];
+  listener.subscribe(IDENTITY_REDIS_CHANNEL, (message) => relayed.push(message));
+  await until('the subscription', async () => {
+    await listener.publish(IDENTITY_REDIS_CHANNEL, 'ping');
+    return relayed.includes('ping') ? true : undefined;
+  });
+
+  const user = await createUser(a.db, { permissions: ['movies:read'] });
+  const relays = () => relayed.filter((message) => message === String(user.id)).length;
+  // The grant that createUser made is relayed once too.
+  await until('the grant to be relayed', async () => (relays() === 1 ? true : undefined), 1000);
+  const movie = await createMovie(a.api);
+  const read = () => withToken(b.app, user.token)(`/v1/movies/${movie.id}`);
+  assert.equal((await read()).statusCode, 200);
+  assert.equal((await read()).statusCode, 200);
+
+  await revokePermissions(a.db, user.id, ['movies:read']);
+  await until(
+    'B to refuse the token',
+    async () => ((await read()).statusCode === 403 ? true : undefined),
+    1000,
+  );
+  await until('the relayed revocation', async () => (relays() === 2 ? true : undefined), 1000);
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal(relays(), 2);
 });
 
 test('when Redis is killed, then nothing fails: limits fall back to each process, the cache is bypassed, readiness names Redis; when it returns, both are shared again', async () => {
