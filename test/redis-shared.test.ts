@@ -248,6 +248,16 @@ test('when Redis stalls past the command timeout, then requests are answered wit
   assert.equal(read.json().movie.id, movie.id);
   assert.ok((await fallbacks()) > before);
   await stall;
+  // Redis is tried again a second after the failure, and the limiter shares again.
+  const logged = limitedA.lines.length;
+  await until('the limiter to use Redis again', async () => {
+    await hit(limitedA, '192.0.2.10');
+    return limitedA.lines
+      .slice(logged)
+      .some((line) => line.msg === 'redis answers again: limiter shared again')
+      ? true
+      : undefined;
+  });
 });
 
 test('when Redis is killed, then nothing fails: limits fall back to each process, the cache is bypassed, readiness names Redis; when it returns, both are shared again', async () => {

@@ -98,14 +98,16 @@ export class MovieCache {
     load: () => Promise<unknown>,
   ): Promise<string> {
     const began = Date.now();
-    let found: (string | null)[];
-    try {
-      found = await this.#redis.mget(GENERATION, key);
-      this.#fallback.succeeded();
-    } catch (err) {
-      this.#fallback.failed(err);
-      return this.#answer(reply, 'bypass', serialize(reply, await load()));
+    let found: (string | null)[] | undefined;
+    if (this.#fallback.available()) {
+      try {
+        found = await this.#redis.mget(GENERATION, key);
+        this.#fallback.succeeded();
+      } catch (err) {
+        this.#fallback.failed(err);
+      }
     }
+    if (!found) return this.#answer(reply, 'bypass', serialize(reply, await load()));
     const generation = found[0] ?? '0';
     const entry = found[1];
     if (entry) {

@@ -71,6 +71,7 @@ export class RedisRateLimiter implements RateLimitStore {
 
   async #ask(key: string, spend: 0 | 1): Promise<void> {
     const { rps, burst } = this.#settings;
+    if (!this.#fallback.available()) return spend === 1 ? this.#local.take(key) : this.#local.check(key);
     let answer: [number, string];
     try {
       answer = await this.#run(this.#prefix + key, rps, burst, spend);

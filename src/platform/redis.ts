@@ -112,6 +112,10 @@ export async function connectRedis(url: string, logger: Logger): Promise<RedisCo
   };
 }
 
+// After a failure, Redis is left alone this long: a stalled Redis costs one request a
+// command timeout once a second, not every request (or every command of one) each time.
+const RETRY_AFTER_FAILURE_MS = 1000;
+
 // One use of Redis (the limiter, the movie cache) serving without it: every request that
 // falls back is counted, but only the start and the end of an outage are logged.
 export class RedisFallback {
@@ -119,6 +123,7 @@ export class RedisFallback {
   readonly #logger: Logger;
   readonly #counter: prom.Counter<'use'>;
   #down = false;
+  #failedAt = 0;
 
   constructor(use: string, logger: Logger, counter: prom.Counter<'use'>) {
     this.#use = use;
@@ -126,8 +131,16 @@ export class RedisFallback {
     this.#counter = counter;
   }
 
+  // Whether to try Redis now; false (counted as a fallback) for a second after a failure.
+  available(): boolean {
+    if (!this.#down || performance.now() - this.#failedAt >= RETRY_AFTER_FAILURE_MS) return true;
+    this.#counter.inc({ use: this.#use });
+    return false;
+  }
+
   failed(err: unknown): void {
     this.#counter.inc({ use: this.#use });
+    this.#failedAt = performance.now();
     if (this.#down) return;
     this.#down = true;
     this.#logger.warn({ err, use: this.#use }, `redis unavailable: ${this.#use} falls back to this process`);
