@@ -1,7 +1,7 @@
 // npm run bench -- [--url URL --token TOKEN] [--duration 10] [--connections 50]
 //                  [--scenarios S1,S2,...,C1] [--workers N] [--db-dsn DSN] [--movies 2000] [--warmup 2]
 //                  [--callback-clients 50] [--callback-ids 200] [--callback-id-range 200]
-//                  [--callback-interval 100] [--bulk-rows 100000]
+//                  [--callback-interval 100] [--bulk-rows 100000] [--cache-ttl 1s]
 //
 // Starts the service itself (production settings, rate limiter off, embedded PostgreSQL
 // unless --db-dsn) unless given --url, prepares its data through the API, measures a
@@ -10,7 +10,9 @@
 // movies without and with compression), G1 (one movie by id through POST /graphql), B1 (one
 // bulk import of --bulk-rows movies and their export, rows a second; bench/bulk.ts) and the
 // callback scenario C1 (bench/callbacks.ts;
-// only when it starts the service). Prints a table, writes JSON to bench/out/ and appends a
+// only when it starts the service). R1 is S2 against a second instance on the same database
+// with -redis-url (a redis-server the benchmark starts) and -cache-ttl, so its reads are
+// mostly X-Cache: HIT; also only when it starts the service. Prints a table, writes JSON to bench/out/ and appends a
 // row to bench/results.md (C1: bench/callback-results.md).
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -33,6 +35,7 @@ import { hashSync } from '@node-rs/bcrypt';
 import { StandInUpstream } from '../src/callbacks/stand-in.ts';
 import { generateMovies } from '../src/movies/seed.ts';
 import { freePort } from '../test/ports.ts';
+import { spawnRedisServer, type TestRedis } from '../test/redis-server.ts';
 import { SmtpSink, tokenIn } from '../test/smtp-sink.ts';
 import { type BulkResult, runBulk } from './bulk.ts';
 import { type CallbackLoadResult, runCallbackLoad } from './callbacks.ts';
@@ -46,7 +49,7 @@ const { values: opts } = parseArgs({
     token: { type: 'string' },
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '50' },
-    scenarios: { type: 'string', default: 'S1,S2,S3,S4,S5,S6,S7,S8,G1,L1,L2,B1,C1' },
+    scenarios: { type: 'string', default: 'S1,S2,S3,S4,S5,S6,S7,S8,G1,L1,L2,R1,B1,C1' },
     workers: { type: 'string', default: String(availableParallelism()) },
     'db-dsn': { type: 'string' },
     movies: { type: 'string', default: '2000' },
@@ -56,6 +59,7 @@ const { values: opts } = parseArgs({
     'callback-id-range': { type: 'string', default: '200' },
     'callback-interval': { type: 'string', default: '100' },
     'bulk-rows': { type: 'string', default: '100000' },
+    'cache-ttl': { type: 'string', default: '1s' },
   },
 });
 
@@ -109,13 +113,28 @@ async function waitForFileLine(
   }
 }
 
-async function startService(smtpPort: number, upstreamUrl: string): Promise<Service> {
-  const port = await freePort();
-  const callbacksPort = await freePort();
+type Database = { dataDir: string; flags: string[] };
+
+async function newDatabase(): Promise<Database> {
   const dataDir = mkdtempSync(join(tmpdir(), 'greenlight-bench-'));
-  const dbFlags = opts['db-dsn']
+  const flags = opts['db-dsn']
     ? ['-db-dsn', opts['db-dsn']]
     : ['-data-dir', dataDir, '-embedded-db-port', String(await freePort())];
+  return { dataDir, flags };
+}
+
+// `database` owned: the service is the first on it and removes it when stopped. A second
+// service on the same embedded database borrows the running server.
+async function startService(
+  smtpPort: number,
+  upstreamUrl: string,
+  database: Database,
+  extraFlags: string[] = [],
+  owned = true,
+): Promise<Service> {
+  const port = await freePort();
+  const callbacksPort = await freePort();
+  const { dataDir, flags: dbFlags } = database;
   const flags = [
     '-env',
     'production',
@@ -138,10 +157,11 @@ async function startService(smtpPort: number, upstreamUrl: string): Promise<Serv
     '-callbacks-upstream',
     upstreamUrl,
     ...dbFlags,
+    ...extraFlags,
   ];
   // The service logs straight into a file: relaying its lines through this process would
   // spend CPU the service shares with us and lower its numbers.
-  const logFile = join(dataDir, 'server.log');
+  const logFile = join(dataDir, `server-${port}.log`);
   const logFd = openSync(logFile, 'a');
   const child = spawn(process.execPath, ['src/main.ts', 'serve', ...flags], {
     cwd: ROOT,
@@ -173,7 +193,7 @@ async function startService(smtpPort: number, upstreamUrl: string): Promise<Serv
       const exited = new Promise((r) => child.once('exit', r));
       child.kill('SIGTERM');
       await exited;
-      rmSync(dataDir, { recursive: true, force: true });
+      if (owned) rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }
@@ -246,7 +266,13 @@ async function prepare(service: Service, sink: SmtpSink): Promise<{ token: strin
   return { token, ids };
 }
 
-type Scenario = { name: string; title: string; spec: Omit<LoadSpec, 'url' | 'durationSeconds'> };
+// `cached`: run against the second instance, the one with the Redis cache (R1).
+type Scenario = {
+  name: string;
+  title: string;
+  spec: Omit<LoadSpec, 'url' | 'durationSeconds'>;
+  cached?: boolean;
+};
 
 const LIST_100 = '/v1/movies?page_size=100&sort=-year';
 
@@ -270,6 +296,12 @@ function scenarios({ token, ids, jwt, apiKey, productIds }: Prepared): Scenario[
       name: 'S2',
       title: 'GET /v1/movies/:id (bearer)',
       spec: { method: 'GET', paths: moviePaths, bodies: [], token, connections: c },
+    },
+    {
+      name: 'R1',
+      title: 'GET /v1/movies/:id (bearer), Redis cache',
+      spec: { method: 'GET', paths: moviePaths, bodies: [], token, connections: c },
+      cached: true,
     },
     {
       name: 'S3',
@@ -368,6 +400,18 @@ function responseBytes(url: string, spec: Scenario['spec']): Promise<number> {
   });
 }
 
+// X-Cache of 100 reads of the scenario's paths, right after its run: how many were hits.
+async function xCacheSample(url: string, spec: Scenario['spec']): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  for (const path of spec.paths.slice(0, 100)) {
+    const res = await fetch(`${url}${path}`, { headers: { authorization: `Bearer ${spec.token}` } });
+    await res.arrayBuffer();
+    const value = res.headers.get('x-cache') ?? 'none';
+    counts[value] = (counts[value] ?? 0) + 1;
+  }
+  return counts;
+}
+
 // S6's yardstick: what the cores can do at all, one bcrypt cost-12 hash at a time each
 // (the median of three, timed here while the machine is idle).
 function bcryptLimitRps(): { hashMs: number; limitRps: number } {
@@ -435,13 +479,21 @@ async function main(): Promise<void> {
   const upstream = new StandInUpstream();
   const upstreamUrl = await upstream.listen(0);
   let service: Service | undefined;
+  let cached: { service: Service; redis: TestRedis } | undefined;
   let token = opts.token ?? '';
   let ids: number[] = [];
   let url = opts.url;
   if (!url) {
     await sink.start();
-    service = await startService(sink.port, upstreamUrl);
+    const database = await newDatabase();
+    service = await startService(sink.port, upstreamUrl, database);
     url = service.url;
+    if (wanted.has('R1')) {
+      const redis = await spawnRedisServer();
+      const flags = ['-redis-url', redis.url, '-cache-ttl', opts['cache-ttl'] as string];
+      cached = { service: await startService(sink.port, upstreamUrl, database, flags, false), redis };
+      console.log(`R1: a second instance ${cached.service.url} with ${flags.join(' ')}`);
+    }
     console.log(
       `service: ${url} (workers ${opts.workers}); preparing ${opts.movies} movies through the API…`,
     );
@@ -465,9 +517,15 @@ async function main(): Promise<void> {
 
   const rows: Record<string, unknown>[] = [];
   for (const scenario of scenarios({ token, ids, ...products }).filter((s) => wanted.has(s.name))) {
+    if (scenario.cached && !cached) {
+      console.log(`${scenario.name} skipped: it needs the service this benchmark starts`);
+      continue;
+    }
+    const target = scenario.cached && cached ? cached.service.url : url;
     // Unmeasured warm-up: pools open their connections, statements get prepared, caches fill.
-    if (Number(opts.warmup) > 0) await load({ ...scenario.spec, url, durationSeconds: Number(opts.warmup) });
-    const result = await load({ ...scenario.spec, url, durationSeconds: duration });
+    if (Number(opts.warmup) > 0)
+      await load({ ...scenario.spec, url: target, durationSeconds: Number(opts.warmup) });
+    const result = await load({ ...scenario.spec, url: target, durationSeconds: duration });
     const ok = Object.entries(result.statuses)
       .filter(([code]) => Number(code) < 400)
       .reduce((sum, [, n]) => sum + n, 0);
@@ -485,6 +543,7 @@ async function main(): Promise<void> {
       ...(scenario.spec.paths[0] === LIST_100
         ? { response_bytes: await responseBytes(url, scenario.spec) }
         : {}),
+      ...(scenario.cached ? { x_cache_of_100: await xCacheSample(target, scenario.spec) } : {}),
       ...(scenario.name === 'S6' && bcrypt
         ? {
             rps_exact: Number(result.rps.toFixed(2)),
@@ -498,7 +557,12 @@ async function main(): Promise<void> {
       row.ratio_to_bcrypt_limit === undefined
         ? `×baseline ${row.ratio_to_baseline}`
         : `${row.rps_exact} req/s = ${Math.round(row.ratio_to_bcrypt_limit * 100)} % of the bcrypt limit`;
-    const bytes = row.response_bytes === undefined ? '' : `  ${row.response_bytes} bytes a response`;
+    const bytes =
+      row.response_bytes !== undefined
+        ? `  ${row.response_bytes} bytes a response`
+        : row.x_cache_of_100
+          ? `  X-Cache of 100 reads after it: ${JSON.stringify(row.x_cache_of_100)}`
+          : '';
     console.log(
       `${row.scenario} ${row.title.padEnd(42)} ${String(row.rps).padStart(7)} req/s  p50 ${row.p50_ms} ms  p99 ${row.p99_ms} ms  errors ${errors}  409s ${conflicts}  ${versus}${bytes}`,
     );
@@ -548,6 +612,8 @@ async function main(): Promise<void> {
       `peak RSS of a service process: ${peakRss.toFixed(0)} MiB (${rssByProcess.map((p) => `${p.pid}: ${p.mib.toFixed(0)}`).join(', ')})`,
     );
   }
+  await cached?.service.stop();
+  await cached?.redis.stop();
   await service?.stop();
   await sink.stop();
 

@@ -13,7 +13,9 @@ import { authenticationHook, createAuthenticators, createJwts } from './auth/reg
 import type { Config } from './config.ts';
 import { graphqlRoutes } from './graphql/graphql.routes.ts';
 import { bulkRoutes } from './movies/bulk.routes.ts';
+import { MovieCache } from './movies/movie-cache.ts';
 import { MOVIE_PATHS, movieRoutes } from './movies/movies.routes.ts';
+import { observeMovieChanges } from './movies/movies.ts';
 import {
   PROFILING_PATHS,
   profilingRoutes,
@@ -31,8 +33,9 @@ import type { Logger } from './platform/logger.ts';
 import { Metrics } from './platform/metrics.ts';
 import { openApiRoute, registerDocsPage, registerOpenApi } from './platform/openapi.ts';
 import { PROBE_PATHS, probeRoutes } from './platform/probes.routes.ts';
-import { RateLimiter } from './platform/rate-limit.ts';
-import { type RedisConnection, registerRedisMetrics } from './platform/redis.ts';
+import { RedisRateLimiter } from './platform/rate-limit.redis.ts';
+import { RateLimiter, type RateLimitSettings, type RateLimitStore } from './platform/rate-limit.ts';
+import { type RedisConnection, RedisFallback, registerRedisMetrics } from './platform/redis.ts';
 import { SYSTEM_PATHS, systemRoutes } from './platform/system.routes.ts';
 import { apiErrorResponse, isApiPath, PRODUCTS_API_PREFIX, productsApi } from './products/api.ts';
 import { RuntimeSettings } from './settings/runtime.ts';
@@ -119,33 +122,59 @@ export function buildApp({
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
 
   app.decorateRequest('identity', null);
-  if (redis) registerRedisMetrics(metrics.registry, redis);
+  const redisMetrics = redis && registerRedisMetrics(metrics.registry, redis);
+
+  const movieCache =
+    redis &&
+    redisMetrics &&
+    new MovieCache(
+      redis,
+      config.cacheTtlMs,
+      new RedisFallback('movie cache', logger, redisMetrics.fallbacks),
+      metrics.registry,
+    );
+  if (movieCache) {
+    const stopObserving = observeMovieChanges(db, (ids) => movieCache.changed(ids));
+    app.addHook('onClose', async () => {
+      stopObserving();
+    });
+  }
 
   const jwts = createJwts(config);
   // Built whether enabled or not: the runtime setting limiter-enabled turns it on and off.
+  // `limits` is the holder the limiters read rps and burst from at every request.
   const limits = settings.limits;
-  const limiter = new RateLimiter(limits);
-  const limited = (act: () => void) => {
-    try {
-      act();
-    } catch (err) {
-      metrics.rateLimitRejections.inc();
-      throw err;
-    }
-  };
-  const takeToken = (key: string) => limited(() => limiter.take(key));
   // Per-user buckets would let a client multiply its budget by opening accounts; every
   // request is also charged to its address's ceiling, a multiple of the per-user rate.
-  const ceiling = config.limiterPerUser
-    ? new RateLimiter({
-        get rps() {
-          return limits.rps * config.limiterAddressCeiling;
-        },
-        get burst() {
-          return Math.ceil(limits.burst * config.limiterAddressCeiling);
-        },
-      })
-    : undefined;
+  const ceilingSettings: RateLimitSettings = {
+    get rps() {
+      return limits.rps * config.limiterAddressCeiling;
+    },
+    get burst() {
+      return Math.ceil(limits.burst * config.limiterAddressCeiling);
+    },
+  };
+  const limiterFallback =
+    redis && redisMetrics && new RedisFallback('limiter', logger, redisMetrics.fallbacks);
+  const limitStore = (name: string, settings: RateLimitSettings): RateLimitStore =>
+    redis && limiterFallback
+      ? new RedisRateLimiter(redis, name, settings, limiterFallback)
+      : new RateLimiter({ settings });
+  const limiter = limitStore('client', limits);
+  const ceiling = config.limiterPerUser ? limitStore('ceiling', ceilingSettings) : undefined;
+  const rejected = (err: unknown): never => {
+    metrics.rateLimitRejections.inc();
+    throw err;
+  };
+  // The local store answers synchronously and must not pay for a promise; Redis's does.
+  const limited = (act: () => void | Promise<void>): void | Promise<void> => {
+    try {
+      const result = act();
+      return result instanceof Promise ? result.catch(rejected) : result;
+    } catch (err) {
+      return rejected(err);
+    }
+  };
 
   // Order matters: count, CORS (answers preflights itself), authenticate, then limit, so
   // that authenticated users can be limited per user rather than per address. Unknown
@@ -169,12 +198,8 @@ export function buildApp({
     authenticationHook(
       createAuthenticators({ config, db, cache: identityCache, logger, jwts }),
       {
-        check: (request) => {
-          if (limits.enabled) limited(() => limiter.check(`ip:${request.ip}`));
-        },
-        charge: (request) => {
-          if (limits.enabled) takeToken(`ip:${request.ip}`);
-        },
+        check: (request) => (limits.enabled ? limited(() => limiter.check(`ip:${request.ip}`)) : undefined),
+        charge: (request) => (limits.enabled ? limited(() => limiter.take(`ip:${request.ip}`)) : undefined),
       },
       PRODUCTS_API_PREFIX,
     ),
@@ -183,9 +208,18 @@ export function buildApp({
     if (!limits.enabled || request.routeOptions.config.rateLimit === false) return;
     const identity = request.identity;
     const address = `ip:${request.ip}`;
-    limited(() => ceiling?.check(address));
-    takeToken(config.limiterPerUser && identity ? `user:${identity.id}` : address);
-    limited(() => ceiling?.take(address));
+    if (ceiling) {
+      const checked = limited(() => ceiling.check(address));
+      if (checked) await checked;
+    }
+    const taken = limited(() =>
+      limiter.take(config.limiterPerUser && identity ? `user:${identity.id}` : address),
+    );
+    if (taken) await taken;
+    if (ceiling) {
+      const charged = limited(() => ceiling.take(address));
+      if (charged) await charged;
+    }
   });
 
   app.addHook('onResponse', async (request, reply) => {
@@ -223,7 +257,7 @@ export function buildApp({
   app.register(async (api) => {
     systemRoutes(api, config, metrics);
     probeRoutes(api, db, redis);
-    movieRoutes(api, db);
+    movieRoutes(api, db, movieCache);
     bulkRoutes(api, db, config.operations);
     statsRoutes(api, db, config.operations);
     if (config.operations.profilingEnabled) profilingRoutes(api);

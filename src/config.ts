@@ -30,6 +30,8 @@ export type Config = Readonly<{
   workers: number;
   // Empty: no Redis; every feature that can use it works within the process.
   redisUrl: string;
+  // With Redis: how long a cached movie or movie list may be served.
+  cacheTtlMs: number;
   seedDemoData: boolean;
   // Empty host: mails are written to the log (development only).
   smtp: Readonly<{ host: string; port: number; username: string; password: string; sender: string }>;
@@ -357,6 +359,12 @@ const FLAGS: readonly FlagSpec[] = [
     default: 'false',
     help: 'serve the profiling endpoints in production (always on in development and staging)',
   },
+  {
+    name: 'cache-ttl',
+    kind: 'duration',
+    default: '1s',
+    help: 'with -redis-url: lifetime of a cached movie or movie list (the bound on staleness when an invalidation cannot reach Redis)',
+  },
   { name: 'demo-port', kind: 'int', default: '9000', help: 'port of `demo cors`' },
   {
     name: 'demo-api',
@@ -578,6 +586,8 @@ export function buildConfig(settings: Settings): Config {
     'redis-url',
     'must be a redis:// or rediss:// URL',
   );
+  const cacheTtlMs = s('cache-ttl') as number;
+  check(cacheTtlMs >= 10 && cacheTtlMs <= 3_600_000, 'cache-ttl', 'must be between 10ms and 1h');
   const addressCeiling = s('limiter-address-ceiling') as number;
   check(addressCeiling >= 1, 'limiter-address-ceiling', 'must be at least 1');
   const readHeaderTimeoutMs = s('read-header-timeout') as number;
@@ -678,6 +688,7 @@ export function buildConfig(settings: Settings): Config {
     logLevel,
     workers: workers !== 0 ? workers : env === 'production' ? availableParallelism() : 1,
     redisUrl,
+    cacheTtlMs,
     seedDemoData: s('seed-demo-data') as boolean,
     smtp: Object.freeze({
       host: smtpHost,

@@ -73,10 +73,15 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
   const background = await startBackground(config, database.dsn, logger);
   const metrics = createMetrics(config, db, background.jobs);
   const identityCache = new IdentityCache();
-  const stopListening = await listenForIdentityChanges(database.dsn, identityCache, logger);
+  const redis = config.redisUrl ? await connectRedis(config.redisUrl, logger) : undefined;
+  const stopListening = await listenForIdentityChanges(
+    database.dsn,
+    identityCache,
+    logger,
+    redis && { redis, db },
+  );
   const settings = new RuntimeSettings(config, logger);
   const stopSettings = await listenForSettingChanges(database.dsn, settings, logger);
-  const redis = config.redisUrl ? await connectRedis(config.redisUrl, logger) : undefined;
   const app = buildApp({
     config,
     db,

@@ -156,10 +156,10 @@ export async function buildTestApp(
   const jobs = await startJobs(dsn, logger, QUEUES);
   const metrics = createMetrics(config, db, jobs);
   const identityCache = options.identityCache ? new IdentityCache() : undefined;
-  const stopListening = identityCache
-    ? await listenForIdentityChanges(dsn, identityCache, logger)
-    : async () => {};
   const redis = options.redisUrl ? await connectRedis(options.redisUrl, logger) : undefined;
+  const stopListening = identityCache
+    ? await listenForIdentityChanges(dsn, identityCache, logger, redis && { redis, db })
+    : async () => {};
   const settings = new RuntimeSettings(config, logger);
   const stopSettings = options.settings
     ? await listenForSettingChanges(dsn, settings, logger)

@@ -34,6 +34,9 @@ describe('rate limiting', () => {
     assert.equal(limitedRes.statusCode, 429);
     assert.deepEqual(limitedRes.json(), { error: 'rate limit exceeded' });
     assert.equal(limitedRes.headers['retry-after'], '1');
+    assert.equal(limitedRes.headers['ratelimit-limit'], '4');
+    assert.equal(limitedRes.headers['ratelimit-remaining'], '0');
+    assert.equal(limitedRes.headers['ratelimit-reset'], '1');
     await sleep(550); // 2 rps: one token after 500 ms
     assert.equal((await hit()).statusCode, 200);
     assert.equal((await hit()).statusCode, 429);

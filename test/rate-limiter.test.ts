@@ -14,9 +14,12 @@ function fakeClock(start = 0) {
   };
 }
 
-function limiter(options: Partial<RateLimitOptions> = {}) {
+function limiter(
+  options: Partial<Omit<RateLimitOptions, 'settings'>> & { rps?: number; burst?: number } = {},
+) {
   const clock = fakeClock();
-  const rl = new RateLimiter({ rps: 2, burst: 4, now: clock.now, ...options });
+  const { rps = 2, burst = 4, ...rest } = options;
+  const rl = new RateLimiter({ settings: { rps, burst }, now: clock.now, ...rest });
   return { rl, clock };
 }
 

@@ -1,5 +1,6 @@
 // A real redis-server for tests (installed by .ci/run), on a free loopback port, with no
 // persistence. `stop()` kills it like a crash; `start()` brings it back on the same port.
+// The benchmark uses it too.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { Socket } from 'node:net';
 import { after } from 'node:test';
@@ -29,7 +30,15 @@ async function answersPing(port: number): Promise<boolean> {
   });
 }
 
+// A redis-server stopped after the test file's tests.
 export async function startRedisServer(): Promise<TestRedis> {
+  const redis = await spawnRedisServer();
+  after(() => redis.stop());
+  return redis;
+}
+
+// A redis-server whose caller stops it (the benchmark).
+export async function spawnRedisServer(): Promise<TestRedis> {
   const port = await freePort();
   let child: ChildProcess | undefined;
   const redis: TestRedis = {
@@ -57,6 +66,16 @@ export async function startRedisServer(): Promise<TestRedis> {
     },
   };
   await redis.start();
-  after(() => redis.stop());
   return redis;
+}
+
+// Polls `probe` until it gives a value, failing after `ms`.
+export async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 5000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }

@@ -4,17 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { connectRedis } from '../src/platform/redis.ts';
 import { buildTestApp, captureLogger, createMovie } from './helpers.ts';
-import { startRedisServer } from './redis-server.ts';
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 5000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+import { startRedisServer, until } from './redis-server.ts';
 
 test('when Redis dies and returns, then readiness and the redis_up gauge follow it, requests are served throughout, and it reconnects by itself', async () => {
   const redis = await startRedisServer();

@@ -313,7 +313,7 @@ export async function authenticate(
   db: Db,
   plaintext: string,
   cache?: IdentityCache,
-  beforeLookup?: () => void,
+  beforeLookup?: () => void | Promise<void>,
 ): Promise<Identity> {
   const v = new Validator();
   checkTokenPlaintext(v, plaintext);
@@ -322,7 +322,7 @@ export async function authenticate(
   const key = hash.toString('base64');
   const cached = cache?.get(key);
   if (cached) return cached;
-  beforeLookup?.();
+  await beforeLookup?.();
   // An invalidation that arrives while the query runs must win over its (older) answer.
   const generation = cache?.generation;
   try {

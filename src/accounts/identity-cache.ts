@@ -3,11 +3,24 @@
 // IDENTITY_CHANNEL, which the code that deletes tokens, changes users or grants/revokes
 // permissions sends in the same transaction (so it arrives exactly when the change
 // commits). While the listening connection is down the cache is bypassed and emptied.
+//
+// With Redis, the same invalidations also ride Redis pub/sub: each process relays the
+// NOTIFYs its own pool sent (PostgreSQL delivers them at commit, so the relay is after the
+// commit too) to IDENTITY_REDIS_CHANNEL, and every process invalidates on what arrives there
+// as well. NOTIFY stays the source of truth (transactional, and there without Redis); Redis
+// is a second path for an instance whose LISTEN connection stalls without breaking.
+import type pg from 'pg';
+import type { Db } from '../platform/db.ts';
 import { listen } from '../platform/listener.ts';
 import type { Logger } from '../platform/logger.ts';
+import type { RedisConnection } from '../platform/redis.ts';
 import type { Identity } from './user.ts';
 
 export const IDENTITY_CHANNEL = 'greenlight_identity';
+export const IDENTITY_REDIS_CHANNEL = 'greenlight:identity';
+
+// The pool whose NOTIFYs this process relays, and the Redis they are relayed through.
+export type IdentityRelay = Readonly<{ redis: RedisConnection; db: Db }>;
 
 type Entry = { identity: Identity; expiresAt: number };
 
@@ -80,15 +93,19 @@ export async function listenForIdentityChanges(
   dsn: string,
   cache: IdentityCache,
   logger: Logger,
+  relay?: IdentityRelay,
 ): Promise<() => Promise<void>> {
+  const relaying = relay ? relayIdentityChanges(relay, cache) : undefined;
   const stop = await listen(
     dsn,
     {
       channel: IDENTITY_CHANNEL,
       applicationName: 'greenlight-identity-listener',
-      notification: (payload) => {
+      notification: (payload, _client, processId) => {
         const userId = Number(payload);
-        if (Number.isInteger(userId)) cache.invalidateUser(userId);
+        if (!Number.isInteger(userId)) return;
+        cache.invalidateUser(userId);
+        relaying?.relay(processId, String(userId));
       },
       connected: () => {
         cache.clear();
@@ -104,6 +121,33 @@ export async function listenForIdentityChanges(
   );
   return async () => {
     cache.enabled = false;
+    relaying?.stop();
     await stop();
+  };
+}
+
+// The backends of this process's pool are known by their PostgreSQL process id, which every
+// notification names: only their NOTIFYs are relayed, so each change is published once.
+function relayIdentityChanges({ redis, db }: IdentityRelay, cache: IdentityCache) {
+  const own = new Set<number>();
+  const backend = (connection: pg.PoolClient) => (connection as unknown as { processID: number }).processID;
+  const added = (connection: pg.PoolClient) => own.add(backend(connection));
+  const removed = (connection: pg.PoolClient) => own.delete(backend(connection));
+  db.on('connect', added);
+  db.on('remove', removed);
+  const unsubscribe = redis.subscribe(IDENTITY_REDIS_CHANNEL, (message) => {
+    const userId = Number(message);
+    if (Number.isInteger(userId)) cache.invalidateUser(userId);
+  });
+  return {
+    relay(processId: number, userId: string): void {
+      // Lost while Redis is down: the NOTIFY has reached every listening instance anyway.
+      if (own.has(processId)) redis.publish(IDENTITY_REDIS_CHANNEL, userId).catch(() => {});
+    },
+    stop(): void {
+      unsubscribe();
+      db.off('connect', added);
+      db.off('remove', removed);
+    },
   };
 }

@@ -100,7 +100,7 @@ export function apiKeyAuthenticator(db: Db, cache: IdentityCache | undefined, lo
         touch(cached);
         return cached;
       }
-      beforeLookup();
+      await beforeLookup();
       const generation = cache?.generation;
       const key = await keys.selectValidApiKey(db, hash);
       if (!key) throw new InvalidAuthenticationTokenError();

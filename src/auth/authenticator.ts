@@ -13,5 +13,5 @@ export type Authenticator = Readonly<{
   recognises: (credential: Credential) => boolean;
   // The identity, or InvalidAuthenticationTokenError. `beforeLookup` is called before a
   // database query made for a credential that may be made up (it may throw 429).
-  authenticate: (credential: Credential, beforeLookup: () => void) => Promise<Identity>;
+  authenticate: (credential: Credential, beforeLookup: () => void | Promise<void>) => Promise<Identity>;
 }>;

@@ -60,9 +60,9 @@ export function createJwts(config: Config): Jwts {
 
 export type TokenLookupLimits = Readonly<{
   // before a database lookup: refuse a client whose address has no rate-limit token left
-  check: (request: FastifyRequest) => void;
+  check: (request: FastifyRequest) => void | Promise<void>;
   // after a lookup that found nothing: charge the address for it
-  charge: (request: FastifyRequest) => void;
+  charge: (request: FastifyRequest) => void | Promise<void>;
 }>;
 
 function credentialOf(
@@ -111,7 +111,7 @@ export function authenticationHook(
       if (!authenticator) throw new InvalidAuthenticationTokenError();
       request.identity = await authenticator.authenticate(credential, () => limits?.check(request));
     } catch (err) {
-      if (err instanceof InvalidAuthenticationTokenError) limits?.charge(request);
+      if (err instanceof InvalidAuthenticationTokenError) await limits?.charge(request);
       throw err;
     }
   };

@@ -19,7 +19,13 @@ import type { Db } from '../platform/db.ts';
 import { BadRequestError, type ErrorResponse, errorResponse, NotFoundError } from '../platform/errors.ts';
 import { addMethodFallbacks, errorHandler, sendError } from '../platform/http.ts';
 import type { Logger } from '../platform/logger.ts';
-import { BEARER_OPTIONAL, ErrorEnvelope, errors, response } from '../platform/schemas.ts';
+import {
+  BEARER_OPTIONAL,
+  ErrorEnvelope,
+  errors,
+  RATE_LIMITED_HEADERS,
+  response,
+} from '../platform/schemas.ts';
 import { apiErrorResponse } from '../products/api.ts';
 import type { RuntimeSettings } from '../settings/runtime.ts';
 import { buildGraphqlSchema, type GraphqlContext } from './schema.ts';
@@ -186,13 +192,7 @@ const GRAPHQL_RESPONSES = {
     ErrorEnvelope,
     'the requested resource could not be found: the feature flag graphql is off for this request',
   ),
-  429: response(GraphqlResult, 'rate limit exceeded', {
-    'Retry-After': {
-      type: 'integer',
-      description: 'seconds until a request will be accepted again',
-      required: true,
-    },
-  }),
+  429: response(GraphqlResult, 'rate limit exceeded', RATE_LIMITED_HEADERS),
 };
 
 // Mercurius adds /graphql itself; this gives its two routes their place in the OpenAPI

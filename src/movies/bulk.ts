@@ -10,6 +10,7 @@ import { Int32 } from '../platform/schemas.ts';
 import type { MovieFilters } from './filters.ts';
 import { CreateMovieBody, type Movie, type MovieFields, toMovieJson, validateMovie } from './movie.ts';
 import * as sql from './movies.sql.ts';
+import { moviesChanged } from './movies.ts';
 
 export const FORMATS = ['ndjson', 'csv'] as const;
 export type Format = (typeof FORMATS)[number];
@@ -224,8 +225,10 @@ export async function importMovies(db: Db, source: Readable, options: ImportOpti
     while (inFlight.size >= limit) await Promise.race(inFlight);
     if (failure) throw failure;
     const insert = sql.insertMovies(target, movies).then(
-      (count) => {
+      async (count) => {
         report.imported += count;
+        // Outside a transaction each batch is committed on its own and seen at once.
+        if (!client) await moviesChanged(db, []);
       },
       (err: unknown) => {
         failure ??= err;
@@ -253,6 +256,7 @@ export async function importMovies(db: Db, source: Readable, options: ImportOpti
         report.imported = 0;
       } else {
         await client.query('COMMIT');
+        await moviesChanged(db, []);
       }
     }
     return report;

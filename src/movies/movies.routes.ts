@@ -9,6 +9,7 @@ import { decodeBody } from '../platform/json-body.ts';
 import { BEARER_REQUIRED, errors, IdParams, MessageEnvelope, response } from '../platform/schemas.ts';
 import { readMovieListQuery, SORT_SAFELIST } from './filters.ts';
 import { CreateMovieBody, MovieJsonSchema, toMovieJson, UpdateMovieBody } from './movie.ts';
+import type { MovieCache } from './movie-cache.ts';
 import * as movies from './movies.ts';
 
 const MovieEnvelope = Type.Object({ movie: MovieJsonSchema }, { additionalProperties: false });
@@ -56,11 +57,20 @@ const ExpectedVersionHeader = Type.Object({
   ),
 });
 
+const CACHE_HEADER = {
+  'X-Cache': {
+    type: 'string',
+    description:
+      'Only with -redis-url: HIT (from the shared cache), MISS (read from the database and cached) or BYPASS (Redis unavailable)',
+  },
+};
+
 export const MOVIE_PATHS = ['/v1/movies', '/v1/movies/:id'] as const;
 
 const TAGS = ['movies'];
 
-export function movieRoutes(app: FastifyInstance, db: Db): void {
+// With `cache` (-redis-url), the two reads are answered from it when they can.
+export function movieRoutes(app: FastifyInstance, db: Db, cache?: MovieCache): void {
   const read = requirePermission('movies:read');
   const write = requirePermission('movies:write');
 
@@ -75,15 +85,18 @@ export function movieRoutes(app: FastifyInstance, db: Db): void {
         security: BEARER_REQUIRED,
         querystring: MovieListQuery,
         response: {
-          200: response(MovieListEnvelope, 'A page of movies with its metadata'),
+          200: response(MovieListEnvelope, 'A page of movies with its metadata', CACHE_HEADER),
           ...errors(403, 422, 500),
         },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const query = readMovieListQuery(request.query as Record<string, string | string[]>);
-      const { movies: list, metadata } = await movies.listMovies(db, query);
-      return { metadata, movies: list.map(toMovieJson) };
+      const load = async () => {
+        const { movies: list, metadata } = await movies.listMovies(db, query);
+        return { metadata, movies: list.map(toMovieJson) };
+      };
+      return cache ? cache.list(reply, query, load) : load();
     },
   );
 
@@ -123,12 +136,13 @@ export function movieRoutes(app: FastifyInstance, db: Db): void {
         tags: TAGS,
         security: BEARER_REQUIRED,
         params: IdParams,
-        response: { 200: response(MovieEnvelope, 'The movie'), ...errors(403, 404, 500) },
+        response: { 200: response(MovieEnvelope, 'The movie', CACHE_HEADER), ...errors(403, 404, 500) },
       },
     },
-    async (request) => {
-      const movie = await movies.getMovie(db, readIdParam(request));
-      return { movie: toMovieJson(movie) };
+    async (request, reply) => {
+      const id = readIdParam(request);
+      const load = async () => ({ movie: toMovieJson(await movies.getMovie(db, id)) });
+      return cache ? cache.movie(reply, id, load) : load();
     },
   );
 

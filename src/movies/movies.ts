@@ -5,10 +5,31 @@ import { calculateMetadata, type Metadata, type MovieListQuery } from './filters
 import { type CreateMovieInput, type Movie, type UpdateMovieInput, validateMovie } from './movie.ts';
 import * as sql from './movies.sql.ts';
 
+// Called after a change of movies has committed, with the ids of the movies that changed or
+// went (none for new ones), e.g. to invalidate a shared cache. Observers are kept per pool,
+// so every writer on it (REST, GraphQL, imports) reaches them without passing them around.
+export type MoviesChanged = (ids: readonly number[]) => Promise<void>;
+
+const observers = new WeakMap<Db, Set<MoviesChanged>>();
+
+export function observeMovieChanges(db: Db, observer: MoviesChanged): () => void {
+  const set = observers.get(db) ?? new Set();
+  observers.set(db, set);
+  set.add(observer);
+  return () => set.delete(observer);
+}
+
+export async function moviesChanged(db: Db, ids: readonly number[]): Promise<void> {
+  const set = observers.get(db);
+  if (set) await Promise.all([...set].map((observer) => observer(ids)));
+}
+
 export async function createMovie(db: Db, input: CreateMovieInput): Promise<Movie> {
   validateMovie(input);
   const { title, year, runtime, genres } = input as Required<CreateMovieInput>;
-  return sql.insertMovie(db, { title, year, runtime, genres });
+  const movie = await sql.insertMovie(db, { title, year, runtime, genres });
+  await moviesChanged(db, []);
+  return movie;
 }
 
 export function getMovie(db: Db, id: string): Promise<Movie> {
@@ -34,11 +55,14 @@ export async function updateMovie(
     genres: input.genres ?? movie.genres,
   };
   validateMovie(changed);
-  return sql.updateMovie(db, changed);
+  const updated = await sql.updateMovie(db, changed);
+  await moviesChanged(db, [updated.id]);
+  return updated;
 }
 
-export function deleteMovie(db: Db, id: string): Promise<void> {
-  return sql.deleteMovie(db, id);
+export async function deleteMovie(db: Db, id: string): Promise<void> {
+  await sql.deleteMovie(db, id);
+  await moviesChanged(db, [Number(id)]);
 }
 
 export async function listMovies(

@@ -49,10 +49,26 @@ export class MethodNotAllowedError extends Error {
 
 export class RateLimitedError extends Error {
   readonly retryAfterSeconds: number;
-  constructor(retryAfterSeconds: number) {
+  // The burst of the request-rate bucket that refused; absent for other limits (logins).
+  readonly limit: number | undefined;
+  constructor(retryAfterSeconds: number, limit?: number) {
     super('rate limit exceeded');
     this.retryAfterSeconds = retryAfterSeconds;
+    this.limit = limit;
   }
+}
+
+// Retry-After, and for the request-rate limiter the IETF draft's RateLimit-* fields: the
+// bucket's size, nothing left, and when the next request will be accepted.
+export function rateLimitHeaders(err: RateLimitedError): Record<string, string> {
+  const retryAfter = String(err.retryAfterSeconds);
+  if (err.limit === undefined) return { 'retry-after': retryAfter };
+  return {
+    'retry-after': retryAfter,
+    'ratelimit-limit': String(err.limit),
+    'ratelimit-remaining': '0',
+    'ratelimit-reset': retryAfter,
+  };
 }
 
 export class InvalidCredentialsError extends Error {
@@ -142,7 +158,7 @@ export const ERROR_RESPONSES: ReadonlyArray<readonly [ErrorClass, (err: never) =
     (err: RateLimitedError) => ({
       status: 429,
       error: MESSAGES.rateLimited,
-      headers: { 'retry-after': String(err.retryAfterSeconds) },
+      headers: rateLimitHeaders(err),
     }),
   ],
 ];

@@ -7,7 +7,8 @@ import type { Logger } from './logger.ts';
 export type ListenHandlers = Readonly<{
   channel: string;
   applicationName: string;
-  notification: (payload: string, client: pg.Client) => void;
+  // processId: the PostgreSQL backend that sent the NOTIFY
+  notification: (payload: string, client: pg.Client, processId: number) => void;
   connected: (client: pg.Client) => Promise<void> | void;
   lost: () => void;
   // logged (warn) when the connection is lost
@@ -39,7 +40,9 @@ export async function listen(
     };
     next.on('error', fail);
     next.on('end', () => fail());
-    next.on('notification', (message) => handlers.notification(message.payload ?? '', next));
+    next.on('notification', (message) =>
+      handlers.notification(message.payload ?? '', next, message.processId),
+    );
     client = next;
     try {
       await next.connect();

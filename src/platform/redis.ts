@@ -112,7 +112,50 @@ export async function connectRedis(url: string, logger: Logger): Promise<RedisCo
   };
 }
 
-export function registerRedisMetrics(registry: prom.Registry, redis: RedisConnection): void {
+// After a failure, Redis is left alone this long: a stalled Redis costs one request a
+// command timeout once a second, not every request (or every command of one) each time.
+const RETRY_AFTER_FAILURE_MS = 1000;
+
+// One use of Redis (the limiter, the movie cache) serving without it: every request that
+// falls back is counted, but only the start and the end of an outage are logged.
+export class RedisFallback {
+  readonly #use: string;
+  readonly #logger: Logger;
+  readonly #counter: prom.Counter<'use'>;
+  #down = false;
+  #failedAt = 0;
+
+  constructor(use: string, logger: Logger, counter: prom.Counter<'use'>) {
+    this.#use = use;
+    this.#logger = logger;
+    this.#counter = counter;
+  }
+
+  // Whether to try Redis now; false (counted as a fallback) for a second after a failure.
+  available(): boolean {
+    if (!this.#down || performance.now() - this.#failedAt >= RETRY_AFTER_FAILURE_MS) return true;
+    this.#counter.inc({ use: this.#use });
+    return false;
+  }
+
+  failed(err: unknown): void {
+    this.#counter.inc({ use: this.#use });
+    this.#failedAt = performance.now();
+    if (this.#down) return;
+    this.#down = true;
+    this.#logger.warn({ err, use: this.#use }, `redis unavailable: ${this.#use} falls back to this process`);
+  }
+
+  succeeded(): void {
+    if (!this.#down) return;
+    this.#down = false;
+    this.#logger.info({ use: this.#use }, `redis answers again: ${this.#use} shared again`);
+  }
+}
+
+export type RedisMetrics = Readonly<{ fallbacks: prom.Counter<'use'> }>;
+
+export function registerRedisMetrics(registry: prom.Registry, redis: RedisConnection): RedisMetrics {
   new prom.Gauge({
     name: 'greenlight_redis_up',
     help: '1 while the Redis connection (-redis-url) is usable, 0 while requests fall back without it',
@@ -121,4 +164,12 @@ export function registerRedisMetrics(registry: prom.Registry, redis: RedisConnec
       this.set(redis.status() === 'ok' ? 1 : 0);
     },
   });
+  return {
+    fallbacks: new prom.Counter({
+      name: 'greenlight_redis_fallbacks_total',
+      help: 'Requests served without Redis although -redis-url is set (Redis down or slower than 250 ms), by use',
+      labelNames: ['use'],
+      registers: [registry],
+    }),
+  };
 }

@@ -61,6 +61,19 @@ export function emptyResponse(description: string, headers: Headers = {}): TSche
   return { type: 'null', description, headers: { ...RequestIdHeader, ...headers } } as TSchema;
 }
 
+// The IETF draft's RateLimit-* fields come from the request-rate limiter only, not from
+// the failed-login throttle, so they are optional.
+export const RATE_LIMITED_HEADERS: Headers = {
+  'Retry-After': {
+    type: 'integer',
+    description: 'seconds until a request will be accepted again',
+    required: true,
+  },
+  'RateLimit-Limit': { type: 'integer', description: "the client's burst: requests it may make at once" },
+  'RateLimit-Remaining': { type: 'integer', description: 'requests left now: 0' },
+  'RateLimit-Reset': { type: 'integer', description: 'seconds until the next request is accepted' },
+};
+
 const ERRORS: Readonly<Record<number, () => TSchema>> = {
   400: () =>
     response(
@@ -83,14 +96,7 @@ const ERRORS: Readonly<Record<number, () => TSchema>> = {
   404: () => response(ErrorEnvelope, 'the requested resource could not be found'),
   409: () => response(ErrorEnvelope, 'unable to update the record due to an edit conflict, please try again'),
   422: () => response(ValidationEnvelope, 'Failed validation: one message per failing field'),
-  429: () =>
-    response(ErrorEnvelope, 'rate limit exceeded', {
-      'Retry-After': {
-        type: 'integer',
-        description: 'seconds until a request will be accepted again',
-        required: true,
-      },
-    }),
+  429: () => response(ErrorEnvelope, 'rate limit exceeded', RATE_LIMITED_HEADERS),
   500: () =>
     response(
       ErrorEnvelope,

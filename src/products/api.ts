@@ -18,6 +18,7 @@ import {
   NotFoundError,
   NotPermittedError,
   RateLimitedError,
+  rateLimitHeaders,
 } from '../platform/errors.ts';
 import { addMethodFallbacks } from '../platform/http.ts';
 import { ApiKeyNotFoundError, AUTH_PATHS, authRoutes } from './auth.routes.ts';
@@ -72,7 +73,7 @@ export const API_ERRORS: ReadonlyArray<readonly [ErrorClass, (err: never) => Api
     (err: RateLimitedError) => ({
       code: 429,
       message: 'rate limit exceeded',
-      headers: { 'retry-after': String(err.retryAfterSeconds) },
+      headers: rateLimitHeaders(err),
     }),
   ],
 ];

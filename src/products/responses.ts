@@ -1,7 +1,7 @@
 // Response schemas of seed 002's API: its `{code, message}` error envelope, and the statuses
 // each of its routes can answer, for serialization and the OpenAPI document alike.
 import { type TSchema, Type } from 'typebox';
-import { emptyResponse, response } from '../platform/schemas.ts';
+import { emptyResponse, RATE_LIMITED_HEADERS, response } from '../platform/schemas.ts';
 
 export const ApiError = Type.Object(
   {
@@ -29,13 +29,7 @@ const HEADERS: Readonly<Record<number, Parameters<typeof response>[2]>> = {
       description: '"Bearer" when the token is malformed, unknown or expired',
     },
   },
-  429: {
-    'Retry-After': {
-      type: 'integer',
-      description: 'seconds until a request will be accepted again',
-      required: true,
-    },
-  },
+  429: RATE_LIMITED_HEADERS,
 };
 
 // The error responses of a route: the given statuses plus 429, which every route has.

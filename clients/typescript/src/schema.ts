@@ -601,6 +601,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -687,6 +693,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -755,6 +767,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -826,6 +844,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -901,6 +925,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -973,6 +1003,8 @@ export interface operations {
                 headers: {
                     /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
                     "X-Request-Id": string;
+                    /** @description Only with -redis-url: HIT (from the shared cache), MISS (read from the database and cached) or BYPASS (Redis unavailable) */
+                    "X-Cache"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1056,6 +1088,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1238,6 +1276,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1283,6 +1327,8 @@ export interface operations {
                 headers: {
                     /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
                     "X-Request-Id": string;
+                    /** @description Only with -redis-url: HIT (from the shared cache), MISS (read from the database and cached) or BYPASS (Redis unavailable) */
+                    "X-Cache"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1365,6 +1411,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1469,6 +1521,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1661,6 +1719,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1784,6 +1848,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1891,6 +1961,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1975,6 +2051,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2102,6 +2184,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2245,6 +2333,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2384,6 +2478,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2517,6 +2617,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2636,6 +2742,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2755,6 +2867,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2825,6 +2943,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2909,6 +3033,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3057,6 +3187,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3161,6 +3297,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3261,6 +3403,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3410,6 +3558,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3548,6 +3702,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3717,6 +3877,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3817,6 +3983,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3931,6 +4103,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4119,6 +4297,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4260,6 +4444,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4388,6 +4578,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4580,6 +4776,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4739,6 +4941,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4880,6 +5088,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5091,6 +5305,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5232,6 +5452,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5453,6 +5679,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5640,6 +5872,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -5717,6 +5955,12 @@ export interface operations {
                     "X-Request-Id": string;
                     /** @description seconds until a request will be accepted again */
                     "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
                     [name: string]: unknown;
                 };
                 content: {
