@@ -33,6 +33,7 @@ import { openApiRoute, registerDocsPage, registerOpenApi } from './platform/open
 import { PROBE_PATHS, probeRoutes } from './platform/probes.routes.ts';
 import { RateLimiter } from './platform/rate-limit.ts';
 import { SYSTEM_PATHS, systemRoutes } from './platform/system.routes.ts';
+import { nameSpansByRoute } from './platform/tracing.ts';
 import { apiErrorResponse, isApiPath, PRODUCTS_API_PREFIX, productsApi } from './products/api.ts';
 
 export type AppDeps = Readonly<{
@@ -97,6 +98,7 @@ export function buildApp({
       sendError(err, request, reply);
     },
   }) as unknown as FastifyInstance;
+  nameSpansByRoute(app);
 
   // Bodies are decoded by each route with Go's rules (platform/json-body.ts), whatever
   // the Content-Type, exactly as the book's handlers read them.

@@ -4,7 +4,7 @@ import { EMAIL_QUEUE_OPTIONS, startEmailWorker } from './accounts/email.worker.t
 import { deleteExpiredTokens } from './accounts/tokens.sql.ts';
 import type { Config } from './config.ts';
 import type { Db } from './platform/db.ts';
-import { type Jobs, type QueueSpec, startJobs } from './platform/jobs.ts';
+import { type Jobs, type QueueSpec, runJob, startJobs } from './platform/jobs.ts';
 import type { Logger } from './platform/logger.ts';
 import { createLogMailer, createSmtpMailer, type Mailer } from './platform/mailer.ts';
 import type { Metrics } from './platform/metrics.ts';
@@ -35,8 +35,11 @@ export async function startBackground(
     jobs,
     startWorkers: async (db, metrics) => {
       await startEmailWorker(jobs, mailer, logger, metrics);
-      await jobs.work(TOKEN_CLEANUP_QUEUE, async () => {
-        logger.info({ deleted: await deleteExpiredTokens(db) }, 'deleted expired tokens');
+      await jobs.work(TOKEN_CLEANUP_QUEUE, async ([job]) => {
+        if (!job) return;
+        await runJob(TOKEN_CLEANUP_QUEUE, job, async () => {
+          logger.info({ deleted: await deleteExpiredTokens(db) }, 'deleted expired tokens');
+        });
       });
       await jobs.schedule(TOKEN_CLEANUP_QUEUE, '*/15 * * * *');
     },

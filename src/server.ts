@@ -16,6 +16,7 @@ import { createPool } from './platform/db.ts';
 import { effectiveMaxConnections, FD_RESERVE, openFilesLimit } from './platform/http-server.ts';
 import type { Logger } from './platform/logger.ts';
 import { Migrator } from './platform/migrations.ts';
+import { stopTracing } from './platform/tracing.ts';
 
 export async function serve(givenConfig: Config, logger: Logger): Promise<void> {
   checkServeConfig(givenConfig);
@@ -100,6 +101,7 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
       await stopListening();
       await db.end();
       await database.stop();
+      await stopTracing();
       logger.info('stopped server');
       logger.flush();
       process.exit(0);
