@@ -81,8 +81,10 @@ export async function startTracing(config: TracingConfig): Promise<void> {
       }),
       new UndiciInstrumentation(),
       // Only SQL run for something traced: the job queue's and the callback service's polls
-      // would otherwise be a trace each, several a second.
-      new PgInstrumentation({ requireParentSpan: true }),
+      // would otherwise be a trace each, several a second. No spans for taking a connection
+      // from the pool: a third of a cached read's spans, and a wait for one shows anyway as
+      // the gap before the query's span.
+      new PgInstrumentation({ requireParentSpan: true, ignoreConnectSpans: true }),
     ],
   });
   // Require hooks see `require`, not ESM imports: our server (platform/http-server.ts) imports
