@@ -1,7 +1,7 @@
 // npm run bench -- [--url URL --token TOKEN] [--duration 10] [--connections 50]
 //                  [--scenarios S1,S2,...,C1] [--workers N] [--db-dsn DSN] [--movies 2000] [--warmup 2]
 //                  [--callback-clients 50] [--callback-ids 200] [--callback-id-range 200]
-//                  [--callback-interval 100] [--bulk-rows 100000] [--cache-ttl 1s]
+//                  [--callback-interval 100] [--bulk-rows 100000] [--cache-ttl 1s] [--tracing]
 //
 // Starts the service itself (production settings, rate limiter off, embedded PostgreSQL
 // unless --db-dsn) unless given --url, prepares its data through the API, measures a
@@ -12,8 +12,10 @@
 // callback scenario C1 (bench/callbacks.ts;
 // only when it starts the service). R1 is S2 against a second instance on the same database
 // with -redis-url (a redis-server the benchmark starts) and -cache-ttl, so its reads are
-// mostly X-Cache: HIT; also only when it starts the service. Prints a table, writes JSON to bench/out/ and appends a
-// row to bench/results.md (C1: bench/callback-results.md).
+// mostly X-Cache: HIT; also only when it starts the service. Prints a table, writes JSON to
+// bench/out/ and appends a row to bench/results.md (C1: bench/callback-results.md).
+// --tracing runs the service with tracing on, exporting every span to a local OTLP receiver
+// that discards them (run S2 with and without it to see what tracing costs).
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
@@ -40,6 +42,7 @@ import { SmtpSink, tokenIn } from '../test/smtp-sink.ts';
 import { type BulkResult, runBulk } from './bulk.ts';
 import { type CallbackLoadResult, runCallbackLoad } from './callbacks.ts';
 import { hasWrk, type LoadResult, type LoadSpec, runNodeLoad, runWrk } from './load.ts';
+import { OtlpSink } from './otlp-sink.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 
@@ -60,6 +63,7 @@ const { values: opts } = parseArgs({
     'callback-interval': { type: 'string', default: '100' },
     'bulk-rows': { type: 'string', default: '100000' },
     'cache-ttl': { type: 'string', default: '1s' },
+    tracing: { type: 'boolean', default: false },
   },
 });
 
@@ -483,10 +487,18 @@ async function main(): Promise<void> {
   let token = opts.token ?? '';
   let ids: number[] = [];
   let url = opts.url;
+  const otlp = opts.tracing ? new OtlpSink() : undefined;
+  if (otlp && url) throw new Error('--tracing needs the service this benchmark starts (no --url)');
   if (!url) {
     await sink.start();
     const database = await newDatabase();
-    service = await startService(sink.port, upstreamUrl, database);
+    const otlpUrl = await otlp?.start();
+    service = await startService(
+      sink.port,
+      upstreamUrl,
+      database,
+      otlpUrl ? ['-otel-endpoint', otlpUrl] : [],
+    );
     url = service.url;
     if (wanted.has('R1')) {
       const redis = await spawnRedisServer();
@@ -495,7 +507,7 @@ async function main(): Promise<void> {
       console.log(`R1: a second instance ${cached.service.url} with ${flags.join(' ')}`);
     }
     console.log(
-      `service: ${url} (workers ${opts.workers}); preparing ${opts.movies} movies through the API…`,
+      `service: ${url} (workers ${opts.workers}${otlp ? ', tracing to a local OTLP receiver' : ''}); preparing ${opts.movies} movies through the API…`,
     );
     ({ token, ids } = await prepare(service, sink));
   } else {
@@ -616,6 +628,8 @@ async function main(): Promise<void> {
   await cached?.redis.stop();
   await service?.stop();
   await sink.stop();
+  await otlp?.stop();
+  if (otlp) console.log(`tracing: ${otlp.requests} OTLP exports received, ${otlp.bytes} bytes`);
 
   const report = {
     date: new Date().toISOString(),
@@ -625,6 +639,7 @@ async function main(): Promise<void> {
     connections,
     duration_s: duration,
     workers: Number(opts.workers),
+    tracing: otlp ? { otlp_exports: otlp.requests, otlp_bytes: otlp.bytes } : null,
     baseline: { rps: Math.round(baseline.rps), p99_ms: Number(baseline.p99.toFixed(2)) },
     bcrypt_cost_12: bcrypt ? { hash_ms: bcrypt.hashMs, limit_rps: bcrypt.limitRps } : null,
     peak_rss_mib: peakRss === null ? null : Math.round(peakRss),
@@ -669,7 +684,7 @@ async function main(): Promise<void> {
   if (rows.length > 0) {
     appendFileSync(
       resultsFile,
-      `| ${report.date.slice(0, 16)} | ${report.commit} | ${report.machine} | ${report.workers} | ${report.baseline.rps} | ${['S1', 'S2', 'S3', 'S4', 'S5', 'S6', 'S7', 'S8'].map(cell).join(' | ')} | ${report.peak_rss_mib ?? '–'} |\n`,
+      `| ${report.date.slice(0, 16)} | ${report.commit} | ${report.machine} | ${report.workers}${otlp ? ', tracing' : ''} | ${report.baseline.rps} | ${['S1', 'S2', 'S3', 'S4', 'S5', 'S6', 'S7', 'S8'].map(cell).join(' | ')} | ${report.peak_rss_mib ?? '–'} |\n`,
     );
   }
 }

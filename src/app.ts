@@ -37,6 +37,7 @@ import { RedisRateLimiter } from './platform/rate-limit.redis.ts';
 import { RateLimiter, type RateLimitSettings, type RateLimitStore } from './platform/rate-limit.ts';
 import { type RedisConnection, RedisFallback, registerRedisMetrics } from './platform/redis.ts';
 import { SYSTEM_PATHS, systemRoutes } from './platform/system.routes.ts';
+import { nameSpansByRoute } from './platform/tracing.ts';
 import { apiErrorResponse, isApiPath, PRODUCTS_API_PREFIX, productsApi } from './products/api.ts';
 import { RuntimeSettings } from './settings/runtime.ts';
 import { SETTINGS_PATHS, settingsRoutes } from './settings/settings.routes.ts';
@@ -109,6 +110,7 @@ export function buildApp({
       sendError(err, request, reply);
     },
   }) as unknown as FastifyInstance;
+  nameSpansByRoute(app);
 
   // Bodies are decoded by each route with Go's rules (platform/json-body.ts), whatever
   // the Content-Type, exactly as the book's handlers read them.

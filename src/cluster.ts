@@ -6,6 +6,7 @@ import cluster, { type Worker } from 'node:cluster';
 import type { Config } from './config.ts';
 import type { DatabaseServer } from './platform/database.ts';
 import type { Logger } from './platform/logger.ts';
+import { stopTracing } from './platform/tracing.ts';
 
 // V8 tunes its heap for throughput on a machine with memory to spare: semi-spaces of tens of
 // MiB, and an old generation allowed to grow to about three times what is live before it is
@@ -69,6 +70,7 @@ export function superviseWorkers(config: Config, logger: Logger, database: Datab
       ),
     );
     await database.stop();
+    await stopTracing();
     logger.info('stopped server');
     logger.flush();
     process.exit(exitCode);

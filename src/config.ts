@@ -63,6 +63,18 @@ export type Config = Readonly<{
   }>;
   callbacks: CallbacksConfig;
   operations: OperationsConfig;
+  tracing: TracingConfig;
+}>;
+
+// Both endpoints empty: tracing is off and nothing of OpenTelemetry is registered.
+export type TracingConfig = Readonly<{
+  // OTLP/HTTP base URL, without /v1/traces
+  otlpEndpoint: string;
+  // Zipkin's span endpoint, e.g. http://localhost:9411/api/v2/spans
+  zipkinEndpoint: string;
+  serviceName: string;
+  // Share of new traces sampled; a trace begun upstream keeps its caller's decision.
+  sampleRatio: number;
 }>;
 
 export type OperationsConfig = Readonly<{
@@ -364,6 +376,30 @@ const FLAGS: readonly FlagSpec[] = [
     kind: 'duration',
     default: '1s',
     help: 'with -redis-url: lifetime of a cached movie or movie list (the bound on staleness when an invalidation cannot reach Redis)',
+  },
+  {
+    name: 'otel-endpoint',
+    kind: 'string',
+    default: '',
+    help: 'OTLP/HTTP base URL spans are exported to (/v1/traces is appended); empty: no OTLP export',
+  },
+  {
+    name: 'otel-service-name',
+    kind: 'string',
+    default: 'greenlight',
+    help: 'service.name of the exported spans',
+  },
+  {
+    name: 'otel-sample-ratio',
+    kind: 'float',
+    default: '1',
+    help: 'share of new traces sampled (0-1); requests carrying a traceparent follow its decision',
+  },
+  {
+    name: 'zipkin-endpoint',
+    kind: 'string',
+    default: '',
+    help: 'Zipkin span URL spans are also exported to (e.g. http://localhost:9411/api/v2/spans); empty: none',
   },
   { name: 'demo-port', kind: 'int', default: '9000', help: 'port of `demo cors`' },
   {
@@ -730,6 +766,30 @@ export function buildConfig(settings: Settings): Config {
     }),
     callbacks,
     operations: buildOperationsConfig(s, env as Environment),
+    tracing: readTracingConfig(settings),
+  });
+}
+
+// Read apart from the rest so that main.ts can start tracing before anything else loads.
+export function readTracingConfig(settings: Settings): TracingConfig {
+  const s = settings.get;
+  const otlpEndpoint = s('otel-endpoint') as string;
+  const zipkinEndpoint = s('zipkin-endpoint') as string;
+  for (const [flag, url] of [
+    ['otel-endpoint', otlpEndpoint],
+    ['zipkin-endpoint', zipkinEndpoint],
+  ] as const) {
+    check(url === '' || /^https?:\/\/[^/\s]+(\/\S*)?$/.test(url), flag, 'must be an http:// or https:// URL');
+  }
+  const serviceName = s('otel-service-name') as string;
+  check(serviceName.trim() !== '', 'otel-service-name', 'must not be empty');
+  const sampleRatio = s('otel-sample-ratio') as number;
+  check(sampleRatio >= 0 && sampleRatio <= 1, 'otel-sample-ratio', 'must be between 0 and 1');
+  return Object.freeze({
+    otlpEndpoint: otlpEndpoint.replace(/\/+$/, ''),
+    zipkinEndpoint,
+    serviceName,
+    sampleRatio,
   });
 }
 

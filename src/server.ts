@@ -17,6 +17,7 @@ import { effectiveMaxConnections, FD_RESERVE, openFilesLimit } from './platform/
 import type { Logger } from './platform/logger.ts';
 import { Migrator } from './platform/migrations.ts';
 import { connectRedis } from './platform/redis.ts';
+import { stopTracing } from './platform/tracing.ts';
 import { listenForSettingChanges, RuntimeSettings } from './settings/runtime.ts';
 
 export async function serve(givenConfig: Config, logger: Logger): Promise<void> {
@@ -134,6 +135,7 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
       await stopSettings();
       await db.end();
       await database.stop();
+      await stopTracing();
       logger.info('stopped server');
       logger.flush();
       process.exit(0);

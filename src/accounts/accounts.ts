@@ -9,7 +9,7 @@ import {
   NotFoundError,
   ValidationError,
 } from '../platform/errors.ts';
-import { inTransaction, type Jobs } from '../platform/jobs.ts';
+import { inTransaction, type Jobs, withTraceContext } from '../platform/jobs.ts';
 import { Validator } from '../platform/validator.ts';
 import type { EmailTemplate } from './emails.ts';
 import type { IdentityCache } from './identity-cache.ts';
@@ -35,7 +35,7 @@ export const EMAIL_QUEUE = 'send-email';
 export type EmailJob = Readonly<{ template: EmailTemplate; to: string; userId: number; token: string }>;
 
 function enqueueEmail(jobs: Jobs, client: PoolClient, job: EmailJob): Promise<string | null> {
-  return jobs.send(EMAIL_QUEUE, job, inTransaction(client));
+  return jobs.send(EMAIL_QUEUE, withTraceContext(job), inTransaction(client));
 }
 
 export async function registerUser(

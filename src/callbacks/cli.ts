@@ -4,6 +4,7 @@ import type { Config } from '../config.ts';
 import { openDatabaseServer } from '../platform/database.ts';
 import type { Logger } from '../platform/logger.ts';
 import { Migrator } from '../platform/migrations.ts';
+import { stopTracing } from '../platform/tracing.ts';
 import { startCallbacks } from './listener.ts';
 import { runStandInClient, StandInUpstream } from './stand-in.ts';
 
@@ -18,6 +19,7 @@ function onSignals(logger: Logger, stop: () => Promise<void>): void {
     }
     logger.info({ signal }, 'shutting down');
     stop()
+      .then(stopTracing)
       .then(() => {
         logger.info('stopped');
         logger.flush();

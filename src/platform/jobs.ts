@@ -2,9 +2,11 @@
 // transaction as the data it belongs to, so it exists exactly when that data does; it is
 // retried with backoff until it succeeds, survives crashes, and runs once across every
 // instance because the queue lives in the database.
+import { context, propagation, ROOT_CONTEXT, SpanKind } from '@opentelemetry/api';
 import PgBoss from 'pg-boss';
 import type { Queryable } from './db.ts';
 import type { Logger } from './logger.ts';
+import { inSpan } from './tracing.ts';
 
 export type Jobs = PgBoss;
 
@@ -40,4 +42,35 @@ export async function startJobs(
 // Lets pg-boss write the job through the caller's transaction.
 export function inTransaction(client: Queryable): PgBoss.ConnectionOptions {
   return { db: { executeSql: (text, values) => client.query(text, values) } };
+}
+
+// W3C trace context (traceparent, tracestate) of the request that enqueued a job.
+export type TraceCarrier = Readonly<Record<string, string>>;
+
+// pg-boss has no message headers, so the enqueuing request's trace context rides in the job's
+// data; nothing is added when tracing is off or the request is not sampled.
+export function withTraceContext<T extends object>(data: T): T & { trace?: TraceCarrier } {
+  const carrier: Record<string, string> = {};
+  propagation.inject(context.active(), carrier);
+  return carrier.traceparent ? { ...data, trace: carrier } : data;
+}
+
+// Runs a job inside a consumer span, the child of the enqueuing request's span when the job
+// carries its context (no instrumentation exists for pg-boss, so the span is made here).
+export function runJob<T>(queue: string, job: PgBoss.Job<unknown>, work: () => Promise<T>): Promise<T> {
+  const data = job.data as { trace?: TraceCarrier } | null | undefined;
+  return inSpan(
+    `${queue} process`,
+    {
+      kind: SpanKind.CONSUMER,
+      parent: data?.trace ? propagation.extract(ROOT_CONTEXT, data.trace) : ROOT_CONTEXT,
+      attributes: {
+        'messaging.system': 'pg-boss',
+        'messaging.operation.type': 'process',
+        'messaging.destination.name': queue,
+        'messaging.message.id': job.id,
+      },
+    },
+    work,
+  );
 }

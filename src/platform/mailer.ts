@@ -1,7 +1,9 @@
 // Outgoing e-mail. SMTP through nodemailer with bounded timeouts; in development without
 // an SMTP host, mails are written to the log instead so the walkthrough works offline.
+import { SpanKind } from '@opentelemetry/api';
 import nodemailer from 'nodemailer';
 import type { Logger } from './logger.ts';
+import { inSpan } from './tracing.ts';
 
 export type Email = Readonly<{ to: string; subject: string; text: string; html: string }>;
 
@@ -28,9 +30,15 @@ export function createSmtpMailer(smtp: SmtpSettings): Mailer {
     socketTimeout: 5_000,
   });
   return {
-    send: async (email) => {
-      await transport.sendMail({ from: smtp.sender, ...email });
-    },
+    // SMTP is a socket, not HTTP: no instrumentation sees it, so the send gets a span here.
+    send: (email) =>
+      inSpan(
+        'smtp send',
+        { kind: SpanKind.CLIENT, attributes: { 'server.address': smtp.host, 'server.port': smtp.port } },
+        async () => {
+          await transport.sendMail({ from: smtp.sender, ...email });
+        },
+      ),
     close: () => transport.close(),
   };
 }

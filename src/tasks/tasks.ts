@@ -4,7 +4,7 @@
 // however many processes schedule it. Every run, wherever it ran, is recorded in task_runs.
 import prom from 'prom-client';
 import type { Db } from '../platform/db.ts';
-import type { Jobs, QueueSpec } from '../platform/jobs.ts';
+import { type Jobs, type QueueSpec, runJob } from '../platform/jobs.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { Task, TaskRun } from './task.ts';
 import { insertRun, selectLastRuns } from './tasks.sql.ts';
@@ -56,8 +56,9 @@ export async function runTask(db: Db, logger: Logger, task: Task, trigger: strin
 // with the others by startJobs.
 export async function startTasks(jobs: Jobs, db: Db, logger: Logger, tasks: readonly Task[]): Promise<void> {
   for (const task of tasks) {
-    await jobs.work(task.name, async () => {
-      await runTask(db, logger, task, 'schedule');
+    await jobs.work(task.name, async ([job]) => {
+      if (!job) return;
+      await runJob(task.name, job, () => runTask(db, logger, task, 'schedule'));
     });
     await jobs.schedule(task.name, task.cron, undefined, { tz: 'UTC' });
   }

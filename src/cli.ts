@@ -1,0 +1,230 @@
+// The commands of `greenlight` (main.ts is the entry point):
+//   greenlight [serve] [flags]
+//   greenlight migrate up | down N | down -all | goto V | version | force V | create NAME
+//   greenlight seed movies [-count N]
+//   greenlight openapi [callbacks]        the OpenAPI 3.1 document (of the callback listener), on stdout
+//   greenlight callbacks [upstream | client]
+//   greenlight config list | get NAME | set NAME VALUE | unset NAME
+//   greenlight tasks list | run NAME
+import { setRole } from './accounts/accounts.ts';
+import {
+  grantPermissions,
+  revokePermissions,
+  selectPermissionsForUser,
+  UnknownPermissionError,
+} from './accounts/permissions.sql.ts';
+import { ROLES, type Role } from './accounts/user.ts';
+import { selectUserByEmail } from './accounts/users.sql.ts';
+import { openApiDocument } from './app.ts';
+import { recordEvent } from './audit/audit.ts';
+import { rotateKeys } from './auth/jwt-keys.ts';
+import { TASKS } from './background.ts';
+import { runCallbackClient, serveCallbacks, serveStandInUpstream } from './callbacks/cli.ts';
+import { callbackOpenApiDocument } from './callbacks/listener.ts';
+import { buildConfig, type Config, ConfigError, readSettings, type Settings, usage } from './config.ts';
+import { serveCorsDemo } from './demo/cors-demo.ts';
+import { generateMovies, seedMovies } from './movies/seed.ts';
+import { openDatabaseServer } from './platform/database.ts';
+import { createPool, type Db } from './platform/db.ts';
+import { EmbeddedPostgresError } from './platform/embedded-postgres.ts';
+import { NotFoundError } from './platform/errors.ts';
+import { createLogger, type Logger } from './platform/logger.ts';
+import { createMigrationFiles, MigrationError, Migrator } from './platform/migrations.ts';
+import { serve } from './server.ts';
+import { CONFIG_ARITY, CONFIG_USAGE, configCommand } from './settings/cli.ts';
+import { TASKS_ARITY, TASKS_USAGE, TaskCommandError, tasksCommand } from './tasks/cli.ts';
+import { commit, version } from './version.ts';
+
+class UsageError extends Error {}
+
+function integerArg(value: string | undefined, what: string): number {
+  if (value === undefined || !/^\d+$/.test(value)) throw new UsageError(`${what} must be a whole number`);
+  return Number(value);
+}
+
+async function withDatabase<T>(
+  config: Config,
+  logger: Logger,
+  work: (dsn: string) => Promise<T>,
+): Promise<T> {
+  const database = await openDatabaseServer(config, logger);
+  try {
+    return await work(database.dsn);
+  } finally {
+    await database.stop();
+  }
+}
+
+// A one-connection pool on the database (a running server's embedded one too).
+function withPool<T>(config: Config, logger: Logger, work: (db: Db) => Promise<T>): Promise<T> {
+  return withDatabase(config, logger, async (dsn) => {
+    const db = createPool({ ...config.db, dsn, maxOpenConns: 1 });
+    try {
+      return await work(db);
+    } finally {
+      await db.end();
+    }
+  });
+}
+
+async function migrate(config: Config, logger: Logger, settings: Settings, args: string[]): Promise<void> {
+  const [action, arg] = args;
+  if (action === 'create') {
+    if (!arg) throw new UsageError('usage: greenlight migrate create NAME');
+    for (const file of createMigrationFiles(arg)) console.log(file);
+    return;
+  }
+  await withDatabase(config, logger, async (dsn) => {
+    const migrator = new Migrator(dsn, {
+      onStep: (step) => console.log(`${step.version}/${step.direction} ${step.name}`),
+    });
+    switch (action) {
+      case 'up':
+        console.log(`applied ${await migrator.up()} migration(s)`);
+        break;
+      case 'down':
+        if (arg === undefined && !settings.get('all')) {
+          throw new UsageError('say how many: greenlight migrate down N, or greenlight migrate down -all');
+        }
+        console.log(
+          `reverted ${await migrator.down(arg === undefined ? 'all' : integerArg(arg, 'N'))} migration(s)`,
+        );
+        break;
+      case 'goto':
+        console.log(`applied ${await migrator.goto(integerArg(arg, 'V'))} migration(s)`);
+        break;
+      case 'force':
+        await migrator.force(integerArg(arg, 'V'));
+        break;
+      case 'version': {
+        const current = await migrator.version();
+        console.log(
+          current.version === null ? 'no migration' : `${current.version}${current.dirty ? ' (dirty)' : ''}`,
+        );
+        break;
+      }
+      default:
+        throw new UsageError(
+          'usage: greenlight migrate up | down N | down -all | goto V | version | force V | create NAME',
+        );
+    }
+  });
+}
+
+async function seed(config: Config, logger: Logger, settings: Settings, args: string[]): Promise<void> {
+  if (args[0] !== 'movies') throw new UsageError('usage: greenlight seed movies [-count N]');
+  const count = settings.get('count') as number;
+  if (count < 1 || count > 1_000_000) throw new UsageError('-count must be between 1 and 1000000');
+  await withDatabase(config, logger, async (dsn) => {
+    await new Migrator(dsn).up();
+    const db = createPool({ ...config.db, dsn, maxOpenConns: 1 });
+    try {
+      console.log(`inserted ${await seedMovies(db, generateMovies(count))} movies`);
+    } finally {
+      await db.end();
+    }
+  });
+}
+
+// Works next to a running server too: on the embedded database it reuses that server.
+async function users(config: Config, logger: Logger, args: string[]): Promise<void> {
+  const [action, email, ...codes] = args;
+  const role = action === 'role' && codes.length === 1 ? (codes[0] as Role) : undefined;
+  if (action === 'role' && !ROLES.includes(role as Role)) {
+    throw new UsageError(`usage: greenlight users role EMAIL ${ROLES.join('|')}`);
+  }
+  if ((action !== 'grant' && action !== 'revoke' && action !== 'role') || !email || codes.length === 0) {
+    throw new UsageError(
+      'usage: greenlight users grant|revoke EMAIL PERMISSION... | users role EMAIL admin|user',
+    );
+  }
+  await withPool(config, logger, async (db) => {
+    const user = await selectUserByEmail(db, email).catch((err: unknown) => {
+      throw err instanceof NotFoundError ? new UsageError(`no user with e-mail ${email}`) : err;
+    });
+    if (role) {
+      console.log(`${email}: role ${(await setRole(db, email, role)).role}`);
+      return;
+    }
+    if (action === 'grant') await grantPermissions(db, user.id, codes);
+    else await revokePermissions(db, user.id, codes);
+    await recordEvent(db, action === 'grant' ? 'permission.grant' : 'permission.revoke', {
+      email: user.email,
+      details: { codes },
+    });
+    console.log(`${email}: ${(await selectPermissionsForUser(db, user.id)).join(' ') || '(no permissions)'}`);
+  });
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const settings = readSettings(argv);
+  const [command = 'serve', ...rest] = settings.args.positionals;
+  if (settings.get('version')) {
+    console.log(`Version:\t${version}\nCommit:\t\t${commit}`);
+    return;
+  }
+  if (settings.get('help') || command === 'help') {
+    console.log(usage());
+    return;
+  }
+  const config = buildConfig(settings);
+  const logger = createLogger(config.logLevel);
+  switch (command) {
+    case 'serve':
+      return serve(config, logger);
+    case 'migrate':
+      return migrate(config, logger, settings, rest);
+    case 'seed':
+      return seed(config, logger, settings, rest);
+    case 'users':
+      return users(config, logger, rest);
+    case 'config':
+      if (CONFIG_ARITY[rest[0] ?? ''] !== rest.length - 1) throw new UsageError(CONFIG_USAGE);
+      return withPool(config, logger, (db) => configCommand(db, config, rest, console.log));
+    case 'tasks':
+      if (TASKS_ARITY[rest[0] ?? ''] !== rest.length - 1) throw new UsageError(TASKS_USAGE);
+      return withPool(config, logger, (db) => tasksCommand(db, logger, TASKS, rest, console.log));
+    case 'openapi': {
+      if (rest[0] !== undefined && rest[0] !== 'callbacks') {
+        throw new UsageError('usage: greenlight openapi [callbacks]');
+      }
+      const document = rest[0] === 'callbacks' ? callbackOpenApiDocument : openApiDocument;
+      console.log(JSON.stringify(await document(config, logger), null, 2));
+      return;
+    }
+    case 'jwt': {
+      if (rest[0] !== 'rotate') throw new UsageError('usage: greenlight jwt rotate [-jwt-key-dir DIR]');
+      const { kid, removed } = rotateKeys(config.auth.jwtKeyDir, config.auth.jwtTtlMs);
+      console.log(`new signing key ${kid}${removed.length ? `; removed expired ${removed.join(' ')}` : ''}`);
+      return;
+    }
+    case 'callbacks':
+      if (rest[0] === undefined) return serveCallbacks(config, logger);
+      if (rest[0] === 'upstream') return serveStandInUpstream(config, logger);
+      if (rest[0] === 'client') return runCallbackClient(config, logger);
+      throw new UsageError('usage: greenlight callbacks [upstream | client]');
+    case 'demo':
+      if (rest[0] !== 'cors')
+        throw new UsageError('usage: greenlight demo cors [-demo-port 9000] [-demo-api URL]');
+      return serveCorsDemo(settings.get('demo-port') as number, settings.get('demo-api') as string, logger);
+    default:
+      throw new UsageError(`unknown command "${command}"\n\n${usage()}`);
+  }
+}
+
+const KNOWN_FAILURES = [
+  ConfigError,
+  UsageError,
+  MigrationError,
+  EmbeddedPostgresError,
+  UnknownPermissionError,
+  TaskCommandError,
+];
+
+export function reportFailure(err: unknown): void {
+  if (KNOWN_FAILURES.some((type) => err instanceof type)) {
+    console.error(`greenlight: ${(err as Error).message}`);
+  } else {
+    console.error('greenlight: fatal error:', err);
+  }
+}

@@ -1,0 +1,263 @@
+// Tracing: the service started as the operator runs it, exporting to a real OTLP/HTTP receiver
+// in this process. One registration (HTTP → SQL → mail job → SMTP) must arrive as one trace
+// with its parent ids joined up; an incoming traceparent is honoured; log lines carry the ids.
+import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { describe, test } from 'node:test';
+import { trace } from '@opentelemetry/api';
+import { readSettings, readTracingConfig } from '../src/config.ts';
+import { startTracing, tracingEnabled } from '../src/platform/tracing.ts';
+import { waitFor } from './callbacks-helpers.ts';
+import { buildTestApp, createTestDatabase } from './helpers.ts';
+import { freePort, greenlight, startServer } from './processes.ts';
+import { SmtpSink } from './smtp-sink.ts';
+
+type OtlpValue = { stringValue?: string; intValue?: string | number; boolValue?: boolean };
+type OtlpAttribute = { key: string; value: OtlpValue };
+type OtlpSpan = {
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  name: string;
+  kind: number;
+  attributes?: OtlpAttribute[];
+};
+type OtlpRequest = {
+  resourceSpans: {
+    resource: { attributes: OtlpAttribute[] };
+    scopeSpans: { scope: { name: string }; spans: OtlpSpan[] }[];
+  }[];
+};
+type ReceivedSpan = OtlpSpan & { scope: string; resource: Record<string, unknown> };
+
+const SPAN_KIND = { server: 2, client: 3, consumer: 5 };
+
+function attributeValue(value: OtlpValue): unknown {
+  return value.stringValue ?? value.intValue ?? value.boolValue;
+}
+
+function attributes(list: OtlpAttribute[] = []): Record<string, unknown> {
+  return Object.fromEntries(list.map((a) => [a.key, attributeValue(a.value)]));
+}
+
+// A collector's OTLP/HTTP endpoint: POST /v1/traces, JSON (the exporter's default encoding).
+class OtlpReceiver {
+  readonly spans: ReceivedSpan[] = [];
+  readonly contentTypes: string[] = [];
+  #server: Server | undefined;
+
+  async start(): Promise<string> {
+    this.#server = createServer((request, response) => {
+      void this.#receive(request).then(
+        () => response.writeHead(200, { 'content-type': 'application/json' }).end('{}'),
+        () => response.writeHead(400).end(),
+      );
+    });
+    await new Promise<void>((resolve) => this.#server?.listen(0, '127.0.0.1', resolve));
+    return `http://127.0.0.1:${(this.#server.address() as { port: number }).port}`;
+  }
+
+  async #receive(request: IncomingMessage): Promise<void> {
+    assert.equal(`${request.method} ${request.url}`, 'POST /v1/traces');
+    this.contentTypes.push(String(request.headers['content-type']));
+    const chunks: Buffer[] = [];
+    for await (const chunk of request) chunks.push(chunk as Buffer);
+    const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as OtlpRequest;
+    for (const { resource, scopeSpans } of body.resourceSpans) {
+      for (const { scope, spans } of scopeSpans) {
+        for (const span of spans) {
+          this.spans.push({ ...span, scope: scope.name, resource: attributes(resource.attributes) });
+        }
+      }
+    }
+  }
+
+  stop(): Promise<void> {
+    return new Promise((resolve) => (this.#server ? this.#server.close(() => resolve()) : resolve()));
+  }
+}
+
+describe('tracing', () => {
+  test('when a user registers, then the request, its SQL, the mail job and the SMTP send are one trace', async (t) => {
+    const receiver = new OtlpReceiver();
+    const endpoint = await receiver.start();
+    t.after(() => receiver.stop());
+    const smtp = new SmtpSink();
+    await smtp.start();
+    t.after(() => smtp.stop());
+    const dsn = await createTestDatabase();
+    const server = await startServer(t, [
+      '-db-dsn',
+      dsn,
+      '-otel-endpoint',
+      endpoint,
+      '-otel-service-name',
+      'greenlight-test',
+      '-smtp-host',
+      '127.0.0.1',
+      '-smtp-port',
+      String(smtp.port),
+    ]);
+    const base = `http://127.0.0.1:${server.port}`;
+
+    const email = `traced-${Date.now()}@example.com`;
+    const registered = await fetch(`${base}/v1/users`, {
+      method: 'POST',
+      body: JSON.stringify({ name: 'Traced User', email, password: 'pa55word' }),
+    });
+    assert.equal(registered.status, 202);
+    await smtp.waitFor(email);
+    await server.waitForLog('email sent');
+
+    const callerTrace = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const callerSpan = '00f067aa0ba902b7';
+    const health = await fetch(`${base}/v1/healthcheck`, {
+      headers: { traceparent: `00-${callerTrace}-${callerSpan}-01` },
+    });
+    assert.equal(health.status, 200);
+
+    // The graceful shutdown exports what is still buffered.
+    server.child.kill('SIGTERM');
+    assert.deepEqual(await server.waitForExit(15_000), { code: 0, signal: null });
+
+    const { spans } = receiver;
+    assert.ok(receiver.contentTypes.every((type) => type.startsWith('application/json')));
+    assert.ok(spans.every((span) => span.resource['service.name'] === 'greenlight-test'));
+
+    const request = spans.find((s) => s.kind === SPAN_KIND.server && s.name === 'POST /v1/users');
+    assert.ok(request, `no server span for the registration in ${spans.map((s) => s.name).join(', ')}`);
+    assert.equal(attributes(request.attributes)['http.route'], '/v1/users');
+    assert.ok(!request.parentSpanId, 'a request without traceparent starts a trace');
+    const inTrace = spans.filter((s) => s.traceId === request.traceId);
+    const byId = new Map(inTrace.map((s) => [s.spanId, s]));
+    const descendsFromRequest = (span: ReceivedSpan): boolean => {
+      for (let s: ReceivedSpan | undefined = span; s; s = byId.get(s.parentSpanId ?? '')) {
+        if (s.spanId === request.spanId) return true;
+      }
+      return false;
+    };
+
+    const sql = inTrace.filter(
+      (s) => s.scope === '@opentelemetry/instrumentation-pg' && s.kind === SPAN_KIND.client,
+    );
+    const statements = sql.map((s) => String(attributes(s.attributes)['db.query.text'] ?? ''));
+    assert.ok(
+      statements.some((text) => /INSERT INTO users/i.test(text)),
+      `no INSERT INTO users among ${statements.join(' | ')}`,
+    );
+    assert.ok(
+      statements.some((text) => /pgboss/i.test(text)),
+      'the job is enqueued by SQL in the request',
+    );
+    for (const span of sql) assert.ok(descendsFromRequest(span), `${span.name} is not under the request`);
+
+    const job = inTrace.find((s) => s.name === 'send-email process');
+    assert.ok(job, 'the mail job joins the trace of the request that enqueued it');
+    assert.equal(job.kind, SPAN_KIND.consumer);
+    assert.equal(job.parentSpanId, request.spanId);
+    assert.equal(attributes(job.attributes)['messaging.destination.name'], 'send-email');
+    const send = inTrace.find((s) => s.name === 'smtp send');
+    assert.ok(send, 'the SMTP send has a span');
+    assert.equal(send.parentSpanId, job.spanId);
+    assert.equal(Number(attributes(send.attributes)['server.port']), smtp.port);
+
+    const honoured = spans.find((s) => s.kind === SPAN_KIND.server && s.name === 'GET /v1/healthcheck');
+    assert.ok(honoured);
+    assert.equal(honoured.traceId, callerTrace);
+    assert.equal(honoured.parentSpanId, callerSpan);
+
+    const requestLog = server.logs.find((l) => l.path === '/v1/users' && l.status === 202);
+    assert.ok(requestLog, 'the request was logged');
+    assert.equal(requestLog.trace_id, request.traceId);
+    assert.equal(requestLog.span_id, request.spanId);
+    const sentLog = server.logs.find((l) => l.msg === 'email sent');
+    assert.equal(sentLog?.trace_id, request.traceId);
+    assert.equal(sentLog?.span_id, job.spanId);
+    const healthLog = server.logs.find((l) => l.path === '/v1/healthcheck');
+    assert.equal(healthLog?.trace_id, callerTrace);
+  });
+
+  test('when the callback service looks an object up, then the upstream receives the traceparent of the exported client span', async (t) => {
+    const receiver = new OtlpReceiver();
+    const endpoint = await receiver.start();
+    t.after(() => receiver.stop());
+    const traceparents: string[] = [];
+    const upstream = createServer((request, response) => {
+      traceparents.push(String(request.headers.traceparent));
+      const id = Number(request.url?.split('/').pop());
+      response.writeHead(200, { 'content-type': 'text/plain' }).end(JSON.stringify({ id, online: true }));
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    t.after(() => new Promise<void>((resolve) => upstream.close(() => resolve())));
+    const upstreamPort = (upstream.address() as { port: number }).port;
+    const port = await freePort();
+    const callbacks = greenlight(t, [
+      'callbacks',
+      '-env',
+      'development',
+      '-db-dsn',
+      await createTestDatabase(),
+      '-callbacks-addr',
+      `127.0.0.1:${port}`,
+      '-callbacks-upstream',
+      `http://127.0.0.1:${upstreamPort}`,
+      '-otel-endpoint',
+      endpoint,
+    ]);
+    await callbacks.waitForLog('callback service started');
+
+    const posted = await fetch(`http://127.0.0.1:${port}/callback`, {
+      method: 'POST',
+      body: JSON.stringify({ object_ids: [7] }),
+    });
+    assert.equal(posted.status, 200);
+    await waitFor('the lookup to reach the upstream', () => traceparents.length > 0);
+    callbacks.child.kill('SIGTERM');
+    assert.deepEqual(await callbacks.waitForExit(15_000), { code: 0, signal: null });
+
+    const [, traceId, spanId] = /^00-([0-9a-f]{32})-([0-9a-f]{16})-01$/.exec(traceparents[0] ?? '') ?? [];
+    assert.ok(traceId && spanId, `not a sampled traceparent: ${traceparents[0]}`);
+    const lookup = receiver.spans.find((s) => s.spanId === spanId);
+    assert.ok(lookup, 'the span whose context was sent is exported');
+    assert.equal(lookup.traceId, traceId);
+    assert.equal(lookup.kind, SPAN_KIND.client);
+    assert.equal(lookup.scope, '@opentelemetry/instrumentation-undici');
+    assert.equal(attributes(lookup.attributes)['url.full'], `http://127.0.0.1:${upstreamPort}/objects/7`);
+    assert.ok(receiver.spans.some((s) => s.kind === SPAN_KIND.server && s.name === 'POST /callback'));
+  });
+
+  test('when no endpoint is set, then no tracer provider, context manager or instrumentation is registered', async () => {
+    const config = readTracingConfig(readSettings([], {}));
+    await startTracing(config);
+    assert.equal(tracingEnabled(), false);
+    const tracer = trace.getTracer('probe');
+    const span = tracer.startSpan('probe');
+    assert.equal(span.isRecording(), false);
+    assert.equal(span.spanContext().traceId, '00000000000000000000000000000000');
+    span.end();
+    const { api, lines } = await buildTestApp();
+    assert.equal((await api('/v1/movies')).statusCode, 200);
+    const http = await import('node:http');
+    assert.equal((http.Server.prototype.emit as { __wrapped?: boolean }).__wrapped, undefined);
+    const logged = lines.find((l) => l.path === '/v1/movies');
+    assert.ok(logged);
+    assert.equal('trace_id' in logged, false);
+  });
+
+  test('when a tracing flag is out of range, then the process refuses to start naming it', () => {
+    const read = (argv: string[]) => () => readTracingConfig(readSettings(argv, {}));
+    assert.throws(
+      read(['-otel-sample-ratio', '1.5']),
+      /invalid -otel-sample-ratio \(GREENLIGHT_OTEL_SAMPLE_RATIO\): must be between 0 and 1/,
+    );
+    assert.throws(read(['-otel-endpoint', 'localhost:4318']), /invalid -otel-endpoint .*http:\/\//);
+    assert.throws(read(['-zipkin-endpoint', 'ftp://zipkin']), /invalid -zipkin-endpoint/);
+    assert.throws(read(['-otel-service-name', ' ']), /invalid -otel-service-name/);
+    assert.deepEqual(read(['-otel-endpoint', 'http://collector:4318/', '-otel-sample-ratio', '0.25'])(), {
+      otlpEndpoint: 'http://collector:4318',
+      zipkinEndpoint: '',
+      serviceName: 'greenlight',
+      sampleRatio: 0.25,
+    });
+  });
+});
