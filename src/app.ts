@@ -33,6 +33,8 @@ import { openApiRoute, registerDocsPage, registerOpenApi } from './platform/open
 import { PROBE_PATHS, probeRoutes } from './platform/probes.routes.ts';
 import { RateLimiter } from './platform/rate-limit.ts';
 import { SYSTEM_PATHS, systemRoutes } from './platform/system.routes.ts';
+import { posterRoutes } from './posters/posters.routes.ts';
+import { createPosters } from './posters/posters.ts';
 import { apiErrorResponse, isApiPath, PRODUCTS_API_PREFIX, productsApi } from './products/api.ts';
 
 export type AppDeps = Readonly<{
@@ -205,11 +207,14 @@ export function buildApp({
   // Up to 256 KiB compressed in place: a 13 KB list takes 0.05 ms that way, while the stream
   // path (the plugin's default above 8 KiB on two cores) halved the list's throughput.
   app.register(compress, { threshold: 1024, syncThreshold: 262_144, encodings: ['br', 'gzip'] });
+  const posters = createPosters(db, config.posters, logger);
+  app.addHook('onClose', async () => posters.storage.close());
   app.register(async (api) => {
     systemRoutes(api, config, metrics);
     probeRoutes(api, db);
-    movieRoutes(api, db);
+    movieRoutes(api, db, posters);
     bulkRoutes(api, db, config.operations);
+    posterRoutes(api, posters);
     statsRoutes(api, db, config.operations);
     if (config.operations.profilingEnabled) profilingRoutes(api);
     accountRoutes(api, { db, jobs });

@@ -8,12 +8,15 @@ import { type Jobs, type QueueSpec, startJobs } from './platform/jobs.ts';
 import type { Logger } from './platform/logger.ts';
 import { createLogMailer, createSmtpMailer, type Mailer } from './platform/mailer.ts';
 import type { Metrics } from './platform/metrics.ts';
+import { createPosters, purgePosterObjects } from './posters/posters.ts';
 
 export const TOKEN_CLEANUP_QUEUE = 'delete-expired-tokens';
+export const POSTER_PURGE_QUEUE = 'purge-poster-objects';
 
 export const QUEUES: readonly QueueSpec[] = [
   { name: EMAIL_QUEUE, options: EMAIL_QUEUE_OPTIONS },
   { name: TOKEN_CLEANUP_QUEUE, options: { retryLimit: 3, retryDelay: 60, expireInSeconds: 300 } },
+  { name: POSTER_PURGE_QUEUE, options: { retryLimit: 1, retryDelay: 60, expireInSeconds: 300 } },
 ];
 
 export function createMailer(config: Config, logger: Logger): Mailer {
@@ -39,6 +42,20 @@ export async function startBackground(
         logger.info({ deleted: await deleteExpiredTokens(db) }, 'deleted expired tokens');
       });
       await jobs.schedule(TOKEN_CLEANUP_QUEUE, '*/15 * * * *');
+      // Stored posters whose removal failed (or whose upload died) are retried here.
+      const posters = createPosters(db, config.posters, logger);
+      await jobs.work(POSTER_PURGE_QUEUE, async () => {
+        let deleted = 0;
+        for (
+          let batch = await purgePosterObjects(posters);
+          batch > 0;
+          batch = await purgePosterObjects(posters)
+        ) {
+          deleted += batch;
+        }
+        if (deleted > 0) logger.info({ deleted }, 'deleted orphaned poster objects');
+      });
+      await jobs.schedule(POSTER_PURGE_QUEUE, '*/5 * * * *');
     },
     // Lets jobs in progress finish, for up to one more shutdown grace period.
     stop: async () => {

@@ -687,11 +687,15 @@ describe('migration files', () => {
       migrations.slice(0, 3).map((m) => [m.version, m.name]),
       MOVIE_MIGRATIONS.map((name, i) => [i + 1, name]),
     );
-    // Sequential like `migrate create -seq`: 1, 2, 3, ... without gaps, except 10, which is
-    // reserved for a branch that lands it separately (products uses 11 onwards).
+    // Sequential like `migrate create -seq`: 1, 2, 3, ... without gaps, except 10, 16 and 17,
+    // reserved for branches that land them separately (products uses 11 onwards, posters 18).
     const versions = migrations.map((m) => m.version);
+    const reserved = [10, 16, 17];
     const expected = Array.from({ length: Math.max(...versions) }, (_, i) => i + 1);
-    assert.deepEqual(versions, versions.includes(10) ? expected : expected.filter((v) => v !== 10));
+    assert.deepEqual(
+      versions,
+      expected.filter((v) => versions.includes(v) || !reserved.includes(v)),
+    );
     const files = readdirSync(MIGRATIONS_DIR).filter((f) => f.endsWith('.sql'));
     assert.equal(files.length, 2 * migrations.length, 'every migration has an up and a down file');
     for (const m of migrations) {

@@ -7,6 +7,7 @@ import type { Db } from '../platform/db.ts';
 import { readIdParam } from '../platform/http.ts';
 import { decodeBody } from '../platform/json-body.ts';
 import { BEARER_REQUIRED, errors, IdParams, MessageEnvelope, response } from '../platform/schemas.ts';
+import type { Posters } from '../posters/posters.ts';
 import { readMovieListQuery, SORT_SAFELIST } from './filters.ts';
 import { CreateMovieBody, MovieJsonSchema, toMovieJson, UpdateMovieBody } from './movie.ts';
 import * as movies from './movies.ts';
@@ -60,7 +61,7 @@ export const MOVIE_PATHS = ['/v1/movies', '/v1/movies/:id'] as const;
 
 const TAGS = ['movies'];
 
-export function movieRoutes(app: FastifyInstance, db: Db): void {
+export function movieRoutes(app: FastifyInstance, db: Db, posters?: Posters): void {
   const read = requirePermission('movies:read');
   const write = requirePermission('movies:write');
 
@@ -180,7 +181,7 @@ export function movieRoutes(app: FastifyInstance, db: Db): void {
       },
     },
     async (request) => {
-      await movies.deleteMovie(db, readIdParam(request));
+      await movies.deleteMovie(db, readIdParam(request), posters);
       return { message: 'movie successfully deleted' };
     },
   );
