@@ -2,8 +2,13 @@ import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { parse } from 'csv-parse/sync';
-import { buildTestApp, heapGrowth } from './helpers.ts';
+import { buildTestApp } from './helpers.ts';
+
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
 
 const t = await buildTestApp({ flags: ['-import-max-bytes', '100000000'] });
 await t.app.listen({ host: '127.0.0.1', port: 0 });
@@ -31,6 +36,24 @@ async function* lines(count: number) {
     for (let k = n; k < n + 1000 && k <= count; k++) chunk += `${line(k)}\n`;
     yield Buffer.from(chunk);
   }
+}
+
+// Samples the live heap (collected first, so garbage does not count) while `work` runs;
+// returns the largest growth over the starting value.
+async function heapGrowth(work: () => Promise<void>): Promise<number> {
+  gc();
+  const start = process.memoryUsage().heapUsed;
+  let peak = start;
+  const timer = setInterval(() => {
+    gc();
+    peak = Math.max(peak, process.memoryUsage().heapUsed);
+  }, 250);
+  try {
+    await work();
+  } finally {
+    clearInterval(timer);
+  }
+  return peak - start;
 }
 
 async function upload(path: string, body: AsyncIterable<Buffer> | string) {

@@ -2,8 +2,6 @@
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { after } from 'node:test';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import pg from 'pg';
 import { startEmailWorker } from '../src/accounts/email.worker.ts';
@@ -195,24 +193,4 @@ export async function createMovie(api: Inject, fields: Partial<Omit<Movie, 'id' 
   });
   if (res.statusCode !== 201) throw new Error(`createMovie: ${res.statusCode} ${res.body}`);
   return (res.json() as { movie: Movie }).movie;
-}
-
-// Samples the live heap (collected first, so garbage does not count) while `work` runs;
-// returns the largest growth over the starting value.
-export async function heapGrowth(work: () => Promise<void>): Promise<number> {
-  setFlagsFromString('--expose-gc');
-  const gc = runInNewContext('gc') as () => void;
-  gc();
-  const start = process.memoryUsage().heapUsed;
-  let peak = start;
-  const timer = setInterval(() => {
-    gc();
-    peak = Math.max(peak, process.memoryUsage().heapUsed);
-  }, 250);
-  try {
-    await work();
-  } finally {
-    clearInterval(timer);
-  }
-  return peak - start;
 }

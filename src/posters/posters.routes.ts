@@ -71,6 +71,7 @@ const CONTENT_HEADERS = {
   ...VALIDATORS,
   'Accept-Ranges': header('bytes'),
   'Content-Length': header('bytes in this response'),
+  'X-Content-Type-Options': header('nosniff: browsers keep to the Content-Type the bytes were checked for'),
 };
 
 const first = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
@@ -158,7 +159,10 @@ export function posterRoutes(app: FastifyInstance, store: posters.Posters): void
         validatorHeaders(reply, read.poster);
         if (read.notModified) return reply.code(304).send();
         const { poster, range, body } = read;
-        reply.type(poster.contentType).header('accept-ranges', 'bytes');
+        reply
+          .type(poster.contentType)
+          .header('accept-ranges', 'bytes')
+          .header('x-content-type-options', 'nosniff');
         if (range) {
           reply
             .code(206)

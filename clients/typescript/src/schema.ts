@@ -3108,6 +3108,8 @@ export interface operations {
                     "Accept-Ranges": string;
                     /** @description bytes in this response */
                     "Content-Length": string;
+                    /** @description nosniff: browsers keep to the Content-Type the bytes were checked for */
+                    "X-Content-Type-Options": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3130,6 +3132,8 @@ export interface operations {
                     "Accept-Ranges": string;
                     /** @description bytes in this response */
                     "Content-Length": string;
+                    /** @description nosniff: browsers keep to the Content-Type the bytes were checked for */
+                    "X-Content-Type-Options": string;
                     /** @description bytes first-last/size */
                     "Content-Range": string;
                     [name: string]: unknown;
