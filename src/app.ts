@@ -38,6 +38,8 @@ import { RateLimiter, type RateLimitSettings, type RateLimitStore } from './plat
 import { type RedisConnection, RedisFallback, registerRedisMetrics } from './platform/redis.ts';
 import { SYSTEM_PATHS, systemRoutes } from './platform/system.routes.ts';
 import { nameSpansByRoute } from './platform/tracing.ts';
+import { posterRoutes } from './posters/posters.routes.ts';
+import { createPosters } from './posters/posters.ts';
 import { apiErrorResponse, isApiPath, PRODUCTS_API_PREFIX, productsApi } from './products/api.ts';
 import { RuntimeSettings } from './settings/runtime.ts';
 import { SETTINGS_PATHS, settingsRoutes } from './settings/settings.routes.ts';
@@ -256,11 +258,14 @@ export function buildApp({
   // Up to 256 KiB compressed in place: a 13 KB list takes 0.05 ms that way, while the stream
   // path (the plugin's default above 8 KiB on two cores) halved the list's throughput.
   app.register(compress, { threshold: 1024, syncThreshold: 262_144, encodings: ['br', 'gzip'] });
+  const posters = createPosters(db, config.posters, logger);
+  app.addHook('onClose', async () => posters.storage.close());
   app.register(async (api) => {
     systemRoutes(api, config, metrics);
     probeRoutes(api, db, redis);
-    movieRoutes(api, db, movieCache);
+    movieRoutes(api, db, movieCache, posters);
     bulkRoutes(api, db, config.operations);
+    posterRoutes(api, posters);
     statsRoutes(api, db, config.operations);
     if (config.operations.profilingEnabled) profilingRoutes(api);
     accountRoutes(api, { db, jobs });

@@ -8,6 +8,7 @@ import { type Jobs, type QueueSpec, startJobs } from './platform/jobs.ts';
 import type { Logger } from './platform/logger.ts';
 import { createLogMailer, createSmtpMailer, type Mailer } from './platform/mailer.ts';
 import type { Metrics } from './platform/metrics.ts';
+import { createPosters, purgePosterObjects } from './posters/posters.ts';
 import type { Task } from './tasks/task.ts';
 import { pruneRuns, vacuumAnalyze } from './tasks/tasks.sql.ts';
 import { registerTaskMetrics, startTasks, taskQueue } from './tasks/tasks.ts';
@@ -24,6 +25,7 @@ const HOT_TABLES = [
   'callback_objects',
   'products',
   'api_keys',
+  'movie_posters',
 ];
 
 // The scheduled tasks (src/tasks), each run once per tick across every instance. The
@@ -37,6 +39,23 @@ export const TASKS: readonly Task[] = [
     run: async ({ db }) => ({ deleted: await deleteExpiredTokens(db) }),
   },
   { name: 'vacuum-analyze', cron: '30 3 * * *', run: ({ db }) => vacuumAnalyze(db, HOT_TABLES) },
+  {
+    // Stored posters whose removal failed (or whose upload died) are retried here.
+    name: 'purge-poster-objects',
+    cron: '*/5 * * * *',
+    run: async ({ db, config, logger }) => {
+      const posters = createPosters(db, config.posters, logger);
+      let deleted = 0;
+      for (
+        let batch = await purgePosterObjects(posters);
+        batch > 0;
+        batch = await purgePosterObjects(posters)
+      ) {
+        deleted += batch;
+      }
+      return { deleted };
+    },
+  },
   {
     name: 'prune-task-runs',
     cron: '45 3 * * *',
@@ -68,7 +87,7 @@ export async function startBackground(
     jobs,
     startWorkers: async (db, metrics) => {
       await startEmailWorker(jobs, mailer, logger, metrics);
-      await startTasks(jobs, db, logger, TASKS);
+      await startTasks(jobs, { db, logger, config }, TASKS);
       registerTaskMetrics(metrics.registry, db, TASKS);
     },
     // Lets jobs in progress finish, for up to one more shutdown grace period.

@@ -183,7 +183,7 @@ export async function main(argv: string[]): Promise<void> {
       return withPool(config, logger, (db) => configCommand(db, config, rest, console.log));
     case 'tasks':
       if (TASKS_ARITY[rest[0] ?? ''] !== rest.length - 1) throw new UsageError(TASKS_USAGE);
-      return withPool(config, logger, (db) => tasksCommand(db, logger, TASKS, rest, console.log));
+      return withPool(config, logger, (db) => tasksCommand({ db, logger, config }, TASKS, rest, console.log));
     case 'openapi': {
       if (rest[0] !== undefined && rest[0] !== 'callbacks') {
         throw new UsageError('usage: greenlight openapi [callbacks]');

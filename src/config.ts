@@ -64,6 +64,7 @@ export type Config = Readonly<{
   callbacks: CallbacksConfig;
   operations: OperationsConfig;
   tracing: TracingConfig;
+  posters: PostersConfig;
 }>;
 
 // Both endpoints empty: tracing is off and nothing of OpenTelemetry is registered.
@@ -75,6 +76,21 @@ export type TracingConfig = Readonly<{
   serviceName: string;
   // Share of new traces sampled; a trace begun upstream keeps its caller's decision.
   sampleRatio: number;
+}>;
+
+export type PostersConfig = Readonly<{
+  maxBytes: number;
+  // Local storage's directory (<data-dir>/posters), used unless `s3` is set.
+  directory: string;
+  // null: local disk. An empty endpoint is AWS's own; empty keys use the SDK's default chain.
+  s3: Readonly<{
+    endpoint: string;
+    bucket: string;
+    region: string;
+    accessKeyId: string;
+    secretAccessKey: string;
+    forcePathStyle: boolean;
+  }> | null;
 }>;
 
 export type OperationsConfig = Readonly<{
@@ -130,7 +146,12 @@ const FLAGS: readonly FlagSpec[] = [
     default: 'false',
     help: 'apply pending migrations at start (always on in development and with the embedded database)',
   },
-  { name: 'data-dir', kind: 'string', default: 'data', help: 'directory of the embedded PostgreSQL data' },
+  {
+    name: 'data-dir',
+    kind: 'string',
+    default: 'data',
+    help: 'directory of the embedded PostgreSQL data and of the posters on local disk',
+  },
   { name: 'embedded-db-port', kind: 'int', default: '5433', help: 'port of the embedded PostgreSQL' },
   { name: 'limiter-rps', kind: 'float', default: '2', help: 'Rate limiter maximum requests per second' },
   { name: 'limiter-burst', kind: 'int', default: '4', help: 'Rate limiter maximum burst' },
@@ -400,6 +421,38 @@ const FLAGS: readonly FlagSpec[] = [
     kind: 'string',
     default: '',
     help: 'Zipkin span URL spans are also exported to (e.g. http://localhost:9411/api/v2/spans); empty: none',
+  },
+  {
+    name: 'poster-max-bytes',
+    kind: 'int',
+    default: '5242880',
+    help: 'largest poster PUT /v1/movies/:id/poster accepts (413 beyond)',
+  },
+  {
+    name: 's3-endpoint',
+    kind: 'string',
+    default: '',
+    help: "URL of an S3-compatible store for posters; empty with -s3-bucket set is AWS's own",
+  },
+  {
+    name: 's3-bucket',
+    kind: 'string',
+    default: '',
+    help: 'bucket of the posters; empty keeps them on local disk under <data-dir>/posters',
+  },
+  { name: 's3-region', kind: 'string', default: 'us-east-1', help: 'region of the S3 bucket' },
+  {
+    name: 's3-access-key-id',
+    kind: 'string',
+    default: '',
+    help: "S3 access key id; empty uses the AWS SDK's default credential chain",
+  },
+  { name: 's3-secret-access-key', kind: 'string', default: '', help: 'S3 secret access key' },
+  {
+    name: 's3-force-path-style',
+    kind: 'bool',
+    default: 'false',
+    help: 'address the bucket as <endpoint>/<bucket> (most self-hosted S3 servers) instead of <bucket>.<host>',
   },
   { name: 'demo-port', kind: 'int', default: '9000', help: 'port of `demo cors`' },
   {
@@ -767,6 +820,7 @@ export function buildConfig(settings: Settings): Config {
     callbacks,
     operations: buildOperationsConfig(s, env as Environment),
     tracing: readTracingConfig(settings),
+    posters: buildPostersConfig(s, dataDir),
   });
 }
 
@@ -790,6 +844,43 @@ export function readTracingConfig(settings: Settings): TracingConfig {
     zipkinEndpoint,
     serviceName,
     sampleRatio,
+  });
+}
+
+function buildPostersConfig(s: Settings['get'], dataDir: string): PostersConfig {
+  const maxBytes = s('poster-max-bytes') as number;
+  check(maxBytes >= 1024, 'poster-max-bytes', 'must be at least 1024');
+  // 10,000 parts of lib-storage's 5 MiB: the most one multipart upload of ours can hold.
+  check(maxBytes <= 10_000 * 5 * 1024 * 1024, 'poster-max-bytes', 'must be at most 52428800000');
+  const endpoint = s('s3-endpoint') as string;
+  const bucket = s('s3-bucket') as string;
+  const accessKeyId = s('s3-access-key-id') as string;
+  const secretAccessKey = s('s3-secret-access-key') as string;
+  check(
+    endpoint === '' || /^https?:\/\/[^/\s]+\/?$/.test(endpoint),
+    's3-endpoint',
+    'must be an http:// or https:// URL with no path',
+  );
+  check(endpoint === '' || bucket !== '', 's3-bucket', 'is required when -s3-endpoint is set');
+  check(
+    (accessKeyId === '') === (secretAccessKey === ''),
+    's3-secret-access-key',
+    'must be set together with -s3-access-key-id',
+  );
+  return Object.freeze({
+    maxBytes,
+    directory: join(dataDir, 'posters'),
+    s3:
+      bucket === ''
+        ? null
+        : Object.freeze({
+            endpoint,
+            bucket,
+            region: s('s3-region') as string,
+            accessKeyId,
+            secretAccessKey,
+            forcePathStyle: s('s3-force-path-style') as boolean,
+          }),
   });
 }
 

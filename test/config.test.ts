@@ -342,6 +342,30 @@ describe('buildConfig: bad values stop with a ConfigError naming the flag and it
       {},
       'invalid -callbacks-concurrency (GREENLIGHT_CALLBACKS_CONCURRENCY): must be between 1 and 100000',
     ],
+    [
+      'poster-max-bytes is under 1024',
+      ['-poster-max-bytes', '100'],
+      {},
+      'invalid -poster-max-bytes (GREENLIGHT_POSTER_MAX_BYTES): must be at least 1024',
+    ],
+    [
+      's3-endpoint has a path',
+      ['-s3-endpoint', 'http://127.0.0.1:9000/bucket', '-s3-bucket', 'b'],
+      {},
+      'invalid -s3-endpoint (GREENLIGHT_S3_ENDPOINT): must be an http:// or https:// URL with no path',
+    ],
+    [
+      's3-endpoint is set without a bucket',
+      ['-s3-endpoint', 'http://127.0.0.1:9000'],
+      {},
+      'invalid -s3-bucket (GREENLIGHT_S3_BUCKET): is required when -s3-endpoint is set',
+    ],
+    [
+      's3-access-key-id is set without its secret',
+      ['-s3-bucket', 'b'],
+      { GREENLIGHT_S3_ACCESS_KEY_ID: 'AKIA' },
+      'invalid -s3-secret-access-key (GREENLIGHT_S3_SECRET_ACCESS_KEY): must be set together with -s3-access-key-id',
+    ],
   ];
   for (const [what, argv, env, message] of cases) {
     test(`when ${what}, then "${message}"`, () => {
@@ -351,6 +375,30 @@ describe('buildConfig: bad values stop with a ConfigError naming the flag and it
       );
     });
   }
+});
+
+describe('buildConfig: poster storage', () => {
+  test('when no bucket is set, then posters go to <data-dir>/posters, at most 5 MiB each', () => {
+    const c = config(['-data-dir', '/srv/greenlight']);
+    assert.deepEqual(c.posters, { maxBytes: 5_242_880, directory: '/srv/greenlight/posters', s3: null });
+  });
+  test('when a bucket is set, then posters go to S3 with the flags given', () => {
+    const c = config(
+      ['-s3-bucket', 'posters', '-s3-endpoint', 'http://127.0.0.1:9000', '-s3-force-path-style'],
+      {
+        GREENLIGHT_S3_ACCESS_KEY_ID: 'id',
+        GREENLIGHT_S3_SECRET_ACCESS_KEY: 'secret',
+      },
+    );
+    assert.deepEqual(c.posters.s3, {
+      endpoint: 'http://127.0.0.1:9000',
+      bucket: 'posters',
+      region: 'us-east-1',
+      accessKeyId: 'id',
+      secretAccessKey: 'secret',
+      forcePathStyle: true,
+    });
+  });
 });
 
 describe('buildConfig: trusted proxies', () => {

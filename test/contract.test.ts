@@ -3,6 +3,9 @@
 // body) checked against the operation the document describes. At the end every documented
 // status of every operation must have been seen, except the few listed in NOT_PROVOKED.
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import pg from 'pg';
@@ -44,7 +47,12 @@ async function call(
   base: string,
   method: string,
   path: string,
-  options: { token?: string; body?: unknown; raw?: string; headers?: Record<string, string> } = {},
+  options: {
+    token?: string;
+    body?: unknown;
+    raw?: string | Uint8Array<ArrayBuffer>;
+    headers?: Record<string, string>;
+  } = {},
 ): Promise<{ status: number; body: unknown; headers: Headers }> {
   const headers: Record<string, string> = { ...options.headers };
   if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
@@ -85,7 +93,10 @@ test('when the README walkthrough and the error cases are replayed, then every r
   const smtpPort = await sink.start();
   after(() => sink.stop());
   const smtp = ['-smtp-host', '127.0.0.1', '-smtp-port', String(smtpPort)];
-  const server = await startServer(t, ['-db-dsn', dsn, ...smtp, '-import-max-bytes', '4096']);
+  const dataDir = mkdtempSync(join(tmpdir(), 'greenlight-contract-'));
+  after(() => rmSync(dataDir, { recursive: true, force: true }));
+  const posterFlags = ['-data-dir', dataDir, '-poster-max-bytes', '2048'];
+  const server = await startServer(t, ['-db-dsn', dsn, ...smtp, '-import-max-bytes', '4096', ...posterFlags]);
   const base = `http://127.0.0.1:${server.port}`;
   doc = (await (await fetch(`${base}/v1/openapi.json`)).json()) as Document;
 
@@ -186,6 +197,13 @@ test('when the README walkthrough and the error cases are replayed, then every r
     ['GET', '/v1/movies/export', undefined],
     ['POST', '/v1/movies/import', MOVIE],
   ];
+  const posterMovie = await call(base, 'POST', '/v1/movies', { token, body: MOVIE });
+  const posterPath = `/v1/movies/${(posterMovie.body as { movie: { id: number } }).movie.id}/poster`;
+  const posterRoutes: [string, string, unknown][] = [
+    ['PUT', posterPath, undefined],
+    ['GET', posterPath, undefined],
+    ['DELETE', posterPath, undefined],
+  ];
   const adminRoutes: [string, string, unknown][] = [
     ['GET', '/v1/stats', undefined],
     ['POST', '/v1/admin/profile?seconds=1', undefined],
@@ -197,7 +215,13 @@ test('when the README walkthrough and the error cases are replayed, then every r
   // Seed 002's register and login never look at credentials (login's 401 is a wrong password).
   const ignoresCredentials = ['/api/v1/auth/register', '/api/v1/auth/login'];
   const readsCredentials = seedRoutes.filter(([, path]) => !ignoresCredentials.includes(path));
-  for (const [method, path, body] of [...everyRoute, ...bulkRoutes, ...adminRoutes, ...readsCredentials]) {
+  for (const [method, path, body] of [
+    ...everyRoute,
+    ...bulkRoutes,
+    ...posterRoutes,
+    ...adminRoutes,
+    ...readsCredentials,
+  ]) {
     assert.equal((await call(base, method, path, { token: BAD, body })).status, 401, `${method} ${path}`);
   }
 
@@ -235,6 +259,34 @@ test('when the README walkthrough and the error cases are replayed, then every r
   );
   assert.equal((await call(base, 'POST', '/v1/movies/import?format=tsv', { token, raw: '' })).status, 422);
   assert.equal((await call(base, 'POST', '/v1/movies/import', { token, raw: 'x'.repeat(5000) })).status, 413);
+  // Posters: the README walkthrough's upload, ranges and validators, then the refusals.
+  const png = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, ...new Array(100).fill(7)]);
+  const posterWith = (status: number, method: string, options: Parameters<typeof call>[3] = {}) =>
+    call(base, method, posterPath, { token, ...options }).then((res) => {
+      assert.equal(res.status, status, `${method} ${posterPath} ${JSON.stringify(options.headers)}`);
+      return res;
+    });
+  await posterWith(404, 'GET');
+  await posterWith(404, 'DELETE');
+  const uploaded = await posterWith(200, 'PUT', { raw: png });
+  const etag = `"${(uploaded.body as { poster: { etag: string } }).poster.etag}"`;
+  await posterWith(200, 'GET');
+  await posterWith(206, 'GET', { headers: { range: 'bytes=0-7' } });
+  await posterWith(416, 'GET', { headers: { range: 'bytes=500-' } });
+  await posterWith(304, 'GET', { headers: { 'if-none-match': etag } });
+  await posterWith(400, 'PUT', { raw: '' });
+  await posterWith(415, 'PUT', { raw: 'not an image at all' });
+  await posterWith(413, 'PUT', { raw: new Uint8Array([...png, ...new Array(2048).fill(7)]) });
+  for (const [method] of posterRoutes) {
+    await posterWith(method === 'GET' ? 200 : 403, method, {
+      token: reader.token,
+      raw: method === 'PUT' ? png : undefined,
+    });
+    await posterWith(403, method, { token: inactive.token });
+  }
+  await posterWith(200, 'DELETE');
+  const noMovie = await call(base, 'PUT', '/v1/movies/999999/poster', { token, raw: png });
+  assert.equal(noMovie.status, 404);
   for (const method of ['GET', 'PATCH', 'DELETE']) {
     const body = method === 'PATCH' ? { year: 2001 } : undefined;
     assert.equal((await call(base, method, '/v1/movies/999999', { token, body })).status, 404);
@@ -419,7 +471,13 @@ test('when the README walkthrough and the error cases are replayed, then every r
   const viewerless = await createUser(db, {});
   assert.equal((await call(strictBase, 'GET', '/debug/vars', { token: viewerless.token })).status, 403);
   assert.equal((await call(strictBase, 'GET', '/metrics', { token: viewerless.token })).status, 403);
-  for (const [method, path, body] of [...everyRoute, ...bulkRoutes, ...adminRoutes, ...seedRoutes]) {
+  for (const [method, path, body] of [
+    ...everyRoute,
+    ...bulkRoutes,
+    ...posterRoutes,
+    ...adminRoutes,
+    ...seedRoutes,
+  ]) {
     const status = (await call(strictBase, method, path, { token, body })).status;
     assert.equal(status, 429, `${method} ${path}`);
   }
@@ -435,7 +493,7 @@ test('when the README walkthrough and the error cases are replayed, then every r
   await admin.query(`ALTER DATABASE ${database} ALLOW_CONNECTIONS false`);
   await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [database]);
   await admin.end();
-  for (const [method, path, body] of [...everyRoute, ...bulkRoutes, ...seedRoutes]) {
+  for (const [method, path, body] of [...everyRoute, ...bulkRoutes, ...posterRoutes, ...seedRoutes]) {
     const operation = operationFor(method, path);
     if (!operation.responses['500']) continue;
     const status = (await call(base, method, path, { token: writer.token, body })).status;

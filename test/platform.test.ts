@@ -14,8 +14,10 @@ import {
   NotFoundError,
   NotPermittedError,
   PayloadTooLargeError,
+  RangeNotSatisfiableError,
   RateLimitedError,
   UnavailableError,
+  UnsupportedMediaTypeError,
   ValidationError,
 } from '../src/platform/errors.ts';
 import { redactSecrets } from '../src/platform/metrics.ts';
@@ -54,6 +56,13 @@ describe('the error table', () => {
       'body must not be larger than 2048 bytes',
     ],
     [new BusyError('a profile is already being taken'), 409, 'a profile is already being taken'],
+    [new UnsupportedMediaTypeError('body must be a poster'), 415, 'body must be a poster'],
+    [
+      new RangeNotSatisfiableError(2048),
+      416,
+      'the requested range is not satisfiable',
+      { 'content-range': 'bytes */2048' },
+    ],
     [new EditConflictError(), 409, 'unable to update the record due to an edit conflict, please try again'],
     [new RateLimitedError(3), 429, 'rate limit exceeded', { 'retry-after': '3' }],
     [new InvalidCredentialsError(), 401, 'invalid authentication credentials'],

@@ -10,13 +10,14 @@ import { createPool } from '../src/platform/db.ts';
 import { startJobs } from '../src/platform/jobs.ts';
 import type { Task } from '../src/tasks/task.ts';
 import { listTasks, registerTaskMetrics, runTask, startTasks, taskQueue } from '../src/tasks/tasks.ts';
-import { captureLogger, createTestDatabase, createUser } from './helpers.ts';
+import { captureLogger, createTestDatabase, createUser, testConfig } from './helpers.ts';
 import { run } from './processes.ts';
 
 const dsn = await createTestDatabase();
 const db = createPool({ dsn, maxOpenConns: 4, maxIdleTimeMs: 60_000, queryTimeoutMs: 3_000 });
 after(() => db.end());
 const { logger } = captureLogger();
+const config = testConfig(dsn);
 
 describe('scheduled tasks', () => {
   test('when two instances schedule the same task, then each tick runs it once', async () => {
@@ -34,7 +35,7 @@ describe('scheduled tasks', () => {
     const instances = await Promise.all(
       ['a', 'b'].map(async (instance) => {
         const jobs = await startJobs(dsn, logger, [taskQueue(task(instance))], tuning);
-        await startTasks(jobs, db, logger, [task(instance)]);
+        await startTasks(jobs, { db, logger, config }, [task(instance)]);
         return jobs;
       }),
     );
@@ -73,9 +74,9 @@ describe('scheduled tasks', () => {
       },
       { name: 'test-never', cron: '0 0 * * *', run: async () => null },
     ];
-    const ok = await runTask(db, logger, tasks[0] as Task, 'test');
+    const ok = await runTask({ db, logger, config }, tasks[0] as Task, 'test');
     assert.equal(ok.outcome, 'succeeded');
-    const broken = await runTask(db, logger, tasks[1] as Task, 'test');
+    const broken = await runTask({ db, logger, config }, tasks[1] as Task, 'test');
     assert.equal(broken.outcome, 'failed');
 
     const listed = new Map((await listTasks(db, tasks)).map((s) => [s.task.name, s.last]));

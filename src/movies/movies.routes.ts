@@ -7,6 +7,7 @@ import type { Db } from '../platform/db.ts';
 import { readIdParam } from '../platform/http.ts';
 import { decodeBody } from '../platform/json-body.ts';
 import { BEARER_REQUIRED, errors, IdParams, MessageEnvelope, response } from '../platform/schemas.ts';
+import type { Posters } from '../posters/posters.ts';
 import { readMovieListQuery, SORT_SAFELIST } from './filters.ts';
 import { CreateMovieBody, MovieJsonSchema, toMovieJson, UpdateMovieBody } from './movie.ts';
 import type { MovieCache } from './movie-cache.ts';
@@ -69,8 +70,9 @@ export const MOVIE_PATHS = ['/v1/movies', '/v1/movies/:id'] as const;
 
 const TAGS = ['movies'];
 
-// With `cache` (-redis-url), the two reads are answered from it when they can.
-export function movieRoutes(app: FastifyInstance, db: Db, cache?: MovieCache): void {
+// With `cache` (-redis-url), the two reads are answered from it when they can; `posters`
+// are removed with their movie.
+export function movieRoutes(app: FastifyInstance, db: Db, cache?: MovieCache, posters?: Posters): void {
   const read = requirePermission('movies:read');
   const write = requirePermission('movies:write');
 
@@ -194,7 +196,7 @@ export function movieRoutes(app: FastifyInstance, db: Db, cache?: MovieCache): v
       },
     },
     async (request) => {
-      await movies.deleteMovie(db, readIdParam(request));
+      await movies.deleteMovie(db, readIdParam(request), posters);
       return { message: 'movie successfully deleted' };
     },
   );

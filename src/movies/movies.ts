@@ -1,6 +1,7 @@
 // Movie use cases: validate, then persist through movies.sql.ts.
 import type { Db, Queryable } from '../platform/db.ts';
 import { EditConflictError } from '../platform/errors.ts';
+import { type Posters, removeMoviePosterObjects } from '../posters/posters.ts';
 import { calculateMetadata, type Metadata, type MovieListQuery } from './filters.ts';
 import { type CreateMovieInput, type Movie, type UpdateMovieInput, validateMovie } from './movie.ts';
 import * as sql from './movies.sql.ts';
@@ -60,9 +61,12 @@ export async function updateMovie(
   return updated;
 }
 
-export async function deleteMovie(db: Db, id: string): Promise<void> {
+// The poster's row goes with the movie (ON DELETE CASCADE), which records its stored object
+// for deletion; with `posters` that object is removed at once, else by the next sweep.
+export async function deleteMovie(db: Db, id: string, posters?: Posters): Promise<void> {
   await sql.deleteMovie(db, id);
   await moviesChanged(db, [Number(id)]);
+  if (posters) await removeMoviePosterObjects(posters, id);
 }
 
 export async function listMovies(

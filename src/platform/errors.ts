@@ -34,6 +34,18 @@ export class UnavailableError extends Error {}
 // A request body over a route's own size limit (413); the message is client-facing.
 export class PayloadTooLargeError extends Error {}
 
+// A body whose content is not of a type the route accepts (415); the message is client-facing.
+export class UnsupportedMediaTypeError extends Error {}
+
+// A Range request none of whose bytes exist in a representation of `size` bytes (416).
+export class RangeNotSatisfiableError extends Error {
+  readonly size: number;
+  constructor(size: number) {
+    super('requested range not satisfiable');
+    this.size = size;
+  }
+}
+
 // The one thing a route does at a time is already being done (409); the message is client-facing.
 export class BusyError extends Error {}
 
@@ -142,6 +154,15 @@ export const ERROR_RESPONSES: ReadonlyArray<readonly [ErrorClass, (err: never) =
   [BadRequestError, (err: BadRequestError) => ({ status: 400, error: err.message })],
   [ValidationError, (err: ValidationError) => ({ status: 422, error: err.fields })],
   [PayloadTooLargeError, (err: PayloadTooLargeError) => ({ status: 413, error: err.message })],
+  [UnsupportedMediaTypeError, (err: UnsupportedMediaTypeError) => ({ status: 415, error: err.message })],
+  [
+    RangeNotSatisfiableError,
+    (err: RangeNotSatisfiableError) => ({
+      status: 416,
+      error: 'the requested range is not satisfiable',
+      headers: { 'content-range': `bytes */${err.size}` },
+    }),
+  ],
   [BusyError, (err: BusyError) => ({ status: 409, error: err.message })],
   [UnavailableError, (err: UnavailableError) => ({ status: 503, error: err.message })],
   [EditConflictError, () => ({ status: 409, error: MESSAGES.editConflict })],

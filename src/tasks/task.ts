@@ -1,10 +1,11 @@
 // A scheduled task: a name, a cron expression (UTC, five fields, pg-boss's cron-parser) and
 // what it does. Registering one is a line in background.ts's TASKS:
 //   { name: 'prune-outbox', cron: '0 * * * *', run: ({ db }) => pruneOutbox(db) }
+import type { Config } from '../config.ts';
 import type { Db } from '../platform/db.ts';
 import type { Logger } from '../platform/logger.ts';
 
-export type TaskContext = Readonly<{ db: Db; logger: Logger }>;
+export type TaskContext = Readonly<{ db: Db; logger: Logger; config: Config }>;
 
 export type Task = Readonly<{
   // also the name of its pg-boss queue: letters, digits, - _ . /

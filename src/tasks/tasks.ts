@@ -5,8 +5,7 @@
 import prom from 'prom-client';
 import type { Db } from '../platform/db.ts';
 import { type Jobs, type QueueSpec, runJob } from '../platform/jobs.ts';
-import type { Logger } from '../platform/logger.ts';
-import type { Task, TaskRun } from './task.ts';
+import type { Task, TaskContext, TaskRun } from './task.ts';
 import { insertRun, selectLastRuns } from './tasks.sql.ts';
 
 const DEFAULT_TIMEOUT_SECONDS = 3600;
@@ -21,13 +20,14 @@ export function taskQueue(task: Task): QueueSpec {
 }
 
 // Runs `task` here and now, and records the run; a failure is recorded and returned, not thrown.
-export async function runTask(db: Db, logger: Logger, task: Task, trigger: string): Promise<TaskRun> {
+export async function runTask(context: TaskContext, task: Task, trigger: string): Promise<TaskRun> {
+  const { db, logger } = context;
   const startedAt = new Date();
   const started = performance.now();
   const log = logger.child({ task: task.name });
   let run: TaskRun;
   try {
-    const result = await task.run({ db, logger: log });
+    const result = await task.run({ ...context, logger: log });
     run = {
       task: task.name,
       startedAt,
@@ -54,11 +54,11 @@ export async function runTask(db: Db, logger: Logger, task: Task, trigger: strin
 
 // Works every task's queue and (re)writes its schedule. Queues come from taskQueue, created
 // with the others by startJobs.
-export async function startTasks(jobs: Jobs, db: Db, logger: Logger, tasks: readonly Task[]): Promise<void> {
+export async function startTasks(jobs: Jobs, context: TaskContext, tasks: readonly Task[]): Promise<void> {
   for (const task of tasks) {
     await jobs.work(task.name, async ([job]) => {
       if (!job) return;
-      await runJob(task.name, job, () => runTask(db, logger, task, 'schedule'));
+      await runJob(task.name, job, () => runTask(context, task, 'schedule'));
     });
     await jobs.schedule(task.name, task.cron, undefined, { tz: 'UTC' });
   }
