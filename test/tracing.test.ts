@@ -3,7 +3,7 @@
 // with its parent ids joined up; an incoming traceparent is honoured; log lines carry the ids.
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import { describe, test } from 'node:test';
+import { describe, type TestContext, test } from 'node:test';
 import { trace } from '@opentelemetry/api';
 import { readSettings, readTracingConfig } from '../src/config.ts';
 import { startTracing, tracingEnabled } from '../src/platform/tracing.ts';
@@ -77,6 +77,29 @@ class OtlpReceiver {
   }
 }
 
+type ZipkinSpan = {
+  traceId: string;
+  id: string;
+  parentId?: string;
+  name: string;
+  localEndpoint: { serviceName: string };
+};
+
+// Zipkin's span endpoint: POST /api/v2/spans, a JSON array of spans.
+async function startZipkin(t: TestContext): Promise<{ url: string; spans: ZipkinSpan[] }> {
+  const spans: ZipkinSpan[] = [];
+  const server = createServer(async (request, response) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of request) chunks.push(chunk as Buffer);
+    if (request.url === '/api/v2/spans')
+      spans.push(...(JSON.parse(Buffer.concat(chunks).toString()) as ZipkinSpan[]));
+    response.writeHead(202).end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}/api/v2/spans`, spans };
+}
+
 describe('tracing', () => {
   test('when a user registers, then the request, its SQL, the mail job and the SMTP send are one trace', async (t) => {
     const receiver = new OtlpReceiver();
@@ -85,12 +108,15 @@ describe('tracing', () => {
     const smtp = new SmtpSink();
     await smtp.start();
     t.after(() => smtp.stop());
+    const zipkin = await startZipkin(t);
     const dsn = await createTestDatabase();
     const server = await startServer(t, [
       '-db-dsn',
       dsn,
       '-otel-endpoint',
       endpoint,
+      '-zipkin-endpoint',
+      zipkin.url,
       '-otel-service-name',
       'greenlight-test',
       '-smtp-host',
@@ -160,6 +186,13 @@ describe('tracing', () => {
     assert.ok(send, 'the SMTP send has a span');
     assert.equal(send.parentSpanId, job.spanId);
     assert.equal(Number(attributes(send.attributes)['server.port']), smtp.port);
+
+    const zipkinJob = zipkin.spans.find((s) => s.id === job.spanId);
+    assert.ok(zipkinJob, 'Zipkin receives the same spans');
+    assert.deepEqual(
+      [zipkinJob.traceId, zipkinJob.parentId, zipkinJob.localEndpoint.serviceName],
+      [request.traceId, request.spanId, 'greenlight-test'],
+    );
 
     const honoured = spans.find((s) => s.kind === SPAN_KIND.server && s.name === 'GET /v1/healthcheck');
     assert.ok(honoured);

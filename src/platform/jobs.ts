@@ -48,7 +48,7 @@ export function inTransaction(client: Queryable): PgBoss.ConnectionOptions {
 export type TraceCarrier = Readonly<Record<string, string>>;
 
 // pg-boss has no message headers, so the enqueuing request's trace context rides in the job's
-// data; nothing is added when tracing is off or the request is not sampled.
+// data (its sampling decision too); nothing is added when tracing is off.
 export function withTraceContext<T extends object>(data: T): T & { trace?: TraceCarrier } {
   const carrier: Record<string, string> = {};
   propagation.inject(context.active(), carrier);

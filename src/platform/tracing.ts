@@ -103,12 +103,14 @@ export async function stopTracing(): Promise<void> {
 // it, and the span is named after it (`GET /v1/movies/:id`). No hook while tracing is off.
 export function nameSpansByRoute(app: FastifyInstance): void {
   if (!provider) return;
-  app.addHook('onRequest', async (request) => {
+  app.addHook('onRequest', (request, _reply, done) => {
     const route = request.routeOptions.url;
     const span = trace.getActiveSpan();
-    if (!route || !span) return;
-    span.updateName(`${request.method} ${route}`);
-    span.setAttribute('http.route', route);
+    if (route && span) {
+      span.updateName(`${request.method} ${route}`);
+      span.setAttribute('http.route', route);
+    }
+    done();
   });
 }
 
