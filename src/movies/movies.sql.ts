@@ -27,10 +27,28 @@ function toMovie(row: MovieRow): Movie {
   };
 }
 
+// Every change writes its event to the movie_events outbox and notifies listeners in the same
+// statement, so in the same transaction: a rolled-back change leaves no event, and a committed
+// one always has its row (the NOTIFY itself is only delivered at commit).
+export const MOVIE_EVENTS_CHANNEL = 'movie_events';
+const MOVIE_JSON = `json_build_object('id', m.id, 'title', m.title, 'year', m.year,
+  'runtime', m.runtime, 'genres', m.genres, 'version', m.version)`;
+const recordEvent = (type: string, payload: string) => `
+  e AS (
+    INSERT INTO movie_events (type, movie_id, payload)
+    SELECT '${type}', m.id, ${payload} FROM m
+    RETURNING id
+  )`;
+const NOTIFY = `pg_notify('${MOVIE_EVENTS_CHANNEL}', e.id::text)`;
+
 const INSERT_MOVIE = `
-  INSERT INTO movies (title, year, runtime, genres)
-  VALUES ($1, $2, $3, $4)
-  RETURNING id, created_at, title, year, runtime, genres, version`;
+  WITH m AS (
+    INSERT INTO movies (title, year, runtime, genres)
+    VALUES ($1, $2, $3, $4)
+    RETURNING id, created_at, title, year, runtime, genres, version
+  ),${recordEvent('movie.created', MOVIE_JSON)}
+  SELECT m.id, m.created_at, m.title, m.year, m.runtime, m.genres, m.version, ${NOTIFY}
+  FROM m, e`;
 
 const SELECT_MOVIE = `
   SELECT id, created_at, title, year, runtime, genres, version
@@ -38,12 +56,19 @@ const SELECT_MOVIE = `
   WHERE id = $1`;
 
 const UPDATE_MOVIE = `
-  UPDATE movies
-  SET title = $1, year = $2, runtime = $3, genres = $4, version = version + 1
-  WHERE id = $5 AND version = $6
-  RETURNING version`;
+  WITH m AS (
+    UPDATE movies
+    SET title = $1, year = $2, runtime = $3, genres = $4, version = version + 1
+    WHERE id = $5 AND version = $6
+    RETURNING id, title, year, runtime, genres, version
+  ),${recordEvent('movie.updated', MOVIE_JSON)}
+  SELECT m.version, ${NOTIFY} FROM m, e`;
 
-const DELETE_MOVIE = 'DELETE FROM movies WHERE id = $1';
+const DELETE_MOVIE = `
+  WITH m AS (
+    DELETE FROM movies WHERE id = $1 RETURNING id, version
+  ),${recordEvent('movie.deleted', "json_build_object('id', m.id, 'version', m.version)")}
+  SELECT ${NOTIFY} FROM e`;
 
 // ORDER BY cannot take a parameter, so each safelisted sort maps to fixed SQL text.
 const ORDER_BY: Readonly<Record<MovieListQuery['sort'], string>> = {
