@@ -3,13 +3,14 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import compress from '@fastify/compress';
+import websocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import PgBoss from 'pg-boss';
 import { ACCOUNT_PATHS, accountRoutes } from './accounts/accounts.routes.ts';
 import { EMAIL_QUEUE } from './accounts/accounts.ts';
 import type { IdentityCache } from './accounts/identity-cache.ts';
 import { jwksRoute } from './auth/jwks.routes.ts';
-import { authenticationHook, createAuthenticators, createJwts } from './auth/registry.ts';
+import { authenticationHook, createAuthenticators, createJwts, reauthenticator } from './auth/registry.ts';
 import type { Config } from './config.ts';
 import { graphqlRoutes } from './graphql/graphql.routes.ts';
 import { bulkRoutes } from './movies/bulk.routes.ts';
@@ -34,6 +35,9 @@ import { PROBE_PATHS, probeRoutes } from './platform/probes.routes.ts';
 import { RateLimiter } from './platform/rate-limit.ts';
 import { SYSTEM_PATHS, systemRoutes } from './platform/system.routes.ts';
 import { apiErrorResponse, isApiPath, PRODUCTS_API_PREFIX, productsApi } from './products/api.ts';
+import { EventFeed } from './realtime/feed.ts';
+import { StreamOwners } from './realtime/owners.ts';
+import { EVENTS_PERMISSION, REALTIME_PATHS, realtimeRoutes } from './realtime/realtime.routes.ts';
 
 export type AppDeps = Readonly<{
   config: Config;
@@ -151,10 +155,11 @@ export function buildApp({
     }
   });
   app.addHook('onRequest', corsHook(config.cors.trustedOrigins));
+  const authenticators = createAuthenticators({ config, db, cache: identityCache, logger, jwts });
   app.addHook(
     'onRequest',
     authenticationHook(
-      createAuthenticators({ config, db, cache: identityCache, logger, jwts }),
+      authenticators,
       limiter && {
         check: (request) => limited(() => limiter.check(`ip:${request.ip}`)),
         charge: (request) => takeToken(`ip:${request.ip}`),
@@ -205,10 +210,32 @@ export function buildApp({
   // Up to 256 KiB compressed in place: a 13 KB list takes 0.05 ms that way, while the stream
   // path (the plugin's default above 8 KiB on two cores) halved the list's throughput.
   app.register(compress, { threshold: 1024, syncThreshold: 262_144, encodings: ['br', 'gzip'] });
+  // Client messages are a few bytes of JSON.
+  app.register(websocket, { options: { maxPayload: 4096 } });
+  // The process's one event feed (started by its first stream) and the stream owners it
+  // re-checks; an identity invalidation re-checks that user's streams at once.
+  const feed = new EventFeed({
+    db,
+    dsn: db.options.connectionString ?? '',
+    logger,
+    pollMs: config.events.pollMs,
+  });
+  const owners = new StreamOwners({
+    reauthenticate: reauthenticator(authenticators),
+    permission: EVENTS_PERMISSION,
+    logger,
+  });
+  const stopWatchingIdentities = identityCache?.onInvalidation((userId) => owners.identityChanged(userId));
+  app.addHook('onClose', async () => {
+    stopWatchingIdentities?.();
+    owners.stop();
+    await feed.stop();
+  });
   app.register(async (api) => {
     systemRoutes(api, config, metrics);
     probeRoutes(api, db);
     movieRoutes(api, db);
+    realtimeRoutes(api, { db, feed, owners, config: config.events, metrics });
     bulkRoutes(api, db, config.operations);
     statsRoutes(api, db, config.operations);
     if (config.operations.profilingEnabled) profilingRoutes(api);
@@ -221,6 +248,7 @@ export function buildApp({
       ...SYSTEM_PATHS,
       ...PROBE_PATHS,
       ...MOVIE_PATHS,
+      ...REALTIME_PATHS,
       ...ACCOUNT_PATHS,
       ...STATS_PATHS,
       ...(config.operations.profilingEnabled ? PROFILING_PATHS : []),

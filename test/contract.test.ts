@@ -77,6 +77,49 @@ async function call(
   return { status: res.status, body, headers: res.headers };
 }
 
+// A stream's response: status, headers and its first bytes, checked against the document;
+// then the client leaves.
+async function stream(base: string, path: string, token: string): Promise<void> {
+  const controller = new AbortController();
+  const res = await fetch(`${base}${path}`, {
+    headers: { authorization: `Bearer ${token}` },
+    signal: controller.signal,
+  });
+  const operation = operationFor('GET', path);
+  const answer = operation.responses[String(res.status)];
+  assert.ok(answer, `GET ${path} → ${res.status}: status not documented`);
+  seen.add(`${operation.operationId} ${res.status}`);
+  for (const [name, header] of Object.entries(answer.headers ?? {})) {
+    if (header.required) assert.ok(res.headers.get(name), `GET ${path}: missing required header ${name}`);
+  }
+  const [mediaType] = Object.keys(answer.content ?? {});
+  assert.ok(res.headers.get('content-type')?.startsWith(mediaType as string), `GET ${path}: ${mediaType}`);
+  const first = await (res.body as ReadableStream<Uint8Array>).getReader().read();
+  assert.match(new TextDecoder().decode(first.value), /^: /);
+  controller.abort();
+}
+
+// A WebSocket upgrade, its 101 checked against the document.
+async function upgrade(base: string, path: string, token: string): Promise<void> {
+  const { default: WebSocket } = await import('ws');
+  const socket = new WebSocket(base.replace('http', 'ws') + path, {
+    headers: { authorization: `Bearer ${token}` },
+  });
+  const headers = await new Promise<Record<string, string | string[] | undefined>>((resolve, reject) => {
+    socket.on('upgrade', (res) => resolve(res.headers));
+    socket.on('error', reject);
+  });
+  const operation = operationFor('GET', path);
+  const answer = operation.responses['101'];
+  assert.ok(answer, `GET ${path}: 101 not documented`);
+  seen.add(`${operation.operationId} 101`);
+  for (const [name, header] of Object.entries(answer.headers ?? {})) {
+    if (header.required)
+      assert.ok(headers[name.toLowerCase()], `GET ${path} 101: missing required header ${name}`);
+  }
+  socket.close();
+}
+
 const MOVIE = { title: 'Arrival', year: 2016, runtime: '116 mins', genres: ['drama', 'sci-fi'] };
 
 test('when the README walkthrough and the error cases are replayed, then every response matches the document, and every documented status is seen', async (t) => {
@@ -186,6 +229,11 @@ test('when the README walkthrough and the error cases are replayed, then every r
     ['GET', '/v1/movies/export', undefined],
     ['POST', '/v1/movies/import', MOVIE],
   ];
+  // The change streams: their 200 and 101 are opened below, by stream() and upgrade().
+  const streamRoutes: [string, string, unknown][] = [
+    ['GET', '/v1/movies/events', undefined],
+    ['GET', '/v1/ws', undefined],
+  ];
   const adminRoutes: [string, string, unknown][] = [
     ['GET', '/v1/stats', undefined],
     ['POST', '/v1/admin/profile?seconds=1', undefined],
@@ -194,7 +242,13 @@ test('when the README walkthrough and the error cases are replayed, then every r
   // Seed 002's register and login never look at credentials (login's 401 is a wrong password).
   const ignoresCredentials = ['/api/v1/auth/register', '/api/v1/auth/login'];
   const readsCredentials = seedRoutes.filter(([, path]) => !ignoresCredentials.includes(path));
-  for (const [method, path, body] of [...everyRoute, ...bulkRoutes, ...adminRoutes, ...readsCredentials]) {
+  for (const [method, path, body] of [
+    ...everyRoute,
+    ...bulkRoutes,
+    ...streamRoutes,
+    ...adminRoutes,
+    ...readsCredentials,
+  ]) {
     assert.equal((await call(base, method, path, { token: BAD, body })).status, 401, `${method} ${path}`);
   }
 
@@ -344,6 +398,13 @@ test('when the README walkthrough and the error cases are replayed, then every r
     await running;
   }
   await expect(403, 'POST', '/api/v1/auth/logout-all', { token: key });
+  // Change streams: the SSE stream and the WebSocket upgrade, and what refuses them.
+  await stream(base, '/v1/movies/events', token);
+  await expect(422, 'GET', '/v1/movies/events?last_event_id=x', { token });
+  await expect(403, 'GET', '/v1/movies/events', { token: inactive.token });
+  await upgrade(base, '/v1/ws', token);
+  await expect(426, 'GET', '/v1/ws', { token });
+  await expect(403, 'GET', '/v1/ws', { token: inactive.token });
   // GraphQL: results, request errors, a mutation over GET, the GraphiQL page (development).
   await expect(200, 'GET', '/graphiql');
   await expect(200, 'POST', '/graphql', { token, body: { query: '{ me { user { email } } }' } });
@@ -391,7 +452,13 @@ test('when the README walkthrough and the error cases are replayed, then every r
   const viewerless = await createUser(db, {});
   assert.equal((await call(strictBase, 'GET', '/debug/vars', { token: viewerless.token })).status, 403);
   assert.equal((await call(strictBase, 'GET', '/metrics', { token: viewerless.token })).status, 403);
-  for (const [method, path, body] of [...everyRoute, ...bulkRoutes, ...adminRoutes, ...seedRoutes]) {
+  for (const [method, path, body] of [
+    ...everyRoute,
+    ...bulkRoutes,
+    ...streamRoutes,
+    ...adminRoutes,
+    ...seedRoutes,
+  ]) {
     const status = (await call(strictBase, method, path, { token, body })).status;
     assert.equal(status, 429, `${method} ${path}`);
   }
@@ -407,7 +474,7 @@ test('when the README walkthrough and the error cases are replayed, then every r
   await admin.query(`ALTER DATABASE ${database} ALLOW_CONNECTIONS false`);
   await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [database]);
   await admin.end();
-  for (const [method, path, body] of [...everyRoute, ...bulkRoutes, ...seedRoutes]) {
+  for (const [method, path, body] of [...everyRoute, ...bulkRoutes, ...streamRoutes, ...seedRoutes]) {
     const operation = operationFor(method, path);
     if (!operation.responses['500']) continue;
     const status = (await call(base, method, path, { token: writer.token, body })).status;
