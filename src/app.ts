@@ -210,8 +210,16 @@ export function buildApp({
   // Up to 256 KiB compressed in place: a 13 KB list takes 0.05 ms that way, while the stream
   // path (the plugin's default above 8 KiB on two cores) halved the list's throughput.
   app.register(compress, { threshold: 1024, syncThreshold: 262_144, encodings: ['br', 'gzip'] });
-  // Client messages are a few bytes of JSON.
-  app.register(websocket, { options: { maxPayload: 4096 } });
+  // Open streams end first, each in its own way (WebSocket clients with 1001), then the
+  // WebSocket server closes. Client messages are a few bytes of JSON.
+  const streamClosers = new Set<() => void>();
+  app.register(websocket, {
+    options: { maxPayload: 4096 },
+    preClose(done) {
+      for (const close of streamClosers) close();
+      this.websocketServer.close(() => done());
+    },
+  });
   // The process's one event feed (started by its first stream) and the stream owners it
   // re-checks; an identity invalidation re-checks that user's streams at once.
   const feed = new EventFeed({
@@ -235,7 +243,7 @@ export function buildApp({
     systemRoutes(api, config, metrics);
     probeRoutes(api, db);
     movieRoutes(api, db);
-    realtimeRoutes(api, { db, feed, owners, config: config.events, metrics });
+    realtimeRoutes(api, { db, feed, owners, config: config.events, metrics, closers: streamClosers });
     bulkRoutes(api, db, config.operations);
     statsRoutes(api, db, config.operations);
     if (config.operations.profilingEnabled) profilingRoutes(api);

@@ -70,9 +70,13 @@ export type WsClient = {
 };
 
 // Opens a WebSocket; refused upgrades reject with the HTTP status and body.
-export function openWs(url: string, token?: string): Promise<WsClient> {
+// `autoPong: false` makes a client that never answers pings.
+export function openWs(url: string, token?: string, options: { autoPong?: boolean } = {}): Promise<WsClient> {
   return new Promise((resolve, reject) => {
-    const socket = new WebSocket(url, token ? { headers: { authorization: `Bearer ${token}` } } : {});
+    const socket = new WebSocket(url, {
+      ...options,
+      headers: token ? { authorization: `Bearer ${token}` } : {},
+    });
     const messages: Record<string, unknown>[] = [];
     const closed = new Promise<{ code: number; reason: string }>((done) =>
       socket.on('close', (code, reason) => done({ code, reason: reason.toString() })),

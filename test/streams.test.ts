@@ -12,7 +12,7 @@ import { buildTestApp, createMovie, createUser } from './helpers.ts';
 import { openSse, openWs, type SseEvent, until } from './stream-clients.ts';
 
 const MAX_BUFFERED = 65_536;
-const { app, api, db, token, lines } = await buildTestApp({
+const { app, api, db, dsn, token, lines } = await buildTestApp({
   identityCache: true,
   flags: ['-stream-max-buffered', String(MAX_BUFFERED)],
 });
@@ -415,4 +415,30 @@ test('when a WebSocket client stops reading, then it is cut off once its unread 
     'the healthy client to go on',
     10_000,
   );
+});
+
+test('when a WebSocket client does not answer pings, then it is dropped; one that answers stays', async (t) => {
+  // A second app on the same database, pinging every 100 ms.
+  const pinging = await buildTestApp({ dsn, flags: ['-ws-ping', '100ms'] });
+  await pinging.app.listen({ port: 0, host: '127.0.0.1' });
+  const url = `ws://127.0.0.1:${(pinging.app.server.address() as { port: number }).port}/v1/ws`;
+  const silent = await openWs(url, pinging.token, { autoPong: false });
+  const answering = await openWs(url, pinging.token);
+  t.after(() => {
+    silent.socket.terminate();
+    answering.socket.terminate();
+  });
+  let pings = 0;
+  answering.socket.on('ping', () => pings++);
+  const { code } = await silent.closed;
+  assert.equal(code, 1006);
+  await until(
+    () =>
+      pinging.lines.some(
+        (l) => l.msg === 'stream ended' && l.transport === 'websocket' && l.reason === 'unresponsive',
+      ),
+    'the log line',
+  );
+  await until(() => pings >= 3, 'three pings');
+  assert.equal(answering.socket.readyState, answering.socket.OPEN);
 });

@@ -24,6 +24,8 @@ export type RealtimeDeps = Readonly<{
   owners: StreamOwners;
   config: EventsConfig;
   metrics: Metrics;
+  // Ends every open stream; the app calls each at shutdown, before the WebSocket server closes.
+  closers: Set<() => void>;
 }>;
 
 export const EVENTS_PERMISSION = 'movies:read';
@@ -166,12 +168,8 @@ function ownerOf(request: FastifyRequest) {
 }
 
 export function realtimeRoutes(app: FastifyInstance, deps: RealtimeDeps): void {
-  const { config, metrics, owners } = deps;
+  const { config, metrics, owners, closers } = deps;
   const read = requirePermission(EVENTS_PERMISSION);
-  const closers = new Set<() => void>();
-  app.addHook('preClose', async () => {
-    for (const close of closers) close();
-  });
 
   app.get(
     '/v1/movies/events',
