@@ -33,6 +33,7 @@ import { Metrics } from './platform/metrics.ts';
 import { openApiRoute, registerDocsPage, registerOpenApi } from './platform/openapi.ts';
 import { PROBE_PATHS, probeRoutes } from './platform/probes.routes.ts';
 import { RateLimiter } from './platform/rate-limit.ts';
+import { type RedisConnection, registerRedisMetrics } from './platform/redis.ts';
 import { SYSTEM_PATHS, systemRoutes } from './platform/system.routes.ts';
 import { apiErrorResponse, isApiPath, PRODUCTS_API_PREFIX, productsApi } from './products/api.ts';
 import { EventFeed } from './realtime/feed.ts';
@@ -47,6 +48,8 @@ export type AppDeps = Readonly<{
   metrics?: Metrics;
   // Without one every authenticated request queries the database.
   identityCache?: IdentityCache;
+  // Present when -redis-url is set.
+  redis?: RedisConnection;
 }>;
 
 export function createMetrics(config: Config, db: Db, jobs: Jobs): Metrics {
@@ -68,6 +71,7 @@ export function buildApp({
   jobs,
   metrics = createMetrics(config, db, jobs),
   identityCache,
+  redis,
 }: AppDeps): FastifyInstance {
   const app = Fastify({
     loggerInstance: logger,
@@ -114,6 +118,7 @@ export function buildApp({
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
 
   app.decorateRequest('identity', null);
+  if (redis) registerRedisMetrics(metrics.registry, redis);
 
   const jwts = createJwts(config);
   const limiter = config.limiter.enabled
@@ -241,7 +246,7 @@ export function buildApp({
   });
   app.register(async (api) => {
     systemRoutes(api, config, metrics);
-    probeRoutes(api, db);
+    probeRoutes(api, db, redis);
     movieRoutes(api, db);
     realtimeRoutes(api, { db, feed, owners, config: config.events, metrics, closers: streamClosers });
     bulkRoutes(api, db, config.operations);

@@ -30,15 +30,24 @@ export function superviseWorkers(config: Config, logger: Logger, database: Datab
   const poolShare = Math.max(2, Math.ceil(config.db.maxOpenConns / config.workers));
   // The DSN (with its password) goes through the environment, not the command line that
   // `ps` shows; a -db-dsn flag, if given, names the same server anyway.
-  cluster.setupPrimary({
-    args: [...process.argv.slice(2), '-db-max-open-conns', String(poolShare)],
-    execArgv: workerExecArgv(process.execArgv, process.env.NODE_OPTIONS ?? ''),
-  });
+  const args = [...process.argv.slice(2), '-db-max-open-conns', String(poolShare)];
+  const execArgv = workerExecArgv(process.execArgv, process.env.NODE_OPTIONS ?? '');
 
   let shuttingDown = false;
   const startedAt = new Map<Worker, number>();
   let quickFailures = 0;
-  const fork = () => startedAt.set(cluster.fork({ GREENLIGHT_DB_DSN: database.dsn }), Date.now());
+  // The callback service runs in one worker, the first, and in its replacement if it dies:
+  // ids are then deduplicated across all of the instance's callbacks, each is looked up once
+  // (not once per worker), and the listener's answers do not wait behind API work in a
+  // second process (docs/decisions.md).
+  let callbacksWorker: Worker | undefined;
+  const fork = () => {
+    const runsCallbacks = config.callbacks.enabled && callbacksWorker === undefined;
+    cluster.setupPrimary({ args: runsCallbacks ? args : [...args, '-callbacks-enabled=false'], execArgv });
+    const worker = cluster.fork({ GREENLIGHT_DB_DSN: database.dsn });
+    if (runsCallbacks) callbacksWorker = worker;
+    startedAt.set(worker, Date.now());
+  };
 
   const stop = async (signal: NodeJS.Signals, exitCode = 0) => {
     if (shuttingDown) {
@@ -66,6 +75,7 @@ export function superviseWorkers(config: Config, logger: Logger, database: Datab
   };
 
   cluster.on('exit', (worker: Worker, code, signal) => {
+    if (worker === callbacksWorker) callbacksWorker = undefined;
     if (shuttingDown) return;
     // A worker that dies at once (port taken, database gone) would die again at once:
     // retry after a growing pause, and give up after five quick failures in a row.

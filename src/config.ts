@@ -28,6 +28,8 @@ export type Config = Readonly<{
   shutdownTimeoutMs: number;
   logLevel: string;
   workers: number;
+  // Empty: no Redis; every feature that can use it works within the process.
+  redisUrl: string;
   seedDemoData: boolean;
   // Empty host: mails are written to the log (development only).
   smtp: Readonly<{ host: string; port: number; username: string; password: string; sender: string }>;
@@ -81,6 +83,8 @@ export type OperationsConfig = Readonly<{
 }>;
 
 export type CallbacksConfig = Readonly<{
+  // false: `serve` runs no callback service in this process.
+  enabled: boolean;
   // null: the listener is off (the service still runs nowhere else).
   listen: Readonly<{ host: string; port: number }> | null;
   upstream: string;
@@ -141,6 +145,12 @@ const FLAGS: readonly FlagSpec[] = [
     kind: 'int',
     default: '0',
     help: 'serving processes (node:cluster); 0 = one per core in production, 1 otherwise',
+  },
+  {
+    name: 'redis-url',
+    kind: 'string',
+    default: '',
+    help: 'redis:// or rediss:// URL; shares rate limits, caches and events across instances (empty: each process alone)',
   },
   {
     name: 'seed-demo-data',
@@ -272,6 +282,12 @@ const FLAGS: readonly FlagSpec[] = [
     kind: 'duration',
     default: '5m',
     help: "how long the provider's keys are trusted before they are fetched again",
+  },
+  {
+    name: 'callbacks-enabled',
+    kind: 'bool',
+    default: 'true',
+    help: '`serve` runs the callback service (in one worker of -workers N); false leaves it to `greenlight callbacks` elsewhere',
   },
   {
     name: 'callbacks-addr',
@@ -541,6 +557,12 @@ export function buildConfig(settings: Settings): Config {
   check(LOG_LEVELS.includes(logLevel), 'log-level', `must be one of ${LOG_LEVELS.join(', ')}`);
   const workers = s('workers') as number;
   check(workers >= 0 && workers <= 256, 'workers', 'must be between 0 (automatic) and 256');
+  const redisUrl = s('redis-url') as string;
+  check(
+    redisUrl === '' || /^rediss?:\/\/[^\s]+$/.test(redisUrl),
+    'redis-url',
+    'must be a redis:// or rediss:// URL',
+  );
   const addressCeiling = s('limiter-address-ceiling') as number;
   check(addressCeiling >= 1, 'limiter-address-ceiling', 'must be at least 1');
   const readHeaderTimeoutMs = s('read-header-timeout') as number;
@@ -647,6 +669,7 @@ export function buildConfig(settings: Settings): Config {
     shutdownTimeoutMs: s('shutdown-timeout') as number,
     logLevel,
     workers: workers !== 0 ? workers : env === 'production' ? availableParallelism() : 1,
+    redisUrl,
     seedDemoData: s('seed-demo-data') as boolean,
     smtp: Object.freeze({
       host: smtpHost,
@@ -746,6 +769,7 @@ function buildCallbacksConfig(s: Settings['get']): CallbacksConfig {
   const clientIntervalMs = s('callbacks-client-interval') as number;
   check(clientIntervalMs > 0, 'callbacks-client-interval', 'must be greater than zero');
   return Object.freeze({
+    enabled: s('callbacks-enabled') as boolean,
     listen: hostPort
       ? Object.freeze({
           // ":9090" listens on every interface, as Go's net.Listen does.
@@ -789,7 +813,7 @@ export function usage(): string {
     "  users role EMAIL admin|user   set the products API role (ends the user's JWTs)",
     '  jwt rotate                    with -jwt-alg EdDSA: a new signing key; expired keys removed',
     "  demo cors [-demo-port 9000]   serve the book's CORS demo pages",
-    '  openapi                       print the OpenAPI 3.1 document',
+    '  openapi [callbacks]           print the OpenAPI 3.1 document (of the callback listener)',
     '  callbacks                     run the callback service alone (POST /callback)',
     '  callbacks upstream            a stand-in for the upstream /objects/{id} service',
     "  callbacks client              post callbacks like the task's client",

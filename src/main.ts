@@ -3,7 +3,7 @@
 //   greenlight [serve] [flags]
 //   greenlight migrate up | down N | down -all | goto V | version | force V | create NAME
 //   greenlight seed movies [-count N]
-//   greenlight openapi                    the OpenAPI 3.1 document, on stdout
+//   greenlight openapi [callbacks]        the OpenAPI 3.1 document (of the callback listener), on stdout
 //   greenlight callbacks [upstream | client]
 import { setRole } from './accounts/accounts.ts';
 import {
@@ -18,6 +18,7 @@ import { openApiDocument } from './app.ts';
 import { recordEvent } from './audit/audit.ts';
 import { rotateKeys } from './auth/jwt-keys.ts';
 import { runCallbackClient, serveCallbacks, serveStandInUpstream } from './callbacks/cli.ts';
+import { callbackOpenApiDocument } from './callbacks/listener.ts';
 import { buildConfig, type Config, ConfigError, readSettings, type Settings, usage } from './config.ts';
 import { serveCorsDemo } from './demo/cors-demo.ts';
 import { generateMovies, seedMovies } from './movies/seed.ts';
@@ -168,9 +169,14 @@ async function main(argv: string[]): Promise<void> {
       return seed(config, logger, settings, rest);
     case 'users':
       return users(config, logger, rest);
-    case 'openapi':
-      console.log(JSON.stringify(await openApiDocument(config, logger), null, 2));
+    case 'openapi': {
+      if (rest[0] !== undefined && rest[0] !== 'callbacks') {
+        throw new UsageError('usage: greenlight openapi [callbacks]');
+      }
+      const document = rest[0] === 'callbacks' ? callbackOpenApiDocument : openApiDocument;
+      console.log(JSON.stringify(await document(config, logger), null, 2));
       return;
+    }
     case 'jwt': {
       if (rest[0] !== 'rotate') throw new UsageError('usage: greenlight jwt rotate [-jwt-key-dir DIR]');
       const { kid, removed } = rotateKeys(config.auth.jwtKeyDir, config.auth.jwtTtlMs);

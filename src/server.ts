@@ -16,6 +16,7 @@ import { createPool } from './platform/db.ts';
 import { effectiveMaxConnections, FD_RESERVE, openFilesLimit } from './platform/http-server.ts';
 import type { Logger } from './platform/logger.ts';
 import { Migrator } from './platform/migrations.ts';
+import { connectRedis } from './platform/redis.ts';
 
 export async function serve(givenConfig: Config, logger: Logger): Promise<void> {
   checkServeConfig(givenConfig);
@@ -72,9 +73,12 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
   const metrics = createMetrics(config, db, background.jobs);
   const identityCache = new IdentityCache();
   const stopListening = await listenForIdentityChanges(database.dsn, identityCache, logger);
-  const app = buildApp({ config, db, logger, jobs: background.jobs, metrics, identityCache });
+  const redis = config.redisUrl ? await connectRedis(config.redisUrl, logger) : undefined;
+  const app = buildApp({ config, db, logger, jobs: background.jobs, metrics, identityCache, redis });
   await background.startWorkers(db, metrics);
-  const callbacks = await startCallbacks({ config, dsn: database.dsn, logger, registry: metrics.registry });
+  const callbacks = config.callbacks.enabled
+    ? await startCallbacks({ config, dsn: database.dsn, logger, registry: metrics.registry })
+    : undefined;
 
   let shuttingDown = false;
   // Like Go's Shutdown: a connection whose request finishes during shutdown is closed, so a
@@ -93,11 +97,12 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
     }, config.shutdownTimeoutMs);
     try {
       await app.close();
-      await callbacks.stop();
+      await callbacks?.stop();
       clearTimeout(deadline);
       logger.info('completing background tasks');
       await background.stop();
       await stopListening();
+      await redis?.close();
       await db.end();
       await database.stop();
       logger.info('stopped server');
@@ -131,6 +136,7 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
   } catch (err) {
     await background.stop();
     await stopListening();
+    await redis?.close();
     await db.end();
     await database.stop();
     throw err;

@@ -139,7 +139,7 @@ test('when the stand-in upstream and client run, then objects are answered as th
   assert.deepEqual(await client.waitForExit(5_000), { code: 0, signal: null });
 });
 
-test('when serve runs two workers, then both run the callback service on one shared port', async (t) => {
+test('when serve runs two workers, then one of them runs the callback service, and its replacement after it dies', async (t) => {
   const dsn = await createTestDatabase();
   const { url } = await startUpstream();
   const port = await freePort();
@@ -154,20 +154,28 @@ test('when serve runs two workers, then both run the callback service on one sha
     url,
   ]);
   const started = () => server.logs.filter((l) => l.msg === 'callback service started');
-  await waitFor('both workers to start the callback service', () => started().length === 2, 20_000);
-  assert.equal(new Set(started().map((l) => l.pid)).size, 2);
-  assert.deepEqual(
-    started().map((l) => l.addr),
-    [`127.0.0.1:${port}`, `127.0.0.1:${port}`],
-  );
-  for (let i = 0; i < 10; i++) {
-    const res = await fetch(`http://127.0.0.1:${port}/callback`, {
-      method: 'POST',
-      body: JSON.stringify({ object_ids: [i * 2] }),
-      headers: { connection: 'close' },
-    });
-    assert.equal(res.status, 200);
-  }
+  const serving = () => new Set(server.logs.filter((l) => l.msg === 'starting server').map((l) => l.pid));
+  await waitFor('both workers to serve the API', () => serving().size === 2, 20_000);
+  await waitFor('the callback service to start', () => started().length === 1, 20_000);
+  assert.equal(started()[0]?.addr, `127.0.0.1:${port}`);
+  const postTen = async (from: number) => {
+    for (let i = from; i < from + 10; i++) {
+      const res = await fetch(`http://127.0.0.1:${port}/callback`, {
+        method: 'POST',
+        body: JSON.stringify({ object_ids: [i * 2] }),
+        headers: { connection: 'close' },
+      });
+      assert.equal(res.status, 200);
+    }
+  };
+  await postTen(0);
+  await waitFor('the callbacks to be processed', async () => (await batches(dsn)).length === 0, 10_000);
+  assert.equal(started().length, 1, 'the other worker runs no callback service');
+
+  process.kill(started()[0]?.pid as number, 'SIGKILL');
+  await waitFor('a replacement to start the callback service', () => started().length === 2, 20_000);
+  assert.notEqual(started()[1]?.pid, started()[0]?.pid);
+  await postTen(10);
   await waitFor('the callbacks to be processed', async () => (await batches(dsn)).length === 0, 10_000);
   server.child.kill('SIGTERM');
   assert.deepEqual(await server.waitForExit(20_000), { code: 0, signal: null });

@@ -16,6 +16,7 @@ import { buildConfig, type Config, readSettings } from '../src/config.ts';
 import { createPool, type Db } from '../src/platform/db.ts';
 import { startJobs } from '../src/platform/jobs.ts';
 import { createLogger, type Logger } from '../src/platform/logger.ts';
+import { connectRedis } from '../src/platform/redis.ts';
 
 const TEMPLATE_DATABASE = 'greenlight_template';
 
@@ -139,6 +140,8 @@ export async function buildTestApp(
     workers?: boolean;
     // an identity cache kept fresh by LISTEN/NOTIFY, as the server runs
     identityCache?: boolean;
+    // connects to this Redis as `serve -redis-url` does
+    redisUrl?: string;
     configure?: (app: FastifyInstance, db: Db) => void;
   } = {},
 ): Promise<TestApp> {
@@ -152,7 +155,8 @@ export async function buildTestApp(
   const stopListening = identityCache
     ? await listenForIdentityChanges(dsn, identityCache, logger)
     : async () => {};
-  const app = buildApp({ config, db, logger, jobs, metrics, identityCache });
+  const redis = options.redisUrl ? await connectRedis(options.redisUrl, logger) : undefined;
+  const app = buildApp({ config, db, logger, jobs, metrics, identityCache, redis });
   options.configure?.(app, db);
   await app.ready();
   const mailer = createMailer(config, logger);
@@ -160,6 +164,7 @@ export async function buildTestApp(
   after(async () => {
     await app.close();
     await stopListening();
+    await redis?.close();
     await jobs.stop({ graceful: true, wait: true, timeout: 5000 });
     mailer.close();
     await db.end();

@@ -1,14 +1,33 @@
 // The callback listener's routes: POST /callback (accept), GET / (health), GET /objects
-// (what is stored now) and GET /metrics (loopback only).
+// (what is stored now), GET /metrics (loopback only) and GET /openapi.json (their document).
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type prom from 'prom-client';
-import { Type } from 'typebox';
+import { type TSchema, Type } from 'typebox';
 import { NotPermittedError } from '../platform/errors.ts';
 import { isLoopback } from '../platform/metrics.ts';
+import type { DocumentBase } from '../platform/openapi.ts';
+import { ErrorEnvelope, NO_CREDENTIALS, response } from '../platform/schemas.ts';
+import { version } from '../version.ts';
 import { parseCallbackBody } from './callback.ts';
 import type { CallbackService } from './callbacks.ts';
 
-const ErrorEnvelope = Type.Object({ error: Type.String() });
+export const CALLBACKS_DOCUMENT: DocumentBase = {
+  openapi: '3.1.0',
+  info: {
+    title: 'Greenlight callback service',
+    version,
+    description: `Seed 003's callback ingestion, on its own address (\`-callbacks-addr\`, default localhost:9090).
+
+- A valid \`POST /callback\` is stored durably before its 200, and its objects are looked up upstream afterwards.
+- Every error is \`{"error": "message"}\`; every response carries \`X-Request-Id\`.
+- A path that exists answers other methods with 405 and an \`Allow\` header, and \`OPTIONS\` with 200 and \`Allow\`.
+- No credentials: run it where only the sender reaches it.`,
+  },
+  tags: [{ name: 'callbacks', description: 'Intake, health and the stored objects' }],
+};
+
+const UNAVAILABLE = () =>
+  response(ErrorEnvelope, 'the database is unavailable (or: the callback could not be stored, please retry)');
 
 const AcceptedEnvelope = Type.Object({
   // Distinct ids stored for lookup (repeats in the body count once).
@@ -35,7 +54,12 @@ const ObjectsEnvelope = Type.Object({
   ),
 });
 
-export const CALLBACK_PATHS = ['/callback', '/', '/objects', '/metrics'] as const;
+// Describes the body for the document; parseCallbackBody applies the rules with the seed's messages.
+const CallbackBody = Type.Object({
+  object_ids: Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 10_000, examples: [[1, 2, 3]] }),
+});
+
+export const CALLBACK_PATHS = ['/callback', '/', '/objects', '/metrics', '/openapi.json'] as const;
 
 export function callbackRoutes(
   app: FastifyInstance,
@@ -44,7 +68,25 @@ export function callbackRoutes(
 ): void {
   app.post(
     '/callback',
-    { schema: { response: { 200: AcceptedEnvelope, 400: ErrorEnvelope, 503: ErrorEnvelope } } },
+    {
+      // The body schema describes; parseCallbackBody checks, with the messages the tests know.
+      validatorCompiler: () => () => true,
+      schema: {
+        operationId: 'postCallback',
+        summary: 'Accept a callback: its ids are stored durably before the answer, looked up afterwards',
+        tags: ['callbacks'],
+        security: NO_CREDENTIALS,
+        body: CallbackBody,
+        response: {
+          200: response(AcceptedEnvelope, 'Stored; the objects will be looked up'),
+          400: response(
+            ErrorEnvelope,
+            'Malformed JSON, object_ids missing or not an array of non-negative integers, over 10,000 ids, or a body over 1 MiB; nothing is stored',
+          ),
+          503: UNAVAILABLE(),
+        },
+      },
+    },
     async (request) => {
       const parsed = parseCallbackBody(request.body as Buffer | undefined);
       await service.accept(parsed.objectIds, parsed.sent);
@@ -52,22 +94,42 @@ export function callbackRoutes(
     },
   );
 
-  app.get('/', { schema: { response: { 200: HealthEnvelope, 503: ErrorEnvelope } } }, async () => {
-    const backlog = await service.health();
-    return {
-      status: 'available' as const,
-      backlog: { callbacks: backlog.callbacks, oldest_age_seconds: backlog.oldestSeconds },
-      lookups_in_flight: service.lookupsInFlight,
-      breaker: service.breakerState,
-    };
-  });
+  app.get(
+    '/',
+    {
+      schema: {
+        operationId: 'callbackHealth',
+        summary: 'Health: 200 while the database answers, with the backlog and the breaker state',
+        tags: ['callbacks'],
+        security: NO_CREDENTIALS,
+        response: { 200: response(HealthEnvelope, 'Available'), 503: UNAVAILABLE() },
+      },
+    },
+    async () => {
+      const backlog = await service.health();
+      return {
+        status: 'available' as const,
+        backlog: { callbacks: backlog.callbacks, oldest_age_seconds: backlog.oldestSeconds },
+        lookups_in_flight: service.lookupsInFlight,
+        breaker: service.breakerState,
+      };
+    },
+  );
 
   app.get(
     '/objects',
     {
       schema: {
+        operationId: 'listObjects',
+        summary: 'The online objects stored now, most recently seen first',
+        tags: ['callbacks'],
+        security: NO_CREDENTIALS,
         querystring: ObjectsQuery,
-        response: { 200: ObjectsEnvelope, 400: ErrorEnvelope, 503: ErrorEnvelope },
+        response: {
+          200: response(ObjectsEnvelope, 'The stored objects'),
+          400: response(ErrorEnvelope, 'limit is not an integer from 1 to 10,000'),
+          503: UNAVAILABLE(),
+        },
       },
     },
     async (request) => {
@@ -81,11 +143,44 @@ export function callbackRoutes(
 
   app.get(
     '/metrics',
-    { schema: { response: { 403: ErrorEnvelope } } },
+    {
+      schema: {
+        operationId: 'callbackMetrics',
+        summary: "The callback service's Prometheus metrics (loopback clients only)",
+        tags: ['callbacks'],
+        security: NO_CREDENTIALS,
+        response: {
+          200: response(
+            { content: { 'text/plain': { schema: Type.String() } } } as unknown as TSchema,
+            'Prometheus text format 0.0.4',
+          ),
+          403: response(
+            ErrorEnvelope,
+            "your user account doesn't have the necessary permissions to access this resource (a client that is not on loopback)",
+          ),
+        },
+      },
+    },
     async (request: FastifyRequest, reply) => {
       if (!isLoopback(request.ip)) throw new NotPermittedError();
       reply.type('text/plain; version=0.0.4; charset=utf-8');
       return registry.metrics();
     },
+  );
+
+  app.get(
+    '/openapi.json',
+    {
+      schema: {
+        operationId: 'getCallbackOpenApiDocument',
+        summary: "This OpenAPI 3.1 document, of the callback listener's routes",
+        tags: ['callbacks'],
+        security: NO_CREDENTIALS,
+        response: {
+          200: response(Type.Object({}, { additionalProperties: true }), 'The OpenAPI 3.1 document'),
+        },
+      },
+    },
+    async () => app.swagger(),
   );
 }

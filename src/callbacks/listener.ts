@@ -11,7 +11,8 @@ import { addMethodFallbacks, sendError } from '../platform/http.ts';
 import { clientErrorHandler, serverFactory } from '../platform/http-server.ts';
 import { MAX_BODY_BYTES } from '../platform/json-body.ts';
 import type { Logger } from '../platform/logger.ts';
-import { CALLBACK_PATHS, callbackRoutes } from './callbacks.routes.ts';
+import { registerOpenApi } from '../platform/openapi.ts';
+import { CALLBACK_PATHS, CALLBACKS_DOCUMENT, callbackRoutes } from './callbacks.routes.ts';
 import { CallbackService, type CallbackServiceOptions } from './callbacks.ts';
 
 export function buildCallbackListener(
@@ -59,8 +60,12 @@ export function buildCallbackListener(
   app.setNotFoundHandler(async () => {
     throw new NotFoundError();
   });
-  callbackRoutes(app, service, registry);
-  addMethodFallbacks(app, CALLBACK_PATHS);
+  // Routes are registered after the document's generator, which records each as it is added.
+  registerOpenApi(app, CALLBACKS_DOCUMENT);
+  app.register(async (routes) => {
+    callbackRoutes(routes, service, registry);
+    addMethodFallbacks(routes, CALLBACK_PATHS);
+  });
   return app;
 }
 
@@ -134,4 +139,25 @@ export async function startCallbacks(
       await closePools();
     },
   };
+}
+
+// The listener's OpenAPI document without a database (`greenlight openapi callbacks`): its
+// pools are never connected, since generating the document runs no request.
+export async function callbackOpenApiDocument(config: Config, logger: Logger): Promise<unknown> {
+  const nowhere = createPool({ ...config.db, dsn: 'postgres://greenlight@127.0.0.1:1/greenlight' });
+  const service = new CallbackService({
+    config: config.callbacks,
+    intakeDb: nowhere,
+    workDb: nowhere,
+    logger,
+    registry: new prom.Registry(),
+  });
+  const app = buildCallbackListener(service, new prom.Registry(), logger, config);
+  try {
+    await app.ready();
+    return app.swagger();
+  } finally {
+    await app.close();
+    await nowhere.end();
+  }
 }

@@ -17,7 +17,10 @@ const DESCRIPTION = `Greenlight: the movies API of *Let's Go Further*, wire-comp
 
 Versioning: \`/v1\` is the book's API and is frozen: no field, status or message of it changes.
 Breaking changes only ever come under a new prefix. A route being retired answers with
-\`Deprecation\` and \`Sunset\` headers (and is marked deprecated here) before it goes.`;
+\`Deprecation\` and \`Sunset\` headers (and is marked deprecated here) before it goes.
+
+The callback service (seed 003) listens on an address of its own (\`-callbacks-addr\`) and
+describes itself in its own document, at \`GET /openapi.json\` on that address.`;
 
 type HeaderObject = { schema?: { required?: unknown }; required?: boolean };
 type OpenApiObject = {
@@ -45,43 +48,54 @@ function liftRequiredHeaders(document: OpenApiObject): OpenApiObject {
   return document;
 }
 
-export function registerOpenApi(app: FastifyInstance): void {
+export type DocumentBase = Readonly<{
+  openapi: '3.1.0';
+  info: { title: string; version: string; description: string };
+  tags: { name: string; description: string }[];
+  components?: Record<string, unknown>;
+}>;
+
+// The API's document (every route of the /v1 and /api/v1 listener).
+export const API_DOCUMENT: DocumentBase = {
+  openapi: '3.1.0',
+  info: { title: 'Greenlight API', version, description: DESCRIPTION },
+  tags: [
+    { name: 'system', description: 'Health, metrics and this document' },
+    { name: 'movies', description: "The book's movies resource" },
+    { name: 'users', description: 'Registration, activation, password reset' },
+    { name: 'tokens', description: 'Authentication, activation and password-reset tokens' },
+    {
+      name: 'auth',
+      description: "Seed 002's register and login (JWTs), log-out everywhere, API keys, JWKS",
+    },
+    { name: 'products', description: "Seed 002's products, owned by users; errors are {code, message}" },
+    { name: 'admin', description: 'Administration: the audit trail' },
+    { name: 'graphql', description: 'GraphQL over the same domain functions and permission checks' },
+  ],
+  components: {
+    securitySchemes: {
+      bearerToken: {
+        type: 'http',
+        scheme: 'bearer',
+        description:
+          'Any credential enabled by -auth-methods: a 26-character token from POST /v1/tokens/authentication (24 hours), a JWT from POST /api/v1/auth/login, an access token of the configured OpenID Connect issuer, or an API key',
+      },
+      apiKey: {
+        type: 'apiKey',
+        in: 'header',
+        name: 'X-API-Key',
+        description: 'An API key from POST /api/v1/api-keys (when -auth-methods has apikey)',
+      },
+    },
+  },
+};
+
+// Records every route registered after it (in a child plugin) into the document `base`.
+export function registerOpenApi(app: FastifyInstance, base: DocumentBase = API_DOCUMENT): void {
   app.register(swagger, {
     transformObject: (documentObject) =>
       liftRequiredHeaders((documentObject as { openapiObject: OpenApiObject }).openapiObject) as never,
-    openapi: {
-      openapi: '3.1.0',
-      info: { title: 'Greenlight API', version, description: DESCRIPTION },
-      tags: [
-        { name: 'system', description: 'Health, metrics and this document' },
-        { name: 'movies', description: "The book's movies resource" },
-        { name: 'users', description: 'Registration, activation, password reset' },
-        { name: 'tokens', description: 'Authentication, activation and password-reset tokens' },
-        {
-          name: 'auth',
-          description: "Seed 002's register and login (JWTs), log-out everywhere, API keys, JWKS",
-        },
-        { name: 'products', description: "Seed 002's products, owned by users; errors are {code, message}" },
-        { name: 'admin', description: 'Administration: the audit trail' },
-        { name: 'graphql', description: 'GraphQL over the same domain functions and permission checks' },
-      ],
-      components: {
-        securitySchemes: {
-          bearerToken: {
-            type: 'http',
-            scheme: 'bearer',
-            description:
-              'Any credential enabled by -auth-methods: a 26-character token from POST /v1/tokens/authentication (24 hours), a JWT from POST /api/v1/auth/login, an access token of the configured OpenID Connect issuer, or an API key',
-          },
-          apiKey: {
-            type: 'apiKey',
-            in: 'header',
-            name: 'X-API-Key',
-            description: 'An API key from POST /api/v1/api-keys (when -auth-methods has apikey)',
-          },
-        },
-      },
-    },
+    openapi: base,
   });
 }
 

@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import type { Db } from './db.ts';
 import { type Migration, readMigrations, readVersion, schemaState } from './migrations.ts';
+import type { RedisConnection } from './redis.ts';
 import { BEARER_OPTIONAL, errors, response } from './schemas.ts';
 
 export const PROBE_PATHS = ['/livez', '/readyz'] as const;
@@ -23,6 +24,12 @@ const Readiness = Type.Object(
           examples: ['ok', 'pending: 000016'],
           description: "'ok', 'pending: VERSIONS', 'dirty: VERSION', 'unknown version: VERSION' or 'unknown'",
         }),
+        redis: Type.Optional(
+          Type.String({
+            examples: ['ok', 'unreachable: connect ECONNREFUSED 127.0.0.1:6379'],
+            description: "Only with -redis-url: 'ok' or why it cannot be used",
+          }),
+        ),
       },
       { additionalProperties: false },
     ),
@@ -35,6 +42,7 @@ const UNDEFINED_TABLE = '42P01';
 export function probeRoutes(
   app: FastifyInstance,
   db: Db,
+  redis?: RedisConnection,
   migrations: readonly Migration[] = readMigrations(),
 ): void {
   app.get(
@@ -58,7 +66,8 @@ export function probeRoutes(
       config: { rateLimit: false },
       schema: {
         operationId: 'readiness',
-        summary: 'Can this instance serve? The database answers and its migrations are current.',
+        summary:
+          'Can this instance serve? The database answers, its migrations are current, Redis answers when configured.',
         tags: ['system'],
         security: BEARER_OPTIONAL,
         response: {
@@ -80,9 +89,14 @@ export function probeRoutes(
       } catch (err) {
         database = `unreachable: ${(err as Error).message}`;
       }
-      const ready = database === 'ok' && schema === 'ok';
+      // Requests are still served while Redis is down (every use of it falls back), but limits
+      // are then per instance and other instances' invalidations are not seen, so say so.
+      const checks = redis
+        ? { database, migrations: schema, redis: redis.status() }
+        : { database, migrations: schema };
+      const ready = Object.values(checks).every((check) => check === 'ok');
       reply.code(ready ? 200 : 503);
-      return { status: ready ? 'ready' : 'unavailable', checks: { database, migrations: schema } };
+      return { status: ready ? 'ready' : 'unavailable', checks };
     },
   );
 }

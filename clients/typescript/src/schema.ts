@@ -76,7 +76,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Can this instance serve? The database answers and its migrations are current. */
+        /** Can this instance serve? The database answers, its migrations are current, Redis answers when configured. */
         get: operations["readiness"];
         put?: never;
         post?: never;
@@ -870,6 +870,12 @@ export interface operations {
                              * @example pending: 000016
                              */
                             migrations: string;
+                            /**
+                             * @description Only with -redis-url: 'ok' or why it cannot be used
+                             * @example ok
+                             * @example unreachable: connect ECONNREFUSED 127.0.0.1:6379
+                             */
+                            redis?: string;
                         };
                     };
                 };
@@ -928,6 +934,12 @@ export interface operations {
                              * @example pending: 000016
                              */
                             migrations: string;
+                            /**
+                             * @description Only with -redis-url: 'ok' or why it cannot be used
+                             * @example ok
+                             * @example unreachable: connect ECONNREFUSED 127.0.0.1:6379
+                             */
+                            redis?: string;
                         };
                     };
                 };
