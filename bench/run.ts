@@ -1,14 +1,16 @@
 // npm run bench -- [--url URL --token TOKEN] [--duration 10] [--connections 50]
 //                  [--scenarios S1,S2,...,C1] [--workers N] [--db-dsn DSN] [--movies 2000] [--warmup 2]
 //                  [--callback-clients 50] [--callback-ids 200] [--callback-id-range 200]
-//                  [--callback-interval 100] [--bulk-rows 100000]
+//                  [--callback-interval 100] [--bulk-rows 100000] [--sse-clients 1000] [--sse-rate 20]
 //
 // Starts the service itself (production settings, rate limiter off, embedded PostgreSQL
 // unless --db-dsn) unless given --url, prepares its data through the API, measures a
 // minimal node:http baseline, then runs the scenarios S1–S8 (S7, S8: the products API with
 // a JWT and with an API key, to compare with S2's book token), L1 and L2 (a list of 100
 // movies without and with compression), G1 (one movie by id through POST /graphql), B1 (one
-// bulk import of --bulk-rows movies and their export, rows a second; bench/bulk.ts) and the
+// bulk import of --bulk-rows movies and their export, rows a second; bench/bulk.ts), E1
+// (--sse-clients SSE clients receiving --sse-rate movie updates a second, delivery latency;
+// bench/events.ts) and the
 // callback scenario C1 (bench/callbacks.ts;
 // only when it starts the service). Prints a table, writes JSON to bench/out/ and appends a
 // row to bench/results.md (C1: bench/callback-results.md).
@@ -36,6 +38,7 @@ import { freePort } from '../test/ports.ts';
 import { SmtpSink, tokenIn } from '../test/smtp-sink.ts';
 import { type BulkResult, runBulk } from './bulk.ts';
 import { type CallbackLoadResult, runCallbackLoad } from './callbacks.ts';
+import { type EventFanoutResult, runEventFanout } from './events.ts';
 import { hasWrk, type LoadResult, type LoadSpec, runNodeLoad, runWrk } from './load.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -46,7 +49,7 @@ const { values: opts } = parseArgs({
     token: { type: 'string' },
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '50' },
-    scenarios: { type: 'string', default: 'S1,S2,S3,S4,S5,S6,S7,S8,G1,L1,L2,B1,C1' },
+    scenarios: { type: 'string', default: 'S1,S2,S3,S4,S5,S6,S7,S8,G1,L1,L2,B1,E1,C1' },
     workers: { type: 'string', default: String(availableParallelism()) },
     'db-dsn': { type: 'string' },
     movies: { type: 'string', default: '2000' },
@@ -56,6 +59,8 @@ const { values: opts } = parseArgs({
     'callback-id-range': { type: 'string', default: '200' },
     'callback-interval': { type: 'string', default: '100' },
     'bulk-rows': { type: 'string', default: '100000' },
+    'sse-clients': { type: 'string', default: '1000' },
+    'sse-rate': { type: 'string', default: '20' },
   },
 });
 
@@ -125,6 +130,9 @@ async function startService(smtpPort: number, upstreamUrl: string): Promise<Serv
     '-port',
     String(port),
     '-limiter-enabled=false',
+    // E1's SSE clients all come from this one address.
+    '-max-connections-per-ip',
+    '0',
     '-smtp-host',
     '127.0.0.1',
     '-smtp-port',
@@ -512,6 +520,18 @@ async function main(): Promise<void> {
     );
   }
 
+  let events: EventFanoutResult | undefined;
+  if (wanted.has('E1')) {
+    events = await runEventFanout(url, token, {
+      clients: Number(opts['sse-clients']),
+      rate: Number(opts['sse-rate']),
+      durationSeconds: duration,
+    });
+    console.log(
+      `E1 ${events.connected} SSE clients × ${events.updates} updates: ${events.delivered} of ${events.expected} delivered, latency from the write p50 ${events.p50_ms} ms  p99 ${events.p99_ms} ms  max ${events.max_ms} ms`,
+    );
+  }
+
   let callbacks: CallbackLoadResult | undefined;
   if (!service && wanted.has('C1')) console.log('C1 skipped: it needs the service this benchmark starts');
   if (service && wanted.has('C1')) {
@@ -564,6 +584,7 @@ async function main(): Promise<void> {
     peak_rss_mib: peakRss === null ? null : Math.round(peakRss),
     scenarios: rows,
     bulk: bulk ?? null,
+    events: events ?? null,
     callbacks: callbacks ?? null,
   };
   const outDir = join(ROOT, 'bench', 'out');
