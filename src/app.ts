@@ -39,6 +39,7 @@ import { apiErrorResponse, isApiPath, PRODUCTS_API_PREFIX, productsApi } from '.
 import { EventFeed } from './realtime/feed.ts';
 import { StreamOwners } from './realtime/owners.ts';
 import { EVENTS_PERMISSION, REALTIME_PATHS, realtimeRoutes } from './realtime/realtime.routes.ts';
+import { postgresWakeups, publishMovieWakeups, redisWakeups } from './realtime/wakeups.ts';
 
 export type AppDeps = Readonly<{
   config: Config;
@@ -229,7 +230,7 @@ export function buildApp({
   // re-checks; an identity invalidation re-checks that user's streams at once.
   const feed = new EventFeed({
     db,
-    dsn: db.options.connectionString ?? '',
+    wakeups: redis ? redisWakeups(redis) : postgresWakeups(db.options.connectionString ?? '', logger),
     logger,
     pollMs: config.events.pollMs,
   });
@@ -239,7 +240,9 @@ export function buildApp({
     logger,
   });
   const stopWatchingIdentities = identityCache?.onInvalidation((userId) => owners.identityChanged(userId));
+  const stopPublishing = redis ? publishMovieWakeups(redis, logger) : undefined;
   app.addHook('onClose', async () => {
+    stopPublishing?.();
     stopWatchingIdentities?.();
     owners.stop();
     await feed.stop();

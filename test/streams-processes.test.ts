@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import { createPool } from '../src/platform/db.ts';
 import { createTestDatabase, createUser } from './helpers.ts';
 import { startServer } from './processes.ts';
+import { startRedisServer } from './redis-server.ts';
 import { openSse, openWs, until } from './stream-clients.ts';
 
 test('when a movie is updated through instance A, then an SSE client and a WebSocket client of instance B get the event within a second; B ends them at shutdown', async (t) => {
@@ -72,4 +73,32 @@ test('when a movie is updated through instance A, then an SSE client and a WebSo
   await sse.ended;
   assert.equal((await ws.closed).code, 1001);
   assert.ok(b.logs.some((l) => l.msg === 'stream ended' && l.reason === 'shutdown' && l.transport === 'sse'));
+});
+
+test("when -redis-url is set, then a change through A wakes B's feed through Redis within a second, and no process holds a LISTEN connection for events", async (t) => {
+  const dsn = await createTestDatabase();
+  const redis = await startRedisServer();
+  // A safety poll of a minute: only the Redis wake-up can deliver within the second.
+  const flags = ['-db-dsn', dsn, '-redis-url', redis.url, '-events-poll', '1m'];
+  const [a, b] = await Promise.all([startServer(t, flags), startServer(t, flags)]);
+  const db = createPool({ dsn, maxOpenConns: 2, maxIdleTimeMs: 60_000, queryTimeoutMs: 3_000 });
+  t.after(() => db.end());
+  const { token } = await createUser(db, { permissions: ['movies:read', 'movies:write'] });
+  const sse = await openSse(`http://127.0.0.1:${b.port}/v1/movies/events`, { token });
+  t.after(() => sse.close());
+  await until(() => sse.comments.length >= 1, 'the stream to open');
+
+  const createdAt = Date.now();
+  const created = await fetch(`http://127.0.0.1:${a.port}/v1/movies`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}` },
+    body: JSON.stringify({ title: 'Through Redis', year: 2020, runtime: '90 mins', genres: ['drama'] }),
+  });
+  assert.equal(created.status, 201);
+  await until(() => sse.events.length >= 1, 'the event on B', 1_000 - (Date.now() - createdAt));
+  assert.equal(JSON.parse(sse.events[0]?.data ?? '{}').movie.title, 'Through Redis');
+  const { rows } = await db.query<{ count: number }>(
+    "SELECT count(*)::int AS count FROM pg_stat_activity WHERE application_name = 'greenlight-events-listener' AND datname = current_database()",
+  );
+  assert.equal(rows[0]?.count, 0);
 });

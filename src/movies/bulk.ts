@@ -10,6 +10,7 @@ import { Int32 } from '../platform/schemas.ts';
 import type { MovieFilters } from './filters.ts';
 import { CreateMovieBody, type Movie, type MovieFields, toMovieJson, validateMovie } from './movie.ts';
 import * as sql from './movies.sql.ts';
+import { announceMoviesChanged } from './movies.ts';
 
 export const FORMATS = ['ndjson', 'csv'] as const;
 export type Format = (typeof FORMATS)[number];
@@ -226,6 +227,8 @@ export async function importMovies(db: Db, source: Readable, options: ImportOpti
     const insert = sql.insertMovies(target, movies).then(
       (count) => {
         report.imported += count;
+        // Outside a transaction each batch commits by itself.
+        if (!client) announceMoviesChanged();
       },
       (err: unknown) => {
         failure ??= err;
@@ -253,6 +256,7 @@ export async function importMovies(db: Db, source: Readable, options: ImportOpti
         report.imported = 0;
       } else {
         await client.query('COMMIT');
+        announceMoviesChanged();
       }
     }
     return report;

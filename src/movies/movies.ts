@@ -5,10 +5,26 @@ import { calculateMetadata, type Metadata, type MovieListQuery } from './filters
 import { type CreateMovieInput, type Movie, type UpdateMovieInput, validateMovie } from './movie.ts';
 import * as sql from './movies.sql.ts';
 
+// Told after each movie change this process commits. With -redis-url the change streams
+// publish a wake-up to every process on it (src/realtime/wakeups.ts); the outbox row and its
+// NOTIFY are written by the change's own statement either way.
+const changeListeners = new Set<() => void>();
+
+export function onMoviesChanged(listener: () => void): () => void {
+  changeListeners.add(listener);
+  return () => changeListeners.delete(listener);
+}
+
+export function announceMoviesChanged(): void {
+  for (const listener of changeListeners) listener();
+}
+
 export async function createMovie(db: Db, input: CreateMovieInput): Promise<Movie> {
   validateMovie(input);
   const { title, year, runtime, genres } = input as Required<CreateMovieInput>;
-  return sql.insertMovie(db, { title, year, runtime, genres });
+  const movie = await sql.insertMovie(db, { title, year, runtime, genres });
+  announceMoviesChanged();
+  return movie;
 }
 
 export function getMovie(db: Db, id: string): Promise<Movie> {
@@ -34,11 +50,14 @@ export async function updateMovie(
     genres: input.genres ?? movie.genres,
   };
   validateMovie(changed);
-  return sql.updateMovie(db, changed);
+  const updated = await sql.updateMovie(db, changed);
+  announceMoviesChanged();
+  return updated;
 }
 
-export function deleteMovie(db: Db, id: string): Promise<void> {
-  return sql.deleteMovie(db, id);
+export async function deleteMovie(db: Db, id: string): Promise<void> {
+  await sql.deleteMovie(db, id);
+  announceMoviesChanged();
 }
 
 export async function listMovies(
