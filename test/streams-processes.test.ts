@@ -7,7 +7,7 @@ import { createPool } from '../src/platform/db.ts';
 import { createTestDatabase, createUser } from './helpers.ts';
 import { startServer } from './processes.ts';
 import { startRedisServer } from './redis-server.ts';
-import { openSse, openWs, until } from './stream-clients.ts';
+import { openSse, openWs, type SseClient, until } from './stream-clients.ts';
 
 test('when a movie is updated through instance A, then an SSE client and a WebSocket client of instance B get the event within a second; B ends them at shutdown', async (t) => {
   const dsn = await createTestDatabase();
@@ -101,4 +101,37 @@ test("when -redis-url is set, then a change through A wakes B's feed through Red
     "SELECT count(*)::int AS count FROM pg_stat_activity WHERE application_name = 'greenlight-events-listener' AND datname = current_database()",
   );
   assert.equal(rows[0]?.count, 0);
+});
+
+test('when serve runs -workers 2, then each worker has its own feed and every client gets every event, whichever worker holds it', async (t) => {
+  const dsn = await createTestDatabase();
+  const server = await startServer(t, ['-db-dsn', dsn, '-workers', '2']);
+  const db = createPool({ dsn, maxOpenConns: 2, maxIdleTimeMs: 60_000, queryTimeoutMs: 3_000 });
+  t.after(() => db.end());
+  const { token } = await createUser(db, { permissions: ['movies:read', 'movies:write'] });
+  const listenerCount = async () =>
+    (
+      await db.query<{ count: number }>(
+        "SELECT count(*)::int AS count FROM pg_stat_activity WHERE application_name = 'greenlight-events-listener' AND datname = current_database()",
+      )
+    ).rows[0]?.count;
+  // Connections are spread over the workers by the kernel: open clients until both workers
+  // hold some (each worker's feed starts with its first stream).
+  const clients: SseClient[] = [];
+  for (let i = 0; i < 40 && (await listenerCount()) !== 2; i++) {
+    const sse = await openSse(`http://127.0.0.1:${server.port}/v1/movies/events`, { token });
+    t.after(() => sse.close());
+    clients.push(sse);
+    await until(() => sse.comments.length >= 1, 'the stream to open');
+  }
+  assert.equal(await listenerCount(), 2);
+  const created = await fetch(`http://127.0.0.1:${server.port}/v1/movies`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}` },
+    body: JSON.stringify({ title: 'To every worker', year: 2020, runtime: '90 mins', genres: ['drama'] }),
+  });
+  assert.equal(created.status, 201);
+  await until(() => clients.every((c) => c.events.length >= 1), 'every client to get the event');
+  for (const client of clients)
+    assert.equal(JSON.parse(client.events[0]?.data ?? '{}').movie.title, 'To every worker');
 });

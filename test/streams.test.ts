@@ -442,3 +442,32 @@ test('when a WebSocket client does not answer pings, then it is dropped; one tha
   await until(() => pings >= 3, 'three pings');
   assert.equal(answering.socket.readyState, answering.socket.OPEN);
 });
+
+test("when the feed's LISTEN connection is cut, then it reconnects and no committed event is lost", async (t) => {
+  const sse = await openSse(EVENTS, { token });
+  t.after(() => sse.close());
+  await until(() => sse.comments.length >= 1, 'the stream to open');
+  const listeners = async () =>
+    (
+      await db.query<{ pid: number }>(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'greenlight-events-listener' AND datname = current_database()",
+      )
+    ).rows.map((r) => r.pid);
+  const [before] = await listeners();
+  assert.ok(before);
+  await db.query('SELECT pg_terminate_backend($1)', [before]);
+  // Made while the listener is down or reconnecting: the poll or the reconnect's read finds it.
+  const during = await createMovie(api, { title: 'While reconnecting' });
+  await until(() => sse.events.some((e) => dataOf(e).movie.id === during.id), 'the event made meanwhile');
+  let pids: number[] = [];
+  for (const deadline = Date.now() + 5_000; Date.now() < deadline; ) {
+    pids = await listeners();
+    if (pids.length === 1 && pids[0] !== before) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.equal(pids.length, 1);
+  assert.notEqual(pids[0], before);
+  const after = await createMovie(api, { title: 'After reconnecting' });
+  await until(() => sse.events.some((e) => dataOf(e).movie.id === after.id), 'the event after');
+  assert.ok(lines.some((l) => l.msg === 'event feed listener lost; the safety poll covers it'));
+});
