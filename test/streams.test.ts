@@ -471,3 +471,27 @@ test("when the feed's LISTEN connection is cut, then it reconnects and no commit
   await until(() => sse.events.some((e) => dataOf(e).movie.id === after.id), 'the event after');
   assert.ok(lines.some((l) => l.msg === 'event feed listener lost; the safety poll covers it'));
 });
+
+test('when a client resumes from far behind, then catching up is paced by its reading: it gets every missed event and is not cut off', async (t) => {
+  const before = await lastId();
+  // 2,000 events of about 1 KB: 30 times the bound of this app's clients.
+  const title = 'y'.repeat(1_000);
+  for (let i = 0; i < 4; i++) {
+    await movies.insertMovies(
+      db,
+      Array.from({ length: 500 }, () => ({ title, year: 2000, runtime: 90, genres: ['resume'] })),
+    );
+  }
+  const sse = await openSse(EVENTS, { token, headers: { 'last-event-id': String(before) } });
+  t.after(() => sse.close());
+  await until(() => sse.events.length >= 2_000, 'the 2,000 missed events', 20_000);
+  const ids = sse.events.map((e) => Number(e.id));
+  assert.deepEqual(
+    ids,
+    [...ids].sort((a, b) => a - b),
+  );
+  assert.equal(new Set(ids).size, 2_000);
+  assert.equal(ids.at(-1), await lastId());
+  const live = await createMovie(api, { title: 'Live after the catch-up' });
+  await until(() => sse.events.some((e) => dataOf(e).movie.id === live.id), 'the live event');
+});

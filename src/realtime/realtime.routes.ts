@@ -3,6 +3,7 @@
 // database connection. A client that leaves more than -stream-max-buffered bytes unread is
 // disconnected, so a slow reader cannot grow the server's memory.
 import type { IncomingMessage } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type TSchema, Type } from 'typebox';
 import type { WebSocket } from 'ws';
@@ -32,6 +33,7 @@ export const EVENTS_PERMISSION = 'movies:read';
 export const REALTIME_PATHS = ['/v1/movies/events', '/v1/ws'] as const;
 const TAGS = ['streams'];
 const CATCH_UP_BATCH = 500;
+const PACE_MS = 10;
 
 type EndReason = 'closed' | 'slow_consumer' | 'revoked' | 'unresponsive' | 'shutdown' | 'error';
 
@@ -82,13 +84,22 @@ function readLastEventId(request: FastifyRequest): number | undefined {
   return Number(given);
 }
 
+// A stream's client as follow() sees it.
+type Follower = Readonly<{
+  send: (event: StreamEvent) => void;
+  isOpen: () => boolean;
+  // bytes written to the client and not yet taken by it
+  unread: () => number;
+}>;
+
 // Sends every event after `after` (or, without one, every event from now on) exactly once and
-// in id order: the feed's live events are held while the outbox is read up to them.
+// in id order: the feed's live events are held while the outbox is read up to them. Catching
+// up waits while the client has more than half its bound unread, so a resume from far back is
+// paced by the client instead of cutting it off as a slow consumer.
 async function follow(
-  { db, feed }: RealtimeDeps,
+  { db, feed, config }: RealtimeDeps,
   after: number | undefined,
-  send: (event: StreamEvent) => void,
-  isOpen: () => boolean,
+  { send, isOpen, unread }: Follower,
 ): Promise<() => void> {
   let cursor = after ?? -1;
   let held: StreamEvent[] | null = after === undefined ? null : [];
@@ -96,6 +107,10 @@ async function follow(
     if (event.id <= cursor) return;
     cursor = event.id;
     send(event);
+  };
+  const paced = async (event: StreamEvent) => {
+    while (isOpen() && unread() > config.maxBufferedBytes / 2) await sleep(PACE_MS);
+    if (isOpen()) deliver(event);
   };
   const unsubscribe = await feed.subscribe((events) => {
     if (held) held.push(...events);
@@ -108,16 +123,16 @@ async function follow(
   try {
     for (;;) {
       const events = await eventsAfter(db, cursor, CATCH_UP_BATCH);
-      for (const event of events) if (isOpen()) deliver(event);
+      for (const event of events) await paced(event);
       if (events.length < CATCH_UP_BATCH || !isOpen()) break;
     }
+    const live = held as StreamEvent[];
+    for (let event = live.shift(); event; event = live.shift()) await paced(event);
+    held = null;
   } catch (err) {
     unsubscribe();
     throw err;
   }
-  const live = held ?? [];
-  held = null;
-  for (const event of live) if (isOpen()) deliver(event);
   return unsubscribe;
 }
 
@@ -193,6 +208,8 @@ export function realtimeRoutes(app: FastifyInstance, deps: RealtimeDeps): void {
       const after = readLastEventId(request);
       const gap = after === undefined ? null : (await resumePoint(deps.db, after)).gap;
       const owner = ownerOf(request);
+      // Before the 200: a database that cannot start the feed is still a 500 in the envelope.
+      await deps.feed.start();
       const res = reply.raw;
       let ended = false;
       let heartbeat: NodeJS.Timeout | undefined;
@@ -231,15 +248,14 @@ export function realtimeRoutes(app: FastifyInstance, deps: RealtimeDeps): void {
       if (gap) write(`event: gap\ndata: ${JSON.stringify(gap)}\n\n`);
       heartbeat = setInterval(() => write(': heartbeat\n\n'), config.heartbeatMs);
       try {
-        const unsubscribe = await follow(
-          deps,
-          after,
-          (event) => {
+        const unsubscribe = await follow(deps, after, {
+          send: (event) => {
             record.countSent();
             write(event.sse);
           },
-          () => !ended,
-        );
+          isOpen: () => !ended,
+          unread: () => res.writableLength,
+        });
         if (ended) unsubscribe();
         else stopFollowing = unsubscribe;
       } catch (err) {
@@ -342,15 +358,14 @@ export function realtimeRoutes(app: FastifyInstance, deps: RealtimeDeps): void {
           const gap = after === undefined ? null : (await resumePoint(deps.db, after)).gap;
           if (isOpen()) reply({ type: 'subscribed', topic: MOVIES_TOPIC });
           if (gap && isOpen()) reply({ type: 'gap', ...gap });
-          return follow(
-            deps,
-            after,
-            (event) => {
+          return follow(deps, after, {
+            send: (event) => {
               record.countSent();
               send(event.ws);
             },
             isOpen,
-          );
+            unread: () => socket.bufferedAmount,
+          });
         })();
         subscription.unsubscribe.catch((err) => {
           request.log.error({ err }, 'websocket subscription failed');
