@@ -406,6 +406,11 @@ test('when a WebSocket client stops reading, then it is cut off once its unread 
   assert.ok([1013, 1006].includes(code), `closed with ${code}`);
 
   assert.equal((await fetch(`${base}/livez`)).status, 200);
+  const metrics = await app.inject('/metrics');
+  assert.match(
+    metrics.body,
+    /greenlight_streams_ended_total\{transport="websocket",reason="slow_consumer"\} 1/,
+  );
   // Resuming after the flood, so it is not sent the rest of it.
   const healthy = await openSse(EVENTS, { token, headers: { 'last-event-id': String(await lastId()) } });
   t.after(() => healthy.close());
