@@ -234,8 +234,9 @@ export function buildApp({
     logger,
     pollMs: config.events.pollMs,
   });
+  const reauthenticate = reauthenticator(authenticators);
   const owners = new StreamOwners({
-    reauthenticate: reauthenticator(authenticators),
+    reauthenticate,
     permission: EVENTS_PERMISSION,
     logger,
   });
@@ -251,7 +252,15 @@ export function buildApp({
     systemRoutes(api, config, metrics);
     probeRoutes(api, db, redis);
     movieRoutes(api, db);
-    realtimeRoutes(api, { db, feed, owners, config: config.events, metrics, closers: streamClosers });
+    realtimeRoutes(api, {
+      db,
+      feed,
+      owners,
+      config: config.events,
+      metrics,
+      reauthenticate,
+      closers: streamClosers,
+    });
     bulkRoutes(api, db, config.operations);
     statsRoutes(api, db, config.operations);
     if (config.operations.profilingEnabled) profilingRoutes(api);

@@ -215,10 +215,41 @@ test('when a client without a valid token, without movies:read or with an inacti
   for (const [credential, status, message] of cases) {
     const sse = await openSse(EVENTS, { token: credential });
     assert.equal(sse.status, status);
+    // Without a credential the upgrade goes through: the first message authenticates.
+    if (credential === undefined) continue;
     const ws = await refusedWs(credential);
     assert.equal(ws.status, status);
     assert.deepEqual(JSON.parse(ws.body), { error: message });
   }
+});
+
+test('when a browser-style WebSocket sends no credential with its upgrade, then its first message must authenticate it: 4401 or 4403 otherwise', async (t) => {
+  const reader = await createUser(db, { permissions: ['movies:write'] });
+  const cases: [unknown, number, string][] = [
+    [
+      { type: 'subscribe', topic: 'movies' },
+      4401,
+      'authentication required: send {"type":"auth","token":"…"} first',
+    ],
+    [{ type: 'auth', token: 'AAAAAAAAAAAAAAAAAAAAAAAAAA' }, 4401, 'invalid authentication token'],
+    [{ type: 'auth', token: reader.token }, 4403, 'permission missing'],
+  ];
+  for (const [first, code, reason] of cases) {
+    const ws = await openWs(WS);
+    ws.send(first);
+    assert.deepEqual(await ws.closed, { code, reason });
+  }
+  const ws = await openWs(WS);
+  t.after(() => ws.socket.close());
+  ws.send({ type: 'auth', token });
+  ws.send({ type: 'subscribe', topic: 'movies' });
+  await until(() => ws.messages.length >= 2, 'authenticated and subscribed');
+  assert.deepEqual(ws.messages, [{ type: 'authenticated' }, { type: 'subscribed', topic: 'movies' }]);
+  const movie = await createMovie(api, { title: 'For the browser' });
+  await until(
+    () => ws.messages.some((m) => (m.movie as { id: number } | undefined)?.id === movie.id),
+    'the event',
+  );
 });
 
 test('when /v1/ws is fetched without an upgrade, then it answers 426 naming the protocol', async () => {
@@ -428,6 +459,7 @@ test('when a WebSocket client does not answer pings, then it is dropped; one tha
   await pinging.app.listen({ port: 0, host: '127.0.0.1' });
   const url = `ws://127.0.0.1:${(pinging.app.server.address() as { port: number }).port}/v1/ws`;
   const silent = await openWs(url, pinging.token, { autoPong: false });
+  const mute = await openWs(url);
   const answering = await openWs(url, pinging.token);
   t.after(() => {
     silent.socket.terminate();
@@ -437,6 +469,8 @@ test('when a WebSocket client does not answer pings, then it is dropped; one tha
   answering.socket.on('ping', () => pings++);
   const { code } = await silent.closed;
   assert.equal(code, 1006);
+  // One that never authenticates is closed when the first ping is due.
+  assert.equal((await mute.closed).code, 4401);
   await until(
     () =>
       pinging.lines.some(

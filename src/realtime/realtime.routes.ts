@@ -6,18 +6,26 @@ import type { IncomingMessage } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type TSchema, Type } from 'typebox';
-import type { WebSocket } from 'ws';
+import type { RawData, WebSocket } from 'ws';
 import { requirePermission } from '../accounts/auth.ts';
 import type { Identity } from '../accounts/user.ts';
+import type { Credential } from '../auth/authenticator.ts';
 import { requestCredential } from '../auth/registry.ts';
 import type { EventsConfig } from '../config.ts';
 import type { Db } from '../platform/db.ts';
-import { ValidationError } from '../platform/errors.ts';
+import { InvalidAuthenticationTokenError, ValidationError } from '../platform/errors.ts';
 import type { Metrics } from '../platform/metrics.ts';
-import { BEARER_REQUIRED, ErrorEnvelope, emptyResponse, errors, response } from '../platform/schemas.ts';
+import {
+  BEARER_OPTIONAL,
+  BEARER_REQUIRED,
+  ErrorEnvelope,
+  emptyResponse,
+  errors,
+  response,
+} from '../platform/schemas.ts';
 import { EVENT_TYPES, eventsAfter, MOVIES_TOPIC, resumePoint, type StreamEvent } from './events.ts';
 import type { EventFeed } from './feed.ts';
-import type { StreamOwners } from './owners.ts';
+import { type Owner, type Reauthenticate, refusal, type StreamOwners } from './owners.ts';
 
 export type RealtimeDeps = Readonly<{
   db: Db;
@@ -25,6 +33,8 @@ export type RealtimeDeps = Readonly<{
   owners: StreamOwners;
   config: EventsConfig;
   metrics: Metrics;
+  // The identity behind a credential, as a request's would be found (src/auth/registry.ts).
+  reauthenticate: Reauthenticate;
   // Ends every open stream; the app calls each at shutdown, before the WebSocket server closes.
   closers: Set<() => void>;
 }>;
@@ -276,7 +286,11 @@ export function realtimeRoutes(app: FastifyInstance, deps: RealtimeDeps): void {
     method: 'GET',
     url: '/v1/ws',
     onRequest: [
-      read,
+      async (request) => {
+        // An upgrade without a credential authenticates with its first message.
+        if (request.ws && !requestCredential(request)) return;
+        await read(request);
+      },
       async (request) => {
         if (request.ws) upgradeIds.set(request.raw, request.id);
       },
@@ -286,9 +300,9 @@ export function realtimeRoutes(app: FastifyInstance, deps: RealtimeDeps): void {
       summary:
         'WebSocket of movie changes (movies:read): send {"type":"subscribe","topic":"movies"} to receive the events GET /v1/movies/events sends',
       description:
-        'Client messages: {"type":"subscribe","topic":"movies","last_event_id"?: N} and {"type":"unsubscribe","topic":"movies"}, answered with {"type":"subscribed"|"unsubscribed","topic":"movies"}; anything else gets {"type":"error","message"}. Events: {"topic":"movies","id","type","occurred_at","movie"}, and {"type":"gap","last_event_id","pruned_up_to"} before a resume past pruned events. The server pings every -ws-ping and drops a client that did not answer the previous ping. Close codes: 1008 when the credential or permission is withdrawn, 1013 when the client left more than -stream-max-buffered bytes unread, 1001 at shutdown.',
+        'Authentication: a credential on the upgrade request (refused with 401/403 like any request), or, from browsers, which cannot send headers with it, no credential and a first message {"type":"auth","token":"…"} within -ws-ping, answered {"type":"authenticated"} or closed with 4401 (missing or invalid token) or 4403 (inactive account, movies:read missing). Client messages: {"type":"subscribe","topic":"movies","last_event_id"?: N} and {"type":"unsubscribe","topic":"movies"}, answered with {"type":"subscribed"|"unsubscribed","topic":"movies"}; anything else gets {"type":"error","message"}. Events: {"topic":"movies","id","type","occurred_at","movie"}, and {"type":"gap","last_event_id","pruned_up_to"} before a resume past pruned events. The server pings every -ws-ping and drops a client that did not answer the previous ping. Close codes: 1008 when the credential or permission is withdrawn, 1013 when the client left more than -stream-max-buffered bytes unread, 1001 at shutdown.',
       tags: TAGS,
-      security: BEARER_REQUIRED,
+      security: BEARER_OPTIONAL,
       response: {
         101: emptyResponse('Switching Protocols: the WebSocket is open'),
         426: UpgradeRequired,
@@ -300,98 +314,146 @@ export function realtimeRoutes(app: FastifyInstance, deps: RealtimeDeps): void {
       return { error: 'this endpoint needs a WebSocket upgrade' };
     },
     wsHandler: (socket: WebSocket, request: FastifyRequest) => {
-      let ended = false;
-      let alive = true;
-      // The current subscription: a stopped one stops sending even while it still catches up.
-      let following: { unsubscribe: Promise<() => void> } | undefined;
-      const stopFollowing = () => {
-        void following?.unsubscribe.then(
-          (unsubscribe) => unsubscribe(),
-          () => {},
-        );
-        following = undefined;
-      };
-      let removeOwner = () => {};
-      const record = recordStream('websocket', request, {
-        metrics,
-        closers,
-        shutdown: () => end('shutdown', 1001, 'server shutting down'),
-      });
-      const end = (reason: EndReason, code?: number, why?: string) => {
-        if (!record.finish(reason, socket.bufferedAmount)) return;
-        ended = true;
-        clearInterval(ping);
-        stopFollowing();
-        removeOwner();
-        if (code === undefined) {
-          socket.terminate();
-          return;
-        }
-        socket.close(code, why);
-        // A client that never reads never answers the close: its bytes are let go anyway.
-        setTimeout(() => socket.terminate(), 1000).unref();
-      };
-      const send = (message: string) => {
-        if (ended) return;
-        socket.send(message);
-        if (socket.bufferedAmount > config.maxBufferedBytes)
-          end('slow_consumer', 1013, `slow consumer: more than ${config.maxBufferedBytes} bytes unread`);
-      };
-      const reply = (message: Record<string, unknown>) => send(JSON.stringify(message));
-
-      removeOwner = owners.add({ ...ownerOf(request), end: (reason) => end('revoked', 1008, reason) });
-      const ping = setInterval(() => {
-        if (!alive) return end('unresponsive');
-        alive = false;
-        socket.ping();
-      }, config.wsPingMs);
-      socket.on('pong', () => {
-        alive = true;
-      });
-      socket.on('close', () => end('closed'));
-
-      const subscribe = (after: number | undefined) => {
-        const subscription = {} as { unsubscribe: Promise<() => void> };
-        const isOpen = () => !ended && following === subscription;
-        following = subscription;
-        subscription.unsubscribe = (async () => {
-          const gap = after === undefined ? null : (await resumePoint(deps.db, after)).gap;
-          if (isOpen()) reply({ type: 'subscribed', topic: MOVIES_TOPIC });
-          if (gap && isOpen()) reply({ type: 'gap', ...gap });
-          return follow(deps, after, {
-            send: (event) => {
-              record.countSent();
-              send(event.ws);
-            },
-            isOpen,
-            unread: () => socket.bufferedAmount,
-          });
-        })();
-        subscription.unsubscribe.catch((err) => {
-          request.log.error({ err }, 'websocket subscription failed');
-          end('error', 1011, 'subscription failed');
-        });
-      };
-      socket.on('message', (data, isBinary) => {
-        const message = isBinary ? undefined : parseMessage(data.toString());
-        if (!message) return reply({ type: 'error', message: 'messages are JSON objects with a type' });
-        if (message.topic !== MOVIES_TOPIC)
-          return reply({ type: 'error', message: `unknown topic: the one topic is "${MOVIES_TOPIC}"` });
-        if (message.type === 'subscribe') {
-          const after = message.last_event_id;
-          if (after !== undefined && !(Number.isSafeInteger(after) && (after as number) >= 0))
-            return reply({ type: 'error', message: 'last_event_id must be a non-negative integer' });
-          if (following) return reply({ type: 'subscribed', topic: MOVIES_TOPIC });
-          return subscribe(after as number | undefined);
-        }
-        if (message.type === 'unsubscribe') {
-          stopFollowing();
-          return reply({ type: 'unsubscribed', topic: MOVIES_TOPIC });
-        }
-        reply({ type: 'error', message: 'type must be subscribe or unsubscribe' });
-      });
+      if (request.identity) serveSocket(socket, request, ownerOf(request));
+      else void authenticateByMessage(socket, request);
     },
   });
+
+  // A browser cannot send headers with its upgrade: without a credential there, the first
+  // message must be {"type":"auth","token":"…"}, before the first ping is due.
+  async function authenticateByMessage(socket: WebSocket, request: FastifyRequest): Promise<void> {
+    // Every message is kept from the start: the ones after the first are handled once the
+    // token is checked, in order.
+    const received: [RawData, boolean][] = [];
+    const keep = (message: RawData, binary: boolean) => received.push([message, binary]);
+    socket.on('message', keep);
+    const first = await new Promise<[RawData, boolean] | undefined>((resolve) => {
+      const deadline = setTimeout(() => resolve(undefined), config.wsPingMs);
+      const check = () => {
+        if (received.length === 0) return;
+        clearTimeout(deadline);
+        socket.off('message', check);
+        resolve(received.shift());
+      };
+      socket.on('message', check);
+      socket.once('close', () => {
+        clearTimeout(deadline);
+        resolve(undefined);
+      });
+    });
+    const message = first === undefined || first[1] ? undefined : parseMessage(first[0].toString());
+    if (message?.type !== 'auth' || typeof message.token !== 'string' || message.token === '')
+      return socket.close(4401, 'authentication required: send {"type":"auth","token":"…"} first');
+    const credential: Credential = { from: 'authorization', value: message.token };
+    let identity: Identity;
+    try {
+      identity = await deps.reauthenticate(credential);
+    } catch (err) {
+      if (err instanceof InvalidAuthenticationTokenError) return socket.close(4401, err.message);
+      request.log.error({ err }, 'websocket authentication failed');
+      return socket.close(1011, 'authentication failed');
+    }
+    const refused = refusal(identity, EVENTS_PERMISSION);
+    if (refused) return socket.close(4403, refused.message);
+    if (socket.readyState !== socket.OPEN) return;
+    socket.off('message', keep);
+    socket.send(JSON.stringify({ type: 'authenticated' }));
+    serveSocket(socket, request, { credential, userId: identity.id });
+    for (const [data, binary] of received) socket.emit('message', data, binary);
+  }
+
+  function serveSocket(socket: WebSocket, request: FastifyRequest, owner: Omit<Owner, 'end'>): void {
+    let ended = false;
+    let alive = true;
+    // The current subscription: a stopped one stops sending even while it still catches up.
+    let following: { unsubscribe: Promise<() => void> } | undefined;
+    const stopFollowing = () => {
+      void following?.unsubscribe.then(
+        (unsubscribe) => unsubscribe(),
+        () => {},
+      );
+      following = undefined;
+    };
+    let removeOwner = () => {};
+    const record = recordStream('websocket', request, {
+      metrics,
+      closers,
+      shutdown: () => end('shutdown', 1001, 'server shutting down'),
+    });
+    const end = (reason: EndReason, code?: number, why?: string) => {
+      if (!record.finish(reason, socket.bufferedAmount)) return;
+      ended = true;
+      clearInterval(ping);
+      stopFollowing();
+      removeOwner();
+      if (code === undefined) {
+        socket.terminate();
+        return;
+      }
+      socket.close(code, why);
+      // A client that never reads never answers the close: its bytes are let go anyway.
+      setTimeout(() => socket.terminate(), 1000).unref();
+    };
+    const send = (message: string) => {
+      if (ended) return;
+      socket.send(message);
+      if (socket.bufferedAmount > config.maxBufferedBytes)
+        end('slow_consumer', 1013, `slow consumer: more than ${config.maxBufferedBytes} bytes unread`);
+    };
+    const reply = (message: Record<string, unknown>) => send(JSON.stringify(message));
+
+    removeOwner = owners.add({ ...owner, end: (reason) => end('revoked', 1008, reason) });
+    const ping = setInterval(() => {
+      if (!alive) return end('unresponsive');
+      alive = false;
+      socket.ping();
+    }, config.wsPingMs);
+    socket.on('pong', () => {
+      alive = true;
+    });
+    socket.on('close', () => end('closed'));
+
+    const subscribe = (after: number | undefined) => {
+      const subscription = {} as { unsubscribe: Promise<() => void> };
+      const isOpen = () => !ended && following === subscription;
+      following = subscription;
+      subscription.unsubscribe = (async () => {
+        const gap = after === undefined ? null : (await resumePoint(deps.db, after)).gap;
+        if (isOpen()) reply({ type: 'subscribed', topic: MOVIES_TOPIC });
+        if (gap && isOpen()) reply({ type: 'gap', ...gap });
+        return follow(deps, after, {
+          send: (event) => {
+            record.countSent();
+            send(event.ws);
+          },
+          isOpen,
+          unread: () => socket.bufferedAmount,
+        });
+      })();
+      subscription.unsubscribe.catch((err) => {
+        request.log.error({ err }, 'websocket subscription failed');
+        end('error', 1011, 'subscription failed');
+      });
+    };
+    socket.on('message', (data, isBinary) => {
+      const message = isBinary ? undefined : parseMessage(data.toString());
+      if (!message) return reply({ type: 'error', message: 'messages are JSON objects with a type' });
+      if (message.topic !== MOVIES_TOPIC)
+        return reply({ type: 'error', message: `unknown topic: the one topic is "${MOVIES_TOPIC}"` });
+      if (message.type === 'subscribe') {
+        const after = message.last_event_id;
+        if (after !== undefined && !(Number.isSafeInteger(after) && (after as number) >= 0))
+          return reply({ type: 'error', message: 'last_event_id must be a non-negative integer' });
+        if (following) return reply({ type: 'subscribed', topic: MOVIES_TOPIC });
+        return subscribe(after as number | undefined);
+      }
+      if (message.type === 'unsubscribe') {
+        stopFollowing();
+        return reply({ type: 'unsubscribed', topic: MOVIES_TOPIC });
+      }
+      reply({ type: 'error', message: 'type must be subscribe or unsubscribe' });
+    });
+  }
 }
 
 function parseMessage(text: string): Record<string, unknown> | undefined {
