@@ -21,10 +21,17 @@ const SELECT_LAST_ID = 'SELECT coalesce(max(id), 0)::text AS id FROM movie_event
 const SELECT_PRUNED_UP_TO = 'SELECT up_to::text AS up_to FROM movie_events_pruned';
 
 // By id, not by time alone: the pruned events are always a prefix of the ids, so "pruned up to
-// N" means exactly that no event at or below N can be resumed from.
+// N" means exactly that no event at or below N can be resumed from. At most $2 rows a
+// statement, so a large backlog is deleted in steps that each stay within the query timeout.
 const PRUNE_EVENTS = `
-  WITH cutoff AS (
+  WITH old AS (
     SELECT max(id) AS id FROM movie_events WHERE created_at < $1
+  ),
+  cutoff AS (
+    SELECT CASE WHEN old.id IS NULL THEN NULL
+                ELSE LEAST(old.id, (SELECT id FROM movie_events ORDER BY id OFFSET $2 - 1 LIMIT 1))
+           END AS id
+    FROM old
   ),
   deleted AS (
     DELETE FROM movie_events WHERE id <= (SELECT id FROM cutoff) RETURNING id
@@ -54,7 +61,7 @@ export async function selectPrunedUpTo(db: Queryable): Promise<number> {
   return Number(rows[0]?.up_to ?? 0);
 }
 
-export async function deleteEventsBefore(db: Queryable, cutoff: Date): Promise<number> {
-  const { rows } = await db.query<{ count: number }>(PRUNE_EVENTS, [cutoff]);
+export async function deleteEventsBefore(db: Queryable, cutoff: Date, limit: number): Promise<number> {
+  const { rows } = await db.query<{ count: number }>(PRUNE_EVENTS, [cutoff, limit]);
   return rows[0]?.count ?? 0;
 }

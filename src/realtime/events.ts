@@ -55,7 +55,13 @@ export async function resumePoint(
 }
 
 // Deletes the events created before `olderThan` (the -events-retention window, run as a
-// scheduled task); resumes from before them get a gap event. Returns how many were deleted.
-export function pruneMovieEvents(db: Db, olderThan: Date): Promise<number> {
-  return sql.deleteEventsBefore(db, olderThan);
+// scheduled task), `batch` rows a statement; resumes from before them get a gap event.
+// Returns how many were deleted.
+export async function pruneMovieEvents(db: Db, olderThan: Date, batch = 10_000): Promise<number> {
+  let deleted = 0;
+  for (;;) {
+    const count = await sql.deleteEventsBefore(db, olderThan, batch);
+    deleted += count;
+    if (count < batch) return deleted;
+  }
 }
