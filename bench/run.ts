@@ -2,13 +2,16 @@
 //                  [--scenarios S1,S2,...,C1] [--workers N] [--db-dsn DSN] [--movies 2000] [--warmup 2]
 //                  [--callback-clients 50] [--callback-ids 200] [--callback-id-range 200]
 //                  [--callback-interval 100] [--bulk-rows 100000] [--cache-ttl 1s] [--tracing]
+//                  [--sse-clients 1000] [--sse-rate 20]
 //
 // Starts the service itself (production settings, rate limiter off, embedded PostgreSQL
 // unless --db-dsn) unless given --url, prepares its data through the API, measures a
 // minimal node:http baseline, then runs the scenarios S1–S8 (S7, S8: the products API with
 // a JWT and with an API key, to compare with S2's book token), L1 and L2 (a list of 100
 // movies without and with compression), G1 (one movie by id through POST /graphql), B1 (one
-// bulk import of --bulk-rows movies and their export, rows a second; bench/bulk.ts) and the
+// bulk import of --bulk-rows movies and their export, rows a second; bench/bulk.ts), E1
+// (--sse-clients SSE clients receiving --sse-rate movie updates a second, delivery latency;
+// bench/events.ts) and the
 // callback scenario C1 (bench/callbacks.ts;
 // only when it starts the service). R1 is S2 against a second instance on the same database
 // with -redis-url (a redis-server the benchmark starts) and -cache-ttl, so its reads are
@@ -41,6 +44,7 @@ import { spawnRedisServer, type TestRedis } from '../test/redis-server.ts';
 import { SmtpSink, tokenIn } from '../test/smtp-sink.ts';
 import { type BulkResult, runBulk } from './bulk.ts';
 import { type CallbackLoadResult, runCallbackLoad } from './callbacks.ts';
+import { type EventFanoutResult, runEventFanout } from './events.ts';
 import { hasWrk, type LoadResult, type LoadSpec, runNodeLoad, runWrk } from './load.ts';
 import { OtlpSink } from './otlp-sink.ts';
 
@@ -52,7 +56,7 @@ const { values: opts } = parseArgs({
     token: { type: 'string' },
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '50' },
-    scenarios: { type: 'string', default: 'S1,S2,S3,S4,S5,S6,S7,S8,G1,L1,L2,R1,B1,C1' },
+    scenarios: { type: 'string', default: 'S1,S2,S3,S4,S5,S6,S7,S8,G1,L1,L2,R1,B1,E1,C1' },
     workers: { type: 'string', default: String(availableParallelism()) },
     'db-dsn': { type: 'string' },
     movies: { type: 'string', default: '2000' },
@@ -64,6 +68,8 @@ const { values: opts } = parseArgs({
     'bulk-rows': { type: 'string', default: '100000' },
     'cache-ttl': { type: 'string', default: '1s' },
     tracing: { type: 'boolean', default: false },
+    'sse-clients': { type: 'string', default: '1000' },
+    'sse-rate': { type: 'string', default: '20' },
   },
 });
 
@@ -148,6 +154,9 @@ async function startService(
     '-port',
     String(port),
     '-limiter-enabled=false',
+    // E1's SSE clients all come from this one address.
+    '-max-connections-per-ip',
+    '0',
     '-smtp-host',
     '127.0.0.1',
     '-smtp-port',
@@ -588,6 +597,18 @@ async function main(): Promise<void> {
     );
   }
 
+  let events: EventFanoutResult | undefined;
+  if (wanted.has('E1')) {
+    events = await runEventFanout(url, token, {
+      clients: Number(opts['sse-clients']),
+      rate: Number(opts['sse-rate']),
+      durationSeconds: duration,
+    });
+    console.log(
+      `E1 ${events.connected} SSE clients × ${events.updates} updates: ${events.delivered} of ${events.expected} delivered, latency from the write p50 ${events.p50_ms} ms  p99 ${events.p99_ms} ms  max ${events.max_ms} ms`,
+    );
+  }
+
   let callbacks: CallbackLoadResult | undefined;
   if (!service && wanted.has('C1')) console.log('C1 skipped: it needs the service this benchmark starts');
   if (service && wanted.has('C1')) {
@@ -645,6 +666,7 @@ async function main(): Promise<void> {
     peak_rss_mib: peakRss === null ? null : Math.round(peakRss),
     scenarios: rows,
     bulk: bulk ?? null,
+    events: events ?? null,
     callbacks: callbacks ?? null,
   };
   const outDir = join(ROOT, 'bench', 'out');

@@ -3,13 +3,14 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import compress from '@fastify/compress';
+import websocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import PgBoss from 'pg-boss';
 import { ACCOUNT_PATHS, accountRoutes } from './accounts/accounts.routes.ts';
 import { EMAIL_QUEUE } from './accounts/accounts.ts';
 import type { IdentityCache } from './accounts/identity-cache.ts';
 import { jwksRoute } from './auth/jwks.routes.ts';
-import { authenticationHook, createAuthenticators, createJwts } from './auth/registry.ts';
+import { authenticationHook, createAuthenticators, createJwts, reauthenticator } from './auth/registry.ts';
 import type { Config } from './config.ts';
 import { graphqlRoutes } from './graphql/graphql.routes.ts';
 import { bulkRoutes } from './movies/bulk.routes.ts';
@@ -41,6 +42,10 @@ import { nameSpansByRoute } from './platform/tracing.ts';
 import { posterRoutes } from './posters/posters.routes.ts';
 import { createPosters } from './posters/posters.ts';
 import { apiErrorResponse, isApiPath, PRODUCTS_API_PREFIX, productsApi } from './products/api.ts';
+import { EventFeed } from './realtime/feed.ts';
+import { StreamOwners } from './realtime/owners.ts';
+import { EVENTS_PERMISSION, REALTIME_PATHS, realtimeRoutes } from './realtime/realtime.routes.ts';
+import { postgresWakeups, publishMovieWakeups, redisWakeups } from './realtime/wakeups.ts';
 import { RuntimeSettings } from './settings/runtime.ts';
 import { SETTINGS_PATHS, settingsRoutes } from './settings/settings.routes.ts';
 
@@ -197,10 +202,11 @@ export function buildApp({
     }
   });
   app.addHook('onRequest', corsHook(settings.cors));
+  const authenticators = createAuthenticators({ config, db, cache: identityCache, logger, jwts });
   app.addHook(
     'onRequest',
     authenticationHook(
-      createAuthenticators({ config, db, cache: identityCache, logger, jwts }),
+      authenticators,
       {
         check: (request) => (limits.enabled ? limited(() => limiter.check(`ip:${request.ip}`)) : undefined),
         charge: (request) => (limits.enabled ? limited(() => limiter.take(`ip:${request.ip}`)) : undefined),
@@ -258,12 +264,53 @@ export function buildApp({
   // Up to 256 KiB compressed in place: a 13 KB list takes 0.05 ms that way, while the stream
   // path (the plugin's default above 8 KiB on two cores) halved the list's throughput.
   app.register(compress, { threshold: 1024, syncThreshold: 262_144, encodings: ['br', 'gzip'] });
+  // Open streams end first, each in its own way (WebSocket clients with 1001), then the
+  // WebSocket server closes. Client messages are a few bytes of JSON.
+  const streamClosers = new Set<() => void>();
+  app.register(websocket, {
+    options: { maxPayload: 4096 },
+    preClose(done) {
+      for (const close of streamClosers) close();
+      this.websocketServer.close(() => done());
+    },
+  });
+  // The process's one event feed (started by its first stream) and the stream owners it
+  // re-checks; an identity invalidation re-checks that user's streams at once.
+  const feed = new EventFeed({
+    db,
+    wakeups: redis ? redisWakeups(redis) : postgresWakeups(db.options.connectionString ?? '', logger),
+    logger,
+    pollMs: config.events.pollMs,
+  });
+  const reauthenticate = reauthenticator(authenticators);
+  const owners = new StreamOwners({
+    reauthenticate,
+    permission: EVENTS_PERMISSION,
+    logger,
+  });
+  const stopWatchingIdentities = identityCache?.onInvalidation((userId) => owners.identityChanged(userId));
+  const stopPublishing = redis ? publishMovieWakeups(redis, db, logger) : undefined;
+  app.addHook('onClose', async () => {
+    stopPublishing?.();
+    stopWatchingIdentities?.();
+    owners.stop();
+    await feed.stop();
+  });
   const posters = createPosters(db, config.posters, logger);
   app.addHook('onClose', async () => posters.storage.close());
   app.register(async (api) => {
     systemRoutes(api, config, metrics);
     probeRoutes(api, db, redis);
     movieRoutes(api, db, movieCache, posters);
+    realtimeRoutes(api, {
+      db,
+      feed,
+      owners,
+      config: config.events,
+      metrics,
+      reauthenticate,
+      closers: streamClosers,
+    });
     bulkRoutes(api, db, config.operations);
     posterRoutes(api, posters);
     statsRoutes(api, db, config.operations);
@@ -278,6 +325,7 @@ export function buildApp({
       ...SYSTEM_PATHS,
       ...PROBE_PATHS,
       ...MOVIE_PATHS,
+      ...REALTIME_PATHS,
       ...ACCOUNT_PATHS,
       ...STATS_PATHS,
       ...SETTINGS_PATHS,

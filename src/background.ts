@@ -9,6 +9,7 @@ import type { Logger } from './platform/logger.ts';
 import { createLogMailer, createSmtpMailer, type Mailer } from './platform/mailer.ts';
 import type { Metrics } from './platform/metrics.ts';
 import { createPosters, purgePosterObjects } from './posters/posters.ts';
+import { pruneMovieEvents } from './realtime/events.ts';
 import type { Task } from './tasks/task.ts';
 import { pruneRuns, vacuumAnalyze } from './tasks/tasks.sql.ts';
 import { registerTaskMetrics, startTasks, taskQueue } from './tasks/tasks.ts';
@@ -26,6 +27,7 @@ const HOT_TABLES = [
   'products',
   'api_keys',
   'movie_posters',
+  'movie_events',
 ];
 
 // The scheduled tasks (src/tasks), each run once per tick across every instance. The
@@ -55,6 +57,14 @@ export const TASKS: readonly Task[] = [
       }
       return { deleted };
     },
+  },
+  {
+    // Events older than -events-retention go; a resume from before them is told of the gap.
+    name: 'prune-movie-events',
+    cron: '*/10 * * * *',
+    run: async ({ db, config }) => ({
+      deleted: await pruneMovieEvents(db, new Date(Date.now() - config.events.retentionMs)),
+    }),
   },
   {
     name: 'prune-task-runs',

@@ -65,6 +65,7 @@ export type Config = Readonly<{
   operations: OperationsConfig;
   tracing: TracingConfig;
   posters: PostersConfig;
+  events: EventsConfig;
 }>;
 
 // Both endpoints empty: tracing is off and nothing of OpenTelemetry is registered.
@@ -91,6 +92,16 @@ export type PostersConfig = Readonly<{
     secretAccessKey: string;
     forcePathStyle: boolean;
   }> | null;
+}>;
+
+// Change streams (src/realtime/).
+export type EventsConfig = Readonly<{
+  retentionMs: number;
+  heartbeatMs: number;
+  pollMs: number;
+  wsPingMs: number;
+  // A client whose unsent bytes pass this is disconnected (slow consumer).
+  maxBufferedBytes: number;
 }>;
 
 export type OperationsConfig = Readonly<{
@@ -453,6 +464,36 @@ const FLAGS: readonly FlagSpec[] = [
     kind: 'bool',
     default: 'false',
     help: 'address the bucket as <endpoint>/<bucket> (most self-hosted S3 servers) instead of <bucket>.<host>',
+  },
+  {
+    name: 'events-retention',
+    kind: 'duration',
+    default: '24h',
+    help: 'how long movie events are kept for Last-Event-ID resumes (older ones are pruned; a resume past them gets a gap event)',
+  },
+  {
+    name: 'events-heartbeat',
+    kind: 'duration',
+    default: '15s',
+    help: 'interval of the comment line that keeps idle SSE streams open through proxies',
+  },
+  {
+    name: 'events-poll',
+    kind: 'duration',
+    default: '1s',
+    help: 'safety poll of the event feed, which catches a lost notification',
+  },
+  {
+    name: 'ws-ping',
+    kind: 'duration',
+    default: '30s',
+    help: 'WebSocket ping interval; a client that has not answered the previous ping is dropped',
+  },
+  {
+    name: 'stream-max-buffered',
+    kind: 'int',
+    default: '1048576',
+    help: 'bytes an SSE or WebSocket client may leave unread before it is disconnected as a slow consumer',
   },
   { name: 'demo-port', kind: 'int', default: '9000', help: 'port of `demo cors`' },
   {
@@ -821,6 +862,7 @@ export function buildConfig(settings: Settings): Config {
     operations: buildOperationsConfig(s, env as Environment),
     tracing: readTracingConfig(settings),
     posters: buildPostersConfig(s, dataDir),
+    events: buildEventsConfig(s),
   });
 }
 
@@ -897,6 +939,20 @@ function buildOperationsConfig(s: Settings['get'], env: Environment): Operations
     statsTimeoutMs,
     profilingEnabled: (s('profiling-enabled') as boolean) || env !== 'production',
   });
+}
+
+function buildEventsConfig(s: Settings['get']): EventsConfig {
+  const retentionMs = s('events-retention') as number;
+  check(retentionMs >= 60_000, 'events-retention', 'must be at least 1m');
+  const heartbeatMs = s('events-heartbeat') as number;
+  check(heartbeatMs >= 100 && heartbeatMs <= 300_000, 'events-heartbeat', 'must be between 100ms and 5m');
+  const pollMs = s('events-poll') as number;
+  check(pollMs >= 50 && pollMs <= 60_000, 'events-poll', 'must be between 50ms and 1m');
+  const wsPingMs = s('ws-ping') as number;
+  check(wsPingMs >= 100 && wsPingMs <= 300_000, 'ws-ping', 'must be between 100ms and 5m');
+  const maxBufferedBytes = s('stream-max-buffered') as number;
+  check(maxBufferedBytes >= 1024, 'stream-max-buffered', 'must be at least 1024');
+  return Object.freeze({ retentionMs, heartbeatMs, pollMs, wsPingMs, maxBufferedBytes });
 }
 
 function buildCallbacksConfig(s: Settings['get']): CallbacksConfig {

@@ -219,6 +219,36 @@ describe('buildConfig: the book defaults', () => {
 
 describe('buildConfig: bad values stop with a ConfigError naming the flag and its variable', () => {
   const cases: [string, readonly string[], Env, string][] = [
+    [
+      'events-retention is 30s',
+      ['-events-retention', '30s'],
+      {},
+      'invalid -events-retention (GREENLIGHT_EVENTS_RETENTION): must be at least 1m',
+    ],
+    [
+      'events-heartbeat is 10m',
+      ['-events-heartbeat=10m'],
+      {},
+      'invalid -events-heartbeat (GREENLIGHT_EVENTS_HEARTBEAT): must be between 100ms and 5m',
+    ],
+    [
+      'events-poll is 10ms',
+      ['-events-poll=10ms'],
+      {},
+      'invalid -events-poll (GREENLIGHT_EVENTS_POLL): must be between 50ms and 1m',
+    ],
+    [
+      'ws-ping is 0s',
+      ['-ws-ping=0s'],
+      {},
+      'invalid -ws-ping (GREENLIGHT_WS_PING): must be between 100ms and 5m',
+    ],
+    [
+      'stream-max-buffered is 100',
+      ['-stream-max-buffered', '100'],
+      {},
+      'invalid -stream-max-buffered (GREENLIGHT_STREAM_MAX_BUFFERED): must be at least 1024',
+    ],
     ['port is 70000', ['-port', '70000'], {}, 'invalid -port (GREENLIGHT_PORT): must be between 0 and 65535'],
     ['port is -1', ['-port=-1'], {}, 'invalid -port (GREENLIGHT_PORT): must be between 0 and 65535'],
     [

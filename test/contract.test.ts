@@ -85,6 +85,49 @@ async function call(
   return { status: res.status, body, headers: res.headers };
 }
 
+// A stream's response: status, headers and its first bytes, checked against the document;
+// then the client leaves.
+async function stream(base: string, path: string, token: string): Promise<void> {
+  const controller = new AbortController();
+  const res = await fetch(`${base}${path}`, {
+    headers: { authorization: `Bearer ${token}` },
+    signal: controller.signal,
+  });
+  const operation = operationFor('GET', path);
+  const answer = operation.responses[String(res.status)];
+  assert.ok(answer, `GET ${path} → ${res.status}: status not documented`);
+  seen.add(`${operation.operationId} ${res.status}`);
+  for (const [name, header] of Object.entries(answer.headers ?? {})) {
+    if (header.required) assert.ok(res.headers.get(name), `GET ${path}: missing required header ${name}`);
+  }
+  const [mediaType] = Object.keys(answer.content ?? {});
+  assert.ok(res.headers.get('content-type')?.startsWith(mediaType as string), `GET ${path}: ${mediaType}`);
+  const first = await (res.body as ReadableStream<Uint8Array>).getReader().read();
+  assert.match(new TextDecoder().decode(first.value), /^: /);
+  controller.abort();
+}
+
+// A WebSocket upgrade, its 101 checked against the document.
+async function upgrade(base: string, path: string, token: string): Promise<void> {
+  const { default: WebSocket } = await import('ws');
+  const socket = new WebSocket(base.replace('http', 'ws') + path, {
+    headers: { authorization: `Bearer ${token}` },
+  });
+  const headers = await new Promise<Record<string, string | string[] | undefined>>((resolve, reject) => {
+    socket.on('upgrade', (res) => resolve(res.headers));
+    socket.on('error', reject);
+  });
+  const operation = operationFor('GET', path);
+  const answer = operation.responses['101'];
+  assert.ok(answer, `GET ${path}: 101 not documented`);
+  seen.add(`${operation.operationId} 101`);
+  for (const [name, header] of Object.entries(answer.headers ?? {})) {
+    if (header.required)
+      assert.ok(headers[name.toLowerCase()], `GET ${path} 101: missing required header ${name}`);
+  }
+  socket.close();
+}
+
 const MOVIE = { title: 'Arrival', year: 2016, runtime: '116 mins', genres: ['drama', 'sci-fi'] };
 
 test('when the README walkthrough and the error cases are replayed, then every response matches the document, and every documented status is seen', async (t) => {
@@ -204,6 +247,11 @@ test('when the README walkthrough and the error cases are replayed, then every r
     ['GET', posterPath, undefined],
     ['DELETE', posterPath, undefined],
   ];
+  // The change streams: their 200 and 101 are opened below, by stream() and upgrade().
+  const streamRoutes: [string, string, unknown][] = [
+    ['GET', '/v1/movies/events', undefined],
+    ['GET', '/v1/ws', undefined],
+  ];
   const adminRoutes: [string, string, unknown][] = [
     ['GET', '/v1/stats', undefined],
     ['POST', '/v1/admin/profile?seconds=1', undefined],
@@ -219,6 +267,7 @@ test('when the README walkthrough and the error cases are replayed, then every r
     ...everyRoute,
     ...bulkRoutes,
     ...posterRoutes,
+    ...streamRoutes,
     ...adminRoutes,
     ...readsCredentials,
   ]) {
@@ -399,6 +448,13 @@ test('when the README walkthrough and the error cases are replayed, then every r
     await running;
   }
   await expect(403, 'POST', '/api/v1/auth/logout-all', { token: key });
+  // Change streams: the SSE stream and the WebSocket upgrade, and what refuses them.
+  await stream(base, '/v1/movies/events', token);
+  await expect(422, 'GET', '/v1/movies/events?last_event_id=x', { token });
+  await expect(403, 'GET', '/v1/movies/events', { token: inactive.token });
+  await upgrade(base, '/v1/ws', token);
+  await expect(426, 'GET', '/v1/ws', { token });
+  await expect(403, 'GET', '/v1/ws', { token: inactive.token });
   // GraphQL: results, request errors, a mutation over GET, the GraphiQL page (development).
   await expect(200, 'GET', '/graphiql');
   await expect(200, 'POST', '/graphql', { token, body: { query: '{ me { user { email } } }' } });
@@ -475,6 +531,7 @@ test('when the README walkthrough and the error cases are replayed, then every r
     ...everyRoute,
     ...bulkRoutes,
     ...posterRoutes,
+    ...streamRoutes,
     ...adminRoutes,
     ...seedRoutes,
   ]) {
@@ -493,7 +550,13 @@ test('when the README walkthrough and the error cases are replayed, then every r
   await admin.query(`ALTER DATABASE ${database} ALLOW_CONNECTIONS false`);
   await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [database]);
   await admin.end();
-  for (const [method, path, body] of [...everyRoute, ...bulkRoutes, ...posterRoutes, ...seedRoutes]) {
+  for (const [method, path, body] of [
+    ...everyRoute,
+    ...bulkRoutes,
+    ...posterRoutes,
+    ...streamRoutes,
+    ...seedRoutes,
+  ]) {
     const operation = operationFor(method, path);
     if (!operation.responses['500']) continue;
     const status = (await call(base, method, path, { token: writer.token, body })).status;

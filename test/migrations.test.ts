@@ -687,15 +687,10 @@ describe('migration files', () => {
       migrations.slice(0, 3).map((m) => [m.version, m.name]),
       MOVIE_MIGRATIONS.map((name, i) => [i + 1, name]),
     );
-    // Sequential like `migrate create -seq`: 1, 2, 3, ... without gaps, except 16 (the movie
-    // events outbox, landing with the change streams).
+    // Sequential like `migrate create -seq`: 1, 2, 3, ... without gaps.
     const versions = migrations.map((m) => m.version);
-    const reserved = [16];
     const expected = Array.from({ length: Math.max(...versions) }, (_, i) => i + 1);
-    assert.deepEqual(
-      versions,
-      expected.filter((v) => versions.includes(v) || !reserved.includes(v)),
-    );
+    assert.deepEqual(versions, expected);
     const files = readdirSync(MIGRATIONS_DIR).filter((f) => f.endsWith('.sql'));
     assert.equal(files.length, 2 * migrations.length, 'every migration has an up and a down file');
     for (const m of migrations) {

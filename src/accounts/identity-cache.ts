@@ -30,6 +30,9 @@ export class IdentityCache {
   readonly #maxEntries: number;
   readonly #ttlMs: number;
   enabled = false;
+  // Told of every invalidation (undefined: everyone's), after the entries are dropped; the
+  // change streams re-check their owners on it.
+  readonly #listeners = new Set<(userId: number | undefined) => void>();
   // Bumped by every invalidation: an answer read before a bump is not cached after it.
   generation = 0;
 
@@ -72,12 +75,19 @@ export class IdentityCache {
     this.generation++;
     for (const key of this.#keysByUser.get(userId) ?? []) this.#entries.delete(key);
     this.#keysByUser.delete(userId);
+    for (const listener of this.#listeners) listener(userId);
   }
 
   clear(): void {
     this.generation++;
     this.#entries.clear();
     this.#keysByUser.clear();
+    for (const listener of this.#listeners) listener(undefined);
+  }
+
+  onInvalidation(listener: (userId: number | undefined) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 
   #delete(key: string, userId: number): void {

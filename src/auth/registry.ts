@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { addVary } from '../accounts/auth.ts';
 import type { IdentityCache } from '../accounts/identity-cache.ts';
+import type { Identity } from '../accounts/user.ts';
 import type { AuthMethod, Config } from '../config.ts';
 import type { Db } from '../platform/db.ts';
 import { InvalidAuthenticationTokenError } from '../platform/errors.ts';
@@ -86,6 +87,20 @@ function credentialOf(
   const apiKey = request.headers['x-api-key'];
   if (typeof apiKey === 'string' && apiKey !== '') return { from: 'x-api-key', value: apiKey };
   return undefined;
+}
+
+// The credential of a request the authentication hook has accepted, for a long-lived stream
+// that asks the authenticators again while it runs (src/realtime/owners.ts).
+export const requestCredential = (request: FastifyRequest): Credential | undefined =>
+  credentialOf(request, undefined);
+
+// The identity behind a credential, asked again of the authenticator that recognises it.
+export function reauthenticator(authenticators: readonly Authenticator[]) {
+  return (credential: Credential): Promise<Identity> => {
+    const authenticator = authenticators.find((a) => a.recognises(credential));
+    if (!authenticator) return Promise.reject(new InvalidAuthenticationTokenError());
+    return authenticator.authenticate(credential, () => {});
+  };
 }
 
 // Route config of the seed's public endpoints (register, login), which never look at the

@@ -27,10 +27,34 @@ function toMovie(row: MovieRow): Movie {
   };
 }
 
+// Every change writes its event to the movie_events outbox and notifies listeners in the same
+// statement, so in the same transaction: a rolled-back change leaves no event, and a committed
+// one always has its row (the NOTIFY itself is only delivered at commit).
+// The statement takes a transaction-level advisory lock before its event row gets an id, so
+// writers of events commit one at a time in id order: a reader that sees event N has seen
+// every committed event below N (docs/decisions.md, "Change streams").
+export const MOVIE_EVENTS_CHANNEL = 'movie_events';
+const MOVIE_EVENTS_LOCK = 7_235_016;
+const MOVIE_JSON = `json_build_object('id', m.id, 'title', m.title, 'year', m.year,
+  'runtime', m.runtime, 'genres', m.genres, 'version', m.version)`;
+const recordEvent = (type: string, payload: string) => `
+  events_lock AS (SELECT pg_advisory_xact_lock(${MOVIE_EVENTS_LOCK})),
+  e AS (
+    INSERT INTO movie_events (type, movie_id, payload)
+    SELECT '${type}', m.id, ${payload} FROM m, events_lock
+    ORDER BY m.id
+    RETURNING id
+  )`;
+const NOTIFY = `pg_notify('${MOVIE_EVENTS_CHANNEL}', e.id::text)`;
+
 const INSERT_MOVIE = `
-  INSERT INTO movies (title, year, runtime, genres)
-  VALUES ($1, $2, $3, $4)
-  RETURNING id, created_at, title, year, runtime, genres, version`;
+  WITH m AS (
+    INSERT INTO movies (title, year, runtime, genres)
+    VALUES ($1, $2, $3, $4)
+    RETURNING id, created_at, title, year, runtime, genres, version
+  ),${recordEvent('movie.created', MOVIE_JSON)}
+  SELECT m.id, m.created_at, m.title, m.year, m.runtime, m.genres, m.version, ${NOTIFY}
+  FROM m, e`;
 
 const SELECT_MOVIE = `
   SELECT id, created_at, title, year, runtime, genres, version
@@ -38,12 +62,19 @@ const SELECT_MOVIE = `
   WHERE id = $1`;
 
 const UPDATE_MOVIE = `
-  UPDATE movies
-  SET title = $1, year = $2, runtime = $3, genres = $4, version = version + 1
-  WHERE id = $5 AND version = $6
-  RETURNING version`;
+  WITH m AS (
+    UPDATE movies
+    SET title = $1, year = $2, runtime = $3, genres = $4, version = version + 1
+    WHERE id = $5 AND version = $6
+    RETURNING id, title, year, runtime, genres, version
+  ),${recordEvent('movie.updated', MOVIE_JSON)}
+  SELECT m.version, ${NOTIFY} FROM m, e`;
 
-const DELETE_MOVIE = 'DELETE FROM movies WHERE id = $1';
+const DELETE_MOVIE = `
+  WITH m AS (
+    DELETE FROM movies WHERE id = $1 RETURNING id, version
+  ),${recordEvent('movie.deleted', "json_build_object('id', m.id, 'version', m.version)")}
+  SELECT ${NOTIFY} FROM e`;
 
 // ORDER BY cannot take a parameter, so each safelisted sort maps to fixed SQL text.
 const ORDER_BY: Readonly<Record<MovieListQuery['sort'], string>> = {
@@ -184,13 +215,20 @@ export async function selectMovies(
 
 // Many movies in one statement (seeding, benchmarks, imports): one array per column, each
 // movie's genres as JSON text since unnest cannot take an array of arrays of varying length.
+// Each movie gets its movie.created event; one notification wakes the listeners for all.
 const INSERT_MOVIES = `
-  INSERT INTO movies (title, year, runtime, genres)
-  SELECT m.title, m.year, m.runtime, ARRAY(SELECT jsonb_array_elements_text(m.genres::jsonb))
-  FROM unnest($1::text[], $2::integer[], $3::integer[], $4::text[]) AS m(title, year, runtime, genres)`;
+  WITH m AS (
+    INSERT INTO movies (title, year, runtime, genres)
+    SELECT r.title, r.year, r.runtime, ARRAY(SELECT jsonb_array_elements_text(r.genres::jsonb))
+    FROM unnest($1::text[], $2::integer[], $3::integer[], $4::text[]) AS r(title, year, runtime, genres)
+    RETURNING id, title, year, runtime, genres, version
+  ),${recordEvent('movie.created', MOVIE_JSON)}
+  SELECT n.count, pg_notify('${MOVIE_EVENTS_CHANNEL}', n.last::text)
+  FROM (SELECT count(*)::integer AS count, max(id) AS last FROM e) n
+  WHERE n.count > 0`;
 
 export async function insertMovies(db: Queryable, movies: readonly MovieFields[]): Promise<number> {
-  const { rowCount } = await db.query({
+  const { rows } = await db.query<{ count: number }>({
     name: 'insert-movies',
     text: INSERT_MOVIES,
     values: [
@@ -200,7 +238,7 @@ export async function insertMovies(db: Queryable, movies: readonly MovieFields[]
       movies.map((m) => JSON.stringify(m.genres)),
     ],
   });
-  return rowCount ?? 0;
+  return rows[0]?.count ?? 0;
 }
 
 export async function countMovies(db: Queryable): Promise<number> {

@@ -23,6 +23,8 @@ export class Metrics {
   readonly jobFailures: prom.Counter<'queue'>;
   readonly connectionsRefused: prom.Counter<'reason'>;
   readonly clientErrors: prom.Counter<'status'>;
+  readonly streamsOpen: prom.Gauge<'transport'>;
+  readonly streamsEnded: prom.Counter<'transport' | 'reason'>;
   readonly #sources: MetricsSources;
 
   constructor(sources: MetricsSources) {
@@ -57,6 +59,18 @@ export class Metrics {
       name: 'greenlight_http_client_errors_total',
       help: 'Requests refused before routing: malformed HTTP, header or request timeout, oversized headers',
       labelNames: ['status'],
+      registers,
+    });
+    this.streamsOpen = new prom.Gauge({
+      name: 'greenlight_streams_open',
+      help: 'Open change streams (SSE and WebSocket clients) of this process',
+      labelNames: ['transport'],
+      registers,
+    });
+    this.streamsEnded = new prom.Counter({
+      name: 'greenlight_streams_ended_total',
+      help: 'Change streams ended, by why: closed, slow_consumer, revoked, unresponsive, shutdown, error',
+      labelNames: ['transport', 'reason'],
       registers,
     });
     const pool = sources.db;

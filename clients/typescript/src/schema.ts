@@ -123,6 +123,43 @@ export interface paths {
         patch: operations["updateMovie"];
         trace?: never;
     };
+    "/v1/movies/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Movie changes as Server-Sent Events, in commit order, resumable with Last-Event-ID (movies:read) */
+        get: operations["streamMovieEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/ws": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * WebSocket of movie changes (movies:read): send {"type":"subscribe","topic":"movies"} to receive the events GET /v1/movies/events sends
+         * @description Authentication: a credential on the upgrade request (refused with 401/403 like any request), or, from browsers, which cannot send headers with it, no credential and a first message {"type":"auth","token":"…"} within -ws-ping, answered {"type":"authenticated"} or closed with 4401 (missing or invalid token) or 4403 (inactive account, movies:read missing). Client messages: {"type":"subscribe","topic":"movies","last_event_id"?: N} and {"type":"unsubscribe","topic":"movies"}, answered with {"type":"subscribed"|"unsubscribed","topic":"movies"}; anything else gets {"type":"error","message"}. Events: {"topic":"movies","id","type","occurred_at","movie"}, and {"type":"gap","last_event_id","pruned_up_to"} before a resume past pruned events. The server pings every -ws-ping and drops a client that did not answer the previous ping. Close codes: 1008 when the credential or permission is withdrawn, 1013 when the client left more than -stream-max-buffered bytes unread, 1001 at shutdown.
+         */
+        get: operations["connectWebSocket"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/stats": {
         parameters: {
             query?: never;
@@ -1728,6 +1765,222 @@ export interface operations {
                         error: {
                             [key: string]: string;
                         };
+                    };
+                };
+            };
+            /** @description rate limit exceeded */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description the server encountered a problem and could not process your request (details in the log only) */
+            500: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+        };
+    };
+    streamMovieEvents: {
+        parameters: {
+            query?: {
+                /** @description resume after this event id on a first connect (EventSource sends Last-Event-ID on reconnects) */
+                last_event_id?: number;
+            };
+            header?: {
+                /** @description resume after this event id: exactly the events committed since are sent first */
+                "last-event-id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The event stream; it stays open until the client leaves */
+            200: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                };
+            };
+            /** @description invalid or missing authentication token (any route, with WWW-Authenticate: Bearer), invalid authentication credentials, or you must be authenticated to access this resource */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description The account is not activated, or lacks the permission this route needs */
+            403: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description Failed validation: one message per failing field */
+            422: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @example {
+                         *       "title": "must be provided"
+                         *     }
+                         */
+                        error: {
+                            [key: string]: string;
+                        };
+                    };
+                };
+            };
+            /** @description rate limit exceeded */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description the server encountered a problem and could not process your request (details in the log only) */
+            500: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+        };
+    };
+    connectWebSocket: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Switching Protocols: the WebSocket is open */
+            101: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid or missing authentication token (any route, with WWW-Authenticate: Bearer), invalid authentication credentials, or you must be authenticated to access this resource */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description The account is not activated, or lacks the permission this route needs */
+            403: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
+            /** @description Not a WebSocket upgrade request: connect with a WebSocket client */
+            426: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description websocket */
+                    Upgrade: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
                     };
                 };
             };

@@ -1,0 +1,468 @@
+// Change streams: GET /v1/movies/events (Server-Sent Events) and GET /v1/ws (WebSocket).
+// Both read from the process's one EventFeed; a client costs a subscriber in memory, never a
+// database connection. A client that leaves more than -stream-max-buffered bytes unread is
+// disconnected, so a slow reader cannot grow the server's memory.
+import type { IncomingMessage } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { type TSchema, Type } from 'typebox';
+import type { RawData, WebSocket } from 'ws';
+import { requirePermission } from '../accounts/auth.ts';
+import type { Identity } from '../accounts/user.ts';
+import type { Credential } from '../auth/authenticator.ts';
+import { requestCredential } from '../auth/registry.ts';
+import type { EventsConfig } from '../config.ts';
+import type { Db } from '../platform/db.ts';
+import { InvalidAuthenticationTokenError, ValidationError } from '../platform/errors.ts';
+import type { Metrics } from '../platform/metrics.ts';
+import {
+  BEARER_OPTIONAL,
+  BEARER_REQUIRED,
+  ErrorEnvelope,
+  emptyResponse,
+  errors,
+  response,
+} from '../platform/schemas.ts';
+import { EVENT_TYPES, eventsAfter, MOVIES_TOPIC, resumePoint, type StreamEvent } from './events.ts';
+import type { EventFeed } from './feed.ts';
+import { type Owner, type Reauthenticate, refusal, type StreamOwners } from './owners.ts';
+
+export type RealtimeDeps = Readonly<{
+  db: Db;
+  feed: EventFeed;
+  owners: StreamOwners;
+  config: EventsConfig;
+  metrics: Metrics;
+  // The identity behind a credential, as a request's would be found (src/auth/registry.ts).
+  reauthenticate: Reauthenticate;
+  // Ends every open stream; the app calls each at shutdown, before the WebSocket server closes.
+  closers: Set<() => void>;
+}>;
+
+export const EVENTS_PERMISSION = 'movies:read';
+export const REALTIME_PATHS = ['/v1/movies/events', '/v1/ws'] as const;
+const TAGS = ['streams'];
+const CATCH_UP_BATCH = 500;
+const PACE_MS = 10;
+
+type EndReason = 'closed' | 'slow_consumer' | 'revoked' | 'unresponsive' | 'shutdown' | 'error';
+
+const EventStream = {
+  content: {
+    'text/event-stream': {
+      schema: Type.String({
+        description: `Server-Sent Events. Each change: \`id: <outbox id>\`, \`event: <${EVENT_TYPES.join('|')}>\`, \`data: {"id", "type", "occurred_at", "movie"}\` where movie is as GET /v1/movies/:id shows it (version included), or {"id", "version"} for movie.deleted. Before resumed events: \`event: gap\` with data {"last_event_id", "pruned_up_to"} when events after the requested id were pruned. \`: heartbeat\` comments keep idle streams open; \`event: revoked\` with data {"reason"} ends a stream whose credential or permission was withdrawn.`,
+        examples: [
+          'id: 42\nevent: movie.updated\ndata: {"id":42,"type":"movie.updated","occurred_at":"2026-11-29T05:00:00.000Z","movie":{"id":7,"title":"Arrival","year":2017,"runtime":"116 mins","genres":["drama"],"version":2}}\n\n',
+        ],
+      }),
+    },
+  },
+} as unknown as TSchema;
+
+const EventsQuery = Type.Object({
+  last_event_id: Type.Optional(
+    Type.Integer({
+      minimum: 0,
+      description:
+        'resume after this event id on a first connect (EventSource sends Last-Event-ID on reconnects)',
+    }),
+  ),
+});
+
+const LastEventIdHeader = Type.Object({
+  'last-event-id': Type.Optional(
+    Type.String({
+      description: 'resume after this event id: exactly the events committed since are sent first',
+    }),
+  ),
+});
+
+const UpgradeRequired = response(
+  ErrorEnvelope,
+  'Not a WebSocket upgrade request: connect with a WebSocket client',
+  { Upgrade: { type: 'string', description: 'websocket', required: true } },
+);
+
+function readLastEventId(request: FastifyRequest): number | undefined {
+  const header = request.headers['last-event-id'];
+  const query = (request.query as Record<string, unknown>).last_event_id;
+  const given = typeof header === 'string' && header !== '' ? header : query;
+  if (given === undefined) return undefined;
+  if (typeof given !== 'string' || !/^\d{1,16}$/.test(given) || !Number.isSafeInteger(Number(given)))
+    throw new ValidationError({ last_event_id: 'must be a non-negative integer' });
+  return Number(given);
+}
+
+// A stream's client as follow() sees it.
+type Follower = Readonly<{
+  send: (event: StreamEvent) => void;
+  isOpen: () => boolean;
+  // bytes written to the client and not yet taken by it
+  unread: () => number;
+}>;
+
+// Sends every event after `after` (or, without one, every event from now on) exactly once and
+// in id order: the feed's live events are held while the outbox is read up to them. Catching
+// up waits while the client has more than half its bound unread, so a resume from far back is
+// paced by the client instead of cutting it off as a slow consumer.
+async function follow(
+  { db, feed, config }: RealtimeDeps,
+  after: number | undefined,
+  { send, isOpen, unread }: Follower,
+): Promise<() => void> {
+  let cursor = after ?? -1;
+  let held: StreamEvent[] | null = after === undefined ? null : [];
+  const deliver = (event: StreamEvent) => {
+    if (event.id <= cursor) return;
+    cursor = event.id;
+    send(event);
+  };
+  const paced = async (event: StreamEvent) => {
+    while (isOpen() && unread() > config.maxBufferedBytes / 2) await sleep(PACE_MS);
+    if (isOpen()) deliver(event);
+  };
+  const unsubscribe = await feed.subscribe((events) => {
+    if (held) held.push(...events);
+    else for (const event of events) if (isOpen()) deliver(event);
+  });
+  if (after === undefined) {
+    cursor = Math.max(cursor, feed.lastId);
+    return unsubscribe;
+  }
+  try {
+    for (;;) {
+      const events = await eventsAfter(db, cursor, CATCH_UP_BATCH);
+      for (const event of events) await paced(event);
+      if (events.length < CATCH_UP_BATCH || !isOpen()) break;
+    }
+    const live = held as StreamEvent[];
+    for (let event = live.shift(); event; event = live.shift()) await paced(event);
+    held = null;
+  } catch (err) {
+    unsubscribe();
+    throw err;
+  }
+  return unsubscribe;
+}
+
+// What every stream keeps the same way: the open and ended metrics, its place among the streams
+// shutdown ends, and one log line when it ends (its reply is hijacked: no request log).
+function recordStream(
+  transport: 'sse' | 'websocket',
+  request: FastifyRequest,
+  { metrics, closers, shutdown }: { metrics: Metrics; closers: Set<() => void>; shutdown: () => void },
+) {
+  const started = performance.now();
+  let sent = 0;
+  let finished = false;
+  metrics.streamsOpen.inc({ transport });
+  closers.add(shutdown);
+  return {
+    countSent: () => {
+      sent++;
+    },
+    // false when it had already ended
+    finish: (reason: EndReason, bufferedBytes: number): boolean => {
+      if (finished) return false;
+      finished = true;
+      closers.delete(shutdown);
+      metrics.streamsOpen.dec({ transport });
+      metrics.streamsEnded.inc({ transport, reason });
+      request.log.info(
+        {
+          transport,
+          path: request.url,
+          duration_ms: Math.round(performance.now() - started),
+          events_sent: sent,
+          buffered_bytes: bufferedBytes,
+          reason,
+        },
+        'stream ended',
+      );
+      return true;
+    },
+  };
+}
+
+function ownerOf(request: FastifyRequest) {
+  const identity = request.identity as Identity;
+  const credential = requestCredential(request);
+  if (!credential) throw new Error('a stream without a credential passed requirePermission');
+  return { credential, userId: identity.id };
+}
+
+export function realtimeRoutes(app: FastifyInstance, deps: RealtimeDeps): void {
+  const { config, metrics, owners, closers } = deps;
+  const read = requirePermission(EVENTS_PERMISSION);
+
+  app.get(
+    '/v1/movies/events',
+    {
+      onRequest: read,
+      schema: {
+        operationId: 'streamMovieEvents',
+        summary:
+          'Movie changes as Server-Sent Events, in commit order, resumable with Last-Event-ID (movies:read)',
+        tags: TAGS,
+        security: BEARER_REQUIRED,
+        headers: LastEventIdHeader,
+        querystring: EventsQuery,
+        response: {
+          200: response(EventStream, 'The event stream; it stays open until the client leaves'),
+          ...errors(403, 422, 500),
+        },
+      },
+    },
+    async (request, reply) => {
+      const after = readLastEventId(request);
+      const gap = after === undefined ? null : (await resumePoint(deps.db, after)).gap;
+      const owner = ownerOf(request);
+      // Before the 200: a database that cannot start the feed is still a 500 in the envelope.
+      await deps.feed.start();
+      const res = reply.raw;
+      let ended = false;
+      let heartbeat: NodeJS.Timeout | undefined;
+      let stopFollowing = () => {};
+      let removeOwner = () => {};
+      const record = recordStream('sse', request, { metrics, closers, shutdown: () => end('shutdown') });
+      const end = (reason: EndReason, last?: string) => {
+        if (!record.finish(reason, res.writableLength)) return;
+        ended = true;
+        clearInterval(heartbeat);
+        stopFollowing();
+        removeOwner();
+        if (reason === 'slow_consumer') res.destroy();
+        else if (!res.writableEnded) res.end(last);
+      };
+      const write = (chunk: string) => {
+        if (ended) return;
+        res.write(chunk);
+        if (res.writableLength > config.maxBufferedBytes) end('slow_consumer');
+      };
+
+      reply.hijack();
+      res.writeHead(200, {
+        ...(reply.getHeaders() as Record<string, string>),
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache',
+        // nginx and others buffer responses unless told otherwise
+        'x-accel-buffering': 'no',
+      });
+      res.on('close', () => end('closed'));
+      write(': stream of movie events\n\n');
+      removeOwner = owners.add({
+        ...owner,
+        end: (reason) => end('revoked', `event: revoked\ndata: ${JSON.stringify({ reason })}\n\n`),
+      });
+      if (gap) write(`event: gap\ndata: ${JSON.stringify(gap)}\n\n`);
+      heartbeat = setInterval(() => write(': heartbeat\n\n'), config.heartbeatMs);
+      try {
+        const unsubscribe = await follow(deps, after, {
+          send: (event) => {
+            record.countSent();
+            write(event.sse);
+          },
+          isOpen: () => !ended,
+          unread: () => res.writableLength,
+        });
+        if (ended) unsubscribe();
+        else stopFollowing = unsubscribe;
+      } catch (err) {
+        request.log.error({ err }, 'event stream could not catch up');
+        end('error');
+      }
+    },
+  );
+
+  // The 101 is written by the WebSocket server, not the reply: it gets the request id here.
+  const upgradeIds = new WeakMap<IncomingMessage, string>();
+  app.websocketServer.on('headers', (headers: string[], raw: IncomingMessage) => {
+    const id = upgradeIds.get(raw);
+    if (id) headers.push(`X-Request-Id: ${id}`);
+  });
+
+  app.route({
+    method: 'GET',
+    url: '/v1/ws',
+    onRequest: [
+      async (request) => {
+        // An upgrade without a credential authenticates with its first message.
+        if (request.ws && !requestCredential(request)) return;
+        await read(request);
+      },
+      async (request) => {
+        if (request.ws) upgradeIds.set(request.raw, request.id);
+      },
+    ],
+    schema: {
+      operationId: 'connectWebSocket',
+      summary:
+        'WebSocket of movie changes (movies:read): send {"type":"subscribe","topic":"movies"} to receive the events GET /v1/movies/events sends',
+      description:
+        'Authentication: a credential on the upgrade request (refused with 401/403 like any request), or, from browsers, which cannot send headers with it, no credential and a first message {"type":"auth","token":"…"} within -ws-ping, answered {"type":"authenticated"} or closed with 4401 (missing or invalid token) or 4403 (inactive account, movies:read missing). Client messages: {"type":"subscribe","topic":"movies","last_event_id"?: N} and {"type":"unsubscribe","topic":"movies"}, answered with {"type":"subscribed"|"unsubscribed","topic":"movies"}; anything else gets {"type":"error","message"}. Events: {"topic":"movies","id","type","occurred_at","movie"}, and {"type":"gap","last_event_id","pruned_up_to"} before a resume past pruned events. The server pings every -ws-ping and drops a client that did not answer the previous ping. Close codes: 1008 when the credential or permission is withdrawn, 1013 when the client left more than -stream-max-buffered bytes unread, 1001 at shutdown.',
+      tags: TAGS,
+      security: BEARER_OPTIONAL,
+      response: {
+        101: emptyResponse('Switching Protocols: the WebSocket is open'),
+        426: UpgradeRequired,
+        ...errors(403, 500),
+      },
+    },
+    handler: async (_request, reply: FastifyReply) => {
+      reply.code(426).header('upgrade', 'websocket');
+      return { error: 'this endpoint needs a WebSocket upgrade' };
+    },
+    wsHandler: (socket: WebSocket, request: FastifyRequest) => {
+      if (request.identity) serveSocket(socket, request, ownerOf(request));
+      else void authenticateByMessage(socket, request);
+    },
+  });
+
+  // A browser cannot send headers with its upgrade: without a credential there, the first
+  // message must be {"type":"auth","token":"…"}, before the first ping is due.
+  async function authenticateByMessage(socket: WebSocket, request: FastifyRequest): Promise<void> {
+    // Every message is kept from the start: the ones after the first are handled once the
+    // token is checked, in order.
+    const received: [RawData, boolean][] = [];
+    const keep = (message: RawData, binary: boolean) => received.push([message, binary]);
+    socket.on('message', keep);
+    const first = await new Promise<[RawData, boolean] | undefined>((resolve) => {
+      const deadline = setTimeout(() => resolve(undefined), config.wsPingMs);
+      const check = () => {
+        if (received.length === 0) return;
+        clearTimeout(deadline);
+        socket.off('message', check);
+        resolve(received.shift());
+      };
+      socket.on('message', check);
+      socket.once('close', () => {
+        clearTimeout(deadline);
+        resolve(undefined);
+      });
+    });
+    const message = first === undefined || first[1] ? undefined : parseMessage(first[0].toString());
+    if (message?.type !== 'auth' || typeof message.token !== 'string' || message.token === '')
+      return socket.close(4401, 'authentication required: send {"type":"auth","token":"…"} first');
+    const credential: Credential = { from: 'authorization', value: message.token };
+    let identity: Identity;
+    try {
+      identity = await deps.reauthenticate(credential);
+    } catch (err) {
+      if (err instanceof InvalidAuthenticationTokenError) return socket.close(4401, err.message);
+      request.log.error({ err }, 'websocket authentication failed');
+      return socket.close(1011, 'authentication failed');
+    }
+    const refused = refusal(identity, EVENTS_PERMISSION);
+    if (refused) return socket.close(4403, refused.message);
+    if (socket.readyState !== socket.OPEN) return;
+    socket.off('message', keep);
+    socket.send(JSON.stringify({ type: 'authenticated' }));
+    serveSocket(socket, request, { credential, userId: identity.id });
+    for (const [data, binary] of received) socket.emit('message', data, binary);
+  }
+
+  function serveSocket(socket: WebSocket, request: FastifyRequest, owner: Omit<Owner, 'end'>): void {
+    let ended = false;
+    let alive = true;
+    // The current subscription: a stopped one stops sending even while it still catches up.
+    let following: { unsubscribe: Promise<() => void> } | undefined;
+    const stopFollowing = () => {
+      void following?.unsubscribe.then(
+        (unsubscribe) => unsubscribe(),
+        () => {},
+      );
+      following = undefined;
+    };
+    let removeOwner = () => {};
+    const record = recordStream('websocket', request, {
+      metrics,
+      closers,
+      shutdown: () => end('shutdown', 1001, 'server shutting down'),
+    });
+    const end = (reason: EndReason, code?: number, why?: string) => {
+      if (!record.finish(reason, socket.bufferedAmount)) return;
+      ended = true;
+      clearInterval(ping);
+      stopFollowing();
+      removeOwner();
+      if (code === undefined) {
+        socket.terminate();
+        return;
+      }
+      socket.close(code, why);
+      // A client that never reads never answers the close: its bytes are let go anyway.
+      setTimeout(() => socket.terminate(), 1000).unref();
+    };
+    const send = (message: string) => {
+      if (ended) return;
+      socket.send(message);
+      if (socket.bufferedAmount > config.maxBufferedBytes)
+        end('slow_consumer', 1013, `slow consumer: more than ${config.maxBufferedBytes} bytes unread`);
+    };
+    const reply = (message: Record<string, unknown>) => send(JSON.stringify(message));
+
+    removeOwner = owners.add({ ...owner, end: (reason) => end('revoked', 1008, reason) });
+    const ping = setInterval(() => {
+      if (!alive) return end('unresponsive');
+      alive = false;
+      socket.ping();
+    }, config.wsPingMs);
+    socket.on('pong', () => {
+      alive = true;
+    });
+    socket.on('close', () => end('closed'));
+
+    const subscribe = (after: number | undefined) => {
+      const subscription = {} as { unsubscribe: Promise<() => void> };
+      const isOpen = () => !ended && following === subscription;
+      following = subscription;
+      subscription.unsubscribe = (async () => {
+        const gap = after === undefined ? null : (await resumePoint(deps.db, after)).gap;
+        if (isOpen()) reply({ type: 'subscribed', topic: MOVIES_TOPIC });
+        if (gap && isOpen()) reply({ type: 'gap', ...gap });
+        return follow(deps, after, {
+          send: (event) => {
+            record.countSent();
+            send(event.ws);
+          },
+          isOpen,
+          unread: () => socket.bufferedAmount,
+        });
+      })();
+      subscription.unsubscribe.catch((err) => {
+        request.log.error({ err }, 'websocket subscription failed');
+        end('error', 1011, 'subscription failed');
+      });
+    };
+    socket.on('message', (data, isBinary) => {
+      const message = isBinary ? undefined : parseMessage(data.toString());
+      if (!message) return reply({ type: 'error', message: 'messages are JSON objects with a type' });
+      if (message.topic !== MOVIES_TOPIC)
+        return reply({ type: 'error', message: `unknown topic: the one topic is "${MOVIES_TOPIC}"` });
+      if (message.type === 'subscribe') {
+        const after = message.last_event_id;
+        if (after !== undefined && !(Number.isSafeInteger(after) && (after as number) >= 0))
+          return reply({ type: 'error', message: 'last_event_id must be a non-negative integer' });
+        if (following) return reply({ type: 'subscribed', topic: MOVIES_TOPIC });
+        return subscribe(after as number | undefined);
+      }
+      if (message.type === 'unsubscribe') {
+        stopFollowing();
+        return reply({ type: 'unsubscribed', topic: MOVIES_TOPIC });
+      }
+      reply({ type: 'error', message: 'type must be subscribe or unsubscribe' });
+    });
+  }
+}
+
+function parseMessage(text: string): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(text);
+    return typeof value === 'object' && value !== null && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,137 @@
+// Fan-out across processes: two `greenlight serve` processes on one database, each with its own
+// event feed. A change made through one reaches the SSE and WebSocket clients of the other; a
+// graceful shutdown ends the streams it holds.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { createPool } from '../src/platform/db.ts';
+import { createTestDatabase, createUser } from './helpers.ts';
+import { startServer } from './processes.ts';
+import { startRedisServer } from './redis-server.ts';
+import { openSse, openWs, type SseClient, until } from './stream-clients.ts';
+
+test('when a movie is updated through instance A, then an SSE client and a WebSocket client of instance B get the event within a second; B ends them at shutdown', async (t) => {
+  const dsn = await createTestDatabase();
+  const [a, b] = await Promise.all([
+    startServer(t, ['-db-dsn', dsn]),
+    startServer(t, ['-db-dsn', dsn, '-events-heartbeat', '200ms']),
+  ]);
+  const db = createPool({ dsn, maxOpenConns: 2, maxIdleTimeMs: 60_000, queryTimeoutMs: 3_000 });
+  t.after(() => db.end());
+  const { token } = await createUser(db, { permissions: ['movies:read', 'movies:write'] });
+  const auth = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+  const created = await fetch(`http://127.0.0.1:${a.port}/v1/movies`, {
+    method: 'POST',
+    headers: auth,
+    body: JSON.stringify({ title: 'Arrival', year: 2016, runtime: '116 mins', genres: ['drama'] }),
+  });
+  assert.equal(created.status, 201);
+  const { movie } = (await created.json()) as { movie: { id: number } };
+
+  const sse = await openSse(`http://127.0.0.1:${b.port}/v1/movies/events`, { token });
+  t.after(() => sse.close());
+  const ws = await openWs(`ws://127.0.0.1:${b.port}/v1/ws`, token);
+  t.after(() => ws.socket.terminate());
+  ws.send({ type: 'subscribe', topic: 'movies' });
+  await until(() => ws.messages.length >= 1 && sse.comments.length >= 1, 'both clients to be connected');
+
+  const updatedAt = Date.now();
+  const patched = await fetch(`http://127.0.0.1:${a.port}/v1/movies/${movie.id}`, {
+    method: 'PATCH',
+    headers: auth,
+    body: JSON.stringify({ year: 2017 }),
+  });
+  assert.equal(patched.status, 200);
+  const isUpdate = (data: unknown) => (data as { type?: string }).type === 'movie.updated';
+  await until(
+    () => sse.events.some((e) => isUpdate(JSON.parse(e.data ?? '{}'))) && ws.messages.some(isUpdate),
+    'the update on B',
+    1_000 - (Date.now() - updatedAt),
+  );
+  const fromSse = JSON.parse(sse.events.find((e) => e.event === 'movie.updated')?.data ?? '{}');
+  const fromWs = ws.messages.find(isUpdate) as Record<string, unknown>;
+  assert.deepEqual(fromSse.movie, {
+    id: movie.id,
+    title: 'Arrival',
+    year: 2017,
+    runtime: '116 mins',
+    genres: ['drama'],
+    version: 2,
+  });
+  assert.equal(fromWs.id, fromSse.id);
+  assert.deepEqual(fromWs.movie, fromSse.movie);
+  // Heartbeats every 200 ms on B.
+  await until(() => sse.comments.filter((c) => c === 'heartbeat').length >= 2, 'heartbeats');
+  // Each process reads the outbox through one listener connection, whatever its clients.
+  const { rows } = await db.query<{ count: number }>(
+    "SELECT count(*)::int AS count FROM pg_stat_activity WHERE application_name = 'greenlight-events-listener' AND datname = current_database()",
+  );
+  assert.equal(rows[0]?.count, 1);
+
+  b.child.kill('SIGTERM');
+  const exit = await b.waitForExit(10_000);
+  assert.equal(exit.code, 0);
+  await sse.ended;
+  assert.equal((await ws.closed).code, 1001);
+  assert.ok(b.logs.some((l) => l.msg === 'stream ended' && l.reason === 'shutdown' && l.transport === 'sse'));
+});
+
+test("when -redis-url is set, then a change through A wakes B's feed through Redis within a second, and no process holds a LISTEN connection for events", async (t) => {
+  const dsn = await createTestDatabase();
+  const redis = await startRedisServer();
+  // A safety poll of a minute: only the Redis wake-up can deliver within the second.
+  const flags = ['-db-dsn', dsn, '-redis-url', redis.url, '-events-poll', '1m'];
+  const [a, b] = await Promise.all([startServer(t, flags), startServer(t, flags)]);
+  const db = createPool({ dsn, maxOpenConns: 2, maxIdleTimeMs: 60_000, queryTimeoutMs: 3_000 });
+  t.after(() => db.end());
+  const { token } = await createUser(db, { permissions: ['movies:read', 'movies:write'] });
+  const sse = await openSse(`http://127.0.0.1:${b.port}/v1/movies/events`, { token });
+  t.after(() => sse.close());
+  await until(() => sse.comments.length >= 1, 'the stream to open');
+
+  const createdAt = Date.now();
+  const created = await fetch(`http://127.0.0.1:${a.port}/v1/movies`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}` },
+    body: JSON.stringify({ title: 'Through Redis', year: 2020, runtime: '90 mins', genres: ['drama'] }),
+  });
+  assert.equal(created.status, 201);
+  await until(() => sse.events.length >= 1, 'the event on B', 1_000 - (Date.now() - createdAt));
+  assert.equal(JSON.parse(sse.events[0]?.data ?? '{}').movie.title, 'Through Redis');
+  const { rows } = await db.query<{ count: number }>(
+    "SELECT count(*)::int AS count FROM pg_stat_activity WHERE application_name = 'greenlight-events-listener' AND datname = current_database()",
+  );
+  assert.equal(rows[0]?.count, 0);
+});
+
+test('when serve runs -workers 2, then each worker has its own feed and every client gets every event, whichever worker holds it', async (t) => {
+  const dsn = await createTestDatabase();
+  const server = await startServer(t, ['-db-dsn', dsn, '-workers', '2']);
+  const db = createPool({ dsn, maxOpenConns: 2, maxIdleTimeMs: 60_000, queryTimeoutMs: 3_000 });
+  t.after(() => db.end());
+  const { token } = await createUser(db, { permissions: ['movies:read', 'movies:write'] });
+  const listenerCount = async () =>
+    (
+      await db.query<{ count: number }>(
+        "SELECT count(*)::int AS count FROM pg_stat_activity WHERE application_name = 'greenlight-events-listener' AND datname = current_database()",
+      )
+    ).rows[0]?.count;
+  // Connections are spread over the workers by the kernel: open clients until both workers
+  // hold some (each worker's feed starts with its first stream).
+  const clients: SseClient[] = [];
+  for (let i = 0; i < 40 && (await listenerCount()) !== 2; i++) {
+    const sse = await openSse(`http://127.0.0.1:${server.port}/v1/movies/events`, { token });
+    t.after(() => sse.close());
+    clients.push(sse);
+    await until(() => sse.comments.length >= 1, 'the stream to open');
+  }
+  assert.equal(await listenerCount(), 2);
+  const created = await fetch(`http://127.0.0.1:${server.port}/v1/movies`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}` },
+    body: JSON.stringify({ title: 'To every worker', year: 2020, runtime: '90 mins', genres: ['drama'] }),
+  });
+  assert.equal(created.status, 201);
+  await until(() => clients.every((c) => c.events.length >= 1), 'every client to get the event');
+  for (const client of clients)
+    assert.equal(JSON.parse(client.events[0]?.data ?? '{}').movie.title, 'To every worker');
+});
