@@ -13,7 +13,12 @@ import { countMovies } from './movies/movies.sql.ts';
 import { DEMO_MOVIES, seedMovies } from './movies/seed.ts';
 import { type DatabaseServer, openDatabaseServer } from './platform/database.ts';
 import { createPool } from './platform/db.ts';
-import { effectiveMaxConnections, FD_RESERVE, openFilesLimit } from './platform/http-server.ts';
+import {
+  effectiveMaxConnections,
+  FD_RESERVE,
+  openFilesLimit,
+  workerListenOptions,
+} from './platform/http-server.ts';
 import type { Logger } from './platform/logger.ts';
 import { Migrator } from './platform/migrations.ts';
 import { connectRedis } from './platform/redis.ts';
@@ -163,7 +168,7 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
   });
 
   try {
-    await app.listen({ port: config.port, host: config.host });
+    await app.listen({ port: config.port, host: config.host, ...workerListenOptions(config.port) });
   } catch (err) {
     await background.stop();
     await stopListening();

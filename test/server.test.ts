@@ -490,8 +490,9 @@ describe('users grant and revoke', () => {
 });
 
 describe('serve -workers', () => {
-  test('when two workers serve, then both answer on one port and SIGTERM stops them all with exit 0', async (t) => {
-    const server = await startServer(t, ['-db-dsn', dsn, '-workers', '2']);
+  test('when two workers serve a fixed port, then each binds it itself, both answer, and SIGTERM stops them all with exit 0', async (t) => {
+    const port = await freePort();
+    const server = await startServer(t, ['-db-dsn', dsn, '-workers', '2', '-port', String(port)]);
     await server.waitForLog('started workers');
     // Each worker listens once it has started; until both have, one would serve everything.
     const listening = () => new Set(server.logs.filter((l) => l.msg === 'starting server').map((l) => l.pid));
@@ -508,6 +509,12 @@ describe('serve -workers', () => {
     }
     for (const line of server.logs) if (line.msg === 'request') pids.add(line.pid as number);
     assert.equal(pids.size, 2, 'requests were served by two worker processes');
+    // SO_REUSEPORT: two listening sockets on the port, not one in the primary.
+    const hexPort = `:${port.toString(16).toUpperCase().padStart(4, '0')} `;
+    const listeners = readFileSync('/proc/net/tcp', 'utf8')
+      .split('\n')
+      .filter((row) => row.split(/\s+/)[2]?.endsWith(hexPort.trim()) && row.split(/\s+/)[4] === '0A');
+    assert.equal(listeners.length, 2, 'one listening socket per worker');
     for (const pid of pids) {
       const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
       assert.ok(argv.includes('--max-semi-space-size=8'), argv.join(' '));

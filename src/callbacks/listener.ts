@@ -8,7 +8,7 @@ import type { Config } from '../config.ts';
 import { createPool } from '../platform/db.ts';
 import { BadRequestError, errorResponse, NotFoundError } from '../platform/errors.ts';
 import { addMethodFallbacks, sendError } from '../platform/http.ts';
-import { clientErrorHandler, serverFactory } from '../platform/http-server.ts';
+import { clientErrorHandler, serverFactory, workerListenOptions } from '../platform/http-server.ts';
 import { MAX_BODY_BYTES } from '../platform/json-body.ts';
 import type { Logger } from '../platform/logger.ts';
 import { registerOpenApi } from '../platform/openapi.ts';
@@ -121,7 +121,7 @@ export async function startCallbacks(
   let address: string | null = null;
   if (app && listen) {
     try {
-      await app.listen({ host: listen.host, port: listen.port });
+      await app.listen({ host: listen.host, port: listen.port, ...workerListenOptions(listen.port, true) });
     } catch (err) {
       await closePools();
       throw err;

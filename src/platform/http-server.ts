@@ -9,6 +9,7 @@
 // - errors Node answers itself, before Fastify sees a request (malformed HTTP, timeouts,
 //   oversized headers, an unsupported Expect), in the API's `{"error": ...}` envelope with a
 //   request id.
+import cluster from 'node:cluster';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import {
@@ -237,4 +238,19 @@ export function serverFactory(config: Config, events: ServerEvents = {}, minIdle
       },
       events,
     );
+}
+
+// How a listener binds in a cluster worker. A port shared through the primary is accepted
+// there and handed to the workers one connection at a time, each handoff waiting for the
+// receiving worker's event loop: under load, 50 new connections took up to a second to be
+// served (docs/performance.md). Each worker binds the port itself instead, with SO_REUSEPORT
+// (Linux), and the kernel spreads connections. Port 0 must be picked once for all workers,
+// so it stays shared. `alone`: only one worker listens (the callback listener).
+export function workerListenOptions(
+  port: number,
+  alone = false,
+): { exclusive?: boolean; reusePort?: boolean } {
+  if (!cluster.isWorker) return {};
+  if (alone) return { exclusive: true };
+  return port !== 0 && process.platform === 'linux' ? { exclusive: true, reusePort: true } : {};
 }
