@@ -320,7 +320,7 @@ export function buildApp({
     const jwksPath = jwksRoute(api, jwts);
     api.register(productsApi({ db, jwts }), { prefix: PRODUCTS_API_PREFIX });
     settingsRoutes(api, db, config);
-    if (config.graphql.enabled) graphqlRoutes(api, { db, config, logger, features: settings });
+    if (config.graphql.enabled) graphqlRoutes(api, { db, config, logger, features: settings, posters });
     addMethodFallbacks(api, [
       ...SYSTEM_PATHS,
       ...PROBE_PATHS,

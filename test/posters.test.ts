@@ -355,13 +355,24 @@ for (const storage of [localStorage(), s3Storage()]) {
       assert.equal((await api({ method: 'DELETE', url: `/v1/movies/${movie.id}/poster` })).statusCode, 404);
     });
 
-    test("when a movie is deleted, then its poster's row and object go with it", async () => {
-      const movie = await createMovie(api);
-      await put(movie.id, png());
-      assert.equal((await keysOf(movie.id)).length, 1);
-      assert.equal((await api({ method: 'DELETE', url: `/v1/movies/${movie.id}` })).statusCode, 200);
-      assert.equal(await posterRow(t, movie.id), undefined);
-      assert.deepEqual(await keysOf(movie.id), []);
+    test("when a movie is deleted, through REST or GraphQL, then its poster's row and object go with it", async () => {
+      const viaRest = await createMovie(api);
+      const viaGraphql = await createMovie(api);
+      for (const movie of [viaRest, viaGraphql]) {
+        await put(movie.id, png());
+        assert.equal((await keysOf(movie.id)).length, 1);
+      }
+      assert.equal((await api({ method: 'DELETE', url: `/v1/movies/${viaRest.id}` })).statusCode, 200);
+      const mutation = await api({
+        method: 'POST',
+        url: '/graphql',
+        payload: { query: `mutation { deleteMovie(id: "${viaGraphql.id}") }` },
+      });
+      assert.deepEqual(mutation.json(), { data: { deleteMovie: String(viaGraphql.id) } });
+      for (const movie of [viaRest, viaGraphql]) {
+        assert.equal(await posterRow(t, movie.id), undefined);
+        assert.deepEqual(await keysOf(movie.id), []);
+      }
       assert.deepEqual(await pendingDeletions(t), []);
     });
 

@@ -26,6 +26,7 @@ import {
   RATE_LIMITED_HEADERS,
   response,
 } from '../platform/schemas.ts';
+import type { Posters } from '../posters/posters.ts';
 import { apiErrorResponse } from '../products/api.ts';
 import type { RuntimeSettings } from '../settings/runtime.ts';
 import { buildGraphqlSchema, type GraphqlContext } from './schema.ts';
@@ -229,7 +230,14 @@ export function graphqlRoutes(
     config,
     logger,
     features,
-  }: Readonly<{ db: Db; config: Config; logger: Logger; features: Pick<RuntimeSettings, 'isEnabled'> }>,
+    posters,
+  }: Readonly<{
+    db: Db;
+    config: Config;
+    logger: Logger;
+    features: Pick<RuntimeSettings, 'isEnabled'>;
+    posters?: Posters;
+  }>,
 ): void {
   app.register(async (graphql) => {
     // The feature flag `graphql` (src/settings): off, or not rolled out to this user, the
@@ -248,7 +256,7 @@ export function graphqlRoutes(
       graphiql: false,
       jit: 1,
       validationRules: validationRules(config),
-      context: (request): GraphqlContext => ({ db, httpRequest: request }),
+      context: (request): GraphqlContext => ({ db, httpRequest: request, posters }),
       errorHandler: requestErrorHandler,
       errorFormatter: (execution: ExecutionResult) => ({
         statusCode: 200,

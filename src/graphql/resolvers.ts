@@ -87,10 +87,10 @@ export const movieResolvers = {
       const expected = args.expectedVersion == null ? undefined : String(args.expectedVersion);
       return movies.updateMovie(db, parseId(args.id), () => given(args.input), expected);
     },
-    deleteMovie: async (_: unknown, args: { id: string }, { db, httpRequest }: GraphqlContext) => {
+    deleteMovie: async (_: unknown, args: { id: string }, { db, httpRequest, posters }: GraphqlContext) => {
       await canWrite(httpRequest);
       const id = parseId(args.id);
-      await movies.deleteMovie(db, id);
+      await movies.deleteMovie(db, id, posters);
       return id;
     },
   },

@@ -4,6 +4,7 @@ import { makeExecutableSchema } from '@graphql-tools/schema';
 import type { FastifyRequest } from 'fastify';
 import type { GraphQLSchema } from 'graphql';
 import type { Db } from '../platform/db.ts';
+import type { Posters } from '../posters/posters.ts';
 import { productsModule } from './products.ts';
 import { accountResolvers, movieResolvers } from './resolvers.ts';
 
@@ -12,6 +13,8 @@ export type GraphqlContext = Readonly<{
   db: Db;
   // the Fastify request: its `identity` is what the REST routes' permission checks read
   httpRequest: FastifyRequest;
+  // a deleted movie's poster object goes at once, as through REST
+  posters?: Posters;
 }>;
 
 export type GraphqlModule = Readonly<{
