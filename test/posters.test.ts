@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { request } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -150,7 +150,7 @@ function s3Storage(): Storage {
 }
 
 async function listen(t: TestApp): Promise<string> {
-  await t.app.listen({ host: '127.0.0.1', port: 0 });
+  if (!t.app.server.listening) await t.app.listen({ host: '127.0.0.1', port: 0 });
   return `http://127.0.0.1:${(t.app.server.address() as AddressInfo).port}`;
 }
 
@@ -374,6 +374,28 @@ for (const storage of [localStorage(), s3Storage()]) {
         assert.deepEqual(await keysOf(movie.id), []);
       }
       assert.deepEqual(await pendingDeletions(t), []);
+    });
+
+    test('when the client hangs up in the middle of the body, then nothing is stored and it is logged as its doing, not a server fault', async () => {
+      const movie = await createMovie(api);
+      const base = await listen(t);
+      const { port } = new URL(base);
+      const socket = connect(Number(port), '127.0.0.1');
+      await once(socket, 'connect');
+      socket.write(
+        `PUT /v1/movies/${movie.id}/poster HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t.token}\r\nContent-Length: 500000\r\n\r\n`,
+      );
+      socket.write(png(100_000));
+      await setTimeout(100);
+      socket.destroy();
+      const deadline = Date.now() + 5_000;
+      while (!t.lines.some((l) => l.msg === 'client aborted its body')) {
+        assert.ok(Date.now() < deadline, 'the abort is logged');
+        await setTimeout(25);
+      }
+      assert.ok(!t.lines.some((l) => l.msg === 'request failed'), 'no server fault logged');
+      assert.equal(await posterRow(t, movie.id), undefined);
+      assert.deepEqual(await keysOf(movie.id), []);
     });
 
     test('when the caller lacks a token, the permission or the movie, then 401, 403 or 404', async () => {

@@ -80,14 +80,21 @@ export function addMethodFallbacks(app: FastifyInstance, paths: readonly string[
 // The one way an error becomes a response: the table's status and headers, a log line with
 // the stack for server faults, and `envelope` shaping the body (the book's {"error": ...} by
 // default, GraphQL's errors for /graphql). Returns the status sent.
+const BODY_ABORTED: ErrorResponse = { status: 400, error: 'the request body ended before it was complete' };
+
 export function sendError(
   err: unknown,
   request: FastifyRequest,
   reply: FastifyReply,
   envelope: (response: ErrorResponse) => unknown = (response) => ({ error: response.error }),
 ): number {
-  const response = errorResponse(err);
-  if (response.status >= 500) {
+  // A client that hangs up in the middle of its body breaks the stream a route reads: its
+  // doing, not a fault of ours, and nobody is left to read the answer.
+  const aborted = request.raw.readableAborted;
+  const response = aborted ? BODY_ABORTED : errorResponse(err);
+  if (aborted)
+    request.log.info({ err, method: request.method, path: request.url }, 'client aborted its body');
+  else if (response.status >= 500) {
     request.log.error({ err, method: request.method, path: request.url }, 'request failed');
   }
   reply
