@@ -5,7 +5,7 @@ import pg from 'pg';
 import type { CallbackServiceOptions } from '../src/callbacks/callbacks.ts';
 import { type RunningCallbacks, startCallbacks } from '../src/callbacks/listener.ts';
 import { type StandInBehaviour, StandInUpstream } from '../src/callbacks/stand-in.ts';
-import { captureLogger, createTestDatabase, type LogLine, testConfig } from './helpers.ts';
+import { captureLogger, createTestDatabase, type LogLine, testConfig, waitFor } from './helpers.ts';
 
 export async function startUpstream(behaviour: Partial<StandInBehaviour> = {}) {
   const upstream = new StandInUpstream({ minDelayMs: 20, maxDelayMs: 60, ...behaviour });
@@ -81,20 +81,6 @@ export async function startTestCallbacks(
       }),
     query: async (sql, params = []) => (await db.query(sql, params)).rows,
   };
-}
-
-export async function waitFor<T>(
-  what: string,
-  check: () => Promise<T | undefined | false> | T | undefined | false,
-  timeoutMs = 10_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
 }
 
 export async function backlog(callbacks: TestCallbacks): Promise<number> {

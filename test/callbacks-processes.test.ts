@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import pg from 'pg';
-import { range, startTestCallbacks, startUpstream, waitFor } from './callbacks-helpers.ts';
-import { createTestDatabase } from './helpers.ts';
+import { range, startTestCallbacks, startUpstream } from './callbacks-helpers.ts';
+import { createTestDatabase, waitFor } from './helpers.ts';
 import { freePort, greenlight, startServer } from './processes.ts';
 
 async function queryOnce<R extends pg.QueryResultRow>(dsn: string, sql: string): Promise<R[]> {

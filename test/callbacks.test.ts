@@ -10,9 +10,8 @@ import {
   startTestCallbacks,
   startUpstream,
   storedIds,
-  waitFor,
 } from './callbacks-helpers.ts';
-import { dsnFor } from './helpers.ts';
+import { dsnFor, waitFor } from './helpers.ts';
 
 const evens = (ids: number[]) => ids.filter((id) => id % 2 === 0);
 

@@ -208,3 +208,18 @@ export async function createMovie(api: Inject, fields: Partial<Omit<Movie, 'id' 
   if (res.statusCode !== 201) throw new Error(`createMovie: ${res.statusCode} ${res.body}`);
   return (res.json() as { movie: Movie }).movie;
 }
+
+// Polls `check` until it gives a value (not undefined or false), failing after `timeoutMs`.
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 10_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}

@@ -68,14 +68,3 @@ export async function spawnRedisServer(): Promise<TestRedis> {
   await redis.start();
   return redis;
 }
-
-// Polls `probe` until it gives a value, failing after `ms`.
-export async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 5000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}

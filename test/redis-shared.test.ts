@@ -16,9 +16,10 @@ import {
   createTestDatabase,
   createUser,
   type Movie,
+  waitFor,
   withToken,
 } from './helpers.ts';
-import { startRedisServer, until } from './redis-server.ts';
+import { startRedisServer } from './redis-server.ts';
 
 const redis = await startRedisServer();
 const dsn = await createTestDatabase();
@@ -74,7 +75,7 @@ test('when a movie is cached on B and changed through A, then B serves the new v
 
   const patched = await a.api({ method: 'PATCH', url: `/v1/movies/${movie.id}`, payload: { year: 2020 } });
   assert.equal(patched.statusCode, 200);
-  const fresh = await until(
+  const fresh = await waitFor(
     'B to serve version 2',
     async () => {
       const response = await b.api(`/v1/movies/${movie.id}`);
@@ -177,7 +178,7 @@ test('when a read races a change, then the value it read is not cached after the
     return { movie: 'old' };
   });
   // The database read has begun (the cache missed); a change commits and is invalidated.
-  await until('the read to start', async () => (release ? true : undefined));
+  await waitFor('the read to start', async () => (release ? true : undefined));
   await cache.changed([424242]);
   release?.();
   assert.equal(await reading, '{"movie":"old"}');
@@ -195,7 +196,7 @@ test('when a permission is revoked through A, then B refuses the cached token wi
   t.after(() => listener.close());
   const relayed: string[] = [];
   listener.subscribe(IDENTITY_REDIS_CHANNEL, (message) => relayed.push(message));
-  await until('the subscription', async () => {
+  await waitFor('the subscription', async () => {
     await listener.publish(IDENTITY_REDIS_CHANNEL, 'ping');
     return relayed.includes('ping') ? true : undefined;
   });
@@ -203,19 +204,19 @@ test('when a permission is revoked through A, then B refuses the cached token wi
   const user = await createUser(a.db, { permissions: ['movies:read'] });
   const relays = () => relayed.filter((message) => message === String(user.id)).length;
   // The grant that createUser made is relayed once too.
-  await until('the grant to be relayed', async () => (relays() === 1 ? true : undefined), 1000);
+  await waitFor('the grant to be relayed', async () => (relays() === 1 ? true : undefined), 1000);
   const movie = await createMovie(a.api);
   const read = () => withToken(b.app, user.token)(`/v1/movies/${movie.id}`);
   assert.equal((await read()).statusCode, 200);
   assert.equal((await read()).statusCode, 200);
 
   await revokePermissions(a.db, user.id, ['movies:read']);
-  await until(
+  await waitFor(
     'B to refuse the token',
     async () => ((await read()).statusCode === 403 ? true : undefined),
     1000,
   );
-  await until('the relayed revocation', async () => (relays() === 2 ? true : undefined), 1000);
+  await waitFor('the relayed revocation', async () => (relays() === 2 ? true : undefined), 1000);
   await new Promise((resolve) => setTimeout(resolve, 100));
   assert.equal(relays(), 2);
 });
@@ -250,7 +251,7 @@ test('when Redis stalls past the command timeout, then requests are answered wit
   await stall;
   // Redis is tried again a second after the failure, and the limiter shares again.
   const logged = limitedA.lines.length;
-  await until('the limiter to use Redis again', async () => {
+  await waitFor('the limiter to use Redis again', async () => {
     await hit(limitedA, '192.0.2.10');
     return limitedA.lines
       .slice(logged)
@@ -293,10 +294,10 @@ test('when Redis is killed, then nothing fails: limits fall back to each process
   assert.equal(outages.length, 1);
 
   await redis.start();
-  await until('readiness', async () =>
+  await waitFor('readiness', async () =>
     (await b.app.inject('/readyz')).statusCode === 200 ? true : undefined,
   );
-  await until('the cache', async () => {
+  await waitFor('the cache', async () => {
     const read = await b.api(`/v1/movies/${movie.id}`);
     return read.headers['x-cache'] === 'HIT' ? true : undefined;
   });

@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { connectRedis } from '../src/platform/redis.ts';
-import { buildTestApp, captureLogger, createMovie } from './helpers.ts';
-import { startRedisServer, until } from './redis-server.ts';
+import { buildTestApp, captureLogger, createMovie, waitFor } from './helpers.ts';
+import { startRedisServer } from './redis-server.ts';
 
 test('when Redis dies and returns, then readiness and the redis_up gauge follow it, requests are served throughout, and it reconnects by itself', async () => {
   const redis = await startRedisServer();
@@ -17,7 +17,7 @@ test('when Redis dies and returns, then readiness and the redis_up gauge follow 
   assert.match((await app.inject('/metrics')).body, /^greenlight_redis_up 1$/m);
 
   await redis.stop();
-  const down = await until('readiness to report Redis', async () => {
+  const down = await waitFor('readiness to report Redis', async () => {
     const response = await app.inject('/readyz');
     return response.statusCode === 503 ? response : undefined;
   });
@@ -29,7 +29,7 @@ test('when Redis dies and returns, then readiness and the redis_up gauge follow 
   assert.ok(lines.some((line) => line.msg?.startsWith('redis connection lost')));
 
   await redis.start();
-  await until('readiness to recover', async () =>
+  await waitFor('readiness to recover', async () =>
     (await app.inject('/readyz')).statusCode === 200 ? true : undefined,
   );
   assert.ok(lines.some((line) => line.msg === 'redis connection restored'));
@@ -41,7 +41,7 @@ test('when one connection publishes, then a subscriber on another receives it, a
   const [a, b] = [await connectRedis(redis.url, logger), await connectRedis(redis.url, logger)];
   const received: string[] = [];
   const unsubscribe = b.subscribe('greenlight_test', (message) => received.push(message));
-  await until('the first message', async () => {
+  await waitFor('the first message', async () => {
     await a.publish('greenlight_test', 'one');
     return received.includes('one') ? true : undefined;
   });
@@ -49,7 +49,7 @@ test('when one connection publishes, then a subscriber on another receives it, a
   await redis.stop();
   await assert.rejects(a.publish('greenlight_test', 'lost'));
   await redis.start();
-  await until('a message after the restart', async () => {
+  await waitFor('a message after the restart', async () => {
     await a.publish('greenlight_test', 'two').catch(() => {});
     return received.includes('two') ? true : undefined;
   });
@@ -67,6 +67,6 @@ test('when Redis is not running at start, then the connection is not fatal and c
   assert.match(connection.status(), /^unreachable: /);
   assert.ok(lines.some((line) => line.msg?.startsWith('redis unreachable at start')));
   await redis.start();
-  await until('the connection', async () => (connection.status() === 'ok' ? true : undefined));
+  await waitFor('the connection', async () => (connection.status() === 'ok' ? true : undefined));
   await connection.close();
 });

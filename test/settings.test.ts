@@ -8,8 +8,8 @@ import { buildConfig, ConfigError, readSettings } from '../src/config.ts';
 import { createPool } from '../src/platform/db.ts';
 import { parseSetting, rolloutBucket, rolloutIncludes } from '../src/settings/setting.ts';
 import { notifySettingChanged } from '../src/settings/settings.sql.ts';
-import { range, startTestCallbacks, startUpstream, waitFor } from './callbacks-helpers.ts';
-import { buildTestApp, createTestDatabase, createUser, type Inject, withToken } from './helpers.ts';
+import { range, startTestCallbacks, startUpstream } from './callbacks-helpers.ts';
+import { buildTestApp, createTestDatabase, createUser, type Inject, waitFor, withToken } from './helpers.ts';
 import { run, startServer } from './processes.ts';
 
 const setup = await buildTestApp({ settings: true });

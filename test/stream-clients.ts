@@ -1,5 +1,6 @@
 // Real clients of the change streams: an SSE reader over fetch (undici) and a `ws` client.
 import WebSocket from 'ws';
+import { waitFor } from './helpers.ts';
 
 export type SseEvent = { id?: string; event?: string; data?: string };
 
@@ -106,9 +107,5 @@ export function openWs(url: string, token?: string, options: { autoPong?: boolea
 
 // Polls until `ready` returns true or the deadline passes (then fails with `what`).
 export async function until(ready: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!ready()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  await waitFor(what, ready, timeoutMs);
 }

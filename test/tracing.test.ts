@@ -7,8 +7,7 @@ import { describe, type TestContext, test } from 'node:test';
 import { trace } from '@opentelemetry/api';
 import { readSettings, readTracingConfig } from '../src/config.ts';
 import { startTracing, tracingEnabled } from '../src/platform/tracing.ts';
-import { waitFor } from './callbacks-helpers.ts';
-import { buildTestApp, createTestDatabase } from './helpers.ts';
+import { buildTestApp, createTestDatabase, waitFor } from './helpers.ts';
 import { freePort, greenlight, startServer } from './processes.ts';
 import { SmtpSink } from './smtp-sink.ts';
 
