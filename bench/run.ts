@@ -49,6 +49,8 @@ import { hasWrk, type LoadResult, type LoadSpec, runNodeLoad, runWrk } from './l
 import { OtlpSink } from './otlp-sink.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
+// /proc reports CPU time in USER_HZ ticks, which Linux fixes at 100 a second.
+const CLOCK_TICKS_PER_SECOND = 100;
 
 const { values: opts } = parseArgs({
   options: {
@@ -221,6 +223,24 @@ function peakRssMiB(pid: number): number {
   } catch {
     return 0;
   }
+}
+
+// CPU time (user + system) the service's own processes have used, in microseconds; postgres
+// children are not ours. Per request, it is what a scenario costs the service whatever else
+// shares the machine, where req/s also measures the neighbours.
+function serviceCpuMicros(pids: readonly number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if ((cmdline.split('\0')[0] ?? '').endsWith('/postgres')) continue;
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // the process has exited
+    }
+  }
+  return (ticks * 1_000_000) / CLOCK_TICKS_PER_SECOND;
 }
 
 async function api(url: string, method: string, path: string, body?: unknown, token?: string) {
@@ -546,7 +566,10 @@ async function main(): Promise<void> {
     // Unmeasured warm-up: pools open their connections, statements get prepared, caches fill.
     if (Number(opts.warmup) > 0)
       await load({ ...scenario.spec, url: target, durationSeconds: Number(opts.warmup) });
+    const servicePids = (scenario.cached && cached ? cached.service : service)?.pids() ?? [];
+    const cpuBefore = serviceCpuMicros(servicePids);
     const result = await load({ ...scenario.spec, url: target, durationSeconds: duration });
+    const cpuUsed = serviceCpuMicros(servicePids) - cpuBefore;
     const ok = Object.entries(result.statuses)
       .filter(([code]) => Number(code) < 400)
       .reduce((sum, [, n]) => sum + n, 0);
@@ -561,6 +584,9 @@ async function main(): Promise<void> {
       errors,
       conflicts_409: conflicts,
       ratio_to_baseline: Number((result.rps / baseline.rps).toFixed(4)),
+      ...(servicePids.length > 0 && result.requests > 0
+        ? { service_cpu_us_per_request: Math.round(cpuUsed / result.requests) }
+        : {}),
       ...(scenario.spec.paths[0] === LIST_100
         ? { response_bytes: await responseBytes(url, scenario.spec) }
         : {}),
@@ -578,6 +604,10 @@ async function main(): Promise<void> {
       row.ratio_to_bcrypt_limit === undefined
         ? `×baseline ${row.ratio_to_baseline}`
         : `${row.rps_exact} req/s = ${Math.round(row.ratio_to_bcrypt_limit * 100)} % of the bcrypt limit`;
+    const cpu =
+      row.service_cpu_us_per_request === undefined
+        ? ''
+        : `  service CPU ${row.service_cpu_us_per_request} µs/req`;
     const bytes =
       row.response_bytes !== undefined
         ? `  ${row.response_bytes} bytes a response`
@@ -585,7 +615,7 @@ async function main(): Promise<void> {
           ? `  X-Cache of 100 reads after it: ${JSON.stringify(row.x_cache_of_100)}`
           : '';
     console.log(
-      `${row.scenario} ${row.title.padEnd(42)} ${String(row.rps).padStart(7)} req/s  p50 ${row.p50_ms} ms  p99 ${row.p99_ms} ms  errors ${errors}  409s ${conflicts}  ${versus}${bytes}`,
+      `${row.scenario} ${row.title.padEnd(42)} ${String(row.rps).padStart(7)} req/s  p50 ${row.p50_ms} ms  p99 ${row.p99_ms} ms  errors ${errors}  409s ${conflicts}  ${versus}${cpu}${bytes}`,
     );
   }
 

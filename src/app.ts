@@ -38,7 +38,6 @@ import { RedisRateLimiter } from './platform/rate-limit.redis.ts';
 import { RateLimiter, type RateLimitSettings, type RateLimitStore } from './platform/rate-limit.ts';
 import { type RedisConnection, RedisFallback, registerRedisMetrics } from './platform/redis.ts';
 import { SYSTEM_PATHS, systemRoutes } from './platform/system.routes.ts';
-import { nameSpansByRoute } from './platform/tracing.ts';
 import { posterRoutes } from './posters/posters.routes.ts';
 import { createPosters } from './posters/posters.ts';
 import { apiErrorResponse, isApiPath, PRODUCTS_API_PREFIX, productsApi } from './products/api.ts';
@@ -117,7 +116,6 @@ export function buildApp({
       sendError(err, request, reply);
     },
   }) as unknown as FastifyInstance;
-  nameSpansByRoute(app);
 
   // Bodies are decoded by each route with Go's rules (platform/json-body.ts), whatever
   // the Content-Type, exactly as the book's handlers read them.

@@ -424,8 +424,8 @@ const FLAGS: readonly FlagSpec[] = [
   {
     name: 'otel-sample-ratio',
     kind: 'float',
-    default: '1',
-    help: 'share of new traces sampled (0-1); requests carrying a traceparent follow its decision',
+    default: '0.01',
+    help: 'share of requests (and other new traces) traced (0-1), decided before the request is read; a request with a traceparent follows its sampled flag',
   },
   {
     name: 'zipkin-endpoint',

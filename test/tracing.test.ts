@@ -99,40 +99,53 @@ async function startZipkin(t: TestContext): Promise<{ url: string; spans: Zipkin
   return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}/api/v2/spans`, spans };
 }
 
-describe('tracing', () => {
-  test('when a user registers, then the request, its SQL, the mail job and the SMTP send are one trace', async (t) => {
-    const receiver = new OtlpReceiver();
-    const endpoint = await receiver.start();
-    t.after(() => receiver.stop());
-    const smtp = new SmtpSink();
-    await smtp.start();
-    t.after(() => smtp.stop());
-    const zipkin = await startZipkin(t);
-    const dsn = await createTestDatabase();
-    const server = await startServer(t, [
-      '-db-dsn',
-      dsn,
-      '-otel-endpoint',
-      endpoint,
-      '-zipkin-endpoint',
-      zipkin.url,
-      '-otel-service-name',
-      'greenlight-test',
-      '-smtp-host',
-      '127.0.0.1',
-      '-smtp-port',
-      String(smtp.port),
-    ]);
-    const base = `http://127.0.0.1:${server.port}`;
-
-    const email = `traced-${Date.now()}@example.com`;
+// A server tracing to a fresh OTLP receiver, mailing to a fresh SMTP sink.
+async function startTracedServer(t: TestContext, flags: string[]) {
+  const receiver = new OtlpReceiver();
+  const endpoint = await receiver.start();
+  t.after(() => receiver.stop());
+  const smtp = new SmtpSink();
+  await smtp.start();
+  t.after(() => smtp.stop());
+  const server = await startServer(t, [
+    '-db-dsn',
+    await createTestDatabase(),
+    '-otel-endpoint',
+    endpoint,
+    '-smtp-host',
+    '127.0.0.1',
+    '-smtp-port',
+    String(smtp.port),
+    ...flags,
+  ]);
+  const base = `http://127.0.0.1:${server.port}`;
+  // Registers a user and waits for the welcome mail to be sent.
+  const register = async (email: string, headers: Record<string, string> = {}) => {
+    const sent = server.logs.filter((l) => l.msg === 'email sent').length;
     const registered = await fetch(`${base}/v1/users`, {
       method: 'POST',
+      headers,
       body: JSON.stringify({ name: 'Traced User', email, password: 'pa55word' }),
     });
     assert.equal(registered.status, 202);
     await smtp.waitFor(email);
-    await server.waitForLog('email sent');
+    await waitFor('the mail sent', () => server.logs.filter((l) => l.msg === 'email sent').length > sent);
+  };
+  return { receiver, smtp, server, base, register };
+}
+
+describe('tracing', () => {
+  test('when a user registers, then the request, its SQL, the mail job and the SMTP send are one trace', async (t) => {
+    const zipkin = await startZipkin(t);
+    const { receiver, smtp, server, base, register } = await startTracedServer(t, [
+      '-zipkin-endpoint',
+      zipkin.url,
+      '-otel-service-name',
+      'greenlight-test',
+      '-otel-sample-ratio',
+      '1',
+    ]);
+    await register(`traced-${Date.now()}@example.com`);
 
     const callerTrace = '4bf92f3577b34da6a3ce929d0e0e4736';
     const callerSpan = '00f067aa0ba902b7';
@@ -209,6 +222,47 @@ describe('tracing', () => {
     assert.equal(healthLog?.trace_id, callerTrace);
   });
 
+  test('when a request is not sampled, then nothing of it is exported, while a sampled caller is still followed', async (t) => {
+    const { receiver, server, base, register } = await startTracedServer(t, ['-otel-sample-ratio', '0']);
+    // Dropped by the ratio: the request, its SQL and the mail job it enqueues.
+    await register(`unsampled-${Date.now()}@example.com`);
+    // Dropped by the caller's decision, and kept by it whatever the ratio.
+    const dropped = await fetch(`${base}/v1/healthcheck`, {
+      headers: { traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00' },
+    });
+    assert.equal(dropped.status, 200);
+    const callerTrace = '4bf92f3577b34da6a3ce929d0e0e4736';
+    await register(`sampled-${Date.now()}@example.com`, {
+      traceparent: `00-${callerTrace}-00f067aa0ba902b7-01`,
+    });
+
+    server.child.kill('SIGTERM');
+    assert.deepEqual(await server.waitForExit(15_000), { code: 0, signal: null });
+    const { spans } = receiver;
+    assert.ok(
+      spans.some(
+        (s) => s.kind === SPAN_KIND.server && s.name === 'POST /v1/users' && s.traceId === callerTrace,
+      ),
+      'the sampled caller has its server span',
+    );
+    assert.ok(
+      spans.some((s) => s.scope === '@opentelemetry/instrumentation-pg' && s.traceId === callerTrace),
+      'and its SQL',
+    );
+    assert.ok(
+      spans.some((s) => s.name === 'send-email process' && s.traceId === callerTrace),
+      'and its job',
+    );
+    assert.deepEqual(
+      spans.filter((s) => s.traceId !== callerTrace).map((s) => s.name),
+      [],
+      'no span of the unsampled requests or of their job',
+    );
+    const unsampledLog = server.logs.find((l) => l.path === '/v1/users' && l.trace_id !== callerTrace);
+    assert.ok(unsampledLog, 'the unsampled request is logged');
+    assert.equal('trace_id' in unsampledLog, false);
+  });
+
   test('when the callback service looks an object up, then the upstream receives the traceparent of the exported client span', async (t) => {
     const receiver = new OtlpReceiver();
     const endpoint = await receiver.start();
@@ -235,6 +289,8 @@ describe('tracing', () => {
       `http://127.0.0.1:${upstreamPort}`,
       '-otel-endpoint',
       endpoint,
+      '-otel-sample-ratio',
+      '1',
     ]);
     await callbacks.waitForLog('callback service started');
 

@@ -12,7 +12,6 @@ import { clientErrorHandler, serverFactory, workerListenOptions } from '../platf
 import { MAX_BODY_BYTES } from '../platform/json-body.ts';
 import type { Logger } from '../platform/logger.ts';
 import { registerOpenApi } from '../platform/openapi.ts';
-import { nameSpansByRoute } from '../platform/tracing.ts';
 import { CALLBACK_PATHS, CALLBACKS_DOCUMENT, callbackRoutes } from './callbacks.routes.ts';
 import { CallbackService, type CallbackServiceOptions } from './callbacks.ts';
 
@@ -40,7 +39,6 @@ export function buildCallbackListener(
       reply.code(response.status).header('x-request-id', request.id).send({ error: response.error });
     },
   }) as unknown as FastifyInstance;
-  nameSpansByRoute(app);
 
   // Senders post JSON with whatever Content-Type they like; the route decodes the bytes.
   app.removeAllContentTypeParsers();

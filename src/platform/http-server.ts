@@ -9,6 +9,7 @@
 // - errors Node answers itself, before Fastify sees a request (malformed HTTP, timeouts,
 //   oversized headers, an unsupported Expect), in the API's `{"error": ...}` envelope with a
 //   request id.
+
 import cluster from 'node:cluster';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -21,6 +22,7 @@ import {
 } from 'node:http';
 import { BlockList, isIPv6, type Socket } from 'node:net';
 import type { Config } from '../config.ts';
+import { sampleRequests } from './tracing.ts';
 
 export type ConnectionPolicy = Readonly<{
   headerTimeoutMs: number;
@@ -227,7 +229,7 @@ export function proxyMatcher(proxies: readonly string[]): (address: string) => b
 export function serverFactory(config: Config, events: ServerEvents = {}, minIdleTimeoutMs = 0) {
   return (handler: (req: IncomingMessage, res: ServerResponse) => void) =>
     new GreenlightServer(
-      handler,
+      sampleRequests(handler),
       {
         headerTimeoutMs: config.http.readHeaderTimeoutMs,
         requestTimeoutMs: config.http.readTimeoutMs,

@@ -5,21 +5,38 @@
 //
 // startTracing must run before pg, node:http and undici are loaded: instrumentations patch
 // modules as they are required (main.ts imports the commands only after it).
-import { createRequire } from 'node:module';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   type Attributes,
   type Context,
   context,
+  createContextKey,
   propagation,
+  ROOT_CONTEXT,
+  type Sampler,
+  SamplingDecision,
   type SpanKind,
   SpanStatusCode,
   trace,
 } from '@opentelemetry/api';
-import type { FastifyInstance } from 'fastify';
 import type { TracingConfig } from '../config.ts';
 import { version } from '../version.ts';
 
 let provider: { shutdown: () => Promise<void> } | undefined;
+
+// What sampleRequests decides with, set while tracing is on.
+let door:
+  | {
+      ratio: number;
+      sampled: Context;
+      unsampled: Context;
+      callerSampled: (traceparent: string) => boolean | undefined;
+    }
+  | undefined;
+
+// Set on the context of a request sampleRequests let in without a caller's decision: the
+// coin was tossed there, so the root sampler keeps its trace instead of tossing again.
+const SAMPLED_AT_THE_DOOR = createContextKey('greenlight request sampled at the door');
 
 // Requests nobody wants a trace of: probes and scrapes, every few seconds.
 const UNTRACED_PATHS = new Set(['/livez', '/readyz', '/metrics', '/debug/vars']);
@@ -32,7 +49,7 @@ export async function startTracing(config: TracingConfig): Promise<void> {
   if (provider || (config.otlpEndpoint === '' && config.zipkinEndpoint === '')) return;
   const [
     { AsyncLocalStorageContextManager },
-    { W3CTraceContextPropagator },
+    { W3CTraceContextPropagator, isTracingSuppressed, parseTraceParent, suppressTracing },
     { resourceFromAttributes },
     { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, TracerProvider },
     { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION },
@@ -42,6 +59,7 @@ export async function startTracing(config: TracingConfig): Promise<void> {
     { PgInstrumentation },
     { OTLPTraceExporter },
     { ZipkinExporter },
+    { FastifyOtelInstrumentation },
   ] = await Promise.all([
     import('@opentelemetry/context-async-hooks'),
     import('@opentelemetry/core'),
@@ -54,6 +72,7 @@ export async function startTracing(config: TracingConfig): Promise<void> {
     import('@opentelemetry/instrumentation-pg'),
     import('@opentelemetry/exporter-trace-otlp-http'),
     import('@opentelemetry/exporter-zipkin'),
+    import('@fastify/otel'),
   ]);
   const exporters = [
     ...(config.otlpEndpoint ? [new OTLPTraceExporter({ url: `${config.otlpEndpoint}/v1/traces` })] : []),
@@ -67,7 +86,9 @@ export async function startTracing(config: TracingConfig): Promise<void> {
       [ATTR_SERVICE_VERSION]: version,
       'process.pid': process.pid,
     }),
-    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(config.sampleRatio) }),
+    sampler: new ParentBasedSampler({
+      root: keepDoorSampled(new TraceIdRatioBasedSampler(config.sampleRatio)),
+    }),
     spanProcessors: exporters.map((exporter) => new BatchSpanProcessor({ exporter })),
   });
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
@@ -76,9 +97,26 @@ export async function startTracing(config: TracingConfig): Promise<void> {
   registerInstrumentations({
     tracerProvider,
     instrumentations: [
-      new HttpInstrumentation({
-        ignoreIncomingRequestHook: (request) => UNTRACED_PATHS.has((request.url ?? '').split('?')[0] ?? ''),
+      // Incoming requests, on every Fastify instance (both listeners) from its creation: one
+      // server span a request, named after its route once Fastify has matched it, and no
+      // child spans for hooks and handlers (SQL and outbound calls are the children worth
+      // seeing). Chosen over instrumentation-http's server side, which cost 40-50 µs of CPU a
+      // request even unsampled (docs/decisions.md, "Tracing").
+      new FastifyOtelInstrumentation({
+        registerOnInitialization: true,
+        instrumentHooks: false,
+        instrumentHandler: false,
+        // A request sampleRequests turned away runs with tracing suppressed: no span at all,
+        // so nothing below it (SQL, outbound calls) makes one either.
+        ignorePaths: ({ url }) =>
+          isTracingSuppressed(context.active()) || UNTRACED_PATHS.has(url.split('?')[0] ?? ''),
+        requestHook: (span, request) => {
+          const route = request.routeOptions.url;
+          if (route) span.updateName(`${request.method} ${route}`);
+        },
       }),
+      // node:http only for outbound requests (the S3 client's); undici for fetch.
+      new HttpInstrumentation({ disableIncomingRequestInstrumentation: true }),
       new UndiciInstrumentation(),
       // Only SQL run for something traced: the job queue's and the callback service's polls
       // would otherwise be a trace each, several a second. No spans for taking a connection
@@ -87,9 +125,15 @@ export async function startTracing(config: TracingConfig): Promise<void> {
       new PgInstrumentation({ requireParentSpan: true, ignoreConnectSpans: true }),
     ],
   });
-  // Require hooks see `require`, not ESM imports: our server (platform/http-server.ts) imports
-  // node:http as ESM, so the patch of http.Server must not wait for a CommonJS module to load it.
-  createRequire(import.meta.url)('node:http');
+  door = {
+    ratio: config.sampleRatio,
+    sampled: ROOT_CONTEXT.setValue(SAMPLED_AT_THE_DOOR, true),
+    unsampled: suppressTracing(ROOT_CONTEXT),
+    callerSampled: (traceparent) => {
+      const parent = parseTraceParent(traceparent);
+      return parent ? (parent.traceFlags & 1) === 1 : undefined;
+    },
+  };
   provider = tracerProvider;
 }
 
@@ -97,21 +141,39 @@ export async function startTracing(config: TracingConfig): Promise<void> {
 export async function stopTracing(): Promise<void> {
   await provider?.shutdown();
   provider = undefined;
+  door = undefined;
 }
 
-// node:http's server span knows only the method; Fastify knows the route once it has matched
-// it, and the span is named after it (`GET /v1/movies/:id`). No hook while tracing is off.
-export function nameSpansByRoute(app: FastifyInstance): void {
-  if (!provider) return;
-  app.addHook('onRequest', (request, _reply, done) => {
-    const route = request.routeOptions.url;
-    const span = trace.getActiveSpan();
-    if (route && span) {
-      span.updateName(`${request.method} ${route}`);
-      span.setAttribute('http.route', route);
-    }
-    done();
-  });
+// Head sampling before Fastify sees the request. Deciding only when the server span starts
+// (the SDK's sampler) leaves every unsampled request paying for a non-recording span, its
+// context and a non-recording child for each query: 20 µs of CPU on S2's 85 (docs/decisions.md,
+// "Tracing"). Here the caller's traceparent decides, as the parent-based sampler would, and a
+// request without one is kept with -otel-sample-ratio's probability; the rest run with
+// tracing suppressed and cost one context switch. The handler is returned as is while
+// tracing is off.
+export function sampleRequests(
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    if (!door) return handler(req, res);
+    const traceparent = req.headers.traceparent;
+    const sampled =
+      (typeof traceparent === 'string' ? door.callerSampled(traceparent) : undefined) ??
+      Math.random() < door.ratio;
+    context.with(sampled ? door.sampled : door.unsampled, () => handler(req, res));
+  };
+}
+
+// New traces of requests let in at the door are kept; other new traces (scheduled jobs,
+// background work) are sampled by `byRatio`.
+function keepDoorSampled(byRatio: Sampler): Sampler {
+  return {
+    shouldSample: (ctx, traceId, spanName, spanKind, attributes, links) =>
+      ctx.getValue(SAMPLED_AT_THE_DOOR) === true
+        ? { decision: SamplingDecision.RECORD_AND_SAMPLED }
+        : byRatio.shouldSample(ctx, traceId, spanName, spanKind, attributes, links),
+    toString: () => `KeepDoorSampled{${byRatio.toString()}}`,
+  };
 }
 
 // Pino mixin: the active span's ids in every log line written inside it. Undefined (no mixin
