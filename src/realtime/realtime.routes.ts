@@ -1,7 +1,8 @@
 // Change streams: GET /v1/movies/events and GET /api/v1/products/events (Server-Sent Events)
 // and GET /v1/ws (WebSocket, every topic). Each reads from the process's one EventFeed of its
-// topic; a client costs a subscriber in memory, never a database connection. A client that leaves more than -stream-max-buffered bytes unread is
-// disconnected, so a slow reader cannot grow the server's memory.
+// topic; a client costs a subscriber in memory, never a database connection. A client that
+// leaves more than -stream-max-buffered bytes unread is disconnected, so a slow reader cannot
+// grow the server's memory.
 import type { IncomingMessage } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -195,7 +196,7 @@ function ownerOf(request: FastifyRequest) {
   const identity = request.identity as Identity;
   const credential = requestCredential(request);
   if (!credential) throw new Error('a stream without a credential passed authentication');
-  return { identity, owner: { credential, userId: identity.id } };
+  return { credential, userId: identity.id };
 }
 
 function feedOf(deps: RealtimeDeps, topic: Topic): EventFeed {
@@ -217,7 +218,7 @@ function eventStream(deps: RealtimeDeps, topic: Topic, invalid: () => Error) {
   return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const after = readLastEventId(request, invalid);
     const gap = after === undefined ? null : (await resumePoint(deps.db, feed.topic, after)).gap;
-    const { owner } = ownerOf(request);
+    const owner = ownerOf(request);
     // Before the 200: a database that cannot start the feed is still a 500 in the envelope.
     await feed.start();
     const res = reply.raw;
@@ -390,7 +391,7 @@ export function realtimeRoutes(app: FastifyInstance, deps: RealtimeDeps): void {
       return { error: 'this endpoint needs a WebSocket upgrade' };
     },
     wsHandler: (socket: WebSocket, request: FastifyRequest) => {
-      if (request.identity) serveSocket(socket, request, ownerOf(request).owner);
+      if (request.identity) serveSocket(socket, request, ownerOf(request));
       else void authenticateByMessage(socket, request);
     },
   });
@@ -446,7 +447,10 @@ export function realtimeRoutes(app: FastifyInstance, deps: RealtimeDeps): void {
     // The current subscription of each topic: a stopped one stops sending even while it still
     // catches up.
     const following = new Map<Topic, { unsubscribe: Promise<() => void> }>();
+    // The topics whose permission a subscribe has checked: those revocation re-checks.
+    const permitted = new Set<Topic>();
     const stopFollowing = (topic: Topic) => {
+      permitted.delete(topic);
       void following.get(topic)?.unsubscribe.then(
         (unsubscribe) => unsubscribe(),
         () => {},
@@ -486,7 +490,7 @@ export function realtimeRoutes(app: FastifyInstance, deps: RealtimeDeps): void {
     removeOwner = owners.add({
       ...owner,
       refusal: (identity) => {
-        for (const topic of following.keys()) {
+        for (const topic of permitted) {
           const refused = topic.refusal(identity);
           if (refused) return refused;
         }
@@ -526,6 +530,7 @@ export function realtimeRoutes(app: FastifyInstance, deps: RealtimeDeps): void {
           }
           return () => {};
         }
+        if (isOpen()) permitted.add(topic);
         const gap = after === undefined ? null : (await resumePoint(deps.db, topic, after)).gap;
         if (isOpen()) reply({ type: 'subscribed', topic: topic.name });
         if (gap && isOpen()) reply({ type: 'gap', topic: topic.name, ...gap });
