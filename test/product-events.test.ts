@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import * as products from '../src/products/products.sql.ts';
 import { pruneEvents } from '../src/realtime/events.ts';
 import { PRODUCTS } from '../src/realtime/topics.ts';
-import { buildTestApp, createMovie, createUser, TEST_PASSWORD } from './helpers.ts';
+import { buildTestApp, createMovie, createUser, TEST_PASSWORD, waitFor } from './helpers.ts';
 import { openSse, openWs, type SseEvent, until } from './stream-clients.ts';
 
 const { app, api, db, token } = await buildTestApp({ identityCache: true });
@@ -270,4 +270,42 @@ test('when the API key behind a product stream is deleted, then its SSE and WebS
   assert.ok(sseEndedAt - revokedAt <= 1_000 && wsEndedAt - revokedAt <= 1_000);
   assert.equal(sse.events.at(-1)?.event, 'revoked');
   assert.equal((await closed).code, 1008);
+});
+
+test('when a transaction holds the product outbox lock, then a second product writer waits for its commit (events in commit order) while movie writers, on their own lock, go on', async (t) => {
+  const sse = await openSse(EVENTS, { token });
+  t.after(() => sse.close());
+  await until(() => sse.comments.length >= 1, 'the stream to open');
+  const holder = await db.connect();
+  const waiter = await db.connect();
+  t.after(() => {
+    holder.release();
+    waiter.release();
+  });
+  const { rows } = await db.query<{ id: number }>('SELECT id FROM users ORDER BY id LIMIT 1');
+  const userId = (rows[0] as { id: number }).id;
+  const fields = { description: '', price: '1.00', stock: 1 };
+  await holder.query('BEGIN');
+  await waiter.query('BEGIN');
+  const held = await products.insertProduct(holder, userId, { ...fields, name: 'Holds the lock' });
+  const waiterPid = (await waiter.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
+  const waiting = products.insertProduct(waiter, userId, { ...fields, name: 'Waits' });
+  await waitFor('the second product writer to wait on the lock', async () => {
+    const { rows } = await db.query<{ waiting: boolean }>(
+      "SELECT wait_event_type = 'Lock' AS waiting FROM pg_stat_activity WHERE pid = $1",
+      [waiterPid],
+    );
+    return rows[0]?.waiting === true;
+  });
+  // A movie change is not held up by the product outbox's lock.
+  await createMovie(api, { title: 'Not waiting' });
+  await holder.query('COMMIT');
+  const second = await waiting;
+  await waiter.query('COMMIT');
+  await until(() => sse.events.length >= 2, 'both events');
+  assert.deepEqual(
+    sse.events.map((e) => dataOf(e).product.id),
+    [held.id, second.id],
+  );
+  assert.ok(Number(sse.events[0]?.id) < Number(sse.events[1]?.id));
 });
