@@ -174,6 +174,15 @@ test('when a client resumes with Last-Event-ID or last_event_id, then it gets ex
     data: JSON.stringify({ last_event_id: before, pruned_up_to: stored }),
   });
   assert.equal(dataOf(gapped.events[1]).product.id, left.id);
+  const socket = await openWs(WS, token);
+  t.after(() => socket.socket.close());
+  socket.send({ type: 'subscribe', topic: 'products', last_event_id: before });
+  await until(() => socket.messages.length >= 3, 'the gap and what is left on the socket');
+  assert.deepEqual(socket.messages.slice(0, 2), [
+    { type: 'subscribed', topic: 'products' },
+    { type: 'gap', topic: 'products', last_event_id: before, pruned_up_to: stored },
+  ]);
+  assert.equal(dataOf(socket.messages[2]).product.id, left.id);
 });
 
 test('when a product change is rolled back, then no client gets an event for it', async (t) => {
