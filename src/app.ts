@@ -43,8 +43,9 @@ import { createPosters } from './posters/posters.ts';
 import { apiErrorResponse, isApiPath, PRODUCTS_API_PREFIX, productsApi } from './products/api.ts';
 import { EventFeed } from './realtime/feed.ts';
 import { StreamOwners } from './realtime/owners.ts';
-import { EVENTS_PERMISSION, REALTIME_PATHS, realtimeRoutes } from './realtime/realtime.routes.ts';
-import { postgresWakeups, publishMovieWakeups, redisWakeups } from './realtime/wakeups.ts';
+import { productEventsRoutes, REALTIME_PATHS, realtimeRoutes } from './realtime/realtime.routes.ts';
+import { TOPICS } from './realtime/topics.ts';
+import { postgresWakeups, publishWakeups, redisWakeups } from './realtime/wakeups.ts';
 import { RuntimeSettings } from './settings/runtime.ts';
 import { SETTINGS_PATHS, settingsRoutes } from './settings/settings.routes.ts';
 
@@ -272,43 +273,43 @@ export function buildApp({
       this.websocketServer.close(() => done());
     },
   });
-  // The process's one event feed (started by its first stream) and the stream owners it
-  // re-checks; an identity invalidation re-checks that user's streams at once.
-  const feed = new EventFeed({
-    db,
-    wakeups: redis ? redisWakeups(redis) : postgresWakeups(db.options.connectionString ?? '', logger),
-    logger,
-    pollMs: config.events.pollMs,
-  });
+  // The process's event feeds, one per topic (each started by its first stream), and the
+  // stream owners they re-check; an identity invalidation re-checks that user's streams at once.
+  const wakeups = redis
+    ? redisWakeups(redis)
+    : postgresWakeups(db.options.connectionString ?? '', TOPICS, logger);
+  const feeds = new Map(
+    TOPICS.map((topic) => [
+      topic.name,
+      new EventFeed({ topic, db, wakeups: wakeups(topic), logger, pollMs: config.events.pollMs }),
+    ]),
+  );
   const reauthenticate = reauthenticator(authenticators);
-  const owners = new StreamOwners({
-    reauthenticate,
-    permission: EVENTS_PERMISSION,
-    logger,
-  });
+  const owners = new StreamOwners({ reauthenticate, logger });
   const stopWatchingIdentities = identityCache?.onInvalidation((userId) => owners.identityChanged(userId));
-  const stopPublishing = redis ? publishMovieWakeups(redis, db, logger) : undefined;
+  const stopPublishing = redis ? TOPICS.map((topic) => publishWakeups(redis, topic, db, logger)) : [];
   app.addHook('onClose', async () => {
-    stopPublishing?.();
+    for (const stop of stopPublishing) stop();
     stopWatchingIdentities?.();
     owners.stop();
-    await feed.stop();
+    await Promise.all([...feeds.values()].map((feed) => feed.stop()));
   });
+  const realtime = {
+    db,
+    feeds,
+    owners,
+    config: config.events,
+    metrics,
+    reauthenticate,
+    closers: streamClosers,
+  };
   const posters = createPosters(db, config.posters, logger);
   app.addHook('onClose', async () => posters.storage.close());
   app.register(async (api) => {
     systemRoutes(api, config, metrics);
     probeRoutes(api, db, redis);
     movieRoutes(api, db, movieCache, posters);
-    realtimeRoutes(api, {
-      db,
-      feed,
-      owners,
-      config: config.events,
-      metrics,
-      reauthenticate,
-      closers: streamClosers,
-    });
+    realtimeRoutes(api, realtime);
     bulkRoutes(api, db, config.operations);
     posterRoutes(api, posters);
     statsRoutes(api, db, config.operations);
@@ -316,7 +317,9 @@ export function buildApp({
     accountRoutes(api, { db, jobs });
     openApiRoute(api);
     const jwksPath = jwksRoute(api, jwts);
-    api.register(productsApi({ db, jwts }), { prefix: PRODUCTS_API_PREFIX });
+    api.register(productsApi({ db, jwts, streams: (products) => productEventsRoutes(products, realtime) }), {
+      prefix: PRODUCTS_API_PREFIX,
+    });
     settingsRoutes(api, db, config);
     if (config.graphql.enabled) graphqlRoutes(api, { db, config, logger, features: settings, posters });
     addMethodFallbacks(api, [

@@ -9,7 +9,8 @@ import type { Logger } from './platform/logger.ts';
 import { createLogMailer, createSmtpMailer, type Mailer } from './platform/mailer.ts';
 import type { Metrics } from './platform/metrics.ts';
 import { createPosters, purgePosterObjects } from './posters/posters.ts';
-import { pruneMovieEvents } from './realtime/events.ts';
+import { pruneEvents } from './realtime/events.ts';
+import { TOPICS } from './realtime/topics.ts';
 import type { Task } from './tasks/task.ts';
 import { pruneRuns, vacuumAnalyze } from './tasks/tasks.sql.ts';
 import { registerTaskMetrics, startTasks, taskQueue } from './tasks/tasks.ts';
@@ -28,6 +29,7 @@ const HOT_TABLES = [
   'api_keys',
   'movie_posters',
   'movie_events',
+  'product_events',
 ];
 
 // The scheduled tasks (src/tasks), each run once per tick across every instance. The
@@ -58,14 +60,17 @@ export const TASKS: readonly Task[] = [
       return { deleted };
     },
   },
-  {
-    // Events older than -events-retention go; a resume from before them is told of the gap.
-    name: 'prune-movie-events',
-    cron: '*/10 * * * *',
-    run: async ({ db, config }) => ({
-      deleted: await pruneMovieEvents(db, new Date(Date.now() - config.events.retentionMs)),
+  // Each topic's events older than -events-retention go (prune-movie-events,
+  // prune-product-events); a resume from before them is told of the gap.
+  ...TOPICS.map(
+    (topic): Task => ({
+      name: `prune-${topic.outbox.table.replace('_', '-')}`,
+      cron: '*/10 * * * *',
+      run: async ({ db, config }) => ({
+        deleted: await pruneEvents(db, topic, new Date(Date.now() - config.events.retentionMs)),
+      }),
     }),
-  },
+  ),
   {
     name: 'prune-task-runs',
     cron: '45 3 * * *',

@@ -469,7 +469,7 @@ const FLAGS: readonly FlagSpec[] = [
     name: 'events-retention',
     kind: 'duration',
     default: '24h',
-    help: 'how long movie events are kept for Last-Event-ID resumes (older ones are pruned; a resume past them gets a gap event)',
+    help: 'how long movie and product events are kept for Last-Event-ID resumes (older ones are pruned; a resume past them gets a gap event)',
   },
   {
     name: 'events-heartbeat',
@@ -481,7 +481,7 @@ const FLAGS: readonly FlagSpec[] = [
     name: 'events-poll',
     kind: 'duration',
     default: '1s',
-    help: 'safety poll of the event feed, which catches a lost notification',
+    help: 'safety poll of the event feeds, which catches a lost notification',
   },
   {
     name: 'ws-ping',

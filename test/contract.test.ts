@@ -250,6 +250,7 @@ test('when the README walkthrough and the error cases are replayed, then every r
   // The change streams: their 200 and 101 are opened below, by stream() and upgrade().
   const streamRoutes: [string, string, unknown][] = [
     ['GET', '/v1/movies/events', undefined],
+    ['GET', '/api/v1/products/events', undefined],
     ['GET', '/v1/ws', undefined],
   ];
   const adminRoutes: [string, string, unknown][] = [
@@ -426,6 +427,9 @@ test('when the README walkthrough and the error cases are replayed, then every r
   ).key as string;
   await expect(403, 'GET', '/api/v1/products', { token: readKeyOnly });
   await expect(403, 'GET', `/api/v1/products/${productId}`, { token: readKeyOnly });
+  await stream(base, '/api/v1/products/events', key);
+  await expect(400, 'GET', '/api/v1/products/events?last_event_id=x', { token: key });
+  await expect(403, 'GET', '/api/v1/products/events', { token: readKeyOnly });
   await expect(204, 'DELETE', `/api/v1/products/${productId}`, { token: jwt });
 
   const adminUser = await createUser(db, {});
@@ -454,7 +458,6 @@ test('when the README walkthrough and the error cases are replayed, then every r
   await expect(403, 'GET', '/v1/movies/events', { token: inactive.token });
   await upgrade(base, '/v1/ws', token);
   await expect(426, 'GET', '/v1/ws', { token });
-  await expect(403, 'GET', '/v1/ws', { token: inactive.token });
   // GraphQL: results, request errors, a mutation over GET, the GraphiQL page (development).
   await expect(200, 'GET', '/graphiql');
   await expect(200, 'POST', '/graphql', { token, body: { query: '{ me { user { email } } }' } });

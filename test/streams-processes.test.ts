@@ -1,6 +1,6 @@
 // Fan-out across processes: two `greenlight serve` processes on one database, each with its own
-// event feed. A change made through one reaches the SSE and WebSocket clients of the other; a
-// graceful shutdown ends the streams it holds.
+// event feed per topic. A change made through one reaches the SSE and WebSocket clients of the
+// other; a graceful shutdown ends the streams it holds.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { createPool } from '../src/platform/db.ts';
@@ -32,7 +32,13 @@ test('when a movie is updated through instance A, then an SSE client and a WebSo
   const ws = await openWs(`ws://127.0.0.1:${b.port}/v1/ws`, token);
   t.after(() => ws.socket.terminate());
   ws.send({ type: 'subscribe', topic: 'movies' });
-  await until(() => ws.messages.length >= 1 && sse.comments.length >= 1, 'both clients to be connected');
+  ws.send({ type: 'subscribe', topic: 'products' });
+  const productSse = await openSse(`http://127.0.0.1:${b.port}/api/v1/products/events`, { token });
+  t.after(() => productSse.close());
+  await until(
+    () => ws.messages.length >= 2 && sse.comments.length >= 1 && productSse.comments.length >= 1,
+    'the clients to be connected',
+  );
 
   const updatedAt = Date.now();
   const patched = await fetch(`http://127.0.0.1:${a.port}/v1/movies/${movie.id}`, {
@@ -59,9 +65,27 @@ test('when a movie is updated through instance A, then an SSE client and a WebSo
   });
   assert.equal(fromWs.id, fromSse.id);
   assert.deepEqual(fromWs.movie, fromSse.movie);
+  // A product change through A, on the same socket and on B's product stream.
+  const productAt = Date.now();
+  const product = await fetch(`http://127.0.0.1:${a.port}/api/v1/products`, {
+    method: 'POST',
+    headers: auth,
+    body: JSON.stringify({ name: 'Keyboard', price: 149.99, stock: 4 }),
+  });
+  assert.equal(product.status, 201);
+  const shown = await product.json();
+  const isProduct = (data: unknown) => (data as { type?: string }).type === 'product.created';
+  await until(
+    () => productSse.events.some((e) => e.event === 'product.created') && ws.messages.some(isProduct),
+    'the product on B',
+    1_000 - (Date.now() - productAt),
+  );
+  assert.deepEqual(JSON.parse(productSse.events[0]?.data ?? '{}').product, shown);
+  assert.deepEqual((ws.messages.find(isProduct) as Record<string, unknown>).product, shown);
   // Heartbeats every 200 ms on B.
   await until(() => sse.comments.filter((c) => c === 'heartbeat').length >= 2, 'heartbeats');
-  // Each process reads the outbox through one listener connection, whatever its clients.
+  // Each process reads the outboxes through one listener connection, whatever its topics and
+  // clients.
   const { rows } = await db.query<{ count: number }>(
     "SELECT count(*)::int AS count FROM pg_stat_activity WHERE application_name = 'greenlight-events-listener' AND datname = current_database()",
   );
@@ -86,7 +110,9 @@ test("when -redis-url is set, then a change through A wakes B's feed through Red
   const { token } = await createUser(db, { permissions: ['movies:read', 'movies:write'] });
   const sse = await openSse(`http://127.0.0.1:${b.port}/v1/movies/events`, { token });
   t.after(() => sse.close());
-  await until(() => sse.comments.length >= 1, 'the stream to open');
+  const productSse = await openSse(`http://127.0.0.1:${b.port}/api/v1/products/events`, { token });
+  t.after(() => productSse.close());
+  await until(() => sse.comments.length >= 1 && productSse.comments.length >= 1, 'the streams to open');
 
   const createdAt = Date.now();
   const created = await fetch(`http://127.0.0.1:${a.port}/v1/movies`, {
@@ -97,6 +123,15 @@ test("when -redis-url is set, then a change through A wakes B's feed through Red
   assert.equal(created.status, 201);
   await until(() => sse.events.length >= 1, 'the event on B', 1_000 - (Date.now() - createdAt));
   assert.equal(JSON.parse(sse.events[0]?.data ?? '{}').movie.title, 'Through Redis');
+  const productAt = Date.now();
+  const product = await fetch(`http://127.0.0.1:${a.port}/api/v1/products`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}` },
+    body: JSON.stringify({ name: 'Through Redis', price: 1, stock: 1 }),
+  });
+  assert.equal(product.status, 201);
+  await until(() => productSse.events.length >= 1, 'the product on B', 1_000 - (Date.now() - productAt));
+  assert.equal(JSON.parse(productSse.events[0]?.data ?? '{}').product.name, 'Through Redis');
   const { rows } = await db.query<{ count: number }>(
     "SELECT count(*)::int AS count FROM pg_stat_activity WHERE application_name = 'greenlight-events-listener' AND datname = current_database()",
   );

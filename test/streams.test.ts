@@ -7,7 +7,8 @@ import { revokePermissions } from '../src/accounts/permissions.sql.ts';
 import { deleteTokensForUser, insertToken } from '../src/accounts/tokens.sql.ts';
 import { generateToken, SCOPES } from '../src/accounts/tokens.ts';
 import * as movies from '../src/movies/movies.sql.ts';
-import { pruneMovieEvents } from '../src/realtime/events.ts';
+import { pruneEvents } from '../src/realtime/events.ts';
+import { MOVIES } from '../src/realtime/topics.ts';
 import { buildTestApp, createMovie, createUser } from './helpers.ts';
 import { openSse, openWs, type SseEvent, until } from './stream-clients.ts';
 
@@ -120,11 +121,11 @@ test('when the events after the requested id were pruned, then a gap event comes
   const before = await lastId();
   await createMovie(api, { title: 'Pruned' });
   const upTo = await lastId();
-  assert.equal(await pruneMovieEvents(db, new Date(Date.now() - 3_600_000)), 0);
+  assert.equal(await pruneEvents(db, MOVIES, new Date(Date.now() - 3_600_000)), 0);
   const stored = Number((await db.query<{ n: string }>('SELECT count(*) AS n FROM movie_events')).rows[0]?.n);
   assert.ok(stored > 2);
   // Two rows a statement: every event still goes, in steps.
-  assert.equal(await pruneMovieEvents(db, new Date(Date.now() + 60_000), 2), stored);
+  assert.equal(await pruneEvents(db, MOVIES, new Date(Date.now() + 60_000), 2), stored);
   const kept = await createMovie(api, { title: 'Kept' });
   const sse = await openSse(EVENTS, { token, headers: { 'last-event-id': String(before) } });
   t.after(() => sse.close());
@@ -206,27 +207,46 @@ test('when two transactions write movies concurrently, then the one that took it
   assert.ok((ids[0] as number) < (ids[1] as number));
 });
 
-test('when a client without a valid token, without movies:read or with an inactive account connects, then SSE and WebSocket answer 401 or 403 before any stream', async () => {
+test('when a client without a valid token, without movies:read or with an inactive account connects, then SSE answers 401 or 403 before any stream; a WebSocket needs a valid token to open and movies:read to subscribe to movies', async (t) => {
   const reader = await createUser(db, { permissions: ['movies:write'] });
   const inactive = await createUser(db, { activated: false, permissions: ['movies:read'] });
   const cases: [string | undefined, number, string][] = [
     [undefined, 401, 'you must be authenticated to access this resource'],
     ['AAAAAAAAAAAAAAAAAAAAAAAAAA', 401, 'invalid or missing authentication token'],
-    [reader.token, 403, "your user account doesn't have the necessary permissions to access this resource"],
-    [inactive.token, 403, 'your user account must be activated to access this resource'],
+    [reader.token, 403, 'permission missing'],
+    [inactive.token, 403, 'account not activated'],
   ];
   for (const [credential, status, message] of cases) {
     const sse = await openSse(EVENTS, { token: credential });
     assert.equal(sse.status, status);
     // Without a credential the upgrade goes through: the first message authenticates.
     if (credential === undefined) continue;
-    const ws = await refusedWs(credential);
-    assert.equal(ws.status, status);
-    assert.deepEqual(JSON.parse(ws.body), { error: message });
+    if (status === 401) {
+      const ws = await refusedWs(credential);
+      assert.equal(ws.status, status);
+      assert.deepEqual(JSON.parse(ws.body), { error: message });
+      continue;
+    }
+    // Permissions are the topics': the socket opens, the subscribe is refused, the socket stays.
+    const ws = await openWs(WS, credential);
+    t.after(() => ws.socket.close());
+    ws.send({ type: 'subscribe', topic: 'movies' });
+    await until(() => ws.messages.length >= 1, 'the refusal');
+    assert.deepEqual(ws.messages, [{ type: 'error', topic: 'movies', message }]);
+    const movie = await createMovie(api, { title: 'Not for them' });
+    ws.send({ type: 'unsubscribe', topic: 'movies' });
+    await until(() => ws.messages.length >= 2, 'the socket to answer again');
+    assert.deepEqual(ws.messages[1], { type: 'unsubscribed', topic: 'movies' });
+    assert.equal(
+      (ws.messages as Record<string, unknown>[]).some(
+        (m) => (m.movie as { id: number } | undefined)?.id === movie.id,
+      ),
+      false,
+    );
   }
 });
 
-test('when a browser-style WebSocket sends no credential with its upgrade, then its first message must authenticate it: 4401 or 4403 otherwise', async (t) => {
+test('when a browser-style WebSocket sends no credential with its upgrade, then its first message must authenticate it: 4401 otherwise', async (t) => {
   const reader = await createUser(db, { permissions: ['movies:write'] });
   const cases: [unknown, number, string][] = [
     [
@@ -235,13 +255,21 @@ test('when a browser-style WebSocket sends no credential with its upgrade, then 
       'authentication required: send {"type":"auth","token":"…"} first',
     ],
     [{ type: 'auth', token: 'AAAAAAAAAAAAAAAAAAAAAAAAAA' }, 4401, 'invalid authentication token'],
-    [{ type: 'auth', token: reader.token }, 4403, 'permission missing'],
   ];
   for (const [first, code, reason] of cases) {
     const ws = await openWs(WS);
     ws.send(first);
     assert.deepEqual(await ws.closed, { code, reason });
   }
+  const unprivileged = await openWs(WS);
+  t.after(() => unprivileged.socket.close());
+  unprivileged.send({ type: 'auth', token: reader.token });
+  unprivileged.send({ type: 'subscribe', topic: 'movies' });
+  await until(() => unprivileged.messages.length >= 2, 'authenticated and refused');
+  assert.deepEqual(unprivileged.messages, [
+    { type: 'authenticated' },
+    { type: 'error', topic: 'movies', message: 'permission missing' },
+  ]);
   const ws = await openWs(WS);
   t.after(() => ws.socket.close());
   ws.send({ type: 'auth', token });
@@ -291,7 +319,7 @@ test('when a WebSocket client subscribes to movies, then it gets the events; aft
   // Once another client has it, the feed is past it: a new subscription starts after it.
   await until(() => observer.events.some((e) => dataOf(e).movie.id === unseen.id), 'the observer to see it');
   ws.socket.send('not json');
-  ws.send({ type: 'subscribe', topic: 'products' });
+  ws.send({ type: 'subscribe', topic: 'albums' });
   ws.send({ type: 'subscribe', topic: 'movies', last_event_id: -1 });
   ws.send({ type: 'shout', topic: 'movies' });
   ws.send({ type: 'subscribe', topic: 'movies' });
@@ -304,7 +332,7 @@ test('when a WebSocket client subscribes to movies, then it gets the events; aft
     ws.messages.slice(3).map((m) => (m.type === 'error' ? m.message : m.type)),
     [
       'messages are JSON objects with a type',
-      'unknown topic: the one topic is "movies"',
+      'unknown topic: the topics are "movies", "products"',
       'last_event_id must be a non-negative integer',
       'type must be subscribe or unsubscribe',
       'subscribed',

@@ -1,5 +1,5 @@
-// Authorization as request hooks: requireAuthenticated → requireActivated →
-// requirePermission (per route). Authentication itself is src/auth/registry.ts.
+// Authorization as request hooks: requireAuthenticated, or requirePermission (authenticated,
+// activated, holding the permission) per route. Authentication itself is src/auth/registry.ts.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AuthenticationRequiredError, InactiveAccountError, NotPermittedError } from '../platform/errors.ts';
 import type { Identity } from './user.ts';
@@ -20,15 +20,18 @@ export async function requireAuthenticated(request: FastifyRequest): Promise<voi
   if (request.identity === null) throw new AuthenticationRequiredError();
 }
 
-export async function requireActivated(request: FastifyRequest): Promise<void> {
-  await requireAuthenticated(request);
-  if (!request.identity?.activated) throw new InactiveAccountError();
+// Why an identity may not use `code` (or no longer: a stream re-checks it), or null when it may.
+export function permissionRefusal(identity: Identity | null, code: string): Error | null {
+  if (identity === null) return new AuthenticationRequiredError();
+  if (!identity.activated) return new InactiveAccountError();
+  if (!identity.permissions.includes(code)) return new NotPermittedError();
+  return null;
 }
 
 export function requirePermission(code: string) {
   return async (request: FastifyRequest): Promise<void> => {
-    await requireActivated(request);
-    if (!request.identity?.permissions.includes(code)) throw new NotPermittedError();
+    const refused = permissionRefusal(request.identity, code);
+    if (refused) throw refused;
   };
 }
 

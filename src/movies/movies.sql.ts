@@ -2,6 +2,7 @@
 // round trip, optimistic locking on version. Zero rows become domain errors here.
 import type { Queryable } from '../platform/db.ts';
 import { EditConflictError, NotFoundError } from '../platform/errors.ts';
+import { notifyEvent, type Outbox, recordEvents } from '../platform/outbox.ts';
 import type { MovieFilters, MovieListQuery } from './filters.ts';
 import type { Movie, MovieFields } from './movie.ts';
 
@@ -27,25 +28,19 @@ function toMovie(row: MovieRow): Movie {
   };
 }
 
-// Every change writes its event to the movie_events outbox and notifies listeners in the same
-// statement, so in the same transaction: a rolled-back change leaves no event, and a committed
-// one always has its row (the NOTIFY itself is only delivered at commit).
-// The statement takes a transaction-level advisory lock before its event row gets an id, so
-// writers of events commit one at a time in id order: a reader that sees event N has seen
-// every committed event below N (docs/decisions.md, "Change streams").
+// Every change writes its event to the movie_events outbox in the same statement
+// (src/platform/outbox.ts).
 export const MOVIE_EVENTS_CHANNEL = 'movie_events';
-const MOVIE_EVENTS_LOCK = 7_235_016;
+const MOVIE_EVENTS: Outbox = {
+  table: 'movie_events',
+  subjectColumn: 'movie_id',
+  lockKey: 7_235_016,
+  channel: MOVIE_EVENTS_CHANNEL,
+};
 const MOVIE_JSON = `json_build_object('id', m.id, 'title', m.title, 'year', m.year,
   'runtime', m.runtime, 'genres', m.genres, 'version', m.version)`;
-const recordEvent = (type: string, payload: string) => `
-  events_lock AS (SELECT pg_advisory_xact_lock(${MOVIE_EVENTS_LOCK})),
-  e AS (
-    INSERT INTO movie_events (type, movie_id, payload)
-    SELECT '${type}', m.id, ${payload} FROM m, events_lock
-    ORDER BY m.id
-    RETURNING id
-  )`;
-const NOTIFY = `pg_notify('${MOVIE_EVENTS_CHANNEL}', e.id::text)`;
+const recordEvent = (type: string, payload: string) => recordEvents(MOVIE_EVENTS, type, payload);
+const NOTIFY = notifyEvent(MOVIE_EVENTS);
 
 const INSERT_MOVIE = `
   WITH m AS (

@@ -1,29 +1,17 @@
 // Movie use cases: validate, then persist through movies.sql.ts.
 import type { Db, Queryable } from '../platform/db.ts';
 import { EditConflictError } from '../platform/errors.ts';
+import { changeObservers } from '../platform/observers.ts';
 import { type Posters, removeMoviePosterObjects } from '../posters/posters.ts';
 import { calculateMetadata, type Metadata, type MovieListQuery } from './filters.ts';
 import { type CreateMovieInput, type Movie, type UpdateMovieInput, validateMovie } from './movie.ts';
 import * as sql from './movies.sql.ts';
 
 // Called after a change of movies has committed, with the ids of the movies that changed or
-// went (none for new ones), e.g. to invalidate a shared cache. Observers are kept per pool,
-// so every writer on it (REST, GraphQL, imports) reaches them without passing them around.
-export type MoviesChanged = (ids: readonly number[]) => Promise<void>;
-
-const observers = new WeakMap<Db, Set<MoviesChanged>>();
-
-export function observeMovieChanges(db: Db, observer: MoviesChanged): () => void {
-  const set = observers.get(db) ?? new Set();
-  observers.set(db, set);
-  set.add(observer);
-  return () => set.delete(observer);
-}
-
-export async function moviesChanged(db: Db, ids: readonly number[]): Promise<void> {
-  const set = observers.get(db);
-  if (set) await Promise.all([...set].map((observer) => observer(ids)));
-}
+// went (none for new ones), e.g. to invalidate a shared cache.
+const movieChanges = changeObservers<readonly number[]>();
+export const observeMovieChanges = movieChanges.observe;
+export const moviesChanged = movieChanges.changed;
 
 export async function createMovie(db: Db, input: CreateMovieInput): Promise<Movie> {
   validateMovie(input);

@@ -1,14 +1,14 @@
-// One connection LISTENing on a channel, reconnecting a second after it fails. `connected`
+// One connection LISTENing on a channel (or several), reconnecting a second after it fails. `connected`
 // runs on every (re)connection, once LISTEN is in place, so a caller can catch up on what
 // it missed while the connection was down; `lost` runs when it goes down.
 import pg from 'pg';
 import type { Logger } from './logger.ts';
 
 export type ListenHandlers = Readonly<{
-  channel: string;
+  channel: string | readonly string[];
   applicationName: string;
-  // processId: the PostgreSQL backend that sent the NOTIFY
-  notification: (payload: string, client: pg.Client, processId: number) => void;
+  // processId: the PostgreSQL backend that sent the NOTIFY; channel: where it was sent
+  notification: (payload: string, client: pg.Client, processId: number, channel: string) => void;
   connected: (client: pg.Client) => Promise<void> | void;
   lost: () => void;
   // logged (warn) when the connection is lost
@@ -41,12 +41,12 @@ export async function listen(
     next.on('error', fail);
     next.on('end', () => fail());
     next.on('notification', (message) =>
-      handlers.notification(message.payload ?? '', next, message.processId),
+      handlers.notification(message.payload ?? '', next, message.processId, message.channel),
     );
     client = next;
     try {
       await next.connect();
-      await next.query(`LISTEN ${handlers.channel}`);
+      for (const channel of [handlers.channel].flat()) await next.query(`LISTEN ${channel}`);
       await handlers.connected(next);
     } catch (err) {
       fail(err as Error);

@@ -109,7 +109,13 @@ export function isApiPath(url: string): boolean {
   return url === PRODUCTS_API_PREFIX || url.startsWith(`${PRODUCTS_API_PREFIX}/`);
 }
 
-export function productsApi(deps: { db: Db; jwts: Jwts }) {
+// `streams` registers the change stream of products (src/realtime), which this module knows
+// nothing of; it returns the paths it registered.
+export function productsApi(deps: {
+  db: Db;
+  jwts: Jwts;
+  streams: (api: FastifyInstance) => readonly string[];
+}) {
   return async (api: FastifyInstance): Promise<void> => {
     api.setErrorHandler((err, request, reply) => {
       const response = apiErrorResponse(err);
@@ -130,6 +136,11 @@ export function productsApi(deps: { db: Db; jwts: Jwts }) {
     authRoutes(api, deps);
     productRoutes(api, deps.db);
     auditRoutes(api, deps.db);
-    addMethodFallbacks(api, [...AUTH_PATHS, ...PRODUCT_PATHS, ...AUDIT_PATHS], PRODUCTS_API_PREFIX);
+    const streamPaths = deps.streams(api);
+    addMethodFallbacks(
+      api,
+      [...AUTH_PATHS, ...PRODUCT_PATHS, ...AUDIT_PATHS, ...streamPaths],
+      PRODUCTS_API_PREFIX,
+    );
   };
 }

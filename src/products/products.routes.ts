@@ -1,9 +1,9 @@
 // /api/v1/products: seed 002's products CRUD, behind any enabled credential.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
-import { requireAuthenticated } from '../accounts/auth.ts';
+import type { Identity } from '../accounts/user.ts';
 import type { Db } from '../platform/db.ts';
-import { BadRequestError, NotPermittedError } from '../platform/errors.ts';
+import { AuthenticationRequiredError, BadRequestError, NotPermittedError } from '../platform/errors.ts';
 import { BEARER_REQUIRED, response } from '../platform/schemas.ts';
 import { decodeGoJson, goStructSchema } from './go-json.ts';
 import { CREATE_PRODUCT_REQUEST, toProductJson, UPDATE_PRODUCT_REQUEST } from './product.ts';
@@ -75,12 +75,18 @@ export function readInt64Param(request: FastifyRequest, message: string): string
   return parseInt64((request.params as { id: string }).id, message);
 }
 
-// A full credential may do anything; an API key only what its scopes name.
+// Why an identity may not use `code` of this API, or null when it may: a full credential may
+// do anything; an API key only what its scopes name.
+export function scopeRefusal(identity: Identity | null, code: string): Error | null {
+  if (identity === null) return new AuthenticationRequiredError();
+  if (identity.scopes && !identity.scopes.includes(code)) return new NotPermittedError();
+  return null;
+}
+
 export function requireScope(code: string) {
   return async (request: FastifyRequest): Promise<void> => {
-    await requireAuthenticated(request);
-    const scopes = request.identity?.scopes;
-    if (scopes && !scopes.includes(code)) throw new NotPermittedError();
+    const refused = scopeRefusal(request.identity, code);
+    if (refused) throw refused;
   };
 }
 

@@ -1,6 +1,7 @@
 // SQL for the products table. Changes by a non-owner are ruled out inside the statement
 // (user_id = the requester, unless an admin asks), so no read-then-write race exists.
 import type { Queryable } from '../platform/db.ts';
+import { notifyEvent, type Outbox, recordEvents } from '../platform/outbox.ts';
 import type { NewProduct, Product, ProductChanges } from './product.ts';
 
 type ProductRow = {
@@ -29,10 +30,39 @@ function toProduct(row: ProductRow): Product {
 
 const COLUMNS = 'id, user_id, name, description, price, stock, created_at, updated_at';
 
+// Every change writes its event to the product_events outbox in the same statement
+// (src/platform/outbox.ts); the payload holds the row's columns, price as its NUMERIC text.
+export const PRODUCT_EVENTS_CHANNEL = 'product_events';
+const PRODUCT_EVENTS: Outbox = {
+  table: 'product_events',
+  subjectColumn: 'product_id',
+  lockKey: 7_235_020,
+  channel: PRODUCT_EVENTS_CHANNEL,
+};
+const PRODUCT_JSON = `json_build_object('id', m.id, 'user_id', m.user_id, 'name', m.name,
+  'description', m.description, 'price', m.price::text, 'stock', m.stock,
+  'created_at', m.created_at, 'updated_at', m.updated_at)`;
+const NOTIFY = notifyEvent(PRODUCT_EVENTS);
+
+// The product an event's payload (PRODUCT_JSON) holds; its timestamps come as JSON text.
+export function productOfEventPayload(payload: Record<string, unknown>): Product {
+  const row = payload as Omit<ProductRow, 'created_at' | 'updated_at'> & {
+    created_at: string;
+    updated_at: string;
+  };
+  return toProduct({ ...row, created_at: new Date(row.created_at), updated_at: new Date(row.updated_at) });
+}
+const M_COLUMNS = COLUMNS.split(', ')
+  .map((column) => `m.${column}`)
+  .join(', ');
+
 const INSERT = `
-  INSERT INTO products (user_id, name, description, price, stock)
-  VALUES ($1, $2, $3, $4, $5)
-  RETURNING ${COLUMNS}`;
+  WITH m AS (
+    INSERT INTO products (user_id, name, description, price, stock)
+    VALUES ($1, $2, $3, $4, $5)
+    RETURNING ${COLUMNS}
+  ),${recordEvents(PRODUCT_EVENTS, 'product.created', PRODUCT_JSON)}
+  SELECT ${M_COLUMNS}, ${NOTIFY} FROM m, e`;
 
 // One round trip for the page and the total; the total is there even past the last page.
 const SELECT_PAGE = `
@@ -51,16 +81,23 @@ const SELECT_BY_OWNERS = `
   SELECT ${COLUMNS} FROM products WHERE user_id = ANY($1::bigint[]) ORDER BY created_at DESC, id DESC`;
 
 const UPDATE = `
-  UPDATE products
-  SET name = COALESCE($3, name),
-      description = COALESCE($4, description),
-      price = COALESCE($5::numeric, price),
-      stock = COALESCE($6::integer, stock),
-      updated_at = now()
-  WHERE id = $1 AND (user_id = $2 OR $7)
-  RETURNING ${COLUMNS}`;
+  WITH m AS (
+    UPDATE products
+    SET name = COALESCE($3, name),
+        description = COALESCE($4, description),
+        price = COALESCE($5::numeric, price),
+        stock = COALESCE($6::integer, stock),
+        updated_at = now()
+    WHERE id = $1 AND (user_id = $2 OR $7)
+    RETURNING ${COLUMNS}
+  ),${recordEvents(PRODUCT_EVENTS, 'product.updated', PRODUCT_JSON)}
+  SELECT ${M_COLUMNS}, ${NOTIFY} FROM m, e`;
 
-const DELETE = 'DELETE FROM products WHERE id = $1 AND (user_id = $2 OR $3)';
+const DELETE = `
+  WITH m AS (
+    DELETE FROM products WHERE id = $1 AND (user_id = $2 OR $3) RETURNING id
+  ),${recordEvents(PRODUCT_EVENTS, 'product.deleted', "json_build_object('id', m.id)")}
+  SELECT ${NOTIFY} FROM e`;
 
 export async function insertProduct(db: Queryable, userId: number, product: NewProduct): Promise<Product> {
   const { rows } = await db.query<ProductRow>(INSERT, [

@@ -2,6 +2,7 @@
 // HTTP. Ownership is enforced by the UPDATE/DELETE themselves; only when they change
 // nothing does a second look tell "not yours" (403) from "not there" (404), as the seed does.
 import type { Db } from '../platform/db.ts';
+import { changeObservers } from '../platform/observers.ts';
 import {
   NotProductOwnerError,
   type Product,
@@ -18,8 +19,15 @@ const DEFAULT_LIMIT = 20;
 const MAX_LIMIT = 100;
 const MAX_OFFSET = 9223372036854775807n;
 
-export function createProduct(db: Db, requester: Requester, input: ProductRequest): Promise<Product> {
-  return products.insertProduct(db, requester.userId, validateNewProduct(input));
+// Called after a change of products has committed (e.g. to wake other processes' change
+// streams through Redis).
+const productChanges = changeObservers<void>();
+export const observeProductChanges = productChanges.observe;
+
+export async function createProduct(db: Db, requester: Requester, input: ProductRequest): Promise<Product> {
+  const product = await products.insertProduct(db, requester.userId, validateNewProduct(input));
+  await productChanges.changed(db);
+  return product;
 }
 
 // The seed's rules: page below 1 is 1; limit outside 1–100 is 20.
@@ -69,11 +77,13 @@ export async function updateProduct(
   }
   const updated = await products.updateProduct(db, id, requester, changes);
   if (!updated) throw await refusal(db, id);
+  await productChanges.changed(db);
   return updated;
 }
 
 export async function deleteProduct(db: Db, requester: Requester, id: string): Promise<void> {
   if (!(await products.deleteProduct(db, id, requester))) throw await refusal(db, id);
+  await productChanges.changed(db);
 }
 
 // Every product of each owner, for the GraphQL loaders: one query whatever the number of owners.

@@ -1,4 +1,4 @@
-// One event feed per process: it reads the outbox after the last event it delivered whenever
+// One event feed per topic and process: it reads the topic's outbox after the last event it delivered whenever
 // it is woken (a NOTIFY on its LISTEN connection, or a Redis message: src/realtime/wakeups.ts)
 // and on a safety poll, and hands each batch to every local subscriber. Clients never hold a
 // database connection; the feed borrows pool connections to read.
@@ -6,6 +6,7 @@
 import type { Db } from '../platform/db.ts';
 import type { Logger } from '../platform/logger.ts';
 import { eventsAfter, lastEventId, type StreamEvent } from './events.ts';
+import type { Topic } from './topics.ts';
 import type { Wakeups } from './wakeups.ts';
 
 const BATCH = 500;
@@ -13,6 +14,7 @@ const BATCH = 500;
 export type Subscriber = (events: readonly StreamEvent[]) => void;
 
 export class EventFeed {
+  readonly topic: Topic;
   readonly #db: Db;
   readonly #wakeups: Wakeups;
   readonly #logger: Logger;
@@ -26,7 +28,8 @@ export class EventFeed {
   #poll: NodeJS.Timeout | undefined;
   #stopListening: (() => Promise<void>) | undefined;
 
-  constructor(options: { db: Db; wakeups: Wakeups; logger: Logger; pollMs: number }) {
+  constructor(options: { topic: Topic; db: Db; wakeups: Wakeups; logger: Logger; pollMs: number }) {
+    this.topic = options.topic;
     this.#db = options.db;
     this.#wakeups = options.wakeups;
     this.#logger = options.logger;
@@ -58,7 +61,7 @@ export class EventFeed {
   }
 
   async #start(): Promise<void> {
-    this.#lastId = await lastEventId(this.#db);
+    this.#lastId = await lastEventId(this.#db, this.topic);
     this.#stopListening = this.#wakeups(() => this.wake());
     this.#poll = setInterval(() => this.wake(), this.#pollMs);
     this.#poll.unref();
@@ -84,7 +87,7 @@ export class EventFeed {
   async #readAll(): Promise<void> {
     try {
       for (;;) {
-        const events = await eventsAfter(this.#db, this.#lastId, BATCH);
+        const events = await eventsAfter(this.#db, this.topic, this.#lastId, BATCH);
         if (events.length === 0 || this.#stopped) return;
         this.#lastId = (events.at(-1) as StreamEvent).id;
         for (const subscriber of this.#subscribers) subscriber(events);
@@ -92,7 +95,7 @@ export class EventFeed {
       }
     } catch (err) {
       // The next wake-up or poll retries from the same id.
-      this.#logger.warn({ err }, 'event feed could not read the outbox');
+      this.#logger.warn({ err, topic: this.topic.name }, 'event feed could not read the outbox');
     }
   }
 

@@ -6,17 +6,14 @@
 // one check a second.
 import type { Identity } from '../accounts/user.ts';
 import type { Credential } from '../auth/authenticator.ts';
-import {
-  AuthenticationRequiredError,
-  InactiveAccountError,
-  InvalidAuthenticationTokenError,
-  NotPermittedError,
-} from '../platform/errors.ts';
+import { InvalidAuthenticationTokenError } from '../platform/errors.ts';
 import type { Logger } from '../platform/logger.ts';
 
 export type Owner = Readonly<{
   credential: Credential;
   userId: number;
+  // why the identity may no longer read what the stream sends (its topics' permissions)
+  refusal: (identity: Identity) => Error | null;
   // ends the stream, saying why
   end: (reason: string) => void;
 }>;
@@ -25,24 +22,14 @@ export type Reauthenticate = (credential: Credential) => Promise<Identity>;
 
 const RECHECK_MS = 1000;
 
-// Why an identity may not (or no longer) read the stream, or null when it may.
-export function refusal(identity: Identity | null, permission: string): Error | null {
-  if (identity === null) return new AuthenticationRequiredError();
-  if (!identity.activated) return new InactiveAccountError();
-  if (!identity.permissions.includes(permission)) return new NotPermittedError();
-  return null;
-}
-
 export class StreamOwners {
   readonly #owners = new Set<Owner>();
   readonly #reauthenticate: Reauthenticate;
-  readonly #permission: string;
   readonly #logger: Logger;
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(options: { reauthenticate: Reauthenticate; permission: string; logger: Logger }) {
+  constructor(options: { reauthenticate: Reauthenticate; logger: Logger }) {
     this.#reauthenticate = options.reauthenticate;
-    this.#permission = options.permission;
     this.#logger = options.logger;
   }
 
@@ -79,15 +66,20 @@ export class StreamOwners {
     }
     await Promise.all(
       [...byCredential.values()].map(async (owners) => {
-        const reason = await this.#refusalFor((owners[0] as Owner).credential);
-        if (reason) for (const owner of owners) owner.end(reason);
+        const identity = await this.#identityOf((owners[0] as Owner).credential);
+        for (const owner of owners) {
+          const reason =
+            typeof identity === 'string' ? identity : identity && owner.refusal(identity)?.message;
+          if (reason) owner.end(reason);
+        }
       }),
     );
   }
 
-  async #refusalFor(credential: Credential): Promise<string | null> {
+  // The identity, why the credential no longer authenticates, or null when that is unknown.
+  async #identityOf(credential: Credential): Promise<Identity | string | null> {
     try {
-      return refusal(await this.#reauthenticate(credential), this.#permission)?.message ?? null;
+      return await this.#reauthenticate(credential);
     } catch (err) {
       if (err instanceof InvalidAuthenticationTokenError) return err.message;
       // The database is unreachable: the stream keeps its last answer until the next check.

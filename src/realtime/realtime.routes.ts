@@ -1,19 +1,20 @@
-// Change streams: GET /v1/movies/events (Server-Sent Events) and GET /v1/ws (WebSocket).
-// Both read from the process's one EventFeed; a client costs a subscriber in memory, never a
-// database connection. A client that leaves more than -stream-max-buffered bytes unread is
-// disconnected, so a slow reader cannot grow the server's memory.
+// Change streams: GET /v1/movies/events and GET /api/v1/products/events (Server-Sent Events)
+// and GET /v1/ws (WebSocket, every topic). Each reads from the process's one EventFeed of its
+// topic; a client costs a subscriber in memory, never a database connection. A client that
+// leaves more than -stream-max-buffered bytes unread is disconnected, so a slow reader cannot
+// grow the server's memory.
 import type { IncomingMessage } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type TSchema, Type } from 'typebox';
 import type { RawData, WebSocket } from 'ws';
-import { requirePermission } from '../accounts/auth.ts';
+import { requireAuthenticated } from '../accounts/auth.ts';
 import type { Identity } from '../accounts/user.ts';
 import type { Credential } from '../auth/authenticator.ts';
 import { requestCredential } from '../auth/registry.ts';
 import type { EventsConfig } from '../config.ts';
 import type { Db } from '../platform/db.ts';
-import { InvalidAuthenticationTokenError, ValidationError } from '../platform/errors.ts';
+import { BadRequestError, InvalidAuthenticationTokenError, ValidationError } from '../platform/errors.ts';
 import type { Metrics } from '../platform/metrics.ts';
 import {
   BEARER_OPTIONAL,
@@ -23,13 +24,16 @@ import {
   errors,
   response,
 } from '../platform/schemas.ts';
-import { EVENT_TYPES, eventsAfter, MOVIES_TOPIC, resumePoint, type StreamEvent } from './events.ts';
+import { apiErrors } from '../products/responses.ts';
+import { eventsAfter, resumePoint, type StreamEvent } from './events.ts';
 import type { EventFeed } from './feed.ts';
-import { type Owner, type Reauthenticate, refusal, type StreamOwners } from './owners.ts';
+import type { Owner, Reauthenticate, StreamOwners } from './owners.ts';
+import { MOVIES, PRODUCTS, TOPICS, type Topic } from './topics.ts';
 
 export type RealtimeDeps = Readonly<{
   db: Db;
-  feed: EventFeed;
+  // one per topic, by topic name
+  feeds: ReadonlyMap<string, EventFeed>;
   owners: StreamOwners;
   config: EventsConfig;
   metrics: Metrics;
@@ -39,26 +43,27 @@ export type RealtimeDeps = Readonly<{
   closers: Set<() => void>;
 }>;
 
-export const EVENTS_PERMISSION = 'movies:read';
 export const REALTIME_PATHS = ['/v1/movies/events', '/v1/ws'] as const;
+// under the products API's prefix
+export const PRODUCT_EVENTS_PATHS = ['/products/events'] as const;
 const TAGS = ['streams'];
+const TOPIC_LIST = TOPICS.map((topic) => `"${topic.name}"`).join(', ');
 const CATCH_UP_BATCH = 500;
 const PACE_MS = 10;
 
 type EndReason = 'closed' | 'slow_consumer' | 'revoked' | 'unresponsive' | 'shutdown' | 'error';
 
-const EventStream = {
-  content: {
-    'text/event-stream': {
-      schema: Type.String({
-        description: `Server-Sent Events. Each change: \`id: <outbox id>\`, \`event: <${EVENT_TYPES.join('|')}>\`, \`data: {"id", "type", "occurred_at", "movie"}\` where movie is as GET /v1/movies/:id shows it (version included), or {"id", "version"} for movie.deleted. Before resumed events: \`event: gap\` with data {"last_event_id", "pruned_up_to"} when events after the requested id were pruned. \`: heartbeat\` comments keep idle streams open; \`event: revoked\` with data {"reason"} ends a stream whose credential or permission was withdrawn.`,
-        examples: [
-          'id: 42\nevent: movie.updated\ndata: {"id":42,"type":"movie.updated","occurred_at":"2026-11-29T05:00:00.000Z","movie":{"id":7,"title":"Arrival","year":2017,"runtime":"116 mins","genres":["drama"],"version":2}}\n\n',
-        ],
-      }),
+const EventStream = (topic: Topic, shown: string, example: string) =>
+  ({
+    content: {
+      'text/event-stream': {
+        schema: Type.String({
+          description: `Server-Sent Events. Each change: \`id: <outbox id>\`, \`event: <${topic.eventTypes.join('|')}>\`, \`data: {"id", "type", "occurred_at", "${topic.subject}"}\` where ${shown}. Before resumed events: \`event: gap\` with data {"last_event_id", "pruned_up_to"} when events after the requested id were pruned. \`: heartbeat\` comments keep idle streams open; \`event: revoked\` with data {"reason"} ends a stream whose credential or permission was withdrawn.`,
+          examples: [example],
+        }),
+      },
     },
-  },
-} as unknown as TSchema;
+  }) as unknown as TSchema;
 
 const EventsQuery = Type.Object({
   last_event_id: Type.Optional(
@@ -84,13 +89,14 @@ const UpgradeRequired = response(
   { Upgrade: { type: 'string', description: 'websocket', required: true } },
 );
 
-function readLastEventId(request: FastifyRequest): number | undefined {
+// `invalid` is the route's error for a malformed id (each API has its own envelope).
+function readLastEventId(request: FastifyRequest, invalid: () => Error): number | undefined {
   const header = request.headers['last-event-id'];
   const query = (request.query as Record<string, unknown>).last_event_id;
   const given = typeof header === 'string' && header !== '' ? header : query;
   if (given === undefined) return undefined;
   if (typeof given !== 'string' || !/^\d{1,16}$/.test(given) || !Number.isSafeInteger(Number(given)))
-    throw new ValidationError({ last_event_id: 'must be a non-negative integer' });
+    throw invalid();
   return Number(given);
 }
 
@@ -107,7 +113,8 @@ type Follower = Readonly<{
 // up waits while the client has more than half its bound unread, so a resume from far back is
 // paced by the client instead of cutting it off as a slow consumer.
 async function follow(
-  { db, feed, config }: RealtimeDeps,
+  { db, config }: RealtimeDeps,
+  feed: EventFeed,
   after: number | undefined,
   { send, isOpen, unread }: Follower,
 ): Promise<() => void> {
@@ -132,7 +139,7 @@ async function follow(
   }
   try {
     for (;;) {
-      const events = await eventsAfter(db, cursor, CATCH_UP_BATCH);
+      const events = await eventsAfter(db, feed.topic, cursor, CATCH_UP_BATCH);
       for (const event of events) await paced(event);
       if (events.length < CATCH_UP_BATCH || !isOpen()) break;
     }
@@ -188,92 +195,163 @@ function recordStream(
 function ownerOf(request: FastifyRequest) {
   const identity = request.identity as Identity;
   const credential = requestCredential(request);
-  if (!credential) throw new Error('a stream without a credential passed requirePermission');
+  if (!credential) throw new Error('a stream without a credential passed authentication');
   return { credential, userId: identity.id };
 }
 
-export function realtimeRoutes(app: FastifyInstance, deps: RealtimeDeps): void {
-  const { config, metrics, owners, closers } = deps;
-  const read = requirePermission(EVENTS_PERMISSION);
+function feedOf(deps: RealtimeDeps, topic: Topic): EventFeed {
+  const feed = deps.feeds.get(topic.name);
+  if (!feed) throw new Error(`no event feed for the topic ${topic.name}`);
+  return feed;
+}
 
+// The request hook of a topic's SSE route: the refusals are those of the topic's own API.
+const authorize = (topic: Topic) => async (request: FastifyRequest) => {
+  const refused = topic.refusal(request.identity);
+  if (refused) throw refused;
+};
+
+// The handler of a topic's SSE route, after authorize(topic).
+function eventStream(deps: RealtimeDeps, topic: Topic, invalid: () => Error) {
+  const { config, metrics, owners, closers } = deps;
+  const feed = feedOf(deps, topic);
+  return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const after = readLastEventId(request, invalid);
+    const gap = after === undefined ? null : (await resumePoint(deps.db, feed.topic, after)).gap;
+    const owner = ownerOf(request);
+    // Before the 200: a database that cannot start the feed is still a 500 in the envelope.
+    await feed.start();
+    const res = reply.raw;
+    let ended = false;
+    let heartbeat: NodeJS.Timeout | undefined;
+    let stopFollowing = () => {};
+    let removeOwner = () => {};
+    const record = recordStream('sse', request, { metrics, closers, shutdown: () => end('shutdown') });
+    const end = (reason: EndReason, last?: string) => {
+      if (!record.finish(reason, res.writableLength)) return;
+      ended = true;
+      clearInterval(heartbeat);
+      stopFollowing();
+      removeOwner();
+      if (reason === 'slow_consumer') res.destroy();
+      else if (!res.writableEnded) res.end(last);
+    };
+    const write = (chunk: string) => {
+      if (ended) return;
+      res.write(chunk);
+      if (res.writableLength > config.maxBufferedBytes) end('slow_consumer');
+    };
+
+    reply.hijack();
+    res.writeHead(200, {
+      ...(reply.getHeaders() as Record<string, string>),
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      // nginx and others buffer responses unless told otherwise
+      'x-accel-buffering': 'no',
+    });
+    res.on('close', () => end('closed'));
+    write(`: stream of ${feed.topic.subject} events\n\n`);
+    removeOwner = owners.add({
+      ...owner,
+      refusal: feed.topic.refusal,
+      end: (reason) => end('revoked', `event: revoked\ndata: ${JSON.stringify({ reason })}\n\n`),
+    });
+    if (gap) write(`event: gap\ndata: ${JSON.stringify(gap)}\n\n`);
+    heartbeat = setInterval(() => write(': heartbeat\n\n'), config.heartbeatMs);
+    try {
+      const unsubscribe = await follow(deps, feed, after, {
+        send: (event) => {
+          record.countSent();
+          write(event.sse);
+        },
+        isOpen: () => !ended,
+        unread: () => res.writableLength,
+      });
+      if (ended) unsubscribe();
+      else stopFollowing = unsubscribe;
+    } catch (err) {
+      request.log.error({ err }, 'event stream could not catch up');
+      end('error');
+    }
+  };
+}
+
+// A topic's SSE route: `errors` are its API's error responses, `invalid` its error for a
+// malformed Last-Event-ID.
+function eventStreamRoute(
+  app: FastifyInstance,
+  deps: RealtimeDeps,
+  route: Readonly<{
+    url: string;
+    topic: Topic;
+    operationId: string;
+    // who may read, for the summary
+    needs: string;
+    // what the event's record is, for the description
+    shown: string;
+    example: string;
+    errors: Record<number, TSchema>;
+    invalid: () => Error;
+  }>,
+): void {
+  const subject = route.topic.subject;
   app.get(
-    '/v1/movies/events',
+    route.url,
     {
-      onRequest: read,
+      onRequest: authorize(route.topic),
       schema: {
-        operationId: 'streamMovieEvents',
-        summary:
-          'Movie changes as Server-Sent Events, in commit order, resumable with Last-Event-ID (movies:read)',
+        operationId: route.operationId,
+        summary: `${subject[0]?.toUpperCase()}${subject.slice(1)} changes as Server-Sent Events, in commit order, resumable with Last-Event-ID (${route.needs})`,
         tags: TAGS,
         security: BEARER_REQUIRED,
         headers: LastEventIdHeader,
         querystring: EventsQuery,
         response: {
-          200: response(EventStream, 'The event stream; it stays open until the client leaves'),
-          ...errors(403, 422, 500),
+          200: response(
+            EventStream(route.topic, route.shown, route.example),
+            'The event stream; it stays open until the client leaves',
+          ),
+          ...route.errors,
         },
       },
     },
-    async (request, reply) => {
-      const after = readLastEventId(request);
-      const gap = after === undefined ? null : (await resumePoint(deps.db, after)).gap;
-      const owner = ownerOf(request);
-      // Before the 200: a database that cannot start the feed is still a 500 in the envelope.
-      await deps.feed.start();
-      const res = reply.raw;
-      let ended = false;
-      let heartbeat: NodeJS.Timeout | undefined;
-      let stopFollowing = () => {};
-      let removeOwner = () => {};
-      const record = recordStream('sse', request, { metrics, closers, shutdown: () => end('shutdown') });
-      const end = (reason: EndReason, last?: string) => {
-        if (!record.finish(reason, res.writableLength)) return;
-        ended = true;
-        clearInterval(heartbeat);
-        stopFollowing();
-        removeOwner();
-        if (reason === 'slow_consumer') res.destroy();
-        else if (!res.writableEnded) res.end(last);
-      };
-      const write = (chunk: string) => {
-        if (ended) return;
-        res.write(chunk);
-        if (res.writableLength > config.maxBufferedBytes) end('slow_consumer');
-      };
-
-      reply.hijack();
-      res.writeHead(200, {
-        ...(reply.getHeaders() as Record<string, string>),
-        'content-type': 'text/event-stream; charset=utf-8',
-        'cache-control': 'no-cache',
-        // nginx and others buffer responses unless told otherwise
-        'x-accel-buffering': 'no',
-      });
-      res.on('close', () => end('closed'));
-      write(': stream of movie events\n\n');
-      removeOwner = owners.add({
-        ...owner,
-        end: (reason) => end('revoked', `event: revoked\ndata: ${JSON.stringify({ reason })}\n\n`),
-      });
-      if (gap) write(`event: gap\ndata: ${JSON.stringify(gap)}\n\n`);
-      heartbeat = setInterval(() => write(': heartbeat\n\n'), config.heartbeatMs);
-      try {
-        const unsubscribe = await follow(deps, after, {
-          send: (event) => {
-            record.countSent();
-            write(event.sse);
-          },
-          isOpen: () => !ended,
-          unread: () => res.writableLength,
-        });
-        if (ended) unsubscribe();
-        else stopFollowing = unsubscribe;
-      } catch (err) {
-        request.log.error({ err }, 'event stream could not catch up');
-        end('error');
-      }
-    },
+    eventStream(deps, route.topic, route.invalid),
   );
+}
+
+// GET /products/events, registered inside the products API (its prefix, error envelope and
+// 429 on every route).
+export function productEventsRoutes(api: FastifyInstance, deps: RealtimeDeps): readonly string[] {
+  eventStreamRoute(api, deps, {
+    url: '/products/events',
+    topic: PRODUCTS,
+    operationId: 'streamProductEvents',
+    needs: 'products:read',
+    shown: 'product is as GET /api/v1/products/:id shows it, or {"id"} for product.deleted',
+    example:
+      'id: 9\nevent: product.updated\ndata: {"id":9,"type":"product.updated","occurred_at":"2026-11-29T05:00:00.000Z","product":{"id":3,"user_id":1,"name":"Laptop","description":"14 inch","price":1199.99,"stock":10,"created_at":"2026-11-29T04:00:00.000Z","updated_at":"2026-11-29T05:00:00.000Z"}}\n\n',
+    errors: apiErrors(400, 401, 403, 500),
+    invalid: () => new BadRequestError('invalid last event id: must be a non-negative integer'),
+  });
+  return PRODUCT_EVENTS_PATHS;
+}
+
+export function realtimeRoutes(app: FastifyInstance, deps: RealtimeDeps): void {
+  const { config, metrics, owners, closers } = deps;
+
+  eventStreamRoute(app, deps, {
+    url: '/v1/movies/events',
+    topic: MOVIES,
+    operationId: 'streamMovieEvents',
+    needs: 'movies:read',
+    shown:
+      'movie is as GET /v1/movies/:id shows it (version included), or {"id", "version"} for movie.deleted',
+    example:
+      'id: 42\nevent: movie.updated\ndata: {"id":42,"type":"movie.updated","occurred_at":"2026-11-29T05:00:00.000Z","movie":{"id":7,"title":"Arrival","year":2017,"runtime":"116 mins","genres":["drama"],"version":2}}\n\n',
+    errors: errors(403, 422, 500),
+    invalid: () => new ValidationError({ last_event_id: 'must be a non-negative integer' }),
+  });
 
   // The 101 is written by the WebSocket server, not the reply: it gets the request id here.
   const upgradeIds = new WeakMap<IncomingMessage, string>();
@@ -287,9 +365,10 @@ export function realtimeRoutes(app: FastifyInstance, deps: RealtimeDeps): void {
     url: '/v1/ws',
     onRequest: [
       async (request) => {
-        // An upgrade without a credential authenticates with its first message.
+        // An upgrade without a credential authenticates with its first message. Permissions
+        // are the topics': each subscribe checks its own.
         if (request.ws && !requestCredential(request)) return;
-        await read(request);
+        await requireAuthenticated(request);
       },
       async (request) => {
         if (request.ws) upgradeIds.set(request.raw, request.id);
@@ -297,16 +376,14 @@ export function realtimeRoutes(app: FastifyInstance, deps: RealtimeDeps): void {
     ],
     schema: {
       operationId: 'connectWebSocket',
-      summary:
-        'WebSocket of movie changes (movies:read): send {"type":"subscribe","topic":"movies"} to receive the events GET /v1/movies/events sends',
-      description:
-        'Authentication: a credential on the upgrade request (refused with 401/403 like any request), or, from browsers, which cannot send headers with it, no credential and a first message {"type":"auth","token":"…"} within -ws-ping, answered {"type":"authenticated"} or closed with 4401 (missing or invalid token) or 4403 (inactive account, movies:read missing). Client messages: {"type":"subscribe","topic":"movies","last_event_id"?: N} and {"type":"unsubscribe","topic":"movies"}, answered with {"type":"subscribed"|"unsubscribed","topic":"movies"}; anything else gets {"type":"error","message"}. Events: {"topic":"movies","id","type","occurred_at","movie"}, and {"type":"gap","last_event_id","pruned_up_to"} before a resume past pruned events. The server pings every -ws-ping and drops a client that did not answer the previous ping. Close codes: 1008 when the credential or permission is withdrawn, 1013 when the client left more than -stream-max-buffered bytes unread, 1001 at shutdown.',
+      summary: `WebSocket of change streams (${TOPIC_LIST}): send {"type":"subscribe","topic":"movies"} to receive the events GET /v1/movies/events sends, "products" for those of GET /api/v1/products/events`,
+      description: `Authentication: a credential on the upgrade request (refused with 401 like any request), or, from browsers, which cannot send headers with it, no credential and a first message {"type":"auth","token":"…"} within -ws-ping, answered {"type":"authenticated"} or closed with 4401 (missing or invalid token). Permissions are checked per topic when subscribing: "movies" needs an activated account with movies:read, "products" what GET /api/v1/products needs (an API key needs the products:read scope); a subscribe without them gets {"type":"error","topic","message"} and the socket stays open. Client messages: {"type":"subscribe","topic","last_event_id"?: N} and {"type":"unsubscribe","topic"} with topic one of ${TOPIC_LIST}, answered with {"type":"subscribed"|"unsubscribed","topic"}; a socket may subscribe to several topics; anything else gets {"type":"error","message"}. Events: {"topic","id","type","occurred_at","movie"|"product"}, ids counting per topic, and {"type":"gap","topic","last_event_id","pruned_up_to"} before a resume past pruned events. The server pings every -ws-ping and drops a client that did not answer the previous ping. Close codes: 1008 when the credential, or the permission of a subscribed topic, is withdrawn, 1013 when the client left more than -stream-max-buffered bytes unread, 1001 at shutdown.`,
       tags: TAGS,
       security: BEARER_OPTIONAL,
       response: {
         101: emptyResponse('Switching Protocols: the WebSocket is open'),
         426: UpgradeRequired,
-        ...errors(403, 500),
+        ...errors(500),
       },
     },
     handler: async (_request, reply: FastifyReply) => {
@@ -353,8 +430,6 @@ export function realtimeRoutes(app: FastifyInstance, deps: RealtimeDeps): void {
       request.log.error({ err }, 'websocket authentication failed');
       return socket.close(1011, 'authentication failed');
     }
-    const refused = refusal(identity, EVENTS_PERMISSION);
-    if (refused) return socket.close(4403, refused.message);
     if (socket.readyState !== socket.OPEN) return;
     socket.off('message', keep);
     socket.send(JSON.stringify({ type: 'authenticated' }));
@@ -362,17 +437,25 @@ export function realtimeRoutes(app: FastifyInstance, deps: RealtimeDeps): void {
     for (const [data, binary] of received) socket.emit('message', data, binary);
   }
 
-  function serveSocket(socket: WebSocket, request: FastifyRequest, owner: Omit<Owner, 'end'>): void {
+  function serveSocket(
+    socket: WebSocket,
+    request: FastifyRequest,
+    owner: Omit<Owner, 'end' | 'refusal'>,
+  ): void {
     let ended = false;
     let alive = true;
-    // The current subscription: a stopped one stops sending even while it still catches up.
-    let following: { unsubscribe: Promise<() => void> } | undefined;
-    const stopFollowing = () => {
-      void following?.unsubscribe.then(
+    // The current subscription of each topic: a stopped one stops sending even while it still
+    // catches up.
+    const following = new Map<Topic, { unsubscribe: Promise<() => void> }>();
+    // The topics whose permission a subscribe has checked: those revocation re-checks.
+    const permitted = new Set<Topic>();
+    const stopFollowing = (topic: Topic) => {
+      permitted.delete(topic);
+      void following.get(topic)?.unsubscribe.then(
         (unsubscribe) => unsubscribe(),
         () => {},
       );
-      following = undefined;
+      following.delete(topic);
     };
     let removeOwner = () => {};
     const record = recordStream('websocket', request, {
@@ -384,7 +467,7 @@ export function realtimeRoutes(app: FastifyInstance, deps: RealtimeDeps): void {
       if (!record.finish(reason, socket.bufferedAmount)) return;
       ended = true;
       clearInterval(ping);
-      stopFollowing();
+      for (const topic of [...following.keys()]) stopFollowing(topic);
       removeOwner();
       if (code === undefined) {
         socket.terminate();
@@ -402,7 +485,19 @@ export function realtimeRoutes(app: FastifyInstance, deps: RealtimeDeps): void {
     };
     const reply = (message: Record<string, unknown>) => send(JSON.stringify(message));
 
-    removeOwner = owners.add({ ...owner, end: (reason) => end('revoked', 1008, reason) });
+    // A withdrawn permission of any subscribed topic ends the socket, as a withdrawn credential
+    // does: the client learns it from the close, whichever topic it was.
+    removeOwner = owners.add({
+      ...owner,
+      refusal: (identity) => {
+        for (const topic of permitted) {
+          const refused = topic.refusal(identity);
+          if (refused) return refused;
+        }
+        return null;
+      },
+      end: (reason) => end('revoked', 1008, reason),
+    });
     const ping = setInterval(() => {
       if (!alive) return end('unresponsive');
       alive = false;
@@ -413,15 +508,33 @@ export function realtimeRoutes(app: FastifyInstance, deps: RealtimeDeps): void {
     });
     socket.on('close', () => end('closed'));
 
-    const subscribe = (after: number | undefined) => {
+    // The identity is looked up again (through the identity cache) for each subscribe, so a
+    // permission granted or withdrawn since the upgrade counts.
+    const subscribe = (topic: Topic, after: number | undefined) => {
       const subscription = {} as { unsubscribe: Promise<() => void> };
-      const isOpen = () => !ended && following === subscription;
-      following = subscription;
+      const isOpen = () => !ended && following.get(topic) === subscription;
+      following.set(topic, subscription);
       subscription.unsubscribe = (async () => {
-        const gap = after === undefined ? null : (await resumePoint(deps.db, after)).gap;
-        if (isOpen()) reply({ type: 'subscribed', topic: MOVIES_TOPIC });
-        if (gap && isOpen()) reply({ type: 'gap', ...gap });
-        return follow(deps, after, {
+        let refused: Error | null;
+        try {
+          refused = topic.refusal(await deps.reauthenticate(owner.credential));
+        } catch (err) {
+          if (!(err instanceof InvalidAuthenticationTokenError)) throw err;
+          end('revoked', 1008, err.message);
+          return () => {};
+        }
+        if (refused) {
+          if (isOpen()) {
+            following.delete(topic);
+            reply({ type: 'error', topic: topic.name, message: refused.message });
+          }
+          return () => {};
+        }
+        if (isOpen()) permitted.add(topic);
+        const gap = after === undefined ? null : (await resumePoint(deps.db, topic, after)).gap;
+        if (isOpen()) reply({ type: 'subscribed', topic: topic.name });
+        if (gap && isOpen()) reply({ type: 'gap', topic: topic.name, ...gap });
+        return follow(deps, feedOf(deps, topic), after, {
           send: (event) => {
             record.countSent();
             send(event.ws);
@@ -438,18 +551,18 @@ export function realtimeRoutes(app: FastifyInstance, deps: RealtimeDeps): void {
     socket.on('message', (data, isBinary) => {
       const message = isBinary ? undefined : parseMessage(data.toString());
       if (!message) return reply({ type: 'error', message: 'messages are JSON objects with a type' });
-      if (message.topic !== MOVIES_TOPIC)
-        return reply({ type: 'error', message: `unknown topic: the one topic is "${MOVIES_TOPIC}"` });
+      const topic = TOPICS.find((t) => t.name === message.topic);
+      if (!topic) return reply({ type: 'error', message: `unknown topic: the topics are ${TOPIC_LIST}` });
       if (message.type === 'subscribe') {
         const after = message.last_event_id;
         if (after !== undefined && !(Number.isSafeInteger(after) && (after as number) >= 0))
           return reply({ type: 'error', message: 'last_event_id must be a non-negative integer' });
-        if (following) return reply({ type: 'subscribed', topic: MOVIES_TOPIC });
-        return subscribe(after as number | undefined);
+        if (following.has(topic)) return reply({ type: 'subscribed', topic: topic.name });
+        return subscribe(topic, after as number | undefined);
       }
       if (message.type === 'unsubscribe') {
-        stopFollowing();
-        return reply({ type: 'unsubscribed', topic: MOVIES_TOPIC });
+        stopFollowing(topic);
+        return reply({ type: 'unsubscribed', topic: topic.name });
       }
       reply({ type: 'error', message: 'type must be subscribe or unsubscribe' });
     });

@@ -1,57 +1,77 @@
-// What wakes each process's event feed when a movie change commits somewhere:
-// - by default, a NOTIFY on `movie_events` (sent by the change's own statement) on one
-//   LISTEN connection per process;
-// - with -redis-url, a message on one Redis channel, published by the process that made the
-//   change once it has committed; the feed then holds no LISTEN connection.
+// What wakes a topic's event feed when one of its changes commits somewhere:
+// - by default, the NOTIFY on the topic's channel (sent by the change's own statement), on one
+//   LISTEN connection per process for every topic;
+// - with -redis-url, a message on the topic's Redis channel, published by the process that
+//   made the change once it has committed; the feeds then hold no LISTEN connection.
 // Either way the feed's safety poll covers a wake-up that is lost (a listener reconnecting,
 // Redis down, a change made by psql or `greenlight seed`).
-import { MOVIE_EVENTS_CHANNEL } from '../movies/movies.sql.ts';
-import { observeMovieChanges } from '../movies/movies.ts';
 import type { Db } from '../platform/db.ts';
 import { listen } from '../platform/listener.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { RedisConnection } from '../platform/redis.ts';
+import type { Topic } from './topics.ts';
 
 // Starts waking `wake`; returns how to stop.
 export type Wakeups = (wake: () => void) => () => Promise<void>;
 
-export const REDIS_WAKEUP_CHANNEL = 'greenlight:movie-events';
+// The wake-ups of each topic.
+export type WakeupSource = (topic: Topic) => Wakeups;
 
-// Each (re)connection wakes the feed too: notifications sent while the connection was down
-// are lost, the rows are not.
-export function postgresWakeups(dsn: string, logger: Logger): Wakeups {
-  return (wake) => {
-    const listening = listen(
+// One connection listens on the channels of every topic in `topics` while any feed is woken
+// by it. Each (re)connection wakes every feed: notifications sent while the connection was
+// down are lost, the rows are not.
+export function postgresWakeups(dsn: string, topics: readonly Topic[], logger: Logger): WakeupSource {
+  const waking = new Map<string, Set<() => void>>(topics.map((topic) => [topic.channel, new Set()]));
+  const wakeAll = () => {
+    for (const set of waking.values()) for (const wake of set) wake();
+  };
+  let listening: Promise<() => Promise<void>> | undefined;
+  return (topic) => (wake) => {
+    const set = waking.get(topic.channel);
+    if (!set) throw new Error(`no wake-ups for the topic ${topic.name}`);
+    set.add(wake);
+    listening ??= listen(
       dsn,
       {
-        channel: MOVIE_EVENTS_CHANNEL,
+        channel: [...waking.keys()],
         applicationName: 'greenlight-events-listener',
-        notification: () => wake(),
-        connected: () => wake(),
+        notification: (_payload, _client, _processId, channel) => {
+          for (const woken of waking.get(channel) ?? []) woken();
+        },
+        connected: wakeAll,
         lost: () => {},
         lostMessage: 'event feed listener lost; the safety poll covers it',
       },
       logger,
     );
-    return async () => (await listening)();
+    return async () => {
+      set.delete(wake);
+      const stop = listening;
+      if (!stop || [...waking.values()].some((s) => s.size > 0)) return;
+      listening = undefined;
+      await (await stop)();
+    };
   };
 }
 
 // Every process (the writer too) is woken by the subscription.
-export function redisWakeups(redis: RedisConnection): Wakeups {
-  return (wake) => {
-    const unsubscribe = redis.subscribe(REDIS_WAKEUP_CHANNEL, () => wake());
+export function redisWakeups(redis: RedisConnection): WakeupSource {
+  return (topic) => (wake) => {
+    const unsubscribe = redis.subscribe(topic.redisChannel, () => wake());
     return async () => unsubscribe();
   };
 }
 
-// Publishes a wake-up after each movie change this process commits, whether or not it serves
-// streams itself. Returns how to stop.
-export function publishMovieWakeups(redis: RedisConnection, db: Db, logger: Logger): () => void {
-  return observeMovieChanges(db, async () => {
+// Publishes a wake-up after each change of the topic this process commits, whether or not it
+// serves streams itself. Returns how to stop.
+export function publishWakeups(redis: RedisConnection, topic: Topic, db: Db, logger: Logger): () => void {
+  return topic.observeChanges(db, async () => {
     // Not awaited: the writer's answer does not wait for the wake-up.
-    redis.publish(REDIS_WAKEUP_CHANNEL, '').catch((err: Error) => {
-      logger.debug({ err }, 'event wake-up not published; the safety poll delivers the change');
+    redis.publish(topic.redisChannel, '').catch((err: Error) => {
+      logger.debug(
+        { err, topic: topic.name },
+        'event wake-up not published; the safety poll delivers the change',
+      );
     });
   });
 }
