@@ -347,5 +347,6 @@ describe('tracing', () => {
       serviceName: 'greenlight',
       sampleRatio: 0.25,
     });
+    assert.equal(read(['-otel-endpoint', 'http://collector:4318'])().sampleRatio, 0.01, 'one request in 100');
   });
 });

@@ -9,7 +9,6 @@
 // - errors Node answers itself, before Fastify sees a request (malformed HTTP, timeouts,
 //   oversized headers, an unsupported Expect), in the API's `{"error": ...}` envelope with a
 //   request id.
-
 import cluster from 'node:cluster';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';

@@ -149,18 +149,20 @@ export async function stopTracing(): Promise<void> {
 // context and a non-recording child for each query: 20 µs of CPU on S2's 85 (docs/decisions.md,
 // "Tracing"). Here the caller's traceparent decides, as the parent-based sampler would, and a
 // request without one is kept with -otel-sample-ratio's probability; the rest run with
-// tracing suppressed and cost one context switch. The handler is returned as is while
-// tracing is off.
+// tracing suppressed and cost one context switch. While tracing is off the handler is
+// returned as is.
 export function sampleRequests(
   handler: (req: IncomingMessage, res: ServerResponse) => void,
 ): (req: IncomingMessage, res: ServerResponse) => void {
+  // Servers are built after startTracing (main.ts), so tracing off means no wrapper at all.
+  const decide = door;
+  if (!decide) return handler;
   return (req, res) => {
-    if (!door) return handler(req, res);
     const traceparent = req.headers.traceparent;
     const sampled =
-      (typeof traceparent === 'string' ? door.callerSampled(traceparent) : undefined) ??
-      Math.random() < door.ratio;
-    context.with(sampled ? door.sampled : door.unsampled, () => handler(req, res));
+      (typeof traceparent === 'string' ? decide.callerSampled(traceparent) : undefined) ??
+      Math.random() < decide.ratio;
+    context.with(sampled ? decide.sampled : decide.unsampled, () => handler(req, res));
   };
 }
 
