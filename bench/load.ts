@@ -9,6 +9,8 @@ export type LoadSpec = Readonly<{
   url: string; // base URL, no trailing slash
   method: string;
   paths: readonly string[];
+  // when given, path i is requested with methods[i] instead of `method` (a mix such as P1's)
+  methods?: readonly string[];
   bodies: readonly string[];
   token: string;
   connections: number;
@@ -49,6 +51,7 @@ export function runWrk(spec: LoadSpec): Promise<LoadResult> {
     BENCH_METHOD: spec.method,
     BENCH_TOKEN: spec.token,
     BENCH_PATHS: spec.paths.join(' '),
+    BENCH_METHODS: (spec.methods ?? []).join(' '),
     BENCH_BODIES: spec.bodies.join('|'),
     BENCH_HEADERS: Object.entries(spec.headers ?? {})
       .map(([name, value]) => `${name}: ${value}`)
@@ -90,14 +93,15 @@ export async function runNodeLoad(spec: LoadSpec): Promise<LoadResult> {
     new Promise<void>((resolve) => {
       const body =
         spec.bodies.length > 0 ? spec.bodies[Math.floor(Math.random() * spec.bodies.length)] : undefined;
+      const pick = Math.floor(Math.random() * spec.paths.length);
       const started = performance.now();
       const req = request(
         {
           agent,
           host: target.hostname,
           port: target.port,
-          method: spec.method,
-          path: spec.paths[Math.floor(Math.random() * spec.paths.length)],
+          method: spec.methods?.[pick] ?? spec.method,
+          path: spec.paths[pick],
           headers: {
             ...spec.headers,
             ...(spec.token ? { authorization: `Bearer ${spec.token}` } : {}),

@@ -1,22 +1,28 @@
-// npm run bench -- [--url URL --token TOKEN] [--duration 10] [--connections 50]
-//                  [--scenarios S1,S2,...,C1] [--workers N] [--db-dsn DSN] [--movies 2000] [--warmup 2]
+// npm run bench -- [--scenarios S4,S5,P1] [--duration 10] [--connections 50] [--workers N]
+//                  [--url URL --token TOKEN] [--db-dsn DSN] [--movies 2000] [--warmup 2]
 //                  [--callback-clients 50] [--callback-ids 200] [--callback-id-range 200]
 //                  [--callback-interval 100] [--bulk-rows 100000] [--cache-ttl 1s] [--tracing]
-//                  [--sse-clients 1000] [--sse-rate 20]
+//                  [--sse-clients 1000] [--sse-rate 20] [--note TEXT] [--no-record]
 //
 // Starts the service itself (production settings, rate limiter off, embedded PostgreSQL
 // unless --db-dsn) unless given --url, prepares its data through the API, measures a
-// minimal node:http baseline, then runs the scenarios S1–S8 (S7, S8: the products API with
-// a JWT and with an API key, to compare with S2's book token), L1 and L2 (a list of 100
-// movies without and with compression), G1 (one movie by id through POST /graphql), B1 (one
-// bulk import of --bulk-rows movies and their export, rows a second; bench/bulk.ts), E1
+// minimal node:http baseline, then runs every scenario unless --scenarios names some:
+// S1–S8 (S7, S8: the products API with a JWT and with an API key, to compare with S2's book
+// token), P1 (products written with a JWT: POST and PATCH, half each), L1 and L2 (a list of
+// 100 movies without and with compression), G1 (one movie by id through POST /graphql), B1
+// (one bulk import of --bulk-rows movies and their export, rows a second; bench/bulk.ts), E1
 // (--sse-clients SSE clients receiving --sse-rate movie updates a second, delivery latency;
-// bench/events.ts) and the
-// callback scenario C1 (bench/callbacks.ts;
-// only when it starts the service). R1 is S2 against a second instance on the same database
-// with -redis-url (a redis-server the benchmark starts) and -cache-ttl, so its reads are
-// mostly X-Cache: HIT; also only when it starts the service. Prints a table, writes JSON to
-// bench/out/ and appends a row to bench/results.md (C1: bench/callback-results.md).
+// bench/events.ts) and the callback scenario C1 (bench/callbacks.ts; only when it starts the
+// service). R1 is S2 against a second instance on the same database with -redis-url (a
+// redis-server the benchmark starts) and -cache-ttl, so its reads are mostly X-Cache: HIT;
+// also only when it starts the service.
+// Each figure is printed with its change against the last full row of bench/results.md
+// measured with the same settings, flagged when it is more than 15 % worse. A run of every
+// scenario appends a full row there; a run of a subset (or one that had to skip a scenario)
+// says it is partial and appends to bench/partial-results.md instead (bench/results.ts).
+// --no-record appends nothing (smoke runs). The run's JSON goes to bench/out/, C1's details
+// also to bench/callback-results.md. The summary gives the RSS of the primary and of each
+// worker, at their peak and at the end.
 // --tracing runs the service with tracing on, exporting every span to a local OTLP receiver
 // that discards them (run S2 with and without it to see what tracing costs).
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -33,51 +39,97 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { request } from 'node:http';
-import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
+import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { hashSync } from '@node-rs/bcrypt';
 import { StandInUpstream } from '../src/callbacks/stand-in.ts';
 import { generateMovies } from '../src/movies/seed.ts';
 import { freePort } from '../test/ports.ts';
-import { spawnRedisServer, type TestRedis } from '../test/redis-server.ts';
+import { spawnRedisServer } from '../test/redis-server.ts';
 import { SmtpSink, tokenIn } from '../test/smtp-sink.ts';
 import { type BulkResult, runBulk } from './bulk.ts';
 import { type CallbackLoadResult, runCallbackLoad } from './callbacks.ts';
 import { type EventFanoutResult, runEventFanout } from './events.ts';
 import { hasWrk, type LoadResult, type LoadSpec, runNodeLoad, runWrk } from './load.ts';
 import { OtlpSink } from './otlp-sink.ts';
+import { type ProcessMemory, serviceCpuMicros, serviceMemory } from './processes.ts';
+import {
+  appendRow,
+  describe,
+  type Figures,
+  FLAG_PERCENT,
+  lastFullRow,
+  type Row,
+  RSS_COLUMN,
+  SCENARIOS,
+} from './results.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
-// /proc reports CPU time in USER_HZ ticks, which Linux fixes at 100 a second.
-const CLOCK_TICKS_PER_SECOND = 100;
+const RESULTS_FILE = join(ROOT, 'bench', 'results.md');
+const PARTIAL_RESULTS_FILE = join(ROOT, 'bench', 'partial-results.md');
+
+// The options that shape what a scenario measures: one not at its default goes into the
+// row's settings, so that only runs measured alike are compared.
+const SCENARIO_OPTIONS = {
+  movies: { type: 'string', default: '2000' },
+  warmup: { type: 'string', default: '2' },
+  'callback-clients': { type: 'string', default: '50' },
+  'callback-ids': { type: 'string', default: '200' },
+  'callback-id-range': { type: 'string', default: '200' },
+  'callback-interval': { type: 'string', default: '100' },
+  'bulk-rows': { type: 'string', default: '100000' },
+  'cache-ttl': { type: 'string', default: '1s' },
+  'sse-clients': { type: 'string', default: '1000' },
+  'sse-rate': { type: 'string', default: '20' },
+} as const;
 
 const { values: opts } = parseArgs({
+  allowNegative: true,
   options: {
     url: { type: 'string' },
     token: { type: 'string' },
     duration: { type: 'string', default: '10' },
     connections: { type: 'string', default: '50' },
-    scenarios: { type: 'string', default: 'S1,S2,S3,S4,S5,S6,S7,S8,G1,L1,L2,R1,B1,E1,C1' },
+    scenarios: { type: 'string', default: SCENARIOS.join(',') },
     workers: { type: 'string', default: String(availableParallelism()) },
     'db-dsn': { type: 'string' },
-    movies: { type: 'string', default: '2000' },
-    warmup: { type: 'string', default: '2' },
-    'callback-clients': { type: 'string', default: '50' },
-    'callback-ids': { type: 'string', default: '200' },
-    'callback-id-range': { type: 'string', default: '200' },
-    'callback-interval': { type: 'string', default: '100' },
-    'bulk-rows': { type: 'string', default: '100000' },
-    'cache-ttl': { type: 'string', default: '1s' },
     tracing: { type: 'boolean', default: false },
-    'sse-clients': { type: 'string', default: '1000' },
-    'sse-rate': { type: 'string', default: '20' },
+    note: { type: 'string' },
+    record: { type: 'boolean', default: true },
+    ...SCENARIO_OPTIONS,
   },
 });
 
 const duration = Number(opts.duration);
 const connections = Number(opts.connections);
-const wanted = new Set((opts.scenarios as string).split(','));
+const wanted = new Set(
+  (opts.scenarios as string)
+    .split(',')
+    .map((s) => s.trim().toUpperCase())
+    .filter(Boolean),
+);
+const unknown = [...wanted].filter((s) => !(SCENARIOS as readonly string[]).includes(s));
+if (unknown.length > 0) {
+  console.error(`unknown scenario ${unknown.join(', ')}; the scenarios are ${SCENARIOS.join(', ')}`);
+  process.exit(2);
+}
+
+// What makes two runs comparable, as the row's settings cell says it.
+function settings(): string {
+  const parts = [`${opts.workers} workers`, `${connections} conns`];
+  if (opts.tracing) {
+    const ratio = process.env.GREENLIGHT_OTEL_SAMPLE_RATIO;
+    parts.push(ratio ? `tracing, sample ratio ${ratio}` : 'tracing');
+  }
+  if (opts['db-dsn']) parts.push('external database');
+  if (opts.url) parts.push('a running service');
+  for (const [name, option] of Object.entries(SCENARIO_OPTIONS)) {
+    const value = opts[name as keyof typeof SCENARIO_OPTIONS];
+    if (value !== option.default) parts.push(`--${name} ${value}`);
+  }
+  return parts.join(', ');
+}
 
 type Service = {
   url: string;
@@ -124,6 +176,10 @@ async function waitForFileLine(
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+// What the benchmark has started and must stop, the last started first, should it fail:
+// a service left behind would hold its embedded database and load the machine.
+const running = new Set<() => Promise<void>>();
 
 type Database = { dataDir: string; flags: string[] };
 
@@ -183,7 +239,23 @@ async function startService(
     stdio: ['ignore', logFd, 'inherit'],
   });
   closeSync(logFd);
-  await waitForFileLine(logFile, child, '"msg":"starting server"', 60_000);
+  const stop = async () => {
+    running.delete(stop);
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    }
+    if (owned) rmSync(dataDir, { recursive: true, force: true });
+  };
+  running.add(stop);
+  try {
+    // Generous: on a busy machine the embedded database alone can take a minute.
+    await waitForFileLine(logFile, child, '"msg":"starting server"', 180_000);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
   // Every worker logs its own start line; give the others a moment.
   await new Promise((r) => setTimeout(r, 1000));
   return {
@@ -204,43 +276,8 @@ async function startService(
         stdio: 'ignore',
       });
     },
-    stop: async () => {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
-      if (owned) rmSync(dataDir, { recursive: true, force: true });
-    },
+    stop,
   };
-}
-
-// Peak resident memory (VmHWM) of a process, in MiB; postgres children are not ours.
-function peakRssMiB(pid: number): number {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    if ((cmdline.split('\0')[0] ?? '').endsWith('/postgres')) return 0;
-    return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
-  } catch {
-    return 0;
-  }
-}
-
-// CPU time (user + system) the service's own processes have used, in microseconds; postgres
-// children are not ours. Per request, it is what a scenario costs the service whatever else
-// shares the machine, where req/s also measures the neighbours.
-function serviceCpuMicros(pids: readonly number[]): number {
-  let ticks = 0;
-  for (const pid of pids) {
-    try {
-      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      if ((cmdline.split('\0')[0] ?? '').endsWith('/postgres')) continue;
-      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-      ticks += Number(fields[11]) + Number(fields[12]);
-    } catch {
-      // the process has exited
-    }
-  }
-  return (ticks * 1_000_000) / CLOCK_TICKS_PER_SECOND;
 }
 
 async function api(url: string, method: string, path: string, body?: unknown, token?: string) {
@@ -259,7 +296,7 @@ const PASSWORD = 'bench-pa55word';
 
 type Prepared = { token: string; ids: number[]; jwt: string; apiKey: string; productIds: number[] };
 
-// A JWT and an API key for the bench user, and products to read (S7, S8).
+// A JWT and an API key for the bench user, and products to read (S7, S8) and change (P1).
 async function prepareProducts(url: string): Promise<Omit<Prepared, 'token' | 'ids'>> {
   const login = await api(url, 'POST', '/api/v1/auth/login', { email: EMAIL, password: PASSWORD });
   const jwt = login.access_token as string;
@@ -318,6 +355,10 @@ function scenarios({ token, ids, jwt, apiKey, productIds }: Prepared): Scenario[
     JSON.stringify({ query: `{ movie(id: ${id}) { id title year runtime genres version } }` }),
   );
   const bodies = generateMovies(200).map((m) => JSON.stringify({ ...m, runtime: `${m.runtime} mins` }));
+  // Valid both to create a product and, every field sent, to change one.
+  const productBodies = Array.from({ length: 200 }, (_, i) =>
+    JSON.stringify({ name: `Bench product ${i}`, price: Number((1 + i * 0.37).toFixed(2)), stock: i }),
+  );
   const c = connections;
   return [
     {
@@ -387,6 +428,19 @@ function scenarios({ token, ids, jwt, apiKey, productIds }: Prepared): Scenario[
       name: 'S8',
       title: 'GET /api/v1/products/:id (API key)',
       spec: { method: 'GET', paths: productPaths, bodies: [], token: apiKey, connections: c },
+    },
+    {
+      name: 'P1',
+      title: 'POST + PATCH /api/v1/products (JWT)',
+      spec: {
+        method: 'POST',
+        // As many creations as changes: the collection once for each product to change.
+        paths: [...productIds.map(() => '/api/v1/products'), ...productPaths],
+        methods: [...productIds.map(() => 'POST'), ...productIds.map(() => 'PATCH')],
+        bodies: productBodies,
+        token: jwt,
+        connections: c,
+      },
     },
     {
       name: 'L1',
@@ -476,6 +530,7 @@ function commit(): string {
       '.',
       ':(exclude)bench/results.md',
       ':(exclude)bench/callback-results.md',
+      ':(exclude)bench/partial-results.md',
     );
     return `${git('rev-parse', '--short', 'HEAD')}${changed ? '-dirty' : ''}`;
   } catch {
@@ -484,8 +539,32 @@ function commit(): string {
 }
 
 async function main(): Promise<void> {
+  const startedAt = performance.now();
+  const loadAtStart = loadavg()[0] as number;
   const generator = hasWrk() ? 'wrk' : 'node:http fallback (install wrk for lower overhead)';
   console.log(`load generator: ${generator}; ${connections} connections, ${duration} s a scenario`);
+  const partialChoice = SCENARIOS.filter((s) => !wanted.has(s));
+  if (partialChoice.length > 0)
+    console.log(`PARTIAL run: ${[...wanted].join(', ')} only; it will not be recorded as a full row`);
+  if (loadAtStart > availableParallelism() / 4)
+    console.log(
+      `the machine is not idle (load average ${loadAtStart.toFixed(1)} on ${availableParallelism()} cores): the figures measure the neighbours too`,
+    );
+  const before = lastFullRow(RESULTS_FILE, settings());
+  console.log(
+    before
+      ? `changes against the last full row with these settings (${settings()}): ${before.date}, ${before.commit}, ${before.durationSeconds} s, ${before.machine}`
+      : `no full row in bench/results.md with these settings (${settings()}): no changes to show`,
+  );
+  // Every figure measured, by scenario, and the ones that fell more than FLAG_PERCENT.
+  const figures: Record<string, Figures> = {};
+  const flagged: string[] = [];
+  // Scenarios whose requests failed: their figures are not what they claim to measure.
+  const failing: string[] = [];
+  const show = (column: string, measured: Figures) => {
+    figures[column] = measured;
+    return describe(column, measured, before?.figures[column], flagged);
+  };
 
   const baselineChild = spawn(process.execPath, ['bench/baseline.ts', '0'], {
     cwd: ROOT,
@@ -512,7 +591,7 @@ async function main(): Promise<void> {
   const upstream = new StandInUpstream();
   const upstreamUrl = await upstream.listen(0);
   let service: Service | undefined;
-  let cached: { service: Service; redis: TestRedis } | undefined;
+  let cached: { service: Service; stopRedis: () => Promise<void> } | undefined;
   let token = opts.token ?? '';
   let ids: number[] = [];
   let url = opts.url;
@@ -531,8 +610,16 @@ async function main(): Promise<void> {
     url = service.url;
     if (wanted.has('R1')) {
       const redis = await spawnRedisServer();
+      const stopRedis = async () => {
+        running.delete(stopRedis);
+        await redis.stop();
+      };
+      running.add(stopRedis);
       const flags = ['-redis-url', redis.url, '-cache-ttl', opts['cache-ttl'] as string];
-      cached = { service: await startService(sink.port, upstreamUrl, database, flags, false), redis };
+      cached = {
+        service: await startService(sink.port, upstreamUrl, database, flags, false),
+        stopRedis,
+      };
       console.log(`R1: a second instance ${cached.service.url} with ${flags.join(' ')}`);
     }
     console.log(
@@ -546,7 +633,7 @@ async function main(): Promise<void> {
   }
 
   const products =
-    wanted.has('S7') || wanted.has('S8')
+    wanted.has('S7') || wanted.has('S8') || wanted.has('P1')
       ? await prepareProducts(url)
       : { jwt: '', apiKey: '', productIds: [] };
   const bcrypt = wanted.has('S6') ? bcryptLimitRps() : undefined;
@@ -600,10 +687,14 @@ async function main(): Promise<void> {
       statuses: result.statuses,
     };
     rows.push(row);
+    if (result.requests === 0) {
+      console.log(`${row.scenario} ${row.title.padEnd(42)} no answer within ${duration} s: not measured`);
+      continue;
+    }
     const versus =
       row.ratio_to_bcrypt_limit === undefined
         ? `×baseline ${row.ratio_to_baseline}`
-        : `${row.rps_exact} req/s = ${Math.round(row.ratio_to_bcrypt_limit * 100)} % of the bcrypt limit`;
+        : `${Math.round(row.ratio_to_bcrypt_limit * 100)} % of the bcrypt limit`;
     const cpu =
       row.service_cpu_us_per_request === undefined
         ? ''
@@ -614,16 +705,20 @@ async function main(): Promise<void> {
         : row.x_cache_of_100
           ? `  X-Cache of 100 reads after it: ${JSON.stringify(row.x_cache_of_100)}`
           : '';
+    const measured = show(row.scenario, { rps: row.rps_exact ?? row.rps, p50: row.p50_ms, p99: row.p99_ms });
+    if (errors > 0) failing.push(`${row.scenario} ${errors} errors`);
     console.log(
-      `${row.scenario} ${row.title.padEnd(42)} ${String(row.rps).padStart(7)} req/s  p50 ${row.p50_ms} ms  p99 ${row.p99_ms} ms  errors ${errors}  409s ${conflicts}  ${versus}${cpu}${bytes}`,
+      `${row.scenario} ${row.title.padEnd(42)} ${measured}  errors ${errors}  409s ${conflicts}  ${versus}${cpu}${bytes}`,
     );
   }
 
   let bulk: BulkResult | undefined;
   if (wanted.has('B1')) {
     bulk = await runBulk(url, token, Number(opts['bulk-rows']));
+    const measured = show('B1', { import: bulk.import_rows_per_s, export: bulk.export_rows_per_s });
+    if (bulk.import_failed > 0) failing.push(`B1 ${bulk.import_failed} rows refused`);
     console.log(
-      `B1 import of ${bulk.rows} rows (${bulk.upload_bytes} bytes NDJSON): ${bulk.import_rows_per_s} rows/s, failed ${bulk.import_failed}; export of them: ${bulk.export_rows_per_s} rows/s (${bulk.export_bytes} bytes)`,
+      `B1 ${bulk.rows} rows (${bulk.upload_bytes} bytes NDJSON, ${bulk.export_bytes} exported), failed ${bulk.import_failed}: ${measured}`,
     );
   }
 
@@ -634,8 +729,16 @@ async function main(): Promise<void> {
       rate: Number(opts['sse-rate']),
       durationSeconds: duration,
     });
+    const delivered = events.expected > 0 ? (events.delivered / events.expected) * 100 : 0;
+    if (events.delivered < events.expected)
+      failing.push(`E1 ${events.expected - events.delivered} events not delivered`);
+    const measured = show('E1', {
+      delivered: Number(delivered.toFixed(1)),
+      p50: events.p50_ms,
+      p99: events.p99_ms,
+    });
     console.log(
-      `E1 ${events.connected} SSE clients × ${events.updates} updates: ${events.delivered} of ${events.expected} delivered, latency from the write p50 ${events.p50_ms} ms  p99 ${events.p99_ms} ms  max ${events.max_ms} ms`,
+      `E1 ${events.connected} SSE clients × ${events.updates} updates, ${events.delivered} of ${events.expected} received: ${measured}, max ${events.max_ms} ms (latency from the write)`,
     );
   }
 
@@ -657,35 +760,41 @@ async function main(): Promise<void> {
       upstream,
       durationSeconds: duration,
     });
+    if (callbacks.non_200 > 0) failing.push(`C1 ${callbacks.non_200} answers not 200`);
+    const measured = show('C1', {
+      accepted: callbacks.accepted_per_s,
+      p50: callbacks.p50_ms,
+      p99: callbacks.p99_ms,
+    });
     console.log(
-      `C1 ${callbacks.accepted_per_s} callbacks/s accepted (non-200: ${callbacks.non_200})  p50 ${callbacks.p50_ms} ms  p99 ${callbacks.p99_ms} ms  max ${callbacks.max_ms} ms  ${callbacks.lookups_per_s} lookups/s  backlog ≤ ${callbacks.max_backlog} (oldest ≤ ${callbacks.max_backlog_age_s} s), drained ${callbacks.drained_after_s ?? 'not within 60'} s after the load`,
+      `C1 accepted ${measured} (non-200: ${callbacks.non_200})  max ${callbacks.max_ms} ms  ${callbacks.lookups_per_s} lookups/s  backlog ≤ ${callbacks.max_backlog} (oldest ≤ ${callbacks.max_backlog_age_s} s), drained ${callbacks.drained_after_s ?? 'not within 60'} s after the load`,
     );
   }
   await upstream.close();
 
-  const rssByProcess = service
-    ? service
-        .pids()
-        .map((pid) => ({ pid, mib: peakRssMiB(pid) }))
-        .filter((p) => p.mib > 0)
-    : [];
-  const peakRss = service ? Math.max(...rssByProcess.map((p) => p.mib)) : null;
-  if (peakRss !== null) {
-    console.log(
-      `peak RSS of a service process: ${peakRss.toFixed(0)} MiB (${rssByProcess.map((p) => `${p.pid}: ${p.mib.toFixed(0)}`).join(', ')})`,
-    );
-  }
+  // Memory last, when every scenario has had its turn: the peak is the most each process
+  // held at any time, the end what it still holds.
+  const memory = service ? serviceMemory(service.pids()) : [];
+  const cachedMemory = cached ? serviceMemory(cached.service.pids()) : [];
+  const rss = memoryFigures(memory);
   await cached?.service.stop();
-  await cached?.redis.stop();
+  await cached?.stopRedis();
   await service?.stop();
   await sink.stop();
   await otlp?.stop();
   if (otlp) console.log(`tracing: ${otlp.requests} OTLP exports received, ${otlp.bytes} bytes`);
 
+  const missing = SCENARIOS.filter((s) => !figures[s]);
+  const full = missing.length === 0;
   const report = {
     date: new Date().toISOString(),
     commit: commit(),
     machine: `${availableParallelism()} cores (${cpus()[0]?.model.trim()}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB`,
+    load_average_at_start: Number(loadAtStart.toFixed(2)),
+    note: opts.note ?? null,
+    settings: settings(),
+    full,
+    compared_with: before ? { date: before.date, commit: before.commit } : null,
     generator,
     connections,
     duration_s: duration,
@@ -693,33 +802,22 @@ async function main(): Promise<void> {
     tracing: otlp ? { otlp_exports: otlp.requests, otlp_bytes: otlp.bytes } : null,
     baseline: { rps: Math.round(baseline.rps), p99_ms: Number(baseline.p99.toFixed(2)) },
     bcrypt_cost_12: bcrypt ? { hash_ms: bcrypt.hashMs, limit_rps: bcrypt.limitRps } : null,
-    peak_rss_mib: peakRss === null ? null : Math.round(peakRss),
+    peak_rss_mib: memory.length > 0 ? Math.max(...memory.map((p) => p.peak_mib)) : null,
+    processes: memory,
+    r1_instance_processes: cached ? cachedMemory : null,
     scenarios: rows,
     bulk: bulk ?? null,
     events: events ?? null,
     callbacks: callbacks ?? null,
+    flagged,
+    failing,
   };
   const outDir = join(ROOT, 'bench', 'out');
   mkdirSync(outDir, { recursive: true });
-  writeFileSync(
-    join(outDir, `bench-${report.date.replace(/[:.]/g, '-')}.json`),
-    `${JSON.stringify(report, null, 2)}\n`,
-  );
-  const cell = (name: string) => {
-    const r = rows.find((x) => x.scenario === name);
-    if (!r) return '–';
-    if (typeof r.ratio_to_bcrypt_limit === 'number')
-      return `${r.rps_exact} (${Math.round(r.ratio_to_bcrypt_limit * 100)} % of ${bcrypt?.limitRps}/s, p99 ${r.p99_ms})`;
-    return `${r.rps} (${r.ratio_to_baseline}×, p99 ${r.p99_ms})`;
-  };
-  const resultsFile = join(ROOT, 'bench', 'results.md');
-  if (!existsSync(resultsFile)) {
-    writeFileSync(
-      resultsFile,
-      '# Benchmark results\n\nAppended by `npm run bench`: req/s (ratio to the node:http baseline of the same run, p99 ms);\nfor S6, the share of cores / (time of one bcrypt cost-12 hash).\n\n| date | commit | machine | workers | baseline req/s | S1 | S2 | S3 | S4 | S5 | S6 | S7 | S8 | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n',
-    );
-  }
-  if (callbacks) {
+  const jsonFile = join(outDir, `bench-${report.date.replace(/[:.]/g, '-')}.json`);
+  writeFileSync(jsonFile, `${JSON.stringify(report, null, 2)}\n`);
+
+  if (callbacks && opts.record) {
     const callbackFile = join(ROOT, 'bench', 'callback-results.md');
     if (!existsSync(callbackFile)) {
       writeFileSync(
@@ -733,13 +831,98 @@ async function main(): Promise<void> {
       `| ${report.date.slice(0, 16)} | ${report.commit} | ${report.machine} | ${report.workers} | ${opts['callback-clients']} × ${opts['callback-ids']} of ${opts['callback-id-range']} / ${opts['callback-interval']} ms, ${duration} s | ${c.accepted_per_s} | ${c.non_200} | ${c.p50_ms} | ${c.p99_ms} | ${c.max_ms} | ${c.lookups_per_s} | ${c.max_backlog} | ${c.max_backlog_age_s} | ${c.drained_after_s ?? '> 60'} |\n`,
     );
   }
-  if (rows.length > 0) {
-    appendFileSync(
-      resultsFile,
-      `| ${report.date.slice(0, 16)} | ${report.commit} | ${report.machine} | ${report.workers}${otlp ? ', tracing' : ''} | ${report.baseline.rps} | ${['S1', 'S2', 'S3', 'S4', 'S5', 'S6', 'S7', 'S8'].map(cell).join(' | ')} | ${report.peak_rss_mib ?? '–'} |\n`,
+
+  const row: Row = {
+    date: report.date.slice(0, 16),
+    commit: report.commit,
+    settings: report.settings,
+    machine: [
+      `${report.machine}, load ${report.load_average_at_start} at start`,
+      ...(opts.note ? [opts.note] : []),
+      ...(failing.length > 0 ? [`failed: ${failing.join(', ')}`] : []),
+    ].join('; '),
+    durationSeconds: duration,
+    baselineRps: report.baseline.rps,
+    figures: rss ? { ...figures, [RSS_COLUMN]: rss } : figures,
+  };
+  console.log(
+    `\nSummary${before ? ` (changes against the full row of ${before.date}, ${before.commit})` : ''}:`,
+  );
+  for (const s of SCENARIOS) {
+    const measured = figures[s];
+    if (measured) console.log(`  ${s}  ${describe(s, measured, before?.figures[s], [])}`);
+  }
+  // A subset of the scenarios loads the processes less: only a full run's memory compares.
+  if (rss)
+    console.log(
+      `  RSS ${describe(RSS_COLUMN, rss, full ? before?.figures[RSS_COLUMN] : undefined, flagged)}`,
+    );
+  for (const p of memory)
+    console.log(`  ${p.role} (pid ${p.pid}): peak ${p.peak_mib} MiB, at the end ${p.now_mib} MiB`);
+  for (const p of cachedMemory)
+    console.log(
+      `  R1 instance ${p.role} (pid ${p.pid}): peak ${p.peak_mib} MiB, at the end ${p.now_mib} MiB`,
+    );
+  if (failing.length > 0) console.log(`! requests failed: ${failing.join(', ')} (see the JSON's statuses)`);
+  if (flagged.length > 0)
+    console.log(
+      `! ${flagged.length} figure${flagged.length === 1 ? '' : 's'} more than ${FLAG_PERCENT} % worse than the last full row: ${flagged.join(', ')}`,
+    );
+  if (full) {
+    if (opts.record) appendRow(RESULTS_FILE, row, RESULTS_INTRO);
+    console.log(
+      `FULL run: every scenario measured${opts.record ? '; its row is appended to bench/results.md' : ' (--no-record: not written)'}`,
+    );
+  } else {
+    if (opts.record) appendRow(PARTIAL_RESULTS_FILE, row, PARTIAL_RESULTS_INTRO);
+    console.log(
+      `PARTIAL run: not measured ${missing.join(', ')}; not a full row${opts.record ? ', appended to bench/partial-results.md' : ' (--no-record: not written)'}`,
     );
   }
+  const took = Math.round((performance.now() - startedAt) / 1000);
+  console.log(`JSON: ${jsonFile}; the run took ${Math.floor(took / 60)} min ${took % 60} s`);
 }
+
+// The RSS column: the primary's and the largest worker's (or the single process's).
+function memoryFigures(memory: readonly ProcessMemory[]): Figures | undefined {
+  if (memory.length === 0) return undefined;
+  const single = memory.find((p) => p.role === 'service');
+  if (single) return { service_peak: single.peak_mib, service_end: single.now_mib };
+  const primary = memory.find((p) => p.role === 'primary');
+  const workers = memory.filter((p) => p.role.startsWith('worker'));
+  return {
+    ...(primary ? { primary_peak: primary.peak_mib, primary_end: primary.now_mib } : {}),
+    ...(workers.length > 0
+      ? {
+          worker_peak: Math.max(...workers.map((p) => p.peak_mib)),
+          worker_end: Math.max(...workers.map((p) => p.now_mib)),
+        }
+      : {}),
+  };
+}
+
+const LEGEND = `Cells: req/s, p50 and p99 in ms; S6's req/s to two decimals; B1 rows a second; E1
+the share of updates delivered to every client and the latency from the write; C1 callbacks
+accepted a second and their answers' latency; RSS the primary's and the largest worker's, at
+their peak and at the end of the run. "settings": only rows of the same settings are
+compared. "machine, load": the 1-minute load average when the run started (near 0 when the
+machine was idle), the \`--note\` given, and any failed requests.`;
+
+const RESULTS_INTRO = `# Benchmark results
+
+Full runs of \`npm run bench\` (every scenario), appended by it. Each run prints every figure's
+change against the last row here with its settings, and flags (!) one more than 15 % worse.
+
+${LEGEND}
+`;
+
+const PARTIAL_RESULTS_INTRO = `# Benchmark results of partial runs
+
+Runs of \`npm run bench -- --scenarios ...\` (a subset, or a run that had to skip a scenario),
+appended by it; nothing is compared with them. Full runs are in bench/results.md.
+
+${LEGEND}
+`;
 
 // Linux's autogroup scheduling gives every session an equal share of the CPU, and
 // PostgreSQL starts each of its processes in a session of its own: with the service, its
@@ -761,7 +944,8 @@ function withoutAutogroup(): void {
 }
 
 withoutAutogroup();
-main().catch((err) => {
+main().catch(async (err) => {
   console.error(err);
+  for (const stop of [...running].reverse()) await stop().catch(() => undefined);
   process.exit(1);
 });

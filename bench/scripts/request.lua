@@ -1,12 +1,15 @@
 -- One wrk script for every scenario. Settings come from the environment:
 --   BENCH_METHOD, BENCH_TOKEN, BENCH_PATHS (space-separated, picked at random),
+--   BENCH_METHODS (space-separated, one a path: path i is requested with method i; empty
+--   for BENCH_METHOD on every path),
 --   BENCH_BODIES (|-separated, picked at random; empty for none),
 --   BENCH_HEADERS (newline-separated "Name: value" lines, sent with every request).
 -- Responses are counted by status so 409s can be reported apart.
 local method = os.getenv("BENCH_METHOD") or "GET"
 local token = os.getenv("BENCH_TOKEN") or ""
-local paths, bodies = {}, {}
+local paths, methods, bodies = {}, {}, {}
 for p in string.gmatch(os.getenv("BENCH_PATHS") or "/", "%S+") do table.insert(paths, p) end
+for m in string.gmatch(os.getenv("BENCH_METHODS") or "", "%S+") do table.insert(methods, m) end
 for b in string.gmatch(os.getenv("BENCH_BODIES") or "", "[^|]+") do table.insert(bodies, b) end
 local extra = {}
 for line in string.gmatch(os.getenv("BENCH_HEADERS") or "", "[^\n]+") do
@@ -33,7 +36,8 @@ function request()
     body = bodies[math.random(#bodies)]
     headers["Content-Type"] = "application/json"
   end
-  return wrk.format(method, paths[math.random(#paths)], headers, body)
+  local i = math.random(#paths)
+  return wrk.format(methods[i] or method, paths[i], headers, body)
 end
 
 function response(status, headers, body)
