@@ -1,0 +1,79 @@
+// Secrets stay secret on every surface that shows configuration: a real server given every
+// secret flag never shows a value on /debug/vars, the settings API, /readyz or its log.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { test } from 'node:test';
+import { FLAGS } from '../src/config.ts';
+import { createPool } from '../src/platform/db.ts';
+import { createTestDatabase, createUser, testConfig } from './helpers.ts';
+import { freePort, greenlight } from './processes.ts';
+
+const random = () => randomBytes(24).toString('base64url');
+
+test('when a server gets every secret flag, then /debug/vars, the settings API, /readyz and its log never show a value', async (t) => {
+  const dsn = await createTestDatabase();
+  const values: Record<string, string> = {
+    'db-dsn': dsn,
+    'redis-url': `redis://:${random()}@127.0.0.1:${await freePort()}`,
+    'smtp-password': random(),
+    'jwt-secret': random(),
+    's3-access-key-id': `AKIA${randomBytes(8).toString('hex').toUpperCase()}`,
+    's3-secret-access-key': random(),
+  };
+  // A flag declared secret later must be added here, with a value it accepts.
+  assert.deepEqual(
+    FLAGS.filter((f) => f.secret)
+      .map((f) => f.name)
+      .sort(),
+    Object.keys(values).sort(),
+  );
+  // Each value, and the password inside each URL, must never be shown.
+  const hidden = Object.values(values).flatMap((value) =>
+    value.includes('://') ? [value, decodeURIComponent(new URL(value).password)] : [value],
+  );
+  const flags = Object.entries(values).flatMap(([name, value], i) =>
+    i % 2 === 0 ? [`-${name}`, value] : [`--${name}=${value}`],
+  );
+  const server = greenlight(t, [
+    'serve',
+    '-port',
+    '0',
+    '-env',
+    'development',
+    '-host',
+    '127.0.0.1',
+    '-limiter-enabled=false',
+    '-callbacks-addr=',
+    '-s3-bucket',
+    'posters',
+    '-s3-endpoint',
+    'http://127.0.0.1:1',
+    ...flags,
+  ]);
+  const started = await server.waitForLog('starting server', 20_000);
+  const base = `http://127.0.0.1:${String(started.addr).split(':').pop()}`;
+
+  const db = createPool({ ...testConfig(dsn).db, dsn });
+  t.after(() => db.end());
+  const admin = await createUser(db);
+  await db.query(`UPDATE users SET role = 'admin' WHERE id = $1`, [admin.id]);
+
+  const vars = await fetch(`${base}/debug/vars`);
+  assert.equal(vars.status, 200);
+  const cmdline = ((await vars.clone().json()) as { cmdline: string[] }).cmdline.join(' ');
+  for (const name of Object.keys(values)) assert.match(cmdline, new RegExp(`-${name}[ =]REDACTED`));
+  const settings = await fetch(`${base}/v1/admin/settings`, {
+    headers: { authorization: `Bearer ${admin.token}` },
+  });
+  assert.equal(settings.status, 200);
+  const readiness = await fetch(`${base}/readyz`);
+  const shown = {
+    '/debug/vars': await vars.text(),
+    '/v1/admin/settings': await settings.text(),
+    '/readyz': await readiness.text(),
+    log: server.stdout() + server.stderr(),
+  };
+  for (const [surface, text] of Object.entries(shown)) {
+    for (const secret of hidden) assert.ok(!text.includes(secret), `${surface} shows a secret value`);
+  }
+});
