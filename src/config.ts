@@ -720,6 +720,31 @@ export function redactArgv(argv: readonly string[]): string[] {
   return shown;
 }
 
+// Words that mark a published example or a stand-in (compose.yaml's old default, the
+// README's password), wherever they appear in a value reduced to lower-case letters and digits.
+const PLACEHOLDER_WORDS = [
+  'changeme',
+  'replaceme',
+  'yoursecret',
+  'placeholder',
+  'insertyour',
+  'putyour',
+  'example',
+  'pa55word',
+  'redacted',
+];
+
+// A value that stands in for a secret: it holds a placeholder word, is a few characters
+// repeated (aaaa…, abcabc…, secretsecret…), or has no letter or digit at all.
+function isPlaceholder(value: string): boolean {
+  const normalized = value.toLowerCase().replace(/[^a-z0-9]/g, '');
+  return (
+    normalized === '' ||
+    /^(.{1,8})\1+$/s.test(value) ||
+    PLACEHOLDER_WORDS.some((word) => normalized.includes(word))
+  );
+}
+
 function check(condition: boolean, flag: string, message: string): void {
   if (!condition) throw new ConfigError(`invalid -${flag} (${envName(flag)}): ${message}`);
 }
@@ -805,6 +830,13 @@ export function buildConfig(settings: Settings): Config {
     jwtSecret === '' || Buffer.byteLength(jwtSecret) >= 32,
     'jwt-secret',
     'must be at least 32 bytes (256 bits) long',
+  );
+  // The one secret this service verifies with: a published one lets anyone sign tokens. (The
+  // other secrets are credentials presented to a server that judges them itself.)
+  check(
+    jwtSecret === '' || !isPlaceholder(jwtSecret),
+    'jwt-secret',
+    'is a placeholder or published example, not a secret: set a real one (e.g. openssl rand -base64 32)',
   );
   const jwtAlgorithm = s('jwt-alg') as string;
   check(jwtAlgorithm === 'HS256' || jwtAlgorithm === 'EdDSA', 'jwt-alg', 'must be HS256 or EdDSA');

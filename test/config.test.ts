@@ -562,4 +562,31 @@ describe('secret flags', () => {
       ['-otel-endpoint', 'https://REDACTED@otel.example:4318', '-port', '1'],
     );
   });
+
+  const PLACEHOLDER_MESSAGE = (flag: string) =>
+    `invalid -${flag} (GREENLIGHT_${flag.toUpperCase().replaceAll('-', '_')}): is a placeholder or published example, not a secret: set a real one (e.g. openssl rand -base64 32)`;
+
+  for (const value of [
+    'change-me-to-32-random-bytes-or-more',
+    'changemechangemechangemechangeme',
+    'a'.repeat(32),
+    'abc'.repeat(11),
+    'secret'.repeat(6),
+    'REPLACE_ME_WITH_A_LONG_RANDOM_SECRET',
+    '................................',
+  ]) {
+    test(`when -jwt-secret is the placeholder "${value}", then start-up refuses it, naming the flag`, () => {
+      const message = configError(() => config(['-env', 'production', '-jwt-secret', value]));
+      assert.equal(message, PLACEHOLDER_MESSAGE('jwt-secret'));
+      assert.equal(
+        configError(() => config([], { GREENLIGHT_JWT_SECRET: value })),
+        PLACEHOLDER_MESSAGE('jwt-secret'),
+      );
+    });
+  }
+
+  test('when -jwt-secret is random, then it is accepted', () => {
+    const jwtSecret = randomBytes(32).toString('base64');
+    assert.equal(config(['-env', 'production', '-jwt-secret', jwtSecret]).auth.jwtSecret, jwtSecret);
+  });
 });

@@ -1,12 +1,15 @@
 // Secrets stay secret on every surface that shows configuration: a real server given every
-// secret flag never shows a value on /debug/vars, the settings API, /readyz or its log.
+// secret flag never shows a value on /debug/vars, the settings API, /readyz or its log; the
+// deployment files ship no secret.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
+import { parse } from 'yaml';
 import { FLAGS } from '../src/config.ts';
 import { createPool } from '../src/platform/db.ts';
 import { createTestDatabase, createUser, testConfig } from './helpers.ts';
-import { freePort, greenlight } from './processes.ts';
+import { freePort, greenlight, ROOT } from './processes.ts';
 
 const random = () => randomBytes(24).toString('base64url');
 
@@ -76,4 +79,18 @@ test('when a server gets every secret flag, then /debug/vars, the settings API, 
   for (const [surface, text] of Object.entries(shown)) {
     for (const secret of hidden) assert.ok(!text.includes(secret), `${surface} shows a secret value`);
   }
+});
+
+test('when compose.yaml is read, then no JWT secret ships with it', () => {
+  const compose = parse(readFileSync(`${ROOT}/compose.yaml`, 'utf8'), { merge: true }) as {
+    services: Record<string, { build?: string; environment?: Record<string, string> }>;
+  };
+  const apis = Object.values(compose.services).filter((service) => service.build === '.');
+  assert.ok(apis.length > 0);
+  for (const api of apis) {
+    const env = api.environment ?? {};
+    // ${VAR:?message}: compose refuses to start while the variable is unset or empty.
+    assert.match(env.GREENLIGHT_JWT_SECRET ?? '', /^\$\{GREENLIGHT_JWT_SECRET:\?[^}]+\}$/);
+  }
+  assert.doesNotMatch(readFileSync(`${ROOT}/compose.yaml`, 'utf8'), /JWT_SECRET:-/);
 });
