@@ -138,7 +138,12 @@ export type FlagSpec = Readonly<{ name: string; kind: Kind; default: string; hel
 
 export const FLAGS: readonly FlagSpec[] = [
   { name: 'port', kind: 'int', default: '4000', help: 'API server port (0 picks a free one)' },
-  { name: 'host', kind: 'string', default: '0.0.0.0', help: 'address to listen on' },
+  {
+    name: 'host',
+    kind: 'string',
+    default: '',
+    help: 'address to listen on; empty: 127.0.0.1 in development (its demo account must not be reachable from the network), 0.0.0.0 otherwise',
+  },
   {
     name: 'env',
     kind: 'string',
@@ -875,7 +880,7 @@ export function buildConfig(settings: Settings): Config {
   }
   return Object.freeze({
     port,
-    host: s('host') as string,
+    host: (s('host') as string) || (env === 'development' ? '127.0.0.1' : '0.0.0.0'),
     env: env as Environment,
     db: Object.freeze({
       dsn,

@@ -521,6 +521,23 @@ describe('buildConfig: the callback service', () => {
   });
 });
 
+describe('buildConfig: the listen address', () => {
+  test('when -host is not given, then development listens on loopback only and staging and production on every interface', () => {
+    assert.equal(config().host, '127.0.0.1');
+    assert.equal(config(['-env', 'development']).host, '127.0.0.1');
+    const secret = ['-jwt-secret', randomBytes(32).toString('base64')];
+    assert.equal(config(['-env', 'staging', ...secret]).host, '0.0.0.0');
+    assert.equal(config(['-env', 'production', ...secret]).host, '0.0.0.0');
+  });
+
+  test('when -host or GREENLIGHT_HOST is given, then it is used in any environment', () => {
+    assert.equal(config(['-host', '0.0.0.0']).host, '0.0.0.0');
+    assert.equal(config([], { GREENLIGHT_HOST: '::' }).host, '::');
+    const secret = ['-jwt-secret', randomBytes(32).toString('base64')];
+    assert.equal(config(['-env', 'production', '-host', '127.0.0.1', ...secret]).host, '127.0.0.1');
+  });
+});
+
 describe('secret flags', () => {
   // Flags whose name looks like a credential's but whose value is not one, each with why.
   const NOT_SECRET: Readonly<Record<string, string>> = {

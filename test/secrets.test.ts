@@ -13,7 +13,7 @@ import { freePort, greenlight, ROOT } from './processes.ts';
 
 const random = () => randomBytes(24).toString('base64url');
 
-test('when a server gets every secret flag, then /debug/vars, the settings API, /readyz and its log never show a value', async (t) => {
+test('when a development server gets every secret flag and no -host, then it listens on loopback only, and /debug/vars, the settings API, /readyz and its log never show a value', async (t) => {
   const dsn = await createTestDatabase();
   const values: Record<string, string> = {
     'db-dsn': dsn,
@@ -43,8 +43,6 @@ test('when a server gets every secret flag, then /debug/vars, the settings API, 
     '0',
     '-env',
     'development',
-    '-host',
-    '127.0.0.1',
     '-limiter-enabled=false',
     '-callbacks-addr=',
     '-s3-bucket',
@@ -54,6 +52,7 @@ test('when a server gets every secret flag, then /debug/vars, the settings API, 
     ...flags,
   ]);
   const started = await server.waitForLog('starting server', 20_000);
+  assert.match(String(started.addr), /^127\.0\.0\.1:\d+$/);
   const base = `http://127.0.0.1:${String(started.addr).split(':').pop()}`;
 
   const db = createPool({ ...testConfig(dsn).db, dsn });
@@ -81,7 +80,7 @@ test('when a server gets every secret flag, then /debug/vars, the settings API, 
   }
 });
 
-test('when compose.yaml is read, then no JWT secret ships with it', () => {
+test('when compose.yaml and the Dockerfile are read, then no JWT secret ships with them and the containers listen on every interface', () => {
   const compose = parse(readFileSync(`${ROOT}/compose.yaml`, 'utf8'), { merge: true }) as {
     services: Record<string, { build?: string; environment?: Record<string, string> }>;
   };
@@ -91,6 +90,8 @@ test('when compose.yaml is read, then no JWT secret ships with it', () => {
     const env = api.environment ?? {};
     // ${VAR:?message}: compose refuses to start while the variable is unset or empty.
     assert.match(env.GREENLIGHT_JWT_SECRET ?? '', /^\$\{GREENLIGHT_JWT_SECRET:\?[^}]+\}$/);
+    assert.equal(env.GREENLIGHT_HOST, '0.0.0.0');
   }
   assert.doesNotMatch(readFileSync(`${ROOT}/compose.yaml`, 'utf8'), /JWT_SECRET:-/);
+  assert.match(readFileSync(`${ROOT}/Dockerfile`, 'utf8'), /^\s+GREENLIGHT_HOST=0\.0\.0\.0 \\$/m);
 });
