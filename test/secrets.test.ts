@@ -1,6 +1,6 @@
-// Secrets stay secret on every surface that shows configuration: a real server given every
-// secret flag never shows a value on /debug/vars, the settings API, /readyz or its log; the
-// deployment files ship no secret.
+// Secrets stay secret on every surface that shows configuration or requests: a real server
+// given every secret flag never shows a value on /debug/vars, the settings API, /readyz or its
+// log; credentials in a query string never reach the log; the deployment files ship no secret.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import { parse } from 'yaml';
 import { FLAGS } from '../src/config.ts';
 import { createPool } from '../src/platform/db.ts';
-import { createTestDatabase, createUser, testConfig } from './helpers.ts';
+import { buildTestApp, createTestDatabase, createUser, testConfig } from './helpers.ts';
 import { freePort, greenlight, ROOT } from './processes.ts';
 
 const random = () => randomBytes(24).toString('base64url');
@@ -78,6 +78,29 @@ test('when a development server gets every secret flag and no -host, then it lis
   for (const [surface, text] of Object.entries(shown)) {
     for (const secret of hidden) assert.ok(!text.includes(secret), `${surface} shows a secret value`);
   }
+});
+
+test('when a request carries a credential in its query string, then no log line holds it, and the parameter names stay', async () => {
+  const { app, lines } = await buildTestApp({
+    configure: (app) => {
+      app.get('/v1/broken', async () => {
+        throw new Error('broken on purpose');
+      });
+    },
+  });
+  const secret = `glk_${random()}`;
+  const healthcheck = await app.inject(`/v1/healthcheck?api_key=${secret}&page=2&access%5Ftoken=${secret}`);
+  assert.equal(healthcheck.statusCode, 200);
+  const broken = await app.inject(`/v1/broken?token=${secret}`);
+  assert.equal(broken.statusCode, 500);
+
+  assert.ok(!JSON.stringify(lines).includes(secret), 'a log line holds the credential');
+  const paths = lines.filter((line) => line.path !== undefined).map((line) => line.path);
+  assert.ok(paths.includes('/v1/healthcheck?api_key=REDACTED&page=2&access%5Ftoken=REDACTED'), String(paths));
+  assert.ok(
+    lines.some((line) => line.msg === 'request failed' && line.path === '/v1/broken?token=REDACTED'),
+    String(paths),
+  );
 });
 
 test('when compose.yaml and the Dockerfile are read, then no JWT secret ships with them and the containers listen on every interface', () => {
