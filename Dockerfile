@@ -10,8 +10,10 @@ RUN npm ci --omit=dev --workspaces=false --ignore-scripts --no-audit --no-fund \
     && npm cache clean --force
 
 FROM node:24-slim AS runtime
+# Every interface: a published port reaches the container through its own network interface.
 ENV NODE_ENV=production \
     GREENLIGHT_ENV=production \
+    GREENLIGHT_HOST=0.0.0.0 \
     GREENLIGHT_PORT=4000
 WORKDIR /app
 COPY --from=deps --chown=root:root /app/node_modules ./node_modules

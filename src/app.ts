@@ -307,7 +307,7 @@ export function buildApp({
   app.addHook('onClose', async () => posters.storage.close());
   app.register(async (api) => {
     systemRoutes(api, config, metrics);
-    probeRoutes(api, db, redis);
+    probeRoutes(api, config, db, redis);
     movieRoutes(api, db, movieCache, posters);
     realtimeRoutes(api, realtime);
     bulkRoutes(api, db, config.operations);

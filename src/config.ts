@@ -130,11 +130,20 @@ export type AuthMethod = (typeof AUTH_METHODS)[number];
 
 export type Kind = 'string' | 'int' | 'float' | 'bool' | 'duration';
 
-type FlagSpec = Readonly<{ name: string; kind: Kind; default: string; help: string }>;
+// `secret`: the value is a credential. The surfaces that show configuration read this
+// declaration: /debug/vars shows the command line through redactArgv, a conversion error
+// leaves the value out, and a secret can never be a runtime setting (those are listed by
+// the settings API, audited and logged).
+export type FlagSpec = Readonly<{ name: string; kind: Kind; default: string; help: string; secret?: true }>;
 
-const FLAGS: readonly FlagSpec[] = [
+export const FLAGS: readonly FlagSpec[] = [
   { name: 'port', kind: 'int', default: '4000', help: 'API server port (0 picks a free one)' },
-  { name: 'host', kind: 'string', default: '0.0.0.0', help: 'address to listen on' },
+  {
+    name: 'host',
+    kind: 'string',
+    default: '',
+    help: 'address to listen on; empty: 127.0.0.1 in development (its demo account must not be reachable from the network), 0.0.0.0 otherwise',
+  },
   {
     name: 'env',
     kind: 'string',
@@ -146,6 +155,7 @@ const FLAGS: readonly FlagSpec[] = [
     kind: 'string',
     default: '',
     help: 'PostgreSQL DSN; empty starts the embedded PostgreSQL',
+    secret: true,
   },
   { name: 'db-max-open-conns', kind: 'int', default: '25', help: 'PostgreSQL max open connections' },
   { name: 'db-max-idle-conns', kind: 'int', default: '25', help: 'PostgreSQL max idle connections' },
@@ -186,6 +196,7 @@ const FLAGS: readonly FlagSpec[] = [
     kind: 'string',
     default: '',
     help: 'redis:// or rediss:// URL; shares rate limits, caches and events across instances (empty: each process alone)',
+    secret: true,
   },
   {
     name: 'seed-demo-data',
@@ -201,7 +212,7 @@ const FLAGS: readonly FlagSpec[] = [
   },
   { name: 'smtp-port', kind: 'int', default: '25', help: 'SMTP port' },
   { name: 'smtp-username', kind: 'string', default: '', help: 'SMTP username' },
-  { name: 'smtp-password', kind: 'string', default: '', help: 'SMTP password' },
+  { name: 'smtp-password', kind: 'string', default: '', help: 'SMTP password', secret: true },
   {
     name: 'smtp-sender',
     kind: 'string',
@@ -279,6 +290,7 @@ const FLAGS: readonly FlagSpec[] = [
     kind: 'string',
     default: '',
     help: 'HS256 key of the JWTs, at least 32 bytes; required in production, else generated into <data-dir>/jwt-secret',
+    secret: true,
   },
   {
     name: 'jwt-key-dir',
@@ -457,8 +469,9 @@ const FLAGS: readonly FlagSpec[] = [
     kind: 'string',
     default: '',
     help: "S3 access key id; empty uses the AWS SDK's default credential chain",
+    secret: true,
   },
-  { name: 's3-secret-access-key', kind: 'string', default: '', help: 'S3 secret access key' },
+  { name: 's3-secret-access-key', kind: 'string', default: '', help: 'S3 secret access key', secret: true },
   {
     name: 's3-force-path-style',
     kind: 'bool',
@@ -586,8 +599,9 @@ export class FlagValueError extends ConfigError {
 }
 
 function convert(spec: FlagSpec, raw: string): FlagValue {
+  const shown = spec.secret ? '' : `"${raw}" `;
   const fail = (what: string) =>
-    new FlagValueError(`invalid value "${raw}" for -${spec.name} (${envName(spec.name)}): ${what}`, what);
+    new FlagValueError(`invalid value ${shown}for -${spec.name} (${envName(spec.name)}): ${what}`, what);
   switch (spec.kind) {
     case 'string':
       return raw;
@@ -639,6 +653,9 @@ const RUNTIME_RULES: Readonly<Record<string, (value: never) => string | undefine
 };
 
 export const RUNTIME_FLAGS: readonly string[] = Object.keys(RUNTIME_RULES);
+for (const name of RUNTIME_FLAGS) {
+  if (findFlag(name).secret) throw new Error(`-${name} is secret: it cannot be a runtime setting`);
+}
 
 export function flagKind(name: string): Kind {
   return findFlag(name).kind;
@@ -675,6 +692,62 @@ export function readSettings(argv: readonly string[], env: NodeJS.ProcessEnv = p
   };
   for (const spec of FLAGS) get(spec.name);
   return { get, args };
+}
+
+export const REDACTED = 'REDACTED';
+
+// A flag's value as it may be shown anywhere: never a secret flag's, and never the
+// credentials of a URL (an endpoint may be given as https://user:password@host).
+function shownValue(name: string, value: string): string {
+  if (FLAGS.find((f) => f.name === name)?.secret) return REDACTED;
+  return value.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#@\s]*@/i, `$1${REDACTED}@`);
+}
+
+// A command line with every flag value as shownValue shows it, read the way parseArgs
+// reads it (`-name value`, `-name=value`, `--name value`); anything else is kept as it is.
+export function redactArgv(argv: readonly string[]): string[] {
+  const shown = [...argv];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (arg === '--') break;
+    if (!arg.startsWith('-') || arg === '-') continue;
+    const body = arg.replace(/^--?/, '');
+    const eq = body.indexOf('=');
+    const spec = FLAGS.find((f) => f.name === (eq === -1 ? body : body.slice(0, eq)));
+    if (!spec) continue;
+    if (eq !== -1) {
+      shown[i] = arg.slice(0, arg.indexOf('=') + 1) + shownValue(spec.name, body.slice(eq + 1));
+    } else if (spec.kind !== 'bool' && i + 1 < argv.length) {
+      i++;
+      shown[i] = shownValue(spec.name, argv[i] as string);
+    }
+  }
+  return shown;
+}
+
+// Words that mark a published example or a stand-in (compose.yaml's old default, the
+// README's password), wherever they appear in a value reduced to lower-case letters and digits.
+const PLACEHOLDER_WORDS = [
+  'changeme',
+  'replaceme',
+  'yoursecret',
+  'placeholder',
+  'insertyour',
+  'putyour',
+  'example',
+  'pa55word',
+  'redacted',
+];
+
+// A value that stands in for a secret: it holds a placeholder word, is a few characters
+// repeated (aaaa…, abcabc…, secretsecret…), or has no letter or digit at all.
+function isPlaceholder(value: string): boolean {
+  const normalized = value.toLowerCase().replace(/[^a-z0-9]/g, '');
+  return (
+    normalized === '' ||
+    /^(.{1,8})\1+$/s.test(value) ||
+    PLACEHOLDER_WORDS.some((word) => normalized.includes(word))
+  );
 }
 
 function check(condition: boolean, flag: string, message: string): void {
@@ -763,6 +836,13 @@ export function buildConfig(settings: Settings): Config {
     'jwt-secret',
     'must be at least 32 bytes (256 bits) long',
   );
+  // The one secret this service verifies with: a published one lets anyone sign tokens. (The
+  // other secrets are credentials presented to a server that judges them itself.)
+  check(
+    jwtSecret === '' || !isPlaceholder(jwtSecret),
+    'jwt-secret',
+    'is a placeholder or published example, not a secret: set a real one (e.g. openssl rand -base64 32)',
+  );
   const jwtAlgorithm = s('jwt-alg') as string;
   check(jwtAlgorithm === 'HS256' || jwtAlgorithm === 'EdDSA', 'jwt-alg', 'must be HS256 or EdDSA');
   check(
@@ -800,7 +880,7 @@ export function buildConfig(settings: Settings): Config {
   }
   return Object.freeze({
     port,
-    host: s('host') as string,
+    host: (s('host') as string) || (env === 'development' ? '127.0.0.1' : '0.0.0.0'),
     env: env as Environment,
     db: Object.freeze({
       dsn,

@@ -1,11 +1,20 @@
 // Settings come from Go-style flags, their GREENLIGHT_* environment twins, a development
 // .env file and the book's defaults, in that order of precedence.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { buildConfig, ConfigError, parseArgs, parseDuration, readSettings } from '../src/config.ts';
+import {
+  buildConfig,
+  ConfigError,
+  FLAGS,
+  parseArgs,
+  parseDuration,
+  readSettings,
+  redactArgv,
+} from '../src/config.ts';
 
 // readSettings reads ./.env: this file runs in an empty directory of its own, so a developer's
 // .env cannot change the results (each test file runs in its own process).
@@ -509,5 +518,92 @@ describe('buildConfig: the callback service', () => {
       config(['-callbacks-upstream', 'http://up:9010/api/']).callbacks.upstream,
       'http://up:9010/api',
     );
+  });
+});
+
+describe('buildConfig: the listen address', () => {
+  test('when -host is not given, then development listens on loopback only and staging and production on every interface', () => {
+    assert.equal(config().host, '127.0.0.1');
+    assert.equal(config(['-env', 'development']).host, '127.0.0.1');
+    const secret = ['-jwt-secret', randomBytes(32).toString('base64')];
+    assert.equal(config(['-env', 'staging', ...secret]).host, '0.0.0.0');
+    assert.equal(config(['-env', 'production', ...secret]).host, '0.0.0.0');
+  });
+
+  test('when -host or GREENLIGHT_HOST is given, then it is used in any environment', () => {
+    assert.equal(config(['-host', '0.0.0.0']).host, '0.0.0.0');
+    assert.equal(config([], { GREENLIGHT_HOST: '::' }).host, '::');
+    const secret = ['-jwt-secret', randomBytes(32).toString('base64')];
+    assert.equal(config(['-env', 'production', '-host', '127.0.0.1', ...secret]).host, '127.0.0.1');
+  });
+});
+
+describe('secret flags', () => {
+  // Flags whose name looks like a credential's but whose value is not one, each with why.
+  const NOT_SECRET: Readonly<Record<string, string>> = {
+    'jwt-key-dir': 'a directory; the keys are 0600 files in it',
+  };
+  const LOOKS_SECRET = /secret|password|passwd|key|token|dsn|credential|url$/;
+
+  test('when a flag is named like a credential, then it is declared secret (or listed here with why not)', () => {
+    const forgotten = FLAGS.filter((f) => LOOKS_SECRET.test(f.name) && !f.secret && !NOT_SECRET[f.name]);
+    assert.deepEqual(
+      forgotten.map((f) => f.name),
+      [],
+    );
+    for (const name of Object.keys(NOT_SECRET)) assert.ok(FLAGS.some((f) => f.name === name && !f.secret));
+    const secrets = FLAGS.filter((f) => f.secret).map((f) => f.name);
+    for (const name of ['db-dsn', 'redis-url', 'smtp-password', 'jwt-secret', 's3-secret-access-key'])
+      assert.ok(secrets.includes(name), name);
+  });
+
+  test('when a secret flag is on the command line, then its shown value is REDACTED in every spelling Go flags accept', () => {
+    for (const spec of FLAGS.filter((f) => f.secret)) {
+      const value = `${spec.name}-value-${randomBytes(4).toString('hex')}`;
+      for (const argv of [
+        [`-${spec.name}`, value],
+        [`--${spec.name}`, value],
+        [`-${spec.name}=${value}`],
+        [`--${spec.name}=${value}`],
+      ]) {
+        const shown = redactArgv(['node', 'src/main.ts', 'serve', '-port', '1', ...argv]);
+        assert.ok(!shown.join(' ').includes(value), `${argv.join(' ')} shown as ${shown.join(' ')}`);
+        assert.match(shown.join(' '), /REDACTED/);
+      }
+    }
+  });
+
+  test('when a URL flag that is not secret carries credentials, then they are not shown', () => {
+    assert.deepEqual(
+      redactArgv(['-otel-endpoint', 'https://collector:s3cr3t-token@otel.example:4318', '-port', '1']),
+      ['-otel-endpoint', 'https://REDACTED@otel.example:4318', '-port', '1'],
+    );
+  });
+
+  const PLACEHOLDER_MESSAGE = (flag: string) =>
+    `invalid -${flag} (GREENLIGHT_${flag.toUpperCase().replaceAll('-', '_')}): is a placeholder or published example, not a secret: set a real one (e.g. openssl rand -base64 32)`;
+
+  for (const value of [
+    'change-me-to-32-random-bytes-or-more',
+    'changemechangemechangemechangeme',
+    'a'.repeat(32),
+    'abc'.repeat(11),
+    'secret'.repeat(6),
+    'REPLACE_ME_WITH_A_LONG_RANDOM_SECRET',
+    '................................',
+  ]) {
+    test(`when -jwt-secret is the placeholder "${value}", then start-up refuses it, naming the flag`, () => {
+      const message = configError(() => config(['-env', 'production', '-jwt-secret', value]));
+      assert.equal(message, PLACEHOLDER_MESSAGE('jwt-secret'));
+      assert.equal(
+        configError(() => config([], { GREENLIGHT_JWT_SECRET: value })),
+        PLACEHOLDER_MESSAGE('jwt-secret'),
+      );
+    });
+  }
+
+  test('when -jwt-secret is random, then it is accepted', () => {
+    const jwtSecret = randomBytes(32).toString('base64');
+    assert.equal(config(['-env', 'production', '-jwt-secret', jwtSecret]).auth.jwtSecret, jwtSecret);
   });
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { readMigrations, schemaState } from '../src/platform/migrations.ts';
-import { buildTestApp } from './helpers.ts';
+import { buildTestApp, createUser } from './helpers.ts';
 
 const latest = readMigrations().at(-1)?.version as number;
 const pad = (version: number) => String(version).padStart(6, '0');
@@ -39,4 +39,41 @@ test('when a migration is pending or the schema is dirty, then /readyz is 503 na
 test('when the database knows a version newer than the code, then readiness says so', () => {
   const state = schemaState({ version: latest + 1, dirty: false }, readMigrations());
   assert.equal(state, `unknown version: ${pad(latest + 1)}`);
+});
+
+test('when the database fails, then /readyz gives its error text only to loopback clients and holders of metrics:view; others get the status alone', async () => {
+  const { app, db } = await buildTestApp();
+  const operator = await createUser(db, { permissions: ['metrics:view'] });
+  const outsider = await createUser(db);
+  const remote = { url: '/readyz', remoteAddress: '203.0.113.7' };
+  // A real failure of the query readiness runs, whose text names the database's internals.
+  await db.query('ALTER TABLE schema_migrations RENAME COLUMN dirty TO dirty_renamed');
+  try {
+    const local = await app.inject('/readyz');
+    assert.equal(local.statusCode, 503);
+    assert.match(local.json().checks.database, /^unreachable: column "dirty" does not exist/);
+
+    for (const headers of [{}, { authorization: `Bearer ${outsider.token}` }]) {
+      const anonymous = await app.inject({ ...remote, headers });
+      assert.equal(anonymous.statusCode, 503);
+      assert.deepEqual(anonymous.json(), { status: 'unavailable' });
+      assert.doesNotMatch(anonymous.body, /dirty|column|unreachable/);
+    }
+
+    const permitted = await app.inject({ ...remote, headers: { authorization: `Bearer ${operator.token}` } });
+    assert.equal(permitted.statusCode, 503);
+    assert.match(permitted.json().checks.database, /^unreachable: column "dirty" does not exist/);
+  } finally {
+    await db.query('ALTER TABLE schema_migrations RENAME COLUMN dirty_renamed TO dirty');
+  }
+  const ready = await app.inject(remote);
+  assert.equal(ready.statusCode, 200);
+  assert.deepEqual(ready.json(), { status: 'ready' });
+});
+
+test('when -metrics-loopback=false, then a loopback client without metrics:view gets the readiness status alone', async () => {
+  const { app } = await buildTestApp({ flags: ['-metrics-loopback=false'] });
+  const res = await app.inject('/readyz');
+  assert.equal(res.statusCode, 200);
+  assert.deepEqual(res.json(), { status: 'ready' });
 });

@@ -2,6 +2,7 @@
 // at GET /metrics. Both are for operators: loopback clients (configurable) or users holding
 // metrics:view; everyone else gets the usual 401/403.
 import prom from 'prom-client';
+import { redactArgv } from '../config.ts';
 import type { Db } from './db.ts';
 import type { Jobs } from './jobs.ts';
 
@@ -161,17 +162,10 @@ export class Metrics {
   }
 }
 
-const SECRET_FLAGS = /^--?(db-dsn|smtp-password)(=|$)/;
-
-// Command-line values of secret flags are shown as "REDACTED".
+// The command line as /debug/vars shows it: values of flags declared secret (config.ts)
+// are "REDACTED", and so are the credentials of any URL.
 export function redactSecrets(argv: readonly string[]): string[] {
-  return argv.map((arg, i) => {
-    const flag = SECRET_FLAGS.exec(arg);
-    if (flag) return flag[2] === '=' ? `${arg.slice(0, arg.indexOf('=') + 1)}REDACTED` : arg;
-    return i > 0 && SECRET_FLAGS.test(argv[i - 1] as string) && !(argv[i - 1] as string).includes('=')
-      ? 'REDACTED'
-      : arg;
-  });
+  return redactArgv(argv);
 }
 
 export function isLoopback(ip: string): boolean {

@@ -3,12 +3,16 @@
 // code expects), so a load balancer sends it traffic. Neither counts against the rate limiter
 // (a throttled probe would take a healthy instance out of rotation); credentials sent along
 // are still authenticated, and that can be refused (401, or 429 for an address over its limit).
+// Why a check fails (the database's or Redis's own error text: host names, ports, user names)
+// is for operators only (isOperator, as /debug/vars); anyone else gets the status alone.
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
+import type { Config } from '../config.ts';
 import type { Db } from './db.ts';
 import { type Migration, readMigrations, readVersion, schemaState } from './migrations.ts';
 import type { RedisConnection } from './redis.ts';
 import { BEARER_OPTIONAL, errors, response } from './schemas.ts';
+import { isOperator } from './system.routes.ts';
 
 export const PROBE_PATHS = ['/livez', '/readyz'] as const;
 
@@ -17,21 +21,28 @@ const Liveness = Type.Object({ status: Type.Literal('alive') }, { additionalProp
 const Readiness = Type.Object(
   {
     status: Type.Union([Type.Literal('ready'), Type.Literal('unavailable')]),
-    checks: Type.Object(
-      {
-        database: Type.String({ examples: ['ok'], description: "'ok' or why it is unreachable" }),
-        migrations: Type.String({
-          examples: ['ok', 'pending: 000016'],
-          description: "'ok', 'pending: VERSIONS', 'dirty: VERSION', 'unknown version: VERSION' or 'unknown'",
-        }),
-        redis: Type.Optional(
-          Type.String({
-            examples: ['ok', 'unreachable: connect ECONNREFUSED 127.0.0.1:6379'],
-            description: "Only with -redis-url: 'ok' or why it cannot be used",
+    checks: Type.Optional(
+      Type.Object(
+        {
+          database: Type.String({ examples: ['ok'], description: "'ok' or why it is unreachable" }),
+          migrations: Type.String({
+            examples: ['ok', 'pending: 000016'],
+            description:
+              "'ok', 'pending: VERSIONS', 'dirty: VERSION', 'unknown version: VERSION' or 'unknown'",
           }),
-        ),
-      },
-      { additionalProperties: false },
+          redis: Type.Optional(
+            Type.String({
+              examples: ['ok', 'unreachable: connect ECONNREFUSED 127.0.0.1:6379'],
+              description: "Only with -redis-url: 'ok' or why it cannot be used",
+            }),
+          ),
+        },
+        {
+          additionalProperties: false,
+          description:
+            'Only for loopback clients (unless -metrics-loopback=false) and holders of metrics:view',
+        },
+      ),
     ),
   },
   { additionalProperties: false },
@@ -41,6 +52,7 @@ const UNDEFINED_TABLE = '42P01';
 
 export function probeRoutes(
   app: FastifyInstance,
+  config: Config,
   db: Db,
   redis?: RedisConnection,
   migrations: readonly Migration[] = readMigrations(),
@@ -77,7 +89,7 @@ export function probeRoutes(
         },
       },
     },
-    async (_request, reply) => {
+    async (request, reply) => {
       let database = 'ok';
       let schema = 'unknown';
       try {
@@ -96,7 +108,8 @@ export function probeRoutes(
         : { database, migrations: schema };
       const ready = Object.values(checks).every((check) => check === 'ok');
       reply.code(ready ? 200 : 503);
-      return { status: ready ? 'ready' : 'unavailable', checks };
+      const status = ready ? ('ready' as const) : ('unavailable' as const);
+      return isOperator(request, config) ? { status, checks } : { status };
     },
   );
 }

@@ -1,7 +1,7 @@
 // Routes about the service itself: health, the book's expvar metrics and Prometheus text.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { type TSchema, Type } from 'typebox';
-import { requirePermission } from '../accounts/auth.ts';
+import { permissionRefusal, requirePermission } from '../accounts/auth.ts';
 import type { Config } from '../config.ts';
 import { version } from '../version.ts';
 import { isLoopback, type Metrics } from './metrics.ts';
@@ -45,6 +45,15 @@ export const SYSTEM_PATHS = ['/v1/healthcheck', '/debug/vars', '/metrics'] as co
 const OPERATOR_ACCESS =
   'Loopback clients (unless -metrics-loopback=false) and users holding metrics:view; anyone else gets 401/403';
 
+// Operators: loopback clients (unless -metrics-loopback=false) and holders of metrics:view.
+// They read /debug/vars and /metrics, and the reasons a readiness check fails.
+export function isOperator(request: FastifyRequest, config: Config): boolean {
+  return (
+    (config.metricsLoopback && isLoopback(request.ip)) ||
+    permissionRefusal(request.identity, 'metrics:view') === null
+  );
+}
+
 export function systemRoutes(app: FastifyInstance, config: Config, metrics: Metrics): void {
   app.get(
     '/v1/healthcheck',
@@ -60,9 +69,9 @@ export function systemRoutes(app: FastifyInstance, config: Config, metrics: Metr
     async () => ({ status: 'available', system_info: { environment: config.env, version } }),
   );
 
+  // Anyone else gets the 401 or 403 that says why not.
   const operatorsOnly = async (request: FastifyRequest) => {
-    if (config.metricsLoopback && isLoopback(request.ip)) return;
-    await requirePermission('metrics:view')(request);
+    if (!isOperator(request, config)) await requirePermission('metrics:view')(request);
   };
 
   app.get(

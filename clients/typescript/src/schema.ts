@@ -953,7 +953,8 @@ export interface operations {
                 content: {
                     "application/json": {
                         status: "ready" | "unavailable";
-                        checks: {
+                        /** @description Only for loopback clients (unless -metrics-loopback=false) and holders of metrics:view */
+                        checks?: {
                             /**
                              * @description 'ok' or why it is unreachable
                              * @example ok
@@ -1023,7 +1024,8 @@ export interface operations {
                 content: {
                     "application/json": {
                         status: "ready" | "unavailable";
-                        checks: {
+                        /** @description Only for loopback clients (unless -metrics-loopback=false) and holders of metrics:view */
+                        checks?: {
                             /**
                              * @description 'ok' or why it is unreachable
                              * @example ok
