@@ -95,16 +95,19 @@ describe('list sizes', () => {
 describe('response size', () => {
   test('when the products asked for hold more than 10 MB of text, then 400 RESPONSE_TOO_LARGE and no data', async () => {
     const wordy = await owner('Wordy', 11, 'x'.repeat(1_000_000));
-    const { status, body } = await gql(
-      as(wordy.token),
-      '{ me { user { products(limit: 20) { name description } } } }',
-    );
-    assert.equal(status, 400);
     const message = 'response exceeds the limit of 10485760 bytes: ask for fewer items or fields';
-    assert.deepEqual(body, {
-      data: null,
-      errors: [{ message, extensions: { code: 'RESPONSE_TOO_LARGE', status: 400, error: message } }],
-    });
+    // Twice: the second run is graphql-jit's compiled query.
+    for (let run = 0; run < 2; run++) {
+      const { status, body } = await gql(
+        as(wordy.token),
+        '{ me { user { products(limit: 20) { name description } } } }',
+      );
+      assert.equal(status, 400);
+      assert.deepEqual(body, {
+        data: null,
+        errors: [{ message, extensions: { code: 'RESPONSE_TOO_LARGE', status: 400, error: message } }],
+      });
+    }
     const fewer = await gql(as(wordy.token), '{ me { user { products(limit: 5) { description } } } }');
     assert.equal(fewer.status, 200);
   });
