@@ -3,6 +3,8 @@
 // /graphql does not serve.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { type GraphQLObjectType, getNullableType, isListType, isObjectType } from 'graphql';
+import { buildGraphqlSchema, listSizes } from '../src/graphql/schema.ts';
 import { MESSAGES } from '../src/platform/errors.ts';
 import { buildTestApp, createUser, type Inject, withToken } from './helpers.ts';
 
@@ -35,6 +37,21 @@ const prolific = await owner('Prolific', 30);
 const reader = as(prolific.token);
 
 describe('list sizes', () => {
+  test('when the schema is built, then the cost rule knows the size of every list field', () => {
+    const lists = Object.values(buildGraphqlSchema().getTypeMap())
+      .filter((type) => isObjectType(type) && !type.name.startsWith('__'))
+      .flatMap((type) =>
+        Object.values((type as GraphQLObjectType).getFields())
+          .filter((field) => isListType(getNullableType(field.type)))
+          .map((field) => `${type.name}.${field.name}`),
+      );
+    assert.ok(lists.includes('Owner.products'));
+    assert.deepEqual(
+      lists.filter((name) => !(name in listSizes())),
+      [],
+    );
+  });
+
   test('when aliases multiply nested lists of products, then 400 QUERY_TOO_COSTLY and nothing runs', async () => {
     const nested =
       'products(limit: 100) { data { owner { products(limit: 100) { name owner { products { name } } } } } }';

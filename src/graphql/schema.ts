@@ -5,7 +5,7 @@ import type { FastifyRequest } from 'fastify';
 import type { GraphQLSchema } from 'graphql';
 import type { Db } from '../platform/db.ts';
 import type { Posters } from '../posters/posters.ts';
-import { type ListSizes, pageArgument } from './cost.ts';
+import { type ListSizes, MAX_PAGE, pageArgument } from './cost.ts';
 import { productsModule } from './products.ts';
 import { accountResolvers, movieResolvers } from './resolvers.ts';
 import type { ResponseBudget } from './response-size.ts';
@@ -53,6 +53,10 @@ const accounts: GraphqlModule = {
     }
   `,
   resolvers: accountResolvers,
+  listSizes: {
+    // the permission codes a user holds: a handful, counted as a full page
+    'Viewer.permissions': () => ({ size: MAX_PAGE }),
+  },
 };
 
 const movies: GraphqlModule = {
