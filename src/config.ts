@@ -388,8 +388,8 @@ export const FLAGS: readonly FlagSpec[] = [
   {
     name: 'graphql-max-cost',
     kind: 'int',
-    default: '1000',
-    help: 'GraphQL operations costing more are refused before execution (2 an object, 1 a scalar, x1.5 a level)',
+    default: '5000',
+    help: 'GraphQL operations costing more are refused before execution (2 an object, 1 a scalar, times the page size of each list around them)',
   },
   {
     name: 'import-max-bytes',

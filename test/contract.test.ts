@@ -309,6 +309,8 @@ test('when the README walkthrough and the error cases are replayed, then every r
   );
   assert.equal((await call(base, 'POST', '/v1/movies/import?format=tsv', { token, raw: '' })).status, 422);
   assert.equal((await call(base, 'POST', '/v1/movies/import', { token, raw: 'x'.repeat(5000) })).status, 413);
+  const wide = { token, raw: `${'c,'.repeat(20)}c\n` };
+  assert.equal((await call(base, 'POST', '/v1/movies/import?format=csv', wide)).status, 400);
   // Posters: the README walkthrough's upload, ranges and validators, then the refusals.
   const png = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, ...new Array(100).fill(7)]);
   const posterWith = (status: number, method: string, options: Parameters<typeof call>[3] = {}) =>

@@ -1,7 +1,6 @@
 // /graphql on Mercurius, registered in its own encapsulated context: the root hooks (request
 // id, CORS, authentication, rate limiting, metrics, the request log) run for it as for every
 // route, while Mercurius's error handler and body handling stay out of the REST routes.
-import { costLimitRule } from '@escape.tech/graphql-armor-cost-limit';
 import { maxDepthRule } from '@escape.tech/graphql-armor-max-depth';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
@@ -29,7 +28,9 @@ import {
 import type { Posters } from '../posters/posters.ts';
 import { apiErrorResponse } from '../products/api.ts';
 import type { RuntimeSettings } from '../settings/runtime.ts';
-import { buildGraphqlSchema, type GraphqlContext } from './schema.ts';
+import { costRule } from './cost.ts';
+import { newBudget, ResponseTooLargeError } from './response-size.ts';
+import { buildGraphqlSchema, type GraphqlContext, listSizes } from './schema.ts';
 
 const CODES: Readonly<Record<number, string>> = {
   400: 'BAD_REQUEST',
@@ -83,6 +84,22 @@ function limitError(message: string, code: string): GraphQLError {
   return new GraphQLError(message, { extensions: { code, status: 400, error: message } });
 }
 
+// graphql-js 16 has no switch for its "Did you mean ...?" hints, which name fields and
+// arguments introspection would hide; they always end the message.
+const SUGGESTION = / Did you mean .*$/s;
+
+function withoutSuggestion(error: GraphQLError): GraphQLError {
+  if (!SUGGESTION.test(error.message)) return error;
+  return new GraphQLError(error.message.replace(SUGGESTION, ''), {
+    nodes: error.nodes,
+    source: error.source,
+    positions: error.positions,
+    path: error.path,
+    originalError: error.originalError,
+    extensions: error.extensions,
+  });
+}
+
 // Over-deep and over-costly operations are refused at validation, before any resolver runs.
 function validationRules(config: Config): ValidationRule[] {
   const report = (message: string, code: string) => [
@@ -95,11 +112,9 @@ function validationRules(config: Config): ValidationRule[] {
       propagateOnRejection: false,
       onReject: report(`query depth exceeds the limit of ${maxDepth}`, 'QUERY_TOO_DEEP'),
     }) as unknown as ValidationRule,
-    costLimitRule({
-      maxCost,
-      propagateOnRejection: false,
-      onReject: report(`query cost exceeds the limit of ${maxCost}`, 'QUERY_TOO_COSTLY'),
-    }) as unknown as ValidationRule,
+    costRule(listSizes(), maxCost, () =>
+      limitError(`query cost exceeds the limit of ${maxCost}`, 'QUERY_TOO_COSTLY'),
+    ),
   ];
   if (config.env === 'production') rules.push(NoSchemaIntrospectionCustomRule);
   return rules;
@@ -110,19 +125,43 @@ const asGraphqlError = errorHandler((response) => ({ errors: [graphqlError(respo
 // Errors before execution: those of the root hooks (bad token, rate limit, body limit) keep
 // their REST status and headers; Mercurius's own (syntax, validation, no query, a mutation by
 // GET) keep theirs. Both in GraphQL's shape, never a 500 for what the client sent.
-function requestErrorHandler(error: unknown, request: FastifyRequest, reply: FastifyReply): void {
-  const mercuriusError = error as { code?: string; statusCode?: number; errors?: GraphQLError[] };
-  if (mercuriusError.code?.startsWith('MER_ERR_') && (mercuriusError.statusCode ?? 500) < 500) {
-    const status = mercuriusError.statusCode ?? 400;
-    const errors: ErrorJson[] = (mercuriusError.errors ?? [error as Error]).map((e) =>
-      e instanceof GraphQLError
-        ? e.toJSON()
-        : { message: e.message, extensions: { code: CODES[status], status } },
-    );
-    reply.code(status).send({ data: null, errors });
-    return;
-  }
-  asGraphqlError(error, request, reply);
+function requestErrorHandler(present: (error: GraphQLError) => GraphQLError) {
+  return (error: unknown, request: FastifyRequest, reply: FastifyReply): void => {
+    const mercuriusError = error as { code?: string; statusCode?: number; errors?: GraphQLError[] };
+    if (mercuriusError.code?.startsWith('MER_ERR_') && (mercuriusError.statusCode ?? 500) < 500) {
+      const status = mercuriusError.statusCode ?? 400;
+      const errors: ErrorJson[] = (mercuriusError.errors ?? [error as Error]).map((e) =>
+        e instanceof GraphQLError
+          ? present(e).toJSON()
+          : { message: e.message, extensions: { code: CODES[status], status } },
+      );
+      reply.code(status).send({ data: null, errors });
+      return;
+    }
+    asGraphqlError(error, request, reply);
+  };
+}
+
+// The result of an execution. One that ran into the response-size ceiling is that one error
+// and no data, however far it had got.
+function formatResult(logger: Logger, present: (error: GraphQLError) => GraphQLError) {
+  return (execution: ExecutionResult) => {
+    const tooLarge = execution.errors?.find((e) => e.originalError instanceof ResponseTooLargeError);
+    if (tooLarge) {
+      const message = tooLarge.message;
+      return {
+        statusCode: 400,
+        response: { data: null, errors: [limitError(message, 'RESPONSE_TOO_LARGE')] },
+      };
+    }
+    return {
+      statusCode: 200,
+      response: {
+        data: execution.data ?? null,
+        errors: execution.errors?.map((e) => present(resolverError(e, logger))),
+      },
+    };
+  };
 }
 
 // The root hooks drop Content-Type and the catch-all parser keeps bodies as bytes (app.ts);
@@ -198,8 +237,9 @@ const GRAPHQL_RESPONSES = {
 
 // Mercurius adds /graphql itself; this gives its two routes their place in the OpenAPI
 // document, keeping Mercurius's own body and query-string schemas.
+// The other methods' fallback (405, OPTIONS) keeps the book's envelope and its error handler.
 function describeGraphqlRoute(route: RouteOptions): void {
-  if (route.url !== '/graphql') return;
+  if (route.url !== '/graphql' || (route.method !== 'GET' && route.method !== 'POST')) return;
   const get = route.method === 'GET';
   route.schema = {
     ...route.schema,
@@ -249,6 +289,7 @@ export function graphqlRoutes(
     });
     graphql.addHook('preValidation', parseJsonBody);
     graphql.addHook('onRoute', describeGraphqlRoute);
+    const present = config.env === 'production' ? withoutSuggestion : (error: GraphQLError) => error;
     await graphql.register(mercurius, {
       schema: buildGraphqlSchema(),
       path: '/graphql',
@@ -256,15 +297,9 @@ export function graphqlRoutes(
       graphiql: false,
       jit: 1,
       validationRules: validationRules(config),
-      context: (request): GraphqlContext => ({ db, httpRequest: request, posters }),
-      errorHandler: requestErrorHandler,
-      errorFormatter: (execution: ExecutionResult) => ({
-        statusCode: 200,
-        response: {
-          data: execution.data ?? null,
-          errors: execution.errors?.map((e) => resolverError(e, logger)),
-        },
-      }),
+      context: (request): GraphqlContext => ({ db, httpRequest: request, posters, budget: newBudget() }),
+      errorHandler: requestErrorHandler(present),
+      errorFormatter: formatResult(logger, present),
     });
     const paths = ['/graphql'];
     if (config.env === 'development') {

@@ -1,18 +1,33 @@
 // Products in GraphQL: the products API's permission checks (requireScope) and use cases,
-// with a product's owner and an owner's products batched per request by DataLoaders, so a
-// page of products with their owners costs one query for the owners, not one per product.
+// with a product's owner and a page of an owner's products batched per request by DataLoaders,
+// so a page of products with their owners costs one query for the owners, not one per product.
 import DataLoader from 'dataloader';
 import { usersByIds } from '../accounts/accounts.ts';
 import type { User } from '../accounts/user.ts';
 import type { Product } from '../products/product.ts';
 import { parseInt64, requester, requireScope } from '../products/products.routes.ts';
 import * as products from '../products/products.ts';
+import { pageArgument } from './cost.ts';
+import { charge } from './response-size.ts';
 import type { GraphqlContext, GraphqlModule } from './schema.ts';
 
 const canRead = requireScope('products:read');
 const canWrite = requireScope('products:write');
 
-type Loaders = { owners: DataLoader<number, User>; productsOf: DataLoader<number, Product[]> };
+type PageArgs = { page?: number | null; limit?: number | null };
+
+// The seed's paging (GET /api/v1/products) for every list of products.
+const PAGE_DEFAULT = 20;
+const pageQuery = (args: PageArgs): products.PageQuery => ({
+  page: BigInt(args.page ?? 1),
+  limit: BigInt(args.limit ?? PAGE_DEFAULT),
+});
+
+type Loaders = {
+  owners: DataLoader<number, User>;
+  // one loader per page asked for: each batches the owners that want that page
+  productsOf: Map<string, DataLoader<number, Product[]>>;
+};
 
 // One set per request: the context object is new for each one.
 const loaders = new WeakMap<GraphqlContext, Loaders>();
@@ -25,15 +40,31 @@ function loadersOf(context: GraphqlContext): Loaders {
         const byId = await usersByIds(context.db, ids);
         return ids.map((id) => byId.get(id) ?? new Error(`user ${id} not found`));
       }),
-      productsOf: new DataLoader(async (ownerIds) => {
-        const byOwner = await products.productsByOwners(context.db, ownerIds);
-        return ownerIds.map((id) => byOwner.get(id) ?? []);
-      }),
+      productsOf: new Map(),
     };
     loaders.set(context, found);
   }
   return found;
 }
+
+function productsOf(context: GraphqlContext, ownerId: number, args: PageArgs): Promise<Product[]> {
+  const query = pageQuery(args);
+  const key = `${query.page}/${query.limit}`;
+  const all = loadersOf(context).productsOf;
+  let loader = all.get(key);
+  if (!loader) {
+    loader = new DataLoader(async (ownerIds) => {
+      const byOwner = await products.productsByOwners(context.db, ownerIds, query);
+      return ownerIds.map((id) => byOwner.get(id) ?? []);
+    });
+    all.set(key, loader);
+  }
+  return loader.load(ownerId);
+}
+
+const ownPage = (field: Parameters<typeof pageArgument>[0]) => ({
+  size: pageArgument(field, 'limit', PAGE_DEFAULT),
+});
 
 type ProductInput = {
   name?: string | null;
@@ -78,7 +109,8 @@ export const productsModule: GraphqlModule = {
     type Owner {
       id: ID!
       name: String!
-      products: [Product!]!
+      "Newest first, a page at a time: page below 1 is 1; limit outside 1-100 is 20."
+      products(page: Int, limit: Int): [Product!]!
     }
 
     type ProductPage {
@@ -96,8 +128,8 @@ export const productsModule: GraphqlModule = {
     }
 
     extend type User {
-      "Needs products:read."
-      products: [Product!]!
+      "Needs products:read. Newest first, a page at a time: page below 1 is 1; limit outside 1-100 is 20."
+      products(page: Int, limit: Int): [Product!]!
     }
   `,
   resolvers: {
@@ -106,16 +138,9 @@ export const productsModule: GraphqlModule = {
         await canRead(context.httpRequest);
         return products.getProduct(context.db, id(args.id));
       },
-      products: async (
-        _: unknown,
-        args: { page?: number | null; limit?: number | null },
-        context: GraphqlContext,
-      ) => {
+      products: async (_: unknown, args: PageArgs, context: GraphqlContext) => {
         await canRead(context.httpRequest);
-        const page = await products.listProducts(context.db, {
-          page: BigInt(args.page ?? 1),
-          limit: BigInt(args.limit ?? 20),
-        });
+        const page = await products.listProducts(context.db, pageQuery(args));
         return { ...page, page: Number(page.page) };
       },
     },
@@ -140,6 +165,10 @@ export const productsModule: GraphqlModule = {
       },
     },
     Product: {
+      // the only text with no length rule below the body limit: charged to the ceiling
+      name: (product: Product, _: unknown, context: GraphqlContext) => charge(context.budget, product.name),
+      description: (product: Product, _: unknown, context: GraphqlContext) =>
+        charge(context.budget, product.description),
       price: (product: Product) => Number(product.price),
       createdAt: (product: Product) => product.createdAt.toISOString(),
       updatedAt: (product: Product) => product.updatedAt.toISOString(),
@@ -147,14 +176,19 @@ export const productsModule: GraphqlModule = {
         loadersOf(context).owners.load(product.userId),
     },
     Owner: {
-      products: (owner: User, _: unknown, context: GraphqlContext) =>
-        loadersOf(context).productsOf.load(owner.id),
+      products: (owner: User, args: PageArgs, context: GraphqlContext) => productsOf(context, owner.id, args),
     },
     User: {
-      products: async (user: User, _: unknown, context: GraphqlContext) => {
+      products: async (user: User, args: PageArgs, context: GraphqlContext) => {
         await canRead(context.httpRequest);
-        return loadersOf(context).productsOf.load(user.id);
+        return productsOf(context, user.id, args);
       },
     },
+  },
+  listSizes: {
+    'Query.products': (field) => ({ size: 1, pass: pageArgument(field, 'limit', PAGE_DEFAULT) }),
+    'ProductPage.data': (_, inherited) => ({ size: inherited }),
+    'Owner.products': ownPage,
+    'User.products': ownPage,
   },
 };

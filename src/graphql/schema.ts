@@ -5,8 +5,10 @@ import type { FastifyRequest } from 'fastify';
 import type { GraphQLSchema } from 'graphql';
 import type { Db } from '../platform/db.ts';
 import type { Posters } from '../posters/posters.ts';
+import { type ListSizes, MAX_PAGE, pageArgument } from './cost.ts';
 import { productsModule } from './products.ts';
 import { accountResolvers, movieResolvers } from './resolvers.ts';
+import type { ResponseBudget } from './response-size.ts';
 
 // One per request. Per-request caches (DataLoaders) hang off it in a WeakMap of their module.
 export type GraphqlContext = Readonly<{
@@ -15,12 +17,16 @@ export type GraphqlContext = Readonly<{
   httpRequest: FastifyRequest;
   // a deleted movie's poster object goes at once, as through REST
   posters?: Posters;
+  // what is left of the response-size ceiling (response-size.ts)
+  budget: ResponseBudget;
 }>;
 
 export type GraphqlModule = Readonly<{
   typeDefs: string;
   // biome-ignore lint/suspicious/noExplicitAny: resolver maps are checked by graphql-tools at start
   resolvers: Record<string, Record<string, any>>;
+  // how many items each of its list fields may return, for the cost rule (cost.ts)
+  listSizes?: ListSizes;
 }>;
 
 const accounts: GraphqlModule = {
@@ -47,6 +53,10 @@ const accounts: GraphqlModule = {
     }
   `,
   resolvers: accountResolvers,
+  listSizes: {
+    // the permission codes a user holds: a handful, counted as a full page
+    'Viewer.permissions': () => ({ size: MAX_PAGE }),
+  },
 };
 
 const movies: GraphqlModule = {
@@ -100,9 +110,20 @@ const movies: GraphqlModule = {
     }
   `,
   resolvers: movieResolvers,
+  listSizes: {
+    // GET /v1/movies's page_size: 20 by default, at most 100 (a larger one is VALIDATION)
+    'Query.movies': (field) => ({ size: 1, pass: pageArgument(field, 'pageSize', 20) }),
+    'MovieList.movies': (_, inherited) => ({ size: inherited }),
+    // validateMovie: at most 5
+    'Movie.genres': () => ({ size: 5 }),
+  },
 };
 
 export const GRAPHQL_MODULES: readonly GraphqlModule[] = [accounts, movies, productsModule];
+
+export function listSizes(modules: readonly GraphqlModule[] = GRAPHQL_MODULES): ListSizes {
+  return Object.assign({}, ...modules.map((m) => m.listSizes ?? {}));
+}
 
 export function buildGraphqlSchema(modules: readonly GraphqlModule[] = GRAPHQL_MODULES): GraphQLSchema {
   return makeExecutableSchema<GraphqlContext>({

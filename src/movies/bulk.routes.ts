@@ -15,6 +15,9 @@ import {
   FORMATS,
   type Format,
   importMovies,
+  MAX_CSV_FIELDS,
+  MAX_CSV_RECORD_BYTES,
+  MAX_IMPORT_ROWS,
   MAX_REPORTED_ERRORS,
 } from './bulk.ts';
 import { readMovieListQuery, SORT_SAFELIST } from './filters.ts';
@@ -116,7 +119,7 @@ export function bulkRoutes(app: FastifyInstance, db: Db, options: OperationsConf
           response: {
             200: response(
               ExportBody,
-              'NDJSON: a movie as GET /v1/movies/:id shows it, a line each. CSV (RFC 4180): a header, then id,title,year,runtime,genres (comma-separated in one field),version',
+              "NDJSON: a movie as GET /v1/movies/:id shows it, a line each. CSV (RFC 4180): a header, then id,title,year,runtime,genres (comma-separated in one field),version; a cell starting with = + - @, a tab or a carriage return is quoted behind a single quote (OWASP's rule against formulas), which the CSV import takes off",
               {
                 'Content-Disposition': {
                   type: 'string',
@@ -169,9 +172,13 @@ export function bulkRoutes(app: FastifyInstance, db: Db, options: OperationsConf
               ImportReport,
               'How many rows were stored and which failed; failing rows never stop the others',
             ),
+            400: response(
+              ErrorEnvelope,
+              `CSV record at line N must not have more than ${MAX_CSV_FIELDS} fields (the header included): the import stops there`,
+            ),
             413: response(
               ErrorEnvelope,
-              `body must not be larger than ${options.importMaxBytes} bytes (-import-max-bytes)`,
+              `body must not be larger than ${options.importMaxBytes} bytes (-import-max-bytes); import must not have more than ${MAX_IMPORT_ROWS} rows; CSV record at line N must not be larger than ${MAX_CSV_RECORD_BYTES} bytes. The import stops there`,
             ),
             422: response(
               AtomicRejection,

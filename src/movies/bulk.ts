@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import { parse as parseCsv } from 'csv-parse';
 import { Type } from 'typebox';
 import type { Db, Queryable } from '../platform/db.ts';
-import { errorResponse, PayloadTooLargeError } from '../platform/errors.ts';
+import { BadRequestError, errorResponse, PayloadTooLargeError } from '../platform/errors.ts';
 import { decodeBody, MAX_BODY_BYTES } from '../platform/json-body.ts';
 import { Int32 } from '../platform/schemas.ts';
 import type { MovieFilters } from './filters.ts';
@@ -23,11 +23,21 @@ export const CONTENT_TYPES: Readonly<Record<Format, string>> = {
 const EXPORT_BATCH = 1000;
 const CSV_COLUMNS = ['id', 'title', 'year', 'runtime', 'genres', 'version'] as const;
 
+// OWASP's rule against CSV injection: a cell a spreadsheet would take for a formula (one that
+// starts with = + - @, a tab or a carriage return) is written with a single quote before it, and
+// quoted. A cell that already starts with quotes before such a character gets one more, so that
+// the import, which takes one off (fromCsvCell), gives back exactly what was exported.
+const FORMULA = /^'*[=+\-@\t\r]/;
+const NEUTRALISED = /^'+[=+\-@\t\r]/;
+
 // RFC 4180: a field holding a comma, a quote or a line break is quoted, quotes doubled.
 export function csvField(value: string | number): string {
   const text = String(value);
+  if (FORMULA.test(text)) return `"'${text.replaceAll('"', '""')}"`;
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
+
+export const fromCsvCell = (cell: string): string => (NEUTRALISED.test(cell) ? cell.slice(1) : cell);
 
 // Genres travel in one CSV field, comma-separated as in the list's ?genres=.
 function csvRow(movie: Movie): string {
@@ -71,6 +81,13 @@ type Row = Readonly<{ line: number; body: Buffer } | { line: number; error: stri
 
 export const MAX_REPORTED_ERRORS = 100;
 const IMPORT_BATCH = 1000;
+// Rows of one import (blank lines not counted): a bound on its work apart from its bytes.
+export const MAX_IMPORT_ROWS = 1_000_000;
+// A movie's record is a few hundred bytes at most (a title and five genres of 500 bytes, the
+// numbers); a header names at most the six columns of an export. csv-parse would otherwise
+// buffer a field of any length and split a line into any number of fields.
+export const MAX_CSV_RECORD_BYTES = 65_536;
+export const MAX_CSV_FIELDS = 16;
 
 // The bytes of an upload, refused past `maxBytes` however they are framed.
 async function* limited(source: Readable, maxBytes: number): AsyncGenerator<Buffer> {
@@ -139,10 +156,27 @@ async function* csvRows(bytes: AsyncIterable<Buffer>): AsyncGenerator<Row> {
     skip_empty_lines: true,
     bom: true,
     skip_records_with_error: true,
+    max_record_size: MAX_CSV_RECORD_BYTES,
     on_skip: (err) => {
-      const lines = (err as { lines?: number } | undefined)?.lines ?? 0;
+      const { lines = 0, code } = (err ?? {}) as { lines?: number; code?: string };
+      // Thrown here, an error ends the parse: the upload is refused, not read to its end.
+      if (code === 'CSV_MAX_RECORD_SIZE') {
+        throw new PayloadTooLargeError(
+          `CSV record at line ${lines} must not be larger than ${MAX_CSV_RECORD_BYTES} bytes`,
+        );
+      }
       broken.push({ line: lines, error: `malformed CSV: ${err?.message ?? 'unreadable record'}` });
       return undefined;
+    },
+    // Called for each field as it is read, so a record of too many fields stops at the first
+    // one too many; the value is kept as it is.
+    cast: (value, context) => {
+      if (context.index >= MAX_CSV_FIELDS) {
+        throw new BadRequestError(
+          `CSV record at line ${context.lines} must not have more than ${MAX_CSV_FIELDS} fields`,
+        );
+      }
+      return value;
     },
   });
   const feed = (async () => {
@@ -173,7 +207,7 @@ async function* csvRows(bytes: AsyncIterable<Buffer>): AsyncGenerator<Row> {
       }
       const body: Record<string, unknown> = {};
       header.forEach((name, i) => {
-        const cell = record[i] as string;
+        const cell = fromCsvCell(record[i] as string);
         if (name === 'genres') body[name] = cell === '' ? [] : cell.split(',');
         else body[name] = CSV_INTEGERS.has(name) && /^-?\d+$/.test(cell) ? Number(cell) : cell;
       });
@@ -203,7 +237,13 @@ function check(body: Buffer, batch: MovieFields[]): RowError['error'] | null {
   }
 }
 
-export type ImportOptions = Readonly<{ format: Format; atomic: boolean; maxBytes: number; workers: number }>;
+export type ImportOptions = Readonly<{
+  format: Format;
+  atomic: boolean;
+  maxBytes: number;
+  workers: number;
+  maxRows?: number;
+}>;
 
 // Every row is checked as POST /v1/movies checks a body; good rows are inserted a batch at a
 // time, `workers` batches at once. Atomic imports run in one transaction on one connection
@@ -218,6 +258,8 @@ export async function importMovies(db: Db, source: Readable, options: ImportOpti
   const limit = client ? 1 : options.workers;
   let batch: MovieFields[] = [];
   let failure: unknown = null;
+  let seen = 0;
+  const maxRows = options.maxRows ?? MAX_IMPORT_ROWS;
   const flush = async () => {
     const movies = batch;
     batch = [];
@@ -240,6 +282,7 @@ export async function importMovies(db: Db, source: Readable, options: ImportOpti
   try {
     if (client) await client.query('BEGIN');
     for await (const row of rows) {
+      if (++seen > maxRows) throw new PayloadTooLargeError(`import must not have more than ${maxRows} rows`);
       const error = 'error' in row ? row.error : check(row.body, batch);
       if (error !== null) {
         report.failed++;

@@ -77,8 +77,13 @@ const SELECT_BY_ID = `SELECT ${COLUMNS} FROM products WHERE id = $1`;
 
 const SELECT_OWNER = 'SELECT user_id FROM products WHERE id = $1';
 
+// A page of each owner's products: the same page of every owner in one statement.
 const SELECT_BY_OWNERS = `
-  SELECT ${COLUMNS} FROM products WHERE user_id = ANY($1::bigint[]) ORDER BY created_at DESC, id DESC`;
+  SELECT p.* FROM unnest($1::bigint[]) AS owner(id)
+  CROSS JOIN LATERAL (
+    SELECT ${COLUMNS} FROM products WHERE user_id = owner.id
+    ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3
+  ) AS p`;
 
 const UPDATE = `
   WITH m AS (
@@ -159,9 +164,14 @@ export async function deleteProduct(
   return (rowCount ?? 0) > 0;
 }
 
-// The products of many owners in one query (batch loaders), newest first.
-export async function selectProductsByOwners(db: Queryable, ownerIds: readonly number[]): Promise<Product[]> {
-  const { rows } = await db.query<ProductRow>(SELECT_BY_OWNERS, [ownerIds]);
+// A page of the products of many owners in one query (batch loaders), newest first.
+export async function selectProductsByOwners(
+  db: Queryable,
+  ownerIds: readonly number[],
+  limit: number,
+  offset: bigint,
+): Promise<Product[]> {
+  const { rows } = await db.query<ProductRow>(SELECT_BY_OWNERS, [ownerIds, limit, offset]);
   return rows.map(toProduct);
 }
 

@@ -30,20 +30,23 @@ export async function createProduct(db: Db, requester: Requester, input: Product
   return product;
 }
 
-// The seed's rules: page below 1 is 1; limit outside 1–100 is 20.
-export async function listProducts(
-  db: Db,
-  query: { page: bigint; limit: bigint },
-): Promise<{ data: Product[]; total: number; page: bigint; limit: number }> {
+export type PageQuery = { page: bigint; limit: bigint };
+
+// The seed's rules: page below 1 is 1; limit outside 1–100 is 20. Past PostgreSQL's bigint
+// no row exists anyway; the seed's Go would overflow instead.
+export function productPage(query: PageQuery): { page: bigint; limit: number; offset: bigint } {
   const page = query.page < 1n ? 1n : query.page;
   const limit = query.limit < 1n || query.limit > BigInt(MAX_LIMIT) ? DEFAULT_LIMIT : Number(query.limit);
   const offset = (page - 1n) * BigInt(limit);
-  // Past PostgreSQL's bigint no row exists anyway; the seed's Go would overflow instead.
-  const { products: data, total } = await products.selectProductPage(
-    db,
-    limit,
-    offset > MAX_OFFSET ? MAX_OFFSET : offset,
-  );
+  return { page, limit, offset: offset > MAX_OFFSET ? MAX_OFFSET : offset };
+}
+
+export async function listProducts(
+  db: Db,
+  query: PageQuery,
+): Promise<{ data: Product[]; total: number; page: bigint; limit: number }> {
+  const { page, limit, offset } = productPage(query);
+  const { products: data, total } = await products.selectProductPage(db, limit, offset);
   return { data, total, page, limit };
 }
 
@@ -86,10 +89,16 @@ export async function deleteProduct(db: Db, requester: Requester, id: string): P
   await productChanges.changed(db);
 }
 
-// Every product of each owner, for the GraphQL loaders: one query whatever the number of owners.
-export async function productsByOwners(db: Db, ownerIds: readonly number[]): Promise<Map<number, Product[]>> {
+// The same page of each owner's products, for the GraphQL loaders: one query whatever the
+// number of owners, and never more than a page of anyone's products.
+export async function productsByOwners(
+  db: Db,
+  ownerIds: readonly number[],
+  query: PageQuery,
+): Promise<Map<number, Product[]>> {
+  const { limit, offset } = productPage(query);
   const byOwner = new Map<number, Product[]>(ownerIds.map((id) => [id, []]));
-  for (const product of await products.selectProductsByOwners(db, ownerIds)) {
+  for (const product of await products.selectProductsByOwners(db, ownerIds, limit, offset)) {
     byOwner.get(product.userId)?.push(product);
   }
   return byOwner;

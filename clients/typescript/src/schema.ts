@@ -3609,7 +3609,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description NDJSON: a movie as GET /v1/movies/:id shows it, a line each. CSV (RFC 4180): a header, then id,title,year,runtime,genres (comma-separated in one field),version */
+            /** @description NDJSON: a movie as GET /v1/movies/:id shows it, a line each. CSV (RFC 4180): a header, then id,title,year,runtime,genres (comma-separated in one field),version; a cell starting with = + - @, a tab or a carriage return is quoted behind a single quote (OWASP's rule against formulas), which the CSV import takes off */
             200: {
                 headers: {
                     /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
@@ -3753,6 +3753,20 @@ export interface operations {
                     };
                 };
             };
+            /** @description CSV record at line N must not have more than 16 fields (the header included): the import stops there */
+            400: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
             /** @description invalid or missing authentication token (any route, with WWW-Authenticate: Bearer), invalid authentication credentials, or you must be authenticated to access this resource */
             401: {
                 headers: {
@@ -3783,7 +3797,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description body must not be larger than 104857600 bytes (-import-max-bytes) */
+            /** @description body must not be larger than 104857600 bytes (-import-max-bytes); import must not have more than 1000000 rows; CSV record at line N must not be larger than 65536 bytes. The import stops there */
             413: {
                 headers: {
                     /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */

@@ -1,0 +1,166 @@
+// GraphQL under abuse: list sizes in the cost, bounded pages on every list of products, the
+// response-size ceiling, no field suggestions in production, and the envelope of the methods
+// /graphql does not serve.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { type GraphQLObjectType, getNullableType, isListType, isObjectType } from 'graphql';
+import { buildGraphqlSchema, listSizes } from '../src/graphql/schema.ts';
+import { MESSAGES } from '../src/platform/errors.ts';
+import { buildTestApp, createUser, type Inject, withToken } from './helpers.ts';
+
+const { app, db } = await buildTestApp();
+const production = await buildTestApp({ flags: ['-env', 'production'] });
+const as = (token: string) => withToken(app, token);
+
+type GraphqlBody = {
+  data?: Record<string, unknown> | null;
+  errors?: { message: string; extensions?: Record<string, unknown> }[];
+};
+
+async function gql(inject: Inject, query: string, variables?: Record<string, unknown>) {
+  const res = await inject({ method: 'POST', url: '/graphql', payload: { query, variables } });
+  return { status: res.statusCode, body: res.json() as GraphqlBody };
+}
+
+// `count` products of a new owner, straight in the database; names "<prefix> 1" (oldest) up.
+async function owner(prefix: string, count: number, description = '') {
+  const user = await createUser(db);
+  await db.query(
+    `INSERT INTO products (user_id, name, description, price, stock, created_at)
+     SELECT $1, $2 || ' ' || n, $3, 1, 1, now() - make_interval(secs => $4 - n) FROM generate_series(1, $4) AS n`,
+    [user.id, prefix, description, count],
+  );
+  return user;
+}
+
+const prolific = await owner('Prolific', 30);
+const reader = as(prolific.token);
+
+describe('list sizes', () => {
+  test('when the schema is built, then the cost rule knows the size of every list field', () => {
+    const lists = Object.values(buildGraphqlSchema().getTypeMap())
+      .filter((type) => isObjectType(type) && !type.name.startsWith('__'))
+      .flatMap((type) =>
+        Object.values((type as GraphQLObjectType).getFields())
+          .filter((field) => isListType(getNullableType(field.type)))
+          .map((field) => `${type.name}.${field.name}`),
+      );
+    assert.ok(lists.includes('Owner.products'));
+    assert.deepEqual(
+      lists.filter((name) => !(name in listSizes())),
+      [],
+    );
+  });
+
+  test('when aliases multiply nested lists of products, then 400 QUERY_TOO_COSTLY and nothing runs', async () => {
+    const nested =
+      'products(limit: 100) { data { owner { products(limit: 100) { name owner { products { name } } } } } }';
+    const aliases = Array.from({ length: 10 }, (_, i) => `a${i}: ${nested}`).join('\n');
+    const { status, body } = await gql(reader, `{ ${aliases} }`);
+    assert.equal(status, 400);
+    assert.equal(body.data, null);
+    assert.deepEqual(body.errors?.[0]?.extensions, {
+      code: 'QUERY_TOO_COSTLY',
+      status: 400,
+      error: 'query cost exceeds the limit of 5000',
+    });
+  });
+
+  test('when a page size comes in a variable, then it counts as the largest page', async () => {
+    const query =
+      'query($n: Int) { products(limit: $n) { data { owner { products(limit: $n) { name } } } } }';
+    const { status, body } = await gql(reader, query, { n: 2 });
+    assert.equal(status, 400);
+    assert.equal(body.errors?.[0]?.extensions?.code, 'QUERY_TOO_COSTLY');
+    const literal = await gql(
+      reader,
+      '{ products(limit: 2) { data { owner { products(limit: 2) { name } } } } }',
+    );
+    assert.equal(literal.status, 200, JSON.stringify(literal.body));
+  });
+
+  test("when an owner's products are asked for without arguments, then at most the default page of 20, newest first", async () => {
+    const { status, body } = await gql(reader, '{ me { user { products { name } } } }');
+    assert.equal(status, 200, JSON.stringify(body));
+    const me = body.data?.me as { user: { products: { name: string }[] } };
+    const names = me.user.products.map((p) => p.name);
+    assert.deepEqual(
+      names,
+      Array.from({ length: 20 }, (_, i) => `Prolific ${30 - i}`),
+    );
+  });
+
+  test("when a page of an owner's products is asked for, then that page, as GET /api/v1/products pages", async () => {
+    const { status, body } = await gql(
+      reader,
+      `{ products(limit: 100) { total data { name owner { id products(page: 2, limit: 12) { name } } } } }`,
+    );
+    assert.equal(status, 200, JSON.stringify(body));
+    const page = body.data?.products as {
+      data: { name: string; owner: { id: string; products: { name: string }[] } }[];
+    };
+    const mine = page.data.find((p) => p.owner.id === String(prolific.id));
+    assert.deepEqual(
+      mine?.owner.products.map((p) => p.name),
+      Array.from({ length: 12 }, (_, i) => `Prolific ${18 - i}`),
+    );
+    const beyond = await gql(reader, '{ me { user { products(page: 4, limit: 10) { name } } } }');
+    assert.deepEqual(beyond.body, { data: { me: { user: { products: [] } } } });
+  });
+});
+
+describe('response size', () => {
+  test('when the products asked for hold more than 10 MB of text, then 400 RESPONSE_TOO_LARGE and no data', async () => {
+    const wordy = await owner('Wordy', 11, 'x'.repeat(1_000_000));
+    const message = 'response exceeds the limit of 10485760 bytes: ask for fewer items or fields';
+    // Twice: the second run is graphql-jit's compiled query.
+    for (let run = 0; run < 2; run++) {
+      const { status, body } = await gql(
+        as(wordy.token),
+        '{ me { user { products(limit: 20) { name description } } } }',
+      );
+      assert.equal(status, 400);
+      assert.deepEqual(body, {
+        data: null,
+        errors: [{ message, extensions: { code: 'RESPONSE_TOO_LARGE', status: 400, error: message } }],
+      });
+    }
+    const fewer = await gql(as(wordy.token), '{ me { user { products(limit: 5) { description } } } }');
+    assert.equal(fewer.status, 200);
+  });
+});
+
+describe('production', () => {
+  test('when a field or argument is misspelled in production, then the error suggests nothing', async () => {
+    for (const [query, message] of [
+      ['{ moviez { movies { id } } }', 'Cannot query field "moviez" on type "Query".'],
+      [
+        '{ movies(pagesize: 2) { metadata { totalRecords } } }',
+        'Unknown argument "pagesize" on field "Query.movies".',
+      ],
+    ]) {
+      const res = await production.app.inject({ method: 'POST', url: '/graphql', payload: { query } });
+      assert.equal(res.statusCode, 400);
+      const body = res.json() as GraphqlBody;
+      assert.equal(body.errors?.[0]?.message, message);
+      assert.doesNotMatch(res.body, /Did you mean/);
+    }
+    // Development keeps graphql-js's help.
+    const dev = await gql(reader, '{ moviez { movies { id } } }');
+    assert.match(dev.body.errors?.[0]?.message ?? '', /Did you mean "movie" or "movies"\?/);
+  });
+
+  test('when PUT, PATCH, DELETE or OPTIONS come with an unknown token, then 401 in the envelope with a request id', async () => {
+    for (const method of ['PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const) {
+      const res = await production.app.inject({
+        method,
+        url: '/graphql',
+        headers: { authorization: 'Bearer ABCDEFGHIJKLMNOPQRSTUVWXYZ' },
+      });
+      assert.equal(res.statusCode, 401, method);
+      assert.deepEqual(res.json(), { error: MESSAGES.invalidToken }, method);
+      assert.equal(res.headers['www-authenticate'], 'Bearer');
+      assert.match(String(res.headers['x-request-id']), /^[\w-]{8,}$/);
+    }
+  });
+});
