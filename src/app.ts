@@ -25,7 +25,7 @@ import {
 } from './operations/operations.routes.ts';
 import { corsHook } from './platform/cors.ts';
 import { createPool, type Db } from './platform/db.ts';
-import { BadRequestError, NotFoundError } from './platform/errors.ts';
+import { BadRequestError, isDatabaseUnavailable, NotFoundError } from './platform/errors.ts';
 import { addMethodFallbacks, deprecationHeaders, sendError } from './platform/http.ts';
 import { clientErrorHandler, serverFactory } from './platform/http-server.ts';
 import type { Jobs } from './platform/jobs.ts';
@@ -202,17 +202,24 @@ export function buildApp({
   });
   app.addHook('onRequest', corsHook(settings.cors));
   const authenticators = createAuthenticators({ config, db, cache: identityCache, logger, jwts });
-  app.addHook(
-    'onRequest',
-    authenticationHook(
-      authenticators,
-      {
-        check: (request) => (limits.enabled ? limited(() => limiter.check(`ip:${request.ip}`)) : undefined),
-        charge: (request) => (limits.enabled ? limited(() => limiter.take(`ip:${request.ip}`)) : undefined),
-      },
-      PRODUCTS_API_PREFIX,
-    ),
+  const authenticate = authenticationHook(
+    authenticators,
+    {
+      check: (request) => (limits.enabled ? limited(() => limiter.check(`ip:${request.ip}`)) : undefined),
+      charge: (request) => (limits.enabled ? limited(() => limiter.take(`ip:${request.ip}`)) : undefined),
+    },
+    PRODUCTS_API_PREFIX,
   );
+  // Every credential is looked up, on every route; on a health probe a lookup the database
+  // cannot answer is ignored, so an outage never makes the process look dead (liveness) and
+  // readiness says why it is not ready.
+  app.addHook('onRequest', async (request, reply) => {
+    try {
+      await authenticate(request, reply);
+    } catch (err) {
+      if (!(request.routeOptions.config.probe && isDatabaseUnavailable(err))) throw err;
+    }
+  });
   app.addHook('onRequest', async (request) => {
     if (!limits.enabled || request.routeOptions.config.rateLimit === false) return;
     const identity = request.identity;

@@ -2,7 +2,8 @@
 // readiness says this instance can serve (the database answers and its schema is the one this
 // code expects), so a load balancer sends it traffic. Neither counts against the rate limiter
 // (a throttled probe would take a healthy instance out of rotation); credentials sent along
-// are still authenticated, and that can be refused (401, or 429 for an address over its limit).
+// are still authenticated, and that can be refused (401, or 429 for an address over its limit),
+// except that a credential the unreachable database cannot check is ignored here.
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import type { Db } from './db.ts';
@@ -48,7 +49,7 @@ export function probeRoutes(
   app.get(
     '/livez',
     {
-      config: { rateLimit: false },
+      config: { rateLimit: false, probe: true },
       schema: {
         operationId: 'liveness',
         summary: 'Is the process alive? Never touches the database.',
@@ -63,7 +64,7 @@ export function probeRoutes(
   app.get(
     '/readyz',
     {
-      config: { rateLimit: false },
+      config: { rateLimit: false, probe: true },
       schema: {
         operationId: 'readiness',
         summary:
