@@ -27,7 +27,7 @@ import { corsHook } from './platform/cors.ts';
 import { createPool, type Db } from './platform/db.ts';
 import { BadRequestError, isDatabaseUnavailable, NotFoundError } from './platform/errors.ts';
 import { addMethodFallbacks, deprecationHeaders, sendError } from './platform/http.ts';
-import { clientErrorHandler, serverFactory } from './platform/http-server.ts';
+import { clientErrorHandler, type GreenlightServer, serverFactory } from './platform/http-server.ts';
 import type { Jobs } from './platform/jobs.ts';
 import { MAX_BODY_BYTES } from './platform/json-body.ts';
 import type { Logger } from './platform/logger.ts';
@@ -273,6 +273,10 @@ export function buildApp({
   // Open streams end first, each in its own way (WebSocket clients with 1001), then the
   // WebSocket server closes. Client messages are a few bytes of JSON.
   const streamClosers = new Set<() => void>();
+  // The server switches protocols only on these paths (platform/http-server.ts).
+  app.addHook('onRoute', (route) => {
+    if (route.wsHandler) (app.server as GreenlightServer).webSocketPaths.add(route.url);
+  });
   app.register(websocket, {
     options: { maxPayload: 4096 },
     preClose(done) {

@@ -5,7 +5,6 @@ import {
   BodyAbortedError,
   type ErrorResponse,
   errorResponse,
-  isDatabaseUnavailable,
   MethodNotAllowedError,
   NotFoundError,
 } from './errors.ts';
@@ -97,11 +96,12 @@ export function failureOf(err: unknown, request: FastifyRequest): unknown {
 
 // The one log decision for a failed request, whichever API and envelope answer it: a client's
 // abort at info, a database outage through its outage log (not a line per request), any other
-// server fault at error with its stack.
+// server fault at error with its stack. A 503 is always an outage of the database (an
+// UnavailableError says so in the routes that catch it themselves).
 export function logFailure(err: unknown, request: FastifyRequest, status: number): void {
   const where = { method: request.method, path: request.url };
   if (request.raw.readableAborted) request.log.info({ err, ...where }, 'client aborted its body');
-  else if (status === 503 && isDatabaseUnavailable(err)) databaseOutage.refused(request.log, err);
+  else if (status === 503) databaseOutage.refused(request.log, err);
   else if (status >= 500) request.log.error({ err, ...where }, 'request failed');
 }
 
