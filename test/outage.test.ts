@@ -3,7 +3,7 @@
 // credential, and the outage takes a line every few seconds in the log, not one per request.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { after, describe, test } from 'node:test';
 import pg from 'pg';
 import PgBoss from 'pg-boss';
@@ -11,7 +11,7 @@ import { buildApp } from '../src/app.ts';
 import { createPool } from '../src/platform/db.ts';
 import { errorResponse, isDatabaseUnavailable, RETRY_AFTER_SECONDS } from '../src/platform/errors.ts';
 import { OutageLog } from '../src/platform/outage.ts';
-import { captureLogger, createTestDatabase, testConfig } from './helpers.ts';
+import { buildTestApp, captureLogger, createTestDatabase, testConfig, waitFor } from './helpers.ts';
 import { freePort } from './ports.ts';
 
 // A token of the book's shape: recognised without a query, then looked up in the database.
@@ -77,6 +77,68 @@ describe('when PostgreSQL cannot be reached', async () => {
     assert.ok(loud.length <= 2, `${loud.length} lines: ${JSON.stringify(loud.slice(0, 3))}`);
     assert.ok(!lines.some((l) => l.msg === 'request failed'), 'no outage logged as a server fault');
   });
+});
+
+// A TCP relay in front of the test PostgreSQL: stopping it is the database going away under
+// a running app (pooled connections reset, new ones refused); starting it again brings it back.
+async function relayTo(dsn: string) {
+  const target = new URL(dsn);
+  const port = await freePort();
+  const sockets = new Set<Socket>();
+  let server: Server | undefined;
+  const start = async () => {
+    server = createServer((client) => {
+      // The embedded server listens on 127.0.0.1 beside its Unix socket.
+      const upstream = connect(Number(target.port), '127.0.0.1');
+      for (const s of [client, upstream]) {
+        sockets.add(s);
+        s.on('error', () => {});
+        s.once('close', () => sockets.delete(s));
+      }
+      client.pipe(upstream).pipe(client);
+      client.once('close', () => upstream.destroy());
+      upstream.once('close', () => client.destroy());
+    });
+    server.listen(port, '127.0.0.1');
+    await once(server, 'listening');
+  };
+  const stop = async () => {
+    const closed = server && once(server, 'close');
+    server?.close();
+    for (const s of sockets) s.destroy();
+    await closed;
+  };
+  await start();
+  after(stop);
+  const relayed = new URL(target);
+  relayed.hostname = '127.0.0.1';
+  relayed.port = String(port);
+  return { dsn: relayed.toString(), start, stop };
+}
+
+test('when the database goes away under a running app, then 503 at once, liveness 200, and it serves again when it is back', async () => {
+  const real = await createTestDatabase();
+  const relay = await relayTo(real);
+  const { api, lines } = await buildTestApp({ dsn: relay.dsn });
+  assert.equal((await api('/v1/movies')).statusCode, 200);
+
+  await relay.stop();
+  const before = lines.length;
+  const answers = await Promise.all(Array.from({ length: 50 }, () => api('/v1/movies')));
+  assert.deepEqual(new Set(answers.map((a) => a.statusCode)), new Set([503]), answers[0]?.body);
+  assert.equal(answers[0]?.headers['retry-after'], String(RETRY_AFTER_SECONDS));
+  assert.equal((await api('/livez')).statusCode, 200);
+  assert.equal((await api('/v1/healthcheck')).statusCode, 200);
+  assert.equal((await api('/readyz')).statusCode, 503);
+  // Lines of the requests (the job queue's own polling reports its errors apart).
+  const loud = lines
+    .slice(before)
+    .filter((l) => l.request_id !== undefined && (l.level === 'error' || l.level === 'warn'));
+  assert.ok(loud.length <= 2, JSON.stringify(loud.map((l) => l.msg)));
+
+  await relay.start();
+  await waitFor('the database back', async () => (await api('/v1/movies')).statusCode === 200);
+  assert.equal((await api('/readyz')).statusCode, 200);
 });
 
 describe('which errors are an unreachable database', () => {
