@@ -25,9 +25,9 @@ import {
 } from './operations/operations.routes.ts';
 import { corsHook } from './platform/cors.ts';
 import { createPool, type Db } from './platform/db.ts';
-import { BadRequestError, NotFoundError } from './platform/errors.ts';
+import { BadRequestError, isDatabaseUnavailable, NotFoundError } from './platform/errors.ts';
 import { addMethodFallbacks, deprecationHeaders, sendError } from './platform/http.ts';
-import { clientErrorHandler, serverFactory } from './platform/http-server.ts';
+import { clientErrorHandler, type GreenlightServer, serverFactory } from './platform/http-server.ts';
 import type { Jobs } from './platform/jobs.ts';
 import { MAX_BODY_BYTES } from './platform/json-body.ts';
 import type { Logger } from './platform/logger.ts';
@@ -202,17 +202,24 @@ export function buildApp({
   });
   app.addHook('onRequest', corsHook(settings.cors));
   const authenticators = createAuthenticators({ config, db, cache: identityCache, logger, jwts });
-  app.addHook(
-    'onRequest',
-    authenticationHook(
-      authenticators,
-      {
-        check: (request) => (limits.enabled ? limited(() => limiter.check(`ip:${request.ip}`)) : undefined),
-        charge: (request) => (limits.enabled ? limited(() => limiter.take(`ip:${request.ip}`)) : undefined),
-      },
-      PRODUCTS_API_PREFIX,
-    ),
+  const authenticate = authenticationHook(
+    authenticators,
+    {
+      check: (request) => (limits.enabled ? limited(() => limiter.check(`ip:${request.ip}`)) : undefined),
+      charge: (request) => (limits.enabled ? limited(() => limiter.take(`ip:${request.ip}`)) : undefined),
+    },
+    PRODUCTS_API_PREFIX,
   );
+  // Every credential is looked up, on every route; on a health probe a lookup the database
+  // cannot answer is ignored, so an outage never makes the process look dead (liveness) and
+  // readiness says why it is not ready.
+  app.addHook('onRequest', async (request, reply) => {
+    try {
+      await authenticate(request, reply);
+    } catch (err) {
+      if (!(request.routeOptions.config.probe && isDatabaseUnavailable(err))) throw err;
+    }
+  });
   app.addHook('onRequest', async (request) => {
     if (!limits.enabled || request.routeOptions.config.rateLimit === false) return;
     const identity = request.identity;
@@ -266,6 +273,10 @@ export function buildApp({
   // Open streams end first, each in its own way (WebSocket clients with 1001), then the
   // WebSocket server closes. Client messages are a few bytes of JSON.
   const streamClosers = new Set<() => void>();
+  // The server switches protocols only on these paths (platform/http-server.ts).
+  app.addHook('onRoute', (route) => {
+    if (route.wsHandler) (app.server as GreenlightServer).webSocketPaths.add(route.url);
+  });
   app.register(websocket, {
     options: { maxPayload: 4096 },
     preClose(done) {

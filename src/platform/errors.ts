@@ -29,7 +29,67 @@ export class ValidationError extends Error {
 }
 
 // A dependency (the database) cannot serve the request now; the message is client-facing.
-export class UnavailableError extends Error {}
+// With `retryAfterSeconds`, the answer says when to try again.
+export class UnavailableError extends Error {
+  readonly retryAfterSeconds: number | undefined;
+  constructor(message: string, retryAfterSeconds?: number) {
+    super(message);
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
+// A client that hangs up in the middle of its body breaks the stream a route reads: its
+// doing, not a fault of ours, whatever the reading code threw (and nobody reads the answer).
+export class BodyAbortedError extends BadRequestError {
+  constructor() {
+    super('the request body ended before it was complete');
+  }
+}
+
+// How long a client should wait before retrying a request refused by an outage (503): long
+// enough for a database restart or a failover, short enough not to matter once it is back.
+export const RETRY_AFTER_SECONDS = 5;
+
+// Socket errors of a connection to the database that cannot be made or was lost. ECONNRESET
+// counts only with a syscall: a client aborting its request body raises ECONNRESET too.
+const UNREACHABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ECONNABORTED',
+]);
+
+// SQLSTATEs of a server that is shutting down, starting up, out of connection slots, or of a
+// lost connection (class 08).
+const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300']);
+
+// node-postgres's own errors for a connection that timed out, ended or broke.
+const UNREACHABLE_MESSAGES = [
+  'timeout exceeded when trying to connect',
+  'Connection terminated',
+  'Client has encountered a connection error and is not queryable',
+  'Client was closed and is not queryable',
+];
+
+// Is `err` the database being unreachable (down, restarting, refusing connections), as opposed
+// to a query of ours failing? Such a request is answered 503 with Retry-After, not 500.
+export function isDatabaseUnavailable(err: unknown, depth = 0): boolean {
+  if (!(err instanceof Error) || depth > 3) return false;
+  const { code, syscall } = err as { code?: unknown; syscall?: unknown };
+  if (typeof code === 'string') {
+    if (UNREACHABLE_CODES.has(code) || UNAVAILABLE_SQLSTATES.has(code)) return true;
+    if (code === 'ECONNRESET' && typeof syscall === 'string') return true;
+    if (/^08[0-9A-Z]{3}$/.test(code)) return true;
+  }
+  if (UNREACHABLE_MESSAGES.some((message) => err.message.startsWith(message))) return true;
+  if (err instanceof AggregateError && err.errors.some((e) => isDatabaseUnavailable(e, depth + 1)))
+    return true;
+  return isDatabaseUnavailable(err.cause, depth + 1);
+}
 
 // A request body over a route's own size limit (413); the message is client-facing.
 export class PayloadTooLargeError extends Error {}
@@ -129,6 +189,7 @@ export type ErrorResponse = Readonly<{
 export const MESSAGES = {
   notFound: 'the requested resource could not be found',
   serverError: 'the server encountered a problem and could not process your request',
+  unavailable: 'the service is temporarily unavailable, please try again later',
   editConflict: 'unable to update the record due to an edit conflict, please try again',
   rateLimited: 'rate limit exceeded',
   invalidCredentials: 'invalid authentication credentials',
@@ -164,7 +225,13 @@ export const ERROR_RESPONSES: ReadonlyArray<readonly [ErrorClass, (err: never) =
     }),
   ],
   [BusyError, (err: BusyError) => ({ status: 409, error: err.message })],
-  [UnavailableError, (err: UnavailableError) => ({ status: 503, error: err.message })],
+  [
+    UnavailableError,
+    (err: UnavailableError) =>
+      err.retryAfterSeconds === undefined
+        ? { status: 503, error: err.message }
+        : { status: 503, error: err.message, headers: { 'retry-after': String(err.retryAfterSeconds) } },
+  ],
   [EditConflictError, () => ({ status: 409, error: MESSAGES.editConflict })],
   [InvalidCredentialsError, () => ({ status: 401, error: MESSAGES.invalidCredentials })],
   [
@@ -208,5 +275,7 @@ export function errorResponse(err: unknown): ErrorResponse {
       return { status: statusCode, error: (STATUS_CODES[statusCode] ?? 'bad request').toLowerCase() };
     }
   }
+  if (isDatabaseUnavailable(err))
+    return errorResponse(new UnavailableError(MESSAGES.unavailable, RETRY_AFTER_SECONDS));
   return SERVER_ERROR;
 }

@@ -7,8 +7,12 @@
 //   (no request in progress) for QUIET_MS; one that is mid-request finishes it and is closed
 //   after its response (Fastify sends `Connection: close` while closing);
 // - errors Node answers itself, before Fastify sees a request (malformed HTTP, timeouts,
-//   oversized headers, an unsupported Expect), in the API's `{"error": ...}` envelope with a
-//   request id.
+//   oversized headers, an unsupported Expect, CONNECT), in the API's `{"error": ...}` envelope
+//   with a request id;
+// - a protocol switch only where one is served: a WebSocket handshake on a WebSocket route;
+//   any other `Upgrade` (h2c, websocket elsewhere, a handshake that is not one) is served as
+//   the plain HTTP/1.1 request it also is, as Go does;
+// - a complete request followed by the client's FIN (a half-close) is still answered.
 import cluster from 'node:cluster';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -50,24 +54,33 @@ export const QUIET_MS = 500;
 
 export const CLIENT_ERROR_MESSAGES: Readonly<Record<number, string>> = {
   400: 'the request is not valid HTTP',
+  405: 'the CONNECT method is not supported for this resource',
   408: 'the request took too long to arrive',
   417: 'the Expect header is not supported (only 100-continue is)',
   431: 'the request headers are too large',
 };
 
 // A whole response for a socket that has no ServerResponse (yet): status, envelope, request id.
-export function rawErrorResponse(status: number, message: string): string {
+export function rawErrorResponse(
+  status: number,
+  message: string,
+  headers: Readonly<Record<string, string>> = {},
+): string {
   const body = JSON.stringify({ error: message });
   return [
     `HTTP/1.1 ${status} ${STATUS_CODES[status]}`,
     'Content-Type: application/json',
     `Content-Length: ${Buffer.byteLength(body)}`,
     `X-Request-Id: ${randomUUID()}`,
+    ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
     'Connection: close',
     '',
     body,
   ].join('\r\n');
 }
+
+// What a 405 to CONNECT offers instead: the methods routes are served with.
+const ALLOWED_METHODS = 'DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT';
 
 const CLIENT_ERROR_STATUS: Readonly<Record<string, number>> = {
   ERR_HTTP_REQUEST_TIMEOUT: 408,
@@ -89,7 +102,30 @@ export function clientErrorHandler(events: ServerEvents) {
   };
 }
 
+// RFC 6455 §4.2.1: what makes a request a WebSocket opening handshake (ws checks the same and
+// answers anything less with a bare text/html 400).
+const WEBSOCKET_KEY = /^[A-Za-z0-9+/]{22}==$/;
+
+function isWebSocketHandshake(req: IncomingMessage): boolean {
+  const { upgrade, connection } = req.headers;
+  const version = req.headers['sec-websocket-version'];
+  const key = req.headers['sec-websocket-key'];
+  return (
+    req.method === 'GET' &&
+    upgrade?.toLowerCase() === 'websocket' &&
+    (connection ?? '')
+      .toLowerCase()
+      .split(',')
+      .some((token) => token.trim() === 'upgrade') &&
+    (version === '13' || version === '8') &&
+    typeof key === 'string' &&
+    WEBSOCKET_KEY.test(key)
+  );
+}
+
 export class GreenlightServer extends Server {
+  // Paths of the WebSocket routes (static paths; the app adds them as it registers routes).
+  readonly webSocketPaths = new Set<string>();
   readonly #policy: ConnectionPolicy;
   readonly #events: ServerEvents;
   readonly #connections = new Map<Socket, Connection>();
@@ -109,8 +145,17 @@ export class GreenlightServer extends Server {
       // A request without Host is refused by the app in the API's envelope, not here with an
       // empty body.
       requireHostHeader: false,
+      // Anything else with an Upgrade header reaches the app as a plain request: the
+      // WebSocket plugin would otherwise upgrade it on any path (101, then a close) or let ws
+      // answer a bad handshake in text/html.
+      shouldUpgradeCallback: (req) =>
+        isWebSocketHandshake(req) && this.webSocketPaths.has((req.url ?? '').split('?')[0] as string),
     };
     super(options, handler);
+    // Node's default ends the socket and aborts the request in progress when the client
+    // half-closes (`printf 'GET / HTTP/1.0\r\n\r\n' | nc -q`): the response of a handler
+    // that waits had nowhere to go. Half-open, the response is written, then the socket ends.
+    (this as { httpAllowHalfOpen?: boolean }).httpAllowHalfOpen = true;
     this.#policy = policy;
     this.#events = events;
     this.maxConnections = policy.maxConnections;
@@ -126,6 +171,14 @@ export class GreenlightServer extends Server {
         connection: 'close',
       });
       res.end(body);
+    });
+    // Not a proxy: Node would close the connection without a word.
+    this.on('connect', (_req: IncomingMessage, socket: Socket) => {
+      events.onClientError?.(405);
+      socket.on('error', () => {});
+      const answer = rawErrorResponse(405, CLIENT_ERROR_MESSAGES[405] as string, { allow: ALLOWED_METHODS });
+      // The socket is no longer Node's: no timeout would close it if the client kept it open.
+      socket.end(answer, () => socket.destroy());
     });
     this.on('drop', (data?: { remoteAddress?: string }) =>
       events.onRefused?.('total', data?.remoteAddress ?? ''),

@@ -1,12 +1,23 @@
 // HTTP helpers shared by every module: id parameters, and the book's router behaviour for
 // known paths (405 with Allow for other methods, 200 with Allow for OPTIONS).
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
-import { type ErrorResponse, errorResponse, MethodNotAllowedError, NotFoundError } from './errors.ts';
+import {
+  BodyAbortedError,
+  type ErrorResponse,
+  errorResponse,
+  MethodNotAllowedError,
+  NotFoundError,
+} from './errors.ts';
+import { databaseOutage } from './outage.ts';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
     // false: not counted by the rate limiter (static assets of the docs page)
     rateLimit?: boolean;
+    // A health probe (liveness, readiness, the book's healthcheck): it must answer for itself
+    // while the database is down, so a credential sent along that cannot be checked then is
+    // ignored rather than failing it.
+    probe?: boolean;
     // A route being retired: since when, and when it goes.
     deprecation?: Readonly<{ since: Date; sunset: Date; link?: string }>;
   }
@@ -77,26 +88,34 @@ export function addMethodFallbacks(app: FastifyInstance, paths: readonly string[
   }
 }
 
-// The one way an error becomes a response: the table's status and headers, a log line with
-// the stack for server faults, and `envelope` shaping the body (the book's {"error": ...} by
-// default, GraphQL's errors for /graphql). Returns the status sent.
-const BODY_ABORTED: ErrorResponse = { status: 400, error: 'the request body ended before it was complete' };
+// What failed, as the error tables see it: a client that hung up mid-body broke the stream
+// the route read, whatever the route then threw.
+export function failureOf(err: unknown, request: FastifyRequest): unknown {
+  return request.raw.readableAborted ? new BodyAbortedError() : err;
+}
 
+// The one log decision for a failed request, whichever API and envelope answer it: a client's
+// abort at info, a database outage through its outage log (not a line per request), any other
+// server fault at error with its stack. A 503 is always an outage of the database (an
+// UnavailableError says so in the routes that catch it themselves).
+export function logFailure(err: unknown, request: FastifyRequest, status: number): void {
+  const where = { method: request.method, path: request.url };
+  if (request.raw.readableAborted) request.log.info({ err, ...where }, 'client aborted its body');
+  else if (status === 503) databaseOutage.refused(request.log, err);
+  else if (status >= 500) request.log.error({ err, ...where }, 'request failed');
+}
+
+// The one way an error becomes a response: the table's status and headers, logFailure's log
+// line, and `envelope` shaping the body (the book's {"error": ...} by default, GraphQL's
+// errors for /graphql). Returns the status sent.
 export function sendError(
   err: unknown,
   request: FastifyRequest,
   reply: FastifyReply,
   envelope: (response: ErrorResponse) => unknown = (response) => ({ error: response.error }),
 ): number {
-  // A client that hangs up in the middle of its body breaks the stream a route reads: its
-  // doing, not a fault of ours, and nobody is left to read the answer.
-  const aborted = request.raw.readableAborted;
-  const response = aborted ? BODY_ABORTED : errorResponse(err);
-  if (aborted)
-    request.log.info({ err, method: request.method, path: request.url }, 'client aborted its body');
-  else if (response.status >= 500) {
-    request.log.error({ err, method: request.method, path: request.url }, 'request failed');
-  }
+  const response = errorResponse(failureOf(err, request));
+  logFailure(err, request, response.status);
   reply
     .code(response.status)
     .headers(response.headers ?? {})

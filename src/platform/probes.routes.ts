@@ -2,7 +2,8 @@
 // readiness says this instance can serve (the database answers and its schema is the one this
 // code expects), so a load balancer sends it traffic. Neither counts against the rate limiter
 // (a throttled probe would take a healthy instance out of rotation); credentials sent along
-// are still authenticated, and that can be refused (401, or 429 for an address over its limit).
+// are still authenticated, and that can be refused (401, or 429 for an address over its limit),
+// except that a credential the unreachable database cannot check is ignored here.
 // Why a check fails (the database's or Redis's own error text: host names, ports, user names)
 // is for operators only (isOperator, as /debug/vars); anyone else gets the status alone.
 import type { FastifyInstance } from 'fastify';
@@ -60,7 +61,7 @@ export function probeRoutes(
   app.get(
     '/livez',
     {
-      config: { rateLimit: false },
+      config: { rateLimit: false, probe: true },
       schema: {
         operationId: 'liveness',
         summary: 'Is the process alive? Never touches the database.',
@@ -75,7 +76,7 @@ export function probeRoutes(
   app.get(
     '/readyz',
     {
-      config: { rateLimit: false },
+      config: { rateLimit: false, probe: true },
       schema: {
         operationId: 'readiness',
         summary:

@@ -58,6 +58,7 @@ export function systemRoutes(app: FastifyInstance, config: Config, metrics: Metr
   app.get(
     '/v1/healthcheck',
     {
+      config: { probe: true },
       schema: {
         operationId: 'healthcheck',
         summary: 'Is the service up?',

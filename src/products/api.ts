@@ -20,7 +20,7 @@ import {
   RateLimitedError,
   rateLimitHeaders,
 } from '../platform/errors.ts';
-import { addMethodFallbacks } from '../platform/http.ts';
+import { addMethodFallbacks, failureOf, logFailure } from '../platform/http.ts';
 import { ApiKeyNotFoundError, AUTH_PATHS, authRoutes } from './auth.routes.ts';
 import { NotProductOwnerError, ProductNotFoundError, RuleViolationError } from './product.ts';
 import { PRODUCT_PATHS, productRoutes } from './products.routes.ts';
@@ -95,10 +95,15 @@ export function apiErrorResponse(err: unknown): ApiErrorResponse {
   }
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code === 'string' && code in FRAMEWORK_ERRORS) return FRAMEWORK_ERRORS[code] as ApiErrorResponse;
-  // Any other client error the framework raises keeps the status the book's table gives it.
+  // Any other client error the framework raises, and an unreachable database (503 with
+  // Retry-After), keep the status the book's table gives them.
   const book = errorResponse(err);
-  if (book.status < 500) {
-    return { code: book.status, message: typeof book.error === 'string' ? book.error : 'invalid request' };
+  if (book.status < 500 || book.status === 503) {
+    return {
+      code: book.status,
+      message: typeof book.error === 'string' ? book.error : 'invalid request',
+      ...(book.status === 503 && book.headers ? { headers: { ...book.headers } } : {}),
+    };
   }
   return SERVER_ERROR;
 }
@@ -118,9 +123,8 @@ export function productsApi(deps: {
 }) {
   return async (api: FastifyInstance): Promise<void> => {
     api.setErrorHandler((err, request, reply) => {
-      const response = apiErrorResponse(err);
-      if (response.code >= 500)
-        request.log.error({ err, method: request.method, path: request.url }, 'request failed');
+      const response = apiErrorResponse(failureOf(err, request));
+      logFailure(err, request, response.code);
       reply
         .code(response.code)
         .headers(response.headers ?? {})
