@@ -4,7 +4,11 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import pg from 'pg';
 import * as sql from '../src/movies/movies.sql.ts';
-import { buildTestApp, createMovie } from './helpers.ts';
+import { createPool } from '../src/platform/db.ts';
+import { Migrator } from '../src/platform/migrations.ts';
+import { resumePoint } from '../src/realtime/events.ts';
+import { MOVIES } from '../src/realtime/topics.ts';
+import { buildTestApp, createMovie, createTestDatabase } from './helpers.ts';
 
 type EventRow = { id: string; type: string; movie_id: string; payload: Record<string, unknown> };
 
@@ -76,4 +80,37 @@ test('when a change is rolled back, or commits through its SQL alone, then nobod
   assert.equal(rows.length, 1);
   assert.equal(rows[0]?.payload.title, 'Coco');
   assert.deepEqual(notified, []);
+});
+
+test('when events were written before migration 000021, then they keep their id order before every new event, and resumes from them stay exact', async () => {
+  const dsn = await createTestDatabase({ template: false });
+  const migrator = new Migrator(dsn);
+  await migrator.goto(20);
+  const client = createPool({ dsn, maxOpenConns: 1, maxIdleTimeMs: 60_000, queryTimeoutMs: 3_000 });
+  try {
+    await client.query(
+      `INSERT INTO movie_events (type, movie_id, payload)
+       SELECT 'movie.created', n, json_build_object('id', n) FROM generate_series(1, 3) n`,
+    );
+    await client.query('UPDATE movie_events_pruned SET up_to = 0');
+    await migrator.up();
+    await client.query(
+      "INSERT INTO movie_events (type, movie_id, payload) VALUES ('movie.created', 4, '{\"id\":4}')",
+    );
+    const { rows } = await client.query<{ id: string; xid: string }>(
+      'SELECT id, xid::text AS xid FROM movie_events ORDER BY xid, id',
+    );
+    assert.deepEqual(
+      rows.map((r) => Number(r.id)),
+      [1, 2, 3, 4],
+    );
+    assert.deepEqual(
+      rows.slice(0, 3).map((r) => r.xid),
+      ['0', '0', '0'],
+    );
+    assert.ok(BigInt(rows[3]?.xid ?? 0) > 0n);
+    assert.deepEqual(await resumePoint(client, MOVIES, 2), { gap: null, after: { xid: 0n, id: 2 } });
+  } finally {
+    await client.end();
+  }
 });
