@@ -19,7 +19,9 @@ export type Outbox = Readonly<{
 // here before it has an id, and PostgreSQL gives a transaction its id at its first write,
 // so its id is larger than that of the change it waited for. (Waiting on the row's lock
 // itself is not enough: an UPDATE takes its id before it waits for the row.) Changes of
-// other records never wait for it.
+// other records never wait for it. This holds when the change is its transaction's first
+// write, as every write path of the service is (one statement a transaction; an atomic import
+// only inserts new records, which nobody else sees before it commits).
 export const lockSubject = (outbox: Outbox, idParam: string): string =>
   `(SELECT true FROM pg_advisory_xact_lock(${outbox.lockKey}, hashint8(${idParam}::bigint)))`;
 
