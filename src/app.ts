@@ -45,7 +45,13 @@ import { EventFeed } from './realtime/feed.ts';
 import { StreamOwners } from './realtime/owners.ts';
 import { productEventsRoutes, REALTIME_PATHS, realtimeRoutes } from './realtime/realtime.routes.ts';
 import { TOPICS } from './realtime/topics.ts';
-import { postgresWakeups, publishWakeups, redisWakeups } from './realtime/wakeups.ts';
+import {
+  notifyPublisher,
+  postgresWakeups,
+  publishWakeups,
+  redisPublisher,
+  redisWakeups,
+} from './realtime/wakeups.ts';
 import { RuntimeSettings } from './settings/runtime.ts';
 import { SETTINGS_PATHS, settingsRoutes } from './settings/settings.routes.ts';
 
@@ -298,7 +304,8 @@ export function buildApp({
   const reauthenticate = reauthenticator(authenticators);
   const owners = new StreamOwners({ reauthenticate, logger });
   const stopWatchingIdentities = identityCache?.onInvalidation((userId) => owners.identityChanged(userId));
-  const stopPublishing = redis ? TOPICS.map((topic) => publishWakeups(redis, topic, db, logger)) : [];
+  const publisher = redis ? redisPublisher(redis) : notifyPublisher(db);
+  const stopPublishing = TOPICS.map((topic) => publishWakeups(publisher, topic, db, logger));
   app.addHook('onClose', async () => {
     for (const stop of stopPublishing) stop();
     stopWatchingIdentities?.();

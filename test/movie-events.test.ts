@@ -1,8 +1,14 @@
+// The movie_events outbox as the database holds it: one row per committed change, with the id
+// of its transaction, and wake-ups sent only after commits.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import pg from 'pg';
 import * as sql from '../src/movies/movies.sql.ts';
-import { buildTestApp, createMovie } from './helpers.ts';
+import { createPool } from '../src/platform/db.ts';
+import { Migrator } from '../src/platform/migrations.ts';
+import { resumePoint } from '../src/realtime/events.ts';
+import { MOVIES } from '../src/realtime/topics.ts';
+import { buildTestApp, createMovie, createTestDatabase } from './helpers.ts';
 
 type EventRow = { id: string; type: string; movie_id: string; payload: Record<string, unknown> };
 
@@ -19,11 +25,11 @@ async function listen(dsn: string, t: { after: (fn: () => Promise<void>) => void
 }
 
 async function waitFor(ids: string[], count: number) {
-  const deadline = Date.now() + 2_000;
+  const deadline = Date.now() + 1_000;
   while (ids.length < count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
 }
 
-test('when a movie is created, updated and deleted, then each change has its outbox row and notification, in order', async (t) => {
+test('when a movie is created, updated and deleted, then each change has its outbox row with its transaction id, in order, and listeners are woken after the commits', async (t) => {
   const { api, db, dsn } = await buildTestApp();
   const notified = await listen(dsn, t);
   const movie = await createMovie(api, { title: 'Arrival' });
@@ -39,8 +45,8 @@ test('when a movie is created, updated and deleted, then each change has its out
   assert.equal((await api({ method: 'DELETE', url: `/v1/movies/${movie.id}` })).statusCode, 200);
   assert.equal((await api({ method: 'DELETE', url: `/v1/movies/${movie.id}` })).statusCode, 404);
 
-  const { rows } = await db.query<EventRow>(
-    'SELECT id, type, movie_id, payload FROM movie_events ORDER BY id',
+  const { rows } = await db.query<EventRow & { xid: string }>(
+    'SELECT id, xid::text AS xid, type, movie_id, payload FROM movie_events ORDER BY xid, id',
   );
   assert.deepEqual(
     rows.map((r) => [r.type, Number(r.movie_id), r.payload.version]),
@@ -51,14 +57,13 @@ test('when a movie is created, updated and deleted, then each change has its out
     ],
   );
   assert.equal(rows[1]?.payload.year, 2017);
-  await waitFor(notified, 3);
-  assert.deepEqual(
-    notified,
-    rows.map((r) => String(r.id)),
-  );
+  // One transaction each, so three transaction ids.
+  assert.equal(new Set(rows.map((r) => r.xid)).size, 3);
+  await waitFor(notified, 1);
+  assert.ok(notified.length >= 1);
 });
 
-test('when a change is rolled back, then it leaves no event and notifies nobody', async (t) => {
+test('when a change is rolled back, or commits through its SQL alone, then nobody is notified: wake-ups are sent by the use case after its commit, never by the writing transaction', async (t) => {
   const { db, dsn } = await buildTestApp();
   const notified = await listen(dsn, t);
   const client = await db.connect();
@@ -66,7 +71,6 @@ test('when a change is rolled back, then it leaves no event and notifies nobody'
     await client.query('BEGIN');
     await sql.insertMovie(client, { title: 'Moana', year: 2016, runtime: 107, genres: ['animation'] });
     await client.query('ROLLBACK');
-    // A committed change after it: once its notification arrives, an earlier one would have too.
     await sql.insertMovie(client, { title: 'Coco', year: 2017, runtime: 105, genres: ['animation'] });
   } finally {
     client.release();
@@ -75,5 +79,38 @@ test('when a change is rolled back, then it leaves no event and notifies nobody'
   const { rows } = await db.query<EventRow>('SELECT id, type, payload FROM movie_events');
   assert.equal(rows.length, 1);
   assert.equal(rows[0]?.payload.title, 'Coco');
-  assert.deepEqual(notified, [String(rows[0]?.id)]);
+  assert.deepEqual(notified, []);
+});
+
+test('when events were written before migration 000021, then they keep their id order before every new event, and resumes from them stay exact', async () => {
+  const dsn = await createTestDatabase({ template: false });
+  const migrator = new Migrator(dsn);
+  await migrator.goto(20);
+  const client = createPool({ dsn, maxOpenConns: 1, maxIdleTimeMs: 60_000, queryTimeoutMs: 3_000 });
+  try {
+    await client.query(
+      `INSERT INTO movie_events (type, movie_id, payload)
+       SELECT 'movie.created', n, json_build_object('id', n) FROM generate_series(1, 3) n`,
+    );
+    await client.query('UPDATE movie_events_pruned SET up_to = 0');
+    await migrator.up();
+    await client.query(
+      "INSERT INTO movie_events (type, movie_id, payload) VALUES ('movie.created', 4, '{\"id\":4}')",
+    );
+    const { rows } = await client.query<{ id: string; xid: string }>(
+      'SELECT id, xid::text AS xid FROM movie_events ORDER BY xid, id',
+    );
+    assert.deepEqual(
+      rows.map((r) => Number(r.id)),
+      [1, 2, 3, 4],
+    );
+    assert.deepEqual(
+      rows.slice(0, 3).map((r) => r.xid),
+      ['0', '0', '0'],
+    );
+    assert.ok(BigInt(rows[3]?.xid ?? 0) > 0n);
+    assert.deepEqual(await resumePoint(client, MOVIES, 2), { gap: null, after: { xid: 0n, id: 2 } });
+  } finally {
+    await client.end();
+  }
 });

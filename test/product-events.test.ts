@@ -17,7 +17,14 @@ const base = `http://127.0.0.1:${port}`;
 const EVENTS = `${base}/api/v1/products/events`;
 const WS = `ws://127.0.0.1:${port}/v1/ws`;
 
-type ProductJson = { id: number; name: string; price: number; stock: number; description?: string };
+type ProductJson = {
+  id: number;
+  user_id: number;
+  name: string;
+  price: number;
+  stock: number;
+  description?: string;
+};
 
 async function call(method: string, path: string, credential: string, body?: unknown) {
   const res = await fetch(`${base}${path}`, {
@@ -281,40 +288,50 @@ test('when the API key behind a product stream is deleted, then its SSE and WebS
   assert.equal((await closed).code, 1008);
 });
 
-test('when a transaction holds the product outbox lock, then a second product writer waits for its commit (events in commit order) while movie writers, on their own lock, go on', async (t) => {
+test('when two transactions change one product, then the second waits for the first before it takes its transaction id, so its event comes after; writers of other products and of movies go on', async (t) => {
   const sse = await openSse(EVENTS, { token });
   t.after(() => sse.close());
   await until(() => sse.comments.length >= 1, 'the stream to open');
+  const product = await createProduct({ name: 'Contended' });
+  await until(() => sse.events.length >= 1, 'the created event');
   const holder = await db.connect();
-  const waiter = await db.connect();
-  t.after(() => {
+  t.after(async () => {
+    await holder.query('ROLLBACK');
     holder.release();
-    waiter.release();
   });
-  const { rows } = await db.query<{ id: number }>('SELECT id FROM users ORDER BY id LIMIT 1');
-  const userId = (rows[0] as { id: number }).id;
-  const fields = { description: '', price: '1.00', stock: 1 };
+  const admin = { userId: product.user_id, admin: true };
   await holder.query('BEGIN');
-  await waiter.query('BEGIN');
-  const held = await products.insertProduct(holder, userId, { ...fields, name: 'Holds the lock' });
+  await products.updateProduct(holder, String(product.id), admin, { name: 'First' });
+  const waiter = await db.connect();
+  t.after(() => waiter.release());
   const waiterPid = (await waiter.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
-  const waiting = products.insertProduct(waiter, userId, { ...fields, name: 'Waits' });
-  await waitFor('the second product writer to wait on the lock', async () => {
-    const { rows } = await db.query<{ waiting: boolean }>(
-      "SELECT wait_event_type = 'Lock' AS waiting FROM pg_stat_activity WHERE pid = $1",
+  const waiting = products.updateProduct(waiter, String(product.id), admin, { name: 'Second' });
+  // It waits on this product's lock without a transaction id yet: the id it gets once the
+  // first commits is larger than the first's.
+  await waitFor('the second writer to wait', async () => {
+    const { rows } = await db.query<{ waiting: boolean; xid: string | null }>(
+      "SELECT wait_event_type = 'Lock' AS waiting, backend_xid::text AS xid FROM pg_stat_activity WHERE pid = $1",
       [waiterPid],
     );
-    return rows[0]?.waiting === true;
+    return rows[0]?.waiting === true && rows[0];
   });
-  // A movie change is not held up by the product outbox's lock.
+  const { rows } = await db.query<{ xid: string | null }>(
+    'SELECT backend_xid::text AS xid FROM pg_stat_activity WHERE pid = $1',
+    [waiterPid],
+  );
+  assert.equal(rows[0]?.xid, null);
+  // Changes of other records are not held up.
+  const other = await createProduct({ name: 'Not waiting' });
   await createMovie(api, { title: 'Not waiting' });
   await holder.query('COMMIT');
-  const second = await waiting;
-  await waiter.query('COMMIT');
-  await until(() => sse.events.length >= 2, 'both events');
+  await waiting;
+  await until(() => sse.events.length >= 4, 'every product event');
   assert.deepEqual(
-    sse.events.map((e) => dataOf(e).product.id),
-    [held.id, second.id],
+    sse.events.slice(1).map((e) => [dataOf(e).product.id, dataOf(e).product.name]),
+    [
+      [product.id, 'First'],
+      [other.id, 'Not waiting'],
+      [product.id, 'Second'],
+    ],
   );
-  assert.ok(Number(sse.events[0]?.id) < Number(sse.events[1]?.id));
 });

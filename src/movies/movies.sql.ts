@@ -2,7 +2,7 @@
 // round trip, optimistic locking on version. Zero rows become domain errors here.
 import type { Queryable } from '../platform/db.ts';
 import { EditConflictError, NotFoundError } from '../platform/errors.ts';
-import { notifyEvent, type Outbox, recordEvents } from '../platform/outbox.ts';
+import { lockSubject, type Outbox, recordEvents } from '../platform/outbox.ts';
 import type { MovieFilters, MovieListQuery } from './filters.ts';
 import type { Movie, MovieFields } from './movie.ts';
 
@@ -29,18 +29,16 @@ function toMovie(row: MovieRow): Movie {
 }
 
 // Every change writes its event to the movie_events outbox in the same statement
-// (src/platform/outbox.ts).
+// (src/platform/outbox.ts); streams are woken on this channel after the commit.
 export const MOVIE_EVENTS_CHANNEL = 'movie_events';
 const MOVIE_EVENTS: Outbox = {
   table: 'movie_events',
   subjectColumn: 'movie_id',
   lockKey: 7_235_016,
-  channel: MOVIE_EVENTS_CHANNEL,
 };
 const MOVIE_JSON = `json_build_object('id', m.id, 'title', m.title, 'year', m.year,
   'runtime', m.runtime, 'genres', m.genres, 'version', m.version)`;
 const recordEvent = (type: string, payload: string) => recordEvents(MOVIE_EVENTS, type, payload);
-const NOTIFY = notifyEvent(MOVIE_EVENTS);
 
 const INSERT_MOVIE = `
   WITH m AS (
@@ -48,8 +46,7 @@ const INSERT_MOVIE = `
     VALUES ($1, $2, $3, $4)
     RETURNING id, created_at, title, year, runtime, genres, version
   ),${recordEvent('movie.created', MOVIE_JSON)}
-  SELECT m.id, m.created_at, m.title, m.year, m.runtime, m.genres, m.version, ${NOTIFY}
-  FROM m, e`;
+  SELECT m.id, m.created_at, m.title, m.year, m.runtime, m.genres, m.version FROM m`;
 
 const SELECT_MOVIE = `
   SELECT id, created_at, title, year, runtime, genres, version
@@ -60,16 +57,16 @@ const UPDATE_MOVIE = `
   WITH m AS (
     UPDATE movies
     SET title = $1, year = $2, runtime = $3, genres = $4, version = version + 1
-    WHERE id = $5 AND version = $6
+    WHERE id = $5 AND version = $6 AND ${lockSubject(MOVIE_EVENTS, '$5')}
     RETURNING id, title, year, runtime, genres, version
   ),${recordEvent('movie.updated', MOVIE_JSON)}
-  SELECT m.version, ${NOTIFY} FROM m, e`;
+  SELECT m.version FROM m`;
 
 const DELETE_MOVIE = `
   WITH m AS (
-    DELETE FROM movies WHERE id = $1 RETURNING id, version
+    DELETE FROM movies WHERE id = $1 AND ${lockSubject(MOVIE_EVENTS, '$1')} RETURNING id, version
   ),${recordEvent('movie.deleted', "json_build_object('id', m.id, 'version', m.version)")}
-  SELECT ${NOTIFY} FROM e`;
+  SELECT m.id FROM m`;
 
 // ORDER BY cannot take a parameter, so each safelisted sort maps to fixed SQL text.
 const ORDER_BY: Readonly<Record<MovieListQuery['sort'], string>> = {
@@ -210,7 +207,7 @@ export async function selectMovies(
 
 // Many movies in one statement (seeding, benchmarks, imports): one array per column, each
 // movie's genres as JSON text since unnest cannot take an array of arrays of varying length.
-// Each movie gets its movie.created event; one notification wakes the listeners for all.
+// Each movie gets its movie.created event.
 const INSERT_MOVIES = `
   WITH m AS (
     INSERT INTO movies (title, year, runtime, genres)
@@ -218,9 +215,7 @@ const INSERT_MOVIES = `
     FROM unnest($1::text[], $2::integer[], $3::integer[], $4::text[]) AS r(title, year, runtime, genres)
     RETURNING id, title, year, runtime, genres, version
   ),${recordEvent('movie.created', MOVIE_JSON)}
-  SELECT n.count, pg_notify('${MOVIE_EVENTS_CHANNEL}', n.last::text)
-  FROM (SELECT count(*)::integer AS count, max(id) AS last FROM e) n
-  WHERE n.count > 0`;
+  SELECT count(*)::integer AS count FROM m`;
 
 export async function insertMovies(db: Queryable, movies: readonly MovieFields[]): Promise<number> {
   const { rows } = await db.query<{ count: number }>({

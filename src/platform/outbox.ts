@@ -1,28 +1,36 @@
 // The write side of an event outbox (movie_events, product_events), one template for every
-// table: a change statement records its event rows and notifies listeners in the same
-// statement, so in the same transaction: a rolled-back change leaves no event, and a committed
-// one always has its row (the NOTIFY itself is only delivered at commit).
-// The statement takes a transaction-level advisory lock (one key per outbox) before its event
-// rows get their ids, so writers of one outbox commit one at a time in id order: a reader that
-// sees event N has seen every committed event below N (docs/decisions.md, "Change streams").
+// table: a change statement records its event rows in the same statement, so in the same
+// transaction: a rolled-back change leaves no event, and a committed one always has its row.
+// Each row gets the id of its transaction (the column's default, pg_current_xact_id()); the
+// streams deliver in (xid, id) order and only events of transactions older than every running
+// one, so writers take no shared lock and send no NOTIFY: they commit in parallel, and wake
+// the streams after their commit (docs/decisions.md, "Change streams").
 export type Outbox = Readonly<{
   table: string;
   // the column naming the changed record
   subjectColumn: string;
+  // the first key of the subjects' advisory locks, one value per outbox
   lockKey: number;
-  channel: string;
 }>;
 
-// CTEs `events_lock` and `e` (the event rows' ids) for a statement whose changed rows are the
-// CTE `m`; `payload` is an SQL expression over m. Put after `WITH m AS (…),`.
+// A condition for the WHERE of an UPDATE or DELETE of the subject `idParam` (e.g. '$1'): it
+// takes a lock on that subject alone, held to commit, before the row is written. Two changes
+// of one record then get their transaction ids in the order they commit: the second waits
+// here before it has an id, and PostgreSQL gives a transaction its id at its first write,
+// so its id is larger than that of the change it waited for. (Waiting on the row's lock
+// itself is not enough: an UPDATE takes its id before it waits for the row.) Changes of
+// other records never wait for it. This holds when the change is its transaction's first
+// write, as every write path of the service is (one statement a transaction; an atomic import
+// only inserts new records, which nobody else sees before it commits).
+export const lockSubject = (outbox: Outbox, idParam: string): string =>
+  `(SELECT true FROM pg_advisory_xact_lock(${outbox.lockKey}, hashint8(${idParam}::bigint)))`;
+
+// The CTE `e` (the event rows' ids) for a statement whose changed rows are the CTE `m`;
+// `payload` is an SQL expression over m. Put after `WITH m AS (…),`.
 export const recordEvents = (outbox: Outbox, type: string, payload: string): string => `
-  events_lock AS (SELECT pg_advisory_xact_lock(${outbox.lockKey})),
   e AS (
     INSERT INTO ${outbox.table} (type, ${outbox.subjectColumn}, payload)
-    SELECT '${type}', m.id, ${payload} FROM m, events_lock
+    SELECT '${type}', m.id, ${payload} FROM m
     ORDER BY m.id
     RETURNING id
   )`;
-
-// A select-list expression over `e`: wakes the listeners with the event's id.
-export const notifyEvent = (outbox: Outbox): string => `pg_notify('${outbox.channel}', e.id::text)`;

@@ -1,7 +1,7 @@
 // SQL for the products table. Changes by a non-owner are ruled out inside the statement
 // (user_id = the requester, unless an admin asks), so no read-then-write race exists.
 import type { Queryable } from '../platform/db.ts';
-import { notifyEvent, type Outbox, recordEvents } from '../platform/outbox.ts';
+import { lockSubject, type Outbox, recordEvents } from '../platform/outbox.ts';
 import type { NewProduct, Product, ProductChanges } from './product.ts';
 
 type ProductRow = {
@@ -32,17 +32,16 @@ const COLUMNS = 'id, user_id, name, description, price, stock, created_at, updat
 
 // Every change writes its event to the product_events outbox in the same statement
 // (src/platform/outbox.ts); the payload holds the row's columns, price as its NUMERIC text.
+// Streams are woken on this channel after the commit.
 export const PRODUCT_EVENTS_CHANNEL = 'product_events';
 const PRODUCT_EVENTS: Outbox = {
   table: 'product_events',
   subjectColumn: 'product_id',
   lockKey: 7_235_020,
-  channel: PRODUCT_EVENTS_CHANNEL,
 };
 const PRODUCT_JSON = `json_build_object('id', m.id, 'user_id', m.user_id, 'name', m.name,
   'description', m.description, 'price', m.price::text, 'stock', m.stock,
   'created_at', m.created_at, 'updated_at', m.updated_at)`;
-const NOTIFY = notifyEvent(PRODUCT_EVENTS);
 
 // The product an event's payload (PRODUCT_JSON) holds; its timestamps come as JSON text.
 export function productOfEventPayload(payload: Record<string, unknown>): Product {
@@ -62,7 +61,7 @@ const INSERT = `
     VALUES ($1, $2, $3, $4, $5)
     RETURNING ${COLUMNS}
   ),${recordEvents(PRODUCT_EVENTS, 'product.created', PRODUCT_JSON)}
-  SELECT ${M_COLUMNS}, ${NOTIFY} FROM m, e`;
+  SELECT ${M_COLUMNS} FROM m`;
 
 // One round trip for the page and the total; the total is there even past the last page.
 const SELECT_PAGE = `
@@ -93,16 +92,17 @@ const UPDATE = `
         price = COALESCE($5::numeric, price),
         stock = COALESCE($6::integer, stock),
         updated_at = now()
-    WHERE id = $1 AND (user_id = $2 OR $7)
+    WHERE id = $1 AND (user_id = $2 OR $7) AND ${lockSubject(PRODUCT_EVENTS, '$1')}
     RETURNING ${COLUMNS}
   ),${recordEvents(PRODUCT_EVENTS, 'product.updated', PRODUCT_JSON)}
-  SELECT ${M_COLUMNS}, ${NOTIFY} FROM m, e`;
+  SELECT ${M_COLUMNS} FROM m`;
 
 const DELETE = `
   WITH m AS (
-    DELETE FROM products WHERE id = $1 AND (user_id = $2 OR $3) RETURNING id
+    DELETE FROM products WHERE id = $1 AND (user_id = $2 OR $3) AND ${lockSubject(PRODUCT_EVENTS, '$1')}
+    RETURNING id
   ),${recordEvents(PRODUCT_EVENTS, 'product.deleted', "json_build_object('id', m.id)")}
-  SELECT ${NOTIFY} FROM e`;
+  SELECT m.id FROM m`;
 
 export async function insertProduct(db: Queryable, userId: number, product: NewProduct): Promise<Product> {
   const { rows } = await db.query<ProductRow>(INSERT, [

@@ -1,78 +1,145 @@
 // An outbox (movie_events, product_events) as the streams read it, the statements generated
 // from one template per table. The rows are written by the owning module in the statement of
-// each change (src/platform/outbox.ts).
+// each change (src/platform/outbox.ts), each with the id of its transaction (xid).
+//
+// The delivery order is (xid, id), and a read returns only events whose transaction is older
+// than every transaction still running (xid < the xmin of the statement's snapshot): those
+// transactions have all ended, so no event can later appear before the last one read. A
+// position in that order is its event's (xid, id); the id alone is what clients see.
 import type { Queryable } from '../platform/db.ts';
 
 export type EventRow = {
   id: string;
+  xid: string;
   type: string;
   payload: Record<string, unknown>;
   created_at: Date;
 };
 
+export type Position = Readonly<{ xid: bigint; id: number }>;
+
+// Before every event.
+export const START: Position = { xid: 0n, id: 0 };
+
 export type OutboxStatements = Readonly<{
   table: string;
   selectAfter: string;
-  selectLastId: string;
-  selectPrunedUpTo: string;
+  selectLast: string;
+  selectResume: string;
   prune: string;
 }>;
 
-// By id, not by time alone: the pruned events are always a prefix of the ids, so "pruned up to
-// N" means exactly that no event at or below N can be resumed from. At most $2 rows a
-// statement, so a large backlog is deleted in steps that each stay within the query timeout.
 export const outboxStatements = (table: string): OutboxStatements => ({
   table,
+  // `pending`: committed events wait behind a transaction still running (they are read once
+  // it ends); computed under the same snapshot, so on the row of an empty batch too.
   selectAfter: `
-    SELECT id, type, payload, created_at
-    FROM ${table}
-    WHERE id > $1
-    ORDER BY id
-    LIMIT $2`,
-  selectLastId: `SELECT coalesce(max(id), 0)::text AS id FROM ${table}`,
-  selectPrunedUpTo: `SELECT up_to::text AS up_to FROM ${table}_pruned`,
+    WITH horizon AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin),
+    batch AS (
+      SELECT id, xid, type, payload, created_at
+      FROM ${table}
+      WHERE (xid, id) > ($1::xid8, $2::bigint) AND xid < (SELECT xmin FROM horizon)
+      ORDER BY xid, id
+      LIMIT $3
+    )
+    SELECT b.id, b.xid::text AS xid, b.type, b.payload, b.created_at,
+           EXISTS (SELECT 1 FROM ${table} WHERE xid >= (SELECT xmin FROM horizon)) AS pending
+    FROM (VALUES (1)) AS one
+    LEFT JOIN batch b ON true
+    ORDER BY b.xid, b.id`,
+  selectLast: `
+    SELECT id, xid::text AS xid FROM ${table}
+    WHERE xid < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY xid DESC, id DESC
+    LIMIT 1`,
+  // The event with the greatest id up to $1 (the id itself when it is still there) and what
+  // pruning left behind.
+  selectResume: `
+    SELECT p.up_to::text AS up_to, p.up_to_xid::text AS up_to_xid, p.max_id::text AS max_id,
+           e.id::text AS id, e.xid::text AS xid
+    FROM ${table}_pruned p
+    LEFT JOIN LATERAL (
+      SELECT id, xid FROM ${table} WHERE id <= $1 ORDER BY id DESC LIMIT 1
+    ) e ON true`,
+  // Deletes a prefix of the delivery order, of events whose transactions have all ended (a
+  // later event never lands inside a pruned prefix): up to the last event created before $1,
+  // at most $2 rows a statement, so a large backlog is deleted in steps that each stay within
+  // the query timeout.
   prune: `
-    WITH old AS (
-      SELECT max(id) AS id FROM ${table} WHERE created_at < $1
+    WITH horizon AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin),
+    old AS (
+      SELECT xid, id FROM ${table}
+      WHERE created_at < $1 AND xid < (SELECT xmin FROM horizon)
+      ORDER BY xid DESC, id DESC
+      LIMIT 1
+    ),
+    nth AS (
+      SELECT xid, id FROM ${table} ORDER BY xid, id OFFSET $2 - 1 LIMIT 1
     ),
     cutoff AS (
-      SELECT CASE WHEN old.id IS NULL THEN NULL
-                  ELSE LEAST(old.id, (SELECT id FROM ${table} ORDER BY id OFFSET $2 - 1 LIMIT 1))
-             END AS id
+      SELECT CASE WHEN nth_first THEN nth.xid ELSE old.xid END AS xid,
+             CASE WHEN nth_first THEN nth.id ELSE old.id END AS id
       FROM old
+      LEFT JOIN nth ON true
+      CROSS JOIN LATERAL (SELECT coalesce((nth.xid, nth.id) < (old.xid, old.id), false) AS nth_first) n
     ),
     deleted AS (
-      DELETE FROM ${table} WHERE id <= (SELECT id FROM cutoff) RETURNING id
+      DELETE FROM ${table} WHERE (xid, id) <= (SELECT xid, id FROM cutoff) RETURNING id
     ),
     marked AS (
-      UPDATE ${table}_pruned SET up_to = GREATEST(up_to, (SELECT id FROM cutoff))
-      WHERE (SELECT id FROM cutoff) IS NOT NULL
+      UPDATE ${table}_pruned p
+      SET up_to = c.id, up_to_xid = c.xid, max_id = GREATEST(p.max_id, (SELECT max(id) FROM deleted))
+      FROM cutoff c
+      WHERE (c.xid, c.id) > (p.up_to_xid, p.up_to)
     )
     SELECT count(*)::integer AS count FROM deleted`,
 });
 
+const toPosition = (xid: string, id: string): Position => ({ xid: BigInt(xid), id: Number(id) });
+
 export async function selectEventsAfter(
   db: Queryable,
   sql: OutboxStatements,
-  afterId: number,
+  after: Position,
   limit: number,
-): Promise<EventRow[]> {
-  const { rows } = await db.query<EventRow>({
+): Promise<{ rows: EventRow[]; pending: boolean }> {
+  const { rows } = await db.query<EventRow & { pending: boolean }>({
     name: `select-${sql.table}-after`,
     text: sql.selectAfter,
-    values: [afterId, limit],
+    values: [after.xid.toString(), after.id, limit],
   });
-  return rows;
+  return { rows: rows.filter((row) => row.id !== null), pending: rows[0]?.pending ?? false };
 }
 
-export async function selectLastEventId(db: Queryable, sql: OutboxStatements): Promise<number> {
-  const { rows } = await db.query<{ id: string }>(sql.selectLastId);
-  return Number(rows[0]?.id ?? 0);
+export async function selectLastPosition(db: Queryable, sql: OutboxStatements): Promise<Position> {
+  const { rows } = await db.query<{ id: string; xid: string }>(sql.selectLast);
+  const row = rows[0];
+  return row ? toPosition(row.xid, row.id) : START;
 }
 
-export async function selectPrunedUpTo(db: Queryable, sql: OutboxStatements): Promise<number> {
-  const { rows } = await db.query<{ up_to: string }>(sql.selectPrunedUpTo);
-  return Number(rows[0]?.up_to ?? 0);
+export type ResumeRow = Readonly<{
+  // the last event pruned in delivery order, and the highest event id ever pruned
+  prunedUpTo: Position;
+  maxPrunedId: number;
+  // the event with the greatest id up to the one asked for, if any
+  event: Position | null;
+}>;
+
+export async function selectResume(db: Queryable, sql: OutboxStatements, id: number): Promise<ResumeRow> {
+  const { rows } = await db.query<{
+    up_to: string;
+    up_to_xid: string;
+    max_id: string;
+    id: string | null;
+    xid: string | null;
+  }>(sql.selectResume, [id]);
+  const row = rows[0];
+  if (!row) throw new Error(`${sql.table}_pruned has no row`);
+  return {
+    prunedUpTo: toPosition(row.up_to_xid, row.up_to),
+    maxPrunedId: Number(row.max_id),
+    event: row.id === null || row.xid === null ? null : toPosition(row.xid, row.id),
+  };
 }
 
 export async function deleteEventsBefore(

@@ -4,13 +4,21 @@ import type { Db, Queryable } from '../platform/db.ts';
 import * as sql from './events.sql.ts';
 import type { Topic } from './topics.ts';
 
+export { type Position, START } from './events.sql.ts';
+
 export type StreamEvent = Readonly<{
   id: number;
+  // where it stands in the delivery order: (transaction id, id)
+  position: sql.Position;
   // `id: …`, `event: …`, `data: …` and the blank line that ends an SSE event
   sse: string;
   // the WebSocket message: the same data with its topic
   ws: string;
 }>;
+
+// Whether `a` comes after `b` in the delivery order.
+export const isAfter = (a: sql.Position, b: sql.Position): boolean =>
+  a.xid > b.xid || (a.xid === b.xid && a.id > b.id);
 
 export function toStreamEvent(topic: Topic, row: sql.EventRow): StreamEvent {
   const id = Number(row.id);
@@ -23,36 +31,48 @@ export function toStreamEvent(topic: Topic, row: sql.EventRow): StreamEvent {
   const json = JSON.stringify(data);
   return {
     id,
+    position: { xid: BigInt(row.xid), id },
     sse: `id: ${id}\nevent: ${row.type}\ndata: ${json}\n\n`,
     ws: `{"topic":"${topic.name}",${json.slice(1)}`,
   };
 }
 
+// The events after `after` that can be delivered now, at most `limit`; `pending` when
+// committed events beyond them wait for an older transaction still running to end.
 export async function eventsAfter(
   db: Queryable,
   topic: Topic,
-  afterId: number,
+  after: sql.Position,
   limit: number,
-): Promise<StreamEvent[]> {
-  return (await sql.selectEventsAfter(db, topic.outbox, afterId, limit)).map((row) =>
-    toStreamEvent(topic, row),
-  );
+): Promise<{ events: StreamEvent[]; pending: boolean }> {
+  const { rows, pending } = await sql.selectEventsAfter(db, topic.outbox, after, limit);
+  return { events: rows.map((row) => toStreamEvent(topic, row)), pending };
 }
 
-export const lastEventId = (db: Queryable, topic: Topic): Promise<number> =>
-  sql.selectLastEventId(db, topic.outbox);
+// The position of the last event that can be delivered now.
+export const lastPosition = (db: Queryable, topic: Topic): Promise<sql.Position> =>
+  sql.selectLastPosition(db, topic.outbox);
 
 export type Gap = { last_event_id: number; pruned_up_to: number };
 
-// Where a client resuming after `afterId` has to start: when events it has not seen were
-// pruned, it is told so (a gap) and gets what is left.
+// Where a client resuming after the event `afterId` (an id it was sent) continues, and the gap
+// it is told of when events it has not seen were pruned:
+// - the event is still there: right after it, no gap (pruning deletes a prefix of the order);
+// - it was the last event pruned: after what was pruned, no gap;
+// - it was pruned before that: a gap, then what is left;
+// - no event ever had the id (a rolled-back change's, or one beyond the last): after the
+//   event with the greatest id below it.
 export async function resumePoint(
   db: Queryable,
   topic: Topic,
   afterId: number,
-): Promise<{ gap: Gap | null }> {
-  const prunedUpTo = await sql.selectPrunedUpTo(db, topic.outbox);
-  return { gap: afterId < prunedUpTo ? { last_event_id: afterId, pruned_up_to: prunedUpTo } : null };
+): Promise<{ gap: Gap | null; after: sql.Position }> {
+  const { prunedUpTo, maxPrunedId, event } = await sql.selectResume(db, topic.outbox, afterId);
+  if (event?.id === afterId) return { gap: null, after: event };
+  if (afterId === prunedUpTo.id) return { gap: null, after: sql.START };
+  if (afterId <= maxPrunedId)
+    return { gap: { last_event_id: afterId, pruned_up_to: prunedUpTo.id }, after: sql.START };
+  return { gap: null, after: event ?? sql.START };
 }
 
 // Deletes the topic's events created before `olderThan` (the -events-retention window, run as

@@ -1,15 +1,20 @@
 // One event feed per topic and process: it reads the topic's outbox after the last event it delivered whenever
-// it is woken (a NOTIFY on its LISTEN connection, or a Redis message: src/realtime/wakeups.ts)
-// and on a safety poll, and hands each batch to every local subscriber. Clients never hold a
-// database connection; the feed borrows pool connections to read.
+// it is woken (a NOTIFY on its LISTEN connection, or a Redis message, sent after a change
+// commits: src/realtime/wakeups.ts) and on a safety poll, and hands each batch to every local
+// subscriber. Clients never hold a database connection; the feed borrows pool connections to read.
+// A committed event can still be hidden behind an older transaction that is running (the
+// outbox is read below the oldest running transaction: src/realtime/events.sql.ts); the read
+// says so, and the feed reads again soon after, backing off up to the poll.
 // It starts with the first subscriber, so processes without streams hold no extra connection.
 import type { Db } from '../platform/db.ts';
 import type { Logger } from '../platform/logger.ts';
-import { eventsAfter, lastEventId, type StreamEvent } from './events.ts';
+import { eventsAfter, lastPosition, type Position, START, type StreamEvent } from './events.ts';
 import type { Topic } from './topics.ts';
 import type { Wakeups } from './wakeups.ts';
 
 const BATCH = 500;
+// the first re-read of events hidden behind a running transaction, doubled each time
+const RETRY_MS = 2;
 
 export type Subscriber = (events: readonly StreamEvent[]) => void;
 
@@ -20,12 +25,14 @@ export class EventFeed {
   readonly #logger: Logger;
   readonly #pollMs: number;
   readonly #subscribers = new Set<Subscriber>();
-  #lastId = 0;
+  #last: Position = START;
   #started: Promise<void> | undefined;
   #stopped = false;
   #reading: Promise<void> | undefined;
   #again = false;
   #poll: NodeJS.Timeout | undefined;
+  #retry: NodeJS.Timeout | undefined;
+  #retryMs = RETRY_MS;
   #stopListening: (() => Promise<void>) | undefined;
 
   constructor(options: { topic: Topic; db: Db; wakeups: Wakeups; logger: Logger; pollMs: number }) {
@@ -36,16 +43,16 @@ export class EventFeed {
     this.#pollMs = options.pollMs;
   }
 
-  // The id of the newest event handed to subscribers: a new live subscriber starts after it.
-  get lastId(): number {
-    return this.#lastId;
+  // The position of the newest event handed to subscribers: a new live subscriber starts after it.
+  get last(): Position {
+    return this.#last;
   }
 
   get subscriberCount(): number {
     return this.#subscribers.size;
   }
 
-  // Subscribes once the feed runs; from then on every event after `lastId` reaches `subscriber`.
+  // Subscribes once the feed runs; from then on every event after `last` reaches `subscriber`.
   async subscribe(subscriber: Subscriber): Promise<() => void> {
     await this.start();
     this.#subscribers.add(subscriber);
@@ -61,7 +68,7 @@ export class EventFeed {
   }
 
   async #start(): Promise<void> {
-    this.#lastId = await lastEventId(this.#db, this.topic);
+    this.#last = await lastPosition(this.#db, this.topic);
     this.#stopListening = this.#wakeups(() => this.wake());
     this.#poll = setInterval(() => this.wake(), this.#pollMs);
     this.#poll.unref();
@@ -87,11 +94,13 @@ export class EventFeed {
   async #readAll(): Promise<void> {
     try {
       for (;;) {
-        const events = await eventsAfter(this.#db, this.topic, this.#lastId, BATCH);
-        if (events.length === 0 || this.#stopped) return;
-        this.#lastId = (events.at(-1) as StreamEvent).id;
-        for (const subscriber of this.#subscribers) subscriber(events);
-        if (events.length < BATCH) return;
+        const { events, pending } = await eventsAfter(this.#db, this.topic, this.#last, BATCH);
+        if (this.#stopped) return;
+        if (events.length > 0) {
+          this.#last = (events.at(-1) as StreamEvent).position;
+          for (const subscriber of this.#subscribers) subscriber(events);
+        }
+        if (events.length < BATCH) return this.#retryLater(pending);
       }
     } catch (err) {
       // The next wake-up or poll retries from the same id.
@@ -99,9 +108,25 @@ export class EventFeed {
     }
   }
 
+  // Committed events wait behind a running transaction: read again in a few ms, then less
+  // often while they still wait; the poll takes over beyond its own interval.
+  #retryLater(pending: boolean): void {
+    clearTimeout(this.#retry);
+    this.#retry = undefined;
+    if (!pending) {
+      this.#retryMs = RETRY_MS;
+      return;
+    }
+    if (this.#retryMs > this.#pollMs) return;
+    this.#retry = setTimeout(() => this.wake(), this.#retryMs);
+    this.#retry.unref();
+    this.#retryMs *= 2;
+  }
+
   async stop(): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#poll);
+    clearTimeout(this.#retry);
     this.#subscribers.clear();
     await this.#stopListening?.();
     await this.#reading;

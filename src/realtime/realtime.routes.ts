@@ -25,7 +25,7 @@ import {
   response,
 } from '../platform/schemas.ts';
 import { apiErrors } from '../products/responses.ts';
-import { eventsAfter, resumePoint, type StreamEvent } from './events.ts';
+import { eventsAfter, isAfter, type Position, resumePoint, type StreamEvent } from './events.ts';
 import type { EventFeed } from './feed.ts';
 import type { Owner, Reauthenticate, StreamOwners } from './owners.ts';
 import { MOVIES, PRODUCTS, TOPICS, type Topic } from './topics.ts';
@@ -108,21 +108,21 @@ type Follower = Readonly<{
   unread: () => number;
 }>;
 
-// Sends every event after `after` (or, without one, every event from now on) exactly once and
-// in id order: the feed's live events are held while the outbox is read up to them. Catching
-// up waits while the client has more than half its bound unread, so a resume from far back is
-// paced by the client instead of cutting it off as a slow consumer.
+// Sends every event after the position `after` (or, without one, every event from now on)
+// exactly once and in the delivery order: the feed's live events are held while the outbox is
+// read up to them. Catching up waits while the client has more than half its bound unread, so
+// a resume from far back is paced by the client instead of cutting it off as a slow consumer.
 async function follow(
   { db, config }: RealtimeDeps,
   feed: EventFeed,
-  after: number | undefined,
+  after: Position | undefined,
   { send, isOpen, unread }: Follower,
 ): Promise<() => void> {
-  let cursor = after ?? -1;
+  let cursor: Position | undefined = after;
   let held: StreamEvent[] | null = after === undefined ? null : [];
   const deliver = (event: StreamEvent) => {
-    if (event.id <= cursor) return;
-    cursor = event.id;
+    if (cursor && !isAfter(event.position, cursor)) return;
+    cursor = event.position;
     send(event);
   };
   const paced = async (event: StreamEvent) => {
@@ -134,12 +134,12 @@ async function follow(
     else for (const event of events) if (isOpen()) deliver(event);
   });
   if (after === undefined) {
-    cursor = Math.max(cursor, feed.lastId);
+    if (!cursor || isAfter(feed.last, cursor)) cursor = feed.last;
     return unsubscribe;
   }
   try {
     for (;;) {
-      const events = await eventsAfter(db, feed.topic, cursor, CATCH_UP_BATCH);
+      const { events } = await eventsAfter(db, feed.topic, cursor as Position, CATCH_UP_BATCH);
       for (const event of events) await paced(event);
       if (events.length < CATCH_UP_BATCH || !isOpen()) break;
     }
@@ -216,8 +216,9 @@ function eventStream(deps: RealtimeDeps, topic: Topic, invalid: () => Error) {
   const { config, metrics, owners, closers } = deps;
   const feed = feedOf(deps, topic);
   return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
-    const after = readLastEventId(request, invalid);
-    const gap = after === undefined ? null : (await resumePoint(deps.db, feed.topic, after)).gap;
+    const afterId = readLastEventId(request, invalid);
+    const resume = afterId === undefined ? undefined : await resumePoint(deps.db, feed.topic, afterId);
+    const gap = resume?.gap;
     const owner = ownerOf(request);
     // Before the 200: a database that cannot start the feed is still a 500 in the envelope.
     await feed.start();
@@ -260,7 +261,7 @@ function eventStream(deps: RealtimeDeps, topic: Topic, invalid: () => Error) {
     if (gap) write(`event: gap\ndata: ${JSON.stringify(gap)}\n\n`);
     heartbeat = setInterval(() => write(': heartbeat\n\n'), config.heartbeatMs);
     try {
-      const unsubscribe = await follow(deps, feed, after, {
+      const unsubscribe = await follow(deps, feed, resume?.after, {
         send: (event) => {
           record.countSent();
           write(event.sse);
@@ -531,10 +532,10 @@ export function realtimeRoutes(app: FastifyInstance, deps: RealtimeDeps): void {
           return () => {};
         }
         if (isOpen()) permitted.add(topic);
-        const gap = after === undefined ? null : (await resumePoint(deps.db, topic, after)).gap;
+        const resume = after === undefined ? undefined : await resumePoint(deps.db, topic, after);
         if (isOpen()) reply({ type: 'subscribed', topic: topic.name });
-        if (gap && isOpen()) reply({ type: 'gap', topic: topic.name, ...gap });
-        return follow(deps, feedOf(deps, topic), after, {
+        if (resume?.gap && isOpen()) reply({ type: 'gap', topic: topic.name, ...resume.gap });
+        return follow(deps, feedOf(deps, topic), resume?.after, {
           send: (event) => {
             record.countSent();
             send(event.ws);

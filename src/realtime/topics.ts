@@ -25,7 +25,7 @@ export type Topic = Readonly<{
   present: (type: string, payload: Record<string, unknown>) => Record<string, unknown>;
   // why an identity may not (or no longer) read the topic, or null when it may
   refusal: (identity: Identity | null) => Error | null;
-  // the NOTIFY sent by the change's statement
+  // the NOTIFY sent after a change commits (src/realtime/wakeups.ts)
   channel: string;
   // the Redis channel that wakes feeds when -redis-url is set
   redisChannel: string;

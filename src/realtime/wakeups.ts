@@ -1,8 +1,11 @@
-// What wakes a topic's event feed when one of its changes commits somewhere:
-// - by default, the NOTIFY on the topic's channel (sent by the change's own statement), on one
-//   LISTEN connection per process for every topic;
-// - with -redis-url, a message on the topic's Redis channel, published by the process that
-//   made the change once it has committed; the feeds then hold no LISTEN connection.
+// What wakes a topic's event feed when one of its changes commits somewhere. The process that
+// made the change publishes a wake-up once it has committed, from outside the writing
+// transaction (a NOTIFY inside it would make every writer's commit queue behind one
+// database-wide lock):
+// - by default, a NOTIFY on the topic's channel, which every process receives on one LISTEN
+//   connection for every topic;
+// - with -redis-url, a message on the topic's Redis channel; the feeds then hold no LISTEN
+//   connection.
 // Either way the feed's safety poll covers a wake-up that is lost (a listener reconnecting,
 // Redis down, a change made by psql or `greenlight seed`).
 import type { Db } from '../platform/db.ts';
@@ -62,16 +65,45 @@ export function redisWakeups(redis: RedisConnection): WakeupSource {
   };
 }
 
+// Sends one wake-up of the topic to every process.
+export type Publisher = (topic: Topic) => Promise<unknown>;
+
+export const notifyPublisher =
+  (db: Db): Publisher =>
+  (topic) =>
+    db.query({ name: 'notify-events', text: "SELECT pg_notify($1, '')", values: [topic.channel] });
+
+export const redisPublisher =
+  (redis: RedisConnection): Publisher =>
+  (topic) =>
+    redis.publish(topic.redisChannel, '');
+
 // Publishes a wake-up after each change of the topic this process commits, whether or not it
-// serves streams itself. Returns how to stop.
-export function publishWakeups(redis: RedisConnection, topic: Topic, db: Db, logger: Logger): () => void {
+// serves streams itself. One wake-up at a time: changes that commit while one is on its way
+// get one more after it, which is sent after their commits. Returns how to stop.
+export function publishWakeups(publish: Publisher, topic: Topic, db: Db, logger: Logger): () => void {
+  let sending = false;
+  let again = false;
+  const send = () => {
+    sending = true;
+    publish(topic)
+      .catch((err: Error) => {
+        logger.debug(
+          { err, topic: topic.name },
+          'event wake-up not published; the safety poll delivers the change',
+        );
+      })
+      .finally(() => {
+        sending = false;
+        if (again) {
+          again = false;
+          send();
+        }
+      });
+  };
   return topic.observeChanges(db, async () => {
     // Not awaited: the writer's answer does not wait for the wake-up.
-    redis.publish(topic.redisChannel, '').catch((err: Error) => {
-      logger.debug(
-        { err, topic: topic.name },
-        'event wake-up not published; the safety poll delivers the change',
-      );
-    });
+    if (sending) again = true;
+    else send();
   });
 }
