@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import type { PoolClient } from 'pg';
 import { type AuditContext, recordEvent } from '../audit/audit.ts';
+import { revokeAllApiKeys } from '../auth/apikey.ts';
 import { type Db, withTransaction } from '../platform/db.ts';
 import {
   InvalidAuthenticationTokenError,
@@ -193,12 +194,21 @@ export async function userForExternalEmail(db: Db, email: string): Promise<User>
 }
 
 // Ends every session of the user: its JWTs (through the token generation) and the book's
-// authentication tokens, on every instance.
-export async function endSessions(db: Db, userId: number, context: AuditContext): Promise<void> {
+// authentication tokens, on every instance; its API keys too when asked (they are not
+// sessions: a log-out from a shared machine must not break the user's CI).
+export async function endSessions(
+  db: Db,
+  userId: number,
+  context: AuditContext,
+  options: { revokeApiKeys: boolean } = { revokeApiKeys: false },
+): Promise<void> {
   await withTransaction(db, async (client) => {
     await users.endTokenGeneration(client, userId);
     await deleteTokensForUser(client, SCOPES.authentication.name, userId);
-    await recordEvent(client, 'logout.all', { actorId: userId }, context);
+    const details = options.revokeApiKeys
+      ? { api_keys_revoked: await revokeAllApiKeys(client, userId) }
+      : undefined;
+    await recordEvent(client, 'logout.all', { actorId: userId, details }, context);
   });
 }
 
@@ -283,7 +293,8 @@ export async function requestPasswordReset(
 }
 
 // Sets a new password and ends every session of the user: reset tokens and, beyond the
-// book, authentication tokens and JWTs too, since a reset usually means the old password leaked.
+// book, authentication tokens, JWTs and API keys too, since a reset usually means the old
+// password leaked and a thief could have made keys with it.
 export async function resetPassword(
   { db }: AccountDeps,
   input: { password?: string; token?: string },
@@ -304,6 +315,7 @@ export async function resetPassword(
     await users.endTokenGeneration(client, user.id);
     await deleteTokensForUser(client, SCOPES.passwordReset.name, user.id);
     await deleteTokensForUser(client, SCOPES.authentication.name, user.id);
+    await revokeAllApiKeys(client, user.id);
   });
 }
 
