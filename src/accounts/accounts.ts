@@ -14,7 +14,7 @@ import { inTransaction, type Jobs, withTraceContext } from '../platform/jobs.ts'
 import { Validator } from '../platform/validator.ts';
 import type { EmailTemplate } from './emails.ts';
 import type { IdentityCache } from './identity-cache.ts';
-import { checkLoginThrottle } from './login-throttle.ts';
+import { beginLoginAttempt } from './login-throttle.ts';
 import { hashPassword, passwordMatches, spendPasswordCheckTime } from './password.ts';
 import { grantPermissions } from './permissions.sql.ts';
 import { deleteTokensForUser, insertToken } from './tokens.sql.ts';
@@ -131,16 +131,19 @@ export async function verifyCredentials(db: Db, email: string, password: string)
   return user;
 }
 
-// A login through either API: throttled, checked, and recorded in the audit trail.
+// A login through either API: throttled (counted before the password is checked), checked,
+// and recorded in the audit trail.
 export async function logIn(db: Db, email: string, password: string, context: AuditContext): Promise<User> {
-  await checkLoginThrottle(db, email, context.address);
+  const attempt = await beginLoginAttempt(db, email, context.address);
   let user: User;
   try {
     user = await verifyCredentials(db, email, password);
   } catch (err) {
     if (err instanceof InvalidCredentialsError) await recordEvent(db, 'login.failure', { email }, context);
+    else await attempt.abandoned().catch(() => {});
     throw err;
   }
+  await attempt.succeeded();
   await recordEvent(db, 'login.success', { actorId: user.id, email: user.email }, context);
   return user;
 }
