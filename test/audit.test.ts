@@ -1,5 +1,6 @@
 // Login throttling (per account and per address, on both APIs) and the audit trail.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setRole } from '../src/accounts/accounts.ts';
@@ -129,6 +130,19 @@ describe('login throttling', () => {
       [address],
     );
     assert.equal((await seedLogin(user.email, TEST_PASSWORD, address)).statusCode, 200);
+  });
+
+  test('when the e-mail is longer than any account could have, then 401 on both APIs and nothing is counted', async () => {
+    const email = `${randomBytes(6000).toString('hex')}@example.com`;
+    const address = newAddress();
+    const seed = await seedLogin(email, 'wrong-password', address);
+    assert.equal(seed.statusCode, 401, seed.body);
+    assert.deepEqual(seed.json(), { code: 401, message: 'auth: invalid email or password' });
+    assert.equal((await bookLogin(email, 'wrong-password', address)).statusCode, 401);
+    const { rows } = await db.query('SELECT count(*)::int AS n FROM login_throttle WHERE key = $1', [
+      address,
+    ]);
+    assert.deepEqual(rows, [{ n: 0 }]);
   });
 });
 

@@ -131,9 +131,14 @@ export async function verifyCredentials(db: Db, email: string, password: string)
   return user;
 }
 
+// Longer than any e-mail PostgreSQL could index in users: no account has one, and the
+// throttle's and the audit trail's indexes could not hold it either.
+const MAX_LOGIN_EMAIL_BYTES = 2048;
+
 // A login through either API: throttled (counted before the password is checked), checked,
 // and recorded in the audit trail.
 export async function logIn(db: Db, email: string, password: string, context: AuditContext): Promise<User> {
+  if (Buffer.byteLength(email) > MAX_LOGIN_EMAIL_BYTES) throw new InvalidCredentialsError();
   const attempt = await beginLoginAttempt(db, email, context.address);
   let user: User;
   try {
