@@ -1,5 +1,4 @@
 // Account use cases: registration, activation, tokens, password reset, authentication.
-import { randomBytes } from 'node:crypto';
 import type { PoolClient } from 'pg';
 import { type AuditContext, recordEvent } from '../audit/audit.ts';
 import { revokeAllApiKeys } from '../auth/apikey.ts';
@@ -158,11 +157,13 @@ export class EmailTakenError extends Error {}
 // A user registered through the products API (seed 002): no name and no activation mail
 // there, so the name is the e-mail's local part and the account starts unactivated with the
 // book's movies:read; the book's activation flow (POST /v1/tokens/activation) still applies
-// before it may use /v1/movies. The caller validated the e-mail and password.
+// before it may use /v1/movies. The caller validated the e-mail and password. `alongside`
+// runs in the same transaction (an external identity's link).
 export async function registerUserWithoutMail(
   db: Db,
   input: { email: string; password: string },
   context: AuditContext = {},
+  alongside?: (client: PoolClient, user: User) => Promise<void>,
 ): Promise<User> {
   const passwordHash = await hashPassword(input.password);
   try {
@@ -175,28 +176,11 @@ export async function registerUserWithoutMail(
       });
       await grantPermissions(client, user.id, ['movies:read']);
       await recordEvent(client, 'user.register', { actorId: user.id, email: user.email }, context);
+      await alongside?.(client, user);
       return user;
     });
   } catch (err) {
     if (err instanceof users.DuplicateEmailError) throw new EmailTakenError();
-    throw err;
-  }
-}
-
-// The user with this e-mail, created as a products-API registration would be (with a
-// random password nobody knows) when there is none: for identities an external provider
-// vouches for.
-export async function userForExternalEmail(db: Db, email: string): Promise<User> {
-  try {
-    return await users.selectUserByEmail(db, email);
-  } catch (err) {
-    if (!(err instanceof NotFoundError)) throw err;
-  }
-  try {
-    return await registerUserWithoutMail(db, { email, password: randomBytes(32).toString('base64url') });
-  } catch (err) {
-    // registered by a concurrent request meanwhile
-    if (err instanceof EmailTakenError) return users.selectUserByEmail(db, email);
     throw err;
   }
 }

@@ -16,6 +16,7 @@ export const AUDIT_ACTIONS = [
   'permission.revoke',
   'logout.all',
   'setting.change',
+  'identity.link',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 
