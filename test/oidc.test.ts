@@ -281,12 +281,20 @@ describe('OIDC access tokens', () => {
         },
       ],
       ['an unknown field', jwt, { provider_token: providerToken, user_id: 1 }, 400, undefined],
+      ['a provider token that is not a string', jwt, { provider_token: 5 }, 400, undefined],
     ];
     for (const [name, credential, body, status, expected] of cases) {
       const res = await link(credential, body);
       assert.equal(res.statusCode, status, `${name}: ${res.body}`);
       if (expected) assert.deepEqual(res.json(), expected, name);
     }
+    const malformed = await app.inject({
+      method: 'POST',
+      url: '/v1/users/identities',
+      headers: { authorization: `Bearer ${jwt}` },
+      payload: '{',
+    });
+    assert.equal(malformed.statusCode, 400, malformed.body);
     assert.equal(await linkedUser('owner-jwt'), undefined);
     assert.notEqual(await linkedUser('shop-backend'), owner.id);
 
