@@ -10,6 +10,7 @@ import { ACCOUNT_PATHS, accountRoutes } from './accounts/accounts.routes.ts';
 import { EMAIL_QUEUE } from './accounts/accounts.ts';
 import type { IdentityCache } from './accounts/identity-cache.ts';
 import { jwksRoute } from './auth/jwks.routes.ts';
+import { identityRoutes } from './auth/oidc.routes.ts';
 import { authenticationHook, createAuthenticators, createJwts, reauthenticator } from './auth/registry.ts';
 import type { Config } from './config.ts';
 import { graphqlRoutes } from './graphql/graphql.routes.ts';
@@ -335,6 +336,7 @@ export function buildApp({
     accountRoutes(api, { db, jobs });
     openApiRoute(api);
     const jwksPath = jwksRoute(api, jwts);
+    const identitiesPath = identityRoutes(api, { config, db, logger });
     api.register(productsApi({ db, jwts, streams: (products) => productEventsRoutes(products, realtime) }), {
       prefix: PRODUCTS_API_PREFIX,
     });
@@ -351,6 +353,7 @@ export function buildApp({
       ...(config.operations.profilingEnabled ? PROFILING_PATHS : []),
       '/v1/openapi.json',
       ...(jwksPath ? [jwksPath] : []),
+      ...(identitiesPath ? [identitiesPath] : []),
     ]);
   });
   registerDocsPage(app);

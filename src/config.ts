@@ -322,7 +322,7 @@ export const FLAGS: readonly FlagSpec[] = [
     name: 'oidc-auto-provision',
     kind: 'bool',
     default: 'false',
-    help: "link a provider's unknown subject to the local user with its e-mail, creating one if needed",
+    help: 'make a new account for an unknown subject whose e-mail is verified and has no account yet; existing accounts are linked only by POST /v1/users/identities',
   },
   {
     name: 'oidc-jwks-cache',

@@ -1,5 +1,6 @@
 // Login throttling (per account and per address, on both APIs) and the audit trail.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setRole } from '../src/accounts/accounts.ts';
@@ -65,7 +66,7 @@ describe('login throttling', () => {
     const user = await createUser(db);
     await failFiveTimes(() => user.email, newAddress());
     await db.query(
-      "UPDATE audit_events SET created_at = created_at - interval '10 seconds' WHERE email = $1",
+      "UPDATE login_throttle SET last_failure = last_failure - interval '10 seconds' WHERE key = $1",
       [user.email],
     );
     assert.equal((await seedLogin(user.email, 'wrong-password', newAddress())).statusCode, 401);
@@ -74,14 +75,74 @@ describe('login throttling', () => {
     assert.equal(throttled.headers['retry-after'], '2');
   });
 
-  test('when one address has failed 5 times on different accounts, then it is throttled on any account', async () => {
+  test('when 30 wrong guesses for one account arrive at once, then at most 5 are checked and the right password waits too', async () => {
+    const user = await createUser(db);
+    const guesses = await Promise.all(
+      Array.from({ length: 30 }, () => seedLogin(user.email, 'wrong-password', newAddress())),
+    );
+    const statuses = guesses.map((res) => res.statusCode);
+    assert.equal(statuses.filter((status) => status === 401).length, 5, String(statuses));
+    assert.equal(statuses.filter((status) => status === 429).length, 25, String(statuses));
+    const { rows } = await db.query(
+      "SELECT count(*)::int AS checked FROM audit_events WHERE action = 'login.failure' AND email = $1",
+      [user.email],
+    );
+    assert.deepEqual(rows, [{ checked: 5 }]);
+    const owner = await seedLogin(user.email, TEST_PASSWORD, newAddress());
+    assert.equal(owner.statusCode, 429);
+    assert.ok(Number(owner.headers['retry-after']) >= 1);
+  });
+
+  test('when one address has failed on 6 different accounts, then a 7th account behind it still logs in, and so does each of the 6 with its password', async () => {
     const address = newAddress();
-    const users = await Promise.all(Array.from({ length: 6 }, () => createUser(db)));
-    await failFiveTimes((i) => (users[i] as { email: string }).email, address);
-    const other = users[5] as { email: string };
-    assert.equal((await seedLogin(other.email, TEST_PASSWORD, address)).statusCode, 429);
-    assert.equal((await bookLogin(other.email, TEST_PASSWORD, address)).statusCode, 429);
-    assert.equal((await seedLogin(other.email, TEST_PASSWORD, newAddress())).statusCode, 200);
+    const users = await Promise.all(Array.from({ length: 7 }, () => createUser(db)));
+    for (const user of users.slice(0, 6))
+      assert.equal((await seedLogin(user.email, 'wrong-password', address)).statusCode, 401);
+    const seventh = users[6] as { email: string };
+    assert.equal((await seedLogin(seventh.email, TEST_PASSWORD, address)).statusCode, 200);
+    assert.equal((await bookLogin(seventh.email, TEST_PASSWORD, address)).statusCode, 201);
+    assert.equal(
+      (await seedLogin((users[0] as { email: string }).email, TEST_PASSWORD, address)).statusCode,
+      200,
+    );
+  });
+
+  test('when one address reaches 100 failures within 15 minutes, then every login from it gets 429 until the window ends', async () => {
+    const address = newAddress();
+    const user = await createUser(db);
+    // 99 failures on other accounts already counted in this window (as 99 requests would)
+    await db.query(
+      "INSERT INTO login_throttle (kind, key, failures, window_start, last_failure) VALUES ('address', $1, 99, now() - interval '1 minute', now())",
+      [address],
+    );
+    assert.equal(
+      (await seedLogin(`nobody-${Date.now()}@example.com`, 'wrong-password', address)).statusCode,
+      401,
+    );
+    const refused = await seedLogin(user.email, TEST_PASSWORD, address);
+    assert.equal(refused.statusCode, 429);
+    const retryAfter = Number(refused.headers['retry-after']);
+    assert.ok(retryAfter > 13 * 60 && retryAfter <= 14 * 60, String(retryAfter));
+    assert.equal((await bookLogin(user.email, TEST_PASSWORD, address)).statusCode, 429);
+    assert.equal((await seedLogin(user.email, TEST_PASSWORD, newAddress())).statusCode, 200);
+    await db.query(
+      "UPDATE login_throttle SET window_start = window_start - interval '15 minutes' WHERE kind = 'address' AND key = $1",
+      [address],
+    );
+    assert.equal((await seedLogin(user.email, TEST_PASSWORD, address)).statusCode, 200);
+  });
+
+  test('when the e-mail is longer than any account could have, then 401 on both APIs and nothing is counted', async () => {
+    const email = `${randomBytes(6000).toString('hex')}@example.com`;
+    const address = newAddress();
+    const seed = await seedLogin(email, 'wrong-password', address);
+    assert.equal(seed.statusCode, 401, seed.body);
+    assert.deepEqual(seed.json(), { code: 401, message: 'auth: invalid email or password' });
+    assert.equal((await bookLogin(email, 'wrong-password', address)).statusCode, 401);
+    const { rows } = await db.query('SELECT count(*)::int AS n FROM login_throttle WHERE key = $1', [
+      address,
+    ]);
+    assert.deepEqual(rows, [{ n: 0 }]);
   });
 });
 

@@ -189,6 +189,75 @@ describe('JWT revocation on every instance', () => {
   });
 });
 
+describe('API keys and account recovery', () => {
+  async function writeKey(user: { email: string }): Promise<{ jwt: string; key: string }> {
+    const jwt = await login(first.app, user.email);
+    const res = await first.app.inject({
+      method: 'POST',
+      url: '/api/v1/api-keys',
+      headers: bearer(jwt),
+      payload: { name: 'ci', scopes: ['products:read', 'products:write'] },
+    });
+    assert.equal(res.statusCode, 201, res.body);
+    return { jwt, key: res.json().key };
+  }
+  const createProduct = (key: string) =>
+    second.app.inject({
+      method: 'POST',
+      url: '/api/v1/products',
+      headers: bearer(key),
+      payload: { name: 'written with a key', price: 1 },
+    });
+
+  test("when the password is reset, then the user's API keys get 401 on the other instance within 1 s", async () => {
+    const user = await createUser(db);
+    const { key } = await writeKey(user);
+    await expectOnSecondWithinOneSecond(bearer(key), 200);
+    const reset = generateToken(user.id, SCOPES.passwordReset);
+    await insertToken(db, reset);
+    const res = await first.app.inject({
+      method: 'PUT',
+      url: '/v1/users/password',
+      payload: { password: 'new-pa55word', token: reset.plaintext },
+    });
+    assert.equal(res.statusCode, 200, res.body);
+    await expectOnSecondWithinOneSecond(bearer(key), 401);
+    assert.equal((await createProduct(key)).statusCode, 401);
+    const { rows } = await db.query('SELECT count(*)::int AS n FROM api_keys WHERE user_id = $1', [user.id]);
+    assert.deepEqual(rows, [{ n: 0 }]);
+  });
+
+  test('when the user logs out everywhere, then its API keys keep working unless revoke_api_keys=true is sent', async () => {
+    const user = await createUser(db);
+    const { jwt, key } = await writeKey(user);
+    await expectOnSecondWithinOneSecond(bearer(key), 200);
+    const logoutAll = (token: string, query: string) =>
+      first.app.inject({ method: 'POST', url: `/api/v1/auth/logout-all${query}`, headers: bearer(token) });
+    assert.equal((await logoutAll(jwt, '')).statusCode, 204);
+    await expectOnSecondWithinOneSecond(bearer(jwt), 401);
+    assert.equal((await createProduct(key)).statusCode, 201);
+
+    const jwt2 = await login(first.app, user.email);
+    for (const query of ['?revoke_api_keys=yes', '?revoke_api_keys=true&revoke_api_keys=true']) {
+      const bad = await logoutAll(jwt2, query);
+      assert.equal(bad.statusCode, 400, query);
+      assert.deepEqual(bad.json(), { code: 400, message: 'invalid revoke_api_keys: must be true or false' });
+    }
+    assert.equal((await createProduct(key)).statusCode, 201);
+    assert.equal((await logoutAll(jwt2, '?revoke_api_keys=true')).statusCode, 204);
+    await expectOnSecondWithinOneSecond(bearer(key), 401);
+    assert.equal((await createProduct(key)).statusCode, 401);
+    const { rows } = await db.query(
+      "SELECT details FROM audit_events WHERE action = 'logout.all' AND actor_id = $1 ORDER BY id",
+      [user.id],
+    );
+    assert.deepEqual(
+      rows.map((row) => row.details),
+      [{}, { api_keys_revoked: 1 }],
+    );
+  });
+});
+
 describe('API keys', () => {
   async function createKey(jwt: string, body: Record<string, unknown>) {
     return first.app.inject({ method: 'POST', url: '/api/v1/api-keys', headers: bearer(jwt), payload: body });

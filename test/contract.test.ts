@@ -512,6 +512,7 @@ test('when the README walkthrough and the error cases are replayed, then every r
       raw: tooLarge,
     });
   }
+  await expect(400, 'POST', '/api/v1/auth/logout-all?revoke_api_keys=maybe', { token: bobJwt });
   await expect(204, 'POST', '/api/v1/auth/logout-all', { token: bobJwt });
 
   // A second instance on the same database: operators only by permission, and a limit that

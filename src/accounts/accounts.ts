@@ -1,7 +1,7 @@
 // Account use cases: registration, activation, tokens, password reset, authentication.
-import { randomBytes } from 'node:crypto';
 import type { PoolClient } from 'pg';
 import { type AuditContext, recordEvent } from '../audit/audit.ts';
+import { revokeAllApiKeys } from '../auth/apikey.ts';
 import { type Db, withTransaction } from '../platform/db.ts';
 import {
   InvalidAuthenticationTokenError,
@@ -13,7 +13,7 @@ import { inTransaction, type Jobs, withTraceContext } from '../platform/jobs.ts'
 import { Validator } from '../platform/validator.ts';
 import type { EmailTemplate } from './emails.ts';
 import type { IdentityCache } from './identity-cache.ts';
-import { checkLoginThrottle } from './login-throttle.ts';
+import { beginLoginAttempt } from './login-throttle.ts';
 import { hashPassword, passwordMatches, spendPasswordCheckTime } from './password.ts';
 import { grantPermissions } from './permissions.sql.ts';
 import { deleteTokensForUser, insertToken } from './tokens.sql.ts';
@@ -130,16 +130,24 @@ export async function verifyCredentials(db: Db, email: string, password: string)
   return user;
 }
 
-// A login through either API: throttled, checked, and recorded in the audit trail.
+// Longer than any e-mail PostgreSQL could index in users: no account has one, and the
+// throttle's and the audit trail's indexes could not hold it either.
+const MAX_LOGIN_EMAIL_BYTES = 2048;
+
+// A login through either API: throttled (counted before the password is checked), checked,
+// and recorded in the audit trail.
 export async function logIn(db: Db, email: string, password: string, context: AuditContext): Promise<User> {
-  await checkLoginThrottle(db, email, context.address);
+  if (Buffer.byteLength(email) > MAX_LOGIN_EMAIL_BYTES) throw new InvalidCredentialsError();
+  const attempt = await beginLoginAttempt(db, email, context.address);
   let user: User;
   try {
     user = await verifyCredentials(db, email, password);
   } catch (err) {
     if (err instanceof InvalidCredentialsError) await recordEvent(db, 'login.failure', { email }, context);
+    else await attempt.abandoned().catch(() => {});
     throw err;
   }
+  await attempt.succeeded();
   await recordEvent(db, 'login.success', { actorId: user.id, email: user.email }, context);
   return user;
 }
@@ -149,11 +157,13 @@ export class EmailTakenError extends Error {}
 // A user registered through the products API (seed 002): no name and no activation mail
 // there, so the name is the e-mail's local part and the account starts unactivated with the
 // book's movies:read; the book's activation flow (POST /v1/tokens/activation) still applies
-// before it may use /v1/movies. The caller validated the e-mail and password.
+// before it may use /v1/movies. The caller validated the e-mail and password. `alongside`
+// runs in the same transaction (an external identity's link).
 export async function registerUserWithoutMail(
   db: Db,
   input: { email: string; password: string },
   context: AuditContext = {},
+  alongside?: (client: PoolClient, user: User) => Promise<void>,
 ): Promise<User> {
   const passwordHash = await hashPassword(input.password);
   try {
@@ -166,6 +176,7 @@ export async function registerUserWithoutMail(
       });
       await grantPermissions(client, user.id, ['movies:read']);
       await recordEvent(client, 'user.register', { actorId: user.id, email: user.email }, context);
+      await alongside?.(client, user);
       return user;
     });
   } catch (err) {
@@ -174,31 +185,22 @@ export async function registerUserWithoutMail(
   }
 }
 
-// The user with this e-mail, created as a products-API registration would be (with a
-// random password nobody knows) when there is none: for identities an external provider
-// vouches for.
-export async function userForExternalEmail(db: Db, email: string): Promise<User> {
-  try {
-    return await users.selectUserByEmail(db, email);
-  } catch (err) {
-    if (!(err instanceof NotFoundError)) throw err;
-  }
-  try {
-    return await registerUserWithoutMail(db, { email, password: randomBytes(32).toString('base64url') });
-  } catch (err) {
-    // registered by a concurrent request meanwhile
-    if (err instanceof EmailTakenError) return users.selectUserByEmail(db, email);
-    throw err;
-  }
-}
-
 // Ends every session of the user: its JWTs (through the token generation) and the book's
-// authentication tokens, on every instance.
-export async function endSessions(db: Db, userId: number, context: AuditContext): Promise<void> {
+// authentication tokens, on every instance; its API keys too when asked (they are not
+// sessions: a log-out from a shared machine must not break the user's CI).
+export async function endSessions(
+  db: Db,
+  userId: number,
+  context: AuditContext,
+  options: { revokeApiKeys: boolean } = { revokeApiKeys: false },
+): Promise<void> {
   await withTransaction(db, async (client) => {
     await users.endTokenGeneration(client, userId);
     await deleteTokensForUser(client, SCOPES.authentication.name, userId);
-    await recordEvent(client, 'logout.all', { actorId: userId }, context);
+    const details = options.revokeApiKeys
+      ? { api_keys_revoked: await revokeAllApiKeys(client, userId) }
+      : undefined;
+    await recordEvent(client, 'logout.all', { actorId: userId, details }, context);
   });
 }
 
@@ -283,7 +285,8 @@ export async function requestPasswordReset(
 }
 
 // Sets a new password and ends every session of the user: reset tokens and, beyond the
-// book, authentication tokens and JWTs too, since a reset usually means the old password leaked.
+// book, authentication tokens, JWTs and API keys too, since a reset usually means the old
+// password leaked and a thief could have made keys with it.
 export async function resetPassword(
   { db }: AccountDeps,
   input: { password?: string; token?: string },
@@ -304,6 +307,7 @@ export async function resetPassword(
     await users.endTokenGeneration(client, user.id);
     await deleteTokensForUser(client, SCOPES.passwordReset.name, user.id);
     await deleteTokensForUser(client, SCOPES.authentication.name, user.id);
+    await revokeAllApiKeys(client, user.id);
   });
 }
 

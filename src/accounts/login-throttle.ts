@@ -1,26 +1,60 @@
-// Failed logins slow down per account and per address: after 5 failures each further
-// attempt must wait 1 s, 2 s, 4 s ... (at most 15 minutes) after the last failure, or it
-// is refused with 429 and Retry-After before any password is checked. Failures are read
-// from the audit trail, so every instance sees the same count; an account's count restarts
-// at its next successful login, an address's failures are forgotten after 15 minutes.
-import { loginFailures } from '../audit/audit.ts';
-import type { Db } from '../platform/db.ts';
+// Failed logins slow down per account, and stop per client address past a ceiling meant for
+// an attacker, not for an office behind one NAT:
+// - an account: after ACCOUNT_FREE_FAILURES failures each further attempt must wait 1 s,
+//   2 s, 4 s ... (at most ACCOUNT_MAX_DELAY_SECONDS) after the last failure; the count
+//   restarts at the next successful login and is forgotten after WINDOW_SECONDS without one;
+// - an address: ADDRESS_FAILURES failures (on any accounts) per WINDOW_SECONDS, counted from
+//   its first failure; past them every login from it waits for the window's end.
+// Otherwise the attempt is refused with 429 and Retry-After before any password is checked.
+// The attempt is counted (as a failure) in the same statement that decides, before the hash
+// is checked, so parallel guesses see each other; a success gives it back. The counters are
+// in PostgreSQL (login_throttle), so every instance sees the same counts.
+import { type Db, withTransaction } from '../platform/db.ts';
 import { RateLimitedError } from '../platform/errors.ts';
+import { countAttempt, forgetAccount, type ThrottleRule, uncountAttempt } from './login-throttle.sql.ts';
 
-const FREE_FAILURES = 5;
-const WINDOW_SECONDS = 15 * 60;
-const MAX_DELAY_SECONDS = 15 * 60;
+export const ACCOUNT_FREE_FAILURES = 5;
+export const ACCOUNT_MAX_DELAY_SECONDS = 15 * 60;
+export const ADDRESS_FAILURES = 100;
+export const WINDOW_SECONDS = 15 * 60;
 
-export async function checkLoginThrottle(db: Db, email: string, address: string | undefined): Promise<void> {
-  const counts = await Promise.all([
-    loginFailures(db, { email }, WINDOW_SECONDS),
-    ...(address ? [loginFailures(db, { address }, WINDOW_SECONDS)] : []),
-  ]);
-  let waitMs = 0;
-  for (const { failures, last } of counts) {
-    if (failures < FREE_FAILURES || !last) continue;
-    const delaySeconds = Math.min(2 ** (failures - FREE_FAILURES), MAX_DELAY_SECONDS);
-    waitMs = Math.max(waitMs, last.getTime() + delaySeconds * 1000 - Date.now());
-  }
-  if (waitMs > 0) throw new RateLimitedError(Math.ceil(waitMs / 1000));
+const ACCOUNT_RULE: ThrottleRule = {
+  windowSeconds: WINDOW_SECONDS,
+  freeFailures: ACCOUNT_FREE_FAILURES,
+  maxDelaySeconds: ACCOUNT_MAX_DELAY_SECONDS,
+};
+const ADDRESS_RULE: ThrottleRule = { windowSeconds: WINDOW_SECONDS, freeFailures: ADDRESS_FAILURES };
+
+// An attempt counted in advance; tell it how the password check ended.
+export type LoginAttempt = Readonly<{
+  succeeded: () => Promise<void>;
+  // The check itself failed (the database, say): not the client's failure.
+  abandoned: () => Promise<void>;
+}>;
+
+// Counts the attempt against both limits (all or nothing), or throws RateLimitedError.
+export async function beginLoginAttempt(
+  db: Db,
+  email: string,
+  address: string | undefined,
+): Promise<LoginAttempt> {
+  const account = email.toLowerCase();
+  // Always the account first, then the address: two attempts never wait on each other in
+  // opposite orders. A refusal rolls back both counts.
+  await withTransaction(db, async (client) => {
+    let verdict = await countAttempt(client, 'account', account, ACCOUNT_RULE);
+    if (verdict.allowed && address) verdict = await countAttempt(client, 'address', address, ADDRESS_RULE);
+    if (!verdict.allowed) throw new RateLimitedError(verdict.retryAfterSeconds);
+  });
+  const giveBackAddress = () => (address ? uncountAttempt(db, 'address', address) : Promise.resolve());
+  return {
+    succeeded: async () => {
+      await forgetAccount(db, account);
+      await giveBackAddress();
+    },
+    abandoned: async () => {
+      await uncountAttempt(db, 'account', account);
+      await giveBackAddress();
+    },
+  };
 }

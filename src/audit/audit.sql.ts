@@ -35,20 +35,6 @@ const SELECT_PAGE = `
   ORDER BY id DESC
   LIMIT $2`;
 
-// Failures for an e-mail since its last successful login, within the window.
-const EMAIL_FAILURES = `
-  SELECT count(*)::int AS failures, max(created_at) AS last
-  FROM audit_events
-  WHERE action = 'login.failure' AND email = $1 AND created_at > now() - $2::interval
-    AND created_at > COALESCE(
-      (SELECT max(created_at) FROM audit_events WHERE action = 'login.success' AND email = $1),
-      '-infinity')`;
-
-const ADDRESS_FAILURES = `
-  SELECT count(*)::int AS failures, max(created_at) AS last
-  FROM audit_events
-  WHERE action = 'login.failure' AND address = $1 AND created_at > now() - $2::interval`;
-
 export async function insertAuditEvent(
   db: Queryable,
   event: Omit<AuditEvent, 'id' | 'createdAt'>,
@@ -75,16 +61,4 @@ export async function selectAuditPage(db: Queryable, before: string, limit: numb
     requestId: row.request_id,
     details: row.details,
   }));
-}
-
-export type FailureCount = { failures: number; last: Date | null };
-
-export async function selectLoginFailures(
-  db: Queryable,
-  by: { email: string } | { address: string },
-  windowSeconds: number,
-): Promise<FailureCount> {
-  const [text, key] = 'email' in by ? [EMAIL_FAILURES, by.email] : [ADDRESS_FAILURES, by.address];
-  const { rows } = await db.query<FailureCount>(text, [key, `${windowSeconds} seconds`]);
-  return rows[0] as FailureCount;
 }

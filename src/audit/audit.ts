@@ -1,13 +1,7 @@
 // The audit trail: who did what, from where, in which request. Modules record through
 // recordEvent; admins read it through GET /api/v1/admin/audit.
 import type { Queryable } from '../platform/db.ts';
-import {
-  type AuditEvent,
-  type FailureCount,
-  insertAuditEvent,
-  selectAuditPage,
-  selectLoginFailures,
-} from './audit.sql.ts';
+import { type AuditEvent, insertAuditEvent, selectAuditPage } from './audit.sql.ts';
 
 export type { AuditEvent } from './audit.sql.ts';
 
@@ -22,6 +16,7 @@ export const AUDIT_ACTIONS = [
   'permission.revoke',
   'logout.all',
   'setting.change',
+  'identity.link',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 
@@ -57,13 +52,4 @@ export async function listEvents(
 
 export function contextOf(request: { ip: string; id: string }): AuditContext {
   return { address: request.ip, requestId: request.id };
-}
-
-// Failed logins of an e-mail (since its last success) or from an address, within the window.
-export function loginFailures(
-  db: Queryable,
-  by: { email: string } | { address: string },
-  windowSeconds: number,
-): Promise<FailureCount> {
-  return selectLoginFailures(db, by, windowSeconds);
 }

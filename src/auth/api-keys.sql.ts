@@ -51,6 +51,8 @@ const SELECT_VALID_BY_HASH = `
 
 const DELETE_OWN = 'DELETE FROM api_keys WHERE id = $1 AND user_id = $2 RETURNING user_id';
 
+const DELETE_ALL_OF_USER = 'DELETE FROM api_keys WHERE user_id = $1';
+
 // At most one write a minute per key, whichever instance sees it used.
 const TOUCH = `
   UPDATE api_keys SET last_used_at = now()
@@ -96,6 +98,12 @@ export async function selectValidApiKey(db: Queryable, hash: Buffer): Promise<Ap
 export async function deleteApiKey(db: Queryable, id: string, userId: number): Promise<boolean> {
   const { rowCount } = await db.query(DELETE_OWN, [id, userId]);
   return (rowCount ?? 0) > 0;
+}
+
+// How many keys the user had (all now gone).
+export async function deleteApiKeysOfUser(db: Queryable, userId: number): Promise<number> {
+  const { rowCount } = await db.query(DELETE_ALL_OF_USER, [userId]);
+  return rowCount ?? 0;
 }
 
 export async function touchApiKey(db: Queryable, id: number): Promise<void> {

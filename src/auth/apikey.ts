@@ -7,7 +7,7 @@ import type { IdentityCache } from '../accounts/identity-cache.ts';
 import type { Identity } from '../accounts/user.ts';
 import { notifyIdentityChanged } from '../accounts/users.sql.ts';
 import { type AuditContext, recordEvent } from '../audit/audit.ts';
-import { type Db, withTransaction } from '../platform/db.ts';
+import { type Db, type Queryable, withTransaction } from '../platform/db.ts';
 import { InvalidAuthenticationTokenError } from '../platform/errors.ts';
 import type { Logger } from '../platform/logger.ts';
 import * as keys from './api-keys.sql.ts';
@@ -75,6 +75,14 @@ export function revokeApiKey(db: Db, userId: number, id: string, context: AuditC
     );
     return true;
   });
+}
+
+// Revokes every key of the user inside the caller's transaction (a password reset, a
+// log-out that asks for it); every instance forgets them once it commits. The number revoked.
+export async function revokeAllApiKeys(client: Queryable, userId: number): Promise<number> {
+  const revoked = await keys.deleteApiKeysOfUser(client, userId);
+  if (revoked > 0) await notifyIdentityChanged(client, userId);
+  return revoked;
 }
 
 export function apiKeyAuthenticator(db: Db, cache: IdentityCache | undefined, logger: Logger): Authenticator {

@@ -13,25 +13,42 @@ export async function selectLinkedUser(
   return rows[0]?.user_id;
 }
 
-// Links the subject to the user unless it is linked already; returns the linked user.
+// Links the subject to the user unless it is linked already; returns the linked user, and
+// whether this call made the link.
 export async function linkUser(
   db: Queryable,
   issuer: string,
   subject: string,
   userId: number,
-): Promise<number> {
-  const { rows } = await db.query<{ user_id: number }>(
+): Promise<{ userId: number; created: boolean }> {
+  const { rows } = await db.query<{ user_id: number; created: boolean }>(
     `WITH inserted AS (
        INSERT INTO oidc_identities (issuer, subject, user_id) VALUES ($1, $2, $3)
        ON CONFLICT (issuer, subject) DO NOTHING
        RETURNING user_id
      )
-     SELECT user_id FROM inserted
+     SELECT user_id, true AS created FROM inserted
      UNION ALL
-     SELECT user_id FROM oidc_identities WHERE issuer = $1 AND subject = $2
+     SELECT user_id, false AS created FROM oidc_identities WHERE issuer = $1 AND subject = $2
      LIMIT 1`,
     [issuer, subject, userId],
   );
+  const row = rows[0];
+  if (row) return { userId: row.user_id, created: row.created };
   // A concurrent link committed after this statement's snapshot: read it now.
-  return rows[0]?.user_id ?? ((await selectLinkedUser(db, issuer, subject)) as number);
+  return { userId: (await selectLinkedUser(db, issuer, subject)) as number, created: false };
+}
+
+// A new link; fails (unique violation) when the subject is linked already.
+export async function insertLink(
+  db: Queryable,
+  issuer: string,
+  subject: string,
+  userId: number,
+): Promise<void> {
+  await db.query('INSERT INTO oidc_identities (issuer, subject, user_id) VALUES ($1, $2, $3)', [
+    issuer,
+    subject,
+    userId,
+  ]);
 }

@@ -1,18 +1,22 @@
 // Access tokens from an external OpenID Connect provider (-oidc-issuer): its discovery
 // document names the JWKS, which jose fetches, caches (-oidc-jwks-cache) and fetches again
 // for an unknown kid, so the provider's key rotation is followed. The token's `sub` is
-// linked to a local user (oidc_identities); with -oidc-auto-provision a subject seen for
-// the first time is linked to the user with its `email`, created if there is none.
+// linked to a local user (oidc_identities). A subject becomes linked to an existing account
+// only through that account's own explicit step (POST /v1/users/identities, oidc.routes.ts),
+// never by a matching e-mail: with -oidc-auto-provision an unknown subject gets a NEW
+// account, and only when the provider says its e-mail is verified and no account has it.
+import { randomBytes } from 'node:crypto';
 import { createRemoteJWKSet, decodeJwt, errors, type JWTPayload, jwtVerify } from 'jose';
-import { identityForUser, userForExternalEmail } from '../accounts/accounts.ts';
+import { EmailTakenError, identityForUser, registerUserWithoutMail } from '../accounts/accounts.ts';
 import type { IdentityCache } from '../accounts/identity-cache.ts';
+import { isValidEmail } from '../accounts/user.ts';
 import type { Db } from '../platform/db.ts';
 import { InvalidAuthenticationTokenError } from '../platform/errors.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { Authenticator } from './authenticator.ts';
 import { isCompactJws } from './jwt.ts';
 import { CLOCK_TOLERANCE_S } from './jwt-keys.ts';
-import { linkUser, selectLinkedUser } from './oidc.sql.ts';
+import { insertLink, selectLinkedUser } from './oidc.sql.ts';
 
 export type OidcSettings = Readonly<{
   issuer: string;
@@ -25,6 +29,8 @@ const FETCH_TIMEOUT_MS = 5000;
 // Signatures only: a provider's access tokens are never verified with a shared secret.
 const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
 const MAX_LINKS_CACHED = 10_000;
+// An e-mail claim longer than this (the book's limit on a name) gets no account.
+const MAX_EMAIL_BYTES = 500;
 
 function issuerOf(token: string): string | undefined {
   try {
@@ -60,51 +66,91 @@ function remoteKeys(settings: OidcSettings) {
   };
 }
 
+export type OidcVerifier = Readonly<{
+  // Cheap, no I/O: does this look like a token of the provider?
+  recognises: (token: string) => boolean;
+  // The verified claims (issuer, audience, signature, expiry), or InvalidAuthenticationTokenError.
+  verify: (token: string) => Promise<JWTPayload>;
+}>;
+
+export function oidcVerifier(settings: OidcSettings, logger: Logger): OidcVerifier {
+  const keys = remoteKeys(settings);
+  return {
+    recognises: (token) => isCompactJws(token) && issuerOf(token) === settings.issuer,
+    verify: async (token) => {
+      try {
+        const { payload } = await jwtVerify(token, await keys(), {
+          issuer: settings.issuer,
+          audience: settings.audience,
+          algorithms: ALGORITHMS,
+          clockTolerance: CLOCK_TOLERANCE_S,
+          requiredClaims: ['sub', 'exp'],
+        });
+        return payload;
+      } catch (err) {
+        if (err instanceof errors.JWTExpired) throw new InvalidAuthenticationTokenError('expired');
+        if (!(err instanceof errors.JOSEError)) logger.warn({ err }, 'OIDC provider unavailable');
+        throw new InvalidAuthenticationTokenError();
+      }
+    },
+  };
+}
+
+// The e-mail a new account may be made for: one the provider says, literally, is verified.
+// A missing or non-boolean email_verified proves nothing.
+function verifiedEmail(payload: JWTPayload): string | undefined {
+  if (payload.email_verified !== true || typeof payload.email !== 'string') return undefined;
+  const email = payload.email.trim().toLowerCase();
+  return isValidEmail(email) && Buffer.byteLength(email) <= MAX_EMAIL_BYTES ? email : undefined;
+}
+
 export function oidcAuthenticator(
   settings: OidcSettings,
   db: Db,
   cache: IdentityCache | undefined,
   logger: Logger,
 ): Authenticator {
-  const keys = remoteKeys(settings);
+  const { recognises, verify } = oidcVerifier(settings, logger);
   const links = new Map<string, number>();
 
-  const verify = async (token: string): Promise<JWTPayload> => {
+  // A new account for a subject seen for the first time, linked in the same transaction.
+  // An e-mail that has an account already is refused: its owner links the identity from
+  // that account (POST /v1/users/identities), which proves control of both.
+  const provision = async (payload: JWTPayload, subject: string): Promise<number> => {
+    const email = verifiedEmail(payload);
+    if (email === undefined) throw new InvalidAuthenticationTokenError();
     try {
-      const { payload } = await jwtVerify(token, await keys(), {
-        issuer: settings.issuer,
-        audience: settings.audience,
-        algorithms: ALGORITHMS,
-        clockTolerance: CLOCK_TOLERANCE_S,
-        requiredClaims: ['sub', 'exp'],
-      });
-      return payload;
+      const user = await registerUserWithoutMail(
+        db,
+        { email, password: randomBytes(32).toString('base64url') },
+        {},
+        (client, created) => insertLink(client, settings.issuer, subject, created.id),
+      );
+      logger.info(
+        { user_id: user.id, issuer: settings.issuer, subject },
+        'provisioned a user for an external identity',
+      );
+      return user.id;
     } catch (err) {
-      if (err instanceof errors.JWTExpired) throw new InvalidAuthenticationTokenError('expired');
-      if (!(err instanceof errors.JOSEError)) logger.warn({ err }, 'OIDC provider unavailable');
-      throw new InvalidAuthenticationTokenError();
+      // a concurrent first request of the same subject may have provisioned it meanwhile
+      const linked = await selectLinkedUser(db, settings.issuer, subject);
+      if (linked !== undefined) return linked;
+      if (err instanceof EmailTakenError) throw new InvalidAuthenticationTokenError('unlinked');
+      throw err;
     }
   };
 
-  // The local user of a subject seen for the first time (or whose user was deleted).
   const linkedUser = async (payload: JWTPayload): Promise<number> => {
     const subject = payload.sub as string;
     const known = await selectLinkedUser(db, settings.issuer, subject);
     if (known !== undefined) return known;
-    const email = payload.email;
-    if (!settings.autoProvision || typeof email !== 'string' || payload.email_verified === false)
-      throw new InvalidAuthenticationTokenError();
-    const user = await userForExternalEmail(db, email.trim().toLowerCase());
-    logger.info({ user_id: user.id, issuer: settings.issuer, subject }, 'linked external identity');
-    return linkUser(db, settings.issuer, subject, user.id);
+    if (!settings.autoProvision) throw new InvalidAuthenticationTokenError();
+    return provision(payload, subject);
   };
 
   return {
     method: 'oidc',
-    recognises: (credential) =>
-      credential.from === 'authorization' &&
-      isCompactJws(credential.value) &&
-      issuerOf(credential.value) === settings.issuer,
+    recognises: (credential) => credential.from === 'authorization' && recognises(credential.value),
     authenticate: async (credential) => {
       const payload = await verify(credential.value);
       const subject = payload.sub as string;

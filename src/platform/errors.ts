@@ -149,9 +149,11 @@ export class InvalidCredentialsError extends Error {
   }
 }
 
-// Why a credential was refused. The book says the same for all three; the products API
-// tells a malformed Authorization header and an expired JWT apart.
-export type CredentialFailure = 'format' | 'invalid' | 'expired';
+// Why a credential was refused. The book says the same for the first three; the products
+// API tells a malformed Authorization header and an expired JWT apart. 'unlinked': a valid
+// provider (OIDC) token whose e-mail has a local account the identity is not linked to;
+// both APIs tell the user how to link it.
+export type CredentialFailure = 'format' | 'invalid' | 'expired' | 'unlinked';
 
 // A bearer token (or API key) that is malformed, unknown or expired.
 export class InvalidAuthenticationTokenError extends Error {
@@ -197,6 +199,8 @@ export const MESSAGES = {
   authenticationRequired: 'you must be authenticated to access this resource',
   inactiveAccount: 'your user account must be activated to access this resource',
   notPermitted: "your user account doesn't have the necessary permissions to access this resource",
+  identityNotLinked:
+    'an account with this email address exists: sign in to it and link this identity with POST /v1/users/identities',
 } as const;
 
 // biome-ignore lint/suspicious/noExplicitAny: constructors of any error class
@@ -236,7 +240,11 @@ export const ERROR_RESPONSES: ReadonlyArray<readonly [ErrorClass, (err: never) =
   [InvalidCredentialsError, () => ({ status: 401, error: MESSAGES.invalidCredentials })],
   [
     InvalidAuthenticationTokenError,
-    () => ({ status: 401, error: MESSAGES.invalidToken, headers: { 'www-authenticate': 'Bearer' } }),
+    (err: InvalidAuthenticationTokenError) => ({
+      status: 401,
+      error: err.reason === 'unlinked' ? MESSAGES.identityNotLinked : MESSAGES.invalidToken,
+      headers: { 'www-authenticate': 'Bearer' },
+    }),
   ],
   [AuthenticationRequiredError, () => ({ status: 401, error: MESSAGES.authenticationRequired })],
   [InactiveAccountError, () => ({ status: 403, error: MESSAGES.inactiveAccount })],

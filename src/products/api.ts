@@ -36,6 +36,8 @@ const TOKEN_MESSAGES = {
   format: 'authorization header format must be: Bearer {token}',
   invalid: 'auth: invalid token',
   expired: 'auth: token has expired',
+  unlinked:
+    'auth: an account with this email exists: sign in to it and link this identity with POST /v1/users/identities',
 } as const;
 
 const FORBIDDEN = 'you do not have permission to perform this action';

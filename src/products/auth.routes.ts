@@ -10,7 +10,7 @@ import { API_KEY_SCOPES, type ApiKey, createApiKey, listApiKeys, revokeApiKey } 
 import type { Jwts } from '../auth/jwt.ts';
 import { IGNORES_CREDENTIALS } from '../auth/registry.ts';
 import type { Db } from '../platform/db.ts';
-import { InvalidCredentialsError, NotPermittedError } from '../platform/errors.ts';
+import { BadRequestError, InvalidCredentialsError, NotPermittedError } from '../platform/errors.ts';
 import { BEARER_REQUIRED, NO_CREDENTIALS, response } from '../platform/schemas.ts';
 import { decodeGoJson, goStructSchema } from './go-json.ts';
 import { checkNoNul, RuleViolationError } from './product.ts';
@@ -76,6 +76,23 @@ export const AUTH_PATHS = [
 ] as const;
 
 const MAX_PASSWORD_BYTES = 72;
+
+const LogoutAllQuery = Type.Object({
+  revoke_api_keys: Type.Optional(
+    Type.Boolean({
+      default: false,
+      description: "true: revoke the caller's API keys as well (a password reset always does)",
+    }),
+  ),
+});
+
+// Absent is false; anything but one "true" or "false" is refused rather than guessed.
+function readRevokeApiKeys(query: Record<string, unknown>): boolean {
+  const value = query.revoke_api_keys;
+  if (value === undefined || value === 'false') return false;
+  if (value === 'true') return true;
+  throw new BadRequestError('invalid revoke_api_keys: must be true or false');
+}
 
 function toApiKeyJson(key: ApiKey) {
   return {
@@ -180,14 +197,17 @@ export function authRoutes(api: FastifyInstance, deps: { db: Db; jwts: Jwts }): 
       onRequest: requireFullCredential,
       schema: {
         operationId: 'logoutEverywhere',
-        summary: 'End every session of the caller: earlier JWTs and book tokens stop working within 1 s',
+        summary:
+          'End every session of the caller: earlier JWTs and book tokens (and with ?revoke_api_keys=true its API keys) stop working within 1 s',
         tags: TAGS,
         security: BEARER_REQUIRED,
-        response: { 204: NoContent('Logged out everywhere'), ...apiErrors(401, 403, 500) },
+        querystring: LogoutAllQuery,
+        response: { 204: NoContent('Logged out everywhere'), ...apiErrors(400, 401, 403, 500) },
       },
     },
     async (request, reply) => {
-      await accounts.endSessions(db, (request.identity as User).id, contextOf(request));
+      const revokeApiKeys = readRevokeApiKeys(request.query as Record<string, unknown>);
+      await accounts.endSessions(db, (request.identity as User).id, contextOf(request), { revokeApiKeys });
       reply.code(204).send();
       return reply;
     },

@@ -461,7 +461,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** End every session of the caller: earlier JWTs and book tokens stop working within 1 s */
+        /** End every session of the caller: earlier JWTs and book tokens (and with ?revoke_api_keys=true its API keys) stop working within 1 s */
         post: operations["logoutEverywhere"];
         delete?: never;
         options?: never;
@@ -4675,7 +4675,10 @@ export interface operations {
     };
     logoutEverywhere: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description true: revoke the caller's API keys as well (a password reset always does) */
+                revoke_api_keys?: boolean;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -4690,6 +4693,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description invalid request body, or an invalid id in the path */
+            400: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
             };
             /** @description authorization header is required, authorization header format must be: Bearer {token}, auth: invalid token, auth: token has expired, or auth: invalid email or password */
             401: {
