@@ -1,6 +1,7 @@
 // Background work of a serving process: the job queue, its workers and the scheduled tasks.
 import { EMAIL_QUEUE } from './accounts/accounts.ts';
 import { EMAIL_QUEUE_OPTIONS, startEmailWorker } from './accounts/email.worker.ts';
+import { forgetOldLoginFailures } from './accounts/login-throttle.ts';
 import { deleteExpiredTokens } from './accounts/tokens.sql.ts';
 import type { Config } from './config.ts';
 import type { Db } from './platform/db.ts';
@@ -27,6 +28,7 @@ const HOT_TABLES = [
   'callback_objects',
   'products',
   'api_keys',
+  'login_throttle',
   'movie_posters',
   'movie_events',
   'product_events',
@@ -41,6 +43,11 @@ export const TASKS: readonly Task[] = [
     name: 'delete-expired-tokens',
     cron: '*/15 * * * *',
     run: async ({ db }) => ({ deleted: await deleteExpiredTokens(db) }),
+  },
+  {
+    name: 'prune-login-throttle',
+    cron: '*/15 * * * *',
+    run: async ({ db }) => ({ deleted: await forgetOldLoginFailures(db) }),
   },
   { name: 'vacuum-analyze', cron: '30 3 * * *', run: ({ db }) => vacuumAnalyze(db, HOT_TABLES) },
   {

@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setRole } from '../src/accounts/accounts.ts';
+import { forgetOldLoginFailures } from '../src/accounts/login-throttle.ts';
 import { buildTestApp, createUser, TEST_PASSWORD } from './helpers.ts';
 import { greenlight } from './processes.ts';
 
@@ -143,6 +144,25 @@ describe('login throttling', () => {
       address,
     ]);
     assert.deepEqual(rows, [{ n: 0 }]);
+  });
+
+  test('when the prune task runs, then counters past the window go and live ones stay', async () => {
+    const [stale, live] = [newAddress(), newAddress()];
+    assert.equal((await seedLogin('stale@example.com', 'wrong-password', stale)).statusCode, 401);
+    assert.equal((await seedLogin('live@example.com', 'wrong-password', live)).statusCode, 401);
+    await db.query(
+      "UPDATE login_throttle SET last_failure = now() - interval '16 minutes' WHERE key IN ($1, 'stale@example.com')",
+      [stale],
+    );
+    await forgetOldLoginFailures(db);
+    const { rows } = await db.query<{ key: string }>(
+      'SELECT key FROM login_throttle WHERE key IN ($1, $2, $3, $4) ORDER BY key',
+      [stale, live, 'stale@example.com', 'live@example.com'],
+    );
+    assert.deepEqual(
+      rows.map((r) => r.key),
+      [live, 'live@example.com'].sort(),
+    );
   });
 });
 

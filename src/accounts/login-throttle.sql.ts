@@ -81,3 +81,12 @@ export async function uncountAttempt(db: Queryable, kind: ThrottleKind, key: str
     [kind, key],
   );
 }
+
+// Counters whose last failure is older than `seconds` no longer decide anything.
+export async function pruneLoginThrottle(db: Queryable, seconds: number): Promise<number> {
+  const { rowCount } = await db.query(
+    "DELETE FROM login_throttle WHERE last_failure < now() - $1::float8 * interval '1 second'",
+    [seconds],
+  );
+  return rowCount ?? 0;
+}

@@ -11,7 +11,13 @@
 // in PostgreSQL (login_throttle), so every instance sees the same counts.
 import { type Db, withTransaction } from '../platform/db.ts';
 import { RateLimitedError } from '../platform/errors.ts';
-import { countAttempt, forgetAccount, type ThrottleRule, uncountAttempt } from './login-throttle.sql.ts';
+import {
+  countAttempt,
+  forgetAccount,
+  pruneLoginThrottle,
+  type ThrottleRule,
+  uncountAttempt,
+} from './login-throttle.sql.ts';
 
 export const ACCOUNT_FREE_FAILURES = 5;
 export const ACCOUNT_MAX_DELAY_SECONDS = 15 * 60;
@@ -57,4 +63,10 @@ export async function beginLoginAttempt(
       await giveBackAddress();
     },
   };
+}
+
+// Both rules look back at most WINDOW_SECONDS (an account's delay is capped below it), so an
+// older counter is only a row an attacker's addresses would leave behind.
+export function forgetOldLoginFailures(db: Db): Promise<number> {
+  return pruneLoginThrottle(db, Math.max(WINDOW_SECONDS, ACCOUNT_MAX_DELAY_SECONDS));
 }
