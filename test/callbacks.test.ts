@@ -238,6 +238,7 @@ describe('availability', async () => {
     assert.equal(res.status, 503);
     assert.deepEqual(await res.json(), { error: 'the callback could not be stored, please retry' });
     assert.ok(res.headers.get('x-request-id'));
+    for (const answer of [health, objects, res]) assert.equal(answer.headers.get('retry-after'), '5');
     const metrics = await fetch(`${callbacks.url}/metrics`);
     assert.equal(metrics.status, 200);
     assert.match(await metrics.text(), /^greenlight_callback_backlog nan$/im);

@@ -6,7 +6,7 @@
 import type prom from 'prom-client';
 import type { CallbacksConfig } from '../config.ts';
 import type { Db } from '../platform/db.ts';
-import { UnavailableError } from '../platform/errors.ts';
+import { RETRY_AFTER_SECONDS, UnavailableError } from '../platform/errors.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { CallbackBatch, ObjectStatus } from './callback.ts';
 import { CallbackMetrics } from './callbacks.metrics.ts';
@@ -126,8 +126,10 @@ export class CallbackService {
         await insertBatch(this.#intakeDb, objectIds);
       } catch (err) {
         this.metrics.rejected.inc({ reason: 'unavailable' });
-        this.#logger.error({ err }, 'could not store a callback');
-        throw new UnavailableError('the callback could not be stored, please retry');
+        // Logged by the error path, once per outage (src/platform/outage.ts), not per callback.
+        throw new UnavailableError('the callback could not be stored, please retry', RETRY_AFTER_SECONDS, {
+          cause: err,
+        });
       }
     }
     this.metrics.received.inc();
@@ -139,19 +141,18 @@ export class CallbackService {
   }
 
   health(): Promise<{ callbacks: number; oldestSeconds: number }> {
-    return this.#read('health check', () => selectBacklog(this.#intakeDb));
+    return this.#read(() => selectBacklog(this.#intakeDb));
   }
 
   objects(limit: number) {
-    return this.#read('list of objects', () => selectObjects(this.#intakeDb, limit));
+    return this.#read(() => selectObjects(this.#intakeDb, limit));
   }
 
-  async #read<T>(what: string, query: () => Promise<T>): Promise<T> {
+  async #read<T>(query: () => Promise<T>): Promise<T> {
     try {
       return await query();
     } catch (err) {
-      this.#logger.warn({ err }, `${what}: database unavailable`);
-      throw new UnavailableError('the database is unavailable');
+      throw new UnavailableError(`the database is unavailable`, RETRY_AFTER_SECONDS, { cause: err });
     }
   }
 

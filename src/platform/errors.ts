@@ -32,8 +32,8 @@ export class ValidationError extends Error {
 // With `retryAfterSeconds`, the answer says when to try again.
 export class UnavailableError extends Error {
   readonly retryAfterSeconds: number | undefined;
-  constructor(message: string, retryAfterSeconds?: number) {
-    super(message);
+  constructor(message: string, retryAfterSeconds?: number, options?: ErrorOptions) {
+    super(message, options);
     this.retryAfterSeconds = retryAfterSeconds;
   }
 }
