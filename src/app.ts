@@ -4,7 +4,12 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import compress from '@fastify/compress';
 import websocket from '@fastify/websocket';
-import Fastify, { type FastifyInstance, type FastifyReply, LogController } from 'fastify';
+import Fastify, {
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
 import PgBoss from 'pg-boss';
 import { ACCOUNT_PATHS, accountRoutes } from './accounts/accounts.routes.ts';
 import { EMAIL_QUEUE } from './accounts/accounts.ts';
@@ -194,18 +199,20 @@ export function buildApp({
   // Order matters: count, CORS (answers preflights itself), authenticate, then limit, so
   // that authenticated users can be limited per user rather than per address. Unknown
   // tokens are charged to the client's address (see authenticationHook).
-  app.addHook('onRequest', async (request, reply) => {
+  // Hooks that usually have nothing to wait for take Fastify's callback, not a promise: every
+  // request, a healthcheck too, passes through each of them.
+  app.addHook('onRequest', (request, reply, done) => {
     metrics.requestReceived();
     reply.header('x-request-id', request.id);
-  });
-  app.addHook('onRequest', async (request) => {
     // Go's handlers never look at Content-Type; Fastify would refuse a malformed one before
     // the body is read, so it is dropped here and every body reaches the decoder.
     delete request.raw.headers['content-type'];
     // HTTP/1.1 requires Host (Go answers 400 too); Node's own refusal has an empty body.
     if (request.raw.headers.host === undefined && request.raw.httpVersion === '1.1') {
-      throw new BadRequestError('missing required Host header');
+      done(new BadRequestError('missing required Host header'));
+      return;
     }
+    done();
   });
   app.addHook('onRequest', corsHook(settings.cors));
   const authenticators = createAuthenticators({ config, db, cache: identityCache, logger, jwts });
@@ -227,25 +234,36 @@ export function buildApp({
       if (!(request.routeOptions.config.probe && isDatabaseUnavailable(err))) throw err;
     }
   });
-  app.addHook('onRequest', async (request) => {
-    if (!limits.enabled || request.routeOptions.config.rateLimit === false) return;
-    const identity = request.identity;
+  // The local store answers at once and Redis's with a promise: a step waits only for that.
+  const andThen = (step: void | Promise<void>, next: () => void | Promise<void>): void | Promise<void> =>
+    step instanceof Promise ? step.then(next) : next();
+  const limitRequest = (request: FastifyRequest): void | Promise<void> => {
     const address = `ip:${request.ip}`;
-    if (ceiling) {
-      const checked = limited(() => ceiling.check(address));
-      if (checked) await checked;
-    }
-    const taken = limited(() =>
-      limiter.take(config.limiterPerUser && identity ? `user:${identity.id}` : address),
+    const key = config.limiterPerUser && request.identity ? `user:${request.identity.id}` : address;
+    return andThen(ceiling && limited(() => ceiling.check(address)), () =>
+      andThen(
+        limited(() => limiter.take(key)),
+        () => (ceiling ? limited(() => ceiling.take(address)) : undefined),
+      ),
     );
-    if (taken) await taken;
-    if (ceiling) {
-      const charged = limited(() => ceiling.take(address));
-      if (charged) await charged;
+  };
+  app.addHook('onRequest', (request, _reply, done) => {
+    if (!limits.enabled || request.routeOptions.config.rateLimit === false) {
+      done();
+      return;
     }
+    let pending: void | Promise<void>;
+    try {
+      pending = limitRequest(request);
+    } catch (err) {
+      done(err as Error);
+      return;
+    }
+    if (pending) pending.then(() => done(), done);
+    else done();
   });
 
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     metrics.responseSent(
       request.method,
       request.routeOptions.url ?? 'unmatched',
@@ -262,6 +280,7 @@ export function buildApp({
       },
       'request',
     );
+    done();
   });
 
   app.setErrorHandler((err, request, reply) => {

@@ -6,33 +6,13 @@
 //   greenlight callbacks [upstream | client]
 //   greenlight config list | get NAME | set NAME VALUE | unset NAME
 //   greenlight tasks list | run NAME
-import { setRole } from './accounts/accounts.ts';
-import {
-  grantPermissions,
-  revokePermissions,
-  selectPermissionsForUser,
-  UnknownPermissionError,
-} from './accounts/permissions.sql.ts';
-import { ROLES, type Role } from './accounts/user.ts';
-import { selectUserByEmail } from './accounts/users.sql.ts';
-import { openApiDocument } from './app.ts';
-import { recordEvent } from './audit/audit.ts';
-import { rotateKeys } from './auth/jwt-keys.ts';
-import { TASKS } from './background.ts';
-import { runCallbackClient, serveCallbacks, serveStandInUpstream } from './callbacks/cli.ts';
-import { callbackOpenApiDocument } from './callbacks/listener.ts';
+// Each command's modules are imported when it runs, so that a process loads only what its
+// command needs: the cluster primary of `serve` forks and supervises without the application.
+
+import type { Role } from './accounts/user.ts';
 import { buildConfig, type Config, ConfigError, readSettings, type Settings, usage } from './config.ts';
-import { serveCorsDemo } from './demo/cors-demo.ts';
-import { generateMovies, seedMovies } from './movies/seed.ts';
-import { openDatabaseServer } from './platform/database.ts';
-import { createPool, type Db } from './platform/db.ts';
-import { EmbeddedPostgresError } from './platform/embedded-postgres.ts';
-import { NotFoundError } from './platform/errors.ts';
+import type { Db } from './platform/db.ts';
 import { createLogger, type Logger } from './platform/logger.ts';
-import { createMigrationFiles, MigrationError, Migrator } from './platform/migrations.ts';
-import { serve } from './server.ts';
-import { CONFIG_ARITY, CONFIG_USAGE, configCommand } from './settings/cli.ts';
-import { TASKS_ARITY, TASKS_USAGE, TaskCommandError, tasksCommand } from './tasks/cli.ts';
 import { commit, version } from './version.ts';
 
 class UsageError extends Error {}
@@ -47,6 +27,7 @@ async function withDatabase<T>(
   logger: Logger,
   work: (dsn: string) => Promise<T>,
 ): Promise<T> {
+  const { openDatabaseServer } = await import('./platform/database.ts');
   const database = await openDatabaseServer(config, logger);
   try {
     return await work(database.dsn);
@@ -58,6 +39,7 @@ async function withDatabase<T>(
 // A one-connection pool on the database (a running server's embedded one too).
 function withPool<T>(config: Config, logger: Logger, work: (db: Db) => Promise<T>): Promise<T> {
   return withDatabase(config, logger, async (dsn) => {
+    const { createPool } = await import('./platform/db.ts');
     const db = createPool({ ...config.db, dsn, maxOpenConns: 1 });
     try {
       return await work(db);
@@ -69,6 +51,7 @@ function withPool<T>(config: Config, logger: Logger, work: (db: Db) => Promise<T
 
 async function migrate(config: Config, logger: Logger, settings: Settings, args: string[]): Promise<void> {
   const [action, arg] = args;
+  const { createMigrationFiles, Migrator } = await import('./platform/migrations.ts');
   if (action === 'create') {
     if (!arg) throw new UsageError('usage: greenlight migrate create NAME');
     for (const file of createMigrationFiles(arg)) console.log(file);
@@ -115,6 +98,11 @@ async function seed(config: Config, logger: Logger, settings: Settings, args: st
   if (args[0] !== 'movies') throw new UsageError('usage: greenlight seed movies [-count N]');
   const count = settings.get('count') as number;
   if (count < 1 || count > 1_000_000) throw new UsageError('-count must be between 1 and 1000000');
+  const [{ Migrator }, { createPool }, { generateMovies, seedMovies }] = await Promise.all([
+    import('./platform/migrations.ts'),
+    import('./platform/db.ts'),
+    import('./movies/seed.ts'),
+  ]);
   await withDatabase(config, logger, async (dsn) => {
     await new Migrator(dsn).up();
     const db = createPool({ ...config.db, dsn, maxOpenConns: 1 });
@@ -129,6 +117,7 @@ async function seed(config: Config, logger: Logger, settings: Settings, args: st
 // Works next to a running server too: on the embedded database it reuses that server.
 async function users(config: Config, logger: Logger, args: string[]): Promise<void> {
   const [action, email, ...codes] = args;
+  const { ROLES } = await import('./accounts/user.ts');
   const role = action === 'role' && codes.length === 1 ? (codes[0] as Role) : undefined;
   if (action === 'role' && !ROLES.includes(role as Role)) {
     throw new UsageError(`usage: greenlight users role EMAIL ${ROLES.join('|')}`);
@@ -138,6 +127,14 @@ async function users(config: Config, logger: Logger, args: string[]): Promise<vo
       'usage: greenlight users grant|revoke EMAIL PERMISSION... | users role EMAIL admin|user',
     );
   }
+  const [{ setRole }, permissions, { selectUserByEmail }, { recordEvent }, { NotFoundError }] =
+    await Promise.all([
+      import('./accounts/accounts.ts'),
+      import('./accounts/permissions.sql.ts'),
+      import('./accounts/users.sql.ts'),
+      import('./audit/audit.ts'),
+      import('./platform/errors.ts'),
+    ]);
   await withPool(config, logger, async (db) => {
     const user = await selectUserByEmail(db, email).catch((err: unknown) => {
       throw err instanceof NotFoundError ? new UsageError(`no user with e-mail ${email}`) : err;
@@ -146,13 +143,15 @@ async function users(config: Config, logger: Logger, args: string[]): Promise<vo
       console.log(`${email}: role ${(await setRole(db, email, role)).role}`);
       return;
     }
-    if (action === 'grant') await grantPermissions(db, user.id, codes);
-    else await revokePermissions(db, user.id, codes);
+    if (action === 'grant') await permissions.grantPermissions(db, user.id, codes);
+    else await permissions.revokePermissions(db, user.id, codes);
     await recordEvent(db, action === 'grant' ? 'permission.grant' : 'permission.revoke', {
       email: user.email,
       details: { codes },
     });
-    console.log(`${email}: ${(await selectPermissionsForUser(db, user.id)).join(' ') || '(no permissions)'}`);
+    console.log(
+      `${email}: ${(await permissions.selectPermissionsForUser(db, user.id)).join(' ') || '(no permissions)'}`,
+    );
   });
 }
 
@@ -171,58 +170,85 @@ export async function main(argv: string[]): Promise<void> {
   const logger = createLogger(config.logLevel);
   switch (command) {
     case 'serve':
-      return serve(config, logger);
+      return (await import('./server.ts')).serve(config, logger);
     case 'migrate':
       return migrate(config, logger, settings, rest);
     case 'seed':
       return seed(config, logger, settings, rest);
     case 'users':
       return users(config, logger, rest);
-    case 'config':
+    case 'config': {
+      const { CONFIG_ARITY, CONFIG_USAGE, configCommand } = await import('./settings/cli.ts');
       if (CONFIG_ARITY[rest[0] ?? ''] !== rest.length - 1) throw new UsageError(CONFIG_USAGE);
       return withPool(config, logger, (db) => configCommand(db, config, rest, console.log));
-    case 'tasks':
+    }
+    case 'tasks': {
+      const [{ TASKS_ARITY, TASKS_USAGE, tasksCommand }, { TASKS }] = await Promise.all([
+        import('./tasks/cli.ts'),
+        import('./background.ts'),
+      ]);
       if (TASKS_ARITY[rest[0] ?? ''] !== rest.length - 1) throw new UsageError(TASKS_USAGE);
       return withPool(config, logger, (db) => tasksCommand({ db, logger, config }, TASKS, rest, console.log));
+    }
     case 'openapi': {
       if (rest[0] !== undefined && rest[0] !== 'callbacks') {
         throw new UsageError('usage: greenlight openapi [callbacks]');
       }
-      const document = rest[0] === 'callbacks' ? callbackOpenApiDocument : openApiDocument;
+      const document =
+        rest[0] === 'callbacks'
+          ? (await import('./callbacks/listener.ts')).callbackOpenApiDocument
+          : (await import('./app.ts')).openApiDocument;
       console.log(JSON.stringify(await document(config, logger), null, 2));
       return;
     }
     case 'jwt': {
       if (rest[0] !== 'rotate') throw new UsageError('usage: greenlight jwt rotate [-jwt-key-dir DIR]');
+      const { rotateKeys } = await import('./auth/jwt-keys.ts');
       const { kid, removed } = rotateKeys(config.auth.jwtKeyDir, config.auth.jwtTtlMs);
       console.log(`new signing key ${kid}${removed.length ? `; removed expired ${removed.join(' ')}` : ''}`);
       return;
     }
-    case 'callbacks':
+    case 'callbacks': {
+      const { runCallbackClient, serveCallbacks, serveStandInUpstream } = await import('./callbacks/cli.ts');
       if (rest[0] === undefined) return serveCallbacks(config, logger);
       if (rest[0] === 'upstream') return serveStandInUpstream(config, logger);
       if (rest[0] === 'client') return runCallbackClient(config, logger);
       throw new UsageError('usage: greenlight callbacks [upstream | client]');
+    }
     case 'demo':
       if (rest[0] !== 'cors')
         throw new UsageError('usage: greenlight demo cors [-demo-port 9000] [-demo-api URL]');
-      return serveCorsDemo(settings.get('demo-port') as number, settings.get('demo-api') as string, logger);
+      return (await import('./demo/cors-demo.ts')).serveCorsDemo(
+        settings.get('demo-port') as number,
+        settings.get('demo-api') as string,
+        logger,
+      );
     default:
       throw new UsageError(`unknown command "${command}"\n\n${usage()}`);
   }
 }
 
-const KNOWN_FAILURES = [
-  ConfigError,
-  UsageError,
-  MigrationError,
-  EmbeddedPostgresError,
-  UnknownPermissionError,
-  TaskCommandError,
-];
+// The modules of the other failures are imported only now: a command that failed with one
+// of them has them loaded already.
+async function knownFailures(): Promise<ReadonlyArray<abstract new (...args: never[]) => Error>> {
+  const [migrations, embedded, permissions, tasks] = await Promise.all([
+    import('./platform/migrations.ts'),
+    import('./platform/embedded-postgres.ts'),
+    import('./accounts/permissions.sql.ts'),
+    import('./tasks/cli.ts'),
+  ]);
+  return [
+    ConfigError,
+    UsageError,
+    migrations.MigrationError,
+    embedded.EmbeddedPostgresError,
+    permissions.UnknownPermissionError,
+    tasks.TaskCommandError,
+  ];
+}
 
-export function reportFailure(err: unknown): void {
-  if (KNOWN_FAILURES.some((type) => err instanceof type)) {
+export async function reportFailure(err: unknown): Promise<void> {
+  if ((await knownFailures()).some((type) => err instanceof type)) {
     console.error(`greenlight: ${(err as Error).message}`);
   } else {
     console.error('greenlight: fatal error:', err);

@@ -3,6 +3,7 @@
 // and on SIGINT/SIGTERM asks each to shut down gracefully before it stops the database.
 // Workers run the migrator too where it is on; it finds nothing to do.
 import cluster, { type Worker } from 'node:cluster';
+import { getCompileCacheDir } from 'node:module';
 import type { Config } from './config.ts';
 import type { DatabaseServer } from './platform/database.ts';
 import type { Logger } from './platform/logger.ts';
@@ -45,7 +46,12 @@ export function superviseWorkers(config: Config, logger: Logger, database: Datab
   const fork = () => {
     const runsCallbacks = config.callbacks.enabled && callbacksWorker === undefined;
     cluster.setupPrimary({ args: runsCallbacks ? args : [...args, '-callbacks-enabled=false'], execArgv });
-    const worker = cluster.fork({ GREENLIGHT_DB_DSN: database.dsn });
+    // With the primary's compile cache a worker never loads the TypeScript stripper (main.ts).
+    const compileCache = getCompileCacheDir();
+    const worker = cluster.fork({
+      GREENLIGHT_DB_DSN: database.dsn,
+      ...(compileCache ? { NODE_COMPILE_CACHE: compileCache } : {}),
+    });
     if (runsCallbacks) callbacksWorker = worker;
     startedAt.set(worker, Date.now());
   };

@@ -1,16 +1,8 @@
 // `greenlight serve`: open the database, migrate, listen, and shut down gracefully.
 import cluster from 'node:cluster';
-import { DEMO_ACCOUNT, ensureDemoAccount } from './accounts/demo-account.ts';
-import { IdentityCache, listenForIdentityChanges } from './accounts/identity-cache.ts';
-import { buildApp, createMetrics } from './app.ts';
-import { jwtSecretFromDataDir } from './auth/jwt.ts';
-import { ensureKeyDir } from './auth/jwt-keys.ts';
-import { startBackground } from './background.ts';
-import { startCallbacks } from './callbacks/listener.ts';
+import { ensureKeyDir, jwtSecretFromDataDir } from './auth/jwt-keys.ts';
 import { superviseWorkers } from './cluster.ts';
 import { type Config, checkServeConfig } from './config.ts';
-import { countMovies } from './movies/movies.sql.ts';
-import { DEMO_MOVIES, seedMovies } from './movies/seed.ts';
 import { type DatabaseServer, openDatabaseServer } from './platform/database.ts';
 import { createPool } from './platform/db.ts';
 import {
@@ -21,9 +13,7 @@ import {
 } from './platform/http-server.ts';
 import type { Logger } from './platform/logger.ts';
 import { Migrator } from './platform/migrations.ts';
-import { connectRedis } from './platform/redis.ts';
 import { stopTracing } from './platform/tracing.ts';
-import { listenForSettingChanges, RuntimeSettings } from './settings/runtime.ts';
 
 export async function serve(givenConfig: Config, logger: Logger): Promise<void> {
   checkServeConfig(givenConfig);
@@ -58,6 +48,12 @@ async function prepareDatabase(config: Config, logger: Logger, database: Databas
     logger.info({ applied }, 'database migrations are up to date');
   }
   if (!(config.env === 'development' && database.embedded && config.seedDemoData)) return;
+  const [{ DEMO_ACCOUNT, ensureDemoAccount }, { countMovies }, { DEMO_MOVIES, seedMovies }] =
+    await Promise.all([
+      import('./accounts/demo-account.ts'),
+      import('./movies/movies.sql.ts'),
+      import('./movies/seed.ts'),
+    ]);
   const db = createPool({ ...config.db, dsn: database.dsn, maxOpenConns: 1 });
   try {
     if ((await countMovies(db)) === 0)
@@ -72,14 +68,29 @@ async function prepareDatabase(config: Config, logger: Logger, database: Databas
   }
 }
 
-// One serving process: HTTP, pool and background work, with graceful shutdown.
+// One serving process: HTTP, pool and background work, with graceful shutdown. Its modules
+// are imported here, not by the cluster primary, which only supervises; those of features
+// that are off (Redis, the callback service) are not imported at all.
 async function serveHttp(config: Config, logger: Logger, database: DatabaseServer): Promise<void> {
+  const [
+    { buildApp, createMetrics },
+    { startBackground },
+    { IdentityCache, listenForIdentityChanges },
+    { listenForSettingChanges, RuntimeSettings },
+  ] = await Promise.all([
+    import('./app.ts'),
+    import('./background.ts'),
+    import('./accounts/identity-cache.ts'),
+    import('./settings/runtime.ts'),
+  ]);
   const db = createPool({ ...config.db, dsn: database.dsn });
   db.on('error', (err) => logger.warn({ err }, 'idle database connection failed'));
   const background = await startBackground(config, database.dsn, logger);
   const metrics = createMetrics(config, db, background.jobs);
   const identityCache = new IdentityCache();
-  const redis = config.redisUrl ? await connectRedis(config.redisUrl, logger) : undefined;
+  const redis = config.redisUrl
+    ? await (await import('./platform/redis.ts')).connectRedis(config.redisUrl, logger)
+    : undefined;
   const stopListening = await listenForIdentityChanges(
     database.dsn,
     identityCache,
@@ -100,7 +111,12 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
   });
   await background.startWorkers(db, metrics);
   const callbacks = config.callbacks.enabled
-    ? await startCallbacks({ config, dsn: database.dsn, logger, registry: metrics.registry })
+    ? await (await import('./callbacks/listener.ts')).startCallbacks({
+        config,
+        dsn: database.dsn,
+        logger,
+        registry: metrics.registry,
+      })
     : undefined;
   if (callbacks) {
     const service = callbacks.service;

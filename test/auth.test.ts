@@ -12,7 +12,7 @@ import { SignJWT } from 'jose';
 import { setRole } from '../src/accounts/accounts.ts';
 import { insertToken } from '../src/accounts/tokens.sql.ts';
 import { generateToken, SCOPES } from '../src/accounts/tokens.ts';
-import { jwtSecretFromDataDir } from '../src/auth/jwt.ts';
+import { jwtSecretFromDataDir } from '../src/auth/jwt-keys.ts';
 import { createJwts } from '../src/auth/registry.ts';
 import { buildConfig, readSettings } from '../src/config.ts';
 import { buildTestApp, createTestDatabase, createUser, TEST_JWT_SECRET, TEST_PASSWORD } from './helpers.ts';

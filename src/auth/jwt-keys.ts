@@ -139,3 +139,16 @@ export function ed25519Keys(dir: string, ttlMs: number): JwtKeys {
     }),
   };
 }
+
+// Development and staging without -jwt-secret: a secret generated once and kept in the data
+// directory (0600), so tokens survive a restart and every worker of a cluster agrees.
+export function jwtSecretFromDataDir(dataDir: string): string {
+  const path = join(dataDir, 'jwt-secret');
+  mkdirSync(dataDir, { recursive: true });
+  try {
+    writeFileSync(path, randomBytes(32).toString('base64url'), { mode: 0o600, flag: 'wx' });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  return readFileSync(path, 'utf8').trim();
+}

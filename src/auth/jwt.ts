@@ -2,9 +2,6 @@
 // keys (jwt-keys.ts), the algorithm pinned, iss/aud/exp/nbf/iat required, 30 s of skew. A JWT names its user and that user's
 // token generation; bumping the generation (password reset, role change, log out
 // everywhere) ends every earlier JWT, on every instance through the identity cache's NOTIFY.
-import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { errors, jwtVerify, SignJWT } from 'jose';
 import { identityForUser } from '../accounts/accounts.ts';
 import type { IdentityCache } from '../accounts/identity-cache.ts';
@@ -110,17 +107,4 @@ export function jwtAuthenticator(jwts: Jwts, db: Db, cache: IdentityCache | unde
       return identity;
     },
   };
-}
-
-// Development and staging without -jwt-secret: a secret generated once and kept in the data
-// directory (0600), so tokens survive a restart and every worker of a cluster agrees.
-export function jwtSecretFromDataDir(dataDir: string): string {
-  const path = join(dataDir, 'jwt-secret');
-  mkdirSync(dataDir, { recursive: true });
-  try {
-    writeFileSync(path, randomBytes(32).toString('base64url'), { mode: 0o600, flag: 'wx' });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-  }
-  return readFileSync(path, 'utf8').trim();
 }

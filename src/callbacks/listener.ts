@@ -44,13 +44,16 @@ export function buildCallbackListener(
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
 
-  app.addHook('onRequest', async (request, reply) => {
+  // Fastify's callback, not a promise: neither hook ever waits, and every answer passes both.
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
+    done();
   });
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     if (request.routeOptions.url === '/callback') {
       service.metrics.requestDuration.observe({ status: String(reply.statusCode) }, reply.elapsedTime / 1000);
     }
+    done();
   });
   app.setErrorHandler((err: FastifyError, request, reply) => {
     // Schema checks (the /objects query) are the client's mistake too.

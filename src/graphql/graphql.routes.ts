@@ -2,7 +2,6 @@
 // id, CORS, authentication, rate limiting, metrics, the request log) run for it as for every
 // route, while Mercurius's error handler and body handling stay out of the REST routes.
 import { maxDepthRule } from '@escape.tech/graphql-armor-max-depth';
-import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
 import {
   type ExecutionResult,
@@ -303,12 +302,9 @@ export function graphqlRoutes(
     });
     const paths = ['/graphql'];
     if (config.env === 'development') {
-      // GraphiQL inlined from @graphql-yoga/render-graphiql: no CDN (docs/decisions.md).
-      const page = renderGraphiQL({
-        title: 'Greenlight GraphiQL',
-        endpoint: '/graphql',
-        defaultQuery: EXAMPLE_QUERY,
-      });
+      // GraphiQL inlined from @graphql-yoga/render-graphiql: no CDN (docs/decisions.md). Its
+      // bundle is a 10 MB string: imported by the first request for the page, not at start.
+      let page: string | undefined;
       graphql.get(
         '/graphiql',
         {
@@ -326,7 +322,14 @@ export function graphqlRoutes(
             },
           },
         },
-        async (_request, reply) => reply.type('text/html; charset=utf-8').send(page),
+        async (_request, reply) => {
+          page ??= (await import('@graphql-yoga/render-graphiql')).renderGraphiQL({
+            title: 'Greenlight GraphiQL',
+            endpoint: '/graphql',
+            defaultQuery: EXAMPLE_QUERY,
+          });
+          return reply.type('text/html; charset=utf-8').send(page);
+        },
       );
       paths.push('/graphiql');
     }

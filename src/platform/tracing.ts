@@ -1,42 +1,29 @@
 // OpenTelemetry tracing: spans for incoming HTTP (both listeners), SQL, outbound HTTP (undici),
 // jobs and mail, with W3C trace context accepted and propagated, exported over OTLP/HTTP and/or
-// to Zipkin. Without an endpoint nothing of the SDK is even loaded: no provider, no context
-// manager, no instrumentation, no log mixin, so tracing off costs nothing.
+// to Zipkin. Without an endpoint nothing of OpenTelemetry is even loaded, not even its API: no
+// provider, no context manager, no instrumentation, no log mixin, so tracing off costs nothing.
 //
 // startTracing must run before pg, node:http and undici are loaded: instrumentations patch
 // modules as they are required (main.ts imports the commands only after it).
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import {
-  type Attributes,
-  type Context,
-  context,
-  createContextKey,
-  propagation,
-  ROOT_CONTEXT,
-  type Sampler,
-  SamplingDecision,
-  type SpanKind,
-  SpanStatusCode,
-  trace,
-} from '@opentelemetry/api';
+import type { Attributes, Context, Sampler, SpanKind } from '@opentelemetry/api';
 import type { TracingConfig } from '../config.ts';
 import { version } from '../version.ts';
 
 let provider: { shutdown: () => Promise<void> } | undefined;
+// The OpenTelemetry API, loaded by the first startTracing.
+let api: typeof import('@opentelemetry/api') | undefined;
 
 // What sampleRequests decides with, set while tracing is on.
 let door:
   | {
       ratio: number;
+      context: typeof import('@opentelemetry/api')['context'];
       sampled: Context;
       unsampled: Context;
       callerSampled: (traceparent: string) => boolean | undefined;
     }
   | undefined;
-
-// Set on the context of a request sampleRequests let in without a caller's decision: the
-// coin was tossed there, so the root sampler keeps its trace instead of tossing again.
-const SAMPLED_AT_THE_DOOR = createContextKey('greenlight request sampled at the door');
 
 // Requests nobody wants a trace of: probes and scrapes, every few seconds.
 const UNTRACED_PATHS = new Set(['/livez', '/readyz', '/metrics', '/debug/vars']);
@@ -48,6 +35,7 @@ export function tracingEnabled(): boolean {
 export async function startTracing(config: TracingConfig): Promise<void> {
   if (provider || (config.otlpEndpoint === '' && config.zipkinEndpoint === '')) return;
   const [
+    otel,
     { AsyncLocalStorageContextManager },
     { W3CTraceContextPropagator, isTracingSuppressed, parseTraceParent, suppressTracing },
     { resourceFromAttributes },
@@ -61,6 +49,7 @@ export async function startTracing(config: TracingConfig): Promise<void> {
     { ZipkinExporter },
     { FastifyOtelInstrumentation },
   ] = await Promise.all([
+    import('@opentelemetry/api'),
     import('@opentelemetry/context-async-hooks'),
     import('@opentelemetry/core'),
     import('@opentelemetry/resources'),
@@ -74,6 +63,11 @@ export async function startTracing(config: TracingConfig): Promise<void> {
     import('@opentelemetry/exporter-zipkin'),
     import('@fastify/otel'),
   ]);
+  api = otel;
+  const { context, propagation, trace, ROOT_CONTEXT } = otel;
+  // Set on the context of a request sampleRequests let in without a caller's decision: the
+  // coin was tossed there, so the root sampler keeps its trace instead of tossing again.
+  const doorSampled = otel.createContextKey('greenlight request sampled at the door');
   const exporters = [
     ...(config.otlpEndpoint ? [new OTLPTraceExporter({ url: `${config.otlpEndpoint}/v1/traces` })] : []),
     ...(config.zipkinEndpoint
@@ -87,7 +81,7 @@ export async function startTracing(config: TracingConfig): Promise<void> {
       'process.pid': process.pid,
     }),
     sampler: new ParentBasedSampler({
-      root: keepDoorSampled(new TraceIdRatioBasedSampler(config.sampleRatio)),
+      root: keepDoorSampled(new TraceIdRatioBasedSampler(config.sampleRatio), doorSampled, otel),
     }),
     spanProcessors: exporters.map((exporter) => new BatchSpanProcessor({ exporter })),
   });
@@ -127,7 +121,8 @@ export async function startTracing(config: TracingConfig): Promise<void> {
   });
   door = {
     ratio: config.sampleRatio,
-    sampled: ROOT_CONTEXT.setValue(SAMPLED_AT_THE_DOOR, true),
+    context,
+    sampled: ROOT_CONTEXT.setValue(doorSampled, true),
     unsampled: suppressTracing(ROOT_CONTEXT),
     callerSampled: (traceparent) => {
       const parent = parseTraceParent(traceparent);
@@ -162,16 +157,20 @@ export function sampleRequests(
     const sampled =
       (typeof traceparent === 'string' ? decide.callerSampled(traceparent) : undefined) ??
       Math.random() < decide.ratio;
-    context.with(sampled ? decide.sampled : decide.unsampled, () => handler(req, res));
+    decide.context.with(sampled ? decide.sampled : decide.unsampled, () => handler(req, res));
   };
 }
 
 // New traces of requests let in at the door are kept; other new traces (scheduled jobs,
 // background work) are sampled by `byRatio`.
-function keepDoorSampled(byRatio: Sampler): Sampler {
+function keepDoorSampled(
+  byRatio: Sampler,
+  doorSampled: symbol,
+  { SamplingDecision }: typeof import('@opentelemetry/api'),
+): Sampler {
   return {
     shouldSample: (ctx, traceId, spanName, spanKind, attributes, links) =>
-      ctx.getValue(SAMPLED_AT_THE_DOOR) === true
+      ctx.getValue(doorSampled) === true
         ? { decision: SamplingDecision.RECORD_AND_SAMPLED }
         : byRatio.shouldSample(ctx, traceId, spanName, spanKind, attributes, links),
     toString: () => `KeepDoorSampled{${byRatio.toString()}}`,
@@ -181,7 +180,8 @@ function keepDoorSampled(byRatio: Sampler): Sampler {
 // Pino mixin: the active span's ids in every log line written inside it. Undefined (no mixin
 // at all) while tracing is off. Pino merges the line into the object returned: a new one each time.
 export function traceLogFields(): (() => object) | undefined {
-  if (!provider) return undefined;
+  if (!provider || !api) return undefined;
+  const { trace } = api;
   return () => {
     const span = trace.getActiveSpan();
     if (!span) return {};
@@ -191,12 +191,15 @@ export function traceLogFields(): (() => object) | undefined {
 }
 
 // A span of our own, for work no instrumentation sees (a job, an SMTP send), active while
-// `work` runs. With tracing off the API's no-op tracer makes this a plain call.
+// `work` runs. Before tracing was ever started this is a plain call (what the API's no-op
+// tracer would make of it, without loading the API).
 export function inSpan<T>(
   name: string,
   options: { kind: SpanKind; attributes?: Attributes; parent?: Context },
   work: () => Promise<T>,
 ): Promise<T> {
+  if (!api) return work();
+  const { context, SpanStatusCode, trace } = api;
   const tracer = trace.getTracer('greenlight', version);
   return tracer.startActiveSpan(
     name,

@@ -7,8 +7,6 @@ import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { DeleteObjectCommand, GetObjectCommand, NoSuchKey, S3Client } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import type { PostersConfig } from '../config.ts';
 import type { ByteRange } from './poster.ts';
 
@@ -67,21 +65,19 @@ function localStorage(root: string): PosterStorage {
 const PART_SIZE = 5 * 1024 * 1024;
 const QUEUE_SIZE = 2;
 
+// The SDK (about 10 MiB resident) is imported by the first poster read or write, so a
+// process that never touches a poster, or keeps them on local disk, never loads it.
 function s3Storage(options: NonNullable<PostersConfig['s3']>): PosterStorage {
-  const client = new S3Client({
-    region: options.region,
-    forcePathStyle: options.forcePathStyle,
-    ...(options.endpoint ? { endpoint: options.endpoint } : {}),
-    ...(options.accessKeyId
-      ? {
-          credentials: { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey },
-        }
-      : {}),
-  });
+  let loaded: Promise<S3> | undefined;
+  const s3 = () => {
+    loaded ??= loadS3(options);
+    return loaded;
+  };
   const Bucket = options.bucket;
   return {
     kind: 's3',
     put: async (key, body, contentType) => {
+      const { client, Upload } = await s3();
       // A failing body aborts the multipart upload (leavePartsOnError: false): no parts stay.
       const upload = new Upload({
         client,
@@ -93,9 +89,10 @@ function s3Storage(options: NonNullable<PostersConfig['s3']>): PosterStorage {
       await upload.done();
     },
     get: async (key, range) => {
+      const { client, sdk } = await s3();
       try {
         const object = await client.send(
-          new GetObjectCommand({
+          new sdk.GetObjectCommand({
             Bucket,
             Key: key,
             ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}),
@@ -103,13 +100,37 @@ function s3Storage(options: NonNullable<PostersConfig['s3']>): PosterStorage {
         );
         return object.Body as Readable;
       } catch (err) {
-        if (err instanceof NoSuchKey) return null;
+        if (err instanceof sdk.NoSuchKey) return null;
         throw err;
       }
     },
     delete: async (key) => {
-      await client.send(new DeleteObjectCommand({ Bucket, Key: key }));
+      const { client, sdk } = await s3();
+      await client.send(new sdk.DeleteObjectCommand({ Bucket, Key: key }));
     },
-    close: () => client.destroy(),
+    close: () => {
+      void loaded?.then(({ client }) => client.destroy());
+    },
   };
+}
+
+type S3 = Readonly<{
+  sdk: typeof import('@aws-sdk/client-s3');
+  Upload: typeof import('@aws-sdk/lib-storage').Upload;
+  client: import('@aws-sdk/client-s3').S3Client;
+}>;
+
+async function loadS3(options: NonNullable<PostersConfig['s3']>): Promise<S3> {
+  const [sdk, { Upload }] = await Promise.all([import('@aws-sdk/client-s3'), import('@aws-sdk/lib-storage')]);
+  const client = new sdk.S3Client({
+    region: options.region,
+    forcePathStyle: options.forcePathStyle,
+    ...(options.endpoint ? { endpoint: options.endpoint } : {}),
+    ...(options.accessKeyId
+      ? {
+          credentials: { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey },
+        }
+      : {}),
+  });
+  return { sdk, Upload, client };
 }
