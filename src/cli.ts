@@ -30,6 +30,7 @@ import { EmbeddedPostgresError } from './platform/embedded-postgres.ts';
 import { NotFoundError } from './platform/errors.ts';
 import { createLogger, type Logger } from './platform/logger.ts';
 import { createMigrationFiles, MigrationError, Migrator } from './platform/migrations.ts';
+import { PortInUseError } from './platform/ports.ts';
 import { serve } from './server.ts';
 import { CONFIG_ARITY, CONFIG_USAGE, configCommand } from './settings/cli.ts';
 import { TASKS_ARITY, TASKS_USAGE, TaskCommandError, tasksCommand } from './tasks/cli.ts';
@@ -217,6 +218,7 @@ const KNOWN_FAILURES = [
   UsageError,
   MigrationError,
   EmbeddedPostgresError,
+  PortInUseError,
   UnknownPermissionError,
   TaskCommandError,
 ];
