@@ -140,7 +140,10 @@ export class GreenlightServer extends Server {
     };
     this.maxConnections = policy.maxConnections;
     this.on('connection', (socket: Socket) => this.#accept(socket));
-    this.on('request', (req: IncomingMessage, res: ServerResponse) => this.#track(req.socket, res));
+    // Before the handler, which may answer at once.
+    this.prependListener('request', (req: IncomingMessage, res: ServerResponse) =>
+      this.#track(req.socket, res),
+    );
     this.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
       events.onClientError?.(417);
       const body = JSON.stringify({ error: CLIENT_ERROR_MESSAGES[417] });
@@ -199,20 +202,25 @@ export class GreenlightServer extends Server {
     if (this.listening) NetServer.prototype.close.call(this);
   }
 
-  // Node's close() calls this (after closing the listener) to drop idle keep-alive
+  // Node's close() calls this, just before closing the listener, to drop idle keep-alive
   // connections at once, which resets a request the client has just sent on one. Instead,
   // from now on every response not yet begun says `Connection: close`, and a connection is
   // closed only once it has been quiet for QUIET_MS (that also covers slow clients that never
   // completed a request); the check repeats until the server has closed.
   override closeIdleConnections(): void {
-    this.drain();
+    this.#drain();
   }
 
-  // What close() does after closing the listener; `serve` calls it first thing at shutdown,
-  // before the app's close hooks (which may wait for streams to end). Never with the
-  // listener open: a client told to close would reconnect into it.
+  // What close() does, listener first; `serve` calls it first thing at shutdown, before the
+  // app's close hooks (which may wait for streams to end). Never with the listener open: a
+  // client told to close would reconnect into it.
   drain(): void {
     this.stopAccepting();
+    this.#drain();
+  }
+
+  // close() itself closes the listener right after this, in the same tick.
+  #drain(): void {
     if (!this.#draining) {
       this.#draining = true;
       for (const res of this.#pending) if (!res.headersSent) res.shouldKeepAlive = false;
