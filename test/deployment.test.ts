@@ -66,7 +66,11 @@ test('when the systemd unit is read, then ExecStart runs the README production c
   assert.deepEqual(['node', ...args], productionCommand());
   assert.match(unit, /^User=greenlight$/m);
   assert.match(unit, /^Restart=on-failure$/m);
-  assert.match(unit, /^KillMode=mixed$/m, 'SIGTERM goes to the primary alone, which stops its workers in order');
+  assert.match(
+    unit,
+    /^KillMode=mixed$/m,
+    'SIGTERM goes to the primary alone, which stops its workers in order',
+  );
 });
 
 test('when the Caddyfile is read, then it balances over the upstreams, checks readiness and hides operator routes', () => {
