@@ -13,6 +13,7 @@ import type { Role } from './accounts/user.ts';
 import { buildConfig, type Config, ConfigError, readSettings, type Settings, usage } from './config.ts';
 import type { Db } from './platform/db.ts';
 import { createLogger, type Logger } from './platform/logger.ts';
+import { PortInUseError } from './platform/ports.ts';
 import { commit, version } from './version.ts';
 
 class UsageError extends Error {}
@@ -242,6 +243,7 @@ async function knownFailures(): Promise<ReadonlyArray<abstract new (...args: nev
     UsageError,
     migrations.MigrationError,
     embedded.EmbeddedPostgresError,
+    PortInUseError,
     permissions.UnknownPermissionError,
     tasks.TaskCommandError,
   ];

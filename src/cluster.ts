@@ -1,12 +1,14 @@
 // `serve -workers N`: the primary starts (or finds) the database and migrates it, forks N
 // serving processes that share the listening port (node:cluster), replaces any that crash,
-// and on SIGINT/SIGTERM asks each to shut down gracefully before it stops the database.
+// and on SIGINT/SIGTERM has every worker stop accepting, then asks each to shut down
+// gracefully, and then stops the database.
 // Workers run the migrator too where it is on; it finds nothing to do.
 import cluster, { type Worker } from 'node:cluster';
 import { getCompileCacheDir } from 'node:module';
 import type { Config } from './config.ts';
 import type { DatabaseServer } from './platform/database.ts';
 import type { Logger } from './platform/logger.ts';
+import { onStopSignals } from './platform/signals.ts';
 import { stopTracing } from './platform/tracing.ts';
 
 // V8 tunes its heap for throughput on a machine with memory to spare: semi-spaces of tens of
@@ -56,16 +58,21 @@ export function superviseWorkers(config: Config, logger: Logger, database: Datab
     startedAt.set(worker, Date.now());
   };
 
+  const exitNow = (signal: NodeJS.Signals) => {
+    logger.warn({ signal }, 'second signal: exiting at once');
+    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGKILL');
+    logger.flush();
+    process.exit(1);
+  };
   const stop = async (signal: NodeJS.Signals, exitCode = 0) => {
-    if (shuttingDown) {
-      logger.warn({ signal }, 'second signal: exiting at once');
-      for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGKILL');
-      logger.flush();
-      process.exit(1);
-    }
+    if (shuttingDown) return;
     shuttingDown = true;
     logger.info({ signal }, 'shutting down server');
     const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
+    // Every listener closes before any worker tells a client `Connection: close`: the
+    // client's next connection would otherwise be queued on a sibling's listener that is
+    // about to close, and closing a listener resets what is queued on it.
+    await Promise.all(workers.map((worker) => stopAccepting(worker)));
     await Promise.all(
       workers.map(
         (worker) =>
@@ -104,7 +111,28 @@ export function superviseWorkers(config: Config, logger: Logger, database: Datab
 
   for (let i = 0; i < config.workers; i++) fork();
   logger.info({ workers: config.workers, pool_per_worker: poolShare }, 'started workers');
-  process.on('SIGINT', (signal) => void stop(signal));
-  process.on('SIGTERM', (signal) => void stop(signal));
+  onStopSignals({ first: (signal) => void stop(signal), second: exitNow });
   return Promise.resolve();
+}
+
+// A worker that does not answer within STOP_ACCEPTING_MS (busy, or still starting) is asked to
+// shut down anyway.
+const STOP_ACCEPTING_MS = 2_000;
+
+function stopAccepting(worker: Worker): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      worker.off('message', onMessage);
+      worker.off('exit', done);
+      resolve();
+    };
+    const onMessage = (message: unknown) => {
+      if (message === 'accepting-stopped') done();
+    };
+    const timer = setTimeout(done, STOP_ACCEPTING_MS);
+    worker.on('message', onMessage);
+    worker.once('exit', done);
+    worker.send('stop-accepting');
+  });
 }

@@ -259,13 +259,13 @@ export const FLAGS: readonly FlagSpec[] = [
     name: 'max-connections',
     kind: 'int',
     default: '0',
-    help: 'open client connections per process; 0 = the open-files limit less 1024',
+    help: 'open client connections in all, across workers; 0 = each process its open-files limit less 1024',
   },
   {
     name: 'max-connections-per-ip',
     kind: 'int',
     default: '256',
-    help: 'open connections per client address (trusted proxies exempt); 0 = no cap',
+    help: 'open connections per client address in all, across workers (trusted proxies exempt); 0 = no cap',
   },
   {
     name: 'metrics-loopback',

@@ -8,15 +8,29 @@ import { createPool } from './platform/db.ts';
 import {
   effectiveMaxConnections,
   FD_RESERVE,
+  type GreenlightServer,
   openFilesLimit,
   workerListenOptions,
 } from './platform/http-server.ts';
 import type { Logger } from './platform/logger.ts';
 import { Migrator } from './platform/migrations.ts';
+import { ensurePortFree, explainListenError } from './platform/ports.ts';
+import { onStopSignals } from './platform/signals.ts';
 import { stopTracing } from './platform/tracing.ts';
 
 export async function serve(givenConfig: Config, logger: Logger): Promise<void> {
   checkServeConfig(givenConfig);
+  // Until serving begins there is nothing to drain: a signal exits at once, and the embedded
+  // PostgreSQL (in a process group of its own, out of reach of a terminal's Ctrl-C) is
+  // stopped on the way out.
+  const exitNow = (signal: NodeJS.Signals) => {
+    logger.warn({ signal }, 'signal during start-up: exiting');
+    logger.flush();
+    process.exit(1);
+  };
+  onStopSignals({ first: exitNow, second: exitNow });
+  // A worker's ports were checked by its primary; its siblings hold them now.
+  if (!cluster.isWorker) await ensurePortsFree(givenConfig);
   const config = withJwtSecret(givenConfig);
   const database = await openDatabaseServer(config, logger);
   try {
@@ -28,6 +42,14 @@ export async function serve(givenConfig: Config, logger: Logger): Promise<void> 
   // A cluster worker is started with the primary's -db-dsn, so it never owns a database.
   if (cluster.isPrimary && config.workers > 1) return superviseWorkers(config, logger, database);
   return serveHttp(config, logger, database);
+}
+
+async function ensurePortsFree(config: Config): Promise<void> {
+  await ensurePortFree(config.host, config.port, '-port');
+  const callbacks = config.callbacks.listen;
+  if (config.callbacks.enabled && callbacks) {
+    await ensurePortFree(callbacks.host, callbacks.port, '-callbacks-addr');
+  }
 }
 
 // Without -jwt-secret (never in production: config refuses it) the secret lives in the data
@@ -131,15 +153,15 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
   }
 
   let shuttingDown = false;
-  // Like Go's Shutdown: a connection whose request finishes during shutdown is closed, so a
-  // keep-alive client does not hold the process until the grace period ends.
-  app.addHook('onSend', async (_request, reply) => {
-    if (shuttingDown) reply.header('connection', 'close');
-  });
+  const server = app.server as GreenlightServer;
   const shutdown = async (signal: NodeJS.Signals) => {
     if (shuttingDown) return;
     shuttingDown = true;
     logger.info({ signal }, 'shutting down server');
+    // Like Go's Shutdown, and before anything else: the listener closes, then every response
+    // says `Connection: close` and closes its connection, so a keep-alive client neither
+    // holds the process until the grace period ends nor reconnects into a closing listener.
+    server.drain();
     // In-flight requests get the grace period; after that, their connections are cut.
     const deadline = setTimeout(() => {
       logger.warn('grace period over: closing remaining connections');
@@ -168,18 +190,20 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
   };
   // Only a second *signal* means "now": in a cluster the primary also asks by message, and a
   // Ctrl-C reaching the whole process group must not count twice.
-  let signals = 0;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (++signals > 1) {
+  onStopSignals({
+    first: (signal) => void shutdown(signal),
+    second: (signal) => {
       logger.warn({ signal }, 'second signal: exiting at once');
       logger.flush();
       process.exit(1);
-    }
-    void shutdown(signal);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+    },
+  });
+  // The primary first has every worker stop accepting, then asks each to shut down (cluster.ts).
   process.on('message', (message) => {
+    if (message === 'stop-accepting') {
+      server.stopAccepting();
+      process.send?.('accepting-stopped');
+    }
     if (message === 'shutdown') void shutdown('SIGTERM');
   });
 
@@ -192,7 +216,7 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
     await stopSettings();
     await db.end();
     await database.stop();
-    throw err;
+    throw explainListenError(err, config.host, config.port, '-port');
   }
   const address = app.server.address();
   logger.info(
@@ -202,20 +226,30 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
     },
     'starting server',
   );
-  logConnectionHeadroom(config, logger);
+  logConnectionHeadroom(config, server, logger);
 }
 
 // Every client connection is a file descriptor; running out of them refuses everyone, the
 // database and the job queue included.
-function logConnectionHeadroom(config: Config, logger: Logger): void {
+// The caps hold for the instance; in a cluster each worker enforces its share, and says so.
+function logConnectionHeadroom(config: Config, server: GreenlightServer, logger: Logger): void {
   const limit = openFilesLimit();
-  const maxConnections = effectiveMaxConnections(config.http.maxConnections, limit);
+  const { caps } = server;
+  const workers = cluster.isWorker ? config.workers : 1;
   const headroom = {
     open_files_limit: limit ?? 'unknown',
-    max_connections: maxConnections,
+    max_connections:
+      config.http.maxConnections > 0
+        ? config.http.maxConnections
+        : effectiveMaxConnections(0, limit) * workers,
     max_connections_per_ip: config.http.maxConnectionsPerIp,
+    ...(cluster.isWorker && {
+      workers,
+      worker_max_connections: caps.maxConnections,
+      worker_max_connections_per_ip: caps.maxConnectionsPerAddress,
+    }),
   };
-  if (limit !== undefined && maxConnections + FD_RESERVE > limit) {
+  if (limit !== undefined && caps.maxConnections + FD_RESERVE > limit) {
     logger.warn(
       headroom,
       `-max-connections leaves fewer than ${FD_RESERVE} file descriptors for the database and files; raise the open-files limit (ulimit -n) or lower -max-connections`,

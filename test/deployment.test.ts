@@ -57,7 +57,7 @@ test('when compose.yaml is parsed, then it has every service the README names, a
   }
 });
 
-test('when the systemd unit is read, then ExecStart runs the README production command', () => {
+test('when the systemd unit is read, then ExecStart runs the README production command and a stop signals the primary alone', () => {
   const unit = read('deploy/greenlight.service');
   const exec = /^ExecStart=(.+)$/m.exec(unit);
   assert.ok(exec);
@@ -66,6 +66,11 @@ test('when the systemd unit is read, then ExecStart runs the README production c
   assert.deepEqual(['node', ...args], productionCommand());
   assert.match(unit, /^User=greenlight$/m);
   assert.match(unit, /^Restart=on-failure$/m);
+  assert.match(
+    unit,
+    /^KillMode=mixed$/m,
+    'SIGTERM goes to the primary alone, which stops its workers in order',
+  );
 });
 
 test('when the Caddyfile is read, then it balances over the upstreams, checks readiness and hides operator routes', () => {

@@ -67,8 +67,20 @@ function cleanEnv(): NodeJS.ProcessEnv {
 // Spawned for test `t` and killed when `t` ends if still alive (tests may run concurrently).
 // `cwd` is the checkout it runs from.
 export function greenlight(t: TestContext, args: string[], cwd = ROOT): Greenlight {
-  const child = spawn(process.execPath, ['src/main.ts', ...args], {
+  return spawnLogged(t, process.execPath, ['src/main.ts', ...args], { cwd });
+}
+
+// Any command that runs greenlight (`npm start`), its JSON log lines parsed from stdout.
+// `detached`: in a process group of its own, which the test may signal as a terminal does.
+export function spawnLogged(
+  t: TestContext,
+  command: string,
+  args: string[],
+  { cwd = ROOT, detached = false }: { cwd?: string; detached?: boolean } = {},
+): Greenlight {
+  const child = spawn(command, args, {
     cwd,
+    detached,
     env: cleanEnv(),
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -317,6 +317,9 @@ function ensureDirectory(dir: string, owner: Account | undefined, mode: number):
   }
 }
 
+// With `readyLine`, a server, which runs in a process group of its own: a terminal's Ctrl-C
+// goes to the foreground group, and must reach only greenlight, which stops the database
+// after the requests in flight have used it (not before, with an error for each).
 function run(
   command: string,
   args: string[],
@@ -326,6 +329,7 @@ function run(
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, {
       ...owner,
+      detached: readyLine !== undefined,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, LC_ALL: 'C' },
     });
@@ -482,8 +486,9 @@ export async function startEmbeddedPostgres({
 }
 
 // The stop of a server this process owns, whether it started it or adopted it. However
-// this process ends (an error at start-up, process.exit), the server goes with it; only a
-// SIGKILL leaves it running, for the next start to adopt.
+// this process ends (an error at start-up, process.exit, a signal: `serve` exits on one),
+// the server goes with it. PostgreSQL does not watch its parent, so a SIGKILL leaves it
+// running, for the next start to adopt through postgres-owner.pid.
 function ownedServer(dataDir: string, pid: number, logger: Logger): () => Promise<void> {
   let stopped = false;
   const onExit = () => {

@@ -2,10 +2,12 @@
 // - short header and request timeouts, checked every second (Node checks every 30 s by
 //   default, which lets a slow-header client hold a socket four times longer than asked);
 // - a cap on connections per client address and in total, so one address cannot take every
-//   file descriptor while others wait;
+//   file descriptor while others wait; in a cluster each worker enforces its share, so the
+//   caps hold for the instance as a whole;
 // - a drain that loses no request: on close, a connection is cut only once it has been quiet
-//   (no request in progress) for QUIET_MS; one that is mid-request finishes it and is closed
-//   after its response (Fastify sends `Connection: close` while closing);
+//   (no request in progress) for QUIET_MS; one that is mid-request finishes it, and every
+//   response whose head is written after the listener closed says `Connection: close` and
+//   closes its connection;
 // - errors Node answers itself, before Fastify sees a request (malformed HTTP, timeouts,
 //   oversized headers, an unsupported Expect, CONNECT), in the API's `{"error": ...}` envelope
 //   with a request id;
@@ -23,7 +25,7 @@ import {
   type ServerResponse,
   STATUS_CODES,
 } from 'node:http';
-import { BlockList, isIPv6, type Socket } from 'node:net';
+import { BlockList, isIPv6, type ListenOptions, Server as NetServer, type Socket } from 'node:net';
 import type { Config } from '../config.ts';
 import { sampleRequests } from './tracing.ts';
 
@@ -31,9 +33,15 @@ export type ConnectionPolicy = Readonly<{
   headerTimeoutMs: number;
   requestTimeoutMs: number;
   idleTimeoutMs: number;
+  // For the whole instance: a listener that shares its port with the instance's other
+  // workers enforces its share of each (capShare)...
   maxConnections: number;
+  // ...except a maxConnections derived from this process's own open-files limit.
+  maxConnectionsPerProcess: boolean;
   // 0: no cap per address
   maxConnectionsPerAddress: number;
+  // serving processes of the instance that share the port (1 outside a cluster)
+  workers: number;
   // Addresses exempt from the per-address cap: trusted proxies carry many clients.
   isProxy: (address: string) => boolean;
 }>;
@@ -46,6 +54,15 @@ export type ServerEvents = Readonly<{
 }>;
 
 type Connection = { address: string; inFlight: number; quietSince: number };
+
+// One process's share of a cap the instance's `workers` enforce together, each on the
+// connections the kernel gives it (SO_REUSEPORT spreads one address's connections about
+// evenly). Rounded down, so that together they never exceed it; at least 1. 0 (no cap) stays 0.
+export function capShare(cap: number, workers: number): number {
+  return cap === 0 || workers <= 1 ? cap : Math.max(1, Math.floor(cap / workers));
+}
+
+export type EffectiveCaps = Readonly<{ maxConnections: number; maxConnectionsPerAddress: number }>;
 
 // A drained connection that has carried no request for this long is closed; a client that
 // sends its next request on it sooner gets an answer (and `Connection: close`) instead of a
@@ -130,6 +147,10 @@ export class GreenlightServer extends Server {
   readonly #events: ServerEvents;
   readonly #connections = new Map<Socket, Connection>();
   readonly #perAddress = new Map<string, number>();
+  // responses whose head is not written yet, or that are being written
+  readonly #pending = new Set<ServerResponse>();
+  #caps: EffectiveCaps;
+  #draining = false;
   #sweep: NodeJS.Timeout | undefined;
 
   constructor(
@@ -158,9 +179,16 @@ export class GreenlightServer extends Server {
     (this as { httpAllowHalfOpen?: boolean }).httpAllowHalfOpen = true;
     this.#policy = policy;
     this.#events = events;
+    this.#caps = {
+      maxConnections: policy.maxConnections,
+      maxConnectionsPerAddress: policy.maxConnectionsPerAddress,
+    };
     this.maxConnections = policy.maxConnections;
     this.on('connection', (socket: Socket) => this.#accept(socket));
-    this.on('request', (req: IncomingMessage, res: ServerResponse) => this.#track(req.socket, res));
+    // Before the handler, which may answer at once.
+    this.prependListener('request', (req: IncomingMessage, res: ServerResponse) =>
+      this.#track(req.socket, res),
+    );
     this.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
       events.onClientError?.(417);
       const body = JSON.stringify({ error: CLIENT_ERROR_MESSAGES[417] });
@@ -183,16 +211,80 @@ export class GreenlightServer extends Server {
     this.on('drop', (data?: { remoteAddress?: string }) =>
       events.onRefused?.('total', data?.remoteAddress ?? ''),
     );
-    this.once('close', () => clearInterval(this.#sweep));
+    // 'close' may come more than once: after stopAccepting() drains, and again for close().
+    this.on('close', () => clearInterval(this.#sweep));
   }
 
   get connectionCount(): number {
     return this.#connections.size;
   }
 
+  // The caps this process enforces (its share when the port is shared by workers).
+  get caps(): EffectiveCaps {
+    return this.#caps;
+  }
+
+  // A listener that shares its port with the instance's other workers (reusePort, or the
+  // primary's handle for port 0) takes its share of the caps; one bound by one worker alone
+  // (exclusive, the callback listener) keeps them whole.
+  override listen(...args: unknown[]): this {
+    const [options] = args;
+    const shared =
+      cluster.isWorker &&
+      typeof options === 'object' &&
+      options !== null &&
+      ((options as ListenOptions).reusePort === true || (options as ListenOptions).exclusive !== true);
+    if (shared) {
+      const { workers } = this.#policy;
+      this.#caps = {
+        maxConnections: this.#policy.maxConnectionsPerProcess
+          ? this.#policy.maxConnections
+          : capShare(this.#policy.maxConnections, workers),
+        maxConnectionsPerAddress: capShare(this.#policy.maxConnectionsPerAddress, workers),
+      };
+      this.maxConnections = this.#caps.maxConnections;
+    }
+    return (Server.prototype.listen as (...a: unknown[]) => this).apply(this, args);
+  }
+
+  // Closes the listener and nothing else: connections stay open and keep alive. A cluster
+  // stops every worker's listener this way before any worker drains, so that a client told
+  // `Connection: close` by one worker does not reconnect into another worker's accept queue
+  // just before that one closes (closing a listener resets the connections queued on it).
+  stopAccepting(): void {
+    if (this.listening) NetServer.prototype.close.call(this);
+  }
+
+  // Node's close() calls this, just before closing the listener, to drop idle keep-alive
+  // connections at once, which resets a request the client has just sent on one. Instead,
+  // from now on every response not yet begun says `Connection: close`, and a connection is
+  // closed only once it has been quiet for QUIET_MS (that also covers slow clients that never
+  // completed a request); the check repeats until the server has closed.
+  override closeIdleConnections(): void {
+    this.#drain();
+  }
+
+  // What close() does, listener first; `serve` calls it first thing at shutdown, before the
+  // app's close hooks (which may wait for streams to end). Never with the listener open: a
+  // client told to close would reconnect into it.
+  drain(): void {
+    this.stopAccepting();
+    this.#drain();
+  }
+
+  // close() itself closes the listener right after this, in the same tick.
+  #drain(): void {
+    if (!this.#draining) {
+      this.#draining = true;
+      for (const res of this.#pending) if (!res.headersSent) res.shouldKeepAlive = false;
+    }
+    this.#closeQuiet();
+    this.#sweep ??= setInterval(() => this.#closeQuiet(), 50);
+  }
+
   #accept(socket: Socket): void {
     const address = socket.remoteAddress ?? '';
-    const cap = this.#policy.maxConnectionsPerAddress;
+    const cap = this.#caps.maxConnectionsPerAddress;
     const count = (this.#perAddress.get(address) ?? 0) + 1;
     if (cap > 0 && count > cap && !this.#policy.isProxy(address)) {
       // Cut at once: answering would mean reading the request, which is what the cap saves.
@@ -211,22 +303,17 @@ export class GreenlightServer extends Server {
   }
 
   #track(socket: Socket, res: ServerResponse): void {
+    // Whoever writes the response (a route, an error handler, a hijacked stream, Node itself).
+    if (this.#draining) res.shouldKeepAlive = false;
     const connection = this.#connections.get(socket);
     if (!connection) return;
     connection.inFlight++;
+    this.#pending.add(res);
     res.once('close', () => {
+      this.#pending.delete(res);
       connection.inFlight--;
       connection.quietSince = performance.now();
     });
-  }
-
-  // Node's close() calls this to drop idle keep-alive connections at once, which resets a
-  // request the client has just sent on one. We close only connections that have been quiet
-  // for QUIET_MS (that also covers slow clients that never completed a request), and keep
-  // checking until the server has closed.
-  override closeIdleConnections(): void {
-    this.#closeQuiet();
-    this.#sweep ??= setInterval(() => this.#closeQuiet(), 50);
   }
 
   #closeQuiet(): void {
@@ -287,7 +374,9 @@ export function serverFactory(config: Config, events: ServerEvents = {}, minIdle
         requestTimeoutMs: config.http.readTimeoutMs,
         idleTimeoutMs: Math.max(config.http.idleTimeoutMs, minIdleTimeoutMs),
         maxConnections: effectiveMaxConnections(config.http.maxConnections),
+        maxConnectionsPerProcess: config.http.maxConnections === 0,
         maxConnectionsPerAddress: config.http.maxConnectionsPerIp,
+        workers: config.workers,
         isProxy: proxyMatcher(config.trustedProxies),
       },
       events,

@@ -50,6 +50,12 @@ const TAGS = ['streams'];
 const TOPIC_LIST = TOPICS.map((topic) => `"${topic.name}"`).join(', ');
 const CATCH_UP_BATCH = 500;
 const PACE_MS = 10;
+// How long an SSE client waits before reconnecting to a stream that ended at shutdown: time
+// for a restarted server, or the load balancer's next instance, to take it. `retry:` sets it
+// for EventSource; the final event says why the stream ended, and carries no id, so the
+// client resumes from the last change it received.
+const SHUTDOWN_RETRY_MS = 2_000;
+const SHUTDOWN_EVENT = `event: shutdown\ndata: {"reason":"server shutting down"}\nretry: ${SHUTDOWN_RETRY_MS}\n\n`;
 
 type EndReason = 'closed' | 'slow_consumer' | 'revoked' | 'unresponsive' | 'shutdown' | 'error';
 
@@ -58,7 +64,7 @@ const EventStream = (topic: Topic, shown: string, example: string) =>
     content: {
       'text/event-stream': {
         schema: Type.String({
-          description: `Server-Sent Events. Each change: \`id: <outbox id>\`, \`event: <${topic.eventTypes.join('|')}>\`, \`data: {"id", "type", "occurred_at", "${topic.subject}"}\` where ${shown}. Before resumed events: \`event: gap\` with data {"last_event_id", "pruned_up_to"} when events after the requested id were pruned. \`: heartbeat\` comments keep idle streams open; \`event: revoked\` with data {"reason"} ends a stream whose credential or permission was withdrawn.`,
+          description: `Server-Sent Events. Each change: \`id: <outbox id>\`, \`event: <${topic.eventTypes.join('|')}>\`, \`data: {"id", "type", "occurred_at", "${topic.subject}"}\` where ${shown}. Before resumed events: \`event: gap\` with data {"last_event_id", "pruned_up_to"} when events after the requested id were pruned. \`: heartbeat\` comments keep idle streams open; \`event: revoked\` with data {"reason"} ends a stream whose credential or permission was withdrawn; \`event: shutdown\` with data {"reason"} and \`retry: ${SHUTDOWN_RETRY_MS}\` ends every stream when the server shuts down (reconnect with Last-Event-ID).`,
           examples: [example],
         }),
       },
@@ -227,7 +233,11 @@ function eventStream(deps: RealtimeDeps, topic: Topic, invalid: () => Error) {
     let heartbeat: NodeJS.Timeout | undefined;
     let stopFollowing = () => {};
     let removeOwner = () => {};
-    const record = recordStream('sse', request, { metrics, closers, shutdown: () => end('shutdown') });
+    const record = recordStream('sse', request, {
+      metrics,
+      closers,
+      shutdown: () => end('shutdown', SHUTDOWN_EVENT),
+    });
     const end = (reason: EndReason, last?: string) => {
       if (!record.finish(reason, res.writableLength)) return;
       ended = true;
