@@ -6,7 +6,7 @@ import pg from 'pg';
 import * as sql from '../src/movies/movies.sql.ts';
 import { createPool } from '../src/platform/db.ts';
 import { Migrator } from '../src/platform/migrations.ts';
-import { resumePoint } from '../src/realtime/events.ts';
+import { endedBefore, resumePoint } from '../src/realtime/events.ts';
 import { MOVIES } from '../src/realtime/topics.ts';
 import { buildTestApp, createMovie, createTestDatabase } from './helpers.ts';
 
@@ -113,4 +113,21 @@ test('when events were written before migration 000021, then they keep their id 
   } finally {
     await client.end();
   }
+});
+
+test('when a snapshot is read, then an event counts as ended below its xmin, or below its xmax when it was not running', () => {
+  const ended = endedBefore('100:105:100,103');
+  const at = (xid: number) => ended({ xid: BigInt(xid), id: 1 });
+  assert.deepEqual([99, 100, 101, 102, 103, 104, 105, 106].map(at), [
+    true,
+    false,
+    true,
+    true,
+    false,
+    true,
+    false,
+    false,
+  ]);
+  assert.equal(endedBefore('7:7:')({ xid: 6n, id: 1 }), true);
+  assert.equal(endedBefore('7:7:')({ xid: 7n, id: 1 }), false);
 });

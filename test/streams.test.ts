@@ -204,6 +204,31 @@ test('when a transaction holds an uncommitted event, then other writers commit w
   );
 });
 
+test('when a live client connects while an older transaction holds back committed events, then it gets only the events committed after it connected', async (t) => {
+  const holder = await db.connect();
+  t.after(async () => {
+    await holder.query('ROLLBACK');
+    holder.release();
+  });
+  await holder.query('BEGIN');
+  // A transaction id older than every event below, as an autovacuum's analyze or a long
+  // import would hold: nothing committed after it can be delivered until it ends.
+  await holder.query('SELECT pg_current_xact_id()');
+  const before = await createMovie(api, { title: 'Committed before the client came' });
+  const sse = await openSse(EVENTS, { token });
+  t.after(() => sse.close());
+  await until(() => sse.comments.length >= 1, 'the stream to open');
+  const after = await createMovie(api, { title: 'Committed after the client came' });
+  await holder.query('COMMIT');
+  await until(() => sse.events.length >= 1, 'the live event');
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(
+    sse.events.map((e) => dataOf(e).movie.id),
+    [after.id],
+  );
+  assert.notEqual(before.id, after.id);
+});
+
 test('when a client without a valid token, without movies:read or with an inactive account connects, then SSE answers 401 or 403 before any stream; a WebSocket needs a valid token to open and movies:read to subscribe to movies', async (t) => {
   const reader = await createUser(db, { permissions: ['movies:write'] });
   const inactive = await createUser(db, { activated: false, permissions: ['movies:read'] });

@@ -117,6 +117,15 @@ export async function selectLastPosition(db: Queryable, sql: OutboxStatements): 
   return row ? toPosition(row.xid, row.id) : START;
 }
 
+// PostgreSQL's snapshot of this moment as text: `xmin:xmax:xip,xip,...`.
+export async function selectSnapshot(db: Queryable): Promise<string> {
+  const { rows } = await db.query<{ snapshot: string }>({
+    name: 'select-current-snapshot',
+    text: 'SELECT pg_current_snapshot()::text AS snapshot',
+  });
+  return (rows[0] as { snapshot: string }).snapshot;
+}
+
 export type ResumeRow = Readonly<{
   // the last event pruned in delivery order, and the highest event id ever pruned
   prunedUpTo: Position;

@@ -25,7 +25,7 @@ import {
   response,
 } from '../platform/schemas.ts';
 import { apiErrors } from '../products/responses.ts';
-import { eventsAfter, isAfter, type Position, resumePoint, type StreamEvent } from './events.ts';
+import { endedNow, eventsAfter, isAfter, type Position, resumePoint, type StreamEvent } from './events.ts';
 import type { EventFeed } from './feed.ts';
 import type { Owner, Reauthenticate, StreamOwners } from './owners.ts';
 import { MOVIES, PRODUCTS, TOPICS, type Topic } from './topics.ts';
@@ -126,8 +126,10 @@ async function follow(
 ): Promise<() => void> {
   let cursor: Position | undefined = after;
   let held: StreamEvent[] | null = after === undefined ? null : [];
+  const past = after === undefined ? await endedNow(db) : undefined;
   const deliver = (event: StreamEvent) => {
     if (cursor && !isAfter(event.position, cursor)) return;
+    if (past?.(event.position)) return;
     cursor = event.position;
     send(event);
   };
