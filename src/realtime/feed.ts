@@ -15,6 +15,10 @@ import type { Wakeups } from './wakeups.ts';
 const BATCH = 500;
 // the first re-read of events hidden behind a running transaction, doubled each time
 const RETRY_MS = 2;
+// Re-reads while events wait never grow further apart than this: a transaction holding the
+// horizon (an autovacuum's analyze of a large table) can last seconds, and the waiting events
+// are due the moment it ends, not at the next safety poll.
+const MAX_RETRY_MS = 50;
 
 export type Subscriber = (events: readonly StreamEvent[]) => void;
 
@@ -108,8 +112,8 @@ export class EventFeed {
     }
   }
 
-  // Committed events wait behind a running transaction: read again in a few ms, then less
-  // often while they still wait; the poll takes over beyond its own interval.
+  // Committed events wait behind a running transaction: read again in a few ms, then every
+  // MAX_RETRY_MS while they still wait.
   #retryLater(pending: boolean): void {
     clearTimeout(this.#retry);
     this.#retry = undefined;
@@ -117,10 +121,9 @@ export class EventFeed {
       this.#retryMs = RETRY_MS;
       return;
     }
-    if (this.#retryMs > this.#pollMs) return;
     this.#retry = setTimeout(() => this.wake(), this.#retryMs);
     this.#retry.unref();
-    this.#retryMs *= 2;
+    this.#retryMs = Math.min(this.#retryMs * 2, MAX_RETRY_MS);
   }
 
   async stop(): Promise<void> {
