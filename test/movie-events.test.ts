@@ -6,7 +6,7 @@ import pg from 'pg';
 import * as sql from '../src/movies/movies.sql.ts';
 import { createPool } from '../src/platform/db.ts';
 import { Migrator } from '../src/platform/migrations.ts';
-import { endedBefore, resumePoint } from '../src/realtime/events.ts';
+import { endedBefore, lastPosition, resumePoint } from '../src/realtime/events.ts';
 import { MOVIES } from '../src/realtime/topics.ts';
 import { buildTestApp, createMovie, createTestDatabase } from './helpers.ts';
 
@@ -98,7 +98,7 @@ test('when events were written before migration 000021, then they keep their id 
       "INSERT INTO movie_events (type, movie_id, payload) VALUES ('movie.created', 4, '{\"id\":4}')",
     );
     const { rows } = await client.query<{ id: string; xid: string }>(
-      'SELECT id, xid::text AS xid FROM movie_events ORDER BY xid, id',
+      'SELECT id, xid::text AS xid FROM movie_events ORDER BY movie_events.xid, id',
     );
     assert.deepEqual(
       rows.map((r) => Number(r.id)),
@@ -117,7 +117,7 @@ test('when events were written before migration 000021, then they keep their id 
 
 test('when a snapshot is read, then an event counts as ended below its xmin, or below its xmax when it was not running', () => {
   const ended = endedBefore('100:105:100,103');
-  const at = (xid: number) => ended({ xid: BigInt(xid), id: 1 });
+  const at = (xid: number) => ended.has({ xid: BigInt(xid), id: 1 });
   assert.deepEqual([99, 100, 101, 102, 103, 104, 105, 106].map(at), [
     true,
     false,
@@ -128,6 +128,26 @@ test('when a snapshot is read, then an event counts as ended below its xmin, or 
     false,
     false,
   ]);
-  assert.equal(endedBefore('7:7:')({ xid: 6n, id: 1 }), true);
-  assert.equal(endedBefore('7:7:')({ xid: 7n, id: 1 }), false);
+  assert.equal(endedBefore('7:7:').has({ xid: 6n, id: 1 }), true);
+  assert.equal(endedBefore('7:7:').has({ xid: 7n, id: 1 }), false);
+  assert.equal(ended.xmin, 100n);
+});
+
+test('when transaction ids cross a power of ten, then the last position is the greatest as a number, not as text', async () => {
+  const client = createPool({
+    dsn: await createTestDatabase(),
+    maxOpenConns: 1,
+    maxIdleTimeMs: 60_000,
+    queryTimeoutMs: 3_000,
+  });
+  try {
+    const { rows } = await client.query<{ id: string }>(
+      `INSERT INTO movie_events (type, movie_id, payload, xid)
+       VALUES ('movie.created', 1, '{"id":1}', '99'), ('movie.created', 2, '{"id":2}', '100')
+       RETURNING id`,
+    );
+    assert.deepEqual(await lastPosition(client, MOVIES), { xid: 100n, id: Number(rows[1]?.id) });
+  } finally {
+    await client.end();
+  }
 });

@@ -47,10 +47,11 @@ export const outboxStatements = (table: string): OutboxStatements => ({
     FROM (VALUES (1)) AS one
     LEFT JOIN batch b ON true
     ORDER BY b.xid, b.id`,
+  // Ordered by the table's columns: a bare `xid` would name the output column, its text.
   selectLast: `
     SELECT id, xid::text AS xid FROM ${table}
     WHERE xid < pg_snapshot_xmin(pg_current_snapshot())
-    ORDER BY xid DESC, id DESC
+    ORDER BY ${table}.xid DESC, ${table}.id DESC
     LIMIT 1`,
   // The event with the greatest id up to $1 (the id itself when it is still there) and what
   // pruning left behind.

@@ -49,20 +49,23 @@ export async function eventsAfter(
   return { events: rows.map((row) => toStreamEvent(topic, row)), pending };
 }
 
-// Whether an event's transaction had ended when `snapshot` was taken (PostgreSQL's rule: below
-// its xmin, or below its xmax and not among the transactions it saw running).
-export function endedBefore(snapshot: string): (position: sql.Position) => boolean {
+// The transactions that had ended when `snapshot` was taken (PostgreSQL's rule: below its
+// xmin, or below its xmax and not among the transactions it saw running). `xmin`: every
+// transaction below it had ended, so a batch of events ending below it can be passed over whole.
+export type EndedTransactions = Readonly<{ xmin: bigint; has: (position: sql.Position) => boolean }>;
+
+export function endedBefore(snapshot: string): EndedTransactions {
   const [xmin = '0', xmax = '0', running = ''] = snapshot.split(':');
   const low = BigInt(xmin);
   const high = BigInt(xmax);
   const inProgress = new Set(running === '' ? [] : running.split(',').map(BigInt));
-  return ({ xid }) => xid < low || (xid < high && !inProgress.has(xid));
+  return { xmin: low, has: ({ xid }) => xid < low || (xid < high && !inProgress.has(xid)) };
 }
 
 // A live follower starts from now: events whose transactions had ended when it subscribed are
 // not sent to it, even those the feed has not delivered yet because an older transaction
-// was still running (a long import or an autovacuum's analyze holds the horizon back).
-export async function endedNow(db: Queryable): Promise<(position: sql.Position) => boolean> {
+// was still running (a long import holds the horizon back; the feed then reads its backlog).
+export async function endedNow(db: Queryable): Promise<EndedTransactions> {
   return endedBefore(await sql.selectSnapshot(db));
 }
 

@@ -129,7 +129,7 @@ async function follow(
   const past = after === undefined ? await endedNow(db) : undefined;
   const deliver = (event: StreamEvent) => {
     if (cursor && !isAfter(event.position, cursor)) return;
-    if (past?.(event.position)) return;
+    if (past?.has(event.position)) return;
     cursor = event.position;
     send(event);
   };
@@ -138,6 +138,8 @@ async function follow(
     if (isOpen()) deliver(event);
   };
   const unsubscribe = await feed.subscribe((events) => {
+    // A backlog from before this follower came is passed over a batch at a time.
+    if (past && (events.at(-1)?.position.xid ?? 0n) < past.xmin) return;
     if (held) held.push(...events);
     else for (const event of events) if (isOpen()) deliver(event);
   });
