@@ -4,7 +4,12 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import compress from '@fastify/compress';
 import websocket from '@fastify/websocket';
-import Fastify, { type FastifyInstance, type FastifyReply, LogController } from 'fastify';
+import Fastify, {
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
 import PgBoss from 'pg-boss';
 import { ACCOUNT_PATHS, accountRoutes } from './accounts/accounts.routes.ts';
 import { EMAIL_QUEUE } from './accounts/accounts.ts';
@@ -229,13 +234,33 @@ export function buildApp({
       if (!(request.routeOptions.config.probe && isDatabaseUnavailable(err))) throw err;
     }
   });
-  app.addHook('onRequest', async (request) => {
-    if (!limits.enabled || request.routeOptions.config.rateLimit === false) return;
+  // The local store answers at once and Redis's with a promise: a step waits only for that.
+  const andThen = (step: void | Promise<void>, next: () => void | Promise<void>): void | Promise<void> =>
+    step instanceof Promise ? step.then(next) : next();
+  const limitRequest = (request: FastifyRequest): void | Promise<void> => {
     const address = `ip:${request.ip}`;
     const key = config.limiterPerUser && request.identity ? `user:${request.identity.id}` : address;
-    if (ceiling) await limited(() => ceiling.check(address));
-    await limited(() => limiter.take(key));
-    if (ceiling) await limited(() => ceiling.take(address));
+    return andThen(ceiling && limited(() => ceiling.check(address)), () =>
+      andThen(
+        limited(() => limiter.take(key)),
+        () => (ceiling ? limited(() => ceiling.take(address)) : undefined),
+      ),
+    );
+  };
+  app.addHook('onRequest', (request, _reply, done) => {
+    if (!limits.enabled || request.routeOptions.config.rateLimit === false) {
+      done();
+      return;
+    }
+    let pending: void | Promise<void>;
+    try {
+      pending = limitRequest(request);
+    } catch (err) {
+      done(err as Error);
+      return;
+    }
+    if (pending) pending.then(() => done(), done);
+    else done();
   });
 
   app.addHook('onResponse', (request, reply, done) => {
