@@ -79,6 +79,9 @@ export function createMetrics(config: Config, db: Db, jobs: Jobs): Metrics {
   return new Metrics({ db, maxOpenConns: config.db.maxOpenConns, jobs, queues: [EMAIL_QUEUE] });
 }
 
+// The most of a refused body that is discarded to keep its connection: 8 JSON bodies' worth.
+const DISCARD_LIMIT = 8 * MAX_BODY_BYTES;
+
 // A client's X-Request-Id is kept when it looks like an id; anything else is replaced.
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -213,6 +216,20 @@ export function buildApp({
       return;
     }
     done();
+  });
+  // Fastify refuses a body (too large, unreadable) with `Connection: close` before the rest of
+  // it has arrived, and closing then resets the connection under a client still sending: the
+  // client gets EPIPE instead of the answer. A declared rest up to DISCARD_LIMIT is read and
+  // discarded instead (http-server.ts), within -read-timeout, and the connection stays open.
+  app.addHook('onSend', (request, reply, payload, done) => {
+    if (
+      reply.getHeader('connection') === 'close' &&
+      !request.raw.complete &&
+      Number(request.headers['content-length']) <= DISCARD_LIMIT
+    ) {
+      reply.removeHeader('connection');
+    }
+    done(null, payload);
   });
   app.addHook('onRequest', corsHook(settings.cors));
   const authenticators = createAuthenticators({ config, db, cache: identityCache, logger, jwts });

@@ -1,7 +1,8 @@
 // Requests at the edges of HTTP/1.1, over raw sockets: protocol upgrades and CONNECT get an
 // answer in the envelope (never a 101 off a WebSocket route, never silence), a request
-// followed by the client's FIN is still answered, and a client dropping its body is its
-// doing in the log on both APIs.
+// followed by the client's FIN is still answered, a body refused before it has all arrived
+// leaves its connection open and answered, and a client dropping its body is its doing in the
+// log on both APIs.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
@@ -11,7 +12,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startTestCallbacks, startUpstream } from './callbacks-helpers.ts';
 import { buildTestApp, waitFor } from './helpers.ts';
 
-const { app, lines, token } = await buildTestApp();
+const IMPORT_MAX_BYTES = 4096;
+const { app, lines, token } = await buildTestApp({ flags: ['-import-max-bytes', String(IMPORT_MAX_BYTES)] });
 await app.listen({ host: '127.0.0.1', port: 0 });
 const port = (app.server.address() as AddressInfo).port;
 
@@ -125,6 +127,77 @@ describe('a request followed by the client FIN', () => {
       const answer = await exchange(listener, `GET ${path} HTTP/1.0\r\n\r\n`, { halfClose: true });
       assert.equal(answer.status, 200, `${path}: ${answer.headers}`);
     }
+  });
+});
+
+// One keep-alive connection: write to it, and read its answers one after another.
+async function keptConnection() {
+  const socket = connect({ port, host: '127.0.0.1' });
+  await once(socket, 'connect');
+  let received = '';
+  let wrote: Error | undefined;
+  socket.on('data', (chunk: Buffer) => {
+    received += chunk.toString();
+  });
+  socket.on('error', (err) => {
+    wrote = err;
+  });
+  const next = async (what: string): Promise<Answer> => {
+    const answer = await waitFor(what, () => {
+      const end = received.indexOf('\r\n\r\n');
+      if (end === -1) return undefined;
+      const headers = received.slice(0, end);
+      const length = Number(/^content-length: (\d+)$/im.exec(headers)?.[1]);
+      if (Buffer.byteLength(received.slice(end + 4)) < length) return undefined;
+      received = received.slice(end + 4 + length);
+      return { status: Number(headers.split(' ')[1]), headers, body: '' };
+    });
+    return answer;
+  };
+  const write = async (bytes: string) => {
+    if (!socket.write(bytes)) await once(socket, 'drain');
+  };
+  return { socket, next, write, error: () => wrote };
+}
+
+describe('a body refused before it has all arrived', () => {
+  test('when a declared body is too large, then the refusal comes at once and the connection stays open while the client sends the rest', async () => {
+    const declared = 2 * 1024 * 1024;
+    // The book answers a body over its limit with 400, as Go's readJSON does.
+    const routes = [
+      ['/api/v1/auth/login', 413],
+      ['/v1/tokens/authentication', 400],
+      ['/v1/movies/import', 413],
+    ] as const;
+    for (const [path, status] of routes) {
+      const client = await keptConnection();
+      const head = `POST ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Length: ${declared}\r\n\r\n`;
+      const first = 64 * 1024;
+      await client.write(head + 'x'.repeat(first));
+      const refused = await client.next(`${path}: its refusal`);
+      assert.equal(refused.status, status, `${path}: ${refused.headers}`);
+      assert.doesNotMatch(refused.headers, /^connection: close/im, path);
+      await client.write('x'.repeat(declared - first));
+      await client.write('GET /v1/healthcheck HTTP/1.1\r\nHost: x\r\n\r\n');
+      assert.equal((await client.next(`${path}: the next answer`)).status, 200, path);
+      assert.equal(client.error(), undefined, `${path}: the client could send all of it`);
+      client.socket.destroy();
+    }
+  });
+
+  test('when a streamed body passes its limit part-way, then the rest is discarded and the connection serves the next request', async () => {
+    const client = await keptConnection();
+    const chunk = (text: string) => `${text.length.toString(16)}\r\n${text}\r\n`;
+    await client.write(
+      `POST /v1/movies/import HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nTransfer-Encoding: chunked\r\n\r\n` +
+        chunk('x'.repeat(2 * IMPORT_MAX_BYTES)),
+    );
+    assert.equal((await client.next('the 413')).status, 413);
+    for (let i = 0; i < 64; i++) await client.write(chunk('x'.repeat(16 * 1024)));
+    await client.write('0\r\n\r\nGET /v1/healthcheck HTTP/1.1\r\nHost: x\r\n\r\n');
+    assert.equal((await client.next('the next answer')).status, 200);
+    assert.equal(client.error(), undefined);
+    client.socket.destroy();
   });
 });
 

@@ -186,9 +186,7 @@ export class GreenlightServer extends Server {
     this.maxConnections = policy.maxConnections;
     this.on('connection', (socket: Socket) => this.#accept(socket));
     // Before the handler, which may answer at once.
-    this.prependListener('request', (req: IncomingMessage, res: ServerResponse) =>
-      this.#track(req.socket, res),
-    );
+    this.prependListener('request', (req: IncomingMessage, res: ServerResponse) => this.#track(req, res));
     this.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
       events.onClientError?.(417);
       const body = JSON.stringify({ error: CLIENT_ERROR_MESSAGES[417] });
@@ -302,10 +300,17 @@ export class GreenlightServer extends Server {
     });
   }
 
-  #track(socket: Socket, res: ServerResponse): void {
+  #track(req: IncomingMessage, res: ServerResponse): void {
     // Whoever writes the response (a route, an error handler, a hijacked stream, Node itself).
     if (this.#draining) res.shouldKeepAlive = false;
-    const connection = this.#connections.get(socket);
+    // An answer given before the whole body arrived (a 413, a refused credential): the rest
+    // is read and discarded, so the client can finish sending and read the answer. Node does
+    // this itself only when nobody began reading the body; a decoder that stopped part-way
+    // would otherwise leave the client blocked until -read-timeout.
+    res.once('finish', () => {
+      if (!req.complete && !req.destroyed) req.resume();
+    });
+    const connection = this.#connections.get(req.socket);
     if (!connection) return;
     connection.inFlight++;
     this.#pending.add(res);
