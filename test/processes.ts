@@ -134,9 +134,11 @@ export function spawnLogged(
         waiters.add(wake);
         wake();
       });
-      return withTimeout(found, timeoutMs, `log "${msg}"\nstdout so far:\n${stdout}`).finally(() =>
-        waiters.delete(wake),
-      );
+      return withTimeout(
+        found,
+        timeoutMs,
+        `log "${msg}"\nstdout so far:\n${stdout}\nstderr so far:\n${stderr}`,
+      ).finally(() => waiters.delete(wake));
     },
     waitForExit: (timeoutMs) => withTimeout(exited, timeoutMs, `the process to exit\nstdout:\n${stdout}`),
   };
@@ -145,8 +147,13 @@ export function spawnLogged(
   return proc;
 }
 
+// How long a process may take to start serving or to finish a command. A start takes about a
+// second on an idle machine, but many times that when files run side by side on a loaded one;
+// the bound only matters for a process that hangs, since one that exits fails the wait at once.
+const START_TIMEOUT_MS = 60_000;
+
 // A command that is expected to finish by itself.
-export async function run(t: TestContext, args: string[], timeoutMs = 15_000) {
+export async function run(t: TestContext, args: string[], timeoutMs = START_TIMEOUT_MS) {
   const proc = greenlight(t, args);
   const exit = await proc.waitForExit(timeoutMs);
   return { ...exit, stdout: proc.stdout(), stderr: proc.stderr() };
@@ -167,7 +174,7 @@ export const SERVE_FLAGS = [
 export async function startServer(
   t: TestContext,
   flags: string[],
-  timeoutMs = 10_000,
+  timeoutMs = START_TIMEOUT_MS,
   cwd = ROOT,
 ): Promise<Greenlight & { port: number }> {
   const proc = greenlight(t, ['serve', ...SERVE_FLAGS, ...flags], cwd);
