@@ -18,6 +18,10 @@ let server: EmbeddedPostgres | undefined;
 let dataDir: string | undefined;
 
 export async function globalSetup(): Promise<void> {
+  // Every test file and every server a test spawns is a new Node process compiling the same
+  // modules (about 150 per run); V8's code cache, kept between runs, saves about a third of
+  // each one's start-up CPU. Node checks each entry against the source, so a stale one is unused.
+  process.env.NODE_COMPILE_CACHE ??= join(tmpdir(), 'greenlight-test-compile-cache');
   dataDir = mkdtempSync(join(tmpdir(), 'greenlight-test-'));
   server = await startEmbeddedPostgres({
     dataDir,
