@@ -255,7 +255,8 @@ export function checkServeConfig(config: Config): void {
 export function usage(): string {
   const lines = FLAGS.map((f) => {
     const def = f.default === '' ? '' : ` (default ${f.default})`;
-    const help = f.help.replaceAll('`', '');
+    // The help is the docs' markdown: no backticks, and a link's text without its target.
+    const help = f.help.replaceAll('`', '').replace(/\[([^\]]*)\]\([^)]*\)/g, '$1');
     return `  -${f.name} ${f.kind === 'bool' ? '' : f.kind}\n\t${help}${def} [${envName(f.name)}]`;
   });
   return [

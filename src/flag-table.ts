@@ -13,7 +13,8 @@ const ROW = /^\| `-[a-z0-9-]+` \|/;
 export function flagTableRows(): string[] {
   return FLAGS.map((f) => {
     const shown = f.shownDefault ?? (f.default === '' ? '*(empty)*' : `\`${f.default}\``);
-    return `| \`-${f.name}\` | \`${envName(f.name)}\` | ${shown} | ${f.help} |`;
+    const runtime = f.runtime ? ' *(runtime setting: `config set`)*' : '';
+    return `| \`-${f.name}\` | \`${envName(f.name)}\` | ${shown} | ${f.help}${runtime} |`;
   });
 }
 
