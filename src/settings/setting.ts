@@ -85,11 +85,11 @@ function parseRollout(value: unknown): Rollout {
   throw new ValidationError({ value: ROLLOUT_MESSAGE });
 }
 
-// What a setting is when nothing is stored: its flag's start-up value.
+// What a setting is when nothing is stored: its flag's start-up value. The name is checked
+// first: settingDefaults is a plain object, whose inherited keys ("constructor") are no setting.
 export function startupValue(config: Config, name: string): unknown {
-  const value = config.settingDefaults[name];
-  if (value === undefined) throw new NotFoundError();
-  return value;
+  if (!isSetting(name)) throw new NotFoundError();
+  return config.settingDefaults[name];
 }
 
 // Two JSON values that the process would use alike ("30s" and "30000ms", 4 and 4.0).
