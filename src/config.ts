@@ -22,6 +22,7 @@ import {
   type FlagTable,
   type FlagValue,
   formatDuration,
+  REDACTED,
   readValues,
 } from './platform/flags.ts';
 import { httpConfig, httpFlags } from './platform/http.flags.ts';
@@ -162,8 +163,6 @@ export function readSettings(argv: readonly string[], env: NodeJS.ProcessEnv = p
   for (const spec of FLAGS) get(spec.name);
   return { get, args };
 }
-
-export const REDACTED = 'REDACTED';
 
 // A flag's value as it may be shown anywhere: never a secret flag's, and never the
 // credentials of a URL (an endpoint may be given as https://user:password@host).

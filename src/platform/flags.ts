@@ -5,6 +5,9 @@
 
 export class ConfigError extends Error {}
 
+// What a secret value is shown as, wherever configuration or a request is shown.
+export const REDACTED = 'REDACTED';
+
 // A flag's value that cannot be converted or breaks the flag's rule; `reason` is the
 // client-facing part (the runtime settings answer it as a 422 field message).
 export class FlagValueError extends ConfigError {
