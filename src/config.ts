@@ -82,9 +82,13 @@ export const SETTING_NAMES: readonly string[] = [
   ...FLAGS.filter((f) => f.runtime).map((f) => f.name),
   ...FLAGS.flatMap((f) => (f.feature ? [FEATURE_PREFIX + f.feature] : [])),
 ];
+// Mistakes in the declarations stop every command at once, before any flag is read.
 for (const flag of FLAGS) {
   if (flag.secret && (flag.runtime || flag.feature)) {
     throw new Error(`-${flag.name} is secret: it cannot be a runtime setting`);
+  }
+  if (FLAGS.filter((f) => f.name === flag.name).length > 1) {
+    throw new Error(`-${flag.name} is declared by two modules`);
   }
 }
 
