@@ -377,7 +377,7 @@ export function buildApp({
       prefix: PRODUCTS_API_PREFIX,
     });
     settingsRoutes(api, db, config);
-    if (config.graphql.enabled) graphqlRoutes(api, { db, config, logger, features: settings, posters });
+    graphqlRoutes(api, { db, config, logger, features: settings, posters });
     addMethodFallbacks(api, [
       ...SYSTEM_PATHS,
       ...PROBE_PATHS,

@@ -87,6 +87,15 @@ describe('settings: the admin API', () => {
     );
   });
 
+  test('when the name is a key every object inherits, then 404 and nothing is stored', async () => {
+    for (const name of ['constructor', 'toString', 'hasOwnProperty']) {
+      const res = await admin.api({ method: 'DELETE', url: `/v1/admin/settings/${name}` });
+      assert.equal(res.statusCode, 404, name);
+    }
+    const { rows } = await db.query('SELECT name FROM settings');
+    assert.deepEqual(rows, []);
+  });
+
   test('when the value breaks the flag rule, then 422 with the message the start-up flag gives', async () => {
     const cases: [string, unknown, string][] = [
       ['limiter-rps', 0, 'must be greater than zero'],

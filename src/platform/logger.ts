@@ -1,6 +1,6 @@
 // Structured JSON logs on stdout, one object a line (pino: fast, and Fastify's own).
 import { pino } from 'pino';
-import { REDACTED } from '../config.ts';
+import { REDACTED } from './flags.ts';
 import { traceLogFields } from './tracing.ts';
 
 export type Logger = pino.Logger;

@@ -1,36 +1,27 @@
 // Runtime settings: what an operator may change without a restart, and how a value is
-// checked. Runtime flags take the start-up flag's own value and rules (config.ts's
+// checked. Which flags are settings is declared with the flags (`runtime`, `feature` in the
+// modules' *.flags.ts). Runtime flags take the start-up flag's own value and rules (config.ts's
 // readFlagValue), so `config set` accepts exactly what the command line accepts; feature
-// flags are a boolean or a percentage rollout.
+// flags are a boolean or a percentage rollout, starting at their flag's value.
 import { createHash } from 'node:crypto';
 import {
   type Config,
+  FEATURE_PREFIX,
+  type Feature,
   type FlagValue,
   FlagValueError,
   flagKind,
-  RUNTIME_FLAGS,
   readFlagValue,
+  SETTING_NAMES,
   trustedOriginsOf,
 } from '../config.ts';
 import { NotFoundError, ValidationError } from '../platform/errors.ts';
 import { isStorable, NUL_MESSAGE } from '../platform/validator.ts';
 
-// Feature flags and their values when no setting says otherwise. Each is the setting
-// `feature-<name>` and is read through RuntimeSettings.isEnabled.
-export const FEATURES = {
-  graphql: { default: true as Rollout, description: 'serve GraphQL at /graphql (404 when off)' },
-} as const;
-export type Feature = keyof typeof FEATURES;
+export { type Feature, SETTING_NAMES } from '../config.ts';
 
 // On, off, or on for a stable share of users (by a hash of the user id; off for anonymous).
 export type Rollout = boolean | Readonly<{ percent: number }>;
-
-const FEATURE_PREFIX = 'feature-';
-
-export const SETTING_NAMES: readonly string[] = [
-  ...RUNTIME_FLAGS,
-  ...Object.keys(FEATURES).map((feature) => FEATURE_PREFIX + feature),
-];
 
 // A setting's value as the process uses it.
 export type Effective = FlagValue | Rollout;
@@ -94,34 +85,11 @@ function parseRollout(value: unknown): Rollout {
   throw new ValidationError({ value: ROLLOUT_MESSAGE });
 }
 
-// Durations are shown as the flag takes them ("30s"), not in milliseconds.
-function formatDuration(ms: number): string {
-  for (const [unit, size] of [
-    ['h', 3_600_000],
-    ['m', 60_000],
-    ['s', 1000],
-  ] as const) {
-    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
-  }
-  return `${ms}ms`;
-}
-
-const FROM_CONFIG: Readonly<Record<string, (config: Config) => FlagValue>> = {
-  'limiter-rps': (c) => c.limiter.rps,
-  'limiter-burst': (c) => c.limiter.burst,
-  'limiter-enabled': (c) => c.limiter.enabled,
-  'cors-trusted-origins': (c) => c.cors.trustedOrigins.join(' '),
-  'log-level': (c) => c.logLevel,
-  'callbacks-ttl': (c) => formatDuration(c.callbacks.ttlMs),
-  'callbacks-concurrency': (c) => c.callbacks.concurrency,
-};
-
-// What a setting is when nothing is stored: the start-up flag, or the feature's default.
+// What a setting is when nothing is stored: its flag's start-up value. The name is checked
+// first: settingDefaults is a plain object, whose inherited keys ("constructor") are no setting.
 export function startupValue(config: Config, name: string): unknown {
   if (!isSetting(name)) throw new NotFoundError();
-  const fromConfig = FROM_CONFIG[name];
-  if (fromConfig) return fromConfig(config);
-  return FEATURES[name.slice(FEATURE_PREFIX.length) as Feature].default;
+  return config.settingDefaults[name];
 }
 
 // Two JSON values that the process would use alike ("30s" and "30000ms", 4 and 4.0).

@@ -3333,7 +3333,7 @@ export interface operations {
             header?: never;
             path: {
                 /**
-                 * @description one of limiter-rps, limiter-burst, limiter-enabled, cors-trusted-origins, log-level, callbacks-ttl, callbacks-concurrency, feature-graphql
+                 * @description one of log-level, cors-trusted-origins, limiter-rps, limiter-burst, limiter-enabled, callbacks-ttl, callbacks-concurrency, feature-graphql
                  * @example limiter-burst
                  */
                 name: string;
@@ -3487,7 +3487,7 @@ export interface operations {
             header?: never;
             path: {
                 /**
-                 * @description one of limiter-rps, limiter-burst, limiter-enabled, cors-trusted-origins, log-level, callbacks-ttl, callbacks-concurrency, feature-graphql
+                 * @description one of log-level, cors-trusted-origins, limiter-rps, limiter-burst, limiter-enabled, callbacks-ttl, callbacks-concurrency, feature-graphql
                  * @example limiter-burst
                  */
                 name: string;

@@ -1,0 +1,77 @@
+// Flags of the callback service: where it listens, the upstream it asks, and how it keeps
+// and hands out work. Its TTL and concurrency may change at run time: the service
+// subscribes to them (callbacks.ts, through RuntimeSettings.onChange).
+import { bool, duration, type FlagValues, int, text, when } from '../platform/flags.ts';
+
+const HOST_PORT = /^(\[[^\]]+\]|[^:\s]*):(\d+)$/;
+
+export const callbacksFlags = {
+  // false: `serve` runs no callback service in this process.
+  'callbacks-enabled': bool({
+    default: 'true',
+    help: '`serve` runs the callback service (with `-workers N`, in one worker); `false` leaves it to `greenlight callbacks` elsewhere',
+  }),
+  'callbacks-addr': text({
+    default: 'localhost:9090',
+    help: '`host:port` of the callback listener (`:9090` = every interface, port `0` picks one); empty turns the listener off (the process still processes and sweeps)',
+    rule: when((addr) => {
+      const hostPort = HOST_PORT.exec(addr);
+      return addr === '' || (hostPort !== null && Number(hostPort[2]) <= 65535);
+    }, 'must be host:port (port 0 picks a free one), or empty to disable the listener'),
+  }),
+  'callbacks-upstream': text({
+    default: 'http://localhost:9010',
+    help: 'base URL of the object service (`GET /objects/{id}`)',
+    rule: when((url) => /^https?:\/\/[^/\s]+(\/\S*)?$/.test(url), 'must be an http:// or https:// URL'),
+  }),
+  'callbacks-ttl': duration({
+    default: '30s',
+    help: 'objects not seen for this long are deleted (at least `1s`)',
+    runtime: true,
+    rule: when((ms) => ms >= 1000, 'must be at least 1s'),
+  }),
+  'callbacks-concurrency': int({
+    default: '200',
+    help: 'upstream lookups in flight at once, per process (and upstream connections)',
+    runtime: true,
+    rule: when((n) => n >= 1 && n <= 100_000, 'must be between 1 and 100000'),
+  }),
+  'callbacks-upstream-timeout': duration({
+    default: '5s',
+    help: 'timeout of one lookup attempt (the upstream takes up to 4.3 s)',
+    rule: when((ms) => ms > 0, 'must be greater than zero'),
+  }),
+  'callbacks-lease': duration({
+    default: '10s',
+    help: 'a claimed callback whose process stops renewing it (crash) is claimed again after this long',
+    rule: when((ms) => ms >= 300, 'must be at least 300ms'),
+  }),
+  'callbacks-client-interval': duration({
+    default: '5s',
+    help: 'how often `greenlight callbacks client` posts',
+    rule: when((ms) => ms > 0, 'must be greater than zero'),
+  }),
+};
+
+export function callbacksConfig(v: FlagValues<typeof callbacksFlags>) {
+  const hostPort = HOST_PORT.exec(v['callbacks-addr']);
+  return Object.freeze({
+    enabled: v['callbacks-enabled'],
+    // null: the listener is off (the service still runs).
+    listen: hostPort
+      ? Object.freeze({
+          // ":9090" listens on every interface, as Go's net.Listen does.
+          host: (hostPort[1] ?? '').replace(/^\[|\]$/g, '') || '0.0.0.0',
+          port: Number(hostPort[2]),
+        })
+      : null,
+    upstream: v['callbacks-upstream'].replace(/\/+$/, ''),
+    ttlMs: v['callbacks-ttl'],
+    concurrency: v['callbacks-concurrency'],
+    upstreamTimeoutMs: v['callbacks-upstream-timeout'],
+    leaseMs: v['callbacks-lease'],
+    clientIntervalMs: v['callbacks-client-interval'],
+  });
+}
+
+export type CallbacksConfig = ReturnType<typeof callbacksConfig>;
