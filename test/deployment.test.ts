@@ -1,5 +1,5 @@
 // The deployment files cannot run here (no container engine, no systemd): they are checked
-// against each other and against the README, so they cannot drift apart unnoticed.
+// against each other and against docs/deployment.md, so they cannot drift apart unnoticed.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
@@ -8,16 +8,16 @@ import { buildConfig, checkServeConfig, readSettings } from '../src/config.ts';
 import { ROOT } from './processes.ts';
 
 const read = (path: string) => readFileSync(`${ROOT}/${path}`, 'utf8');
-const readme = read('README.md');
+const page = read('docs/deployment.md');
 
-// The fenced command that follows "The production command" in the README.
+// The fenced command that follows "The production command" in docs/deployment.md.
 function productionCommand(): string[] {
-  const match = /The production command[\s\S]*?```sh\n([^\n]+)\n```/.exec(readme);
-  assert.ok(match, 'README has no production command block');
+  const match = /The production command[\s\S]*?```sh\n([^\n]+)\n```/.exec(page);
+  assert.ok(match, 'docs/deployment.md has no production command block');
   return (match[1] as string).trim().split(/\s+/);
 }
 
-test('when the Dockerfile is read, then its CMD is the README production command, in a non-root, production-only final stage with a healthcheck', () => {
+test('when the Dockerfile is read, then its CMD is the documented production command, in a non-root, production-only final stage with a healthcheck', () => {
   const dockerfile = read('Dockerfile');
   const stages = dockerfile.split(/^FROM /m).slice(1);
   assert.ok(stages.length >= 2, 'multi-stage');
@@ -32,12 +32,12 @@ test('when the Dockerfile is read, then its CMD is the README production command
   assert.match(read('.dockerignore'), /^clients$/m);
 });
 
-test('when compose.yaml is parsed, then it has every service the README names, and two API instances behind Caddy on PostgreSQL', () => {
+test('when compose.yaml is parsed, then it has every service docs/deployment.md names, and two API instances behind Caddy on PostgreSQL', () => {
   const compose = parse(read('compose.yaml'), { merge: true }) as {
     services: Record<string, { build?: string; environment?: Record<string, string>; volumes?: string[] }>;
   };
-  const line = /^\s*Services of `compose.yaml`:(.*)$/m.exec(readme);
-  assert.ok(line, 'README lists the compose services');
+  const line = /^\s*Services of `compose.yaml`:(.*)$/m.exec(page);
+  assert.ok(line, 'docs/deployment.md lists the compose services');
   const named = [...(line[1] as string).matchAll(/`([a-z0-9-]+)`/g)].map((m) => m[1]);
   assert.deepEqual(Object.keys(compose.services).sort(), [...named].sort());
   for (const service of ['postgres', 'redis', 'mailpit', 'caddy'])
@@ -57,7 +57,7 @@ test('when compose.yaml is parsed, then it has every service the README names, a
   }
 });
 
-test('when the systemd unit is read, then ExecStart runs the README production command and a stop signals the primary alone', () => {
+test('when the systemd unit is read, then ExecStart runs the documented production command and a stop signals the primary alone', () => {
   const unit = read('deploy/greenlight.service');
   const exec = /^ExecStart=(.+)$/m.exec(unit);
   assert.ok(exec);

@@ -16,7 +16,7 @@ export const graphqlFlags = {
   }),
   'graphql-max-cost': int({
     default: '5000',
-    help: 'GraphQL operations costing more are refused before execution (400 `QUERY_TOO_COSTLY`); list sizes multiply, so a full `movies` page of 100 costs 1,202 (see [GraphQL](#graphql))',
+    help: 'GraphQL operations costing more are refused before execution (400 `QUERY_TOO_COSTLY`); list sizes multiply, so a full `movies` page of 100 costs 1,202 (see [GraphQL](graphql.md))',
     rule: when((n) => n >= 1, 'must be at least 1'),
   }),
 };
