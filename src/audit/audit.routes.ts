@@ -1,7 +1,7 @@
 // GET /api/v1/admin/audit: the audit trail for admins, newest first, keyset paginated.
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
-import { requireAdmin } from '../accounts/auth.ts';
+import { requireAdmin } from '../accounts/guards.ts';
 import type { Db } from '../platform/db.ts';
 import { BadRequestError } from '../platform/errors.ts';
 import { BEARER_REQUIRED, response } from '../platform/schemas.ts';

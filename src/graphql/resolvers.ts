@@ -1,5 +1,5 @@
 // Resolvers: the REST routes' permission checks and domain functions, called as they are.
-import { requireAuthenticated, requirePermission } from '../accounts/auth.ts';
+import { requireAuthenticated, requirePermission } from '../accounts/guards.ts';
 import { toUserJson, type User } from '../accounts/user.ts';
 import { type Metadata, readMovieListQuery } from '../movies/filters.ts';
 import type { UpdateMovieInput } from '../movies/movie.ts';

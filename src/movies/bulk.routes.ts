@@ -2,7 +2,7 @@
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { type TSchema, Type } from 'typebox';
-import { requirePermission } from '../accounts/auth.ts';
+import { requirePermission } from '../accounts/guards.ts';
 import type { OperationsConfig } from '../config.ts';
 import type { Db } from '../platform/db.ts';
 import { PayloadTooLargeError } from '../platform/errors.ts';

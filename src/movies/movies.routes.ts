@@ -2,7 +2,7 @@
 // its whole wire contract (see platform/schemas.ts).
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
-import { requirePermission } from '../accounts/auth.ts';
+import { requirePermission } from '../accounts/guards.ts';
 import type { Db } from '../platform/db.ts';
 import { readIdParam } from '../platform/http.ts';
 import { decodeBody } from '../platform/json-body.ts';

@@ -23,6 +23,12 @@ declare module 'fastify' {
   }
 }
 
+// Adds to Vary rather than replacing it: CORS and compression set theirs on the same reply.
+export function addVary(reply: FastifyReply, value: string): void {
+  const current = reply.getHeader('vary');
+  reply.header('vary', current ? `${current}, ${value}` : value);
+}
+
 // Routes whose config has a `deprecation` are marked deprecated in the document and answer
 // with Deprecation (RFC 9745) and Sunset (RFC 8594) headers.
 export function deprecationHeaders(app: FastifyInstance): void {

@@ -1,7 +1,7 @@
 // Routes about the service itself: health, the book's expvar metrics and Prometheus text.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { type TSchema, Type } from 'typebox';
-import { permissionRefusal, requirePermission } from '../accounts/auth.ts';
+import { permissionRefusal, requirePermission } from '../accounts/guards.ts';
 import type { Config } from '../config.ts';
 import { version } from '../version.ts';
 import { isLoopback, type Metrics } from './metrics.ts';

@@ -2,7 +2,7 @@
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type TSchema, Type } from 'typebox';
-import { requirePermission } from '../accounts/auth.ts';
+import { requirePermission } from '../accounts/guards.ts';
 import { getMovie } from '../movies/movies.ts';
 import { addMethodFallbacks, readIdParam } from '../platform/http.ts';
 import {
