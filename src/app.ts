@@ -1,7 +1,5 @@
 // buildApp: the whole HTTP application, registered in an explicit order. The server and
 // the tests both build it here.
-import { randomUUID } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
 import compress from '@fastify/compress';
 import websocket from '@fastify/websocket';
 import Fastify, {
@@ -32,7 +30,7 @@ import {
 import { corsHook } from './platform/cors.ts';
 import { createPool, type Db } from './platform/db.ts';
 import { BadRequestError, isDatabaseUnavailable, NotFoundError } from './platform/errors.ts';
-import { addMethodFallbacks, deprecationHeaders, sendError } from './platform/http.ts';
+import { addMethodFallbacks, deprecationHeaders, requestId, sendError } from './platform/http.ts';
 import { clientErrorHandler, type GreenlightServer, serverFactory } from './platform/http-server.ts';
 import type { Jobs } from './platform/jobs.ts';
 import { MAX_BODY_BYTES } from './platform/json-body.ts';
@@ -81,14 +79,6 @@ export function createMetrics(config: Config, db: Db, jobs: Jobs): Metrics {
 
 // The most of a refused body that is discarded to keep its connection: 8 JSON bodies' worth.
 const DISCARD_LIMIT = 8 * MAX_BODY_BYTES;
-
-// A client's X-Request-Id is kept when it looks like an id; anything else is replaced.
-const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-
-export function requestId(req: IncomingMessage): string {
-  const given = req.headers['x-request-id'];
-  return typeof given === 'string' && SANE_REQUEST_ID.test(given) ? given : randomUUID();
-}
 
 export function buildApp({
   config,
