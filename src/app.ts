@@ -43,7 +43,7 @@ import { RateLimiter, type RateLimitSettings, type RateLimitStore } from './plat
 import { type RedisConnection, RedisFallback, registerRedisMetrics } from './platform/redis.ts';
 import { SYSTEM_PATHS, systemRoutes } from './platform/system.routes.ts';
 import { posterRoutes } from './posters/posters.routes.ts';
-import { createPosters } from './posters/posters.ts';
+import { afterMovieDeleted, createPosters } from './posters/posters.ts';
 import { apiErrorResponse, isApiPath, PRODUCTS_API_PREFIX, productsApi } from './products/api.ts';
 import { EventFeed } from './realtime/feed.ts';
 import { StreamOwners } from './realtime/owners.ts';
@@ -353,7 +353,7 @@ export function buildApp({
   app.register(async (api) => {
     systemRoutes(api, config, metrics);
     probeRoutes(api, config, db, redis);
-    movieRoutes(api, db, movieCache, posters);
+    movieRoutes(api, db, movieCache, afterMovieDeleted(posters));
     realtimeRoutes(api, realtime);
     bulkRoutes(api, db, config.operations);
     posterRoutes(api, posters);

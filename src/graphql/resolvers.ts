@@ -5,6 +5,7 @@ import { type Metadata, readMovieListQuery } from '../movies/filters.ts';
 import type { UpdateMovieInput } from '../movies/movie.ts';
 import * as movies from '../movies/movies.ts';
 import { parseId } from '../platform/http.ts';
+import { afterMovieDeleted } from '../posters/posters.ts';
 import type { GraphqlContext } from './schema.ts';
 
 const canRead = requirePermission('movies:read');
@@ -90,7 +91,7 @@ export const movieResolvers = {
     deleteMovie: async (_: unknown, args: { id: string }, { db, httpRequest, posters }: GraphqlContext) => {
       await canWrite(httpRequest);
       const id = parseId(args.id);
-      await movies.deleteMovie(db, id, posters);
+      await movies.deleteMovie(db, id, posters && afterMovieDeleted(posters));
       return id;
     },
   },

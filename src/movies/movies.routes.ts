@@ -7,7 +7,6 @@ import type { Db } from '../platform/db.ts';
 import { readIdParam } from '../platform/http.ts';
 import { decodeBody } from '../platform/json-body.ts';
 import { BEARER_REQUIRED, errors, IdParams, MessageEnvelope, response } from '../platform/schemas.ts';
-import type { Posters } from '../posters/posters.ts';
 import { readMovieListQuery, SORT_SAFELIST } from './filters.ts';
 import { CreateMovieBody, MovieJsonSchema, toMovieJson, UpdateMovieBody } from './movie.ts';
 import type { MovieCache } from './movie-cache.ts';
@@ -70,9 +69,14 @@ export const MOVIE_PATHS = ['/v1/movies', '/v1/movies/:id'] as const;
 
 const TAGS = ['movies'];
 
-// With `cache` (-redis-url), the two reads are answered from it when they can; `posters`
-// are removed with their movie.
-export function movieRoutes(app: FastifyInstance, db: Db, cache?: MovieCache, posters?: Posters): void {
+// With `cache` (-redis-url), the two reads are answered from it when they can; `afterDelete`
+// runs when a movie is deleted.
+export function movieRoutes(
+  app: FastifyInstance,
+  db: Db,
+  cache?: MovieCache,
+  afterDelete?: movies.AfterMovieDeleted,
+): void {
   const read = requirePermission('movies:read');
   const write = requirePermission('movies:write');
 
@@ -196,7 +200,7 @@ export function movieRoutes(app: FastifyInstance, db: Db, cache?: MovieCache, po
       },
     },
     async (request) => {
-      await movies.deleteMovie(db, readIdParam(request), posters);
+      await movies.deleteMovie(db, readIdParam(request), afterDelete);
       return { message: 'movie successfully deleted' };
     },
   );
