@@ -6,7 +6,7 @@ import type { UpdateMovieInput } from '../movies/movie.ts';
 import * as movies from '../movies/movies.ts';
 import { parseId } from '../platform/http.ts';
 import { afterMovieDeleted } from '../posters/posters.ts';
-import type { GraphqlContext } from './schema.ts';
+import type { GraphqlContext } from './module.ts';
 
 const canRead = requirePermission('movies:read');
 const canWrite = requirePermission('movies:write');
