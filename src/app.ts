@@ -27,6 +27,8 @@ import {
   STATS_PATHS,
   statsRoutes,
 } from './operations/operations.routes.ts';
+import { PROBE_PATHS, probeRoutes } from './operations/probes.routes.ts';
+import { SYSTEM_PATHS, systemRoutes } from './operations/system.routes.ts';
 import { corsHook } from './platform/cors.ts';
 import { createPool, type Db } from './platform/db.ts';
 import { BadRequestError, isDatabaseUnavailable, NotFoundError } from './platform/errors.ts';
@@ -37,11 +39,9 @@ import { MAX_BODY_BYTES } from './platform/json-body.ts';
 import type { Logger } from './platform/logger.ts';
 import { Metrics } from './platform/metrics.ts';
 import { openApiRoute, registerDocsPage, registerOpenApi } from './platform/openapi.ts';
-import { PROBE_PATHS, probeRoutes } from './platform/probes.routes.ts';
 import { RedisRateLimiter } from './platform/rate-limit.redis.ts';
 import { RateLimiter, type RateLimitSettings, type RateLimitStore } from './platform/rate-limit.ts';
 import { type RedisConnection, RedisFallback, registerRedisMetrics } from './platform/redis.ts';
-import { SYSTEM_PATHS, systemRoutes } from './platform/system.routes.ts';
 import { posterRoutes } from './posters/posters.routes.ts';
 import { afterMovieDeleted, createPosters } from './posters/posters.ts';
 import { apiErrorResponse, isApiPath, PRODUCTS_API_PREFIX, productsApi } from './products/api.ts';
