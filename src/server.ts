@@ -3,15 +3,10 @@ import cluster from 'node:cluster';
 import { ensureKeyDir, jwtSecretFromDataDir } from './auth/jwt-keys.ts';
 import { superviseWorkers } from './cluster.ts';
 import { type Config, checkServeConfig } from './config.ts';
+import { effectiveMaxConnections, FD_RESERVE, openFilesLimit } from './platform/connection-caps.ts';
 import { type DatabaseServer, openDatabaseServer } from './platform/database.ts';
 import { createPool } from './platform/db.ts';
-import {
-  effectiveMaxConnections,
-  FD_RESERVE,
-  type GreenlightServer,
-  openFilesLimit,
-  workerListenOptions,
-} from './platform/http-server.ts';
+import { type GreenlightServer, workerListenOptions } from './platform/http-server.ts';
 import type { Logger } from './platform/logger.ts';
 import { Migrator } from './platform/migrations.ts';
 import { ensurePortFree, explainListenError } from './platform/ports.ts';
