@@ -79,10 +79,7 @@ export const EXCEPTIONS: readonly Exception[] = [
   { file: 'src/cluster.ts', rule: 'function size', name: 'superviseWorkers' },
   { file: 'src/movies/bulk.routes.ts', rule: 'function size', name: 'bulkRoutes' },
   { file: 'src/movies/bulk.routes.ts', rule: 'function size', name: '(anonymous)' },
-  { file: 'src/movies/movies.routes.ts', rule: 'function size', name: 'movieRoutes' },
   { file: 'src/platform/tracing.ts', rule: 'function size', name: 'startTracing' },
-  { file: 'src/posters/posters.routes.ts', rule: 'function size', name: 'posterRoutes' },
-  { file: 'src/posters/posters.routes.ts', rule: 'function size', name: '(anonymous)' },
   { file: 'src/products/products.routes.ts', rule: 'function size', name: 'productRoutes' },
   { file: 'src/server.ts', rule: 'function size', name: 'serveHttp' },
 ];

@@ -77,9 +77,15 @@ export function movieRoutes(
   cache?: MovieCache,
   afterDelete?: movies.AfterMovieDeleted,
 ): void {
-  const read = requirePermission('movies:read');
-  const write = requirePermission('movies:write');
+  collectionRoutes(app, db, cache);
+  movieByIdRoutes(app, db, cache, afterDelete);
+}
 
+const read = requirePermission('movies:read');
+const write = requirePermission('movies:write');
+
+// /v1/movies: list, create.
+function collectionRoutes(app: FastifyInstance, db: Db, cache?: MovieCache): void {
   app.get(
     '/v1/movies',
     {
@@ -131,7 +137,15 @@ export function movieRoutes(
       return { movie: toMovieJson(movie) };
     },
   );
+}
 
+// /v1/movies/:id: read, update, delete.
+function movieByIdRoutes(
+  app: FastifyInstance,
+  db: Db,
+  cache?: MovieCache,
+  afterDelete?: movies.AfterMovieDeleted,
+): void {
   app.get(
     '/v1/movies/:id',
     {
