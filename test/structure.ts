@@ -77,7 +77,6 @@ export const EXCEPTIONS: readonly Exception[] = [
   { file: 'src/callbacks/callbacks.routes.ts', rule: 'function size', name: 'callbackRoutes' },
   { file: 'src/cluster.ts', rule: 'function size', name: 'superviseWorkers' },
   { file: 'src/platform/tracing.ts', rule: 'function size', name: 'startTracing' },
-  { file: 'src/products/products.routes.ts', rule: 'function size', name: 'productRoutes' },
   { file: 'src/server.ts', rule: 'function size', name: 'serveHttp' },
 ];
 
