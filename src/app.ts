@@ -1,7 +1,5 @@
 // buildApp: the whole HTTP application, registered in an explicit order. The server and
 // the tests both build it here.
-import { randomUUID } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
 import compress from '@fastify/compress';
 import websocket from '@fastify/websocket';
 import Fastify, {
@@ -29,23 +27,23 @@ import {
   STATS_PATHS,
   statsRoutes,
 } from './operations/operations.routes.ts';
+import { PROBE_PATHS, probeRoutes } from './operations/probes.routes.ts';
+import { SYSTEM_PATHS, systemRoutes } from './operations/system.routes.ts';
 import { corsHook } from './platform/cors.ts';
 import { createPool, type Db } from './platform/db.ts';
 import { BadRequestError, isDatabaseUnavailable, NotFoundError } from './platform/errors.ts';
-import { addMethodFallbacks, deprecationHeaders, sendError } from './platform/http.ts';
+import { addMethodFallbacks, deprecationHeaders, requestId, sendError } from './platform/http.ts';
 import { clientErrorHandler, type GreenlightServer, serverFactory } from './platform/http-server.ts';
 import type { Jobs } from './platform/jobs.ts';
 import { MAX_BODY_BYTES } from './platform/json-body.ts';
 import type { Logger } from './platform/logger.ts';
 import { Metrics } from './platform/metrics.ts';
 import { openApiRoute, registerDocsPage, registerOpenApi } from './platform/openapi.ts';
-import { PROBE_PATHS, probeRoutes } from './platform/probes.routes.ts';
 import { RedisRateLimiter } from './platform/rate-limit.redis.ts';
 import { RateLimiter, type RateLimitSettings, type RateLimitStore } from './platform/rate-limit.ts';
 import { type RedisConnection, RedisFallback, registerRedisMetrics } from './platform/redis.ts';
-import { SYSTEM_PATHS, systemRoutes } from './platform/system.routes.ts';
 import { posterRoutes } from './posters/posters.routes.ts';
-import { createPosters } from './posters/posters.ts';
+import { afterMovieDeleted, createPosters } from './posters/posters.ts';
 import { apiErrorResponse, isApiPath, PRODUCTS_API_PREFIX, productsApi } from './products/api.ts';
 import { EventFeed } from './realtime/feed.ts';
 import { StreamOwners } from './realtime/owners.ts';
@@ -81,14 +79,6 @@ export function createMetrics(config: Config, db: Db, jobs: Jobs): Metrics {
 
 // The most of a refused body that is discarded to keep its connection: 8 JSON bodies' worth.
 const DISCARD_LIMIT = 8 * MAX_BODY_BYTES;
-
-// A client's X-Request-Id is kept when it looks like an id; anything else is replaced.
-const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-
-export function requestId(req: IncomingMessage): string {
-  const given = req.headers['x-request-id'];
-  return typeof given === 'string' && SANE_REQUEST_ID.test(given) ? given : randomUUID();
-}
 
 export function buildApp({
   config,
@@ -363,7 +353,7 @@ export function buildApp({
   app.register(async (api) => {
     systemRoutes(api, config, metrics);
     probeRoutes(api, config, db, redis);
-    movieRoutes(api, db, movieCache, posters);
+    movieRoutes(api, db, movieCache, afterMovieDeleted(posters));
     realtimeRoutes(api, realtime);
     bulkRoutes(api, db, config.operations);
     posterRoutes(api, posters);

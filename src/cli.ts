@@ -234,7 +234,7 @@ export async function main(argv: string[]): Promise<void> {
 async function knownFailures(): Promise<ReadonlyArray<abstract new (...args: never[]) => Error>> {
   const [migrations, embedded, permissions, tasks] = await Promise.all([
     import('./platform/migrations.ts'),
-    import('./platform/embedded-postgres.ts'),
+    import('./platform/embedded-postgres.files.ts'),
     import('./accounts/permissions.sql.ts'),
     import('./tasks/cli.ts'),
   ]);

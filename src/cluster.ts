@@ -68,24 +68,7 @@ export function superviseWorkers(config: Config, logger: Logger, database: Datab
     if (shuttingDown) return;
     shuttingDown = true;
     logger.info({ signal }, 'shutting down server');
-    const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
-    // Every listener closes before any worker tells a client `Connection: close`: the
-    // client's next connection would otherwise be queued on a sibling's listener that is
-    // about to close, and closing a listener resets what is queued on it.
-    await Promise.all(workers.map((worker) => stopAccepting(worker)));
-    await Promise.all(
-      workers.map(
-        (worker) =>
-          new Promise<void>((resolve) => {
-            worker.once('exit', () => resolve());
-            worker.send('shutdown');
-          }),
-      ),
-    );
-    await database.stop();
-    await stopTracing();
-    logger.info('stopped server');
-    logger.flush();
+    await stopInstance(database, logger);
     process.exit(exitCode);
   };
 
@@ -113,6 +96,28 @@ export function superviseWorkers(config: Config, logger: Logger, database: Datab
   logger.info({ workers: config.workers, pool_per_worker: poolShare }, 'started workers');
   onStopSignals({ first: (signal) => void stop(signal), second: exitNow });
   return Promise.resolve();
+}
+
+// The workers, then the embedded database (if any) and tracing.
+async function stopInstance(database: DatabaseServer, logger: Logger): Promise<void> {
+  const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
+  // Every listener closes before any worker tells a client `Connection: close`: the
+  // client's next connection would otherwise be queued on a sibling's listener that is
+  // about to close, and closing a listener resets what is queued on it.
+  await Promise.all(workers.map((worker) => stopAccepting(worker)));
+  await Promise.all(
+    workers.map(
+      (worker) =>
+        new Promise<void>((resolve) => {
+          worker.once('exit', () => resolve());
+          worker.send('shutdown');
+        }),
+    ),
+  );
+  await database.stop();
+  await stopTracing();
+  logger.info('stopped server');
+  logger.flush();
 }
 
 // A worker that does not answer within STOP_ACCEPTING_MS (busy, or still starting) is asked to

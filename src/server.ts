@@ -3,20 +3,17 @@ import cluster from 'node:cluster';
 import { ensureKeyDir, jwtSecretFromDataDir } from './auth/jwt-keys.ts';
 import { superviseWorkers } from './cluster.ts';
 import { type Config, checkServeConfig } from './config.ts';
+import { effectiveMaxConnections, FD_RESERVE, openFilesLimit } from './platform/connection-caps.ts';
 import { type DatabaseServer, openDatabaseServer } from './platform/database.ts';
 import { createPool } from './platform/db.ts';
-import {
-  effectiveMaxConnections,
-  FD_RESERVE,
-  type GreenlightServer,
-  openFilesLimit,
-  workerListenOptions,
-} from './platform/http-server.ts';
+import { type GreenlightServer, workerListenOptions } from './platform/http-server.ts';
 import type { Logger } from './platform/logger.ts';
+import type { Metrics } from './platform/metrics.ts';
 import { Migrator } from './platform/migrations.ts';
 import { ensurePortFree, explainListenError } from './platform/ports.ts';
 import { onStopSignals } from './platform/signals.ts';
 import { stopTracing } from './platform/tracing.ts';
+import type { RuntimeSettings } from './settings/runtime.ts';
 
 export async function serve(givenConfig: Config, logger: Logger): Promise<void> {
   checkServeConfig(givenConfig);
@@ -94,6 +91,81 @@ async function prepareDatabase(config: Config, logger: Logger, database: Databas
 // are imported here, not by the cluster primary, which only supervises; those of features
 // that are off (Redis, the callback service) are not imported at all.
 async function serveHttp(config: Config, logger: Logger, database: DatabaseServer): Promise<void> {
+  const { app, metrics, settings, release } = await startServices(config, logger, database);
+  const callbacks = config.callbacks.enabled
+    ? await startCallbackService(config, database.dsn, logger, metrics, settings)
+    : undefined;
+
+  let shuttingDown = false;
+  const server = app.server as GreenlightServer;
+  const shutdown = async (signal: NodeJS.Signals) => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    logger.info({ signal }, 'shutting down server');
+    // Like Go's Shutdown, and before anything else: the listener closes, then every response
+    // says `Connection: close` and closes its connection, so a keep-alive client neither
+    // holds the process until the grace period ends nor reconnects into a closing listener.
+    server.drain();
+    // In-flight requests get the grace period; after that, their connections are cut.
+    const deadline = setTimeout(() => {
+      logger.warn('grace period over: closing remaining connections');
+      app.server.closeAllConnections();
+    }, config.shutdownTimeoutMs);
+    try {
+      await app.close();
+      await callbacks?.stop();
+      clearTimeout(deadline);
+      logger.info('completing background tasks');
+      await release();
+      await stopTracing();
+      logger.info('stopped server');
+      logger.flush();
+      process.exit(0);
+    } catch (err) {
+      logger.error({ err }, 'shutdown failed');
+      logger.flush();
+      process.exit(1);
+    }
+  };
+  // Only a second *signal* means "now": in a cluster the primary also asks by message, and a
+  // Ctrl-C reaching the whole process group must not count twice.
+  onStopSignals({
+    first: (signal) => void shutdown(signal),
+    second: (signal) => {
+      logger.warn({ signal }, 'second signal: exiting at once');
+      logger.flush();
+      process.exit(1);
+    },
+  });
+  // The primary first has every worker stop accepting, then asks each to shut down (cluster.ts).
+  process.on('message', (message) => {
+    if (message === 'stop-accepting') {
+      server.stopAccepting();
+      process.send?.('accepting-stopped');
+    }
+    if (message === 'shutdown') void shutdown('SIGTERM');
+  });
+
+  try {
+    await app.listen({ port: config.port, host: config.host, ...workerListenOptions(config.port) });
+  } catch (err) {
+    await release();
+    throw explainListenError(err, config.host, config.port, '-port');
+  }
+  const address = app.server.address();
+  logger.info(
+    {
+      addr: typeof address === 'object' && address ? `${address.address}:${address.port}` : address,
+      env: config.env,
+    },
+    'starting server',
+  );
+  logConnectionHeadroom(config, server, logger);
+}
+
+// Everything the API needs, started in order, up to the app and the job workers; `release`
+// stops all but the app, which the caller closes first.
+async function startServices(config: Config, logger: Logger, database: DatabaseServer) {
   const [
     { buildApp, createMetrics },
     { startBackground },
@@ -132,101 +204,41 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
     settings,
   });
   await background.startWorkers(db, metrics);
-  const callbacks = config.callbacks.enabled
-    ? await (await import('./callbacks/listener.ts')).startCallbacks({
-        config,
-        dsn: database.dsn,
-        logger,
-        registry: metrics.registry,
-      })
-    : undefined;
-  if (callbacks) {
-    const service = callbacks.service;
-    service.retune({
-      concurrency: settings.get('callbacks-concurrency') as number,
-      ttlMs: settings.get('callbacks-ttl') as number,
-    });
-    settings.onChange((name, value) => {
-      if (name === 'callbacks-concurrency') service.retune({ concurrency: value as number });
-      if (name === 'callbacks-ttl') service.retune({ ttlMs: value as number });
-    });
-  }
-
-  let shuttingDown = false;
-  const server = app.server as GreenlightServer;
-  const shutdown = async (signal: NodeJS.Signals) => {
-    if (shuttingDown) return;
-    shuttingDown = true;
-    logger.info({ signal }, 'shutting down server');
-    // Like Go's Shutdown, and before anything else: the listener closes, then every response
-    // says `Connection: close` and closes its connection, so a keep-alive client neither
-    // holds the process until the grace period ends nor reconnects into a closing listener.
-    server.drain();
-    // In-flight requests get the grace period; after that, their connections are cut.
-    const deadline = setTimeout(() => {
-      logger.warn('grace period over: closing remaining connections');
-      app.server.closeAllConnections();
-    }, config.shutdownTimeoutMs);
-    try {
-      await app.close();
-      await callbacks?.stop();
-      clearTimeout(deadline);
-      logger.info('completing background tasks');
-      await background.stop();
-      await stopListening();
-      await redis?.close();
-      await stopSettings();
-      await db.end();
-      await database.stop();
-      await stopTracing();
-      logger.info('stopped server');
-      logger.flush();
-      process.exit(0);
-    } catch (err) {
-      logger.error({ err }, 'shutdown failed');
-      logger.flush();
-      process.exit(1);
-    }
-  };
-  // Only a second *signal* means "now": in a cluster the primary also asks by message, and a
-  // Ctrl-C reaching the whole process group must not count twice.
-  onStopSignals({
-    first: (signal) => void shutdown(signal),
-    second: (signal) => {
-      logger.warn({ signal }, 'second signal: exiting at once');
-      logger.flush();
-      process.exit(1);
-    },
-  });
-  // The primary first has every worker stop accepting, then asks each to shut down (cluster.ts).
-  process.on('message', (message) => {
-    if (message === 'stop-accepting') {
-      server.stopAccepting();
-      process.send?.('accepting-stopped');
-    }
-    if (message === 'shutdown') void shutdown('SIGTERM');
-  });
-
-  try {
-    await app.listen({ port: config.port, host: config.host, ...workerListenOptions(config.port) });
-  } catch (err) {
+  const release = async () => {
     await background.stop();
     await stopListening();
     await redis?.close();
     await stopSettings();
     await db.end();
     await database.stop();
-    throw explainListenError(err, config.host, config.port, '-port');
-  }
-  const address = app.server.address();
-  logger.info(
-    {
-      addr: typeof address === 'object' && address ? `${address.address}:${address.port}` : address,
-      env: config.env,
-    },
-    'starting server',
-  );
-  logConnectionHeadroom(config, server, logger);
+  };
+  return { app, metrics, settings, release };
+}
+
+// The callback service, tuned by the runtime settings now and whenever they change.
+async function startCallbackService(
+  config: Config,
+  dsn: string,
+  logger: Logger,
+  metrics: Metrics,
+  settings: RuntimeSettings,
+) {
+  const callbacks = await (await import('./callbacks/listener.ts')).startCallbacks({
+    config,
+    dsn,
+    logger,
+    registry: metrics.registry,
+  });
+  const service = callbacks.service;
+  service.retune({
+    concurrency: settings.get('callbacks-concurrency') as number,
+    ttlMs: settings.get('callbacks-ttl') as number,
+  });
+  settings.onChange((name, value) => {
+    if (name === 'callbacks-concurrency') service.retune({ concurrency: value as number });
+    if (name === 'callbacks-ttl') service.retune({ ttlMs: value as number });
+  });
+  return callbacks;
 }
 
 // Every client connection is a file descriptor; running out of them refuses everyone, the

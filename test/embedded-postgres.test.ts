@@ -8,7 +8,8 @@ import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import pg from 'pg';
-import { EmbeddedPostgresError, startEmbeddedPostgres } from '../src/platform/embedded-postgres.ts';
+import { EmbeddedPostgresError } from '../src/platform/embedded-postgres.files.ts';
+import { startEmbeddedPostgres } from '../src/platform/embedded-postgres.ts';
 import { createLogger } from '../src/platform/logger.ts';
 import { freePort, tempDataDir } from './processes.ts';
 

@@ -7,7 +7,7 @@ import { Agent, request as httpRequest } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { effectiveMaxConnections, FD_RESERVE, openFilesLimit } from '../src/platform/http-server.ts';
+import { effectiveMaxConnections, FD_RESERVE, openFilesLimit } from '../src/platform/connection-caps.ts';
 import { buildTestApp, createTestDatabase } from './helpers.ts';
 import { freePort, isAlive, startServer, withTimeout } from './processes.ts';
 

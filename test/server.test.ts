@@ -23,7 +23,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { workerExecArgv } from '../src/cluster.ts';
 import { createPool } from '../src/platform/db.ts';
-import { isRunning } from '../src/platform/embedded-postgres.ts';
+import { isRunning } from '../src/platform/embedded-postgres.owner.ts';
 import { createTestDatabase, createUser, type LogLine, testConfig } from './helpers.ts';
 import {
   freePort,

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { describe, type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createPool } from '../src/platform/db.ts';
-import { isRunning } from '../src/platform/embedded-postgres.ts';
+import { isRunning } from '../src/platform/embedded-postgres.owner.ts';
 import { createTestDatabase, createUser, type LogLine, testConfig } from './helpers.ts';
 import {
   freePort,

@@ -50,8 +50,14 @@ const route = (operationId: string, summary: string, tag: string) => ({
 });
 
 export function accountRoutes(app: FastifyInstance, deps: accounts.AccountDeps): void {
-  const body = (request: { body: unknown }) => request.body as Buffer | undefined;
+  userRoutes(app, deps);
+  tokenRoutes(app, deps);
+}
 
+const body = (request: { body: unknown }) => request.body as Buffer | undefined;
+
+// /v1/users: register, activate, reset a password.
+function userRoutes(app: FastifyInstance, deps: accounts.AccountDeps): void {
   app.post(
     '/v1/users',
     {
@@ -104,7 +110,10 @@ export function accountRoutes(app: FastifyInstance, deps: accounts.AccountDeps):
       return { message: 'your password was successfully reset' };
     },
   );
+}
 
+// /v1/tokens: log in (an authentication token), or have an activation or reset token mailed.
+function tokenRoutes(app: FastifyInstance, deps: accounts.AccountDeps): void {
   app.post(
     '/v1/tokens/authentication',
     {

@@ -1,8 +1,7 @@
 // Account use cases: registration, activation, tokens, password reset, authentication.
 import type { PoolClient } from 'pg';
 import { type AuditContext, recordEvent } from '../audit/audit.ts';
-import { revokeAllApiKeys } from '../auth/apikey.ts';
-import { type Db, withTransaction } from '../platform/db.ts';
+import { type Db, type Queryable, withTransaction } from '../platform/db.ts';
 import {
   InvalidAuthenticationTokenError,
   InvalidCredentialsError,
@@ -11,6 +10,7 @@ import {
 } from '../platform/errors.ts';
 import { inTransaction, type Jobs, withTraceContext } from '../platform/jobs.ts';
 import { Validator } from '../platform/validator.ts';
+import { deleteApiKeysOfUser } from './api-keys.sql.ts';
 import type { EmailTemplate } from './emails.ts';
 import type { IdentityCache } from './identity-cache.ts';
 import { beginLoginAttempt } from './login-throttle.ts';
@@ -183,6 +183,14 @@ export async function registerUserWithoutMail(
     if (err instanceof users.DuplicateEmailError) throw new EmailTakenError();
     throw err;
   }
+}
+
+// Revokes every API key of the user inside the caller's transaction (a password reset, a
+// log-out that asks for it); every instance forgets them once it commits. The number revoked.
+async function revokeAllApiKeys(client: Queryable, userId: number): Promise<number> {
+  const revoked = await deleteApiKeysOfUser(client, userId);
+  if (revoked > 0) await users.notifyIdentityChanged(client, userId);
+  return revoked;
 }
 
 // Ends every session of the user: its JWTs (through the token generation) and the book's

@@ -3,14 +3,14 @@
 // permissions cut down to them, plus products:read / products:write for the products API.
 import { createHash, randomBytes } from 'node:crypto';
 import { identityForUser } from '../accounts/accounts.ts';
+import * as keys from '../accounts/api-keys.sql.ts';
 import type { IdentityCache } from '../accounts/identity-cache.ts';
 import type { Identity } from '../accounts/user.ts';
 import { notifyIdentityChanged } from '../accounts/users.sql.ts';
 import { type AuditContext, recordEvent } from '../audit/audit.ts';
-import { type Db, type Queryable, withTransaction } from '../platform/db.ts';
+import { type Db, withTransaction } from '../platform/db.ts';
 import { InvalidAuthenticationTokenError } from '../platform/errors.ts';
 import type { Logger } from '../platform/logger.ts';
-import * as keys from './api-keys.sql.ts';
 import type { Authenticator } from './authenticator.ts';
 
 export const API_KEY_PREFIX = 'glk_';
@@ -28,7 +28,7 @@ const TOUCH_INTERVAL_MS = 60_000;
 // The cache keeps a key's identity this long at most even when the key never expires.
 const FAR_FUTURE = new Date(8.64e15);
 
-export type { ApiKey } from './api-keys.sql.ts';
+export type { ApiKey } from '../accounts/api-keys.sql.ts';
 
 function hashKey(plaintext: string): Buffer {
   return createHash('sha256').update(plaintext).digest();
@@ -75,14 +75,6 @@ export function revokeApiKey(db: Db, userId: number, id: string, context: AuditC
     );
     return true;
   });
-}
-
-// Revokes every key of the user inside the caller's transaction (a password reset, a
-// log-out that asks for it); every instance forgets them once it commits. The number revoked.
-export async function revokeAllApiKeys(client: Queryable, userId: number): Promise<number> {
-  const revoked = await keys.deleteApiKeysOfUser(client, userId);
-  if (revoked > 0) await notifyIdentityChanged(client, userId);
-  return revoked;
 }
 
 export function apiKeyAuthenticator(db: Db, cache: IdentityCache | undefined, logger: Logger): Authenticator {

@@ -4,7 +4,7 @@
 // token) and carries a token of the provider, whose subject is then linked to the account.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
-import { requireAuthenticated } from '../accounts/auth.ts';
+import { requireAuthenticated } from '../accounts/guards.ts';
 import type { Identity } from '../accounts/user.ts';
 import { contextOf, recordEvent } from '../audit/audit.ts';
 import type { Config } from '../config.ts';

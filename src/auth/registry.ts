@@ -2,12 +2,12 @@
 // both APIs sees the same identity, whichever enabled credential the client sent.
 import { randomBytes } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { addVary } from '../accounts/auth.ts';
 import type { IdentityCache } from '../accounts/identity-cache.ts';
 import type { Identity } from '../accounts/user.ts';
 import type { AuthMethod, Config } from '../config.ts';
 import type { Db } from '../platform/db.ts';
 import { InvalidAuthenticationTokenError } from '../platform/errors.ts';
+import { addVary } from '../platform/http.ts';
 import type { Logger } from '../platform/logger.ts';
 import { apiKeyAuthenticator } from './apikey.ts';
 import type { Authenticator, Credential } from './authenticator.ts';

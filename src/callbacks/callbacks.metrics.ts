@@ -77,50 +77,55 @@ export class CallbackMetrics {
       help: 'Ids dropped unresolved because their callback became older than the TTL',
       registers,
     });
-    new prom.Gauge({
-      name: 'greenlight_callback_lookups_in_flight',
-      help: 'Distinct ids being looked up or waiting for a concurrency slot in this process',
-      registers,
-      collect() {
-        this.set(gauges.lookupsInFlight());
-      },
-    });
-    new prom.Gauge({
-      name: 'greenlight_callback_breaker_state',
-      help: 'Upstream circuit breaker: 0 closed, 1 open, 2 half-open',
-      registers,
-      collect() {
-        this.set(BREAKER_VALUES[gauges.breakerState()]);
-      },
-    });
-    new prom.Gauge({
-      name: 'greenlight_callback_backlog',
-      help: 'Stored callbacks not yet fully processed (all instances)',
-      registers,
-      async collect() {
-        this.set((await gauges.backlog()).callbacks);
-      },
-    });
-    new prom.Gauge({
-      name: 'greenlight_callback_backlog_age_seconds',
-      help: 'Age of the oldest stored callback not yet fully processed',
-      registers,
-      async collect() {
-        this.set((await gauges.backlog()).oldestSeconds);
-      },
-    });
-    new prom.Gauge({
-      name: 'greenlight_callback_objects_stored',
-      help: 'Online objects currently stored',
-      registers,
-      async collect() {
-        this.set(await gauges.objectsStored());
-      },
-    });
+    registerGauges(registers, gauges);
   }
 
   lookupAttempted(outcome: LookupOutcome, seconds: number): void {
     this.lookups.inc({ outcome });
     this.lookupDuration.observe({ outcome }, seconds);
   }
+}
+
+// Read when scraped: what the service and the database hold now.
+function registerGauges(registers: prom.Registry[], gauges: CallbackGauges): void {
+  new prom.Gauge({
+    name: 'greenlight_callback_lookups_in_flight',
+    help: 'Distinct ids being looked up or waiting for a concurrency slot in this process',
+    registers,
+    collect() {
+      this.set(gauges.lookupsInFlight());
+    },
+  });
+  new prom.Gauge({
+    name: 'greenlight_callback_breaker_state',
+    help: 'Upstream circuit breaker: 0 closed, 1 open, 2 half-open',
+    registers,
+    collect() {
+      this.set(BREAKER_VALUES[gauges.breakerState()]);
+    },
+  });
+  new prom.Gauge({
+    name: 'greenlight_callback_backlog',
+    help: 'Stored callbacks not yet fully processed (all instances)',
+    registers,
+    async collect() {
+      this.set((await gauges.backlog()).callbacks);
+    },
+  });
+  new prom.Gauge({
+    name: 'greenlight_callback_backlog_age_seconds',
+    help: 'Age of the oldest stored callback not yet fully processed',
+    registers,
+    async collect() {
+      this.set((await gauges.backlog()).oldestSeconds);
+    },
+  });
+  new prom.Gauge({
+    name: 'greenlight_callback_objects_stored',
+    help: 'Online objects currently stored',
+    registers,
+    async collect() {
+      this.set(await gauges.objectsStored());
+    },
+  });
 }

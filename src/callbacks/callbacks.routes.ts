@@ -66,6 +66,12 @@ export function callbackRoutes(
   service: CallbackService,
   registry: prom.Registry,
 ): void {
+  acceptRoute(app, service);
+  stateRoutes(app, service);
+  operatorRoutes(app, registry);
+}
+
+function acceptRoute(app: FastifyInstance, service: CallbackService): void {
   app.post(
     '/callback',
     {
@@ -93,7 +99,10 @@ export function callbackRoutes(
       return { accepted: parsed.objectIds.length };
     },
   );
+}
 
+// Health and the stored objects.
+function stateRoutes(app: FastifyInstance, service: CallbackService): void {
   app.get(
     '/',
     {
@@ -140,7 +149,10 @@ export function callbackRoutes(
       };
     },
   );
+}
 
+// Prometheus metrics and this listener's OpenAPI document.
+function operatorRoutes(app: FastifyInstance, registry: prom.Registry): void {
   app.get(
     '/metrics',
     {

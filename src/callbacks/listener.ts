@@ -3,11 +3,10 @@
 // `greenlight serve` next to the API, or alone by `greenlight callbacks`.
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import prom from 'prom-client';
-import { requestId } from '../app.ts';
 import type { Config } from '../config.ts';
 import { createPool } from '../platform/db.ts';
 import { BadRequestError, errorResponse, NotFoundError } from '../platform/errors.ts';
-import { addMethodFallbacks, sendError } from '../platform/http.ts';
+import { addMethodFallbacks, requestId, sendError } from '../platform/http.ts';
 import { clientErrorHandler, serverFactory, workerListenOptions } from '../platform/http-server.ts';
 import { MAX_BODY_BYTES } from '../platform/json-body.ts';
 import type { Logger } from '../platform/logger.ts';

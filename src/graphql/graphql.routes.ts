@@ -28,8 +28,9 @@ import type { Posters } from '../posters/posters.ts';
 import { apiErrorResponse } from '../products/api.ts';
 import type { RuntimeSettings } from '../settings/runtime.ts';
 import { costRule } from './cost.ts';
+import type { GraphqlContext } from './module.ts';
 import { newBudget, ResponseTooLargeError } from './response-size.ts';
-import { buildGraphqlSchema, type GraphqlContext, listSizes } from './schema.ts';
+import { buildGraphqlSchema, listSizes } from './schema.ts';
 
 const CODES: Readonly<Record<number, string>> = {
   400: 'BAD_REQUEST',

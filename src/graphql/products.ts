@@ -8,8 +8,8 @@ import type { Product } from '../products/product.ts';
 import { parseInt64, requester, requireScope } from '../products/products.routes.ts';
 import * as products from '../products/products.ts';
 import { pageArgument } from './cost.ts';
+import type { GraphqlContext, GraphqlModule } from './module.ts';
 import { charge } from './response-size.ts';
-import type { GraphqlContext, GraphqlModule } from './schema.ts';
 
 const canRead = requireScope('products:read');
 const canWrite = requireScope('products:write');

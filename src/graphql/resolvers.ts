@@ -1,11 +1,12 @@
 // Resolvers: the REST routes' permission checks and domain functions, called as they are.
-import { requireAuthenticated, requirePermission } from '../accounts/auth.ts';
+import { requireAuthenticated, requirePermission } from '../accounts/guards.ts';
 import { toUserJson, type User } from '../accounts/user.ts';
 import { type Metadata, readMovieListQuery } from '../movies/filters.ts';
 import type { UpdateMovieInput } from '../movies/movie.ts';
 import * as movies from '../movies/movies.ts';
 import { parseId } from '../platform/http.ts';
-import type { GraphqlContext } from './schema.ts';
+import { afterMovieDeleted } from '../posters/posters.ts';
+import type { GraphqlContext } from './module.ts';
 
 const canRead = requirePermission('movies:read');
 const canWrite = requirePermission('movies:write');
@@ -90,7 +91,7 @@ export const movieResolvers = {
     deleteMovie: async (_: unknown, args: { id: string }, { db, httpRequest, posters }: GraphqlContext) => {
       await canWrite(httpRequest);
       const id = parseId(args.id);
-      await movies.deleteMovie(db, id, posters);
+      await movies.deleteMovie(db, id, posters && afterMovieDeleted(posters));
       return id;
     },
   },

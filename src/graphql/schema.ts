@@ -1,33 +1,11 @@
 // The GraphQL schema: one SDL per module, joined with its resolvers. A module adds its types
 // and may extend Query, Mutation and the types of other modules (`extend type User`).
 import { makeExecutableSchema } from '@graphql-tools/schema';
-import type { FastifyRequest } from 'fastify';
 import type { GraphQLSchema } from 'graphql';
-import type { Db } from '../platform/db.ts';
-import type { Posters } from '../posters/posters.ts';
 import { type ListSizes, MAX_PAGE, pageArgument } from './cost.ts';
+import type { GraphqlContext, GraphqlModule } from './module.ts';
 import { productsModule } from './products.ts';
 import { accountResolvers, movieResolvers } from './resolvers.ts';
-import type { ResponseBudget } from './response-size.ts';
-
-// One per request. Per-request caches (DataLoaders) hang off it in a WeakMap of their module.
-export type GraphqlContext = Readonly<{
-  db: Db;
-  // the Fastify request: its `identity` is what the REST routes' permission checks read
-  httpRequest: FastifyRequest;
-  // a deleted movie's poster object goes at once, as through REST
-  posters?: Posters;
-  // what is left of the response-size ceiling (response-size.ts)
-  budget: ResponseBudget;
-}>;
-
-export type GraphqlModule = Readonly<{
-  typeDefs: string;
-  // biome-ignore lint/suspicious/noExplicitAny: resolver maps are checked by graphql-tools at start
-  resolvers: Record<string, Record<string, any>>;
-  // how many items each of its list fields may return, for the cost rule (cost.ts)
-  listSizes?: ListSizes;
-}>;
 
 const accounts: GraphqlModule = {
   typeDefs: /* GraphQL */ `

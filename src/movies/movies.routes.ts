@@ -2,12 +2,11 @@
 // its whole wire contract (see platform/schemas.ts).
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
-import { requirePermission } from '../accounts/auth.ts';
+import { requirePermission } from '../accounts/guards.ts';
 import type { Db } from '../platform/db.ts';
 import { readIdParam } from '../platform/http.ts';
 import { decodeBody } from '../platform/json-body.ts';
 import { BEARER_REQUIRED, errors, IdParams, MessageEnvelope, response } from '../platform/schemas.ts';
-import type { Posters } from '../posters/posters.ts';
 import { readMovieListQuery, SORT_SAFELIST } from './filters.ts';
 import { CreateMovieBody, MovieJsonSchema, toMovieJson, UpdateMovieBody } from './movie.ts';
 import type { MovieCache } from './movie-cache.ts';
@@ -70,12 +69,23 @@ export const MOVIE_PATHS = ['/v1/movies', '/v1/movies/:id'] as const;
 
 const TAGS = ['movies'];
 
-// With `cache` (-redis-url), the two reads are answered from it when they can; `posters`
-// are removed with their movie.
-export function movieRoutes(app: FastifyInstance, db: Db, cache?: MovieCache, posters?: Posters): void {
-  const read = requirePermission('movies:read');
-  const write = requirePermission('movies:write');
+// With `cache` (-redis-url), the two reads are answered from it when they can; `afterDelete`
+// runs when a movie is deleted.
+export function movieRoutes(
+  app: FastifyInstance,
+  db: Db,
+  cache?: MovieCache,
+  afterDelete?: movies.AfterMovieDeleted,
+): void {
+  collectionRoutes(app, db, cache);
+  movieByIdRoutes(app, db, cache, afterDelete);
+}
 
+const read = requirePermission('movies:read');
+const write = requirePermission('movies:write');
+
+// /v1/movies: list, create.
+function collectionRoutes(app: FastifyInstance, db: Db, cache?: MovieCache): void {
   app.get(
     '/v1/movies',
     {
@@ -127,7 +137,15 @@ export function movieRoutes(app: FastifyInstance, db: Db, cache?: MovieCache, po
       return { movie: toMovieJson(movie) };
     },
   );
+}
 
+// /v1/movies/:id: read, update, delete.
+function movieByIdRoutes(
+  app: FastifyInstance,
+  db: Db,
+  cache?: MovieCache,
+  afterDelete?: movies.AfterMovieDeleted,
+): void {
   app.get(
     '/v1/movies/:id',
     {
@@ -196,7 +214,7 @@ export function movieRoutes(app: FastifyInstance, db: Db, cache?: MovieCache, po
       },
     },
     async (request) => {
-      await movies.deleteMovie(db, readIdParam(request), posters);
+      await movies.deleteMovie(db, readIdParam(request), afterDelete);
       return { message: 'movie successfully deleted' };
     },
   );

@@ -2,7 +2,6 @@
 import type { Db, Queryable } from '../platform/db.ts';
 import { EditConflictError } from '../platform/errors.ts';
 import { changeObservers } from '../platform/observers.ts';
-import { type Posters, removeMoviePosterObjects } from '../posters/posters.ts';
 import { calculateMetadata, type Metadata, type MovieListQuery } from './filters.ts';
 import {
   type CreateMovieInput,
@@ -55,12 +54,16 @@ export async function updateMovie(
   return updated;
 }
 
+// What else goes at once when a movie is deleted, passed in by whoever knows it (posters know
+// movies, not the other way round). Called after the deletion, so it must not throw.
+export type AfterMovieDeleted = (movieId: string) => Promise<void>;
+
 // The poster's row goes with the movie (ON DELETE CASCADE), which records its stored object
-// for deletion; with `posters` that object is removed at once, else by the next sweep.
-export async function deleteMovie(db: Db, id: string, posters?: Posters): Promise<void> {
+// for deletion; `afterDelete` may remove that object at once, else the next sweep does.
+export async function deleteMovie(db: Db, id: string, afterDelete?: AfterMovieDeleted): Promise<void> {
   await sql.deleteMovie(db, id);
   await moviesChanged(db, [Number(id)]);
-  if (posters) await removeMoviePosterObjects(posters, id);
+  if (afterDelete) await afterDelete(id);
 }
 
 export async function listMovies(

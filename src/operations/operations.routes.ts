@@ -1,7 +1,7 @@
 // Operators' routes: GET /v1/stats, and the profiling endpoints when they are enabled.
 import type { FastifyInstance } from 'fastify';
 import { type TSchema, Type } from 'typebox';
-import { requireAdmin } from '../accounts/auth.ts';
+import { requireAdmin } from '../accounts/guards.ts';
 import type { OperationsConfig } from '../config.ts';
 import type { Db } from '../platform/db.ts';
 import { BEARER_REQUIRED, ErrorEnvelope, errors, response } from '../platform/schemas.ts';

@@ -3,31 +3,26 @@
 // can (a) give a clear message when the port or directory is unusable, (b) run as root
 // by dropping to an unprivileged `postgres` user, and (c) reuse a server that another
 // greenlight process already runs on the same data directory (the CLI while serving).
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import {
-  chmodSync,
-  chownSync,
-  closeSync,
-  cpSync,
-  existsSync,
-  lstatSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  readlinkSync,
-  renameSync,
-  rmdirSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { userInfo } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { join, resolve } from 'node:path';
+import {
+  type Account,
+  type Binaries,
+  binaries,
+  clusterHome,
+  EmbeddedPostgresError,
+  unprivilegedUser,
+} from './embedded-postgres.files.ts';
+import {
+  adoptOrphan,
+  claimOwnership,
+  ownedServer,
+  type RunningServer,
+  runningServer,
+} from './embedded-postgres.owner.ts';
 import type { Logger } from './logger.ts';
 
 export type EmbeddedPostgres = Readonly<{
@@ -36,150 +31,8 @@ export type EmbeddedPostgres = Readonly<{
   stop: () => Promise<void>;
 }>;
 
-export class EmbeddedPostgresError extends Error {}
-
-type Binaries = { postgres: string; initdb: string };
-type Account = { uid: number; gid: number };
-
 const DATABASE = 'greenlight';
 const USER = 'greenlight';
-
-// As root, PostgreSQL runs as the `postgres` user, which must reach its binaries and its
-// cluster. A checkout under /root (0700) or `mktemp -d` lets it reach neither. We do not
-// open the operator's directories to it (no chmod, and ACLs need `setfacl`, which slim
-// systems lack); what it cannot reach is kept under this root-owned, world-traversable
-// directory instead, the usual place for a service's state:
-// - the binaries (bin, lib, share: PostgreSQL finds its libraries and share files relative
-//   to its own executable) are copied once per package version to postgres-<version>-<os>-<cpu>;
-// - a new cluster is created in clusters/<random>, and <data-dir>/postgres is a symbolic
-//   link to it, so the data directory still shows where its database lives and a moved
-//   data directory keeps it.
-const SHARED_DIR = '/var/lib/greenlight';
-
-// `test` run as `account`, so that the answer includes everything the kernel checks.
-function accountCan(account: Account, test: string[]): boolean {
-  return spawnSync('test', test, { ...account, stdio: 'ignore' }).status === 0;
-}
-
-// Created if missing; refused when anyone but root could change what is in it.
-function sharedDirectory(dir: string): string {
-  mkdirSync(dir, { recursive: true, mode: 0o755 });
-  const stat = lstatSync(dir);
-  if (!stat.isDirectory() || stat.uid !== 0 || (stat.mode & 0o022) !== 0) {
-    throw new Error(`${dir} must be a directory owned by root and writable by no one else`);
-  }
-  return dir;
-}
-
-function unusableSharedDir(what: string, err: unknown): EmbeddedPostgresError {
-  return new EmbeddedPostgresError(
-    `the "postgres" user cannot reach ${what}, and ${SHARED_DIR} cannot hold them for it (${(err as Error).message}); run greenlight as a normal user, from a directory every user can traverse, or with -db-dsn`,
-  );
-}
-
-function readableByAll(dir: string): void {
-  chmodSync(dir, 0o755);
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) readableByAll(path);
-    else if (entry.isFile()) chmodSync(path, lstatSync(path).mode & 0o111 ? 0o755 : 0o644);
-  }
-}
-
-function binaryCopy(native: string): Binaries {
-  try {
-    const { version } = JSON.parse(readFileSync(join(native, '..', 'package.json'), 'utf8')) as {
-      version: string;
-    };
-    const target = join(
-      sharedDirectory(SHARED_DIR),
-      `postgres-${version}-${process.platform}-${process.arch}`,
-    );
-    if (!existsSync(target)) {
-      // Copied aside and renamed into place, so a copy cut short is never used.
-      const staging = mkdtempSync(`${target}.partial-`);
-      try {
-        for (const part of ['bin', 'lib', 'share']) {
-          cpSync(join(native, part), join(staging, part), { recursive: true, verbatimSymlinks: true });
-        }
-        readableByAll(staging);
-        renameSync(staging, target);
-      } catch (err) {
-        rmSync(staging, { recursive: true, force: true });
-        if (!existsSync(target)) throw err; // else another process was faster
-      }
-    }
-    sharedDirectory(target);
-    return { postgres: join(target, 'bin', 'postgres'), initdb: join(target, 'bin', 'initdb') };
-  } catch (err) {
-    throw unusableSharedDir(`the PostgreSQL binaries in ${native}`, err);
-  }
-}
-
-async function binaries(account: Account | undefined): Promise<Binaries> {
-  const name = `@embedded-postgres/${process.platform}-${process.arch}`;
-  let bin: Binaries;
-  try {
-    bin = (await import(name)) as Binaries;
-  } catch {
-    throw new EmbeddedPostgresError(
-      `no embedded PostgreSQL for ${process.platform}-${process.arch} (package ${name}); set -db-dsn to use your own server`,
-    );
-  }
-  const native = dirname(dirname(bin.postgres));
-  const share = join(native, 'share', 'postgresql', 'postgres.bki');
-  if (!account || accountCan(account, ['-x', bin.initdb, '-a', '-x', bin.postgres, '-a', '-r', share])) {
-    return bin;
-  }
-  return binaryCopy(native);
-}
-
-// The directory that holds the cluster (`postgres`) and its socket directory (`run`):
-// <data-dir> itself, or the shared directory <data-dir>/postgres links to (see SHARED_DIR).
-function clusterHome(dataDir: string, account: Account | undefined, logger: Logger): string {
-  const link = join(dataDir, 'postgres');
-  const entry = lstatSync(link, { throwIfNoEntry: false });
-  if (entry?.isSymbolicLink()) return dirname(resolve(dataDir, readlinkSync(link)));
-  if (!account || accountCan(account, ['-x', dataDir])) return dataDir;
-  if (existsSync(join(link, 'PG_VERSION'))) {
-    throw new EmbeddedPostgresError(
-      `the "postgres" user cannot reach the cluster in ${link} (a parent directory is not traversable by it); move the data directory (-data-dir) under one every user can traverse, such as /var/lib, or let that user traverse its parents (setfacl -m u:postgres:x DIR)`,
-    );
-  }
-  let home: string;
-  try {
-    const clusters = sharedDirectory(join(sharedDirectory(SHARED_DIR), 'clusters'));
-    home = mkdtempSync(`${clusters}/`);
-    chmodSync(home, 0o755);
-    // For an operator who finds the directory: whose database it is.
-    writeFileSync(join(home, 'data-dir'), `${resolve(dataDir)}\n`);
-    if (entry) rmdirSync(link); // empty, left by a start that failed before this existed
-    symlinkSync(join(home, 'postgres'), link);
-  } catch (err) {
-    throw unusableSharedDir(`the data directory ${resolve(dataDir)}`, err);
-  }
-  logger.info(
-    { dataDir: resolve(dataDir), cluster: join(home, 'postgres') },
-    'the "postgres" user cannot reach the data directory: its cluster is kept in a shared directory',
-  );
-  return home;
-}
-
-// PostgreSQL refuses to run as root, so as root we run it as the `postgres` user,
-// creating that user if the system has none.
-function unprivilegedUser(): Account | undefined {
-  if (userInfo().uid !== 0) return undefined;
-  const lookup = () => ({
-    uid: Number(execFileSync('id', ['-u', 'postgres']).toString().trim()),
-    gid: Number(execFileSync('id', ['-g', 'postgres']).toString().trim()),
-  });
-  try {
-    return lookup();
-  } catch {
-    execFileSync('useradd', ['--system', '--user-group', '--no-create-home', 'postgres']);
-    return lookup();
-  }
-}
 
 function portIsFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -187,102 +40,6 @@ function portIsFree(port: number): Promise<boolean> {
     server.once('error', () => resolve(false));
     server.listen({ port, host: '127.0.0.1', exclusive: true }, () => server.close(() => resolve(true)));
   });
-}
-
-// A process that has exited but was not reaped (an orphan in a container whose init does
-// not reap) still answers signal 0; /proc tells it apart where there is one.
-export function isRunning(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
-  try {
-    return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0] !== 'Z';
-  } catch {
-    return true;
-  }
-}
-
-type RunningServer = { pid: number; port: number; socketDir: string };
-
-// A live postmaster.pid means a server already runs on this directory: reuse it, through
-// its Unix socket when it has one (the file's fifth line names the socket directory).
-function runningServer(pgdata: string): RunningServer | undefined {
-  const pidFile = join(pgdata, 'postmaster.pid');
-  if (!existsSync(pidFile)) return undefined;
-  const [pid, , , port, socketDir = ''] = readFileSync(pidFile, 'utf8').split('\n');
-  return isRunning(Number(pid)) ? { pid: Number(pid), port: Number(port), socketDir } : undefined;
-}
-
-// <data-dir>/postgres-owner.pid names the greenlight process that stops the server on its
-// way out: the one that started it, or, when that one was killed before it could
-// (SIGKILL), the next one to find the server running. A command run next to a live owner
-// (`migrate version` while serving) only borrows the server.
-const OWNER_FILE = 'postgres-owner.pid';
-
-function recordedOwner(dataDir: string): number | undefined {
-  try {
-    return Number(readFileSync(join(dataDir, OWNER_FILE), 'utf8'));
-  } catch {
-    return undefined;
-  }
-}
-
-function becomeOwner(dataDir: string): void {
-  writeFileSync(join(dataDir, OWNER_FILE), String(process.pid));
-}
-
-// The lock keeps two processes that find the same orphan at once from both adopting it.
-// Without an owner file (a server started by an older greenlight) nobody adopts.
-function adoptOrphan(dataDir: string): boolean {
-  const before = recordedOwner(dataDir);
-  if (before === undefined || isRunning(before)) return false;
-  const lock = join(dataDir, `${OWNER_FILE}.lock`);
-  let fd: number;
-  try {
-    fd = openSync(lock, 'wx');
-  } catch {
-    return false;
-  }
-  try {
-    if (recordedOwner(dataDir) !== before) return false;
-    becomeOwner(dataDir);
-    return true;
-  } finally {
-    closeSync(fd);
-    rmSync(lock, { force: true });
-  }
-}
-
-function releaseOwnership(dataDir: string): void {
-  if (recordedOwner(dataDir) === process.pid) rmSync(join(dataDir, OWNER_FILE), { force: true });
-}
-
-function signal(pid: number, name: NodeJS.Signals): void {
-  try {
-    process.kill(pid, name);
-  } catch {
-    // already gone
-  }
-}
-
-// SIGINT is PostgreSQL's "fast shutdown": roll back open transactions, checkpoint, exit.
-// SIGQUIT, if that takes too long, exits at once (crash recovery at the next start).
-const FAST_SHUTDOWN_MS = 20_000;
-
-async function stopPostmaster(pid: number): Promise<void> {
-  signal(pid, 'SIGINT');
-  const deadline = Date.now() + FAST_SHUTDOWN_MS;
-  let quit = false;
-  while (isRunning(pid)) {
-    if (!quit && Date.now() > deadline) {
-      quit = true;
-      signal(pid, 'SIGQUIT');
-    }
-    await sleep(20);
-  }
 }
 
 // Our own connections use a Unix socket in the data directory: it spares the TCP stack on
@@ -376,17 +133,7 @@ export async function startEmbeddedPostgres({
 
   const running = runningServer(join(dataDir, 'postgres'));
   if (running !== undefined && existsSync(passwordFile)) {
-    const dsn = dsnFor(running.port, readFileSync(passwordFile, 'utf8').trim(), running.socketDir);
-    const where = { port: running.port, dataDir: resolve(dataDir) };
-    if (!adoptOrphan(dataDir)) {
-      logger.info(where, 'using the embedded PostgreSQL that is already running');
-      return { dsn, stop: async () => {} };
-    }
-    logger.warn(
-      where,
-      'adopted the embedded PostgreSQL left running by a killed greenlight: it stops with this process',
-    );
-    return { dsn, stop: ownedServer(dataDir, running.pid, logger) };
+    return reuseServer(running, dataDir, readFileSync(passwordFile, 'utf8').trim(), logger);
   }
 
   // The parent stays traversable for the unprivileged server; the cluster itself is private.
@@ -399,28 +146,7 @@ export async function startEmbeddedPostgres({
 
   if (!existsSync(join(pgdata, 'PG_VERSION'))) {
     logger.info({ pgdata }, 'initialising the embedded PostgreSQL data directory');
-    const password = randomBytes(18).toString('base64url');
-    writeFileSync(passwordFile, password, { mode: 0o600 });
-    const pwfile = join(home, `.initdb-password-${process.pid}`);
-    writeFileSync(pwfile, password, { mode: 0o600 });
-    if (account) chownSync(pwfile, account.uid, account.gid);
-    try {
-      await run(
-        bin.initdb,
-        [
-          `--pgdata=${pgdata}`,
-          `--username=${USER}`,
-          `--pwfile=${pwfile}`,
-          '--auth=scram-sha-256',
-          '--encoding=UTF8',
-          '--locale-provider=builtin',
-          '--builtin-locale=C.UTF-8',
-        ],
-        account,
-      );
-    } finally {
-      rmSync(pwfile, { force: true });
-    }
+    await initialiseCluster(bin, { home, pgdata, passwordFile, account });
   }
 
   if (!(await portIsFree(port))) {
@@ -431,41 +157,13 @@ export async function startEmbeddedPostgres({
 
   const socketDir = socketDirFor(home, port);
   if (socketDir) ensureDirectory(socketDir, account, 0o700);
-  // Recorded before the server exists, so that no other process takes it for an orphan; a
-  // lock left by a process killed while adopting goes with the server it was about.
-  rmSync(join(dataDir, `${OWNER_FILE}.lock`), { force: true });
-  becomeOwner(dataDir);
-  const { child } = await run(
-    bin.postgres,
-    [
-      ...[
-        '-D',
-        pgdata,
-        '-p',
-        String(port),
-        '-c',
-        'listen_addresses=127.0.0.1',
-        '-c',
-        `unix_socket_directories=${socketDir}`,
-        // The background writer's sweep locks buffer headers one by one. On a machine whose
-        // cores are all busy (the service, its load and PostgreSQL on two cores), it can be
-        // descheduled holding the lock of a hot index page, and every backend then waits in
-        // PostgreSQL's spin-delay backoff, up to a second. Backends write their own dirty
-        // buffers instead, and checkpoints still write the rest; see docs/performance.md.
-        '-c',
-        'bgwriter_lru_maxpages=0',
-      ],
-      ...Object.entries(settings).flatMap(([name, value]) => ['-c', `${name}=${value}`]),
-    ],
+  claimOwnership(dataDir);
+  const child = await startPostmaster(
+    bin,
+    [...serverArguments(pgdata, port, socketDir), ...settingArguments(settings)],
     account,
-    'database system is ready to accept connections',
+    logger,
   );
-  child.stdout?.removeAllListeners('data').resume();
-  child.stderr?.removeAllListeners('data');
-  child.stderr?.on('data', (chunk: Buffer) =>
-    logger.debug({ postgres: chunk.toString().trim() }, 'embedded postgres'),
-  );
-  child.removeAllListeners('exit');
   let stopping = false;
   child.once('exit', (code, signal) => {
     if (!stopping) logger.error({ code, signal }, 'embedded PostgreSQL exited unexpectedly');
@@ -485,24 +183,95 @@ export async function startEmbeddedPostgres({
   };
 }
 
-// The stop of a server this process owns, whether it started it or adopted it. However
-// this process ends (an error at start-up, process.exit, a signal: `serve` exits on one),
-// the server goes with it. PostgreSQL does not watch its parent, so a SIGKILL leaves it
-// running, for the next start to adopt through postgres-owner.pid.
-function ownedServer(dataDir: string, pid: number, logger: Logger): () => Promise<void> {
-  let stopped = false;
-  const onExit = () => {
-    if (!stopped) signal(pid, 'SIGINT');
-  };
-  process.once('exit', onExit);
-  return async () => {
-    if (stopped) return;
-    stopped = true;
-    process.removeListener('exit', onExit);
-    await stopPostmaster(pid);
-    releaseOwnership(dataDir);
-    logger.info('embedded PostgreSQL stopped');
-  };
+// A server already running on the data directory: borrowed, or adopted when the process that
+// owned it was killed.
+function reuseServer(
+  running: RunningServer,
+  dataDir: string,
+  password: string,
+  logger: Logger,
+): EmbeddedPostgres {
+  const dsn = dsnFor(running.port, password, running.socketDir);
+  const where = { port: running.port, dataDir: resolve(dataDir) };
+  if (!adoptOrphan(dataDir)) {
+    logger.info(where, 'using the embedded PostgreSQL that is already running');
+    return { dsn, stop: async () => {} };
+  }
+  logger.warn(
+    where,
+    'adopted the embedded PostgreSQL left running by a killed greenlight: it stops with this process',
+  );
+  return { dsn, stop: ownedServer(dataDir, running.pid, logger) };
+}
+
+// A new cluster with a random password for our user, kept in <data-dir>/postgres-password.
+async function initialiseCluster(
+  bin: Binaries,
+  where: Readonly<{ home: string; pgdata: string; passwordFile: string; account: Account | undefined }>,
+): Promise<void> {
+  const { home, pgdata, passwordFile, account } = where;
+  const password = randomBytes(18).toString('base64url');
+  writeFileSync(passwordFile, password, { mode: 0o600 });
+  const pwfile = join(home, `.initdb-password-${process.pid}`);
+  writeFileSync(pwfile, password, { mode: 0o600 });
+  if (account) chownSync(pwfile, account.uid, account.gid);
+  try {
+    await run(
+      bin.initdb,
+      [
+        `--pgdata=${pgdata}`,
+        `--username=${USER}`,
+        `--pwfile=${pwfile}`,
+        '--auth=scram-sha-256',
+        '--encoding=UTF8',
+        '--locale-provider=builtin',
+        '--builtin-locale=C.UTF-8',
+      ],
+      account,
+    );
+  } finally {
+    rmSync(pwfile, { force: true });
+  }
+}
+
+function serverArguments(pgdata: string, port: number, socketDir: string): string[] {
+  return [
+    '-D',
+    pgdata,
+    '-p',
+    String(port),
+    '-c',
+    'listen_addresses=127.0.0.1',
+    '-c',
+    `unix_socket_directories=${socketDir}`,
+    // The background writer's sweep locks buffer headers one by one. On a machine whose
+    // cores are all busy (the service, its load and PostgreSQL on two cores), it can be
+    // descheduled holding the lock of a hot index page, and every backend then waits in
+    // PostgreSQL's spin-delay backoff, up to a second. Backends write their own dirty
+    // buffers instead, and checkpoints still write the rest; see docs/performance.md.
+    '-c',
+    'bgwriter_lru_maxpages=0',
+  ];
+}
+
+const settingArguments = (settings: Readonly<Record<string, string>>) =>
+  Object.entries(settings).flatMap(([name, value]) => ['-c', `${name}=${value}`]);
+
+// The postmaster, once it accepts connections; from then on its output goes to the debug log.
+async function startPostmaster(
+  bin: Binaries,
+  args: string[],
+  account: Account | undefined,
+  logger: Logger,
+): Promise<ReturnType<typeof spawn>> {
+  const { child } = await run(bin.postgres, args, account, 'database system is ready to accept connections');
+  child.stdout?.removeAllListeners('data').resume();
+  child.stderr?.removeAllListeners('data');
+  child.stderr?.on('data', (chunk: Buffer) =>
+    logger.debug({ postgres: chunk.toString().trim() }, 'embedded postgres'),
+  );
+  child.removeAllListeners('exit');
+  return child;
 }
 
 // initdb creates only `postgres`; the application database is created on first start.

@@ -1,5 +1,7 @@
 // HTTP helpers shared by every module: id parameters, and the book's router behaviour for
-// known paths (405 with Allow for other methods, 200 with Allow for OPTIONS).
+// known paths (405 with Allow for other methods, 200 with Allow for OPTIONS), request ids.
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
 import {
   BodyAbortedError,
@@ -21,6 +23,21 @@ declare module 'fastify' {
     // A route being retired: since when, and when it goes.
     deprecation?: Readonly<{ since: Date; sunset: Date; link?: string }>;
   }
+}
+
+// A client's X-Request-Id is kept when it looks like an id; anything else is replaced. Fastify's
+// genReqId for the API and the callback listener alike.
+const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export function requestId(req: IncomingMessage): string {
+  const given = req.headers['x-request-id'];
+  return typeof given === 'string' && SANE_REQUEST_ID.test(given) ? given : randomUUID();
+}
+
+// Adds to Vary rather than replacing it: CORS and compression set theirs on the same reply.
+export function addVary(reply: FastifyReply, value: string): void {
+  const current = reply.getHeader('vary');
+  reply.header('vary', current ? `${current}, ${value}` : value);
 }
 
 // Routes whose config has a `deprecation` are marked deprecated in the document and answer

@@ -34,20 +34,49 @@ export function tracingEnabled(): boolean {
 
 export async function startTracing(config: TracingConfig): Promise<void> {
   if (provider || (config.otlpEndpoint === '' && config.zipkinEndpoint === '')) return;
+  const modules = await loadOpenTelemetry();
+  const { otel } = modules;
+  api = otel;
+  const { context, propagation, trace, ROOT_CONTEXT } = otel;
+  const { AsyncLocalStorageContextManager } = modules.contextHooks;
+  const { W3CTraceContextPropagator, parseTraceParent, suppressTracing } = modules.core;
+  // Set on the context of a request sampleRequests let in without a caller's decision: the
+  // coin was tossed there, so the root sampler keeps its trace instead of tossing again.
+  const doorSampled = otel.createContextKey('greenlight request sampled at the door');
+  const tracerProvider = createProvider(config, modules, doorSampled);
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+  trace.setGlobalTracerProvider(tracerProvider);
+  instrument(tracerProvider, modules);
+  door = {
+    ratio: config.sampleRatio,
+    context,
+    sampled: ROOT_CONTEXT.setValue(doorSampled, true),
+    unsampled: suppressTracing(ROOT_CONTEXT),
+    callerSampled: (traceparent) => {
+      const parent = parseTraceParent(traceparent);
+      return parent ? (parent.traceFlags & 1) === 1 : undefined;
+    },
+  };
+  provider = tracerProvider;
+}
+
+// Loaded only when tracing is on (see the top of this file).
+async function loadOpenTelemetry() {
   const [
     otel,
-    { AsyncLocalStorageContextManager },
-    { W3CTraceContextPropagator, isTracingSuppressed, parseTraceParent, suppressTracing },
-    { resourceFromAttributes },
-    { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, TracerProvider },
-    { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION },
-    { registerInstrumentations },
-    { HttpInstrumentation },
-    { UndiciInstrumentation },
-    { PgInstrumentation },
-    { OTLPTraceExporter },
-    { ZipkinExporter },
-    { FastifyOtelInstrumentation },
+    contextHooks,
+    core,
+    resources,
+    sdk,
+    semconv,
+    instrumentation,
+    http,
+    undici,
+    pg,
+    otlp,
+    zipkin,
+    fastify,
   ] = await Promise.all([
     import('@opentelemetry/api'),
     import('@opentelemetry/context-async-hooks'),
@@ -63,21 +92,41 @@ export async function startTracing(config: TracingConfig): Promise<void> {
     import('@opentelemetry/exporter-zipkin'),
     import('@fastify/otel'),
   ]);
-  api = otel;
-  const { context, propagation, trace, ROOT_CONTEXT } = otel;
-  // Set on the context of a request sampleRequests let in without a caller's decision: the
-  // coin was tossed there, so the root sampler keeps its trace instead of tossing again.
-  const doorSampled = otel.createContextKey('greenlight request sampled at the door');
+  return {
+    otel,
+    contextHooks,
+    core,
+    resources,
+    sdk,
+    semconv,
+    instrumentation,
+    http,
+    undici,
+    pg,
+    otlp,
+    zipkin,
+    fastify,
+  };
+}
+
+type OpenTelemetry = Awaited<ReturnType<typeof loadOpenTelemetry>>;
+
+function createProvider(
+  config: TracingConfig,
+  { otel, resources, sdk, semconv, otlp, zipkin }: OpenTelemetry,
+  doorSampled: symbol,
+) {
+  const { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, TracerProvider } = sdk;
   const exporters = [
-    ...(config.otlpEndpoint ? [new OTLPTraceExporter({ url: `${config.otlpEndpoint}/v1/traces` })] : []),
+    ...(config.otlpEndpoint ? [new otlp.OTLPTraceExporter({ url: `${config.otlpEndpoint}/v1/traces` })] : []),
     ...(config.zipkinEndpoint
-      ? [new ZipkinExporter({ url: config.zipkinEndpoint, serviceName: config.serviceName })]
+      ? [new zipkin.ZipkinExporter({ url: config.zipkinEndpoint, serviceName: config.serviceName })]
       : []),
   ];
-  const tracerProvider = new TracerProvider({
-    resource: resourceFromAttributes({
-      [ATTR_SERVICE_NAME]: config.serviceName,
-      [ATTR_SERVICE_VERSION]: version,
+  return new TracerProvider({
+    resource: resources.resourceFromAttributes({
+      [semconv.ATTR_SERVICE_NAME]: config.serviceName,
+      [semconv.ATTR_SERVICE_VERSION]: version,
       'process.pid': process.pid,
     }),
     sampler: new ParentBasedSampler({
@@ -85,10 +134,13 @@ export async function startTracing(config: TracingConfig): Promise<void> {
     }),
     spanProcessors: exporters.map((exporter) => new BatchSpanProcessor({ exporter })),
   });
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
-  trace.setGlobalTracerProvider(tracerProvider);
-  registerInstrumentations({
+}
+
+function instrument(
+  tracerProvider: ReturnType<typeof createProvider>,
+  { otel, core, instrumentation, http, undici, pg, fastify }: OpenTelemetry,
+): void {
+  instrumentation.registerInstrumentations({
     tracerProvider,
     instrumentations: [
       // Incoming requests, on every Fastify instance (both listeners) from its creation: one
@@ -96,40 +148,29 @@ export async function startTracing(config: TracingConfig): Promise<void> {
       // child spans for hooks and handlers (SQL and outbound calls are the children worth
       // seeing). Chosen over instrumentation-http's server side, which cost 40-50 µs of CPU a
       // request even unsampled (docs/decisions.md, "Tracing").
-      new FastifyOtelInstrumentation({
+      new fastify.FastifyOtelInstrumentation({
         registerOnInitialization: true,
         instrumentHooks: false,
         instrumentHandler: false,
         // A request sampleRequests turned away runs with tracing suppressed: no span at all,
         // so nothing below it (SQL, outbound calls) makes one either.
         ignorePaths: ({ url }) =>
-          isTracingSuppressed(context.active()) || UNTRACED_PATHS.has(url.split('?')[0] ?? ''),
+          core.isTracingSuppressed(otel.context.active()) || UNTRACED_PATHS.has(url.split('?')[0] ?? ''),
         requestHook: (span, request) => {
           const route = request.routeOptions.url;
           if (route) span.updateName(`${request.method} ${route}`);
         },
       }),
       // node:http only for outbound requests (the S3 client's); undici for fetch.
-      new HttpInstrumentation({ disableIncomingRequestInstrumentation: true }),
-      new UndiciInstrumentation(),
+      new http.HttpInstrumentation({ disableIncomingRequestInstrumentation: true }),
+      new undici.UndiciInstrumentation(),
       // Only SQL run for something traced: the job queue's and the callback service's polls
       // would otherwise be a trace each, several a second. No spans for taking a connection
       // from the pool: a third of a cached read's spans, and a wait for one shows anyway as
       // the gap before the query's span.
-      new PgInstrumentation({ requireParentSpan: true, ignoreConnectSpans: true }),
+      new pg.PgInstrumentation({ requireParentSpan: true, ignoreConnectSpans: true }),
     ],
   });
-  door = {
-    ratio: config.sampleRatio,
-    context,
-    sampled: ROOT_CONTEXT.setValue(doorSampled, true),
-    unsampled: suppressTracing(ROOT_CONTEXT),
-    callerSampled: (traceparent) => {
-      const parent = parseTraceParent(traceparent);
-      return parent ? (parent.traceFlags & 1) === 1 : undefined;
-    },
-  };
-  provider = tracerProvider;
 }
 
 // Exports what is still buffered; the graceful shutdown calls it last.

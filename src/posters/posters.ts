@@ -3,6 +3,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { PostersConfig } from '../config.ts';
+import type { AfterMovieDeleted } from '../movies/movies.ts';
 import type { Db } from '../platform/db.ts';
 import {
   BadRequestError,
@@ -146,6 +147,11 @@ export async function purgePosterObjects(posters: Posters, prefix: string | null
     }
   }
   return deleted;
+}
+
+// A movie's deletion (movies.deleteMovie) removes its poster's stored objects at once.
+export function afterMovieDeleted(posters: Posters): AfterMovieDeleted {
+  return (movieId) => removeMoviePosterObjects(posters, movieId);
 }
 
 // The stored objects of a movie's deleted or replaced posters, removed now rather than at the

@@ -4,8 +4,6 @@
 // root hook; its errors reach this plugin's error handler for every path under the prefix.
 import type { FastifyInstance } from 'fastify';
 import { EmailTakenError } from '../accounts/accounts.ts';
-import { addVary } from '../accounts/auth.ts';
-import { AUDIT_PATHS, auditRoutes } from '../audit/audit.routes.ts';
 import type { Jwts } from '../auth/jwt.ts';
 import type { Db } from '../platform/db.ts';
 import {
@@ -20,7 +18,8 @@ import {
   RateLimitedError,
   rateLimitHeaders,
 } from '../platform/errors.ts';
-import { addMethodFallbacks, failureOf, logFailure } from '../platform/http.ts';
+import { addMethodFallbacks, addVary, failureOf, logFailure } from '../platform/http.ts';
+import { AUDIT_PATHS, auditRoutes } from './audit.routes.ts';
 import { ApiKeyNotFoundError, AUTH_PATHS, authRoutes } from './auth.routes.ts';
 import { NotProductOwnerError, ProductNotFoundError, RuleViolationError } from './product.ts';
 import { PRODUCT_PATHS, productRoutes } from './products.routes.ts';

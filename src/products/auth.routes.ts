@@ -3,7 +3,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import * as accounts from '../accounts/accounts.ts';
-import { requireAuthenticated } from '../accounts/auth.ts';
+import { requireAuthenticated } from '../accounts/guards.ts';
 import { isValidEmail, type User } from '../accounts/user.ts';
 import { contextOf } from '../audit/audit.ts';
 import { API_KEY_SCOPES, type ApiKey, createApiKey, listApiKeys, revokeApiKey } from '../auth/apikey.ts';

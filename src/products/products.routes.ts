@@ -96,11 +96,17 @@ export function requester(request: FastifyRequest): products.Requester {
 }
 
 export function productRoutes(api: FastifyInstance, db: Db): void {
-  const read = requireScope('products:read');
-  const write = requireScope('products:write');
-  const body = (request: FastifyRequest) => request.body as Buffer | undefined;
-  const idOf = (request: FastifyRequest) => readInt64Param(request, 'invalid product id');
+  collectionRoutes(api, db);
+  productByIdRoutes(api, db);
+}
 
+const read = requireScope('products:read');
+const write = requireScope('products:write');
+const body = (request: FastifyRequest) => request.body as Buffer | undefined;
+const idOf = (request: FastifyRequest) => readInt64Param(request, 'invalid product id');
+
+// /products: list, create.
+function collectionRoutes(api: FastifyInstance, db: Db): void {
   api.get(
     '/products',
     {
@@ -144,7 +150,10 @@ export function productRoutes(api: FastifyInstance, db: Db): void {
       return toProductJson(product);
     },
   );
+}
 
+// /products/:id: read; update and delete, for its owner or an admin.
+function productByIdRoutes(api: FastifyInstance, db: Db): void {
   api.get(
     '/products/:id',
     {

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type TSchema, Type } from 'typebox';
 import type { RawData, WebSocket } from 'ws';
-import { requireAuthenticated } from '../accounts/auth.ts';
+import { requireAuthenticated } from '../accounts/guards.ts';
 import type { Identity } from '../accounts/user.ts';
 import type { Credential } from '../auth/authenticator.ts';
 import { requestCredential } from '../auth/registry.ts';

@@ -1,7 +1,7 @@
 // The topics a client can stream, each described once: its outbox table, how an event's data
 // looks, who may read it, and what wakes its feed. Everything else (the feed, follow, the SSE
 // handler, the WebSocket) is the same code for every topic.
-import { permissionRefusal } from '../accounts/auth.ts';
+import { permissionRefusal } from '../accounts/guards.ts';
 import type { Identity } from '../accounts/user.ts';
 import { type Movie, toMovieJson } from '../movies/movie.ts';
 import { MOVIE_EVENTS_CHANNEL } from '../movies/movies.sql.ts';

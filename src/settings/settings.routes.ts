@@ -2,7 +2,7 @@
 // for admins with a full credential.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
-import { requireAdmin } from '../accounts/auth.ts';
+import { requireAdmin } from '../accounts/guards.ts';
 import { contextOf } from '../audit/audit.ts';
 import type { Config } from '../config.ts';
 import type { Db } from '../platform/db.ts';

@@ -1,4 +1,4 @@
-// SQL for the api_keys table.
+// SQL for the api_keys table: a user's API keys, credentials of the account like its tokens.
 import type { Queryable } from '../platform/db.ts';
 
 export type ApiKey = {

@@ -9,10 +9,10 @@
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import type { Config } from '../config.ts';
-import type { Db } from './db.ts';
-import { type Migration, readMigrations, readVersion, schemaState } from './migrations.ts';
-import type { RedisConnection } from './redis.ts';
-import { BEARER_OPTIONAL, errors, response } from './schemas.ts';
+import type { Db } from '../platform/db.ts';
+import { type Migration, readMigrations, readVersion, schemaState } from '../platform/migrations.ts';
+import type { RedisConnection } from '../platform/redis.ts';
+import { BEARER_OPTIONAL, errors, response } from '../platform/schemas.ts';
 import { isOperator } from './system.routes.ts';
 
 export const PROBE_PATHS = ['/livez', '/readyz'] as const;

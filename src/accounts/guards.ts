@@ -1,6 +1,6 @@
 // Authorization as request hooks: requireAuthenticated, or requirePermission (authenticated,
 // activated, holding the permission) per route. Authentication itself is src/auth/registry.ts.
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyRequest } from 'fastify';
 import { AuthenticationRequiredError, InactiveAccountError, NotPermittedError } from '../platform/errors.ts';
 import type { Identity } from './user.ts';
 
@@ -9,11 +9,6 @@ declare module 'fastify' {
     // null for an anonymous request
     identity: Identity | null;
   }
-}
-
-export function addVary(reply: FastifyReply, value: string): void {
-  const current = reply.getHeader('vary');
-  reply.header('vary', current ? `${current}, ${value}` : value);
 }
 
 export async function requireAuthenticated(request: FastifyRequest): Promise<void> {

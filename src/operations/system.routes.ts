@@ -1,11 +1,12 @@
-// Routes about the service itself: health, the book's expvar metrics and Prometheus text.
+// Routes about the service itself: health, the book's expvar metrics and Prometheus text. Here,
+// not in platform/, because who may read them is an account's permission (metrics:view).
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { type TSchema, Type } from 'typebox';
-import { permissionRefusal, requirePermission } from '../accounts/auth.ts';
+import { permissionRefusal, requirePermission } from '../accounts/guards.ts';
 import type { Config } from '../config.ts';
+import { isLoopback, type Metrics } from '../platform/metrics.ts';
+import { BEARER_OPTIONAL, errors, response } from '../platform/schemas.ts';
 import { version } from '../version.ts';
-import { isLoopback, type Metrics } from './metrics.ts';
-import { BEARER_OPTIONAL, errors, response } from './schemas.ts';
 
 const HealthcheckEnvelope = Type.Object(
   {

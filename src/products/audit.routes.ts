@@ -1,12 +1,13 @@
-// GET /api/v1/admin/audit: the audit trail for admins, newest first, keyset paginated.
+// GET /api/v1/admin/audit: the audit trail for admins, newest first, keyset paginated. A route
+// of seed 002's API (its envelope, its prefix), so it lives with that API, not in audit/.
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
-import { requireAdmin } from '../accounts/auth.ts';
+import { requireAdmin } from '../accounts/guards.ts';
+import { listEvents } from '../audit/audit.ts';
 import type { Db } from '../platform/db.ts';
 import { BadRequestError } from '../platform/errors.ts';
 import { BEARER_REQUIRED, response } from '../platform/schemas.ts';
-import { apiErrors } from '../products/responses.ts';
-import { listEvents } from './audit.ts';
+import { apiErrors } from './responses.ts';
 
 const AuditPage = Type.Object({
   data: Type.Array(
