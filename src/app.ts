@@ -4,12 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import compress from '@fastify/compress';
 import websocket from '@fastify/websocket';
-import Fastify, {
-  type FastifyInstance,
-  type FastifyReply,
-  type FastifyRequest,
-  LogController,
-} from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import PgBoss from 'pg-boss';
 import { ACCOUNT_PATHS, accountRoutes } from './accounts/accounts.routes.ts';
 import { EMAIL_QUEUE } from './accounts/accounts.ts';
@@ -40,8 +35,7 @@ import type { Logger } from './platform/logger.ts';
 import { Metrics } from './platform/metrics.ts';
 import { openApiRoute, registerDocsPage, registerOpenApi } from './platform/openapi.ts';
 import { PROBE_PATHS, probeRoutes } from './platform/probes.routes.ts';
-import { RedisRateLimiter } from './platform/rate-limit.redis.ts';
-import { RateLimiter, type RateLimitSettings, type RateLimitStore } from './platform/rate-limit.ts';
+import { RequestLimits, rateLimitPlugin } from './platform/rate-limit.plugin.ts';
 import { type RedisConnection, RedisFallback, registerRedisMetrics } from './platform/redis.ts';
 import { SYSTEM_PATHS, systemRoutes } from './platform/system.routes.ts';
 import { posterRoutes } from './posters/posters.routes.ts';
@@ -165,39 +159,7 @@ export function buildApp({
 
   const jwts = createJwts(config);
   // Built whether enabled or not: the runtime setting limiter-enabled turns it on and off.
-  // `limits` is the holder the limiters read rps and burst from at every request.
-  const limits = settings.limits;
-  // Per-user buckets would let a client multiply its budget by opening accounts; every
-  // request is also charged to its address's ceiling, a multiple of the per-user rate.
-  const ceilingSettings: RateLimitSettings = {
-    get rps() {
-      return limits.rps * config.limiterAddressCeiling;
-    },
-    get burst() {
-      return Math.ceil(limits.burst * config.limiterAddressCeiling);
-    },
-  };
-  const limiterFallback =
-    redis && redisMetrics && new RedisFallback('limiter', logger, redisMetrics.fallbacks);
-  const limitStore = (name: string, settings: RateLimitSettings): RateLimitStore =>
-    redis && limiterFallback
-      ? new RedisRateLimiter(redis, name, settings, limiterFallback)
-      : new RateLimiter({ settings });
-  const limiter = limitStore('client', limits);
-  const ceiling = config.limiterPerUser ? limitStore('ceiling', ceilingSettings) : undefined;
-  const rejected = (err: unknown): never => {
-    metrics.rateLimitRejections.inc();
-    throw err;
-  };
-  // The local store answers synchronously and must not pay for a promise; Redis's does.
-  const limited = (act: () => void | Promise<void>): void | Promise<void> => {
-    try {
-      const result = act();
-      return result instanceof Promise ? result.catch(rejected) : result;
-    } catch (err) {
-      return rejected(err);
-    }
-  };
+  const limits = new RequestLimits({ config, limits: settings.limits, metrics, logger, redis, redisMetrics });
 
   // Order matters: count, CORS (answers preflights itself), authenticate, then limit, so
   // that authenticated users can be limited per user rather than per address. Unknown
@@ -233,14 +195,7 @@ export function buildApp({
   });
   app.addHook('onRequest', corsHook(settings.cors));
   const authenticators = createAuthenticators({ config, db, cache: identityCache, logger, jwts });
-  const authenticate = authenticationHook(
-    authenticators,
-    {
-      check: (request) => (limits.enabled ? limited(() => limiter.check(`ip:${request.ip}`)) : undefined),
-      charge: (request) => (limits.enabled ? limited(() => limiter.take(`ip:${request.ip}`)) : undefined),
-    },
-    PRODUCTS_API_PREFIX,
-  );
+  const authenticate = authenticationHook(authenticators, limits.addressBudget, PRODUCTS_API_PREFIX);
   // Every credential is looked up, on every route; on a health probe a lookup the database
   // cannot answer is ignored, so an outage never makes the process look dead (liveness) and
   // readiness says why it is not ready.
@@ -251,34 +206,7 @@ export function buildApp({
       if (!(request.routeOptions.config.probe && isDatabaseUnavailable(err))) throw err;
     }
   });
-  // The local store answers at once and Redis's with a promise: a step waits only for that.
-  const andThen = (step: void | Promise<void>, next: () => void | Promise<void>): void | Promise<void> =>
-    step instanceof Promise ? step.then(next) : next();
-  const limitRequest = (request: FastifyRequest): void | Promise<void> => {
-    const address = `ip:${request.ip}`;
-    const key = config.limiterPerUser && request.identity ? `user:${request.identity.id}` : address;
-    return andThen(ceiling && limited(() => ceiling.check(address)), () =>
-      andThen(
-        limited(() => limiter.take(key)),
-        () => (ceiling ? limited(() => ceiling.take(address)) : undefined),
-      ),
-    );
-  };
-  app.addHook('onRequest', (request, _reply, done) => {
-    if (!limits.enabled || request.routeOptions.config.rateLimit === false) {
-      done();
-      return;
-    }
-    let pending: void | Promise<void>;
-    try {
-      pending = limitRequest(request);
-    } catch (err) {
-      done(err as Error);
-      return;
-    }
-    if (pending) pending.then(() => done(), done);
-    else done();
-  });
+  app.register(rateLimitPlugin, { limits });
 
   app.addHook('onResponse', (request, reply, done) => {
     metrics.responseSent(
