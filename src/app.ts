@@ -6,7 +6,7 @@ import compress from '@fastify/compress';
 import websocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import PgBoss from 'pg-boss';
-import { ACCOUNT_PATHS, accountRoutes } from './accounts/accounts.routes.ts';
+import { accountRoutes } from './accounts/accounts.routes.ts';
 import { EMAIL_QUEUE } from './accounts/accounts.ts';
 import type { IdentityCache } from './accounts/identity-cache.ts';
 import { jwksRoute } from './auth/jwks.routes.ts';
@@ -16,34 +16,29 @@ import type { Config } from './config.ts';
 import { graphqlRoutes } from './graphql/graphql.routes.ts';
 import { bulkRoutes } from './movies/bulk.routes.ts';
 import { MovieCache } from './movies/movie-cache.ts';
-import { MOVIE_PATHS, movieRoutes } from './movies/movies.routes.ts';
+import { movieRoutes } from './movies/movies.routes.ts';
 import { observeMovieChanges } from './movies/movies.ts';
-import {
-  PROFILING_PATHS,
-  profilingRoutes,
-  STATS_PATHS,
-  statsRoutes,
-} from './operations/operations.routes.ts';
+import { profilingRoutes, statsRoutes } from './operations/operations.routes.ts';
 import { corsHook } from './platform/cors.ts';
 import { createPool, type Db } from './platform/db.ts';
 import { BadRequestError, isDatabaseUnavailable, NotFoundError } from './platform/errors.ts';
-import { addMethodFallbacks, deprecationHeaders, sendError } from './platform/http.ts';
+import { deprecationHeaders, sendError, withMethodFallbacks } from './platform/http.ts';
 import { clientErrorHandler, type GreenlightServer, serverFactory } from './platform/http-server.ts';
 import type { Jobs } from './platform/jobs.ts';
 import { MAX_BODY_BYTES } from './platform/json-body.ts';
 import type { Logger } from './platform/logger.ts';
 import { Metrics } from './platform/metrics.ts';
 import { openApiRoute, registerDocsPage, registerOpenApi } from './platform/openapi.ts';
-import { PROBE_PATHS, probeRoutes } from './platform/probes.routes.ts';
+import { probeRoutes } from './platform/probes.routes.ts';
 import { RequestLimits, rateLimitPlugin } from './platform/rate-limit.plugin.ts';
 import { type RedisConnection, RedisFallback, registerRedisMetrics } from './platform/redis.ts';
-import { SYSTEM_PATHS, systemRoutes } from './platform/system.routes.ts';
+import { systemRoutes } from './platform/system.routes.ts';
 import { posterRoutes } from './posters/posters.routes.ts';
 import { createPosters } from './posters/posters.ts';
 import { apiErrorResponse, isApiPath, PRODUCTS_API_PREFIX, productsApi } from './products/api.ts';
 import { EventFeed } from './realtime/feed.ts';
 import { StreamOwners } from './realtime/owners.ts';
-import { productEventsRoutes, REALTIME_PATHS, realtimeRoutes } from './realtime/realtime.routes.ts';
+import { productEventsRoutes, realtimeRoutes } from './realtime/realtime.routes.ts';
 import { TOPICS } from './realtime/topics.ts';
 import {
   notifyPublisher,
@@ -53,7 +48,7 @@ import {
   redisWakeups,
 } from './realtime/wakeups.ts';
 import { RuntimeSettings } from './settings/runtime.ts';
-import { SETTINGS_PATHS, settingsRoutes } from './settings/settings.routes.ts';
+import { settingsRoutes } from './settings/settings.routes.ts';
 
 export type AppDeps = Readonly<{
   config: Config;
@@ -288,38 +283,30 @@ export function buildApp({
   };
   const posters = createPosters(db, config.posters, logger);
   app.addHook('onClose', async () => posters.storage.close());
-  app.register(async (api) => {
-    systemRoutes(api, config, metrics);
-    probeRoutes(api, config, db, redis);
-    movieRoutes(api, db, movieCache, posters);
-    realtimeRoutes(api, realtime);
-    bulkRoutes(api, db, config.operations);
-    posterRoutes(api, posters);
-    statsRoutes(api, db, config.operations);
-    if (config.operations.profilingEnabled) profilingRoutes(api);
-    accountRoutes(api, { db, jobs });
-    openApiRoute(api);
-    const jwksPath = jwksRoute(api, jwts);
-    const identitiesPath = identityRoutes(api, { config, db, logger });
-    api.register(productsApi({ db, jwts, streams: (products) => productEventsRoutes(products, realtime) }), {
-      prefix: PRODUCTS_API_PREFIX,
-    });
-    settingsRoutes(api, db, config);
-    if (config.graphql.enabled) graphqlRoutes(api, { db, config, logger, features: settings, posters });
-    addMethodFallbacks(api, [
-      ...SYSTEM_PATHS,
-      ...PROBE_PATHS,
-      ...MOVIE_PATHS,
-      ...REALTIME_PATHS,
-      ...ACCOUNT_PATHS,
-      ...STATS_PATHS,
-      ...SETTINGS_PATHS,
-      ...(config.operations.profilingEnabled ? PROFILING_PATHS : []),
-      '/v1/openapi.json',
-      ...(jwksPath ? [jwksPath] : []),
-      ...(identitiesPath ? [identitiesPath] : []),
-    ]);
-  });
+  app.register(
+    withMethodFallbacks(async (api) => {
+      systemRoutes(api, config, metrics);
+      probeRoutes(api, config, db, redis);
+      movieRoutes(api, db, movieCache, posters);
+      realtimeRoutes(api, realtime);
+      bulkRoutes(api, db, config.operations);
+      posterRoutes(api, posters);
+      statsRoutes(api, db, config.operations);
+      if (config.operations.profilingEnabled) profilingRoutes(api);
+      accountRoutes(api, { db, jobs });
+      openApiRoute(api);
+      jwksRoute(api, jwts);
+      identityRoutes(api, { config, db, logger });
+      api.register(
+        productsApi({ db, jwts, streams: (products) => productEventsRoutes(products, realtime) }),
+        {
+          prefix: PRODUCTS_API_PREFIX,
+        },
+      );
+      settingsRoutes(api, db, config);
+      if (config.graphql.enabled) graphqlRoutes(api, { db, config, logger, features: settings, posters });
+    }),
+  );
   registerDocsPage(app);
   return app;
 }

@@ -33,15 +33,6 @@ const TokenEnvelope = Type.Object(
   { additionalProperties: false },
 );
 
-export const ACCOUNT_PATHS = [
-  '/v1/users',
-  '/v1/users/activated',
-  '/v1/users/password',
-  '/v1/tokens/authentication',
-  '/v1/tokens/activation',
-  '/v1/tokens/password-reset',
-] as const;
-
 const route = (operationId: string, summary: string, tag: string) => ({
   operationId,
   summary,

@@ -55,12 +55,9 @@ function requireAccountCredential(verifier: OidcVerifier) {
   };
 }
 
-// Only with -auth-methods oidc. Returns the path when the route exists.
-export function identityRoutes(
-  app: FastifyInstance,
-  deps: { config: Config; db: Db; logger: Logger },
-): string | undefined {
-  if (!deps.config.auth.methods.includes('oidc')) return undefined;
+// Only with -auth-methods oidc.
+export function identityRoutes(app: FastifyInstance, deps: { config: Config; db: Db; logger: Logger }): void {
+  if (!deps.config.auth.methods.includes('oidc')) return;
   const settings = deps.config.auth.oidc;
   const verifier = oidcVerifier(settings, deps.logger);
 
@@ -110,5 +107,4 @@ export function identityRoutes(
       return { identity: { issuer: settings.issuer, subject } };
     },
   );
-  return IDENTITIES_PATH;
 }

@@ -6,7 +6,7 @@ import { requirePermission } from '../accounts/auth.ts';
 import type { OperationsConfig } from '../config.ts';
 import type { Db } from '../platform/db.ts';
 import { PayloadTooLargeError } from '../platform/errors.ts';
-import { addMethodFallbacks } from '../platform/http.ts';
+import { withMethodFallbacks } from '../platform/http.ts';
 import { BEARER_REQUIRED, ErrorEnvelope, errors, response } from '../platform/schemas.ts';
 import { Validator } from '../platform/validator.ts';
 import {
@@ -87,7 +87,6 @@ const ExportBody = {
   content: { 'application/x-ndjson': { schema: text }, 'text/csv': { schema: text } },
 } as unknown as TSchema;
 
-export const BULK_PATHS = ['/v1/movies/export', '/v1/movies/import'] as const;
 const TAGS = ['movies'];
 
 const first = (value: unknown) => (Array.isArray(value) ? value[0] : value) as string | undefined;
@@ -101,119 +100,119 @@ function readFormat(query: Record<string, unknown>, v: Validator): Format {
 export function bulkRoutes(app: FastifyInstance, db: Db, options: OperationsConfig): void {
   // Imports read the request stream themselves: in this scope no parser buffers the body.
   // The payload Fastify hands the parser has passed the preParsing hooks (decompression).
-  app.register(async (scope) => {
-    scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
+  app.register(
+    withMethodFallbacks(async (scope) => {
+      scope.removeAllContentTypeParsers();
+      scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
 
-    scope.get(
-      '/v1/movies/export',
-      {
-        onRequest: requirePermission('movies:read'),
-        schema: {
-          operationId: 'exportMovies',
-          summary:
-            "Every movie of a list query as NDJSON or CSV, streamed (movies:read); the list's filters and sort, no pages",
-          tags: TAGS,
-          security: BEARER_REQUIRED,
-          querystring: ExportQuery,
-          response: {
-            200: response(
-              ExportBody,
-              "NDJSON: a movie as GET /v1/movies/:id shows it, a line each. CSV (RFC 4180): a header, then id,title,year,runtime,genres (comma-separated in one field),version; a cell starting with = + - @, a tab or a carriage return is quoted behind a single quote (OWASP's rule against formulas), which the CSV import takes off",
-              {
-                'Content-Disposition': {
-                  type: 'string',
-                  description: 'attachment; filename="movies.ndjson" or "movies.csv"',
-                  required: true,
+      scope.get(
+        '/v1/movies/export',
+        {
+          onRequest: requirePermission('movies:read'),
+          schema: {
+            operationId: 'exportMovies',
+            summary:
+              "Every movie of a list query as NDJSON or CSV, streamed (movies:read); the list's filters and sort, no pages",
+            tags: TAGS,
+            security: BEARER_REQUIRED,
+            querystring: ExportQuery,
+            response: {
+              200: response(
+                ExportBody,
+                "NDJSON: a movie as GET /v1/movies/:id shows it, a line each. CSV (RFC 4180): a header, then id,title,year,runtime,genres (comma-separated in one field),version; a cell starting with = + - @, a tab or a carriage return is quoted behind a single quote (OWASP's rule against formulas), which the CSV import takes off",
+                {
+                  'Content-Disposition': {
+                    type: 'string',
+                    description: 'attachment; filename="movies.ndjson" or "movies.csv"',
+                    required: true,
+                  },
                 },
-              },
-            ),
-            ...errors(403, 422, 500),
-          },
-        },
-      },
-      async (request, reply) => {
-        const query = request.query as Record<string, string | string[]>;
-        const v = new Validator();
-        const format = readFormat(query, v);
-        v.assertValid();
-        const { title, genres, sort } = readMovieListQuery({
-          title: query.title,
-          genres: query.genres,
-          sort: query.sort,
-        });
-        const chunks = await exportMovies(db, { title, genres, sort }, format);
-        reply
-          .type(CONTENT_TYPES[format])
-          .header('content-disposition', `attachment; filename="movies.${format}"`);
-        return reply.send(Readable.from(chunks));
-      },
-    );
-
-    scope.post(
-      '/v1/movies/import',
-      {
-        onRequest: requirePermission('movies:write'),
-        schema: {
-          operationId: 'importMovies',
-          summary:
-            'Create movies from NDJSON or CSV, streamed; each row checked as POST /v1/movies checks a body (movies:write)',
-          tags: TAGS,
-          security: BEARER_REQUIRED,
-          querystring: ImportQuery,
-          body: {
-            content: {
-              'application/x-ndjson': { schema: text },
-              'text/csv': { schema: text },
+              ),
+              ...errors(403, 422, 500),
             },
-          } as unknown as TSchema,
-          response: {
-            200: response(
-              ImportReport,
-              'How many rows were stored and which failed; failing rows never stop the others',
-            ),
-            400: response(
-              ErrorEnvelope,
-              `CSV record at line N must not have more than ${MAX_CSV_FIELDS} fields (the header included): the import stops there`,
-            ),
-            413: response(
-              ErrorEnvelope,
-              `body must not be larger than ${options.importMaxBytes} bytes (-import-max-bytes); import must not have more than ${MAX_IMPORT_ROWS} rows; CSV record at line N must not be larger than ${MAX_CSV_RECORD_BYTES} bytes. The import stops there`,
-            ),
-            422: response(
-              AtomicRejection,
-              'An invalid query (format, atomic), or with atomic=true any failing row: then nothing is stored',
-            ),
-            ...errors(403, 500),
           },
         },
-      },
-      async (request: FastifyRequest, reply) => {
-        const query = request.query as Record<string, unknown>;
-        const v = new Validator();
-        const format = readFormat(query, v);
-        const atomic = first(query.atomic) ?? 'false';
-        v.check(atomic === 'true' || atomic === 'false', 'atomic', 'must be true or false');
-        v.assertValid();
-        const declared = Number(request.headers['content-length']);
-        if (declared > options.importMaxBytes) {
-          throw new PayloadTooLargeError(`body must not be larger than ${options.importMaxBytes} bytes`);
-        }
-        // No body at all (no Content-Length, no chunks) is an empty upload.
-        const report = await importMovies(db, (request.body as Readable | undefined) ?? Readable.from([]), {
-          format,
-          atomic: atomic === 'true',
-          maxBytes: options.importMaxBytes,
-          workers: options.importWorkers,
-        });
-        if (atomic === 'true' && report.failed > 0) {
-          reply.code(422);
-          return { error: { rows: `nothing was imported: ${report.failed} failed` }, ...report };
-        }
-        return report;
-      },
-    );
+        async (request, reply) => {
+          const query = request.query as Record<string, string | string[]>;
+          const v = new Validator();
+          const format = readFormat(query, v);
+          v.assertValid();
+          const { title, genres, sort } = readMovieListQuery({
+            title: query.title,
+            genres: query.genres,
+            sort: query.sort,
+          });
+          const chunks = await exportMovies(db, { title, genres, sort }, format);
+          reply
+            .type(CONTENT_TYPES[format])
+            .header('content-disposition', `attachment; filename="movies.${format}"`);
+          return reply.send(Readable.from(chunks));
+        },
+      );
 
-    addMethodFallbacks(scope, BULK_PATHS);
-  });
+      scope.post(
+        '/v1/movies/import',
+        {
+          onRequest: requirePermission('movies:write'),
+          schema: {
+            operationId: 'importMovies',
+            summary:
+              'Create movies from NDJSON or CSV, streamed; each row checked as POST /v1/movies checks a body (movies:write)',
+            tags: TAGS,
+            security: BEARER_REQUIRED,
+            querystring: ImportQuery,
+            body: {
+              content: {
+                'application/x-ndjson': { schema: text },
+                'text/csv': { schema: text },
+              },
+            } as unknown as TSchema,
+            response: {
+              200: response(
+                ImportReport,
+                'How many rows were stored and which failed; failing rows never stop the others',
+              ),
+              400: response(
+                ErrorEnvelope,
+                `CSV record at line N must not have more than ${MAX_CSV_FIELDS} fields (the header included): the import stops there`,
+              ),
+              413: response(
+                ErrorEnvelope,
+                `body must not be larger than ${options.importMaxBytes} bytes (-import-max-bytes); import must not have more than ${MAX_IMPORT_ROWS} rows; CSV record at line N must not be larger than ${MAX_CSV_RECORD_BYTES} bytes. The import stops there`,
+              ),
+              422: response(
+                AtomicRejection,
+                'An invalid query (format, atomic), or with atomic=true any failing row: then nothing is stored',
+              ),
+              ...errors(403, 500),
+            },
+          },
+        },
+        async (request: FastifyRequest, reply) => {
+          const query = request.query as Record<string, unknown>;
+          const v = new Validator();
+          const format = readFormat(query, v);
+          const atomic = first(query.atomic) ?? 'false';
+          v.check(atomic === 'true' || atomic === 'false', 'atomic', 'must be true or false');
+          v.assertValid();
+          const declared = Number(request.headers['content-length']);
+          if (declared > options.importMaxBytes) {
+            throw new PayloadTooLargeError(`body must not be larger than ${options.importMaxBytes} bytes`);
+          }
+          // No body at all (no Content-Length, no chunks) is an empty upload.
+          const report = await importMovies(db, (request.body as Readable | undefined) ?? Readable.from([]), {
+            format,
+            atomic: atomic === 'true',
+            maxBytes: options.importMaxBytes,
+            workers: options.importWorkers,
+          });
+          if (atomic === 'true' && report.failed > 0) {
+            reply.code(422);
+            return { error: { rows: `nothing was imported: ${report.failed} failed` }, ...report };
+          }
+          return report;
+        },
+      );
+    }),
+  );
 }

@@ -66,8 +66,6 @@ const CACHE_HEADER = {
   },
 };
 
-export const MOVIE_PATHS = ['/v1/movies', '/v1/movies/:id'] as const;
-
 const TAGS = ['movies'];
 
 // With `cache` (-redis-url), the two reads are answered from it when they can; `posters`

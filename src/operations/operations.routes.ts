@@ -54,8 +54,6 @@ const V8_JSON = { content: { 'application/json': { schema: Type.Object({}) } } }
 
 const BUSY = response(ErrorEnvelope, 'a profile or heap snapshot is already being taken by this process');
 
-export const STATS_PATHS = ['/v1/stats'] as const;
-export const PROFILING_PATHS = ['/v1/admin/profile', '/v1/admin/heap-snapshot'] as const;
 const TAGS = ['admin'];
 
 export function statsRoutes(app: FastifyInstance, db: Db, options: OperationsConfig): void {

@@ -15,8 +15,6 @@ import type { RedisConnection } from './redis.ts';
 import { BEARER_OPTIONAL, errors, response } from './schemas.ts';
 import { isOperator } from './system.routes.ts';
 
-export const PROBE_PATHS = ['/livez', '/readyz'] as const;
-
 const Liveness = Type.Object({ status: Type.Literal('alive') }, { additionalProperties: false });
 
 const Readiness = Type.Object(

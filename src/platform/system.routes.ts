@@ -40,8 +40,6 @@ const DebugVars = Type.Object(
   { additionalProperties: false },
 );
 
-export const SYSTEM_PATHS = ['/v1/healthcheck', '/debug/vars', '/metrics'] as const;
-
 const OPERATOR_ACCESS =
   'Loopback clients (unless -metrics-loopback=false) and users holding metrics:view; anyone else gets 401/403';
 

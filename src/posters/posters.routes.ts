@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type TSchema, Type } from 'typebox';
 import { requirePermission } from '../accounts/auth.ts';
 import { getMovie } from '../movies/movies.ts';
-import { addMethodFallbacks, readIdParam } from '../platform/http.ts';
+import { readIdParam, withMethodFallbacks } from '../platform/http.ts';
 import {
   BEARER_REQUIRED,
   ErrorEnvelope,
@@ -17,7 +17,6 @@ import {
 import { entityTag, POSTER_TYPES, type Poster, toPosterJson, UNSUPPORTED_TYPE_MESSAGE } from './poster.ts';
 import * as posters from './posters.ts';
 
-export const POSTER_PATHS = ['/v1/movies/:id/poster'] as const;
 const TAGS = ['posters'];
 
 const PosterEnvelope = Type.Object(
@@ -82,121 +81,121 @@ function validatorHeaders(reply: FastifyReply, poster: Poster): void {
 
 export function posterRoutes(app: FastifyInstance, store: posters.Posters): void {
   const write = requirePermission('movies:write');
-  app.register(async (scope) => {
-    // Uploads read the request stream themselves: in this scope no parser buffers a body.
-    scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
+  app.register(
+    withMethodFallbacks(async (scope) => {
+      // Uploads read the request stream themselves: in this scope no parser buffers a body.
+      scope.removeAllContentTypeParsers();
+      scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
 
-    scope.put(
-      '/v1/movies/:id/poster',
-      {
-        onRequest: write,
-        schema: {
-          operationId: 'putPoster',
-          summary: `Upload or replace a movie's poster, streamed; its type is read from its bytes (movies:write)`,
-          tags: TAGS,
-          security: BEARER_REQUIRED,
-          params: IdParams,
-          body: UploadBody,
-          response: {
-            200: response(PosterEnvelope, 'The poster as stored'),
-            400: response(ErrorEnvelope, 'body must not be empty'),
-            413: response(ErrorEnvelope, 'body must not be larger than -poster-max-bytes bytes'),
-            415: response(ErrorEnvelope, `${UNSUPPORTED_TYPE_MESSAGE} (told by its first bytes)`),
-            ...errors(403, 404, 500),
+      scope.put(
+        '/v1/movies/:id/poster',
+        {
+          onRequest: write,
+          schema: {
+            operationId: 'putPoster',
+            summary: `Upload or replace a movie's poster, streamed; its type is read from its bytes (movies:write)`,
+            tags: TAGS,
+            security: BEARER_REQUIRED,
+            params: IdParams,
+            body: UploadBody,
+            response: {
+              200: response(PosterEnvelope, 'The poster as stored'),
+              400: response(ErrorEnvelope, 'body must not be empty'),
+              413: response(ErrorEnvelope, 'body must not be larger than -poster-max-bytes bytes'),
+              415: response(ErrorEnvelope, `${UNSUPPORTED_TYPE_MESSAGE} (told by its first bytes)`),
+              ...errors(403, 404, 500),
+            },
           },
         },
-      },
-      async (request: FastifyRequest) => {
-        const id = readIdParam(request);
-        await getMovie(store.db, id);
-        const declared = request.headers['content-length'];
-        const poster = await posters.uploadPoster(
-          store,
-          id,
-          (request.body as Readable | undefined) ?? Readable.from([]),
-          declared === undefined ? undefined : Number(declared),
-        );
-        return { poster: toPosterJson(poster) };
-      },
-    );
+        async (request: FastifyRequest) => {
+          const id = readIdParam(request);
+          await getMovie(store.db, id);
+          const declared = request.headers['content-length'];
+          const poster = await posters.uploadPoster(
+            store,
+            id,
+            (request.body as Readable | undefined) ?? Readable.from([]),
+            declared === undefined ? undefined : Number(declared),
+          );
+          return { poster: toPosterJson(poster) };
+        },
+      );
 
-    scope.get(
-      '/v1/movies/:id/poster',
-      {
-        onRequest: requirePermission('movies:read'),
-        compress: false,
-        schema: {
-          operationId: 'getPoster',
-          summary: "A movie's poster, streamed; ranges and conditional requests (movies:read)",
-          tags: TAGS,
-          security: BEARER_REQUIRED,
-          params: IdParams,
-          headers: ConditionalHeaders,
-          response: {
-            200: response(ImageBody, 'The whole poster', CONTENT_HEADERS),
-            206: response(ImageBody, 'The range asked for', {
-              ...CONTENT_HEADERS,
-              'Content-Range': header('bytes first-last/size'),
-            }),
-            304: emptyResponse('The client has the current poster', VALIDATORS),
-            416: response(ErrorEnvelope, 'the requested range is not satisfiable', {
-              'Content-Range': header('bytes */size'),
-            }),
-            ...errors(403, 404, 500),
+      scope.get(
+        '/v1/movies/:id/poster',
+        {
+          onRequest: requirePermission('movies:read'),
+          compress: false,
+          schema: {
+            operationId: 'getPoster',
+            summary: "A movie's poster, streamed; ranges and conditional requests (movies:read)",
+            tags: TAGS,
+            security: BEARER_REQUIRED,
+            params: IdParams,
+            headers: ConditionalHeaders,
+            response: {
+              200: response(ImageBody, 'The whole poster', CONTENT_HEADERS),
+              206: response(ImageBody, 'The range asked for', {
+                ...CONTENT_HEADERS,
+                'Content-Range': header('bytes first-last/size'),
+              }),
+              304: emptyResponse('The client has the current poster', VALIDATORS),
+              416: response(ErrorEnvelope, 'the requested range is not satisfiable', {
+                'Content-Range': header('bytes */size'),
+              }),
+              ...errors(403, 404, 500),
+            },
           },
         },
-      },
-      async (request, reply) => {
-        const id = readIdParam(request);
-        const h = request.headers;
-        const read = await posters.readPoster(store, id, {
-          ifNoneMatch: first(h['if-none-match']),
-          ifModifiedSince: first(h['if-modified-since']),
-          ifRange: first(h['if-range']),
-          range: first(h.range),
-        });
-        validatorHeaders(reply, read.poster);
-        if (read.notModified) return reply.code(304).send();
-        const { poster, range, body } = read;
-        reply
-          .type(poster.contentType)
-          .header('accept-ranges', 'bytes')
-          .header('x-content-type-options', 'nosniff');
-        if (range) {
+        async (request, reply) => {
+          const id = readIdParam(request);
+          const h = request.headers;
+          const read = await posters.readPoster(store, id, {
+            ifNoneMatch: first(h['if-none-match']),
+            ifModifiedSince: first(h['if-modified-since']),
+            ifRange: first(h['if-range']),
+            range: first(h.range),
+          });
+          validatorHeaders(reply, read.poster);
+          if (read.notModified) return reply.code(304).send();
+          const { poster, range, body } = read;
           reply
-            .code(206)
-            .header('content-range', `bytes ${range.start}-${range.end}/${poster.size}`)
-            .header('content-length', range.end - range.start + 1);
-        } else {
-          reply.header('content-length', poster.size);
-        }
-        return reply.send(body);
-      },
-    );
+            .type(poster.contentType)
+            .header('accept-ranges', 'bytes')
+            .header('x-content-type-options', 'nosniff');
+          if (range) {
+            reply
+              .code(206)
+              .header('content-range', `bytes ${range.start}-${range.end}/${poster.size}`)
+              .header('content-length', range.end - range.start + 1);
+          } else {
+            reply.header('content-length', poster.size);
+          }
+          return reply.send(body);
+        },
+      );
 
-    scope.delete(
-      '/v1/movies/:id/poster',
-      {
-        onRequest: write,
-        schema: {
-          operationId: 'deletePoster',
-          summary: "Delete a movie's poster (movies:write)",
-          tags: TAGS,
-          security: BEARER_REQUIRED,
-          params: IdParams,
-          response: {
-            200: response(MessageEnvelope, 'poster successfully deleted'),
-            ...errors(403, 404, 500),
+      scope.delete(
+        '/v1/movies/:id/poster',
+        {
+          onRequest: write,
+          schema: {
+            operationId: 'deletePoster',
+            summary: "Delete a movie's poster (movies:write)",
+            tags: TAGS,
+            security: BEARER_REQUIRED,
+            params: IdParams,
+            response: {
+              200: response(MessageEnvelope, 'poster successfully deleted'),
+              ...errors(403, 404, 500),
+            },
           },
         },
-      },
-      async (request) => {
-        await posters.deletePoster(store, readIdParam(request));
-        return { message: 'poster successfully deleted' };
-      },
-    );
-
-    addMethodFallbacks(scope, POSTER_PATHS);
-  });
+        async (request) => {
+          await posters.deletePoster(store, readIdParam(request));
+          return { message: 'poster successfully deleted' };
+        },
+      );
+    }),
+  );
 }

@@ -67,14 +67,6 @@ const CreateApiKeyBody = goStructSchema(CREATE_API_KEY_REQUEST, {
 });
 const TAGS = ['auth'];
 
-export const AUTH_PATHS = [
-  '/auth/register',
-  '/auth/login',
-  '/auth/logout-all',
-  '/api-keys',
-  '/api-keys/:id',
-] as const;
-
 const MAX_PASSWORD_BYTES = 72;
 
 const LogoutAllQuery = Type.Object({

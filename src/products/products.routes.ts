@@ -51,8 +51,6 @@ const UpdateProductBody = ProductBody({ price: 1199.99 });
 
 const ROUTE = { tags: ['products'], security: BEARER_REQUIRED };
 
-export const PRODUCT_PATHS = ['/products', '/products/:id'] as const;
-
 const MAX_INT64 = 9223372036854775807n;
 
 // strconv.Atoi: a failed parse is 0.

@@ -43,9 +43,6 @@ export type RealtimeDeps = Readonly<{
   closers: Set<() => void>;
 }>;
 
-export const REALTIME_PATHS = ['/v1/movies/events', '/v1/ws'] as const;
-// under the products API's prefix
-export const PRODUCT_EVENTS_PATHS = ['/products/events'] as const;
 const TAGS = ['streams'];
 const TOPIC_LIST = TOPICS.map((topic) => `"${topic.name}"`).join(', ');
 const CATCH_UP_BATCH = 500;
@@ -337,7 +334,7 @@ function eventStreamRoute(
 
 // GET /products/events, registered inside the products API (its prefix, error envelope and
 // 429 on every route).
-export function productEventsRoutes(api: FastifyInstance, deps: RealtimeDeps): readonly string[] {
+export function productEventsRoutes(api: FastifyInstance, deps: RealtimeDeps): void {
   eventStreamRoute(api, deps, {
     url: '/products/events',
     topic: PRODUCTS,
@@ -349,7 +346,6 @@ export function productEventsRoutes(api: FastifyInstance, deps: RealtimeDeps): r
     errors: apiErrors(400, 401, 403, 500),
     invalid: () => new BadRequestError('invalid last event id: must be a non-negative integer'),
   });
-  return PRODUCT_EVENTS_PATHS;
 }
 
 export function realtimeRoutes(app: FastifyInstance, deps: RealtimeDeps): void {

@@ -46,7 +46,6 @@ const ValueBody = Type.Object(
   { additionalProperties: false },
 );
 
-export const SETTINGS_PATHS = ['/v1/admin/settings', '/v1/admin/settings/:name'] as const;
 const TAGS = ['admin'];
 
 function toJson(s: SettingView) {
