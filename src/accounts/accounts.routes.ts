@@ -40,7 +40,7 @@ const route = (operationId: string, summary: string, tag: string) => ({
   security: BEARER_OPTIONAL,
 });
 
-export function accountRoutes(app: FastifyInstance, deps: accounts.AccountDeps): void {
+export async function accountRoutes(app: FastifyInstance, deps: accounts.AccountDeps): Promise<void> {
   const body = (request: { body: unknown }) => request.body as Buffer | undefined;
 
   app.post(

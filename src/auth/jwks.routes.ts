@@ -23,7 +23,7 @@ const Jwks = Type.Object(
 export const JWKS_PATH = '/.well-known/jwks.json';
 
 // Only with asymmetric keys (-jwt-alg EdDSA): an HS256 secret has nothing to publish.
-export function jwksRoute(app: FastifyInstance, jwts: Jwts): void {
+export async function jwksRoute(app: FastifyInstance, { jwts }: { jwts: Jwts }): Promise<void> {
   if (!jwts.jwks()) return;
   app.get(
     JWKS_PATH,

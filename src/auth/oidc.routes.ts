@@ -56,7 +56,10 @@ function requireAccountCredential(verifier: OidcVerifier) {
 }
 
 // Only with -auth-methods oidc.
-export function identityRoutes(app: FastifyInstance, deps: { config: Config; db: Db; logger: Logger }): void {
+export async function identityRoutes(
+  app: FastifyInstance,
+  deps: { config: Config; db: Db; logger: Logger },
+): Promise<void> {
   if (!deps.config.auth.methods.includes('oidc')) return;
   const settings = deps.config.auth.oidc;
   const verifier = oidcVerifier(settings, deps.logger);

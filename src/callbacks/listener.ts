@@ -3,7 +3,6 @@
 // `greenlight serve` next to the API, or alone by `greenlight callbacks`.
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import prom from 'prom-client';
-import { requestId } from '../app.ts';
 import type { Config } from '../config.ts';
 import { createPool } from '../platform/db.ts';
 import { BadRequestError, errorResponse, NotFoundError } from '../platform/errors.ts';
@@ -12,6 +11,7 @@ import { clientErrorHandler, serverFactory, workerListenOptions } from '../platf
 import { MAX_BODY_BYTES } from '../platform/json-body.ts';
 import type { Logger } from '../platform/logger.ts';
 import { registerOpenApi } from '../platform/openapi.ts';
+import { requestId } from '../platform/requests.plugin.ts';
 import { CALLBACKS_DOCUMENT, callbackRoutes } from './callbacks.routes.ts';
 import { CallbackService, type CallbackServiceOptions } from './callbacks.ts';
 

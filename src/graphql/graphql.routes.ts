@@ -262,7 +262,7 @@ query {
 }
 `;
 
-export function graphqlRoutes(
+export async function graphqlRoutes(
   app: FastifyInstance,
   {
     db,
@@ -277,7 +277,7 @@ export function graphqlRoutes(
     features: Pick<RuntimeSettings, 'isEnabled'>;
     posters?: Posters;
   }>,
-): void {
+): Promise<void> {
   app.register(
     withMethodFallbacks(async (graphql) => {
       // The feature flag `graphql` (src/settings): off, or not rolled out to this user, the

@@ -97,7 +97,10 @@ function readFormat(query: Record<string, unknown>, v: Validator): Format {
   return format as Format;
 }
 
-export function bulkRoutes(app: FastifyInstance, db: Db, options: OperationsConfig): void {
+export async function bulkRoutes(
+  app: FastifyInstance,
+  { db, options }: Readonly<{ db: Db; options: OperationsConfig }>,
+): Promise<void> {
   // Imports read the request stream themselves: in this scope no parser buffers the body.
   // The payload Fastify hands the parser has passed the preParsing hooks (decompression).
   app.register(

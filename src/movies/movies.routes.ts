@@ -70,7 +70,10 @@ const TAGS = ['movies'];
 
 // With `cache` (-redis-url), the two reads are answered from it when they can; `posters`
 // are removed with their movie.
-export function movieRoutes(app: FastifyInstance, db: Db, cache?: MovieCache, posters?: Posters): void {
+export async function movieRoutes(
+  app: FastifyInstance,
+  { db, cache, posters }: Readonly<{ db: Db; cache?: MovieCache; posters?: Posters }>,
+): Promise<void> {
   const read = requirePermission('movies:read');
   const write = requirePermission('movies:write');
 

@@ -56,7 +56,10 @@ const BUSY = response(ErrorEnvelope, 'a profile or heap snapshot is already bein
 
 const TAGS = ['admin'];
 
-export function statsRoutes(app: FastifyInstance, db: Db, options: OperationsConfig): void {
+export async function statsRoutes(
+  app: FastifyInstance,
+  { db, options }: Readonly<{ db: Db; options: OperationsConfig }>,
+): Promise<void> {
   app.get(
     '/v1/stats',
     {
@@ -79,7 +82,7 @@ export function statsRoutes(app: FastifyInstance, db: Db, options: OperationsCon
   );
 }
 
-export function profilingRoutes(app: FastifyInstance): void {
+export async function profilingRoutes(app: FastifyInstance): Promise<void> {
   app.post(
     '/v1/admin/profile',
     {

@@ -49,13 +49,15 @@ const Readiness = Type.Object(
 
 const UNDEFINED_TABLE = '42P01';
 
-export function probeRoutes(
+export async function probeRoutes(
   app: FastifyInstance,
-  config: Config,
-  db: Db,
-  redis?: RedisConnection,
-  migrations: readonly Migration[] = readMigrations(),
-): void {
+  {
+    config,
+    db,
+    redis,
+    migrations = readMigrations(),
+  }: Readonly<{ config: Config; db: Db; redis?: RedisConnection; migrations?: readonly Migration[] }>,
+): Promise<void> {
   app.get(
     '/livez',
     {

@@ -52,7 +52,10 @@ export function isOperator(request: FastifyRequest, config: Config): boolean {
   );
 }
 
-export function systemRoutes(app: FastifyInstance, config: Config, metrics: Metrics): void {
+export async function systemRoutes(
+  app: FastifyInstance,
+  { config, metrics }: Readonly<{ config: Config; metrics: Metrics }>,
+): Promise<void> {
   app.get(
     '/v1/healthcheck',
     {

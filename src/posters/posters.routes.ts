@@ -79,7 +79,10 @@ function validatorHeaders(reply: FastifyReply, poster: Poster): void {
   reply.header('etag', entityTag(poster)).header('last-modified', poster.updatedAt.toUTCString());
 }
 
-export function posterRoutes(app: FastifyInstance, store: posters.Posters): void {
+export async function posterRoutes(
+  app: FastifyInstance,
+  { store }: { store: posters.Posters },
+): Promise<void> {
   const write = requirePermission('movies:write');
   app.register(
     withMethodFallbacks(async (scope) => {

@@ -215,7 +215,7 @@ export function productEventsRoutes(api: FastifyInstance, deps: RealtimeDeps): v
   });
 }
 
-export function realtimeRoutes(app: FastifyInstance, deps: RealtimeDeps): void {
+export async function realtimeRoutes(app: FastifyInstance, deps: RealtimeDeps): Promise<void> {
   eventStreamRoute(app, deps, {
     url: '/v1/movies/events',
     topic: MOVIES,

@@ -81,7 +81,10 @@ function readValue(body: Buffer | undefined): unknown {
   return (parsed as { value: unknown }).value;
 }
 
-export function settingsRoutes(app: FastifyInstance, db: Db, config: Config): void {
+export async function settingsRoutes(
+  app: FastifyInstance,
+  { db, config }: Readonly<{ db: Db; config: Config }>,
+): Promise<void> {
   app.get(
     '/v1/admin/settings',
     {
