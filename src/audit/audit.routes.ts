@@ -2,10 +2,10 @@
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import { requireAdmin } from '../accounts/auth.ts';
+import { apiErrors } from '../api-v1/responses.ts';
 import type { Db } from '../platform/db.ts';
 import { BadRequestError } from '../platform/errors.ts';
 import { BEARER_REQUIRED, response } from '../platform/schemas.ts';
-import { apiErrors } from '../products/responses.ts';
 import { listEvents } from './audit.ts';
 
 const AuditPage = Type.Object({

@@ -12,6 +12,7 @@ import {
 } from 'graphql';
 import mercurius from 'mercurius';
 import { type TSchema, Type } from 'typebox';
+import { apiErrorResponse } from '../api-v1/api.ts';
 import type { Config } from '../config.ts';
 import type { Db } from '../platform/db.ts';
 import { BadRequestError, type ErrorResponse, errorResponse, NotFoundError } from '../platform/errors.ts';
@@ -25,7 +26,6 @@ import {
   response,
 } from '../platform/schemas.ts';
 import type { Posters } from '../posters/posters.ts';
-import { apiErrorResponse } from '../products/api.ts';
 import type { RuntimeSettings } from '../settings/runtime.ts';
 import { costRule } from './cost.ts';
 import { newBudget, ResponseTooLargeError } from './response-size.ts';

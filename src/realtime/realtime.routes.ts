@@ -8,6 +8,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type TSchema, Type } from 'typebox';
 import type { WebSocket } from 'ws';
 import { requireAuthenticated } from '../accounts/auth.ts';
+import { apiErrors } from '../api-v1/responses.ts';
 import { requestCredential } from '../auth/registry.ts';
 import { BadRequestError, ValidationError } from '../platform/errors.ts';
 import {
@@ -18,7 +19,6 @@ import {
   errors,
   response,
 } from '../platform/schemas.ts';
-import { apiErrors } from '../products/responses.ts';
 import { resumePoint } from './events.ts';
 import { type EndReason, feedOf, follow, ownerOf, type RealtimeDeps, recordStream } from './stream.ts';
 import { MOVIES, PRODUCTS, type Topic } from './topics.ts';

@@ -21,8 +21,8 @@ import {
   rateLimitHeaders,
 } from '../platform/errors.ts';
 import { failureOf, logFailure, withMethodFallbacks } from '../platform/http.ts';
+import { NotProductOwnerError, ProductNotFoundError, RuleViolationError } from '../products/product.ts';
 import { ApiKeyNotFoundError, authRoutes } from './auth.routes.ts';
-import { NotProductOwnerError, ProductNotFoundError, RuleViolationError } from './product.ts';
 import { productRoutes } from './products.routes.ts';
 
 export const PRODUCTS_API_PREFIX = '/api/v1';

@@ -12,8 +12,8 @@ import { IGNORES_CREDENTIALS } from '../auth/registry.ts';
 import type { Db } from '../platform/db.ts';
 import { BadRequestError, InvalidCredentialsError, NotPermittedError } from '../platform/errors.ts';
 import { BEARER_REQUIRED, NO_CREDENTIALS, response } from '../platform/schemas.ts';
+import { checkNoNul, RuleViolationError } from '../products/product.ts';
 import { decodeGoJson, goStructSchema } from './go-json.ts';
-import { checkNoNul, RuleViolationError } from './product.ts';
 import { Int64Params, readInt64Param } from './products.routes.ts';
 import { apiErrors, NoContent } from './responses.ts';
 
