@@ -33,15 +33,6 @@ const TokenEnvelope = Type.Object(
   { additionalProperties: false },
 );
 
-export const ACCOUNT_PATHS = [
-  '/v1/users',
-  '/v1/users/activated',
-  '/v1/users/password',
-  '/v1/tokens/authentication',
-  '/v1/tokens/activation',
-  '/v1/tokens/password-reset',
-] as const;
-
 const route = (operationId: string, summary: string, tag: string) => ({
   operationId,
   summary,
@@ -49,7 +40,7 @@ const route = (operationId: string, summary: string, tag: string) => ({
   security: BEARER_OPTIONAL,
 });
 
-export function accountRoutes(app: FastifyInstance, deps: accounts.AccountDeps): void {
+export async function accountRoutes(app: FastifyInstance, deps: accounts.AccountDeps): Promise<void> {
   userRoutes(app, deps);
   tokenRoutes(app, deps);
 }

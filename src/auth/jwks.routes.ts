@@ -23,9 +23,8 @@ const Jwks = Type.Object(
 export const JWKS_PATH = '/.well-known/jwks.json';
 
 // Only with asymmetric keys (-jwt-alg EdDSA): an HS256 secret has nothing to publish.
-// Returns the path when the route exists.
-export function jwksRoute(app: FastifyInstance, jwts: Jwts): string | undefined {
-  if (!jwts.jwks()) return undefined;
+export async function jwksRoute(app: FastifyInstance, { jwts }: { jwts: Jwts }): Promise<void> {
+  if (!jwts.jwks()) return;
   app.get(
     JWKS_PATH,
     {
@@ -39,5 +38,4 @@ export function jwksRoute(app: FastifyInstance, jwts: Jwts): string | undefined 
     },
     async () => jwts.jwks(),
   );
-  return JWKS_PATH;
 }

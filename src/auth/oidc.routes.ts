@@ -55,12 +55,12 @@ function requireAccountCredential(verifier: OidcVerifier) {
   };
 }
 
-// Only with -auth-methods oidc. Returns the path when the route exists.
-export function identityRoutes(
+// Only with -auth-methods oidc.
+export async function identityRoutes(
   app: FastifyInstance,
   deps: { config: Config; db: Db; logger: Logger },
-): string | undefined {
-  if (!deps.config.auth.methods.includes('oidc')) return undefined;
+): Promise<void> {
+  if (!deps.config.auth.methods.includes('oidc')) return;
   const settings = deps.config.auth.oidc;
   const verifier = oidcVerifier(settings, deps.logger);
 
@@ -110,5 +110,4 @@ export function identityRoutes(
       return { identity: { issuer: settings.issuer, subject } };
     },
   );
-  return IDENTITIES_PATH;
 }

@@ -59,8 +59,6 @@ const CallbackBody = Type.Object({
   object_ids: Type.Array(Type.Integer({ minimum: 0 }), { maxItems: 10_000, examples: [[1, 2, 3]] }),
 });
 
-export const CALLBACK_PATHS = ['/callback', '/', '/objects', '/metrics', '/openapi.json'] as const;
-
 export function callbackRoutes(
   app: FastifyInstance,
   service: CallbackService,

@@ -6,12 +6,12 @@ import prom from 'prom-client';
 import type { Config } from '../config.ts';
 import { createPool } from '../platform/db.ts';
 import { BadRequestError, errorResponse, NotFoundError } from '../platform/errors.ts';
-import { addMethodFallbacks, requestId, sendError } from '../platform/http.ts';
+import { requestId, sendError, withMethodFallbacks } from '../platform/http.ts';
 import { clientErrorHandler, serverFactory, workerListenOptions } from '../platform/http-server.ts';
 import { MAX_BODY_BYTES } from '../platform/json-body.ts';
 import type { Logger } from '../platform/logger.ts';
 import { registerOpenApi } from '../platform/openapi.ts';
-import { CALLBACK_PATHS, CALLBACKS_DOCUMENT, callbackRoutes } from './callbacks.routes.ts';
+import { CALLBACKS_DOCUMENT, callbackRoutes } from './callbacks.routes.ts';
 import { CallbackService, type CallbackServiceOptions } from './callbacks.ts';
 
 export function buildCallbackListener(
@@ -64,10 +64,7 @@ export function buildCallbackListener(
   });
   // Routes are registered after the document's generator, which records each as it is added.
   registerOpenApi(app, CALLBACKS_DOCUMENT);
-  app.register(async (routes) => {
-    callbackRoutes(routes, service, registry);
-    addMethodFallbacks(routes, CALLBACK_PATHS);
-  });
+  app.register(withMethodFallbacks((routes) => callbackRoutes(routes, service, registry)));
   return app;
 }
 

@@ -12,10 +12,11 @@ import {
 } from 'graphql';
 import mercurius from 'mercurius';
 import { type TSchema, Type } from 'typebox';
+import { apiErrorResponse } from '../api-v1/api.ts';
 import type { Config } from '../config.ts';
 import type { Db } from '../platform/db.ts';
 import { BadRequestError, type ErrorResponse, errorResponse, NotFoundError } from '../platform/errors.ts';
-import { addMethodFallbacks, errorHandler, sendError } from '../platform/http.ts';
+import { errorHandler, sendError, withMethodFallbacks } from '../platform/http.ts';
 import type { Logger } from '../platform/logger.ts';
 import {
   BEARER_OPTIONAL,
@@ -25,7 +26,6 @@ import {
   response,
 } from '../platform/schemas.ts';
 import type { Posters } from '../posters/posters.ts';
-import { apiErrorResponse } from '../products/api.ts';
 import type { RuntimeSettings } from '../settings/runtime.ts';
 import { costRule } from './cost.ts';
 import type { GraphqlContext } from './module.ts';
@@ -263,7 +263,7 @@ query {
 }
 `;
 
-export function graphqlRoutes(
+export async function graphqlRoutes(
   app: FastifyInstance,
   {
     db,
@@ -278,62 +278,61 @@ export function graphqlRoutes(
     features: Pick<RuntimeSettings, 'isEnabled'>;
     posters?: Posters;
   }>,
-): void {
-  app.register(async (graphql) => {
-    // The feature flag `graphql` (src/settings): off, or not rolled out to this user, the
-    // endpoint is not there, in the book's envelope.
-    graphql.addHook('onRequest', async (request, reply) => {
-      if (features.isEnabled('graphql', request.identity)) return;
-      sendError(new NotFoundError(), request, reply);
-      return reply;
-    });
-    graphql.addHook('preValidation', parseJsonBody);
-    graphql.addHook('onRoute', describeGraphqlRoute);
-    const present = config.env === 'production' ? withoutSuggestion : (error: GraphQLError) => error;
-    await graphql.register(mercurius, {
-      schema: buildGraphqlSchema(),
-      path: '/graphql',
-      // Mercurius's GraphiQL loads React and GraphiQL from unpkg.com; ours is served below.
-      graphiql: false,
-      jit: 1,
-      validationRules: validationRules(config),
-      context: (request): GraphqlContext => ({ db, httpRequest: request, posters, budget: newBudget() }),
-      errorHandler: requestErrorHandler(present),
-      errorFormatter: formatResult(logger, present),
-    });
-    const paths = ['/graphql'];
-    if (config.env === 'development') {
-      // GraphiQL inlined from @graphql-yoga/render-graphiql: no CDN (docs/decisions.md). Its
-      // bundle is a 10 MB string: imported by the first request for the page, not at start.
-      let page: string | undefined;
-      graphql.get(
-        '/graphiql',
-        {
-          schema: {
-            operationId: 'graphiql',
-            summary: 'GraphiQL, the in-browser GraphQL IDE (development only)',
-            tags: ['graphql'],
-            security: BEARER_OPTIONAL,
-            response: {
-              200: response(
-                { content: { 'text/html': { schema: Type.String() } } } as unknown as TSchema,
-                'The GraphiQL page, all assets inlined',
-              ),
-              ...errors(),
+): Promise<void> {
+  app.register(
+    withMethodFallbacks(async (graphql) => {
+      // The feature flag `graphql` (src/settings): off, or not rolled out to this user, the
+      // endpoint is not there, in the book's envelope.
+      graphql.addHook('onRequest', async (request, reply) => {
+        if (features.isEnabled('graphql', request.identity)) return;
+        sendError(new NotFoundError(), request, reply);
+        return reply;
+      });
+      graphql.addHook('preValidation', parseJsonBody);
+      graphql.addHook('onRoute', describeGraphqlRoute);
+      const present = config.env === 'production' ? withoutSuggestion : (error: GraphQLError) => error;
+      await graphql.register(mercurius, {
+        schema: buildGraphqlSchema(),
+        path: '/graphql',
+        // Mercurius's GraphiQL loads React and GraphiQL from unpkg.com; ours is served below.
+        graphiql: false,
+        jit: 1,
+        validationRules: validationRules(config),
+        context: (request): GraphqlContext => ({ db, httpRequest: request, posters, budget: newBudget() }),
+        errorHandler: requestErrorHandler(present),
+        errorFormatter: formatResult(logger, present),
+      });
+      if (config.env === 'development') {
+        // GraphiQL inlined from @graphql-yoga/render-graphiql: no CDN (docs/decisions.md). Its
+        // bundle is a 10 MB string: imported by the first request for the page, not at start.
+        let page: string | undefined;
+        graphql.get(
+          '/graphiql',
+          {
+            schema: {
+              operationId: 'graphiql',
+              summary: 'GraphiQL, the in-browser GraphQL IDE (development only)',
+              tags: ['graphql'],
+              security: BEARER_OPTIONAL,
+              response: {
+                200: response(
+                  { content: { 'text/html': { schema: Type.String() } } } as unknown as TSchema,
+                  'The GraphiQL page, all assets inlined',
+                ),
+                ...errors(),
+              },
             },
           },
-        },
-        async (_request, reply) => {
-          page ??= (await import('@graphql-yoga/render-graphiql')).renderGraphiQL({
-            title: 'Greenlight GraphiQL',
-            endpoint: '/graphql',
-            defaultQuery: EXAMPLE_QUERY,
-          });
-          return reply.type('text/html; charset=utf-8').send(page);
-        },
-      );
-      paths.push('/graphiql');
-    }
-    addMethodFallbacks(graphql, paths);
-  });
+          async (_request, reply) => {
+            page ??= (await import('@graphql-yoga/render-graphiql')).renderGraphiQL({
+              title: 'Greenlight GraphiQL',
+              endpoint: '/graphql',
+              defaultQuery: EXAMPLE_QUERY,
+            });
+            return reply.type('text/html; charset=utf-8').send(page);
+          },
+        );
+      }
+    }),
+  );
 }

@@ -4,8 +4,8 @@
 import DataLoader from 'dataloader';
 import { usersByIds } from '../accounts/accounts.ts';
 import type { User } from '../accounts/user.ts';
+import { parseInt64, requester, requireScope } from '../api-v1/products.routes.ts';
 import type { Product } from '../products/product.ts';
-import { parseInt64, requester, requireScope } from '../products/products.routes.ts';
 import * as products from '../products/products.ts';
 import { pageArgument } from './cost.ts';
 import type { GraphqlContext, GraphqlModule } from './module.ts';

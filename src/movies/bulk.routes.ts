@@ -6,7 +6,7 @@ import { requirePermission } from '../accounts/guards.ts';
 import type { OperationsConfig } from '../config.ts';
 import type { Db } from '../platform/db.ts';
 import { PayloadTooLargeError } from '../platform/errors.ts';
-import { addMethodFallbacks } from '../platform/http.ts';
+import { withMethodFallbacks } from '../platform/http.ts';
 import { BEARER_REQUIRED, ErrorEnvelope, errors, response } from '../platform/schemas.ts';
 import { Validator } from '../platform/validator.ts';
 import {
@@ -87,7 +87,6 @@ const ExportBody = {
   content: { 'application/x-ndjson': { schema: text }, 'text/csv': { schema: text } },
 } as unknown as TSchema;
 
-export const BULK_PATHS = ['/v1/movies/export', '/v1/movies/import'] as const;
 const TAGS = ['movies'];
 
 const first = (value: unknown) => (Array.isArray(value) ? value[0] : value) as string | undefined;
@@ -98,16 +97,20 @@ function readFormat(query: Record<string, unknown>, v: Validator): Format {
   return format as Format;
 }
 
-export function bulkRoutes(app: FastifyInstance, db: Db, options: OperationsConfig): void {
+export async function bulkRoutes(
+  app: FastifyInstance,
+  { db, options }: Readonly<{ db: Db; options: OperationsConfig }>,
+): Promise<void> {
   // Imports read the request stream themselves: in this scope no parser buffers the body.
   // The payload Fastify hands the parser has passed the preParsing hooks (decompression).
-  app.register(async (scope) => {
-    scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
-    exportRoute(scope, db);
-    importRoute(scope, db, options);
-    addMethodFallbacks(scope, BULK_PATHS);
-  });
+  app.register(
+    withMethodFallbacks(async (scope) => {
+      scope.removeAllContentTypeParsers();
+      scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
+      exportRoute(scope, db);
+      importRoute(scope, db, options);
+    }),
+  );
 }
 
 // Every movie of a list query (its filters and sort, no pages), sent as a stream.

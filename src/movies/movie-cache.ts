@@ -11,11 +11,16 @@
 // change whose invalidation never reached Redis (Redis down, the writer crashed after its
 // commit). While Redis fails, requests read PostgreSQL (X-Cache: BYPASS).
 import { createHash } from 'node:crypto';
-import type { FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Redis as IORedis } from 'ioredis';
 import prom from 'prom-client';
-import type { RedisConnection, RedisFallback } from '../platform/redis.ts';
+import type { Config } from '../config.ts';
+import type { Db } from '../platform/db.ts';
+import type { Logger } from '../platform/logger.ts';
+import type { Metrics } from '../platform/metrics.ts';
+import { type RedisConnection, RedisFallback, type RedisMetrics } from '../platform/redis.ts';
 import type { MovieListQuery } from './filters.ts';
+import { observeMovieChanges } from './movies.ts';
 
 // One hash tag, so every key lands in one slot of a Redis Cluster and the scripts may use them all.
 const PREFIX = 'greenlight:{movies}:';
@@ -139,4 +144,27 @@ function serialize(reply: FastifyReply, payload: unknown): string {
 
 function movieKey(id: string): string {
   return `${PREFIX}movie:${id}`;
+}
+
+// The cache with -redis-url (none without), emptied of each movie a committed change touches.
+export function createMovieCache(
+  app: FastifyInstance,
+  deps: Readonly<{
+    config: Config;
+    db: Db;
+    logger: Logger;
+    metrics: Metrics;
+    redis?: RedisConnection;
+    redisMetrics?: RedisMetrics;
+  }>,
+): MovieCache | undefined {
+  const { config, redis, redisMetrics, logger, metrics } = deps;
+  if (!redis || !redisMetrics) return undefined;
+  const fallback = new RedisFallback('movie cache', logger, redisMetrics.fallbacks);
+  const cache = new MovieCache(redis, config.cacheTtlMs, fallback, metrics.registry);
+  const stopObserving = observeMovieChanges(deps.db, (ids) => cache.changed(ids));
+  app.addHook('onClose', async () => {
+    stopObserving();
+  });
+  return cache;
 }

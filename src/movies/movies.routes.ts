@@ -65,18 +65,18 @@ const CACHE_HEADER = {
   },
 };
 
-export const MOVIE_PATHS = ['/v1/movies', '/v1/movies/:id'] as const;
-
 const TAGS = ['movies'];
 
 // With `cache` (-redis-url), the two reads are answered from it when they can; `afterDelete`
 // runs when a movie is deleted.
-export function movieRoutes(
+export async function movieRoutes(
   app: FastifyInstance,
-  db: Db,
-  cache?: MovieCache,
-  afterDelete?: movies.AfterMovieDeleted,
-): void {
+  {
+    db,
+    cache,
+    afterDelete,
+  }: Readonly<{ db: Db; cache?: MovieCache; afterDelete?: movies.AfterMovieDeleted }>,
+): Promise<void> {
   collectionRoutes(app, db, cache);
   movieByIdRoutes(app, db, cache, afterDelete);
 }

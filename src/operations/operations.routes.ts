@@ -54,11 +54,12 @@ const V8_JSON = { content: { 'application/json': { schema: Type.Object({}) } } }
 
 const BUSY = response(ErrorEnvelope, 'a profile or heap snapshot is already being taken by this process');
 
-export const STATS_PATHS = ['/v1/stats'] as const;
-export const PROFILING_PATHS = ['/v1/admin/profile', '/v1/admin/heap-snapshot'] as const;
 const TAGS = ['admin'];
 
-export function statsRoutes(app: FastifyInstance, db: Db, options: OperationsConfig): void {
+export async function statsRoutes(
+  app: FastifyInstance,
+  { db, options }: Readonly<{ db: Db; options: OperationsConfig }>,
+): Promise<void> {
   app.get(
     '/v1/stats',
     {
@@ -81,7 +82,7 @@ export function statsRoutes(app: FastifyInstance, db: Db, options: OperationsCon
   );
 }
 
-export function profilingRoutes(app: FastifyInstance): void {
+export async function profilingRoutes(app: FastifyInstance): Promise<void> {
   app.post(
     '/v1/admin/profile',
     {

@@ -15,8 +15,6 @@ import type { RedisConnection } from '../platform/redis.ts';
 import { BEARER_OPTIONAL, errors, response } from '../platform/schemas.ts';
 import { isOperator } from './system.routes.ts';
 
-export const PROBE_PATHS = ['/livez', '/readyz'] as const;
-
 const Liveness = Type.Object({ status: Type.Literal('alive') }, { additionalProperties: false });
 
 const Readiness = Type.Object(
@@ -51,13 +49,15 @@ const Readiness = Type.Object(
 
 const UNDEFINED_TABLE = '42P01';
 
-export function probeRoutes(
+export async function probeRoutes(
   app: FastifyInstance,
-  config: Config,
-  db: Db,
-  redis?: RedisConnection,
-  migrations: readonly Migration[] = readMigrations(),
-): void {
+  {
+    config,
+    db,
+    redis,
+    migrations = readMigrations(),
+  }: Readonly<{ config: Config; db: Db; redis?: RedisConnection; migrations?: readonly Migration[] }>,
+): Promise<void> {
   app.get(
     '/livez',
     {

@@ -41,8 +41,6 @@ const DebugVars = Type.Object(
   { additionalProperties: false },
 );
 
-export const SYSTEM_PATHS = ['/v1/healthcheck', '/debug/vars', '/metrics'] as const;
-
 const OPERATOR_ACCESS =
   'Loopback clients (unless -metrics-loopback=false) and users holding metrics:view; anyone else gets 401/403';
 
@@ -55,7 +53,10 @@ export function isOperator(request: FastifyRequest, config: Config): boolean {
   );
 }
 
-export function systemRoutes(app: FastifyInstance, config: Config, metrics: Metrics): void {
+export async function systemRoutes(
+  app: FastifyInstance,
+  { config, metrics }: Readonly<{ config: Config; metrics: Metrics }>,
+): Promise<void> {
   app.get(
     '/v1/healthcheck',
     {

@@ -1,7 +1,8 @@
 // CORS as the book does it: trusted origins are echoed (never `*`, never credentials), also on
 // error responses; a preflight from a trusted origin is answered here, before rate limiting
 // and authentication.
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
 
 // The origins are read on every request, so a runtime setting changes them live.
 export function corsHook(cors: Readonly<{ trustedOrigins: readonly string[] }>) {
@@ -21,3 +22,12 @@ export function corsHook(cors: Readonly<{ trustedOrigins: readonly string[] }>) 
     return undefined;
   };
 }
+
+// Registered after the request count and before authentication, so that a preflight is
+// answered before either authenticates or limits it.
+export const corsPlugin = fp(
+  async (app: FastifyInstance, { cors }: { cors: Readonly<{ trustedOrigins: readonly string[] }> }) => {
+    app.addHook('onRequest', corsHook(cors));
+  },
+  { name: 'cors' },
+);

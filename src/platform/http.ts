@@ -2,7 +2,7 @@
 // known paths (405 with Allow for other methods, 200 with Allow for OPTIONS), request ids.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods, RouteOptions } from 'fastify';
 import {
   BodyAbortedError,
   type ErrorResponse,
@@ -81,28 +81,60 @@ export function parseId(raw: string): string {
 
 const ALL_METHODS: readonly HTTPMethods[] = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'];
 
-// Call once all routes exist: every known path answers the remaining methods. Inside a
-// plugin registered with a prefix, pass that prefix (hasRoute wants the full path).
-export function addMethodFallbacks(app: FastifyInstance, paths: readonly string[], prefix = ''): void {
-  for (const path of paths) {
-    const registered = ALL_METHODS.filter((m) => app.hasRoute({ method: m, url: prefix + path }));
-    if (registered.length === 0) throw new Error(`no routes on ${path}`);
-    const allow = [...new Set([...registered, 'OPTIONS'])].sort().join(', ');
-    const missing = ALL_METHODS.filter((m) => !registered.includes(m));
-    app.route({
-      method: missing,
-      url: path,
-      // Not operations of their own: the document says once that other methods get 405.
-      schema: { hide: true },
-      handler: async (request: FastifyRequest, reply: FastifyReply) => {
-        if (request.method === 'OPTIONS') {
-          reply.header('allow', allow).code(200).send();
-          return reply;
-        }
-        throw new MethodNotAllowedError(request.method, allow);
-      },
+// Each route belongs to the innermost group it was registered in: that group's scope (its
+// hooks, error handler and envelope) answers the path's other methods.
+const groupOfRoute = new WeakMap<object, symbol>();
+// The fallbacks' own handlers, which no group counts as routes of its own.
+const fallbackHandlers = new WeakSet<object>();
+
+type Plugin<Options> = (scope: FastifyInstance, options: Options) => void | Promise<void>;
+
+// A route group: every path the plugin (and the plugins it registers) gives a route answers
+// the remaining methods, 405 with Allow, and OPTIONS with 200 and Allow. The paths are those
+// actually registered, seen by an onRoute hook, so no list of them is kept by hand.
+export function withMethodFallbacks<Options>(plugin: Plugin<Options>): Plugin<Options> {
+  return async (scope, options) => {
+    const group = Symbol('route group');
+    const routes: RouteOptions[] = [];
+    scope.addHook('onRoute', (route) => {
+      if (fallbackHandlers.has(route.handler)) return;
+      groupOfRoute.set(route, group);
+      routes.push(route);
     });
-  }
+    await plugin(scope, options);
+    // Registered last, this loads after every route of the group, nested plugins' too.
+    scope.register(async (fallbacks) => {
+      const methods = new Map<string, Set<HTTPMethods>>();
+      for (const route of routes) {
+        if (groupOfRoute.get(route) !== group) continue;
+        const known = methods.get(route.url) ?? new Set();
+        for (const method of [route.method].flat()) known.add(method as HTTPMethods);
+        methods.set(route.url, known);
+      }
+      for (const [url, registered] of methods) {
+        addMethodFallback(fallbacks, url.slice(fallbacks.prefix.length), registered);
+      }
+    });
+  };
+}
+
+function addMethodFallback(scope: FastifyInstance, path: string, registered: ReadonlySet<HTTPMethods>): void {
+  const allow = [...new Set([...registered, 'OPTIONS'])].sort().join(', ');
+  const handler = async (request: FastifyRequest, reply: FastifyReply) => {
+    if (request.method === 'OPTIONS') {
+      reply.header('allow', allow).code(200).send();
+      return reply;
+    }
+    throw new MethodNotAllowedError(request.method, allow);
+  };
+  fallbackHandlers.add(handler);
+  scope.route({
+    method: ALL_METHODS.filter((m) => !registered.has(m)),
+    url: path,
+    // Not operations of their own: the document says once that other methods get 405.
+    schema: { hide: true },
+    handler,
+  });
 }
 
 // What failed, as the error tables see it: a client that hung up mid-body broke the stream

@@ -100,7 +100,7 @@ export function registerOpenApi(app: FastifyInstance, base: DocumentBase = API_D
 }
 
 // The document as a route of the API, so it is itself described by the document.
-export function openApiRoute(app: FastifyInstance): void {
+export async function openApiRoute(app: FastifyInstance): Promise<void> {
   app.get(
     '/v1/openapi.json',
     {

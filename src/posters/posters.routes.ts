@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type TSchema, Type } from 'typebox';
 import { requirePermission } from '../accounts/guards.ts';
 import { getMovie } from '../movies/movies.ts';
-import { addMethodFallbacks, readIdParam } from '../platform/http.ts';
+import { readIdParam, withMethodFallbacks } from '../platform/http.ts';
 import {
   BEARER_REQUIRED,
   ErrorEnvelope,
@@ -17,7 +17,6 @@ import {
 import { entityTag, POSTER_TYPES, type Poster, toPosterJson, UNSUPPORTED_TYPE_MESSAGE } from './poster.ts';
 import * as posters from './posters.ts';
 
-export const POSTER_PATHS = ['/v1/movies/:id/poster'] as const;
 const TAGS = ['posters'];
 
 const PosterEnvelope = Type.Object(
@@ -80,16 +79,20 @@ function validatorHeaders(reply: FastifyReply, poster: Poster): void {
   reply.header('etag', entityTag(poster)).header('last-modified', poster.updatedAt.toUTCString());
 }
 
-export function posterRoutes(app: FastifyInstance, store: posters.Posters): void {
-  app.register(async (scope) => {
-    // Uploads read the request stream themselves: in this scope no parser buffers a body.
-    scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
-    uploadRoute(scope, store);
-    downloadRoute(scope, store);
-    deleteRoute(scope, store);
-    addMethodFallbacks(scope, POSTER_PATHS);
-  });
+export async function posterRoutes(
+  app: FastifyInstance,
+  { store }: { store: posters.Posters },
+): Promise<void> {
+  app.register(
+    withMethodFallbacks(async (scope) => {
+      // Uploads read the request stream themselves: in this scope no parser buffers a body.
+      scope.removeAllContentTypeParsers();
+      scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
+      uploadRoute(scope, store);
+      downloadRoute(scope, store);
+      deleteRoute(scope, store);
+    }),
+  );
 }
 
 const write = requirePermission('movies:write');

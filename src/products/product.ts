@@ -2,7 +2,7 @@
 // seed: prices are NUMERIC(10,2), so more than two decimals or 10^8 and above are refused
 // rather than rounded; stock must fit PostgreSQL's integer; text must not hold NUL, which
 // PostgreSQL cannot store.
-import type { GoStruct, GoValues } from './go-json.ts';
+import type { GoStruct, GoValues } from '../api-v1/go-json.ts';
 
 export type Product = {
   id: number;

@@ -4,18 +4,13 @@
 // leaves more than -stream-max-buffered bytes unread is disconnected, so a slow reader cannot
 // grow the server's memory.
 import type { IncomingMessage } from 'node:http';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type TSchema, Type } from 'typebox';
-import type { RawData, WebSocket } from 'ws';
+import type { WebSocket } from 'ws';
 import { requireAuthenticated } from '../accounts/guards.ts';
-import type { Identity } from '../accounts/user.ts';
-import type { Credential } from '../auth/authenticator.ts';
+import { apiErrors } from '../api-v1/responses.ts';
 import { requestCredential } from '../auth/registry.ts';
-import type { EventsConfig } from '../config.ts';
-import type { Db } from '../platform/db.ts';
-import { BadRequestError, InvalidAuthenticationTokenError, ValidationError } from '../platform/errors.ts';
-import type { Metrics } from '../platform/metrics.ts';
+import { BadRequestError, ValidationError } from '../platform/errors.ts';
 import {
   BEARER_OPTIONAL,
   BEARER_REQUIRED,
@@ -24,40 +19,18 @@ import {
   errors,
   response,
 } from '../platform/schemas.ts';
-import { apiErrors } from '../products/responses.ts';
-import { endedNow, eventsAfter, isAfter, type Position, resumePoint, type StreamEvent } from './events.ts';
-import type { EventFeed } from './feed.ts';
-import type { Owner, Reauthenticate, StreamOwners } from './owners.ts';
-import { MOVIES, PRODUCTS, TOPICS, type Topic } from './topics.ts';
+import { resumePoint } from './events.ts';
+import { type EndReason, feedOf, follow, ownerOf, type RealtimeDeps, recordStream } from './stream.ts';
+import { MOVIES, PRODUCTS, type Topic } from './topics.ts';
+import { serveWebSocket, TOPIC_LIST } from './websocket-session.ts';
 
-export type RealtimeDeps = Readonly<{
-  db: Db;
-  // one per topic, by topic name
-  feeds: ReadonlyMap<string, EventFeed>;
-  owners: StreamOwners;
-  config: EventsConfig;
-  metrics: Metrics;
-  // The identity behind a credential, as a request's would be found (src/auth/registry.ts).
-  reauthenticate: Reauthenticate;
-  // Ends every open stream; the app calls each at shutdown, before the WebSocket server closes.
-  closers: Set<() => void>;
-}>;
-
-export const REALTIME_PATHS = ['/v1/movies/events', '/v1/ws'] as const;
-// under the products API's prefix
-export const PRODUCT_EVENTS_PATHS = ['/products/events'] as const;
 const TAGS = ['streams'];
-const TOPIC_LIST = TOPICS.map((topic) => `"${topic.name}"`).join(', ');
-const CATCH_UP_BATCH = 500;
-const PACE_MS = 10;
 // How long an SSE client waits before reconnecting to a stream that ended at shutdown: time
 // for a restarted server, or the load balancer's next instance, to take it. `retry:` sets it
 // for EventSource; the final event says why the stream ended, and carries no id, so the
 // client resumes from the last change it received.
 const SHUTDOWN_RETRY_MS = 2_000;
 const SHUTDOWN_EVENT = `event: shutdown\ndata: {"reason":"server shutting down"}\nretry: ${SHUTDOWN_RETRY_MS}\n\n`;
-
-type EndReason = 'closed' | 'slow_consumer' | 'revoked' | 'unresponsive' | 'shutdown' | 'error';
 
 const EventStream = (topic: Topic, shown: string, example: string) =>
   ({
@@ -104,115 +77,6 @@ function readLastEventId(request: FastifyRequest, invalid: () => Error): number 
   if (typeof given !== 'string' || !/^\d{1,16}$/.test(given) || !Number.isSafeInteger(Number(given)))
     throw invalid();
   return Number(given);
-}
-
-// A stream's client as follow() sees it.
-type Follower = Readonly<{
-  send: (event: StreamEvent) => void;
-  isOpen: () => boolean;
-  // bytes written to the client and not yet taken by it
-  unread: () => number;
-}>;
-
-// Sends every event after the position `after` (or, without one, every event from now on)
-// exactly once and in the delivery order: the feed's live events are held while the outbox is
-// read up to them. Catching up waits while the client has more than half its bound unread, so
-// a resume from far back is paced by the client instead of cutting it off as a slow consumer.
-async function follow(
-  { db, config }: RealtimeDeps,
-  feed: EventFeed,
-  after: Position | undefined,
-  { send, isOpen, unread }: Follower,
-): Promise<() => void> {
-  let cursor: Position | undefined = after;
-  let held: StreamEvent[] | null = after === undefined ? null : [];
-  const past = after === undefined ? await endedNow(db) : undefined;
-  const deliver = (event: StreamEvent) => {
-    if (cursor && !isAfter(event.position, cursor)) return;
-    if (past?.has(event.position)) return;
-    cursor = event.position;
-    send(event);
-  };
-  const paced = async (event: StreamEvent) => {
-    while (isOpen() && unread() > config.maxBufferedBytes / 2) await sleep(PACE_MS);
-    if (isOpen()) deliver(event);
-  };
-  const unsubscribe = await feed.subscribe((events) => {
-    // A backlog from before this follower came is passed over a batch at a time.
-    if (past && (events.at(-1)?.position.xid ?? 0n) < past.xmin) return;
-    if (held) held.push(...events);
-    else for (const event of events) if (isOpen()) deliver(event);
-  });
-  if (after === undefined) {
-    if (!cursor || isAfter(feed.last, cursor)) cursor = feed.last;
-    return unsubscribe;
-  }
-  try {
-    for (;;) {
-      const { events } = await eventsAfter(db, feed.topic, cursor as Position, CATCH_UP_BATCH);
-      for (const event of events) await paced(event);
-      if (events.length < CATCH_UP_BATCH || !isOpen()) break;
-    }
-    const live = held as StreamEvent[];
-    for (let event = live.shift(); event; event = live.shift()) await paced(event);
-    held = null;
-  } catch (err) {
-    unsubscribe();
-    throw err;
-  }
-  return unsubscribe;
-}
-
-// What every stream keeps the same way: the open and ended metrics, its place among the streams
-// shutdown ends, and one log line when it ends (its reply is hijacked: no request log).
-function recordStream(
-  transport: 'sse' | 'websocket',
-  request: FastifyRequest,
-  { metrics, closers, shutdown }: { metrics: Metrics; closers: Set<() => void>; shutdown: () => void },
-) {
-  const started = performance.now();
-  let sent = 0;
-  let finished = false;
-  metrics.streamsOpen.inc({ transport });
-  closers.add(shutdown);
-  return {
-    countSent: () => {
-      sent++;
-    },
-    // false when it had already ended
-    finish: (reason: EndReason, bufferedBytes: number): boolean => {
-      if (finished) return false;
-      finished = true;
-      closers.delete(shutdown);
-      metrics.streamsOpen.dec({ transport });
-      metrics.streamsEnded.inc({ transport, reason });
-      request.log.info(
-        {
-          transport,
-          path: request.url,
-          duration_ms: Math.round(performance.now() - started),
-          events_sent: sent,
-          buffered_bytes: bufferedBytes,
-          reason,
-        },
-        'stream ended',
-      );
-      return true;
-    },
-  };
-}
-
-function ownerOf(request: FastifyRequest) {
-  const identity = request.identity as Identity;
-  const credential = requestCredential(request);
-  if (!credential) throw new Error('a stream without a credential passed authentication');
-  return { credential, userId: identity.id };
-}
-
-function feedOf(deps: RealtimeDeps, topic: Topic): EventFeed {
-  const feed = deps.feeds.get(topic.name);
-  if (!feed) throw new Error(`no event feed for the topic ${topic.name}`);
-  return feed;
 }
 
 // The request hook of a topic's SSE route: the refusals are those of the topic's own API.
@@ -337,7 +201,7 @@ function eventStreamRoute(
 
 // GET /products/events, registered inside the products API (its prefix, error envelope and
 // 429 on every route).
-export function productEventsRoutes(api: FastifyInstance, deps: RealtimeDeps): readonly string[] {
+export function productEventsRoutes(api: FastifyInstance, deps: RealtimeDeps): void {
   eventStreamRoute(api, deps, {
     url: '/products/events',
     topic: PRODUCTS,
@@ -349,12 +213,9 @@ export function productEventsRoutes(api: FastifyInstance, deps: RealtimeDeps): r
     errors: apiErrors(400, 401, 403, 500),
     invalid: () => new BadRequestError('invalid last event id: must be a non-negative integer'),
   });
-  return PRODUCT_EVENTS_PATHS;
 }
 
-export function realtimeRoutes(app: FastifyInstance, deps: RealtimeDeps): void {
-  const { config, metrics, owners, closers } = deps;
-
+export async function realtimeRoutes(app: FastifyInstance, deps: RealtimeDeps): Promise<void> {
   eventStreamRoute(app, deps, {
     url: '/v1/movies/events',
     topic: MOVIES,
@@ -405,192 +266,6 @@ export function realtimeRoutes(app: FastifyInstance, deps: RealtimeDeps): void {
       reply.code(426).header('upgrade', 'websocket');
       return { error: 'this endpoint needs a WebSocket upgrade' };
     },
-    wsHandler: (socket: WebSocket, request: FastifyRequest) => {
-      if (request.identity) serveSocket(socket, request, ownerOf(request));
-      else void authenticateByMessage(socket, request);
-    },
+    wsHandler: (socket: WebSocket, request: FastifyRequest) => serveWebSocket(socket, request, deps),
   });
-
-  // A browser cannot send headers with its upgrade: without a credential there, the first
-  // message must be {"type":"auth","token":"…"}, before the first ping is due.
-  async function authenticateByMessage(socket: WebSocket, request: FastifyRequest): Promise<void> {
-    // Every message is kept from the start: the ones after the first are handled once the
-    // token is checked, in order.
-    const received: [RawData, boolean][] = [];
-    const keep = (message: RawData, binary: boolean) => received.push([message, binary]);
-    socket.on('message', keep);
-    const first = await new Promise<[RawData, boolean] | undefined>((resolve) => {
-      const deadline = setTimeout(() => resolve(undefined), config.wsPingMs);
-      const check = () => {
-        if (received.length === 0) return;
-        clearTimeout(deadline);
-        socket.off('message', check);
-        resolve(received.shift());
-      };
-      socket.on('message', check);
-      socket.once('close', () => {
-        clearTimeout(deadline);
-        resolve(undefined);
-      });
-    });
-    const message = first === undefined || first[1] ? undefined : parseMessage(first[0].toString());
-    if (message?.type !== 'auth' || typeof message.token !== 'string' || message.token === '')
-      return socket.close(4401, 'authentication required: send {"type":"auth","token":"…"} first');
-    const credential: Credential = { from: 'authorization', value: message.token };
-    let identity: Identity;
-    try {
-      identity = await deps.reauthenticate(credential);
-    } catch (err) {
-      if (err instanceof InvalidAuthenticationTokenError) return socket.close(4401, err.message);
-      request.log.error({ err }, 'websocket authentication failed');
-      return socket.close(1011, 'authentication failed');
-    }
-    if (socket.readyState !== socket.OPEN) return;
-    socket.off('message', keep);
-    socket.send(JSON.stringify({ type: 'authenticated' }));
-    serveSocket(socket, request, { credential, userId: identity.id });
-    for (const [data, binary] of received) socket.emit('message', data, binary);
-  }
-
-  function serveSocket(
-    socket: WebSocket,
-    request: FastifyRequest,
-    owner: Omit<Owner, 'end' | 'refusal'>,
-  ): void {
-    let ended = false;
-    let alive = true;
-    // The current subscription of each topic: a stopped one stops sending even while it still
-    // catches up.
-    const following = new Map<Topic, { unsubscribe: Promise<() => void> }>();
-    // The topics whose permission a subscribe has checked: those revocation re-checks.
-    const permitted = new Set<Topic>();
-    const stopFollowing = (topic: Topic) => {
-      permitted.delete(topic);
-      void following.get(topic)?.unsubscribe.then(
-        (unsubscribe) => unsubscribe(),
-        () => {},
-      );
-      following.delete(topic);
-    };
-    let removeOwner = () => {};
-    const record = recordStream('websocket', request, {
-      metrics,
-      closers,
-      shutdown: () => end('shutdown', 1001, 'server shutting down'),
-    });
-    const end = (reason: EndReason, code?: number, why?: string) => {
-      if (!record.finish(reason, socket.bufferedAmount)) return;
-      ended = true;
-      clearInterval(ping);
-      for (const topic of [...following.keys()]) stopFollowing(topic);
-      removeOwner();
-      if (code === undefined) {
-        socket.terminate();
-        return;
-      }
-      socket.close(code, why);
-      // A client that never reads never answers the close: its bytes are let go anyway.
-      setTimeout(() => socket.terminate(), 1000).unref();
-    };
-    const send = (message: string) => {
-      if (ended) return;
-      socket.send(message);
-      if (socket.bufferedAmount > config.maxBufferedBytes)
-        end('slow_consumer', 1013, `slow consumer: more than ${config.maxBufferedBytes} bytes unread`);
-    };
-    const reply = (message: Record<string, unknown>) => send(JSON.stringify(message));
-
-    // A withdrawn permission of any subscribed topic ends the socket, as a withdrawn credential
-    // does: the client learns it from the close, whichever topic it was.
-    removeOwner = owners.add({
-      ...owner,
-      refusal: (identity) => {
-        for (const topic of permitted) {
-          const refused = topic.refusal(identity);
-          if (refused) return refused;
-        }
-        return null;
-      },
-      end: (reason) => end('revoked', 1008, reason),
-    });
-    const ping = setInterval(() => {
-      if (!alive) return end('unresponsive');
-      alive = false;
-      socket.ping();
-    }, config.wsPingMs);
-    socket.on('pong', () => {
-      alive = true;
-    });
-    socket.on('close', () => end('closed'));
-
-    // The identity is looked up again (through the identity cache) for each subscribe, so a
-    // permission granted or withdrawn since the upgrade counts.
-    const subscribe = (topic: Topic, after: number | undefined) => {
-      const subscription = {} as { unsubscribe: Promise<() => void> };
-      const isOpen = () => !ended && following.get(topic) === subscription;
-      following.set(topic, subscription);
-      subscription.unsubscribe = (async () => {
-        let refused: Error | null;
-        try {
-          refused = topic.refusal(await deps.reauthenticate(owner.credential));
-        } catch (err) {
-          if (!(err instanceof InvalidAuthenticationTokenError)) throw err;
-          end('revoked', 1008, err.message);
-          return () => {};
-        }
-        if (refused) {
-          if (isOpen()) {
-            following.delete(topic);
-            reply({ type: 'error', topic: topic.name, message: refused.message });
-          }
-          return () => {};
-        }
-        if (isOpen()) permitted.add(topic);
-        const resume = after === undefined ? undefined : await resumePoint(deps.db, topic, after);
-        if (isOpen()) reply({ type: 'subscribed', topic: topic.name });
-        if (resume?.gap && isOpen()) reply({ type: 'gap', topic: topic.name, ...resume.gap });
-        return follow(deps, feedOf(deps, topic), resume?.after, {
-          send: (event) => {
-            record.countSent();
-            send(event.ws);
-          },
-          isOpen,
-          unread: () => socket.bufferedAmount,
-        });
-      })();
-      subscription.unsubscribe.catch((err) => {
-        request.log.error({ err }, 'websocket subscription failed');
-        end('error', 1011, 'subscription failed');
-      });
-    };
-    socket.on('message', (data, isBinary) => {
-      const message = isBinary ? undefined : parseMessage(data.toString());
-      if (!message) return reply({ type: 'error', message: 'messages are JSON objects with a type' });
-      const topic = TOPICS.find((t) => t.name === message.topic);
-      if (!topic) return reply({ type: 'error', message: `unknown topic: the topics are ${TOPIC_LIST}` });
-      if (message.type === 'subscribe') {
-        const after = message.last_event_id;
-        if (after !== undefined && !(Number.isSafeInteger(after) && (after as number) >= 0))
-          return reply({ type: 'error', message: 'last_event_id must be a non-negative integer' });
-        if (following.has(topic)) return reply({ type: 'subscribed', topic: topic.name });
-        return subscribe(topic, after as number | undefined);
-      }
-      if (message.type === 'unsubscribe') {
-        stopFollowing(topic);
-        return reply({ type: 'unsubscribed', topic: topic.name });
-      }
-      reply({ type: 'error', message: 'type must be subscribe or unsubscribe' });
-    });
-  }
-}
-
-function parseMessage(text: string): Record<string, unknown> | undefined {
-  try {
-    const value: unknown = JSON.parse(text);
-    return typeof value === 'object' && value !== null && !Array.isArray(value)
-      ? (value as Record<string, unknown>)
-      : undefined;
-  } catch {
-    return undefined;
-  }
 }

@@ -3,12 +3,12 @@
 // handler, the WebSocket) is the same code for every topic.
 import { permissionRefusal } from '../accounts/guards.ts';
 import type { Identity } from '../accounts/user.ts';
+import { scopeRefusal } from '../api-v1/products.routes.ts';
 import { type Movie, toMovieJson } from '../movies/movie.ts';
 import { MOVIE_EVENTS_CHANNEL } from '../movies/movies.sql.ts';
 import { observeMovieChanges } from '../movies/movies.ts';
 import type { Db } from '../platform/db.ts';
 import { toProductJson } from '../products/product.ts';
-import { scopeRefusal } from '../products/products.routes.ts';
 import { PRODUCT_EVENTS_CHANNEL, productOfEventPayload } from '../products/products.sql.ts';
 import { observeProductChanges } from '../products/products.ts';
 import { type OutboxStatements, outboxStatements } from './events.sql.ts';

@@ -46,7 +46,6 @@ const ValueBody = Type.Object(
   { additionalProperties: false },
 );
 
-export const SETTINGS_PATHS = ['/v1/admin/settings', '/v1/admin/settings/:name'] as const;
 const TAGS = ['admin'];
 
 function toJson(s: SettingView) {
@@ -82,7 +81,10 @@ function readValue(body: Buffer | undefined): unknown {
   return (parsed as { value: unknown }).value;
 }
 
-export function settingsRoutes(app: FastifyInstance, db: Db, config: Config): void {
+export async function settingsRoutes(
+  app: FastifyInstance,
+  { db, config }: Readonly<{ db: Db; config: Config }>,
+): Promise<void> {
   app.get(
     '/v1/admin/settings',
     {

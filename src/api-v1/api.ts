@@ -18,11 +18,11 @@ import {
   RateLimitedError,
   rateLimitHeaders,
 } from '../platform/errors.ts';
-import { addMethodFallbacks, addVary, failureOf, logFailure } from '../platform/http.ts';
-import { AUDIT_PATHS, auditRoutes } from './audit.routes.ts';
-import { ApiKeyNotFoundError, AUTH_PATHS, authRoutes } from './auth.routes.ts';
-import { NotProductOwnerError, ProductNotFoundError, RuleViolationError } from './product.ts';
-import { PRODUCT_PATHS, productRoutes } from './products.routes.ts';
+import { addVary, failureOf, logFailure, withMethodFallbacks } from '../platform/http.ts';
+import { NotProductOwnerError, ProductNotFoundError, RuleViolationError } from '../products/product.ts';
+import { auditRoutes } from './audit.routes.ts';
+import { ApiKeyNotFoundError, authRoutes } from './auth.routes.ts';
+import { productRoutes } from './products.routes.ts';
 
 export const PRODUCTS_API_PREFIX = '/api/v1';
 
@@ -116,13 +116,9 @@ export function isApiPath(url: string): boolean {
 }
 
 // `streams` registers the change stream of products (src/realtime), which this module knows
-// nothing of; it returns the paths it registered.
-export function productsApi(deps: {
-  db: Db;
-  jwts: Jwts;
-  streams: (api: FastifyInstance) => readonly string[];
-}) {
-  return async (api: FastifyInstance): Promise<void> => {
+// nothing of.
+export function productsApi(deps: { db: Db; jwts: Jwts; streams: (api: FastifyInstance) => void }) {
+  return withMethodFallbacks(async (api: FastifyInstance): Promise<void> => {
     api.setErrorHandler((err, request, reply) => {
       const response = apiErrorResponse(failureOf(err, request));
       logFailure(err, request, response.code);
@@ -141,11 +137,6 @@ export function productsApi(deps: {
     authRoutes(api, deps);
     productRoutes(api, deps.db);
     auditRoutes(api, deps.db);
-    const streamPaths = deps.streams(api);
-    addMethodFallbacks(
-      api,
-      [...AUTH_PATHS, ...PRODUCT_PATHS, ...AUDIT_PATHS, ...streamPaths],
-      PRODUCTS_API_PREFIX,
-    );
-  };
+    deps.streams(api);
+  });
 }

@@ -5,9 +5,9 @@ import type { Identity } from '../accounts/user.ts';
 import type { Db } from '../platform/db.ts';
 import { AuthenticationRequiredError, BadRequestError, NotPermittedError } from '../platform/errors.ts';
 import { BEARER_REQUIRED, response } from '../platform/schemas.ts';
+import { CREATE_PRODUCT_REQUEST, toProductJson, UPDATE_PRODUCT_REQUEST } from '../products/product.ts';
+import * as products from '../products/products.ts';
 import { decodeGoJson, goStructSchema } from './go-json.ts';
-import { CREATE_PRODUCT_REQUEST, toProductJson, UPDATE_PRODUCT_REQUEST } from './product.ts';
-import * as products from './products.ts';
 import { apiErrors, NoContent } from './responses.ts';
 
 const ProductSchema = Type.Object(
@@ -50,8 +50,6 @@ const CreateProductBody = ProductBody({ name: 'Laptop', description: '14 inch', 
 const UpdateProductBody = ProductBody({ price: 1199.99 });
 
 const ROUTE = { tags: ['products'], security: BEARER_REQUIRED };
-
-export const PRODUCT_PATHS = ['/products', '/products/:id'] as const;
 
 const MAX_INT64 = 9223372036854775807n;
 

@@ -35,8 +35,6 @@ const AuditQuery = Type.Object({
   ),
 });
 
-export const AUDIT_PATHS = ['/admin/audit'] as const;
-
 const DEFAULT_LIMIT = 50;
 const MAX_LIMIT = 100;
 const MAX_ID = 9223372036854775807n;

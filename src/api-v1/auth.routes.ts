@@ -12,8 +12,8 @@ import { IGNORES_CREDENTIALS } from '../auth/registry.ts';
 import type { Db } from '../platform/db.ts';
 import { BadRequestError, InvalidCredentialsError, NotPermittedError } from '../platform/errors.ts';
 import { BEARER_REQUIRED, NO_CREDENTIALS, response } from '../platform/schemas.ts';
+import { checkNoNul, RuleViolationError } from '../products/product.ts';
 import { decodeGoJson, goStructSchema } from './go-json.ts';
-import { checkNoNul, RuleViolationError } from './product.ts';
 import { Int64Params, readInt64Param } from './products.routes.ts';
 import { apiErrors, NoContent } from './responses.ts';
 
@@ -66,14 +66,6 @@ const CreateApiKeyBody = goStructSchema(CREATE_API_KEY_REQUEST, {
   expires_at: '2027-01-01T00:00:00Z',
 });
 const TAGS = ['auth'];
-
-export const AUTH_PATHS = [
-  '/auth/register',
-  '/auth/login',
-  '/auth/logout-all',
-  '/api-keys',
-  '/api-keys/:id',
-] as const;
 
 const MAX_PASSWORD_BYTES = 72;
 
@@ -129,9 +121,46 @@ async function requireFullCredential(request: FastifyRequest): Promise<void> {
   if (request.identity?.scopes) throw new NotPermittedError();
 }
 
+const body = (request: FastifyRequest) => request.body as Buffer | undefined;
+
+// The body of POST /api-keys, checked: the seed's valid API key has a name, known scopes
+// and, if any, an expiry in the future.
+function readNewApiKey(request: FastifyRequest) {
+  const input = decodeGoJson(body(request), CREATE_API_KEY_REQUEST, false);
+  checkNoNul({
+    name: input.name,
+    ...Object.fromEntries((input.scopes ?? []).map((s, i) => [`scopes[${i}]`, s])),
+  });
+  const name = (input.name ?? '').trim();
+  if (name === '' || name.length > 200)
+    throw new RuleViolationError('validation: api key name must be 1 to 200 characters long');
+  const scopes = input.scopes ?? [];
+  if (scopes.length === 0 || !scopes.every((s) => (API_KEY_SCOPES as readonly string[]).includes(s)))
+    throw new RuleViolationError(
+      `validation: scopes must be a non-empty list of: ${API_KEY_SCOPES.join(', ')}`,
+    );
+  let expiresAt: Date | null = null;
+  if (input.expires_at != null) {
+    expiresAt = new Date(input.expires_at);
+    const rfc3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
+    if (
+      !rfc3339.test(input.expires_at) ||
+      Number.isNaN(expiresAt.getTime()) ||
+      expiresAt.getTime() <= Date.now()
+    )
+      throw new RuleViolationError('validation: expires_at must be an RFC 3339 time in the future');
+  }
+  return { name, scopes, expiresAt };
+}
+
 export function authRoutes(api: FastifyInstance, deps: { db: Db; jwts: Jwts }): void {
-  const { db, jwts } = deps;
-  const body = (request: FastifyRequest) => request.body as Buffer | undefined;
+  passwordRoutes(api, deps);
+  logoutAllRoute(api, deps.db);
+  apiKeyRoutes(api, deps.db);
+}
+
+// Register and log in with e-mail and password, answered with a JWT.
+function passwordRoutes(api: FastifyInstance, { db, jwts }: { db: Db; jwts: Jwts }): void {
   const authResponse = async (user: User) => ({
     access_token: await jwts.issue(user),
     token_type: 'Bearer' as const,
@@ -190,7 +219,9 @@ export function authRoutes(api: FastifyInstance, deps: { db: Db; jwts: Jwts }): 
       return authResponse(await accounts.logIn(db, input.email, input.password, contextOf(request)));
     },
   );
+}
 
+function logoutAllRoute(api: FastifyInstance, db: Db): void {
   api.post(
     '/auth/logout-all',
     {
@@ -212,7 +243,9 @@ export function authRoutes(api: FastifyInstance, deps: { db: Db; jwts: Jwts }): 
       return reply;
     },
   );
+}
 
+function apiKeyRoutes(api: FastifyInstance, db: Db): void {
   api.post(
     '/api-keys',
     {
@@ -230,30 +263,7 @@ export function authRoutes(api: FastifyInstance, deps: { db: Db; jwts: Jwts }): 
       },
     },
     async (request, reply) => {
-      const input = decodeGoJson(body(request), CREATE_API_KEY_REQUEST, false);
-      checkNoNul({
-        name: input.name,
-        ...Object.fromEntries((input.scopes ?? []).map((s, i) => [`scopes[${i}]`, s])),
-      });
-      const name = (input.name ?? '').trim();
-      if (name === '' || name.length > 200)
-        throw new RuleViolationError('validation: api key name must be 1 to 200 characters long');
-      const scopes = input.scopes ?? [];
-      if (scopes.length === 0 || !scopes.every((s) => (API_KEY_SCOPES as readonly string[]).includes(s)))
-        throw new RuleViolationError(
-          `validation: scopes must be a non-empty list of: ${API_KEY_SCOPES.join(', ')}`,
-        );
-      let expiresAt: Date | null = null;
-      if (input.expires_at != null) {
-        expiresAt = new Date(input.expires_at);
-        const rfc3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
-        if (
-          !rfc3339.test(input.expires_at) ||
-          Number.isNaN(expiresAt.getTime()) ||
-          expiresAt.getTime() <= Date.now()
-        )
-          throw new RuleViolationError('validation: expires_at must be an RFC 3339 time in the future');
-      }
+      const { name, scopes, expiresAt } = readNewApiKey(request);
       const { key, plaintext } = await createApiKey(
         db,
         (request.identity as User).id,

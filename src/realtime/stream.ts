@@ -1,0 +1,141 @@
+// What every change stream shares, SSE or WebSocket: its dependencies, following a topic's
+// feed from a position exactly once and in order, and the metrics, shutdown and log line of
+// an open stream.
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { FastifyRequest } from 'fastify';
+import type { Identity } from '../accounts/user.ts';
+import { requestCredential } from '../auth/registry.ts';
+import type { EventsConfig } from '../config.ts';
+import type { Db } from '../platform/db.ts';
+import type { Metrics } from '../platform/metrics.ts';
+import { endedNow, eventsAfter, isAfter, type Position, type StreamEvent } from './events.ts';
+import type { EventFeed } from './feed.ts';
+import type { Reauthenticate, StreamOwners } from './owners.ts';
+import type { Topic } from './topics.ts';
+
+export type RealtimeDeps = Readonly<{
+  db: Db;
+  // one per topic, by topic name
+  feeds: ReadonlyMap<string, EventFeed>;
+  owners: StreamOwners;
+  config: EventsConfig;
+  metrics: Metrics;
+  // The identity behind a credential, as a request's would be found (src/auth/registry.ts).
+  reauthenticate: Reauthenticate;
+  // Ends every open stream; the app calls each at shutdown, before the WebSocket server closes.
+  closers: Set<() => void>;
+}>;
+
+const CATCH_UP_BATCH = 500;
+const PACE_MS = 10;
+
+export type EndReason = 'closed' | 'slow_consumer' | 'revoked' | 'unresponsive' | 'shutdown' | 'error';
+
+// A stream's client as follow() sees it.
+type Follower = Readonly<{
+  send: (event: StreamEvent) => void;
+  isOpen: () => boolean;
+  // bytes written to the client and not yet taken by it
+  unread: () => number;
+}>;
+
+// Sends every event after the position `after` (or, without one, every event from now on)
+// exactly once and in the delivery order: the feed's live events are held while the outbox is
+// read up to them. Catching up waits while the client has more than half its bound unread, so
+// a resume from far back is paced by the client instead of cutting it off as a slow consumer.
+export async function follow(
+  { db, config }: RealtimeDeps,
+  feed: EventFeed,
+  after: Position | undefined,
+  { send, isOpen, unread }: Follower,
+): Promise<() => void> {
+  let cursor: Position | undefined = after;
+  let held: StreamEvent[] | null = after === undefined ? null : [];
+  const past = after === undefined ? await endedNow(db) : undefined;
+  const deliver = (event: StreamEvent) => {
+    if (cursor && !isAfter(event.position, cursor)) return;
+    if (past?.has(event.position)) return;
+    cursor = event.position;
+    send(event);
+  };
+  const paced = async (event: StreamEvent) => {
+    while (isOpen() && unread() > config.maxBufferedBytes / 2) await sleep(PACE_MS);
+    if (isOpen()) deliver(event);
+  };
+  const unsubscribe = await feed.subscribe((events) => {
+    // A backlog from before this follower came is passed over a batch at a time.
+    if (past && (events.at(-1)?.position.xid ?? 0n) < past.xmin) return;
+    if (held) held.push(...events);
+    else for (const event of events) if (isOpen()) deliver(event);
+  });
+  if (after === undefined) {
+    if (!cursor || isAfter(feed.last, cursor)) cursor = feed.last;
+    return unsubscribe;
+  }
+  try {
+    for (;;) {
+      const { events } = await eventsAfter(db, feed.topic, cursor as Position, CATCH_UP_BATCH);
+      for (const event of events) await paced(event);
+      if (events.length < CATCH_UP_BATCH || !isOpen()) break;
+    }
+    const live = held as StreamEvent[];
+    for (let event = live.shift(); event; event = live.shift()) await paced(event);
+    held = null;
+  } catch (err) {
+    unsubscribe();
+    throw err;
+  }
+  return unsubscribe;
+}
+
+// What every stream keeps the same way: the open and ended metrics, its place among the streams
+// shutdown ends, and one log line when it ends (its reply is hijacked: no request log).
+export function recordStream(
+  transport: 'sse' | 'websocket',
+  request: FastifyRequest,
+  { metrics, closers, shutdown }: { metrics: Metrics; closers: Set<() => void>; shutdown: () => void },
+) {
+  const started = performance.now();
+  let sent = 0;
+  let finished = false;
+  metrics.streamsOpen.inc({ transport });
+  closers.add(shutdown);
+  return {
+    countSent: () => {
+      sent++;
+    },
+    // false when it had already ended
+    finish: (reason: EndReason, bufferedBytes: number): boolean => {
+      if (finished) return false;
+      finished = true;
+      closers.delete(shutdown);
+      metrics.streamsOpen.dec({ transport });
+      metrics.streamsEnded.inc({ transport, reason });
+      request.log.info(
+        {
+          transport,
+          path: request.url,
+          duration_ms: Math.round(performance.now() - started),
+          events_sent: sent,
+          buffered_bytes: bufferedBytes,
+          reason,
+        },
+        'stream ended',
+      );
+      return true;
+    },
+  };
+}
+
+export function ownerOf(request: FastifyRequest) {
+  const identity = request.identity as Identity;
+  const credential = requestCredential(request);
+  if (!credential) throw new Error('a stream without a credential passed authentication');
+  return { credential, userId: identity.id };
+}
+
+export function feedOf(deps: RealtimeDeps, topic: Topic): EventFeed {
+  const feed = deps.feeds.get(topic.name);
+  if (!feed) throw new Error(`no event feed for the topic ${topic.name}`);
+  return feed;
+}
