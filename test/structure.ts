@@ -23,7 +23,8 @@ export type Layer = (typeof LAYERS)[number];
 // reported too, so the table stays the map of src/). A new folder needs a row here.
 const TABLE: Readonly<Record<string, readonly [Layer, string]>> = {
   version: ['base', ''],
-  config: ['base', ''],
+  flags: ['base', ''],
+  config: ['base', 'flags'],
   platform: ['platform', 'config version'],
   audit: ['domain', 'platform'],
   accounts: ['domain', 'audit platform'],
@@ -94,7 +95,11 @@ const FUNCTION_KINDS = new Set<SyntaxKind>([
 ]);
 
 // The module of a file under src/: its folder, or its own name for a file directly in src/.
+// Flag declarations (`*.flags.ts` beside each module, and their builders in platform/flags.ts)
+// are one leaf module of their own: config.ts assembles them all, and every module reads its
+// part of the assembled Config, so they must import nothing of the modules they sit beside.
 export function moduleOf(path: string): string {
+  if (path.endsWith('.flags.ts') || path === 'src/platform/flags.ts') return 'flags';
   const parts = relative('src', path).split('/');
   return parts.length === 1 ? (parts[0] as string).replace(/\.ts$/, '') : (parts[0] as string);
 }
