@@ -43,6 +43,7 @@ import { PROBE_PATHS, probeRoutes } from './platform/probes.routes.ts';
 import { RedisRateLimiter } from './platform/rate-limit.redis.ts';
 import { RateLimiter, type RateLimitSettings, type RateLimitStore } from './platform/rate-limit.ts';
 import { type RedisConnection, RedisFallback, registerRedisMetrics } from './platform/redis.ts';
+import { requestValidator } from './platform/request.ts';
 import { SYSTEM_PATHS, systemRoutes } from './platform/system.routes.ts';
 import { posterRoutes } from './posters/posters.routes.ts';
 import { createPosters } from './posters/posters.ts';
@@ -133,12 +134,10 @@ export function buildApp({
     },
   }) as unknown as FastifyInstance;
 
-  // Bodies are decoded by each route with Go's rules (platform/json-body.ts), whatever
-  // the Content-Type, exactly as the book's handlers read them.
-  // Requests are checked by our own code, with the book's messages (the JSON-body decoder,
-  // readMovieListQuery, readIdParam); route schemas describe them for the document and the
-  // client but never run Ajv over a request.
-  app.setValidatorCompiler(() => () => true);
+  // Every request is read through its route's schemas by platform/request.ts, in the
+  // dialect of its API (the book's Go messages, seed 002's, the plain one), whatever the
+  // Content-Type.
+  app.setValidatorCompiler(requestValidator);
   deprecationHeaders(app);
 
   app.removeAllContentTypeParsers();

@@ -3,6 +3,7 @@
 import { makeExecutableSchema } from '@graphql-tools/schema';
 import type { FastifyRequest } from 'fastify';
 import type { GraphQLSchema } from 'graphql';
+import { MAX_GENRES } from '../movies/movie.ts';
 import type { Db } from '../platform/db.ts';
 import type { Posters } from '../posters/posters.ts';
 import { type ListSizes, MAX_PAGE, pageArgument } from './cost.ts';
@@ -114,8 +115,7 @@ const movies: GraphqlModule = {
     // GET /v1/movies's page_size: 20 by default, at most 100 (a larger one is VALIDATION)
     'Query.movies': (field) => ({ size: 1, pass: pageArgument(field, 'pageSize', 20) }),
     'MovieList.movies': (_, inherited) => ({ size: inherited }),
-    // validateMovie: at most 5
-    'Movie.genres': () => ({ size: 5 }),
+    'Movie.genres': () => ({ size: MAX_GENRES }),
   },
 };
 
