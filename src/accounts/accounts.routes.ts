@@ -1,9 +1,10 @@
 // /v1/users and /v1/tokens routes. Each route's schema is its whole wire contract (see
 // platform/schemas.ts); none needs a token, but a bad one is refused as on every route.
 import type { FastifyInstance } from 'fastify';
+import type { TObject } from 'typebox';
 import { Type } from 'typebox';
 import { contextOf } from '../audit/audit.ts';
-import { decodeBody } from '../platform/json-body.ts';
+import type { DecodedBody } from '../platform/json-body.ts';
 import { BEARER_OPTIONAL, errors, MessageEnvelope, response } from '../platform/schemas.ts';
 import * as accounts from './accounts.ts';
 import {
@@ -45,7 +46,8 @@ export async function accountRoutes(app: FastifyInstance, deps: accounts.Account
   tokenRoutes(app, deps);
 }
 
-const body = (request: { body: unknown }) => request.body as Buffer | undefined;
+// The body as the validator decoded it (platform/request.ts).
+const body = <T extends TObject>(request: { body: unknown }, _schema: T) => request.body as DecodedBody<T>;
 
 // /v1/users: register, activate, reset a password.
 function userRoutes(app: FastifyInstance, deps: accounts.AccountDeps): void {
@@ -59,11 +61,7 @@ function userRoutes(app: FastifyInstance, deps: accounts.AccountDeps): void {
       },
     },
     async (request, reply) => {
-      const user = await accounts.registerUser(
-        deps,
-        decodeBody(body(request), RegisterUserBody),
-        contextOf(request),
-      );
+      const user = await accounts.registerUser(deps, body(request, RegisterUserBody), contextOf(request));
       reply.code(202);
       return { user: toUserJson(user) };
     },
@@ -79,7 +77,7 @@ function userRoutes(app: FastifyInstance, deps: accounts.AccountDeps): void {
       },
     },
     async (request) => {
-      const user = await accounts.activateUser(deps, decodeBody(body(request), TokenBody));
+      const user = await accounts.activateUser(deps, body(request, TokenBody));
       return { user: toUserJson(user) };
     },
   );
@@ -97,7 +95,7 @@ function userRoutes(app: FastifyInstance, deps: accounts.AccountDeps): void {
       },
     },
     async (request) => {
-      await accounts.resetPassword(deps, decodeBody(body(request), PasswordResetBody));
+      await accounts.resetPassword(deps, body(request, PasswordResetBody));
       return { message: 'your password was successfully reset' };
     },
   );
@@ -117,7 +115,7 @@ function tokenRoutes(app: FastifyInstance, deps: accounts.AccountDeps): void {
     async (request, reply) => {
       const token = await accounts.createAuthenticationToken(
         deps,
-        decodeBody(body(request), CredentialsBody),
+        body(request, CredentialsBody),
         contextOf(request),
       );
       reply.code(201);
@@ -138,7 +136,7 @@ function tokenRoutes(app: FastifyInstance, deps: accounts.AccountDeps): void {
       },
     },
     async (request, reply) => {
-      await accounts.requestActivationToken(deps, decodeBody(body(request), EmailBody));
+      await accounts.requestActivationToken(deps, body(request, EmailBody));
       reply.code(202);
       return { message: 'an email will be sent to you containing activation instructions' };
     },
@@ -160,7 +158,7 @@ function tokenRoutes(app: FastifyInstance, deps: accounts.AccountDeps): void {
       },
     },
     async (request, reply) => {
-      await accounts.requestPasswordReset(deps, decodeBody(body(request), EmailBody));
+      await accounts.requestPasswordReset(deps, body(request, EmailBody));
       reply.code(202);
       return { message: 'an email will be sent to you containing password reset instructions' };
     },

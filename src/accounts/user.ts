@@ -1,5 +1,6 @@
 // The user type, its input shapes and the book's rules for names, e-mails and passwords.
-import { Type } from 'typebox';
+import { type Static, Type } from 'typebox';
+import { bookBody } from '../platform/json-body.ts';
 import { isStorable, NUL_MESSAGE, Validator } from '../platform/validator.ts';
 
 export const ROLES = ['user', 'admin'] as const;
@@ -30,16 +31,24 @@ export type Identity = User & {
 
 // Request bodies. Fields are required in the document; one left out is Go's zero value and
 // fails validation (422), not decoding.
-const Name = Type.String({ description: 'at most 500 bytes', examples: ['Alice Smith'] });
+// Limits written once: the schema's prose and the checks below use them (bytes, which JSON
+// Schema's maxLength cannot state). bcrypt reads no further than 72 bytes.
+const MAX_NAME_BYTES = 500;
+export const PASSWORD_BYTES = { min: 8, max: 72 } as const;
+
+const Name = Type.String({ description: `at most ${MAX_NAME_BYTES} bytes`, examples: ['Alice Smith'] });
 const Email = Type.String({ format: 'email', examples: ['alice@example.com'] });
-const Password = Type.String({ description: '8 to 72 bytes', examples: ['pa55word'] });
+const Password = Type.String({
+  description: `${PASSWORD_BYTES.min} to ${PASSWORD_BYTES.max} bytes`,
+  examples: ['pa55word'],
+});
 const Token = Type.String({
   description: 'the 26-character token from the mail',
   examples: ['Y3QMGX3PJ3WLRL2YRTQGQ6KRHU'],
 });
 
 const body = <T extends Parameters<typeof Type.Object>[0]>(properties: T, example: Record<string, string>) =>
-  Type.Object(properties, { additionalProperties: false, examples: [example] });
+  bookBody(Type.Object(properties, { additionalProperties: false, examples: [example] }));
 
 export const RegisterUserBody = body(
   { name: Name, email: Email, password: Password },
@@ -71,8 +80,9 @@ export function checkEmail(v: Validator, email: string): void {
 
 export function checkPasswordPlaintext(v: Validator, password: string): void {
   v.check(password !== '', 'password', 'must be provided');
-  v.check(Buffer.byteLength(password) >= 8, 'password', 'must be at least 8 bytes long');
-  v.check(Buffer.byteLength(password) <= 72, 'password', 'must not be more than 72 bytes long');
+  const bytes = Buffer.byteLength(password);
+  v.check(bytes >= PASSWORD_BYTES.min, 'password', `must be at least ${PASSWORD_BYTES.min} bytes long`);
+  v.check(bytes <= PASSWORD_BYTES.max, 'password', `must not be more than ${PASSWORD_BYTES.max} bytes long`);
 }
 
 export function checkTokenPlaintext(v: Validator, token: string): void {
@@ -82,7 +92,11 @@ export function checkTokenPlaintext(v: Validator, token: string): void {
 
 export function checkName(v: Validator, name: string): void {
   v.check(name !== '', 'name', 'must be provided');
-  v.check(Buffer.byteLength(name) <= 500, 'name', 'must not be more than 500 bytes long');
+  v.check(
+    Buffer.byteLength(name) <= MAX_NAME_BYTES,
+    'name',
+    `must not be more than ${MAX_NAME_BYTES} bytes long`,
+  );
   v.check(isStorable(name), 'name', NUL_MESSAGE);
 }
 
@@ -105,7 +119,7 @@ export const UserJsonSchema = Type.Object(
   { additionalProperties: false },
 );
 
-export type UserJson = { id: number; created_at: string; name: string; email: string; activated: boolean };
+export type UserJson = Static<typeof UserJsonSchema>;
 
 // RFC 3339 like Go's time.Time; created_at has whole seconds (timestamp(0)).
 export function toUserJson(user: User): UserJson {

@@ -6,6 +6,7 @@ import { requireAdmin } from '../accounts/guards.ts';
 import { listEvents } from '../audit/audit.ts';
 import type { Db } from '../platform/db.ts';
 import { BadRequestError } from '../platform/errors.ts';
+import { first, INT64_MAX } from '../platform/request.ts';
 import { BEARER_REQUIRED, response } from '../platform/schemas.ts';
 import { apiErrors } from './responses.ts';
 
@@ -37,9 +38,6 @@ const AuditQuery = Type.Object({
 
 const DEFAULT_LIMIT = 50;
 const MAX_LIMIT = 100;
-const MAX_ID = 9223372036854775807n;
-
-const first = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
 
 export function auditRoutes(api: FastifyInstance, db: Db): void {
   api.get(
@@ -58,7 +56,7 @@ export function auditRoutes(api: FastifyInstance, db: Db): void {
     async (request) => {
       const query = request.query as { before?: string | string[]; limit?: string | string[] };
       const before = first(query.before);
-      if (before !== undefined && (!/^\d{1,19}$/.test(before) || BigInt(before) > MAX_ID))
+      if (before !== undefined && (!/^\d{1,19}$/.test(before) || BigInt(before) > INT64_MAX))
         throw new BadRequestError('invalid before cursor');
       const limitText = first(query.limit);
       const asked = limitText !== undefined && /^\d{1,3}$/.test(limitText) ? Number(limitText) : 0;

@@ -4,25 +4,17 @@ import { Type } from 'typebox';
 import type { Identity } from '../accounts/user.ts';
 import type { Db } from '../platform/db.ts';
 import { AuthenticationRequiredError, BadRequestError, NotPermittedError } from '../platform/errors.ts';
+import { first, parseInt64 } from '../platform/request.ts';
 import { BEARER_REQUIRED, response } from '../platform/schemas.ts';
-import { CREATE_PRODUCT_REQUEST, toProductJson, UPDATE_PRODUCT_REQUEST } from '../products/product.ts';
+import {
+  CreateProductRequest,
+  type ProductRequest,
+  ProductSchema,
+  toProductJson,
+  UpdateProductRequest,
+} from '../products/product.ts';
 import * as products from '../products/products.ts';
-import { decodeGoJson, goStructSchema } from './go-json.ts';
 import { apiErrors, NoContent } from './responses.ts';
-
-const ProductSchema = Type.Object(
-  {
-    id: Type.Integer(),
-    user_id: Type.Integer(),
-    name: Type.String(),
-    description: Type.Optional(Type.String({ description: "left out when empty, as Go's omitempty does" })),
-    price: Type.Number({ description: 'at most two decimals, below 10^8', examples: [149.99] }),
-    stock: Type.Integer(),
-    created_at: Type.String({ format: 'date-time' }),
-    updated_at: Type.String({ format: 'date-time' }),
-  },
-  { additionalProperties: false },
-);
 
 const ProductPage = Type.Object(
   {
@@ -45,32 +37,22 @@ const ListQuery = Type.Object({
 // strconv.ParseInt(id, 10, 64): anything else is 400 invalid product id.
 export const Int64Params = Type.Object({ id: Type.Integer({ format: 'int64', examples: [7] }) });
 
-const ProductBody = (example: Record<string, unknown>) => goStructSchema(CREATE_PRODUCT_REQUEST, example);
-const CreateProductBody = ProductBody({ name: 'Laptop', description: '14 inch', price: 1299.99, stock: 10 });
-const UpdateProductBody = ProductBody({ price: 1199.99 });
-
 const ROUTE = { tags: ['products'], security: BEARER_REQUIRED };
-
-const MAX_INT64 = 9223372036854775807n;
 
 // strconv.Atoi: a failed parse is 0.
 function atoi(value: string | string[] | undefined): bigint {
-  const text = Array.isArray(value) ? value[0] : value;
-  if (text === undefined || !/^[+-]?\d+$/.test(text)) return 0n;
-  const n = BigInt(text);
-  return n > MAX_INT64 || n < -MAX_INT64 - 1n ? 0n : n;
+  return parseInt64(first(value) ?? '') ?? 0n;
 }
 
 // strconv.ParseInt(id, 10, 64), formatted back as Go's %d would.
-export function parseInt64(raw: string, message: string): string {
-  if (!/^[+-]?\d+$/.test(raw)) throw new BadRequestError(message);
-  const n = BigInt(raw);
-  if (n > MAX_INT64 || n < -MAX_INT64 - 1n) throw new BadRequestError(message);
+export function parseInt64Id(raw: string, message: string): string {
+  const n = parseInt64(raw);
+  if (n === undefined) throw new BadRequestError(message);
   return n.toString();
 }
 
 export function readInt64Param(request: FastifyRequest, message: string): string {
-  return parseInt64((request.params as { id: string }).id, message);
+  return parseInt64Id((request.params as { id: string }).id, message);
 }
 
 // Why an identity may not use `code` of this API, or null when it may: a full credential may
@@ -100,7 +82,7 @@ export function productRoutes(api: FastifyInstance, db: Db): void {
 
 const read = requireScope('products:read');
 const write = requireScope('products:write');
-const body = (request: FastifyRequest) => request.body as Buffer | undefined;
+const body = (request: FastifyRequest) => request.body as ProductRequest;
 const idOf = (request: FastifyRequest) => readInt64Param(request, 'invalid product id');
 
 // /products: list, create.
@@ -137,13 +119,12 @@ function collectionRoutes(api: FastifyInstance, db: Db): void {
         ...ROUTE,
         operationId: 'createProduct',
         summary: 'Create a product owned by the caller (products:write)',
-        body: CreateProductBody,
+        body: CreateProductRequest,
         response: { 201: response(ProductSchema, 'The product'), ...apiErrors(400, 401, 403, 413, 422, 500) },
       },
     },
     async (request, reply) => {
-      const input = decodeGoJson(body(request), CREATE_PRODUCT_REQUEST, false);
-      const product = await products.createProduct(db, requester(request), input);
+      const product = await products.createProduct(db, requester(request), body(request));
       reply.code(201);
       return toProductJson(product);
     },
@@ -176,7 +157,7 @@ function productByIdRoutes(api: FastifyInstance, db: Db): void {
         operationId: 'updateProduct',
         summary: 'Change the fields sent; owner or admin only (products:write)',
         params: Int64Params,
-        body: UpdateProductBody,
+        body: UpdateProductRequest,
         response: {
           200: response(ProductSchema, 'The product as updated'),
           ...apiErrors(400, 401, 403, 404, 413, 422, 500),
@@ -185,8 +166,7 @@ function productByIdRoutes(api: FastifyInstance, db: Db): void {
     },
     async (request) => {
       const id = idOf(request);
-      const input = decodeGoJson(body(request), UPDATE_PRODUCT_REQUEST, false);
-      return toProductJson(await products.updateProduct(db, requester(request), id, input));
+      return toProductJson(await products.updateProduct(db, requester(request), id, body(request)));
     },
   );
 

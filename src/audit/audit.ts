@@ -1,6 +1,8 @@
 // The audit trail: who did what, from where, in which request. Modules record through
 // recordEvent; admins read it through GET /api/v1/admin/audit.
+
 import type { Queryable } from '../platform/db.ts';
+import { INT64_MAX } from '../platform/request.ts';
 import { type AuditEvent, insertAuditEvent, selectAuditPage } from './audit.sql.ts';
 
 export type { AuditEvent } from './audit.sql.ts';
@@ -39,7 +41,7 @@ export function recordEvent(
   });
 }
 
-const NEWEST = '9223372036854775807';
+const NEWEST = INT64_MAX.toString();
 
 // Keyset pagination: `before` is the last id of the previous page (none: the newest).
 export async function listEvents(

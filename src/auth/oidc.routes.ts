@@ -10,7 +10,7 @@ import { contextOf, recordEvent } from '../audit/audit.ts';
 import type { Config } from '../config.ts';
 import { type Db, withTransaction } from '../platform/db.ts';
 import { InvalidAuthenticationTokenError, NotPermittedError, ValidationError } from '../platform/errors.ts';
-import { decodeBody } from '../platform/json-body.ts';
+import { bookBody, type DecodedBody } from '../platform/json-body.ts';
 import type { Logger } from '../platform/logger.ts';
 import { BEARER_REQUIRED, errors, response } from '../platform/schemas.ts';
 import { Validator } from '../platform/validator.ts';
@@ -19,15 +19,17 @@ import { type OidcVerifier, oidcVerifier } from './oidc.ts';
 
 export const IDENTITIES_PATH = '/v1/users/identities';
 
-const LinkIdentityBody = Type.Object(
-  {
-    provider_token: Type.String({
-      description:
-        'a token of the -oidc-issuer provider for -oidc-audience, as Greenlight accepts it as a credential: its subject is linked',
-      examples: ['eyJhbGciOiJSUzI1NiIsImtpZCI6ImtleS0xIn0.eyJzdWIiOiJzaG9wLWJhY2tlbmQifQ.c2ln'],
-    }),
-  },
-  { additionalProperties: false },
+const LinkIdentityBody = bookBody(
+  Type.Object(
+    {
+      provider_token: Type.String({
+        description:
+          'a token of the -oidc-issuer provider for -oidc-audience, as Greenlight accepts it as a credential: its subject is linked',
+        examples: ['eyJhbGciOiJSUzI1NiIsImtpZCI6ImtleS0xIn0.eyJzdWIiOiJzaG9wLWJhY2tlbmQifQ.c2ln'],
+      }),
+    },
+    { additionalProperties: false },
+  ),
 );
 
 const IdentityEnvelope = Type.Object(
@@ -83,7 +85,7 @@ export async function identityRoutes(
       },
     },
     async (request, reply) => {
-      const input = decodeBody(request.body as Buffer | undefined, LinkIdentityBody);
+      const input = request.body as DecodedBody<typeof LinkIdentityBody>;
       const v = new Validator();
       v.check((input.provider_token ?? '') !== '', 'provider_token', 'must be provided');
       v.assertValid();

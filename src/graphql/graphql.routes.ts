@@ -15,9 +15,10 @@ import { type TSchema, Type } from 'typebox';
 import { apiErrorResponse } from '../api-v1/api.ts';
 import type { Config } from '../config.ts';
 import type { Db } from '../platform/db.ts';
-import { BadRequestError, type ErrorResponse, errorResponse, NotFoundError } from '../platform/errors.ts';
+import { type ErrorResponse, errorResponse, NotFoundError } from '../platform/errors.ts';
 import { errorHandler, sendError, withMethodFallbacks } from '../platform/http.ts';
 import type { Logger } from '../platform/logger.ts';
+import { plainReader, withReader } from '../platform/request.ts';
 import {
   BEARER_OPTIONAL,
   ErrorEnvelope,
@@ -165,30 +166,23 @@ function formatResult(logger: Logger, present: (error: GraphQLError) => GraphQLE
 }
 
 // The root hooks drop Content-Type and the catch-all parser keeps bodies as bytes (app.ts);
-// a GraphQL POST body is JSON whatever the client labelled it.
-async function parseJsonBody(request: FastifyRequest): Promise<void> {
-  if (request.method !== 'POST') return;
-  const text = (request.body as Buffer | undefined)?.toString() ?? '';
-  if (text.trim() === '') throw new BadRequestError('body must not be empty');
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    throw new BadRequestError('body contains badly-formed JSON');
-  }
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-    throw new BadRequestError('body must be a JSON object (batches are not supported)');
-  }
-  const { query, variables, operationName } = body as Record<string, unknown>;
-  if (typeof query !== 'string') throw new BadRequestError('body must contain a "query" string');
-  if (variables != null && (typeof variables !== 'object' || Array.isArray(variables))) {
-    throw new BadRequestError('"variables" must be a JSON object');
-  }
-  if (operationName != null && typeof operationName !== 'string') {
-    throw new BadRequestError('"operationName" must be a string');
-  }
-  request.body = body;
-}
+// a GraphQL POST body is JSON whatever the client labelled it. Other keys (extensions) pass.
+const GraphqlRequestSchema = Type.Object({
+  query: Type.String(),
+  variables: Type.Optional(Type.Union([Type.Object({}, { additionalProperties: true }), Type.Null()])),
+  operationName: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+});
+const GraphqlRequestBody = withReader(
+  GraphqlRequestSchema,
+  plainReader(GraphqlRequestSchema, {
+    notObject: 'body must be a JSON object (batches are not supported)',
+    invalid: {
+      query: 'body must contain a "query" string',
+      variables: '"variables" must be a JSON object',
+      operationName: '"operationName" must be a string',
+    },
+  }),
+);
 
 const GraphqlError = Type.Object({
   message: Type.String(),
@@ -236,7 +230,8 @@ const GRAPHQL_RESPONSES = {
 };
 
 // Mercurius adds /graphql itself; this gives its two routes their place in the OpenAPI
-// document, keeping Mercurius's own body and query-string schemas.
+// document, and POST our body schema, so that platform/request.ts reads it; GET keeps
+// Mercurius's query-string schema.
 // The other methods' fallback (405, OPTIONS) keeps the book's envelope and its error handler.
 function describeGraphqlRoute(route: RouteOptions): void {
   if (route.url !== '/graphql' || (route.method !== 'GET' && route.method !== 'POST')) return;
@@ -247,6 +242,7 @@ function describeGraphqlRoute(route: RouteOptions): void {
     summary: get ? 'A GraphQL query in the URL (mutations need POST)' : 'A GraphQL query or mutation',
     tags: ['graphql'],
     security: BEARER_OPTIONAL,
+    ...(get ? {} : { body: GraphqlRequestBody }),
     response: get
       ? { ...GRAPHQL_RESPONSES, 405: response(GraphqlResult, 'A mutation sent with GET') }
       : GRAPHQL_RESPONSES,
@@ -288,7 +284,6 @@ export async function graphqlRoutes(
         sendError(new NotFoundError(), request, reply);
         return reply;
       });
-      graphql.addHook('preValidation', parseJsonBody);
       graphql.addHook('onRoute', describeGraphqlRoute);
       const present = config.env === 'production' ? withoutSuggestion : (error: GraphQLError) => error;
       await graphql.register(mercurius, {

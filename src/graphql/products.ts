@@ -4,7 +4,7 @@
 import DataLoader from 'dataloader';
 import { usersByIds } from '../accounts/accounts.ts';
 import type { User } from '../accounts/user.ts';
-import { parseInt64, requester, requireScope } from '../api-v1/products.routes.ts';
+import { parseInt64Id, requester, requireScope } from '../api-v1/products.routes.ts';
 import type { Product } from '../products/product.ts';
 import * as products from '../products/products.ts';
 import { pageArgument } from './cost.ts';
@@ -73,7 +73,7 @@ type ProductInput = {
   stock?: number | null;
 };
 
-const id = (raw: string) => parseInt64(raw, 'invalid product id');
+const id = (raw: string) => parseInt64Id(raw, 'invalid product id');
 
 export const productsModule: GraphqlModule = {
   typeDefs: /* GraphQL */ `

@@ -2,6 +2,7 @@
 // and may extend Query, Mutation and the types of other modules (`extend type User`).
 import { makeExecutableSchema } from '@graphql-tools/schema';
 import type { GraphQLSchema } from 'graphql';
+import { MAX_GENRES } from '../movies/movie.ts';
 import { type ListSizes, MAX_PAGE, pageArgument } from './cost.ts';
 import type { GraphqlContext, GraphqlModule } from './module.ts';
 import { productsModule } from './products.ts';
@@ -92,8 +93,7 @@ const movies: GraphqlModule = {
     // GET /v1/movies's page_size: 20 by default, at most 100 (a larger one is VALIDATION)
     'Query.movies': (field) => ({ size: 1, pass: pageArgument(field, 'pageSize', 20) }),
     'MovieList.movies': (_, inherited) => ({ size: inherited }),
-    // validateMovie: at most 5
-    'Movie.genres': () => ({ size: 5 }),
+    'Movie.genres': () => ({ size: MAX_GENRES }),
   },
 };
 

@@ -7,6 +7,7 @@ import type { OperationsConfig } from '../config.ts';
 import type { Db } from '../platform/db.ts';
 import { PayloadTooLargeError } from '../platform/errors.ts';
 import { withMethodFallbacks } from '../platform/http.ts';
+import { first, streamedBody } from '../platform/request.ts';
 import { BEARER_REQUIRED, ErrorEnvelope, errors, response } from '../platform/schemas.ts';
 import { Validator } from '../platform/validator.ts';
 import {
@@ -82,14 +83,12 @@ const AtomicRejection = Type.Object(
   { additionalProperties: false },
 );
 
-const text = Type.String();
+const text = streamedBody(Type.String());
 const ExportBody = {
   content: { 'application/x-ndjson': { schema: text }, 'text/csv': { schema: text } },
 } as unknown as TSchema;
 
 const TAGS = ['movies'];
-
-const first = (value: unknown) => (Array.isArray(value) ? value[0] : value) as string | undefined;
 
 function readFormat(query: Record<string, unknown>, v: Validator): Format {
   const format = first(query.format) ?? 'ndjson';

@@ -5,7 +5,8 @@ import { parse as parseCsv } from 'csv-parse';
 import { Type } from 'typebox';
 import type { Db, Queryable } from '../platform/db.ts';
 import { BadRequestError, errorResponse, PayloadTooLargeError } from '../platform/errors.ts';
-import { decodeBody, MAX_BODY_BYTES } from '../platform/json-body.ts';
+import { bookBody, type DecodedBody, MAX_BODY_BYTES } from '../platform/json-body.ts';
+import { readBody } from '../platform/request.ts';
 import { Int32 } from '../platform/schemas.ts';
 import type { MovieFilters } from './filters.ts';
 import { CreateMovieBody, type Movie, type MovieFields, toMovieJson, validateMovie } from './movie.ts';
@@ -70,9 +71,11 @@ export async function exportMovies(
 }
 
 // A line of an import is a POST /v1/movies body; `id` and `version` (an export's) are ignored.
-const ImportRow = Type.Object(
-  { ...CreateMovieBody.properties, id: Type.Optional(Int32()), version: Type.Optional(Int32()) },
-  { additionalProperties: false },
+const ImportRow = bookBody(
+  Type.Object(
+    { ...CreateMovieBody.properties, id: Type.Optional(Int32()), version: Type.Optional(Int32()) },
+    { additionalProperties: false },
+  ),
 );
 
 export type RowError = Readonly<{ line: number; error: string | Record<string, string> }>;
@@ -225,7 +228,7 @@ async function* csvRows(bytes: AsyncIterable<Buffer>): AsyncGenerator<Row> {
 // field messages) POST /v1/movies would answer.
 function check(body: Buffer, batch: MovieFields[]): RowError['error'] | null {
   try {
-    const input = decodeBody(body, ImportRow);
+    const input = readBody(ImportRow, body) as DecodedBody<typeof ImportRow>;
     validateMovie(input);
     const { title, year, runtime, genres } = input as Required<typeof input>;
     batch.push({ title, year, runtime, genres });

@@ -1,4 +1,7 @@
-// Query-string filters for GET /v1/movies, read and validated the book's way.
+// Query-string filters for GET /v1/movies, read and validated the book's way, with the
+// limits and defaults of their schema.
+import { Type } from 'typebox';
+import { first, parseInt64 } from '../platform/request.ts';
 import { isStorable, NUL_MESSAGE, Validator } from '../platform/validator.ts';
 
 export const SORT_SAFELIST = [
@@ -12,6 +15,30 @@ export const SORT_SAFELIST = [
   '-runtime',
 ] as const;
 export type Sort = (typeof SORT_SAFELIST)[number];
+
+type Range = Readonly<{ minimum: number; maximum: number; default: number }>;
+const PAGE: Range = { minimum: 1, maximum: 10_000_000, default: 1 };
+const PAGE_SIZE: Range = { minimum: 1, maximum: 100, default: 20 };
+
+export const MovieListQueryString = Type.Object({
+  title: Type.Optional(
+    Type.String({ description: 'full-text search: every word must match', examples: ['club'] }),
+  ),
+  genres: Type.Optional(
+    Type.String({
+      description: 'comma-separated; a movie must have all of them',
+      examples: ['drama,sci-fi'],
+    }),
+  ),
+  page: Type.Optional(Type.Integer(PAGE)),
+  page_size: Type.Optional(Type.Integer(PAGE_SIZE)),
+  sort: Type.Optional(
+    Type.Union(
+      SORT_SAFELIST.map((value) => Type.Literal(value)),
+      { description: '"-" sorts descending; ties are broken by ascending id', default: 'id' },
+    ),
+  ),
+});
 
 export type MovieListQuery = Readonly<{
   title: string;
@@ -30,41 +57,39 @@ export type Metadata =
 
 type QueryString = Record<string, string | string[] | undefined>;
 
-// Go's url.Values.Get: the first value of a repeated key, "" when absent.
-function first(qs: QueryString, key: string): string {
-  const value = qs[key];
-  return (Array.isArray(value) ? value[0] : value) ?? '';
-}
+// The book's wording for a maximum: "100", "10 million".
+const spelled = (n: number) => (n % 1_000_000 === 0 ? `${n / 1_000_000} million` : String(n));
 
-// Go's strconv.Atoi: optional sign, decimal digits, within int64.
-function readInt(qs: QueryString, key: string, fallback: number, v: Validator): number {
-  const text = first(qs, key);
-  if (text === '') return fallback;
-  if (
-    !/^[+-]?\d+$/.test(text) ||
-    BigInt(text) > 9223372036854775807n ||
-    BigInt(text) < -9223372036854775808n
-  ) {
+// Go's strconv.Atoi, then the schema's range, with the book's messages.
+function readInt(qs: QueryString, key: string, range: Range, v: Validator): number {
+  const text = first(qs[key]) ?? '';
+  if (text === '') return range.default;
+  const n = parseInt64(text);
+  if (n === undefined) {
     v.check(false, key, 'must be an integer value');
-    return fallback;
+    return range.default;
   }
-  return Number(text);
+  return Number(n);
 }
 
 export function readMovieListQuery(qs: QueryString): MovieListQuery {
   const v = new Validator();
-  const genres = first(qs, 'genres');
+  const genres = first(qs.genres) ?? '';
   const query = {
-    title: first(qs, 'title'),
+    title: first(qs.title) ?? '',
     genres: genres === '' ? [] : genres.split(','),
-    page: readInt(qs, 'page', 1, v),
-    pageSize: readInt(qs, 'page_size', 20, v),
-    sort: (first(qs, 'sort') || 'id') as Sort,
+    page: readInt(qs, 'page', PAGE, v),
+    pageSize: readInt(qs, 'page_size', PAGE_SIZE, v),
+    sort: (first(qs.sort) || 'id') as Sort,
   };
-  v.check(query.page > 0, 'page', 'must be greater than zero');
-  v.check(query.page <= 10_000_000, 'page', 'must be a maximum of 10 million');
-  v.check(query.pageSize > 0, 'page_size', 'must be greater than zero');
-  v.check(query.pageSize <= 100, 'page_size', 'must be a maximum of 100');
+  v.check(query.page >= PAGE.minimum, 'page', 'must be greater than zero');
+  v.check(query.page <= PAGE.maximum, 'page', `must be a maximum of ${spelled(PAGE.maximum)}`);
+  v.check(query.pageSize >= PAGE_SIZE.minimum, 'page_size', 'must be greater than zero');
+  v.check(
+    query.pageSize <= PAGE_SIZE.maximum,
+    'page_size',
+    `must be a maximum of ${spelled(PAGE_SIZE.maximum)}`,
+  );
   v.check(SORT_SAFELIST.includes(query.sort), 'sort', 'invalid sort value');
   v.check(isStorable(query.title), 'title', NUL_MESSAGE);
   v.check(isStorable(genres), 'genres', NUL_MESSAGE);

@@ -5,10 +5,17 @@ import { Type } from 'typebox';
 import { requirePermission } from '../accounts/guards.ts';
 import type { Db } from '../platform/db.ts';
 import { readIdParam } from '../platform/http.ts';
-import { decodeBody } from '../platform/json-body.ts';
+import { deferredBody } from '../platform/request.ts';
 import { BEARER_REQUIRED, errors, IdParams, MessageEnvelope, response } from '../platform/schemas.ts';
-import { readMovieListQuery, SORT_SAFELIST } from './filters.ts';
-import { CreateMovieBody, MovieJsonSchema, toMovieJson, UpdateMovieBody } from './movie.ts';
+import { MovieListQueryString, readMovieListQuery } from './filters.ts';
+import {
+  CreateMovieBody,
+  type CreateMovieInput,
+  MovieJsonSchema,
+  toMovieJson,
+  UpdateMovieBody,
+  type UpdateMovieInput,
+} from './movie.ts';
 import type { MovieCache } from './movie-cache.ts';
 import * as movies from './movies.ts';
 
@@ -30,26 +37,6 @@ const MovieListEnvelope = Type.Object(
   },
   { additionalProperties: false },
 );
-
-const MovieListQuery = Type.Object({
-  title: Type.Optional(
-    Type.String({ description: 'full-text search: every word must match', examples: ['club'] }),
-  ),
-  genres: Type.Optional(
-    Type.String({
-      description: 'comma-separated; a movie must have all of them',
-      examples: ['drama,sci-fi'],
-    }),
-  ),
-  page: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000_000, default: 1 })),
-  page_size: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20 })),
-  sort: Type.Optional(
-    Type.Union(
-      SORT_SAFELIST.map((value) => Type.Literal(value)),
-      { description: '"-" sorts descending; ties are broken by ascending id', default: 'id' },
-    ),
-  ),
-});
 
 const ExpectedVersionHeader = Type.Object({
   'x-expected-version': Type.Optional(
@@ -95,7 +82,7 @@ function collectionRoutes(app: FastifyInstance, db: Db, cache?: MovieCache): voi
         summary: 'List movies, filtered, sorted and paginated (movies:read)',
         tags: TAGS,
         security: BEARER_REQUIRED,
-        querystring: MovieListQuery,
+        querystring: MovieListQueryString,
         response: {
           200: response(MovieListEnvelope, 'A page of movies with its metadata', CACHE_HEADER),
           ...errors(403, 422, 500),
@@ -131,8 +118,7 @@ function collectionRoutes(app: FastifyInstance, db: Db, cache?: MovieCache): voi
       },
     },
     async (request, reply) => {
-      const input = decodeBody(request.body as Buffer | undefined, CreateMovieBody);
-      const movie = await movies.createMovie(db, input);
+      const movie = await movies.createMovie(db, request.body as CreateMovieInput);
       reply.code(201).header('location', `/v1/movies/${movie.id}`);
       return { movie: toMovieJson(movie) };
     },
@@ -170,6 +156,8 @@ function movieByIdRoutes(
     '/v1/movies/:id',
     {
       onRequest: write,
+      // The book reads the body after the movie's lookup and its version check (404, 409 first).
+      attachValidation: true,
       schema: {
         operationId: 'updateMovie',
         summary: 'Update some fields of a movie; its version goes up by one (movies:write)',
@@ -190,7 +178,7 @@ function movieByIdRoutes(
       const movie = await movies.updateMovie(
         db,
         id,
-        () => decodeBody(request.body as Buffer | undefined, UpdateMovieBody),
+        () => deferredBody(request, UpdateMovieBody) as UpdateMovieInput,
         typeof expected === 'string' && expected !== '' ? expected : undefined,
       );
       return { movie: toMovieJson(movie) };

@@ -1,9 +1,11 @@
 // Operators' routes: GET /v1/stats, and the profiling endpoints when they are enabled.
+
 import type { FastifyInstance } from 'fastify';
 import { type TSchema, Type } from 'typebox';
 import { requireAdmin } from '../accounts/guards.ts';
 import type { OperationsConfig } from '../config.ts';
 import type { Db } from '../platform/db.ts';
+import { first } from '../platform/request.ts';
 import { BEARER_REQUIRED, ErrorEnvelope, errors, response } from '../platform/schemas.ts';
 import { Validator } from '../platform/validator.ts';
 import { cpuProfile, heapSnapshot, MAX_PROFILE_SECONDS } from './profiling.ts';
@@ -107,8 +109,7 @@ export async function profilingRoutes(app: FastifyInstance): Promise<void> {
       },
     },
     async (request, reply) => {
-      const text = (request.query as { seconds?: string | string[] }).seconds;
-      const given = Array.isArray(text) ? text[0] : text;
+      const given = first((request.query as { seconds?: unknown }).seconds);
       const seconds = given === undefined ? 10 : Number(given);
       const v = new Validator();
       v.check(

@@ -11,6 +11,7 @@ import {
   NotFoundError,
 } from './errors.ts';
 import { databaseOutage } from './outage.ts';
+import { INT64_MAX } from './request.ts';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -63,8 +64,6 @@ export function deprecationHeaders(app: FastifyInstance): void {
   });
 }
 
-const MAX_ID = 9223372036854775807n;
-
 // The book's readIDParam: a positive int64, anything else is "not found". Returned as a
 // string so ids beyond 2^53 reach PostgreSQL intact.
 export function readIdParam(request: FastifyRequest): string {
@@ -75,7 +74,7 @@ export function readIdParam(request: FastifyRequest): string {
 export function parseId(raw: string): string {
   if (!/^\+?\d{1,19}$/.test(raw)) throw new NotFoundError();
   const id = BigInt(raw);
-  if (id < 1n || id > MAX_ID) throw new NotFoundError();
+  if (id < 1n || id > INT64_MAX) throw new NotFoundError();
   return id.toString();
 }
 

@@ -10,6 +10,7 @@
 //   3. anything but white space after that value means more than one value.
 import type { Static, TObject } from 'typebox';
 import { BadRequestError } from './errors.ts';
+import { withReader } from './request.ts';
 import { INT32_MAX, INT32_MIN, RUNTIME_PATTERN } from './schemas.ts';
 
 export const MAX_BODY_BYTES = 1_048_576;
@@ -388,4 +389,10 @@ export function decodeBody<T extends TObject>(body: Buffer | undefined, schema: 
     shapes.set(schema, shape);
   }
   return decodeJsonBody(body, shape) as DecodedBody<T>;
+}
+
+// A body schema read with the book's rules (platform/request.ts): the route's handler finds
+// the decoded body in request.body.
+export function bookBody<T extends TObject>(schema: T): T {
+  return withReader(schema, (body) => decodeBody(body, schema) as Static<T>);
 }

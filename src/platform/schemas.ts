@@ -1,8 +1,7 @@
 // Schema pieces every route uses. A route's schema is the one description of its wire
 // shape: Fastify serializes responses with it, the OpenAPI document is generated from it, the
-// typed client from that document, and the JSON-body decoder takes its field rules from it.
-// Validation itself stays with our own code (the book's messages), so Ajv never runs on
-// requests: see app.ts.
+// typed client from that document, and requests are read by it (platform/request.ts), with
+// the messages of their API rather than Ajv's.
 import { type TSchema, Type } from 'typebox';
 
 export const INT32_MIN = -2147483648;

@@ -1,5 +1,6 @@
 // A movie's poster: its metadata, the image types accepted (told by their magic bytes, never
 // by the client's Content-Type) and the HTTP rules of reading it (ranges, validators).
+import { type Static, Type } from 'typebox';
 
 export type Poster = Readonly<{
   movieId: string;
@@ -32,13 +33,18 @@ export function sniffPosterType(head: Buffer): PosterType | null {
   return null;
 }
 
-export type PosterJson = {
-  movie_id: number;
-  content_type: string;
-  size: number;
-  etag: string;
-  updated_at: string;
-};
+export const PosterJsonSchema = Type.Object(
+  {
+    movie_id: Type.Integer(),
+    content_type: Type.Unsafe<PosterType>(Type.Union(POSTER_TYPES.map((t) => Type.Literal(t)))),
+    size: Type.Integer({ description: 'bytes' }),
+    etag: Type.String({ description: 'hex SHA-256 of the bytes; the ETag header is it in quotes' }),
+    updated_at: Type.String({ format: 'date-time' }),
+  },
+  { additionalProperties: false },
+);
+
+export type PosterJson = Static<typeof PosterJsonSchema>;
 
 export function toPosterJson(poster: Poster): PosterJson {
   return {

@@ -5,6 +5,7 @@ import { type TSchema, Type } from 'typebox';
 import { requirePermission } from '../accounts/guards.ts';
 import { getMovie } from '../movies/movies.ts';
 import { readIdParam, withMethodFallbacks } from '../platform/http.ts';
+import { first, streamedBody } from '../platform/request.ts';
 import {
   BEARER_REQUIRED,
   ErrorEnvelope,
@@ -14,28 +15,21 @@ import {
   MessageEnvelope,
   response,
 } from '../platform/schemas.ts';
-import { entityTag, POSTER_TYPES, type Poster, toPosterJson, UNSUPPORTED_TYPE_MESSAGE } from './poster.ts';
+import {
+  entityTag,
+  POSTER_TYPES,
+  type Poster,
+  PosterJsonSchema,
+  toPosterJson,
+  UNSUPPORTED_TYPE_MESSAGE,
+} from './poster.ts';
 import * as posters from './posters.ts';
 
 const TAGS = ['posters'];
 
-const PosterEnvelope = Type.Object(
-  {
-    poster: Type.Object(
-      {
-        movie_id: Type.Integer(),
-        content_type: Type.Union(POSTER_TYPES.map((t) => Type.Literal(t))),
-        size: Type.Integer({ description: 'bytes' }),
-        etag: Type.String({ description: 'hex SHA-256 of the bytes; the ETag header is it in quotes' }),
-        updated_at: Type.String({ format: 'date-time' }),
-      },
-      { additionalProperties: false },
-    ),
-  },
-  { additionalProperties: false },
-);
+const PosterEnvelope = Type.Object({ poster: PosterJsonSchema }, { additionalProperties: false });
 
-const image = Type.String({ format: 'binary' });
+const image = streamedBody(Type.String({ format: 'binary' }));
 const ImageBody = {
   content: Object.fromEntries(POSTER_TYPES.map((type) => [type, { schema: image }])),
 } as unknown as TSchema;
@@ -72,8 +66,6 @@ const CONTENT_HEADERS = {
   'Content-Length': header('bytes in this response'),
   'X-Content-Type-Options': header('nosniff: browsers keep to the Content-Type the bytes were checked for'),
 };
-
-const first = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
 
 function validatorHeaders(reply: FastifyReply, poster: Poster): void {
   reply.header('etag', entityTag(poster)).header('last-modified', poster.updatedAt.toUTCString());

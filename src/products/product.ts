@@ -2,7 +2,9 @@
 // seed: prices are NUMERIC(10,2), so more than two decimals or 10^8 and above are refused
 // rather than rounded; stock must fit PostgreSQL's integer; text must not hold NUL, which
 // PostgreSQL cannot store.
-import type { GoStruct, GoValues } from '../api-v1/go-json.ts';
+import { type Static, Type } from 'typebox';
+import { goStruct } from '../platform/go-json.ts';
+import { INT32_MAX } from '../platform/schemas.ts';
 
 export type Product = {
   id: number;
@@ -16,16 +18,19 @@ export type Product = {
   updatedAt: Date;
 };
 
-const PRODUCT_FIELDS = { name: 'string', description: 'string', price: 'float64', stock: 'int' } as const;
-export const CREATE_PRODUCT_REQUEST = {
-  name: 'CreateProductRequest',
-  fields: PRODUCT_FIELDS,
-} as const satisfies GoStruct;
-export const UPDATE_PRODUCT_REQUEST = {
-  name: 'UpdateProductRequest',
-  fields: PRODUCT_FIELDS,
-} as const satisfies GoStruct;
-export type ProductRequest = GoValues<typeof CREATE_PRODUCT_REQUEST>;
+const PRODUCT_FIELDS = {
+  name: Type.String(),
+  description: Type.String(),
+  price: Type.Number(),
+  stock: Type.Integer(),
+};
+export const CreateProductRequest = goStruct('CreateProductRequest', PRODUCT_FIELDS, {
+  example: { name: 'Laptop', description: '14 inch', price: 1299.99, stock: 10 },
+});
+export const UpdateProductRequest = goStruct('UpdateProductRequest', PRODUCT_FIELDS, {
+  example: { price: 1199.99 },
+});
+export type ProductRequest = Static<typeof CreateProductRequest>;
 
 export type NewProduct = { name: string; description: string; price: string; stock: number };
 // Absent fields are left as they are.
@@ -49,7 +54,7 @@ export class NotProductOwnerError extends Error {
 }
 
 const MAX_PRICE = 100_000_000;
-const MAX_STOCK = 2_147_483_647;
+const MAX_STOCK = INT32_MAX;
 
 export function checkNoNul(fields: Readonly<Record<string, unknown>>): void {
   for (const [field, value] of Object.entries(fields)) {
@@ -102,16 +107,21 @@ export function validateProductChanges(input: ProductRequest): ProductChanges {
   return changes;
 }
 
-export type ProductJson = {
-  id: number;
-  user_id: number;
-  name: string;
-  description?: string;
-  price: number;
-  stock: number;
-  created_at: string;
-  updated_at: string;
-};
+export const ProductSchema = Type.Object(
+  {
+    id: Type.Integer(),
+    user_id: Type.Integer(),
+    name: Type.String(),
+    description: Type.Optional(Type.String({ description: "left out when empty, as Go's omitempty does" })),
+    price: Type.Number({ description: 'at most two decimals, below 10^8', examples: [149.99] }),
+    stock: Type.Integer(),
+    created_at: Type.String({ format: 'date-time' }),
+    updated_at: Type.String({ format: 'date-time' }),
+  },
+  { additionalProperties: false },
+);
+
+export type ProductJson = Static<typeof ProductSchema>;
 
 // The seed's JSON: description is `omitempty`, price a number.
 export function toProductJson(product: Product): ProductJson {

@@ -1,8 +1,10 @@
 // Product use cases. The requester is a plain argument, so the rules are testable without
 // HTTP. Ownership is enforced by the UPDATE/DELETE themselves; only when they change
 // nothing does a second look tell "not yours" (403) from "not there" (404), as the seed does.
+
 import type { Db } from '../platform/db.ts';
 import { changeObservers } from '../platform/observers.ts';
+import { INT64_MAX } from '../platform/request.ts';
 import {
   NotProductOwnerError,
   type Product,
@@ -17,7 +19,6 @@ export type Requester = Readonly<{ userId: number; admin: boolean }>;
 
 const DEFAULT_LIMIT = 20;
 const MAX_LIMIT = 100;
-const MAX_OFFSET = 9223372036854775807n;
 
 // Called after a change of products has committed (e.g. to wake other processes' change
 // streams through Redis).
@@ -38,7 +39,7 @@ export function productPage(query: PageQuery): { page: bigint; limit: number; of
   const page = query.page < 1n ? 1n : query.page;
   const limit = query.limit < 1n || query.limit > BigInt(MAX_LIMIT) ? DEFAULT_LIMIT : Number(query.limit);
   const offset = (page - 1n) * BigInt(limit);
-  return { page, limit, offset: offset > MAX_OFFSET ? MAX_OFFSET : offset };
+  return { page, limit, offset: offset > INT64_MAX ? INT64_MAX : offset };
 }
 
 export async function listProducts(

@@ -6,7 +6,8 @@ import { requireAdmin } from '../accounts/guards.ts';
 import { contextOf } from '../audit/audit.ts';
 import type { Config } from '../config.ts';
 import type { Db } from '../platform/db.ts';
-import { BadRequestError, NotFoundError, ValidationError } from '../platform/errors.ts';
+import { NotFoundError, ValidationError } from '../platform/errors.ts';
+import { deferredBody, plainReader, withReader } from '../platform/request.ts';
 import { BEARER_REQUIRED, errors, response } from '../platform/schemas.ts';
 import { isSetting, SETTING_NAMES } from './setting.ts';
 import { changeSetting, listSettings, type SettingActor, type SettingView } from './settings.ts';
@@ -35,7 +36,8 @@ const SettingsEnvelope = Type.Object({ settings: Type.Array(Setting) }, { additi
 const NameParams = Type.Object({
   name: Type.String({ description: `one of ${SETTING_NAMES.join(', ')}`, examples: ['limiter-burst'] }),
 });
-const ValueBody = Type.Object(
+// {"value": <any JSON>} and nothing else.
+const ValueSchema = Type.Object(
   {
     value: Type.Unknown({
       description:
@@ -44,6 +46,13 @@ const ValueBody = Type.Object(
     }),
   },
   { additionalProperties: false },
+);
+const ValueBody = withReader(
+  ValueSchema,
+  plainReader(ValueSchema, {
+    notObject: 'body must be a JSON object',
+    missing: { value: () => new ValidationError({ value: 'must be provided' }) },
+  }),
 );
 
 const TAGS = ['admin'];
@@ -62,23 +71,6 @@ function toJson(s: SettingView) {
 function actorOf(request: FastifyRequest): SettingActor {
   const identity = request.identity;
   return { id: identity?.id ?? null, email: identity?.email ?? null, label: identity?.email ?? 'unknown' };
-}
-
-// {"value": <any JSON>} and nothing else, with the book's messages for what is wrong.
-function readValue(body: Buffer | undefined): unknown {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body?.toString() ?? '');
-  } catch {
-    throw new BadRequestError(body?.length ? 'body contains badly-formed JSON' : 'body must not be empty');
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new BadRequestError('body must be a JSON object');
-  }
-  const unknown = Object.keys(parsed).find((key) => key !== 'value');
-  if (unknown !== undefined) throw new BadRequestError(`body contains unknown key "${unknown}"`);
-  if (!('value' in parsed)) throw new ValidationError({ value: 'must be provided' });
-  return (parsed as { value: unknown }).value;
 }
 
 export async function settingsRoutes(
@@ -104,6 +96,8 @@ export async function settingsRoutes(
     '/v1/admin/settings/:name',
     {
       onRequest: requireAdmin,
+      // An unknown setting is a 404 whatever the body.
+      attachValidation: true,
       schema: {
         operationId: 'changeSetting',
         summary:
@@ -121,7 +115,7 @@ export async function settingsRoutes(
     async (request) => {
       const { name } = request.params as { name: string };
       if (!isSetting(name)) throw new NotFoundError();
-      const value = readValue(request.body as Buffer | undefined);
+      const { value } = deferredBody(request, ValueBody);
       const setting = await changeSetting(db, config, name, value, actorOf(request), contextOf(request));
       return { setting: toJson(setting) };
     },

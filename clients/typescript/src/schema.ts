@@ -6639,11 +6639,11 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": {
-                    query?: string;
-                    persisted?: boolean;
+                    query: string;
+                    variables?: {
+                        [key: string]: unknown;
+                    } | null;
                     operationName?: string | null;
-                    variables?: Record<string, never> | null;
-                    extensions?: Record<string, never>;
                 };
             };
         };

@@ -2,21 +2,23 @@
 // json.NewDecoder(r.Body).Decode(&req) into a struct. Unlike the book's readJSON, that
 // ignores unknown keys and anything after the first value, and reports errors in
 // encoding/json's words, which the auth handlers pass on ("invalid request body: ...").
-import type { TObject } from 'typebox';
-import { BadRequestError } from '../platform/errors.ts';
-import { scanValue } from '../platform/json-body.ts';
+// The struct is the body's TypeBox schema (goStruct): its title is the Go type's name, each
+// property's JSON type its Go kind.
+import {
+  type Static,
+  type TNull,
+  type TObject,
+  type TOptional,
+  type TProperties,
+  type TSchema,
+  type TUnion,
+  Type,
+} from 'typebox';
+import { BadRequestError } from './errors.ts';
+import { scanValue } from './json-body.ts';
+import { parseInt64, withReader } from './request.ts';
 
-export type GoKind = 'string' | 'float64' | 'int' | '[]string';
-export type GoStruct = Readonly<{ name: string; fields: Readonly<Record<string, GoKind>> }>;
-
-// Absent keys are undefined; null leaves a field at its zero value (or a pointer nil).
-export type GoValues<S extends GoStruct> = {
-  [K in keyof S['fields']]?:
-    | (S['fields'][K] extends 'string' ? string : S['fields'][K] extends '[]string' ? string[] : number)
-    | null;
-};
-
-const MAX_INT64 = 9223372036854775807n;
+type GoKind = 'string' | 'float64' | 'int' | '[]string';
 
 class NumberText {
   readonly text: string;
@@ -45,17 +47,24 @@ function decodeField(kind: GoKind, value: unknown): string | string[] | number |
     const n = Number(value.text);
     return Number.isFinite(n) ? n : 'mismatch';
   }
-  if (!/^-?\d+$/.test(value.text)) return 'mismatch';
-  const n = BigInt(value.text);
-  return n > MAX_INT64 || n < -MAX_INT64 - 1n ? 'mismatch' : Number(n);
+  const n = parseInt64(value.text);
+  return n === undefined ? 'mismatch' : Number(n);
 }
 
+// The Go kind of one property of a struct schema: its type without the null Go allows.
+function goKind(name: string, property: TSchema): GoKind {
+  const schema = (property as { anyOf?: { type?: string; items?: { type?: string } }[] }).anyOf?.[0];
+  if (schema?.type === 'string') return 'string';
+  if (schema?.type === 'number') return 'float64';
+  if (schema?.type === 'integer') return 'int';
+  if (schema?.type === 'array' && schema.items?.type === 'string') return '[]string';
+  throw new Error(`struct field "${name}" has a schema with no Go kind`);
+}
+
+type Struct = Readonly<{ name: string; fields: Readonly<Record<string, GoKind>> }>;
+
 // `detailed`: the error message carries encoding/json's text, as the seed's auth handlers do.
-export function decodeGoJson<S extends GoStruct>(
-  body: Buffer | undefined,
-  struct: S,
-  detailed: boolean,
-): GoValues<S> {
+function decodeGoJson(body: Buffer | undefined, struct: Struct, detailed: boolean): unknown {
   const fail = (detail: string) =>
     new BadRequestError(detailed ? `invalid request body: ${detail}` : 'invalid request body');
   const bytes = body ?? Buffer.alloc(0);
@@ -113,24 +122,33 @@ export function decodeGoJson<S extends GoStruct>(
     result[field] = decoded;
   }
   if (firstError) throw firstError;
-  return result as GoValues<S>;
+  return result;
 }
 
-const KIND_SCHEMAS: Readonly<Record<GoKind, object>> = {
-  string: { type: 'string' },
-  float64: { type: 'number' },
-  int: { type: 'integer' },
-  '[]string': { type: 'array', items: { type: 'string' } },
-};
-
-// The body's schema for the document, read off the same struct the decoder uses. Go's
-// decoder takes any subset of the fields, null for any of them, and ignores other keys.
-export function goStructSchema(struct: GoStruct, example: Record<string, unknown>): TObject {
+// A Go struct as a body schema, read with seed 002's decoder: any subset of the fields, null
+// for any of them (a field's zero value), other keys ignored. `name` is the Go type's name,
+// which encoding/json's messages show.
+export function goStruct<P extends TProperties>(
+  name: string,
+  fields: P,
+  options: Readonly<{ example: Record<string, unknown>; detailed?: boolean }>,
+) {
   const properties = Object.fromEntries(
-    Object.entries(struct.fields).map(([name, kind]) => [
-      name,
-      { anyOf: [KIND_SCHEMAS[kind], { type: 'null' }] },
+    Object.entries(fields).map(([field, schema]) => [
+      field,
+      Type.Optional(Type.Union([schema, Type.Null()])),
     ]),
+  ) as { [K in keyof P]: TOptional<TUnion<[P[K], TNull]>> };
+  const schema: TObject<typeof properties> = Type.Object(properties, {
+    examples: [options.example],
+    title: name,
+  });
+  const struct: Struct = {
+    name,
+    fields: Object.fromEntries(Object.entries(schema.properties).map(([f, p]) => [f, goKind(f, p)])),
+  };
+  return withReader(
+    schema,
+    (body) => decodeGoJson(body, struct, options.detailed ?? false) as Static<typeof schema>,
   );
-  return { type: 'object', properties, examples: [example], title: struct.name } as unknown as TObject;
 }
