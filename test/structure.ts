@@ -25,23 +25,25 @@ const TABLE: Readonly<Record<string, readonly [Layer, string]>> = {
   version: ['base', ''],
   flags: ['base', ''],
   config: ['base', 'flags'],
-  platform: ['platform', 'config version'],
+  platform: ['platform', 'config flags version'],
   audit: ['domain', 'platform'],
   accounts: ['domain', 'audit platform'],
   auth: ['domain', 'accounts audit config platform'],
   movies: ['domain', 'accounts config platform'],
   posters: ['domain', 'accounts config movies platform'],
-  products: ['domain', 'accounts audit auth platform'],
+  products: ['domain', 'platform'],
   settings: ['domain', 'accounts audit config platform'],
   tasks: ['domain', 'config platform'],
   callbacks: ['domain', 'config platform version'],
   operations: ['domain', 'accounts callbacks config movies platform products version'],
   demo: ['domain', 'platform'],
-  realtime: ['transport', 'accounts auth config movies platform products'],
-  graphql: ['transport', 'accounts config movies platform posters products settings'],
+  // The seed-002 API: its routes, envelope and error table over the products domain.
+  'api-v1': ['transport', 'accounts audit auth platform products'],
+  realtime: ['transport', 'accounts api-v1 auth config movies platform products'],
+  graphql: ['transport', 'accounts api-v1 config movies platform posters products settings'],
   app: [
     'composition',
-    'accounts auth config graphql movies operations platform posters products realtime settings',
+    'accounts api-v1 auth config graphql movies operations platform posters realtime settings',
   ],
   background: ['composition', 'accounts config platform posters realtime tasks'],
   cluster: ['composition', 'config platform'],
@@ -51,6 +53,8 @@ const TABLE: Readonly<Record<string, readonly [Layer, string]>> = {
     'accounts app audit auth background callbacks config demo movies platform server settings tasks version',
   ],
   main: ['entry', 'cli config platform'],
+  // npm run docs:flags: writes the docs' flag table from the declarations.
+  'flag-table': ['entry', 'config flags'],
 };
 
 export const MODULES: Modules = Object.fromEntries(
@@ -60,19 +64,11 @@ export const MODULES: Modules = Object.fromEntries(
   ]),
 );
 
-// Temporary: files over a size limit today that other branches of issue 19 are rewriting
-// (flags: config.ts; composition root: app.ts, realtime.routes.ts, products/auth.routes.ts;
-// request reader: json-body.ts). Emptied when those branches are merged.
+// Functions over the size limit, each with the reason it stays whole.
 export const EXCEPTIONS: readonly Exception[] = [
-  { file: 'src/app.ts', rule: 'file size' },
-  { file: 'src/app.ts', rule: 'function size', name: 'buildApp' },
-  { file: 'src/config.ts', rule: 'file size' },
-  { file: 'src/config.ts', rule: 'function size', name: 'buildConfig' },
+  // Go's encoding/json scanner as one state machine: its offsets and the order of its errors
+  // are the book's contract, and splitting the switch would spread one grammar over files.
   { file: 'src/platform/json-body.ts', rule: 'function size', name: 'scanValue' },
-  { file: 'src/products/auth.routes.ts', rule: 'function size', name: 'authRoutes' },
-  { file: 'src/realtime/realtime.routes.ts', rule: 'file size' },
-  { file: 'src/realtime/realtime.routes.ts', rule: 'function size', name: 'realtimeRoutes' },
-  { file: 'src/realtime/realtime.routes.ts', rule: 'function size', name: 'serveSocket' },
 ];
 
 export type Rule = 'file cycle' | 'module cycle' | 'layer' | 'file size' | 'function size';

@@ -65,7 +65,7 @@ export async function movieRoutes(
   }: Readonly<{ db: Db; cache?: MovieCache; afterDelete?: movies.AfterMovieDeleted }>,
 ): Promise<void> {
   collectionRoutes(app, db, cache);
-  movieByIdRoutes(app, db, cache, afterDelete);
+  movieByIdRoutes(app, { db, cache, afterDelete });
 }
 
 const read = requirePermission('movies:read');
@@ -126,12 +126,9 @@ function collectionRoutes(app: FastifyInstance, db: Db, cache?: MovieCache): voi
 }
 
 // /v1/movies/:id: read, update, delete.
-function movieByIdRoutes(
-  app: FastifyInstance,
-  db: Db,
-  cache?: MovieCache,
-  afterDelete?: movies.AfterMovieDeleted,
-): void {
+type MovieByIdDeps = Readonly<{ db: Db; cache?: MovieCache; afterDelete?: movies.AfterMovieDeleted }>;
+
+function movieByIdRoutes(app: FastifyInstance, { db, cache, afterDelete }: MovieByIdDeps): void {
   app.get(
     '/v1/movies/:id',
     {
