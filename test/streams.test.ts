@@ -229,6 +229,48 @@ test('when a live client connects while an older transaction holds back committe
   assert.notEqual(before.id, after.id);
 });
 
+test('when a client has its 200, then every change committed after it reaches the client, however long the stream takes to find its start', async (t) => {
+  const movie = await createMovie(api, { title: 'Before', year: 2001 });
+  let opened = false;
+  let committedAfterOpen: boolean | undefined;
+  let committed = false;
+  // The stream's start (the snapshot of ended transactions) is held back until the client has
+  // its 200 (at most 300 ms), and a change commits meanwhile.
+  const original = db.query.bind(db);
+  db.query = ((...args: Parameters<typeof db.query>) => {
+    const [query] = args as unknown as [{ name?: string }];
+    if (committedAfterOpen !== undefined || query?.name !== 'select-current-snapshot')
+      return original(...args);
+    committedAfterOpen = false;
+    return (async () => {
+      await until(() => opened, 'the 200', 300).catch(() => {});
+      committedAfterOpen = opened;
+      const changed = await api({
+        method: 'PATCH',
+        url: `/v1/movies/${movie.id}`,
+        payload: { title: 'During' },
+      });
+      assert.equal(changed.statusCode, 200);
+      committed = true;
+      return original(...args);
+    })();
+  }) as typeof db.query;
+  t.after(() => {
+    db.query = original;
+  });
+  const sse = await openSse(EVENTS, { token });
+  opened = true;
+  t.after(() => sse.close());
+  await until(() => committed, 'the change during the start');
+  await api({ method: 'PATCH', url: `/v1/movies/${movie.id}`, payload: { title: 'After' } });
+  const titles = () =>
+    sse.events.map((e) => (JSON.parse(e.data ?? '{}') as { movie?: { title?: string } }).movie?.title);
+  await until(() => titles().includes('After'), 'the change after the start');
+  db.query = original;
+  // A change committed before the 200 may be passed over; one committed after it may not.
+  assert.deepEqual(titles(), committedAfterOpen ? ['During', 'After'] : ['After']);
+});
+
 test('when a client without a valid token, without movies:read or with an inactive account connects, then SSE answers 401 or 403 before any stream; a WebSocket needs a valid token to open and movies:read to subscribe to movies', async (t) => {
   const reader = await createUser(db, { permissions: ['movies:write'] });
   const inactive = await createUser(db, { activated: false, permissions: ['movies:read'] });
@@ -345,6 +387,8 @@ test('when a WebSocket client subscribes to movies, then it gets the events; aft
   ws.send({ type: 'subscribe', topic: 'movies', last_event_id: -1 });
   ws.send({ type: 'shout', topic: 'movies' });
   ws.send({ type: 'subscribe', topic: 'movies' });
+  // What commits once the socket is told "subscribed" reaches it; before, it may not.
+  await until(() => ws.messages.slice(3).some((m) => m.type === 'subscribed'), 'subscribed again');
   const live = await createMovie(api, { title: 'Live again' });
   await until(
     () => ws.messages.some((m) => (m.movie as { id: number } | undefined)?.id === live.id),

@@ -20,7 +20,15 @@ import {
   response,
 } from '../platform/schemas.ts';
 import { resumePoint } from './events.ts';
-import { type EndReason, feedOf, follow, ownerOf, type RealtimeDeps, recordStream } from './stream.ts';
+import {
+  type EndReason,
+  feedOf,
+  follow,
+  ownerOf,
+  type RealtimeDeps,
+  recordStream,
+  startOf,
+} from './stream.ts';
 import { MOVIES, PRODUCTS, type Topic } from './topics.ts';
 import { serveWebSocket, TOPIC_LIST } from './websocket-session.ts';
 
@@ -94,8 +102,10 @@ function eventStream(deps: RealtimeDeps, topic: Topic, invalid: () => Error) {
     const resume = afterId === undefined ? undefined : await resumePoint(deps.db, feed.topic, afterId);
     const gap = resume?.gap;
     const owner = ownerOf(request);
-    // Before the 200: a database that cannot start the feed is still a 500 in the envelope.
+    // Before the 200: a database that cannot start the feed is still a 500 in the envelope, and
+    // whatever commits once the client has its 200 reaches it.
     await feed.start();
+    const start = await startOf(deps.db, feed.topic, resume?.after);
     const res = reply.raw;
     let ended = false;
     let heartbeat: NodeJS.Timeout | undefined;
@@ -139,7 +149,7 @@ function eventStream(deps: RealtimeDeps, topic: Topic, invalid: () => Error) {
     if (gap) write(`event: gap\ndata: ${JSON.stringify(gap)}\n\n`);
     heartbeat = setInterval(() => write(': heartbeat\n\n'), config.heartbeatMs);
     try {
-      const unsubscribe = await follow(deps, feed, resume?.after, {
+      const unsubscribe = await follow(deps, feed, start, {
         send: (event) => {
           record.countSent();
           write(event.sse);

@@ -8,7 +8,15 @@ import { requestCredential } from '../auth/registry.ts';
 import type { EventsConfig } from '../config.ts';
 import type { Db } from '../platform/db.ts';
 import type { Metrics } from '../platform/metrics.ts';
-import { endedNow, eventsAfter, isAfter, type Position, type StreamEvent } from './events.ts';
+import {
+  type EndedTransactions,
+  endedNow,
+  eventsAfter,
+  isAfter,
+  lastPosition,
+  type Position,
+  type StreamEvent,
+} from './events.ts';
 import type { EventFeed } from './feed.ts';
 import type { Reauthenticate, StreamOwners } from './owners.ts';
 import type { Topic } from './topics.ts';
@@ -39,24 +47,36 @@ type Follower = Readonly<{
   unread: () => number;
 }>;
 
-// Sends every event after the position `after` (or, without one, every event from now on)
-// exactly once and in the delivery order: the feed's live events are held while the outbox is
-// read up to them. Catching up waits while the client has more than half its bound unread, so
-// a resume from far back is paced by the client instead of cutting it off as a slow consumer.
+// Where a stream starts: after a position the client was sent (a resume), or now: after the
+// last event that can be delivered, passing over the events of every transaction that has
+// ended (some may not be deliverable yet while an older transaction runs). Taken before the
+// client is told its stream is open (the SSE 200, the WebSocket "subscribed"), so every change
+// committed after that reaches it: a transaction still running then has a higher position.
+export type Start = Readonly<{ after: Position; past?: EndedTransactions }>;
+
+export async function startOf(db: Db, topic: Topic, after: Position | undefined): Promise<Start> {
+  if (after !== undefined) return { after };
+  // Either order is exact; the snapshot first makes "now" as early as it can be.
+  const past = await endedNow(db);
+  return { after: await lastPosition(db, topic), past };
+}
+
+// Sends every event after the start exactly once and in the delivery order: the feed's live
+// events are held while the outbox is read up to them. Catching up waits while the client has more than half its bound unread, so a resume from far
+// back is paced by the client instead of cutting it off as a slow consumer.
 export async function follow(
   { db, config }: RealtimeDeps,
   feed: EventFeed,
-  after: Position | undefined,
+  { after, past }: Start,
   { send, isOpen, unread }: Follower,
 ): Promise<() => void> {
-  let cursor: Position | undefined = after;
-  let held: StreamEvent[] | null = after === undefined ? null : [];
-  const past = after === undefined ? await endedNow(db) : undefined;
+  let cursor: Position = after;
+  let held: StreamEvent[] | null = [];
   const deliver = (event: StreamEvent) => {
-    if (cursor && !isAfter(event.position, cursor)) return;
-    if (past?.has(event.position)) return;
+    if (!isAfter(event.position, cursor)) return;
+    // Passed over, but passed: the catch-up reads on from there.
     cursor = event.position;
-    send(event);
+    if (!past?.has(event.position)) send(event);
   };
   const paced = async (event: StreamEvent) => {
     while (isOpen() && unread() > config.maxBufferedBytes / 2) await sleep(PACE_MS);
@@ -68,13 +88,9 @@ export async function follow(
     if (held) held.push(...events);
     else for (const event of events) if (isOpen()) deliver(event);
   });
-  if (after === undefined) {
-    if (!cursor || isAfter(feed.last, cursor)) cursor = feed.last;
-    return unsubscribe;
-  }
   try {
     for (;;) {
-      const { events } = await eventsAfter(db, feed.topic, cursor as Position, CATCH_UP_BATCH);
+      const { events } = await eventsAfter(db, feed.topic, cursor, CATCH_UP_BATCH);
       for (const event of events) await paced(event);
       if (events.length < CATCH_UP_BATCH || !isOpen()) break;
     }

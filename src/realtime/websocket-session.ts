@@ -8,7 +8,15 @@ import type { Credential } from '../auth/authenticator.ts';
 import { InvalidAuthenticationTokenError } from '../platform/errors.ts';
 import { resumePoint } from './events.ts';
 import type { Owner } from './owners.ts';
-import { type EndReason, feedOf, follow, ownerOf, type RealtimeDeps, recordStream } from './stream.ts';
+import {
+  type EndReason,
+  feedOf,
+  follow,
+  ownerOf,
+  type RealtimeDeps,
+  recordStream,
+  startOf,
+} from './stream.ts';
 import { TOPICS, type Topic } from './topics.ts';
 
 export const TOPIC_LIST = TOPICS.map((topic) => `"${topic.name}"`).join(', ');
@@ -208,9 +216,10 @@ class WebSocketSession {
     }
     if (isOpen()) this.#permitted.add(topic);
     const resume = after === undefined ? undefined : await resumePoint(deps.db, topic, after);
+    const start = await startOf(deps.db, topic, resume?.after);
     if (isOpen()) this.#reply({ type: 'subscribed', topic: topic.name });
     if (resume?.gap && isOpen()) this.#reply({ type: 'gap', topic: topic.name, ...resume.gap });
-    return follow(deps, feedOf(deps, topic), resume?.after, {
+    return follow(deps, feedOf(deps, topic), start, {
       send: (event) => {
         this.#record.countSent();
         this.#send(event.ws);
