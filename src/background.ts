@@ -1,7 +1,7 @@
 // Background work of a serving process: the job queue, its workers and the scheduled tasks.
+import { ACCOUNTS_QUEUES } from './accounts/accounts.queues.ts';
 import { ACCOUNTS_TASKS } from './accounts/accounts.tasks.ts';
-import { EMAIL_QUEUE } from './accounts/accounts.ts';
-import { EMAIL_QUEUE_OPTIONS, startEmailWorker } from './accounts/email.worker.ts';
+import { startEmailWorker } from './accounts/email.worker.ts';
 import type { Config } from './config.ts';
 import type { Db } from './platform/db.ts';
 import { type Jobs, type QueueSpec, startJobs } from './platform/jobs.ts';
@@ -27,10 +27,8 @@ export const TASKS: readonly Task[] = [
   PRUNE_TASK_RUNS_TASK,
 ];
 
-export const QUEUES: readonly QueueSpec[] = [
-  { name: EMAIL_QUEUE, options: EMAIL_QUEUE_OPTIONS },
-  ...TASKS.map(taskQueue),
-];
+// The modules' job queues (their depth is in the metrics, app.ts), then one per task.
+export const QUEUES: readonly QueueSpec[] = [...ACCOUNTS_QUEUES, ...TASKS.map(taskQueue)];
 
 export function createMailer(config: Config, logger: Logger): Mailer {
   return config.smtp.host === '' ? createLogMailer(logger) : createSmtpMailer(config.smtp);
