@@ -8,8 +8,8 @@ import Fastify, {
   type FastifyRequest,
 } from 'fastify';
 import PgBoss from 'pg-boss';
+import { ACCOUNTS_QUEUES } from './accounts/accounts.queues.ts';
 import { accountRoutes } from './accounts/accounts.routes.ts';
-import { EMAIL_QUEUE } from './accounts/accounts.ts';
 import type { IdentityCache } from './accounts/identity-cache.ts';
 import { apiErrorResponse, isApiPath, PRODUCTS_API_PREFIX, productsApi } from './api-v1/api.ts';
 import { authenticationPlugin } from './auth/authentication.plugin.ts';
@@ -57,8 +57,11 @@ export type AppDeps = Readonly<{
   settings?: RuntimeSettings;
 }>;
 
+// The depth of each queue a module declares is reported; the tasks' queues are not, as their
+// runs have gauges of their own (tasks/tasks.ts).
 export function createMetrics(config: Config, db: Db, jobs: Jobs): Metrics {
-  return new Metrics({ db, maxOpenConns: config.db.maxOpenConns, jobs, queues: [EMAIL_QUEUE] });
+  const queues = ACCOUNTS_QUEUES.map((queue) => queue.name);
+  return new Metrics({ db, maxOpenConns: config.db.maxOpenConns, jobs, queues });
 }
 
 // Errors Fastify meets before routing (a malformed %-escape in the path, an overlong

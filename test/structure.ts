@@ -27,10 +27,10 @@ const TABLE: Readonly<Record<string, readonly [Layer, string]>> = {
   config: ['base', 'flags'],
   platform: ['platform', 'config flags version'],
   audit: ['domain', 'platform'],
-  accounts: ['domain', 'audit platform'],
+  accounts: ['domain', 'audit platform tasks'],
   auth: ['domain', 'accounts audit config platform'],
   movies: ['domain', 'accounts config platform'],
-  posters: ['domain', 'accounts config movies platform'],
+  posters: ['domain', 'accounts config movies platform tasks'],
   products: ['domain', 'platform'],
   settings: ['domain', 'accounts audit config platform'],
   tasks: ['domain', 'config platform'],
@@ -39,7 +39,7 @@ const TABLE: Readonly<Record<string, readonly [Layer, string]>> = {
   demo: ['domain', 'platform'],
   // The seed-002 API: its routes, envelope and error table over the products domain.
   'api-v1': ['transport', 'accounts audit auth platform products'],
-  realtime: ['transport', 'accounts api-v1 auth config movies platform products'],
+  realtime: ['transport', 'accounts api-v1 auth config movies platform products tasks'],
   graphql: ['transport', 'accounts api-v1 config movies platform posters products settings'],
   app: [
     'composition',

@@ -6,19 +6,6 @@ import type { Metrics } from '../platform/metrics.ts';
 import { EMAIL_QUEUE, type EmailJob } from './accounts.ts';
 import { renderEmail } from './emails.ts';
 
-export const EMAIL_QUEUE_OPTIONS = {
-  retryLimit: 50,
-  retryDelay: 2,
-  retryBackoff: true,
-  retryDelayMax: 300,
-  // A send that takes longer than this is presumed lost (its process died) and retried; with
-  // the queue's 2 s supervision (platform/jobs.ts) a mail caught in a crash goes out again
-  // within 30 s. The SMTP timeouts (platform/mailer.ts) end a live send well before.
-  expireInSeconds: 15,
-  // Job rows hold a plaintext token: do not keep them long after delivery.
-  deleteAfterSeconds: 3600,
-} as const;
-
 export async function startEmailWorker(
   jobs: Jobs,
   mailer: Mailer,

@@ -1,6 +1,7 @@
 // A scheduled task: a name, a cron expression (UTC, five fields, pg-boss's cron-parser) and
-// what it does. Registering one is a line in background.ts's TASKS:
+// what it does. A module declares its tasks beside it (accounts/accounts.tasks.ts), e.g.
 //   { name: 'prune-outbox', cron: '0 * * * *', run: ({ db }) => pruneOutbox(db) }
+// and background.ts's TASKS lists every module's.
 import type { Config } from '../config.ts';
 import type { Db } from '../platform/db.ts';
 import type { Logger } from '../platform/logger.ts';

@@ -1,12 +1,12 @@
-// Resolvers: the REST routes' permission checks and domain functions, called as they are.
-import { requireAuthenticated, requirePermission } from '../accounts/guards.ts';
-import { toUserJson, type User } from '../accounts/user.ts';
+// Movies in GraphQL: the REST routes' permission checks and use cases, called as they are.
+import { requirePermission } from '../accounts/guards.ts';
 import { type Metadata, readMovieListQuery } from '../movies/filters.ts';
-import type { UpdateMovieInput } from '../movies/movie.ts';
+import { MAX_GENRES, type UpdateMovieInput } from '../movies/movie.ts';
 import * as movies from '../movies/movies.ts';
 import { parseId } from '../platform/http.ts';
 import { afterMovieDeleted } from '../posters/posters.ts';
-import type { GraphqlContext } from './module.ts';
+import { pageArgument } from './cost.ts';
+import type { GraphqlContext, GraphqlModule } from './module.ts';
 
 const canRead = requirePermission('movies:read');
 const canWrite = requirePermission('movies:write');
@@ -48,22 +48,7 @@ function asQueryString(args: ListArgs): Record<string, string | undefined> {
   };
 }
 
-export const accountResolvers = {
-  Query: {
-    me: async (_: unknown, __: unknown, { httpRequest }: GraphqlContext) => {
-      await requireAuthenticated(httpRequest);
-      return httpRequest.identity;
-    },
-  },
-  Viewer: {
-    user: (identity: User) => identity,
-  },
-  User: {
-    createdAt: (user: User) => toUserJson(user).created_at,
-  },
-};
-
-export const movieResolvers = {
+const movieResolvers = {
   Query: {
     movie: async (_: unknown, args: { id: string }, { db, httpRequest }: GraphqlContext) => {
       await canRead(httpRequest);
@@ -101,5 +86,64 @@ export const movieResolvers = {
     firstPage: (m: Metadata) => ('first_page' in m ? m.first_page : null),
     lastPage: (m: Metadata) => ('last_page' in m ? m.last_page : null),
     totalRecords: (m: Metadata) => ('total_records' in m ? m.total_records : null),
+  },
+};
+
+export const moviesModule: GraphqlModule = {
+  typeDefs: /* GraphQL */ `
+    extend type Query {
+      "Needs movies:read. An id that names no movie is NOT_FOUND, as on GET /v1/movies/:id."
+      movie(id: ID!): Movie!
+      "Needs movies:read. The filters, sort values, defaults and limits of GET /v1/movies."
+      movies(title: String, genres: [String!], sort: String, page: Int, pageSize: Int): MovieList!
+    }
+
+    extend type Mutation {
+      "Needs movies:write. Missing fields fail validation with the REST messages."
+      createMovie(input: MovieInput!): Movie!
+      "Needs movies:write. With expectedVersion, a movie changed meanwhile is EDIT_CONFLICT."
+      updateMovie(id: ID!, input: MovieInput!, expectedVersion: Int): Movie!
+      "Needs movies:write. Returns the id of the deleted movie."
+      deleteMovie(id: ID!): ID!
+    }
+
+    type Movie {
+      id: ID!
+      title: String!
+      year: Int!
+      "minutes"
+      runtime: Int!
+      genres: [String!]!
+      version: Int!
+    }
+
+    "Every field is optional here; the business rules say which ones a movie needs."
+    input MovieInput {
+      title: String
+      year: Int
+      runtime: Int
+      genres: [String!]
+    }
+
+    type MovieList {
+      movies: [Movie!]!
+      metadata: Metadata!
+    }
+
+    "Empty (every field null) when nothing matched, as in the REST API."
+    type Metadata {
+      currentPage: Int
+      pageSize: Int
+      firstPage: Int
+      lastPage: Int
+      totalRecords: Int
+    }
+  `,
+  resolvers: movieResolvers,
+  listSizes: {
+    // GET /v1/movies's page_size: 20 by default, at most 100 (a larger one is VALIDATION)
+    'Query.movies': (field) => ({ size: 1, pass: pageArgument(field, 'pageSize', 20) }),
+    'MovieList.movies': (_, inherited) => ({ size: inherited }),
+    'Movie.genres': () => ({ size: MAX_GENRES }),
   },
 };

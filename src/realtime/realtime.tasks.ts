@@ -1,0 +1,16 @@
+// The scheduled tasks of realtime (run by src/tasks; background.ts lists every module's).
+import type { Task } from '../tasks/task.ts';
+import { pruneEvents } from './events.ts';
+import { TOPICS } from './topics.ts';
+
+// Each topic's events older than -events-retention go (prune-movie-events,
+// prune-product-events); a resume from before them is told of the gap.
+export const REALTIME_TASKS: readonly Task[] = TOPICS.map(
+  (topic): Task => ({
+    name: `prune-${topic.outbox.table.replace('_', '-')}`,
+    cron: '*/10 * * * *',
+    run: async ({ db, config }) => ({
+      deleted: await pruneEvents(db, topic, new Date(Date.now() - config.events.retentionMs)),
+    }),
+  }),
+);
