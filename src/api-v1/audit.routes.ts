@@ -27,17 +27,21 @@ const AuditPage = Type.Object({
   next_before: Type.Union([Type.Integer(), Type.Null()]),
 });
 
+// The page size is never refused but falls back to the default. Its range is the schema's
+// minimum, maximum and default, written once here, and the description and the handler read
+// it (TypeBox's types do not keep a schema's options, hence the constant).
+const LIMIT = { minimum: 1, maximum: 100, default: 50 } as const;
 const AuditQuery = Type.Object({
   before: Type.Optional(
     Type.Integer({ description: 'next_before of the previous page; anything but a positive id is 400' }),
   ),
   limit: Type.Optional(
-    Type.Integer({ default: 50, description: 'outside 1-100 (or not a number) means 50' }),
+    Type.Integer({
+      ...LIMIT,
+      description: `outside ${LIMIT.minimum}-${LIMIT.maximum} (or not a number) means ${LIMIT.default}`,
+    }),
   ),
 });
-
-const DEFAULT_LIMIT = 50;
-const MAX_LIMIT = 100;
 
 export function auditRoutes(api: FastifyInstance, db: Db): void {
   api.get(
@@ -60,7 +64,7 @@ export function auditRoutes(api: FastifyInstance, db: Db): void {
         throw new BadRequestError('invalid before cursor');
       const limitText = first(query.limit);
       const asked = limitText !== undefined && /^\d{1,3}$/.test(limitText) ? Number(limitText) : 0;
-      const limit = asked >= 1 && asked <= MAX_LIMIT ? asked : DEFAULT_LIMIT;
+      const limit = asked >= LIMIT.minimum && asked <= LIMIT.maximum ? asked : LIMIT.default;
       const { events, nextBefore } = await listEvents(db, { before, limit });
       return {
         data: events.map((e) => ({

@@ -8,6 +8,7 @@ import { first, parseInt64 } from '../platform/request.ts';
 import { BEARER_REQUIRED, response } from '../platform/schemas.ts';
 import {
   CreateProductRequest,
+  ProductListQuery,
   type ProductRequest,
   ProductSchema,
   toProductJson,
@@ -25,14 +26,6 @@ const ProductPage = Type.Object(
   },
   { additionalProperties: false },
 );
-
-// Read with Go's strconv.Atoi: page < 1 is 1, limit outside 1-100 is 20, garbage is either.
-const ListQuery = Type.Object({
-  page: Type.Optional(Type.Integer({ default: 1, description: 'below 1 (or not a number) means 1' })),
-  limit: Type.Optional(
-    Type.Integer({ default: 20, description: 'outside 1-100 (or not a number) means 20' }),
-  ),
-});
 
 // strconv.ParseInt(id, 10, 64): anything else is 400 invalid product id.
 export const Int64Params = Type.Object({ id: Type.Integer({ format: 'int64', examples: [7] }) });
@@ -95,7 +88,7 @@ function collectionRoutes(api: FastifyInstance, db: Db): void {
         ...ROUTE,
         operationId: 'listProducts',
         summary: 'A page of products with the total (products:read)',
-        querystring: ListQuery,
+        querystring: ProductListQuery,
         response: { 200: response(ProductPage, 'A page of products'), ...apiErrors(401, 403, 500) },
       },
     },
