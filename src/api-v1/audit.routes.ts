@@ -6,7 +6,7 @@ import { requireAdmin } from '../accounts/guards.ts';
 import { listEvents } from '../audit/audit.ts';
 import type { Db } from '../platform/db.ts';
 import { BadRequestError } from '../platform/errors.ts';
-import { first, INT64_MAX } from '../platform/request.ts';
+import { first, INT64_MAX, queryOf, type RawPart, withPartReader } from '../platform/request.ts';
 import { BEARER_REQUIRED, response } from '../platform/schemas.ts';
 import { apiErrors } from './responses.ts';
 
@@ -27,17 +27,34 @@ const AuditPage = Type.Object({
   next_before: Type.Union([Type.Integer(), Type.Null()]),
 });
 
-const AuditQuery = Type.Object({
-  before: Type.Optional(
-    Type.Integer({ description: 'next_before of the previous page; anything but a positive id is 400' }),
-  ),
-  limit: Type.Optional(
-    Type.Integer({ default: 50, description: 'outside 1-100 (or not a number) means 50' }),
-  ),
-});
+// The page size is never refused but falls back to the default. Its range is the schema's
+// minimum, maximum and default, written once here, and the description and the handler read
+// it (TypeBox's types do not keep a schema's options, hence the constant).
+const LIMIT = { minimum: 1, maximum: 100, default: 50 } as const;
+const AuditQuery = withPartReader(
+  Type.Object({
+    before: Type.Optional(
+      Type.Integer({ description: 'next_before of the previous page; anything but a positive id is 400' }),
+    ),
+    limit: Type.Optional(
+      Type.Integer({
+        ...LIMIT,
+        description: `outside ${LIMIT.minimum}-${LIMIT.maximum} (or not a number) means ${LIMIT.default}`,
+      }),
+    ),
+  }),
+  readAuditQuery,
+);
 
-const DEFAULT_LIMIT = 50;
-const MAX_LIMIT = 100;
+// Go's ParseInt for the cursor (400), Atoi for the limit (a fallback, never an error).
+function readAuditQuery(query: RawPart): { before: string | undefined; limit: number } {
+  const before = first(query.before);
+  if (before !== undefined && (!/^\d{1,19}$/.test(before) || BigInt(before) > INT64_MAX))
+    throw new BadRequestError('invalid before cursor');
+  const limitText = first(query.limit);
+  const asked = limitText !== undefined && /^\d{1,3}$/.test(limitText) ? Number(limitText) : 0;
+  return { before, limit: asked >= LIMIT.minimum && asked <= LIMIT.maximum ? asked : LIMIT.default };
+}
 
 export function auditRoutes(api: FastifyInstance, db: Db): void {
   api.get(
@@ -54,14 +71,7 @@ export function auditRoutes(api: FastifyInstance, db: Db): void {
       },
     },
     async (request) => {
-      const query = request.query as { before?: string | string[]; limit?: string | string[] };
-      const before = first(query.before);
-      if (before !== undefined && (!/^\d{1,19}$/.test(before) || BigInt(before) > INT64_MAX))
-        throw new BadRequestError('invalid before cursor');
-      const limitText = first(query.limit);
-      const asked = limitText !== undefined && /^\d{1,3}$/.test(limitText) ? Number(limitText) : 0;
-      const limit = asked >= 1 && asked <= MAX_LIMIT ? asked : DEFAULT_LIMIT;
-      const { events, nextBefore } = await listEvents(db, { before, limit });
+      const { events, nextBefore } = await listEvents(db, queryOf(request, AuditQuery));
       return {
         data: events.map((e) => ({
           id: e.id,

@@ -12,9 +12,10 @@ import { IGNORES_CREDENTIALS } from '../auth/registry.ts';
 import type { Db } from '../platform/db.ts';
 import { BadRequestError, InvalidCredentialsError, NotPermittedError } from '../platform/errors.ts';
 import { goStruct } from '../platform/go-json.ts';
+import { paramsOf, queryOf, withPartReader } from '../platform/request.ts';
 import { BEARER_REQUIRED, NO_CREDENTIALS, response } from '../platform/schemas.ts';
 import { checkNoNul, RuleViolationError } from '../products/product.ts';
-import { Int64Params, readInt64Param } from './products.routes.ts';
+import { int64Params } from './products.routes.ts';
 import { apiErrors, NoContent } from './responses.ts';
 
 // The seed's auth handlers pass encoding/json's text on (`detailed`).
@@ -66,22 +67,26 @@ const ApiKeyList = Type.Object({ data: Type.Array(ApiKeySchema) }, { additionalP
 
 const TAGS = ['auth'];
 
-const LogoutAllQuery = Type.Object({
-  revoke_api_keys: Type.Optional(
-    Type.Boolean({
-      default: false,
-      description: "true: revoke the caller's API keys as well (a password reset always does)",
-    }),
-  ),
-});
+const ApiKeyIdParams = int64Params('invalid api key id');
 
-// Absent is false; anything but one "true" or "false" is refused rather than guessed.
-function readRevokeApiKeys(query: Record<string, unknown>): boolean {
-  const value = query.revoke_api_keys;
-  if (value === undefined || value === 'false') return false;
-  if (value === 'true') return true;
-  throw new BadRequestError('invalid revoke_api_keys: must be true or false');
-}
+// Absent is false; anything but one "true" or "false" (a repeated key too) is refused rather
+// than guessed.
+const LogoutAllQuery = withPartReader(
+  Type.Object({
+    revoke_api_keys: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description: "true: revoke the caller's API keys as well (a password reset always does)",
+      }),
+    ),
+  }),
+  (query) => {
+    const value = query.revoke_api_keys;
+    if (value === undefined || value === 'false') return { revokeApiKeys: false };
+    if (value === 'true') return { revokeApiKeys: true };
+    throw new BadRequestError('invalid revoke_api_keys: must be true or false');
+  },
+);
 
 function toApiKeyJson(key: ApiKey) {
   return {
@@ -237,8 +242,8 @@ function logoutAllRoute(api: FastifyInstance, db: Db): void {
       },
     },
     async (request, reply) => {
-      const revokeApiKeys = readRevokeApiKeys(request.query as Record<string, unknown>);
-      await accounts.endSessions(db, (request.identity as User).id, contextOf(request), { revokeApiKeys });
+      const options = queryOf(request, LogoutAllQuery);
+      await accounts.endSessions(db, (request.identity as User).id, contextOf(request), options);
       reply.code(204).send();
       return reply;
     },
@@ -303,12 +308,12 @@ function apiKeyRoutes(api: FastifyInstance, db: Db): void {
         summary: 'Revoke an API key: refused everywhere within 1 s',
         tags: TAGS,
         security: BEARER_REQUIRED,
-        params: Int64Params,
+        params: ApiKeyIdParams,
         response: { 204: NoContent('Revoked'), ...apiErrors(400, 401, 403, 404, 500) },
       },
     },
     async (request, reply) => {
-      const id = readInt64Param(request, 'invalid api key id');
+      const { id } = paramsOf(request, ApiKeyIdParams);
       if (!(await revokeApiKey(db, (request.identity as User).id, id, contextOf(request))))
         throw new ApiKeyNotFoundError(id);
       reply.code(204).send();

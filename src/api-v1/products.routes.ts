@@ -4,10 +4,11 @@ import { Type } from 'typebox';
 import type { Identity } from '../accounts/user.ts';
 import type { Db } from '../platform/db.ts';
 import { AuthenticationRequiredError, BadRequestError, NotPermittedError } from '../platform/errors.ts';
-import { first, parseInt64 } from '../platform/request.ts';
+import { first, paramsOf, parseInt64, queryOf, type RawPart, withPartReader } from '../platform/request.ts';
 import { BEARER_REQUIRED, response } from '../platform/schemas.ts';
 import {
   CreateProductRequest,
+  ProductListQuery,
   type ProductRequest,
   ProductSchema,
   toProductJson,
@@ -26,21 +27,31 @@ const ProductPage = Type.Object(
   { additionalProperties: false },
 );
 
-// Read with Go's strconv.Atoi: page < 1 is 1, limit outside 1-100 is 20, garbage is either.
-const ListQuery = Type.Object({
-  page: Type.Optional(Type.Integer({ default: 1, description: 'below 1 (or not a number) means 1' })),
-  limit: Type.Optional(
-    Type.Integer({ default: 20, description: 'outside 1-100 (or not a number) means 20' }),
-  ),
-});
+const Int64Id = Type.Integer({ format: 'int64', examples: [7] });
 
-// strconv.ParseInt(id, 10, 64): anything else is 400 invalid product id.
-export const Int64Params = Type.Object({ id: Type.Integer({ format: 'int64', examples: [7] }) });
+// An id path parameter of this API, read with strconv.ParseInt(id, 10, 64): anything else is
+// 400 with the route's message, so each resource's params are a schema of their own.
+export function int64Params(message: string) {
+  return withPartReader(Type.Object({ id: Int64Id }), (part) => ({
+    id: parseInt64Id((part.id as string | undefined) ?? '', message),
+  }));
+}
+
+const ProductIdParams = int64Params('invalid product id');
+// PATCH has always answered a bad body before a bad id, and Fastify checks params before the
+// body: that route parses its id in the handler, after the body was read.
+const UpdateProductParams = Type.Object({ id: Int64Id });
+
+// The seed reads both with strconv.Atoi, whose failure is 0: productPage then falls back.
+const ListQuery = withPartReader(ProductListQuery, (query) => ({
+  page: atoi(query.page),
+  limit: atoi(query.limit),
+}));
 
 const ROUTE = { tags: ['products'], security: BEARER_REQUIRED };
 
 // strconv.Atoi: a failed parse is 0.
-function atoi(value: string | string[] | undefined): bigint {
+function atoi(value: RawPart[string]): bigint {
   return parseInt64(first(value) ?? '') ?? 0n;
 }
 
@@ -49,10 +60,6 @@ export function parseInt64Id(raw: string, message: string): string {
   const n = parseInt64(raw);
   if (n === undefined) throw new BadRequestError(message);
   return n.toString();
-}
-
-export function readInt64Param(request: FastifyRequest, message: string): string {
-  return parseInt64Id((request.params as { id: string }).id, message);
 }
 
 // Why an identity may not use `code` of this API, or null when it may: a full credential may
@@ -83,7 +90,7 @@ export function productRoutes(api: FastifyInstance, db: Db): void {
 const read = requireScope('products:read');
 const write = requireScope('products:write');
 const body = (request: FastifyRequest) => request.body as ProductRequest;
-const idOf = (request: FastifyRequest) => readInt64Param(request, 'invalid product id');
+const idOf = (request: FastifyRequest) => paramsOf(request, ProductIdParams).id;
 
 // /products: list, create.
 function collectionRoutes(api: FastifyInstance, db: Db): void {
@@ -100,8 +107,7 @@ function collectionRoutes(api: FastifyInstance, db: Db): void {
       },
     },
     async (request) => {
-      const query = request.query as { page?: string | string[]; limit?: string | string[] };
-      const page = await products.listProducts(db, { page: atoi(query.page), limit: atoi(query.limit) });
+      const page = await products.listProducts(db, queryOf(request, ListQuery));
       return {
         data: page.data.map(toProductJson),
         total: page.total,
@@ -141,7 +147,7 @@ function productByIdRoutes(api: FastifyInstance, db: Db): void {
         ...ROUTE,
         operationId: 'getProduct',
         summary: 'Read one product (products:read)',
-        params: Int64Params,
+        params: ProductIdParams,
         response: { 200: response(ProductSchema, 'The product'), ...apiErrors(400, 401, 403, 404, 500) },
       },
     },
@@ -156,7 +162,7 @@ function productByIdRoutes(api: FastifyInstance, db: Db): void {
         ...ROUTE,
         operationId: 'updateProduct',
         summary: 'Change the fields sent; owner or admin only (products:write)',
-        params: Int64Params,
+        params: UpdateProductParams,
         body: UpdateProductRequest,
         response: {
           200: response(ProductSchema, 'The product as updated'),
@@ -165,7 +171,7 @@ function productByIdRoutes(api: FastifyInstance, db: Db): void {
       },
     },
     async (request) => {
-      const id = idOf(request);
+      const id = parseInt64Id((request.params as { id: string }).id, 'invalid product id');
       return toProductJson(await products.updateProduct(db, requester(request), id, body(request)));
     },
   );
@@ -178,7 +184,7 @@ function productByIdRoutes(api: FastifyInstance, db: Db): void {
         ...ROUTE,
         operationId: 'deleteProduct',
         summary: 'Delete a product; owner or admin only (products:write)',
-        params: Int64Params,
+        params: ProductIdParams,
         response: { 204: NoContent('Deleted'), ...apiErrors(400, 401, 403, 404, 500) },
       },
     },

@@ -5,7 +5,7 @@ import DataLoader from 'dataloader';
 import { usersByIds } from '../accounts/accounts.ts';
 import type { User } from '../accounts/user.ts';
 import { parseInt64Id, requester, requireScope } from '../api-v1/products.routes.ts';
-import type { Product } from '../products/product.ts';
+import { PRODUCT_LIMIT, PRODUCT_PAGE, type Product } from '../products/product.ts';
 import * as products from '../products/products.ts';
 import { pageArgument } from './cost.ts';
 import type { GraphqlContext, GraphqlModule } from './module.ts';
@@ -75,12 +75,15 @@ type ProductInput = {
 
 const id = (raw: string) => parseInt64Id(raw, 'invalid product id');
 
+// GET /api/v1/products' rules, from its query schema's ranges.
+const PAGING = `page below ${PRODUCT_PAGE.minimum} is ${PRODUCT_PAGE.default}; limit outside ${PRODUCT_LIMIT.minimum}-${PRODUCT_LIMIT.maximum} is ${PRODUCT_LIMIT.default}`;
+
 export const productsModule: GraphqlModule = {
   typeDefs: /* GraphQL */ `
     extend type Query {
       "Needs products:read. An id that names no product is NOT_FOUND."
       product(id: ID!): Product!
-      "Needs products:read. page below 1 is 1; limit outside 1-100 is 20, as on GET /api/v1/products."
+      "Needs products:read. ${PAGING}, as on GET /api/v1/products."
       products(page: Int, limit: Int): ProductPage!
     }
 
@@ -109,7 +112,7 @@ export const productsModule: GraphqlModule = {
     type Owner {
       id: ID!
       name: String!
-      "Newest first, a page at a time: page below 1 is 1; limit outside 1-100 is 20."
+      "Newest first, a page at a time: ${PAGING}."
       products(page: Int, limit: Int): [Product!]!
     }
 
@@ -128,7 +131,7 @@ export const productsModule: GraphqlModule = {
     }
 
     extend type User {
-      "Needs products:read. Newest first, a page at a time: page below 1 is 1; limit outside 1-100 is 20."
+      "Needs products:read. Newest first, a page at a time: ${PAGING}."
       products(page: Int, limit: Int): [Product!]!
     }
   `,

@@ -7,7 +7,7 @@ import type { OperationsConfig } from '../config.ts';
 import type { Db } from '../platform/db.ts';
 import { PayloadTooLargeError } from '../platform/errors.ts';
 import { withMethodFallbacks } from '../platform/http.ts';
-import { first, streamedBody } from '../platform/request.ts';
+import { first, queryOf, type RawPart, streamedBody, withPartReader } from '../platform/request.ts';
 import { BEARER_REQUIRED, ErrorEnvelope, errors, response } from '../platform/schemas.ts';
 import { Validator } from '../platform/validator.ts';
 import {
@@ -30,27 +30,51 @@ const FormatQuery = Type.Optional(
   ),
 );
 
-const ExportQuery = Type.Object({
-  format: FormatQuery,
-  title: Type.Optional(Type.String({ description: 'as for GET /v1/movies' })),
-  genres: Type.Optional(Type.String({ description: 'as for GET /v1/movies' })),
-  sort: Type.Optional(
-    Type.Union(
-      SORT_SAFELIST.map((value) => Type.Literal(value)),
-      { description: 'as for GET /v1/movies', default: 'id' },
+// The export's format (422 alone when wrong), then the list's filters as GET /v1/movies reads them.
+const ExportQuery = withPartReader(
+  Type.Object({
+    format: FormatQuery,
+    title: Type.Optional(Type.String({ description: 'as for GET /v1/movies' })),
+    genres: Type.Optional(Type.String({ description: 'as for GET /v1/movies' })),
+    sort: Type.Optional(
+      Type.Union(
+        SORT_SAFELIST.map((value) => Type.Literal(value)),
+        { description: 'as for GET /v1/movies', default: 'id' },
+      ),
     ),
-  ),
-});
+  }),
+  (query) => {
+    const v = new Validator();
+    const format = readFormat(query, v);
+    v.assertValid();
+    const { title, genres, sort } = readMovieListQuery({
+      title: query.title,
+      genres: query.genres,
+      sort: query.sort,
+    });
+    return { format, filters: { title, genres, sort } };
+  },
+);
 
-const ImportQuery = Type.Object({
-  format: FormatQuery,
-  atomic: Type.Optional(
-    Type.Boolean({
-      default: false,
-      description: 'true: all rows or none (one transaction); 422 when any fails',
-    }),
-  ),
-});
+const ImportQuery = withPartReader(
+  Type.Object({
+    format: FormatQuery,
+    atomic: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description: 'true: all rows or none (one transaction); 422 when any fails',
+      }),
+    ),
+  }),
+  (query) => {
+    const v = new Validator();
+    const format = readFormat(query, v);
+    const atomic = first(query.atomic) ?? 'false';
+    v.check(atomic === 'true' || atomic === 'false', 'atomic', 'must be true or false');
+    v.assertValid();
+    return { format, atomic: atomic === 'true' };
+  },
+);
 
 const RowErrors = Type.Array(
   Type.Object(
@@ -90,7 +114,7 @@ const ExportBody = {
 
 const TAGS = ['movies'];
 
-function readFormat(query: Record<string, unknown>, v: Validator): Format {
+function readFormat(query: RawPart, v: Validator): Format {
   const format = first(query.format) ?? 'ndjson';
   v.check(FORMATS.includes(format as Format), 'format', 'must be ndjson or csv');
   return format as Format;
@@ -142,16 +166,8 @@ function exportRoute(app: FastifyInstance, db: Db): void {
       },
     },
     async (request, reply) => {
-      const query = request.query as Record<string, string | string[]>;
-      const v = new Validator();
-      const format = readFormat(query, v);
-      v.assertValid();
-      const { title, genres, sort } = readMovieListQuery({
-        title: query.title,
-        genres: query.genres,
-        sort: query.sort,
-      });
-      const chunks = await exportMovies(db, { title, genres, sort }, format);
+      const { format, filters } = queryOf(request, ExportQuery);
+      const chunks = await exportMovies(db, filters, format);
       reply
         .type(CONTENT_TYPES[format])
         .header('content-disposition', `attachment; filename="movies.${format}"`);
@@ -201,12 +217,7 @@ function importRoute(app: FastifyInstance, db: Db, options: OperationsConfig): v
       },
     },
     async (request: FastifyRequest, reply) => {
-      const query = request.query as Record<string, unknown>;
-      const v = new Validator();
-      const format = readFormat(query, v);
-      const atomic = first(query.atomic) ?? 'false';
-      v.check(atomic === 'true' || atomic === 'false', 'atomic', 'must be true or false');
-      v.assertValid();
+      const { format, atomic } = queryOf(request, ImportQuery);
       const declared = Number(request.headers['content-length']);
       if (declared > options.importMaxBytes) {
         throw new PayloadTooLargeError(`body must not be larger than ${options.importMaxBytes} bytes`);
@@ -214,11 +225,11 @@ function importRoute(app: FastifyInstance, db: Db, options: OperationsConfig): v
       // No body at all (no Content-Length, no chunks) is an empty upload.
       const report = await importMovies(db, (request.body as Readable | undefined) ?? Readable.from([]), {
         format,
-        atomic: atomic === 'true',
+        atomic,
         maxBytes: options.importMaxBytes,
         workers: options.importWorkers,
       });
-      if (atomic === 'true' && report.failed > 0) {
+      if (atomic && report.failed > 0) {
         reply.code(422);
         return { error: { rows: `nothing was imported: ${report.failed} failed` }, ...report };
       }

@@ -1,7 +1,7 @@
 // Query-string filters for GET /v1/movies, read and validated the book's way, with the
 // limits and defaults of their schema.
 import { Type } from 'typebox';
-import { first, parseInt64 } from '../platform/request.ts';
+import { first, parseInt64, type RawPart, withPartReader } from '../platform/request.ts';
 import { isStorable, NUL_MESSAGE, Validator } from '../platform/validator.ts';
 
 export const SORT_SAFELIST = [
@@ -20,25 +20,29 @@ type Range = Readonly<{ minimum: number; maximum: number; default: number }>;
 const PAGE: Range = { minimum: 1, maximum: 10_000_000, default: 1 };
 const PAGE_SIZE: Range = { minimum: 1, maximum: 100, default: 20 };
 
-export const MovieListQueryString = Type.Object({
-  title: Type.Optional(
-    Type.String({ description: 'full-text search: every word must match', examples: ['club'] }),
-  ),
-  genres: Type.Optional(
-    Type.String({
-      description: 'comma-separated; a movie must have all of them',
-      examples: ['drama,sci-fi'],
-    }),
-  ),
-  page: Type.Optional(Type.Integer(PAGE)),
-  page_size: Type.Optional(Type.Integer(PAGE_SIZE)),
-  sort: Type.Optional(
-    Type.Union(
-      SORT_SAFELIST.map((value) => Type.Literal(value)),
-      { description: '"-" sorts descending; ties are broken by ascending id', default: 'id' },
+// The route's query string is read by readMovieListQuery (GraphQL calls it on its arguments).
+export const MovieListQueryString = withPartReader(
+  Type.Object({
+    title: Type.Optional(
+      Type.String({ description: 'full-text search: every word must match', examples: ['club'] }),
     ),
-  ),
-});
+    genres: Type.Optional(
+      Type.String({
+        description: 'comma-separated; a movie must have all of them',
+        examples: ['drama,sci-fi'],
+      }),
+    ),
+    page: Type.Optional(Type.Integer(PAGE)),
+    page_size: Type.Optional(Type.Integer(PAGE_SIZE)),
+    sort: Type.Optional(
+      Type.Union(
+        SORT_SAFELIST.map((value) => Type.Literal(value)),
+        { description: '"-" sorts descending; ties are broken by ascending id', default: 'id' },
+      ),
+    ),
+  }),
+  readMovieListQuery,
+);
 
 export type MovieListQuery = Readonly<{
   title: string;
@@ -55,13 +59,11 @@ export type Metadata =
   | Record<string, never>
   | { current_page: number; page_size: number; first_page: number; last_page: number; total_records: number };
 
-type QueryString = Record<string, string | string[] | undefined>;
-
 // The book's wording for a maximum: "100", "10 million".
 const spelled = (n: number) => (n % 1_000_000 === 0 ? `${n / 1_000_000} million` : String(n));
 
 // Go's strconv.Atoi, then the schema's range, with the book's messages.
-function readInt(qs: QueryString, key: string, range: Range, v: Validator): number {
+function readInt(qs: RawPart, key: string, range: Range, v: Validator): number {
   const text = first(qs[key]) ?? '';
   if (text === '') return range.default;
   const n = parseInt64(text);
@@ -72,7 +74,7 @@ function readInt(qs: QueryString, key: string, range: Range, v: Validator): numb
   return Number(n);
 }
 
-export function readMovieListQuery(qs: QueryString): MovieListQuery {
+export function readMovieListQuery(qs: RawPart): MovieListQuery {
   const v = new Validator();
   const genres = first(qs.genres) ?? '';
   const query = {

@@ -4,10 +4,9 @@ import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import { requirePermission } from '../accounts/guards.ts';
 import type { Db } from '../platform/db.ts';
-import { readIdParam } from '../platform/http.ts';
-import { deferredBody } from '../platform/request.ts';
+import { deferredBody, paramsOf, queryOf } from '../platform/request.ts';
 import { BEARER_REQUIRED, errors, IdParams, MessageEnvelope, response } from '../platform/schemas.ts';
-import { MovieListQueryString, readMovieListQuery } from './filters.ts';
+import { MovieListQueryString } from './filters.ts';
 import {
   CreateMovieBody,
   type CreateMovieInput,
@@ -90,7 +89,7 @@ function collectionRoutes(app: FastifyInstance, db: Db, cache?: MovieCache): voi
       },
     },
     async (request, reply) => {
-      const query = readMovieListQuery(request.query as Record<string, string | string[]>);
+      const query = queryOf(request, MovieListQueryString);
       const load = async () => {
         const { movies: list, metadata } = await movies.listMovies(db, query);
         return { metadata, movies: list.map(toMovieJson) };
@@ -143,7 +142,7 @@ function movieByIdRoutes(app: FastifyInstance, { db, cache, afterDelete }: Movie
       },
     },
     async (request, reply) => {
-      const id = readIdParam(request);
+      const id = paramsOf(request, IdParams).id;
       const load = async () => ({ movie: toMovieJson(await movies.getMovie(db, id)) });
       return cache ? cache.movie(reply, id, load) : load();
     },
@@ -170,7 +169,7 @@ function movieByIdRoutes(app: FastifyInstance, { db, cache, afterDelete }: Movie
       },
     },
     async (request) => {
-      const id = readIdParam(request);
+      const id = paramsOf(request, IdParams).id;
       const expected = request.headers['x-expected-version'];
       const movie = await movies.updateMovie(
         db,
@@ -199,7 +198,7 @@ function movieByIdRoutes(app: FastifyInstance, { db, cache, afterDelete }: Movie
       },
     },
     async (request) => {
-      await movies.deleteMovie(db, readIdParam(request), afterDelete);
+      await movies.deleteMovie(db, paramsOf(request, IdParams).id, afterDelete);
       return { message: 'movie successfully deleted' };
     },
   );

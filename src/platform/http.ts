@@ -64,13 +64,8 @@ export function deprecationHeaders(app: FastifyInstance): void {
   });
 }
 
-// The book's readIDParam: a positive int64, anything else is "not found". Returned as a
-// string so ids beyond 2^53 reach PostgreSQL intact.
-export function readIdParam(request: FastifyRequest): string {
-  return parseId((request.params as { id?: string }).id ?? '');
-}
-
-// The same rule for an id that arrives some other way (a GraphQL argument).
+// The book's readIDParam: a positive int64, anything else is "not found" (IdParams reads a
+// path's id with it, GraphQL an argument).
 export function parseId(raw: string): string {
   if (!/^\+?\d{1,19}$/.test(raw)) throw new NotFoundError();
   const id = BigInt(raw);

@@ -4,7 +4,9 @@
 // (settings, GraphQL, callbacks: below) — and Fastify's validator, compiled from the route's
 // schemas by requestValidator, runs that reader: the decoded value replaces the raw bytes
 // as request.body before the handler runs. A body schema without a dialect fails at start-up,
-// so no route can take a body nobody reads. Query strings go through the one `first()`.
+// so no route can take a body nobody reads. Path parameters and query strings are read the
+// same way when their schema has a reader (withPartReader): the handler gets the decoded
+// value through paramsOf()/queryOf(), which also keep the Go handler's order (below).
 import type { FastifyRequest, FastifySchemaCompiler } from 'fastify';
 import type { Static, TObject, TSchema } from 'typebox';
 import { Value } from 'typebox/value';
@@ -42,6 +44,60 @@ export function readBody<T extends TSchema>(schema: T, body: Buffer | undefined)
 export function deferredBody<T extends TSchema>(request: FastifyRequest, _schema: T): Static<T> {
   if (request.validationError) throw request.validationError;
   return request.body as Static<T>;
+}
+
+// Path parameters or a query string as Fastify hands them over: a repeated key is an array.
+export type RawPart = Readonly<Record<string, string | string[] | undefined>>;
+
+declare const decodedAs: unique symbol;
+// A parameters or query-string schema whose reader answers a V: paramsOf()/queryOf() return it.
+export type Decoding<T extends TSchema, V> = T & { readonly [decodedAs]?: V };
+
+type PartReader = (part: RawPart) => object;
+
+const partReaders = new WeakMap<object, PartReader>();
+// The values the validator has already decoded, to tell them from a part Fastify left raw
+// (validation stops at its first failure, so on a route with attachValidation whose body
+// failed, the query string is still raw).
+const decodedParts = new WeakSet<object>();
+
+// Registers how the params or querystring of `schema` are read, in its API's dialect (its
+// messages, its status: a 404 for a book id, a 400 for a product id, a 422 for a list).
+export function withPartReader<T extends TSchema, V extends object>(
+  schema: T,
+  reader: (part: RawPart) => V,
+): Decoding<T, V> {
+  partReaders.set(schema, reader);
+  return schema;
+}
+
+function readPart(schema: TSchema, part: unknown): object {
+  const reader = partReaders.get(schema);
+  if (reader === undefined)
+    throw new Error('params or querystring schema has no reader (platform/request.ts)');
+  const value = reader((part ?? {}) as RawPart);
+  decodedParts.add(value);
+  return value;
+}
+
+function decoded<V>(request: FastifyRequest, schema: TSchema, part: 'params' | 'query'): V {
+  const value = request[part] as object;
+  if (decodedParts.has(value)) return value as V;
+  const error = request.validationError;
+  if (error?.validationContext === (part === 'query' ? 'querystring' : 'params')) throw error;
+  return readPart(schema, value) as V;
+}
+
+// The decoded path parameters. On a route with attachValidation, a refused one is answered
+// where the handler asks, which it does first (the book's readIDParam comes before anything).
+export function paramsOf<V>(request: FastifyRequest, schema: Decoding<TSchema, V>): V {
+  return decoded(request, schema, 'params');
+}
+
+// The decoded query string; on a route with attachValidation, read where the handler asks
+// (after a lookup, as the Go handler may check it).
+export function queryOf<V>(request: FastifyRequest, schema: Decoding<TSchema, V>): V {
+  return decoded(request, schema, 'query');
 }
 
 // The plain dialect's messages: the top-level one, and per property what a missing value
@@ -117,11 +173,11 @@ export function parseInt64(text: string): bigint | undefined {
 type SchemaPart = { required?: string[]; properties?: Record<string, unknown> };
 
 // Fastify's validator compiler for every route. A body is read by its schema's dialect (the
-// decoded value replaces the bytes; a failure is that dialect's error). Parameters, query
-// strings and headers are checked for the properties their schema requires; their values
-// are typed by the route's own reader, since what a bad one answers differs by API (404 for
-// a book id, 400 for a product id, 422 with field messages for a list) and comes in the
-// order the Go handlers check it.
+// decoded value replaces the bytes; a failure is that dialect's error), and so are parameters
+// and query strings whose schema has a reader. Fastify checks params, then the body, then the
+// query string, so a route whose Go handler reads them in another order sets attachValidation
+// and asks paramsOf()/queryOf()/deferredBody() in its own order. Other parts (headers) are
+// checked for the properties their schema requires.
 export const requestValidator: FastifySchemaCompiler<TSchema> = ({ schema, method, url, httpPart }) => {
   if (httpPart === 'body') {
     const reader = readers.get(schema);
@@ -130,6 +186,15 @@ export const requestValidator: FastifySchemaCompiler<TSchema> = ({ schema, metho
     return (data: unknown) => {
       try {
         return { value: reader((data ?? undefined) as Buffer | undefined) };
+      } catch (error) {
+        return { error: error as Error };
+      }
+    };
+  }
+  if (partReaders.has(schema)) {
+    return (data: unknown) => {
+      try {
+        return { value: readPart(schema, data) };
       } catch (error) {
         return { error: error as Error };
       }

@@ -3,6 +3,8 @@
 // typed client from that document, and requests are read by it (platform/request.ts), with
 // the messages of their API rather than Ajv's.
 import { type TSchema, Type } from 'typebox';
+import { parseId } from './http.ts';
+import { withPartReader } from './request.ts';
 
 export const INT32_MIN = -2147483648;
 export const INT32_MAX = 2147483647;
@@ -121,8 +123,12 @@ export const BEARER_OPTIONAL: Security = [{}, { bearerToken: [] }, { apiKey: [] 
 // Routes that never look at credentials (seed 002's register and login).
 export const NO_CREDENTIALS: Security = [];
 
-// A path parameter holding a record id. Anything but a positive int64 is answered with 404,
-// so the document says what the route accepts.
-export const IdParams = Type.Object({
-  id: Type.Integer({ minimum: 1, format: 'int64', description: 'the record id', examples: [1] }),
-});
+// A path parameter holding a record id, read as the book's readIDParam reads it: anything
+// but a positive int64 is answered with 404, so the document says what the route accepts.
+// The id stays a string, so ids beyond 2^53 reach PostgreSQL intact.
+export const IdParams = withPartReader(
+  Type.Object({
+    id: Type.Integer({ minimum: 1, format: 'int64', description: 'the record id', examples: [1] }),
+  }),
+  (part) => ({ id: parseId((part.id as string | undefined) ?? '') }),
+);

@@ -4,8 +4,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type TSchema, Type } from 'typebox';
 import { requirePermission } from '../accounts/guards.ts';
 import { getMovie } from '../movies/movies.ts';
-import { readIdParam, withMethodFallbacks } from '../platform/http.ts';
-import { first, streamedBody } from '../platform/request.ts';
+import { withMethodFallbacks } from '../platform/http.ts';
+import { first, paramsOf, streamedBody } from '../platform/request.ts';
 import {
   BEARER_REQUIRED,
   ErrorEnvelope,
@@ -112,7 +112,7 @@ function uploadRoute(app: FastifyInstance, store: posters.Posters): void {
       },
     },
     async (request: FastifyRequest) => {
-      const id = readIdParam(request);
+      const id = paramsOf(request, IdParams).id;
       await getMovie(store.db, id);
       const declared = request.headers['content-length'];
       const poster = await posters.uploadPoster(
@@ -155,7 +155,7 @@ function downloadRoute(app: FastifyInstance, store: posters.Posters): void {
       },
     },
     async (request, reply) => {
-      const id = readIdParam(request);
+      const id = paramsOf(request, IdParams).id;
       const h = request.headers;
       const read = await posters.readPoster(store, id, {
         ifNoneMatch: first(h['if-none-match']),
@@ -202,7 +202,7 @@ function deleteRoute(app: FastifyInstance, store: posters.Posters): void {
       },
     },
     async (request) => {
-      await posters.deletePoster(store, readIdParam(request));
+      await posters.deletePoster(store, paramsOf(request, IdParams).id);
       return { message: 'poster successfully deleted' };
     },
   );

@@ -123,6 +123,27 @@ export const ProductSchema = Type.Object(
 
 export type ProductJson = Static<typeof ProductSchema>;
 
+// GET /api/v1/products' paging, read with Go's strconv.Atoi: the seed never refuses a page or
+// a limit but falls back to the default. The ranges are the schema's minimum, maximum and
+// default, written once here; its descriptions and productPage (REST and GraphQL alike) read
+// them (TypeBox's types do not keep a schema's options, hence the constants).
+export const PRODUCT_PAGE = { minimum: 1, default: 1 } as const;
+export const PRODUCT_LIMIT = { minimum: 1, maximum: 100, default: 20 } as const;
+export const ProductListQuery = Type.Object({
+  page: Type.Optional(
+    Type.Integer({
+      ...PRODUCT_PAGE,
+      description: `below ${PRODUCT_PAGE.minimum} (or not a number) means ${PRODUCT_PAGE.default}`,
+    }),
+  ),
+  limit: Type.Optional(
+    Type.Integer({
+      ...PRODUCT_LIMIT,
+      description: `outside ${PRODUCT_LIMIT.minimum}-${PRODUCT_LIMIT.maximum} (or not a number) means ${PRODUCT_LIMIT.default}`,
+    }),
+  ),
+});
+
 // The seed's JSON: description is `omitempty`, price a number.
 export function toProductJson(product: Product): ProductJson {
   return {

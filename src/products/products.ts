@@ -6,7 +6,9 @@ import type { Db } from '../platform/db.ts';
 import { changeObservers } from '../platform/observers.ts';
 import { INT64_MAX } from '../platform/request.ts';
 import {
+  PRODUCT_LIMIT as LIMIT,
   NotProductOwnerError,
+  PRODUCT_PAGE as PAGE,
   type Product,
   ProductNotFoundError,
   type ProductRequest,
@@ -16,9 +18,6 @@ import {
 import * as products from './products.sql.ts';
 
 export type Requester = Readonly<{ userId: number; admin: boolean }>;
-
-const DEFAULT_LIMIT = 20;
-const MAX_LIMIT = 100;
 
 // Called after a change of products has committed (e.g. to wake other processes' change
 // streams through Redis).
@@ -33,11 +32,15 @@ export async function createProduct(db: Db, requester: Requester, input: Product
 
 export type PageQuery = { page: bigint; limit: bigint };
 
-// The seed's rules: page below 1 is 1; limit outside 1–100 is 20. Past PostgreSQL's bigint
-// no row exists anyway; the seed's Go would overflow instead.
+// The seed's rules, with the ranges of ProductListQuery: a page below its minimum, or a
+// limit out of range, is the default. Past PostgreSQL's bigint no row exists anyway; the
+// seed's Go would overflow instead.
 export function productPage(query: PageQuery): { page: bigint; limit: number; offset: bigint } {
-  const page = query.page < 1n ? 1n : query.page;
-  const limit = query.limit < 1n || query.limit > BigInt(MAX_LIMIT) ? DEFAULT_LIMIT : Number(query.limit);
+  const page = query.page < BigInt(PAGE.minimum) ? BigInt(PAGE.default) : query.page;
+  const limit =
+    query.limit < BigInt(LIMIT.minimum) || query.limit > BigInt(LIMIT.maximum)
+      ? LIMIT.default
+      : Number(query.limit);
   const offset = (page - 1n) * BigInt(limit);
   return { page, limit, offset: offset > INT64_MAX ? INT64_MAX : offset };
 }
