@@ -4,7 +4,7 @@ import { ACCOUNTS_TASKS } from './accounts/accounts.tasks.ts';
 import { startEmailWorker } from './accounts/email.worker.ts';
 import type { Config } from './config.ts';
 import type { Db } from './platform/db.ts';
-import { type Jobs, type QueueSpec, startJobs } from './platform/jobs.ts';
+import { type Jobs, type QueueSpec, startJobs, stopJobs } from './platform/jobs.ts';
 import type { Logger } from './platform/logger.ts';
 import { createLogMailer, createSmtpMailer, type Mailer } from './platform/mailer.ts';
 import type { Metrics } from './platform/metrics.ts';
@@ -54,7 +54,7 @@ export async function startBackground(
     },
     // Lets jobs in progress finish, for up to one more shutdown grace period.
     stop: async () => {
-      await jobs.stop({ graceful: true, wait: true, timeout: config.shutdownTimeoutMs });
+      await stopJobs(jobs, { graceful: true, wait: true, timeout: config.shutdownTimeoutMs });
       mailer.close();
     },
   };

@@ -12,6 +12,15 @@ export type Jobs = PgBoss;
 
 export type QueueSpec = Readonly<{ name: string; options: Omit<PgBoss.Queue, 'name'> }>;
 
+// Job queues being stopped: their pool's last connections may meet the database shutting down
+// right behind them ("terminating connection due to administrator command"), which is no error.
+const stopping = new WeakSet<Jobs>();
+
+export async function stopJobs(jobs: Jobs, options: PgBoss.StopOptions): Promise<void> {
+  stopping.add(jobs);
+  await jobs.stop(options);
+}
+
 // `tuning` overrides pg-boss options (the tests' shorter cron intervals).
 export async function startJobs(
   dsn: string,
@@ -29,7 +38,10 @@ export async function startJobs(
     monitorIntervalSeconds: 2,
     ...tuning,
   });
-  boss.on('error', (err) => logger.error({ err }, 'job queue error'));
+  boss.on('error', (err) => {
+    if (stopping.has(boss)) logger.debug({ err }, 'job queue error while stopping');
+    else logger.error({ err }, 'job queue error');
+  });
   await boss.start();
   for (const queue of queues) {
     const existing = await boss.getQueue(queue.name);
