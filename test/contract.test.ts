@@ -556,6 +556,15 @@ test('when the README walkthrough and the error cases are replayed, then every r
   await admin.query(`ALTER DATABASE ${database} ALLOW_CONNECTIONS false`);
   await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [database]);
   await admin.end();
+  // A pooled connection the server has not yet seen terminated fails its next query with
+  // 57P01, an outage (503); once the pool has dropped them, every query meets the refused
+  // connection (500). Wait for that, outside the documented calls.
+  for (let tries = 0; tries < 100; tries++) {
+    const res = await fetch(`${base}/v1/movies`, { headers: { authorization: `Bearer ${writer.token}` } });
+    await res.arrayBuffer();
+    if (res.status === 500) break;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
   for (const [method, path, body] of [
     ...everyRoute,
     ...bulkRoutes,

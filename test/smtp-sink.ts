@@ -31,6 +31,9 @@ export class SmtpSink {
         });
       },
     });
+    // A sender killed mid-send (the durability tests' SIGKILL) resets its connection: an
+    // 'error' on the server that, unheard, would throw in the test process.
+    this.#server.on('error', () => {});
     await new Promise<void>((resolve) => this.#server?.listen(port, '127.0.0.1', resolve));
     this.port = (this.#server.server.address() as { port: number }).port;
     return this.port;
