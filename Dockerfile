@@ -14,17 +14,19 @@ FROM node:24-slim AS runtime
 ENV NODE_ENV=production \
     GREENLIGHT_ENV=production \
     GREENLIGHT_HOST=0.0.0.0 \
-    GREENLIGHT_PORT=4000
+    GREENLIGHT_PORT=4000 \
+    GREENLIGHT_GRPC_ADDR=:4001
 WORKDIR /app
 COPY --from=deps --chown=root:root /app/node_modules ./node_modules
 COPY --chown=root:root package.json ./
 COPY --chown=root:root src ./src
+COPY --chown=root:root gen ./gen
 COPY --chown=root:root migrations ./migrations
 # The code is owned by root and read-only to the service; the JWT key directory (EdDSA) and
 # any data it writes live in /app/data, the one place it may write.
 RUN mkdir -p /app/data && chown node:node /app/data
 USER node
-EXPOSE 4000
+EXPOSE 4000 4001
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:4000/livez').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 CMD ["node", "src/main.ts", "serve", "-env", "production", "-db-migrate"]

@@ -18,6 +18,7 @@ import { identityRoutes } from './auth/oidc.routes.ts';
 import { createAuthenticators, createJwts, reauthenticator } from './auth/registry.ts';
 import type { Config } from './config.ts';
 import { graphqlRoutes } from './graphql/graphql.routes.ts';
+import { createGrpcHandler, type GrpcHandler } from './grpc/grpc.ts';
 import { bulkRoutes } from './movies/bulk.routes.ts';
 import { createMovieCache } from './movies/movie-cache.ts';
 import { movieRoutes } from './movies/movies.routes.ts';
@@ -42,6 +43,14 @@ import { createRealtime, websocketPlugin } from './realtime/realtime.plugin.ts';
 import { productEventsRoutes, realtimeRoutes } from './realtime/realtime.routes.ts';
 import { RuntimeSettings } from './settings/runtime.ts';
 import { settingsRoutes } from './settings/settings.routes.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    // The gRPC, gRPC-Web and Connect services on the app's pool, authenticators, limiter and
+    // event feeds; server.ts serves them on -grpc-addr.
+    grpc: GrpcHandler;
+  }
+}
 
 export type AppDeps = Readonly<{
   config: Config;
@@ -108,6 +117,11 @@ export function buildApp({
   const realtime = createRealtime({ config, db, logger, metrics, reauthenticate, redis, identityCache });
   const posters = createPosters(db, config.posters, logger);
   app.addHook('onClose', async () => posters.storage.close());
+  const afterDelete = afterMovieDeleted(posters);
+  app.decorate(
+    'grpc',
+    createGrpcHandler({ config, db, logger, metrics, authenticators, limits, realtime, redis, afterDelete }),
+  );
 
   // Order matters: count, CORS (answers preflights itself), authenticate, then limit, so
   // that authenticated users can be limited per user rather than per address.
@@ -131,7 +145,7 @@ export function buildApp({
     withMethodFallbacks(async (api) => {
       api.register(systemRoutes, { config, metrics });
       api.register(probeRoutes, { config, db, redis });
-      api.register(movieRoutes, { db, cache: movieCache, afterDelete: afterMovieDeleted(posters) });
+      api.register(movieRoutes, { db, cache: movieCache, afterDelete });
       api.register(realtimeRoutes, realtime);
       api.register(statsRoutes, { db, options: config.operations });
       if (config.operations.profilingEnabled) api.register(profilingRoutes);

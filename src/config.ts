@@ -9,6 +9,7 @@ import { authConfig, authFlags } from './auth/auth.flags.ts';
 import { callbacksConfig, callbacksFlags } from './callbacks/callbacks.flags.ts';
 import { demoFlags } from './demo/demo.flags.ts';
 import { graphqlConfig, graphqlFlags } from './graphql/graphql.flags.ts';
+import { grpcConfig, grpcFlags } from './grpc/grpc.flags.ts';
 import { moviesFlags } from './movies/movies.flags.ts';
 import { operationsConfig, operationsFlags } from './operations/operations.flags.ts';
 import { databaseConfig, databaseFlags } from './platform/database.flags.ts';
@@ -56,6 +57,7 @@ const TABLES = [
   authFlags,
   callbacksFlags,
   graphqlFlags,
+  grpcFlags,
   operationsFlags,
   tracingFlags,
   postersFlags,
@@ -226,6 +228,7 @@ function assemble(get: (name: string) => FlagValue) {
     ...authConfig(readValues(authFlags, get), env, dataDir),
     callbacks: callbacksConfig(readValues(callbacksFlags, get)),
     graphql: graphqlConfig(readValues(graphqlFlags, get)),
+    grpc: grpcConfig(readValues(grpcFlags, get)),
     operations: operationsConfig(readValues(operationsFlags, get), env),
     tracing: tracingConfig(readValues(tracingFlags, get)),
     posters: postersConfig(readValues(postersFlags, get), dataDir),

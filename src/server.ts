@@ -1,8 +1,10 @@
 // `greenlight serve`: open the database, migrate, listen, and shut down gracefully.
 import cluster from 'node:cluster';
+import type { FastifyInstance } from 'fastify';
 import { ensureKeyDir, jwtSecretFromDataDir } from './auth/jwt-keys.ts';
 import { superviseWorkers } from './cluster.ts';
 import { type Config, checkServeConfig } from './config.ts';
+import { type GrpcListener, listenGrpc } from './grpc/listener.ts';
 import { effectiveMaxConnections, FD_RESERVE, openFilesLimit } from './platform/connection-caps.ts';
 import { type DatabaseServer, openDatabaseServer } from './platform/database.ts';
 import { createPool } from './platform/db.ts';
@@ -43,6 +45,8 @@ export async function serve(givenConfig: Config, logger: Logger): Promise<void> 
 
 async function ensurePortsFree(config: Config): Promise<void> {
   await ensurePortFree(config.host, config.port, '-port');
+  const grpc = config.grpc.listen;
+  if (grpc) await ensurePortFree(grpc.host, grpc.port, '-grpc-addr');
   const callbacks = config.callbacks.listen;
   if (config.callbacks.enabled && callbacks) {
     await ensurePortFree(callbacks.host, callbacks.port, '-callbacks-addr');
@@ -97,6 +101,7 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
     : undefined;
 
   let shuttingDown = false;
+  let grpc: GrpcListener | undefined;
   const server = app.server as GreenlightServer;
   const shutdown = async (signal: NodeJS.Signals) => {
     if (shuttingDown) return;
@@ -106,13 +111,19 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
     // says `Connection: close` and closes its connection, so a keep-alive client neither
     // holds the process until the grace period ends nor reconnects into a closing listener.
     server.drain();
+    // gRPC the same way: health turns NOT_SERVING, HTTP/2 connections get GOAWAY.
+    app.grpc.drain();
+    grpc?.drain();
     // In-flight requests get the grace period; after that, their connections are cut.
     const deadline = setTimeout(() => {
       logger.warn('grace period over: closing remaining connections');
       app.server.closeAllConnections();
+      grpc?.destroy();
     }, config.shutdownTimeoutMs);
     try {
+      // Ends the open change streams, gRPC's too.
       await app.close();
+      await grpc?.closed;
       await callbacks?.stop();
       clearTimeout(deadline);
       logger.info('completing background tasks');
@@ -161,6 +172,28 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
     'starting server',
   );
   logConnectionHeadroom(config, server, logger);
+  grpc = await startGrpc(config, app, logger, release);
+}
+
+// The gRPC listener, when -grpc-addr is set; a failure to listen stops the process as -port's does.
+async function startGrpc(
+  config: Config,
+  app: FastifyInstance,
+  logger: Logger,
+  release: () => Promise<void>,
+): Promise<GrpcListener | undefined> {
+  if (!config.grpc.listen) return undefined;
+  let grpc: GrpcListener;
+  try {
+    grpc = await listenGrpc(app.grpc.handle, config);
+  } catch (err) {
+    await app.close();
+    await release();
+    throw err;
+  }
+  const { host } = config.grpc.listen;
+  logger.info({ addr: `${host}:${grpc.port}`, tls: config.grpc.tls !== null }, 'starting gRPC listener');
+  return grpc;
 }
 
 // Everything the API needs, started in order, up to the app and the job workers; `release`

@@ -25,7 +25,11 @@ describe('a port in use', () => {
     const first = await startServer(t, flags, 60_000);
     await bothWorkersListening(first);
 
-    const second = await run(t, ['serve', '-host', '127.0.0.1', '-callbacks-addr=', ...flags], 60_000);
+    const second = await run(
+      t,
+      ['serve', '-host', '127.0.0.1', '-callbacks-addr=', '-grpc-addr=', ...flags],
+      60_000,
+    );
     assert.equal(second.code, 1, second.stdout);
     assert.match(second.stderr, /^greenlight: cannot listen on 127\.0\.0\.1:(\d+): the port is in use/);
     assert.ok(second.stderr.includes(`:${port}:`), second.stderr);
@@ -40,7 +44,18 @@ describe('a port in use', () => {
     const { port } = blocker.address() as { port: number };
     const result = await run(
       t,
-      ['serve', '-host', '127.0.0.1', '-port', '0', '-db-dsn', dsn, '-callbacks-addr', `127.0.0.1:${port}`],
+      [
+        'serve',
+        '-host',
+        '127.0.0.1',
+        '-port',
+        '0',
+        '-db-dsn',
+        dsn,
+        '-grpc-addr=',
+        '-callbacks-addr',
+        `127.0.0.1:${port}`,
+      ],
       60_000,
     );
     assert.equal(result.code, 1, result.stdout);

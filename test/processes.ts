@@ -169,6 +169,8 @@ export const SERVE_FLAGS = [
   '-limiter-enabled=false',
   // Tests run servers side by side: none takes the callback listener's fixed port.
   '-callbacks-addr=',
+  // nor the gRPC listener's
+  '-grpc-addr=',
 ];
 
 export async function startServer(

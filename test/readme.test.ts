@@ -106,13 +106,14 @@ test('when every shell block of README.md and docs/ runs in order against a fres
   // A directory that stands for a checkout: the project to run, and the files the pages write.
   const checkout = tempDataDir('greenlight-docs-');
   t.after(() => rmSync(checkout, { recursive: true, force: true }));
-  for (const entry of ['package.json', 'node_modules', 'src', 'migrations'])
+  for (const entry of ['package.json', 'node_modules', 'src', 'gen', 'migrations'])
     symlinkSync(join(ROOT, entry), join(checkout, entry));
   const dataDir = join(checkout, 'data');
   const dbPort = await freePort();
+  const grpcPort = await freePort();
   const server = await startServer(
     t,
-    ['-data-dir', dataDir, '-embedded-db-port', String(dbPort)],
+    ['-data-dir', dataDir, '-embedded-db-port', String(dbPort), '-grpc-addr', `127.0.0.1:${grpcPort}`],
     60_000,
     checkout,
   );
@@ -133,7 +134,8 @@ test('when every shell block of README.md and docs/ runs in order against a fres
     }
     const script = [PREAMBLE, ...blocks.map((b) => `# ${page}:${b.line}\n${scriptOf(b)}`)]
       .join('\n')
-      .replaceAll('localhost:4000', `127.0.0.1:${server.port}`);
+      .replaceAll('localhost:4000', `127.0.0.1:${server.port}`)
+      .replaceAll('localhost:4001', `127.0.0.1:${grpcPort}`);
     const { code, output } = await runScript(script, checkout, 120_000);
     assert.equal(code, 0, `${page}: its examples failed\n${output.slice(-4000)}`);
   }

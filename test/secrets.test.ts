@@ -45,6 +45,7 @@ test('when a development server gets every secret flag and no -host, then it lis
     'development',
     '-limiter-enabled=false',
     '-callbacks-addr=',
+    '-grpc-addr=',
     '-s3-bucket',
     'posters',
     '-s3-endpoint',

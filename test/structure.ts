@@ -41,13 +41,15 @@ const TABLE: Readonly<Record<string, readonly [Layer, string]>> = {
   'api-v1': ['transport', 'accounts audit auth platform products'],
   realtime: ['transport', 'accounts api-v1 auth config movies platform products tasks'],
   graphql: ['transport', 'accounts api-v1 config movies platform posters products settings'],
+  // gRPC, gRPC-Web and Connect: the same use cases as REST, on a listener of its own.
+  grpc: ['transport', 'accounts api-v1 auth config movies operations platform products realtime'],
   app: [
     'composition',
-    'accounts api-v1 auth config graphql movies operations platform posters realtime settings',
+    'accounts api-v1 auth config graphql grpc movies operations platform posters realtime settings',
   ],
   background: ['composition', 'accounts config platform posters realtime tasks'],
   cluster: ['composition', 'config platform'],
-  server: ['entry', 'accounts app auth background callbacks cluster config movies platform settings'],
+  server: ['entry', 'accounts app auth background callbacks cluster config grpc movies platform settings'],
   cli: [
     'entry',
     'accounts app audit auth background callbacks config demo movies platform server settings tasks version',

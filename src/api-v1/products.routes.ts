@@ -78,7 +78,10 @@ export function requireScope(code: string) {
 }
 
 export function requester(request: FastifyRequest): products.Requester {
-  const identity = request.identity as NonNullable<FastifyRequest['identity']>;
+  return requesterOf(request.identity as Identity);
+}
+
+export function requesterOf(identity: Identity): products.Requester {
   return { userId: identity.id, admin: identity.role === 'admin' };
 }
 

@@ -70,21 +70,27 @@ function credentialOf(
   request: FastifyRequest,
   anyCaseSchemeUnder: string | undefined,
 ): Credential | undefined {
-  const header = request.headers.authorization;
+  // The products API takes the scheme in any letter case as its Go code does; the book's
+  // paths keep the book's exact "Bearer".
+  const anyCase = anyCaseSchemeUnder !== undefined && request.url.startsWith(`${anyCaseSchemeUnder}/`);
+  return headerCredential(request.headers.authorization, request.headers['x-api-key'], anyCase);
+}
+
+// The credential of an Authorization header ("Bearer <token>") or else an X-API-Key header,
+// whichever transport carried them (HTTP headers, gRPC metadata).
+export function headerCredential(
+  authorization: string | undefined,
+  apiKey: unknown,
+  anyCaseScheme: boolean,
+): Credential | undefined {
   // Missing and empty are the same to the book (Header.Get returns "").
-  if (header) {
-    const [scheme = '', token, ...rest] = header.split(' ');
-    // The products API takes the scheme in any letter case as its Go code does; the book's
-    // paths keep the book's exact "Bearer".
-    const bearer =
-      anyCaseSchemeUnder !== undefined && request.url.startsWith(`${anyCaseSchemeUnder}/`)
-        ? scheme.toLowerCase() === 'bearer'
-        : scheme === 'Bearer';
+  if (authorization) {
+    const [scheme = '', token, ...rest] = authorization.split(' ');
+    const bearer = anyCaseScheme ? scheme.toLowerCase() === 'bearer' : scheme === 'Bearer';
     if (!bearer || token === undefined || rest.length > 0)
       throw new InvalidAuthenticationTokenError('format');
     return { from: 'authorization', value: token };
   }
-  const apiKey = request.headers['x-api-key'];
   if (typeof apiKey === 'string' && apiKey !== '') return { from: 'x-api-key', value: apiKey };
   return undefined;
 }
@@ -96,11 +102,7 @@ export const requestCredential = (request: FastifyRequest): Credential | undefin
 
 // The identity behind a credential, asked again of the authenticator that recognises it.
 export function reauthenticator(authenticators: readonly Authenticator[]) {
-  return (credential: Credential): Promise<Identity> => {
-    const authenticator = authenticators.find((a) => a.recognises(credential));
-    if (!authenticator) return Promise.reject(new InvalidAuthenticationTokenError());
-    return authenticator.authenticate(credential, () => {});
-  };
+  return (credential: Credential): Promise<Identity> => identityOf(authenticators, credential);
 }
 
 // Route config of the seed's public endpoints (register, login), which never look at the
@@ -121,13 +123,29 @@ export function authenticationHook(
     if ((request.routeOptions.config as RouteAuthConfig).credentials === 'ignored') return;
     const credential = credentialOf(request, anyCaseSchemeUnder);
     if (!credential) return;
-    try {
-      const authenticator = authenticators.find((a) => a.recognises(credential));
-      if (!authenticator) throw new InvalidAuthenticationTokenError();
-      request.identity = await authenticator.authenticate(credential, () => limits?.check(request));
-    } catch (err) {
-      if (err instanceof InvalidAuthenticationTokenError) await limits?.charge(request);
-      throw err;
-    }
+    request.identity = await identityOf(
+      authenticators,
+      credential,
+      limits && (() => limits.check(request)),
+      limits && (() => limits.charge(request)),
+    );
   };
+}
+
+// The identity behind a credential, asked of the authenticator that recognises it. `check`
+// runs before a lookup a made-up credential could cause, `charge` after one that found nothing.
+export async function identityOf(
+  authenticators: readonly Authenticator[],
+  credential: Credential,
+  check?: () => void | Promise<void>,
+  charge?: () => void | Promise<void>,
+): Promise<Identity> {
+  try {
+    const authenticator = authenticators.find((a) => a.recognises(credential));
+    if (!authenticator) throw new InvalidAuthenticationTokenError();
+    return await authenticator.authenticate(credential, () => check?.());
+  } catch (err) {
+    if (err instanceof InvalidAuthenticationTokenError) await charge?.();
+    throw err;
+  }
 }

@@ -49,14 +49,32 @@ const Readiness = Type.Object(
 
 const UNDEFINED_TABLE = '42P01';
 
+export type ReadinessDeps = Readonly<{ db: Db; redis?: RedisConnection; migrations?: readonly Migration[] }>;
+
+// Can this instance serve, and each check's state: for /readyz and gRPC's health service.
+export async function readiness({ db, redis, migrations = readMigrations() }: ReadinessDeps) {
+  let database = 'ok';
+  let schema = 'unknown';
+  try {
+    const current = await readVersion(db).catch((err: { code?: string }) => {
+      if (err.code === UNDEFINED_TABLE) return { version: null, dirty: false };
+      throw err;
+    });
+    schema = schemaState(current, migrations);
+  } catch (err) {
+    database = `unreachable: ${(err as Error).message}`;
+  }
+  // Requests are still served while Redis is down (every use of it falls back), but limits
+  // are then per instance and other instances' invalidations are not seen, so say so.
+  const checks = redis
+    ? { database, migrations: schema, redis: redis.status() }
+    : { database, migrations: schema };
+  return { ready: Object.values(checks).every((check) => check === 'ok'), checks };
+}
+
 export async function probeRoutes(
   app: FastifyInstance,
-  {
-    config,
-    db,
-    redis,
-    migrations = readMigrations(),
-  }: Readonly<{ config: Config; db: Db; redis?: RedisConnection; migrations?: readonly Migration[] }>,
+  { config, db, redis, migrations = readMigrations() }: ReadinessDeps & Readonly<{ config: Config }>,
 ): Promise<void> {
   app.get(
     '/livez',
@@ -91,23 +109,7 @@ export async function probeRoutes(
       },
     },
     async (request, reply) => {
-      let database = 'ok';
-      let schema = 'unknown';
-      try {
-        const current = await readVersion(db).catch((err: { code?: string }) => {
-          if (err.code === UNDEFINED_TABLE) return { version: null, dirty: false };
-          throw err;
-        });
-        schema = schemaState(current, migrations);
-      } catch (err) {
-        database = `unreachable: ${(err as Error).message}`;
-      }
-      // Requests are still served while Redis is down (every use of it falls back), but limits
-      // are then per instance and other instances' invalidations are not seen, so say so.
-      const checks = redis
-        ? { database, migrations: schema, redis: redis.status() }
-        : { database, migrations: schema };
-      const ready = Object.values(checks).every((check) => check === 'ok');
+      const { ready, checks } = await readiness({ db, redis, migrations });
       reply.code(ready ? 200 : 503);
       const status = ready ? ('ready' as const) : ('unavailable' as const);
       return isOperator(request, config) ? { status, checks } : { status };

@@ -117,3 +117,56 @@ export async function withTransaction<T>(db: Db, work: (client: pg.PoolClient) =
     client.release();
   }
 }
+
+// The pool as seen by work that must end by a deadline (a gRPC call's): while less time is
+// left than the pool's own statement_timeout, each statement runs on a connection whose
+// statement_timeout is what remains, so PostgreSQL itself cancels it when the deadline passes
+// (and the connection gets the pool's setting back before it returns to the pool). With more
+// time left, or none given, this is the pool itself, at no cost. `remainingMs` is read at each
+// statement.
+export function withDeadline(db: Db, remainingMs: () => number | undefined): Db {
+  const poolTimeout = Number(db.options.statement_timeout ?? 0);
+  const shorter = () => {
+    const left = remainingMs();
+    return left !== undefined && (poolTimeout === 0 || left < poolTimeout)
+      ? Math.max(1, Math.floor(left))
+      : 0;
+  };
+  const connect = async (): Promise<pg.PoolClient> => {
+    const client = await db.connect();
+    const timeout = shorter();
+    if (timeout === 0) return client;
+    try {
+      await client.query(`SET statement_timeout = ${timeout}`);
+    } catch (err) {
+      client.release(err as Error);
+      throw err;
+    }
+    const release = client.release.bind(client);
+    client.release = (err?: Error | boolean) => {
+      if (err) return release(err);
+      client.query('RESET statement_timeout').then(
+        () => release(),
+        (resetFailed: Error) => release(resetFailed),
+      );
+    };
+    return client;
+  };
+  const query = async (...args: unknown[]) => {
+    if (shorter() === 0) return (db.query as (...a: unknown[]) => unknown)(...args);
+    const client = await connect();
+    try {
+      return await (client.query as (...a: unknown[]) => unknown)(...args);
+    } finally {
+      client.release();
+    }
+  };
+  return new Proxy(db, {
+    get: (target, property) => {
+      if (property === 'connect') return connect;
+      if (property === 'query') return query;
+      const value = Reflect.get(target, property, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}

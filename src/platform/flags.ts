@@ -151,3 +151,21 @@ export function readValues<T extends FlagTable>(table: T, get: (name: string) =>
   // Each value was converted by its own spec's kind (convert), which is what FlagValues says.
   return values as FlagValues<T>;
 }
+
+const HOST_PORT = /^(\[[^\]]+\]|[^:\s]*):(\d+)$/;
+
+// A listener's `host:port` flag: empty turns the listener off, `:port` listens on every
+// interface (as Go's net.Listen does), port 0 picks a free one.
+export const listenAddressRule = when((addr: string) => {
+  const hostPort = HOST_PORT.exec(addr);
+  return addr === '' || (hostPort !== null && Number(hostPort[2]) <= 65535);
+}, 'must be host:port (port 0 picks a free one), or empty to disable the listener');
+
+export function listenAddress(addr: string): Readonly<{ host: string; port: number }> | null {
+  const hostPort = HOST_PORT.exec(addr);
+  if (!hostPort) return null;
+  return Object.freeze({
+    host: (hostPort[1] ?? '').replace(/^\[|\]$/g, '') || '0.0.0.0',
+    port: Number(hostPort[2]),
+  });
+}

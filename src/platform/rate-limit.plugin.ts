@@ -25,6 +25,9 @@ export type RateLimitDeps = Readonly<{
 
 type Step = void | Promise<void>;
 
+// Who a request comes from, as every transport knows it (a FastifyRequest is one).
+export type Client = Readonly<{ ip: string; identity: Readonly<{ id: number }> | null }>;
+
 // The local store answers at once and Redis's with a promise: a step waits only for that.
 const andThen = (step: Step, next: () => Step): Step => (step instanceof Promise ? step.then(next) : next());
 
@@ -57,9 +60,9 @@ export class RequestLimits {
 
   // Token lookups are paced by the client's address (see authenticationHook).
   readonly addressBudget = {
-    check: (request: FastifyRequest): Step =>
+    check: (request: Pick<Client, 'ip'>): Step =>
       this.#deps.limits.enabled ? this.#limited(() => this.#limiter.check(`ip:${request.ip}`)) : undefined,
-    charge: (request: FastifyRequest): Step =>
+    charge: (request: Pick<Client, 'ip'>): Step =>
       this.#deps.limits.enabled ? this.#limited(() => this.#limiter.take(`ip:${request.ip}`)) : undefined,
   };
 
@@ -81,7 +84,10 @@ export class RequestLimits {
     else done();
   };
 
-  #limit(request: FastifyRequest): Step {
+  // The same charge for a call of another transport (gRPC).
+  readonly limit = (client: Client): Step => (this.#deps.limits.enabled ? this.#limit(client) : undefined);
+
+  #limit(request: Client): Step {
     const ceiling = this.#ceiling;
     const address = `ip:${request.ip}`;
     const key =

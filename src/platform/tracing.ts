@@ -259,3 +259,17 @@ export function inSpan<T>(
     },
   );
 }
+
+// A server span for a call that arrived outside Fastify (a gRPC call), continuing the trace
+// of the caller's W3C `traceparent` (and `tracestate`) when it sent one. A plain call while
+// tracing is off.
+export function inServerSpan<T>(
+  name: string,
+  carrier: Readonly<Record<string, string>>,
+  attributes: Attributes,
+  work: () => Promise<T>,
+): Promise<T> {
+  if (!api) return work();
+  const parent = api.propagation.extract(api.context.active(), carrier);
+  return inSpan(name, { kind: api.SpanKind.SERVER, attributes, parent }, work);
+}

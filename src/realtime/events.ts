@@ -14,6 +14,8 @@ export type StreamEvent = Readonly<{
   sse: string;
   // the WebSocket message: the same data with its topic
   ws: string;
+  // the same data as an object, for transports that encode it their own way (gRPC)
+  data: Readonly<Record<string, unknown>>;
 }>;
 
 // Whether `a` comes after `b` in the delivery order.
@@ -34,6 +36,7 @@ export function toStreamEvent(topic: Topic, row: sql.EventRow): StreamEvent {
     position: { xid: BigInt(row.xid), id },
     sse: `id: ${id}\nevent: ${row.type}\ndata: ${json}\n\n`,
     ws: `{"topic":"${topic.name}",${json.slice(1)}`,
+    data,
   };
 }
 

@@ -107,8 +107,8 @@ export async function follow(
 // What every stream keeps the same way: the open and ended metrics, its place among the streams
 // shutdown ends, and one log line when it ends (its reply is hijacked: no request log).
 export function recordStream(
-  transport: 'sse' | 'websocket',
-  request: FastifyRequest,
+  transport: 'sse' | 'websocket' | 'grpc',
+  request: Pick<FastifyRequest, 'log' | 'url'>,
   { metrics, closers, shutdown }: { metrics: Metrics; closers: Set<() => void>; shutdown: () => void },
 ) {
   const started = performance.now();

@@ -1,0 +1,73 @@
+// The one table that turns a failed call into a gRPC status. The REST answer is worked out
+// first, by the error table of the API the service mirrors (the book's for movies, seed 002's
+// for products), so the status carries REST's message; its HTTP status picks the code, and
+// its details (field violations, when to retry) travel as the standard google.rpc details.
+import { create } from '@bufbuild/protobuf';
+import { DurationSchema } from '@bufbuild/protobuf/wkt';
+import { Code, ConnectError } from '@connectrpc/connect';
+import {
+  BadRequest_FieldViolationSchema,
+  BadRequestSchema,
+  RetryInfoSchema,
+} from '../../gen/google/rpc/error_details_pb.ts';
+import { apiErrorResponse } from '../api-v1/api.ts';
+import { errorResponse, ValidationError } from '../platform/errors.ts';
+import type { Logger } from '../platform/logger.ts';
+
+// Whose messages a service's errors carry.
+export type Dialect = 'book' | 'products';
+
+// The HTTP status of the REST answer → the gRPC code. Anything else (500) is INTERNAL.
+export const STATUS_CODES: ReadonlyMap<number, Code> = new Map([
+  [400, Code.InvalidArgument],
+  [401, Code.Unauthenticated],
+  [403, Code.PermissionDenied],
+  [404, Code.NotFound],
+  // the edit conflict (an expected version that is not the current one), a busy resource
+  [409, Code.FailedPrecondition],
+  [413, Code.ResourceExhausted],
+  [422, Code.InvalidArgument],
+  [429, Code.ResourceExhausted],
+  [503, Code.Unavailable],
+]);
+
+type RestAnswer = Readonly<{ status: number; message: string; retryAfter?: string }>;
+
+function restAnswer(err: unknown, dialect: Dialect): RestAnswer {
+  if (dialect === 'products') {
+    const answer = apiErrorResponse(err);
+    return { status: answer.code, message: answer.message, retryAfter: answer.headers?.['retry-after'] };
+  }
+  const answer = errorResponse(err);
+  const message =
+    typeof answer.error === 'string'
+      ? answer.error
+      : Object.entries(answer.error)
+          .map(([field, problem]) => `${field}: ${problem}`)
+          .join('; ');
+  return { status: answer.status, message, retryAfter: answer.headers?.['retry-after'] };
+}
+
+// The status of a call that failed with `err`. A ConnectError (a deadline, a malformed
+// request, one of our own) is already one; a failure no row maps is a bug, logged here.
+export function toConnectError(err: unknown, dialect: Dialect, logger: Logger): ConnectError {
+  if (err instanceof ConnectError) return err;
+  const answer = restAnswer(err, dialect);
+  const code = STATUS_CODES.get(answer.status);
+  if (code === undefined) {
+    logger.error({ err }, 'gRPC call failed');
+    return new ConnectError(answer.message, Code.Internal);
+  }
+  const error = new ConnectError(answer.message, code);
+  if (err instanceof ValidationError) {
+    const fieldViolations = Object.entries(err.fields).map(([field, description]) =>
+      create(BadRequest_FieldViolationSchema, { field, description }),
+    );
+    error.details.push({ desc: BadRequestSchema, value: { fieldViolations } });
+  }
+  if (answer.retryAfter !== undefined) {
+    const retryDelay = create(DurationSchema, { seconds: BigInt(answer.retryAfter) });
+    error.details.push({ desc: RetryInfoSchema, value: { retryDelay } });
+  }
+  return error;
+}

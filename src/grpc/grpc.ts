@@ -1,0 +1,108 @@
+// The gRPC part of the app: MoviesService, ProductsService, health and reflection behind one
+// handler that speaks gRPC, gRPC-Web and Connect (connectNodeAdapter), built by buildApp on
+// the same pool, authenticators, rate limiter and event feeds as the HTTP routes, and served
+// by its own listener (listener.ts). Orders add a row to `services` once they exist.
+import type { DescService } from '@bufbuild/protobuf';
+import { createContextValues } from '@connectrpc/connect';
+import { connectNodeAdapter } from '@connectrpc/connect-node';
+import { MoviesService } from '../../gen/greenlight/v1/movies_pb.ts';
+import { ProductsService } from '../../gen/greenlight/v1/products_pb.ts';
+import { Health } from '../../gen/grpc/health/v1/health_pb.js';
+import type { Authenticator } from '../auth/authenticator.ts';
+import type { Config } from '../config.ts';
+import type { AfterMovieDeleted } from '../movies/movies.ts';
+import type { Db } from '../platform/db.ts';
+import type { Logger } from '../platform/logger.ts';
+import type { Metrics } from '../platform/metrics.ts';
+import type { RequestLimits } from '../platform/rate-limit.plugin.ts';
+import type { RedisConnection } from '../platform/redis.ts';
+import type { RealtimeDeps } from '../realtime/stream.ts';
+import { CLIENT_IP, callInterceptor } from './calls.ts';
+import type { Dialect } from './errors.ts';
+import { grpcMetrics } from './grpc.metrics.ts';
+import { healthService } from './health.ts';
+import { peerOf } from './listener.ts';
+import { moviesService } from './movies.service.ts';
+import { productsService } from './products.service.ts';
+import { reflectionServices } from './reflection.ts';
+
+export type GrpcDeps = Readonly<{
+  config: Config;
+  db: Db;
+  logger: Logger;
+  metrics: Metrics;
+  authenticators: readonly Authenticator[];
+  limits: RequestLimits;
+  realtime: RealtimeDeps;
+  redis?: RedisConnection;
+  afterDelete?: AfterMovieDeleted;
+}>;
+
+export type GrpcHandler = Readonly<{
+  handle: ReturnType<typeof connectNodeAdapter>;
+  // health says NOT_SERVING from now on (shutdown has begun)
+  drain: () => void;
+}>;
+
+// The API's services, each with the API whose messages its errors carry.
+const SERVICES: ReadonlyArray<readonly [DescService, Dialect]> = [
+  [MoviesService, 'book'],
+  [ProductsService, 'products'],
+];
+
+// grpc-message as the gRPC spec encodes it: only bytes outside printable ASCII, and '%'.
+// Connect encodes it as a URI component (',' as %2C), which grpc-js, decoding with decodeURI,
+// would show as is; this form reads the same to both.
+export function percentEncoded(message: string): string {
+  let encoded = '';
+  for (const byte of Buffer.from(message, 'utf8')) {
+    encoded +=
+      byte >= 0x20 && byte <= 0x7e && byte !== 0x25
+        ? String.fromCharCode(byte)
+        : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return encoded;
+}
+
+export function createGrpcHandler(deps: GrpcDeps): GrpcHandler {
+  const { config, db, logger, redis } = deps;
+  let draining = false;
+  const watch = { ...deps.realtime, logger };
+  const served = [...SERVICES.map(([service]) => service), Health];
+  const adapter = connectNodeAdapter({
+    routes: (router) => {
+      router.service(MoviesService, moviesService({ db, afterDelete: deps.afterDelete, watch }));
+      router.service(ProductsService, productsService({ db, watch }));
+      const names = served.map((service) => service.typeName);
+      router.service(Health, healthService({ db, redis, services: names, draining: () => draining }));
+      for (const [service, impl] of reflectionServices(served)) router.service(service, impl);
+    },
+    interceptors: [
+      callInterceptor({
+        authenticators: deps.authenticators,
+        limits: deps.limits,
+        metrics: grpcMetrics(deps.metrics),
+        logger,
+        dialects: new Map(SERVICES.map(([service, dialect]) => [service.typeName, dialect])),
+        unlimited: new Set([Health.typeName]),
+      }),
+    ],
+    readMaxBytes: config.grpc.maxMessageBytes,
+    contextValues: (req) => createContextValues().set(CLIENT_IP, peerOf(req)),
+  });
+  const handle: typeof adapter = (req, res) => {
+    const addTrailers = res.addTrailers.bind(res);
+    res.addTrailers = (trailers: Record<string, string>) => {
+      const message = trailers['grpc-message'];
+      if (typeof message === 'string') trailers['grpc-message'] = percentEncoded(decodeURIComponent(message));
+      addTrailers(trailers);
+    };
+    adapter(req, res);
+  };
+  return {
+    handle,
+    drain: () => {
+      draining = true;
+    },
+  };
+}
