@@ -64,7 +64,7 @@ export class Metrics {
     });
     this.streamsOpen = new prom.Gauge({
       name: 'greenlight_streams_open',
-      help: 'Open change streams (SSE and WebSocket clients) of this process',
+      help: 'Open change streams (SSE, WebSocket and gRPC clients) of this process',
       labelNames: ['transport'],
       registers,
     });

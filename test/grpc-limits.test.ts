@@ -1,0 +1,279 @@
+// The gRPC listener's limits and standard services, in-process: change streams with resume,
+// deadlines that stop the database work, the message size, the rate limiter, health,
+// reflection, malformed input, and the status table row by row.
+import assert from 'node:assert/strict';
+import http2 from 'node:http2';
+import { describe, test } from 'node:test';
+import { fromBinary } from '@bufbuild/protobuf';
+import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
+import { Code, ConnectError } from '@connectrpc/connect';
+import { RetryInfoSchema } from '../gen/google/rpc/error_details_pb.ts';
+import { MoviesService } from '../gen/greenlight/v1/movies_pb.ts';
+import { ProductsService } from '../gen/greenlight/v1/products_pb.ts';
+import { Health } from '../gen/grpc/health/v1/health_pb.js';
+import { ServerReflection } from '../gen/grpc/reflection/v1/reflection_pb.ts';
+import { STATUS_CODES, toConnectError } from '../src/grpc/errors.ts';
+import {
+  EditConflictError,
+  NotFoundError,
+  RateLimitedError,
+  ValidationError,
+} from '../src/platform/errors.ts';
+import { NotProductOwnerError } from '../src/products/product.ts';
+import { connectClient, GRPC_FLAGS, grpc, grpcJsClient, grpcJsError, startGrpc } from './grpc-helpers.ts';
+import { buildTestApp, captureLogger, createMovie, waitFor, withToken } from './helpers.ts';
+
+const { status } = grpc;
+
+// A reflection answer as proto-loader decodes it.
+type Answer = {
+  listServicesResponse?: { service: { name: string }[] };
+  fileDescriptorResponse?: { fileDescriptorProto: Buffer[] };
+  errorResponse?: { errorCode: number };
+};
+
+async function failure(promise: Promise<unknown>): Promise<ConnectError> {
+  return promise.then(
+    () => assert.fail('the call succeeded'),
+    (err: unknown) => ConnectError.from(err),
+  );
+}
+
+describe('change streams', async () => {
+  const { app, config, token } = await buildTestApp({ flags: GRPC_FLAGS });
+  const address = await startGrpc(app, config);
+  const api = withToken(app, token);
+
+  test('when movies change over REST, then the stream sends each change once in order, and a resume from an id misses and repeats nothing', async () => {
+    const client = connectClient(MoviesService, address, 'grpc', token);
+    const live = new AbortController();
+    const stream = client.watchMovieChanges({}, { signal: live.signal })[Symbol.asyncIterator]();
+    // Open once the metrics count it: a change made from then on reaches it.
+    const first = stream.next();
+    await waitFor('the stream to open', async () =>
+      (await app.inject('/metrics')).body.includes('greenlight_streams_open{transport="grpc"} 1'),
+    );
+    const made = [];
+    for (let i = 0; i < 4; i++) made.push(await createMovie(api, { title: `Streamed ${i}` }));
+    const received = [];
+    received.push((await first).value);
+    for (let i = 1; i < 4; i++) received.push((await stream.next()).value);
+    live.abort();
+    assert.deepEqual(
+      received.map((m) => [m.event.type, Number(m.movie.id), m.movie.title]),
+      made.map((m) => ['movie.created', m.id, m.title]),
+    );
+    const ids = received.map((m) => m.event.id);
+    const resumed = new AbortController();
+    const again = client.watchMovieChanges({ afterEventId: ids[1] }, { signal: resumed.signal });
+    const after = [];
+    for await (const message of again) {
+      after.push(message.event?.id);
+      if (after.length === 2) break;
+    }
+    assert.deepEqual(after, ids.slice(2));
+  });
+
+  test('when a product stream has no credential, then UNAUTHENTICATED with the products API message', async () => {
+    const client = connectClient(ProductsService, address, 'grpc');
+    const err = await failure(
+      (async () => {
+        for await (const _ of client.watchProductChanges({})) return;
+      })(),
+    );
+    assert.equal(err.code, Code.Unauthenticated);
+    assert.equal(err.rawMessage, 'authorization header is required');
+  });
+});
+
+describe('deadlines', async () => {
+  const { app, db, config, token } = await buildTestApp({ flags: GRPC_FLAGS });
+  const address = await startGrpc(app, config);
+  const movie = await createMovie(withToken(app, token));
+  const movies = grpcJsClient(address, 'greenlight.v1.MoviesService', token).call;
+
+  test('when an update waits on a locked row past its deadline, then DEADLINE_EXCEEDED, PostgreSQL cancels the statement, nothing changes and the server stays healthy', async () => {
+    const locker = await db.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query('SELECT id FROM movies WHERE id = $1 FOR UPDATE', [movie.id]);
+      const err = await grpcJsError(
+        movies.UpdateMovie({ id: movie.id, year: 1999 }, { deadline: Date.now() + 300 }),
+      );
+      assert.equal(err.code, status.DEADLINE_EXCEEDED);
+      // The pool's statement_timeout is 3 s: only the deadline's can have cancelled it by now.
+      await waitFor(
+        'the update to be cancelled',
+        async () => {
+          const { rows } = await locker.query(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'UPDATE movies%' AND state = 'active'",
+          );
+          return rows[0].count === 0;
+        },
+        2_000,
+      );
+    } finally {
+      await locker.query('ROLLBACK');
+      locker.release();
+    }
+    const read = await movies.GetMovie({ id: movie.id });
+    assert.equal(read.movie.year, movie.year);
+    assert.equal(read.movie.version, 1);
+  });
+
+  test('when the deadline has all but passed on arrival, then DEADLINE_EXCEEDED', async () => {
+    const err = await grpcJsError(movies.ListMovies({}, { deadline: Date.now() + 1 }));
+    assert.equal(err.code, status.DEADLINE_EXCEEDED);
+    assert.ok((await movies.ListMovies({})).movies.length > 0);
+  });
+});
+
+describe('limits and malformed input', async () => {
+  const { app, config, token } = await buildTestApp({
+    flags: [...GRPC_FLAGS, '-limiter-enabled=true', '-limiter-rps', '1', '-limiter-burst', '3'],
+  });
+  const address = await startGrpc(app, config);
+
+  test('when a message is over -grpc-max-message, then RESOURCE_EXHAUSTED', async () => {
+    const movies = grpcJsClient(address, 'greenlight.v1.MoviesService', token).call;
+    const err = await grpcJsError(movies.CreateMovie({ title: 'x'.repeat(5 * 1024 * 1024) }));
+    assert.equal(err.code, status.RESOURCE_EXHAUSTED);
+  });
+
+  test('when a client goes over its rate, then RESOURCE_EXHAUSTED with the REST message and RetryInfo', async () => {
+    const client = connectClient(MoviesService, address, 'grpc', token);
+    let err: ConnectError | undefined;
+    for (let i = 0; i < 10 && !err; i++) {
+      err = await client.listMovies({}).then(
+        () => undefined,
+        (e: unknown) => ConnectError.from(e),
+      );
+    }
+    assert.ok(err);
+    assert.equal(err.code, Code.ResourceExhausted);
+    assert.equal(err.rawMessage, 'rate limit exceeded');
+    const [retry] = err.findDetails(RetryInfoSchema);
+    assert.ok(Number(retry?.retryDelay?.seconds) >= 1);
+  });
+
+  test('when a gRPC request body is garbage, then an error status, and the server goes on answering', async () => {
+    const session = http2.connect(`http://${address}`);
+    try {
+      const answer = await new Promise<Record<string, unknown>>((resolve, reject) => {
+        const req = session.request({
+          ':method': 'POST',
+          ':path': '/greenlight.v1.MoviesService/GetMovie',
+          'content-type': 'application/grpc',
+          te: 'trailers',
+        });
+        let trailers: Record<string, unknown> = {};
+        let headers: Record<string, unknown> = {};
+        req.on('response', (h) => {
+          headers = h;
+        });
+        req.on('trailers', (t) => {
+          trailers = t;
+        });
+        req.on('error', reject);
+        req.on('end', () => resolve({ ...headers, ...trailers }));
+        req.resume();
+        req.end(Buffer.from([0, 0, 0, 0, 9, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]));
+      });
+      assert.notEqual(answer['grpc-status'], undefined);
+      assert.notEqual(answer['grpc-status'], '0');
+    } finally {
+      session.close();
+    }
+    const health = connectClient(Health, address, 'grpc');
+    assert.equal((await health.check({})).status, 1);
+  });
+});
+
+describe('health and reflection', async () => {
+  const { app, config } = await buildTestApp({ flags: GRPC_FLAGS });
+  const address = await startGrpc(app, config);
+
+  test('when health is asked about the server, a service and an unknown one, then SERVING, SERVING and NOT_FOUND', async () => {
+    const health = grpcJsClient(address, 'grpc.health.v1.Health').call;
+    assert.equal((await health.Check({})).status, 'SERVING');
+    assert.equal((await health.Check({ service: 'greenlight.v1.MoviesService' })).status, 'SERVING');
+    assert.equal((await grpcJsError(health.Check({ service: 'nope.Service' }))).code, status.NOT_FOUND);
+  });
+
+  test('when reflection lists the services and asks for the file of a method, then it names them and sends the file with its imports', async () => {
+    for (const version of ['v1', 'v1alpha']) {
+      const { raw } = grpcJsClient(address, `grpc.reflection.${version}.ServerReflection`);
+      const call = (raw.ServerReflectionInfo as () => grpc.ClientDuplexStream<object, Answer>).call(raw);
+      const answers: Answer[] = [];
+      const done = new Promise((resolve, reject) => {
+        call.on('data', (answer) => answers.push(answer));
+        call.on('end', resolve);
+        call.on('error', reject);
+      });
+      call.write({ listServices: '' });
+      call.write({ fileContainingSymbol: 'greenlight.v1.MoviesService.GetMovie' });
+      call.write({ fileContainingSymbol: 'greenlight.v1.Nothing' });
+      call.end();
+      await done;
+      const services = (answers[0]?.listServicesResponse?.service ?? []).map((s) => s.name);
+      assert.ok(services.includes('greenlight.v1.MoviesService'), services.join());
+      assert.ok(services.includes('grpc.health.v1.Health'), services.join());
+      const files = (answers[1]?.fileDescriptorResponse?.fileDescriptorProto ?? []).map(
+        (bytes) => fromBinary(FileDescriptorProtoSchema, bytes).name,
+      );
+      assert.deepEqual(files, ['greenlight/v1/movies.proto', 'greenlight/v1/shared.proto']);
+      assert.equal(answers[2]?.errorResponse?.errorCode, status.NOT_FOUND);
+    }
+    const reflection = connectClient(ServerReflection, address, 'grpc');
+    for await (const answer of reflection.serverReflectionInfo(
+      (async function* () {
+        yield { messageRequest: { case: 'fileByFilename' as const, value: 'greenlight/v1/products.proto' } };
+      })(),
+    )) {
+      assert.equal(answer.messageResponse.case, 'fileDescriptorResponse');
+    }
+  });
+});
+
+describe('the status table', () => {
+  const { logger, lines } = captureLogger();
+  test('when each kind of failure is mapped, then its row gives the code, the REST message and the details', () => {
+    const rows: [Error, 'book' | 'products', Code, string][] = [
+      [new NotFoundError(), 'book', Code.NotFound, 'the requested resource could not be found'],
+      [
+        new EditConflictError(),
+        'book',
+        Code.FailedPrecondition,
+        'unable to update the record due to an edit conflict, please try again',
+      ],
+      [
+        new ValidationError({ year: 'must be provided' }),
+        'book',
+        Code.InvalidArgument,
+        'year: must be provided',
+      ],
+      [new RateLimitedError(2, 4), 'book', Code.ResourceExhausted, 'rate limit exceeded'],
+      [
+        new NotProductOwnerError(),
+        'products',
+        Code.PermissionDenied,
+        'forbidden: you do not own this product',
+      ],
+      [
+        new Error('boom'),
+        'book',
+        Code.Internal,
+        'the server encountered a problem and could not process your request',
+      ],
+    ];
+    for (const [err, dialect, code, message] of rows) {
+      const mapped = toConnectError(err, dialect, logger);
+      assert.deepEqual([mapped.code, mapped.rawMessage], [code, message], err.constructor.name);
+    }
+    assert.equal(lines.filter((line) => line.msg === 'gRPC call failed').length, 1);
+    assert.deepEqual(
+      [...STATUS_CODES.values()].every((code) => code !== Code.Internal),
+      true,
+    );
+  });
+});
