@@ -8,6 +8,7 @@ import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs
 export const SCENARIOS = [
   'S1',
   'S2',
+  'Q1',
   'S3',
   'S4',
   'S5',

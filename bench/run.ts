@@ -8,7 +8,8 @@
 // unless --db-dsn) unless given --url, prepares its data through the API, measures a
 // minimal node:http baseline, then runs every scenario unless --scenarios names some:
 // S1–S8 (S7, S8: the products API with a JWT and with an API key, to compare with S2's book
-// token), P1 (products written with a JWT: POST and PATCH, half each), L1 and L2 (a list of
+// token), Q1 (S2's read as unary GetMovie over gRPC, as many streams as S2 has connections;
+// bench/grpc-load.ts; only when it starts the service), P1 (products written with a JWT: POST and PATCH, half each), L1 and L2 (a list of
 // 100 movies without and with compression), G1 (one movie by id through POST /graphql), B1
 // (one bulk import of --bulk-rows movies and their export, rows a second; bench/bulk.ts), E1
 // (--sse-clients SSE clients receiving --sse-rate movie updates a second, delivery latency;
@@ -51,6 +52,7 @@ import { SmtpSink, tokenIn } from '../test/smtp-sink.ts';
 import { type BulkResult, runBulk } from './bulk.ts';
 import { type CallbackLoadResult, runCallbackLoad } from './callbacks.ts';
 import { type EventFanoutResult, runEventFanout } from './events.ts';
+import { runGrpcLoad } from './grpc-load.ts';
 import { hasWrk, type LoadResult, type LoadSpec, runNodeLoad, runWrk } from './load.ts';
 import { OtlpSink } from './otlp-sink.ts';
 import { type ProcessMemory, serviceCpuMicros, serviceMemory } from './processes.ts';
@@ -133,6 +135,7 @@ function settings(): string {
 
 type Service = {
   url: string;
+  grpcUrl: string;
   callbacksUrl: string;
   pids: () => number[];
   stop: () => Promise<void>;
@@ -202,6 +205,7 @@ async function startService(
 ): Promise<Service> {
   const port = await freePort();
   const callbacksPort = await freePort();
+  const grpcPort = await freePort();
   const { dataDir, flags: dbFlags } = database;
   const flags = [
     '-env',
@@ -227,6 +231,8 @@ async function startService(
     `127.0.0.1:${callbacksPort}`,
     '-callbacks-upstream',
     upstreamUrl,
+    '-grpc-addr',
+    `127.0.0.1:${grpcPort}`,
     ...dbFlags,
     ...extraFlags,
   ];
@@ -260,6 +266,7 @@ async function startService(
   await new Promise((r) => setTimeout(r, 1000));
   return {
     url: `http://127.0.0.1:${port}`,
+    grpcUrl: `http://127.0.0.1:${grpcPort}`,
     callbacksUrl: `http://127.0.0.1:${callbacksPort}`,
     pids: () => {
       const children = existsSync(`/proc/${child.pid}/task/${child.pid}/children`)
@@ -336,17 +343,27 @@ async function prepare(service: Service, sink: SmtpSink): Promise<{ token: strin
   return { token, ids };
 }
 
-// `cached`: run against the second instance, the one with the Redis cache (R1).
+// `cached`: run against the second instance, the one with the Redis cache (R1). `run`: a load
+// of its own instead of HTTP's (Q1, gRPC), for that many seconds; undefined without the
+// service this benchmark starts.
 type Scenario = {
   name: string;
   title: string;
   spec: Omit<LoadSpec, 'url' | 'durationSeconds'>;
   cached?: boolean;
+  run?: ((durationSeconds: number) => Promise<LoadResult>) | null;
 };
 
 const LIST_100 = '/v1/movies?page_size=100&sort=-year';
 
-function scenarios({ token, ids, jwt, apiKey, productIds }: Prepared): Scenario[] {
+function scenarios({
+  token,
+  ids,
+  jwt,
+  apiKey,
+  productIds,
+  grpcUrl,
+}: Prepared & { grpcUrl?: string }): Scenario[] {
   const some = ids.slice(0, 500);
   const productPaths = productIds.map((id) => `/api/v1/products/${id}`);
   const moviePaths = some.map((id) => `/v1/movies/${id}`);
@@ -370,6 +387,14 @@ function scenarios({ token, ids, jwt, apiKey, productIds }: Prepared): Scenario[
       name: 'S2',
       title: 'GET /v1/movies/:id (bearer)',
       spec: { method: 'GET', paths: moviePaths, bodies: [], token, connections: c },
+    },
+    {
+      name: 'Q1',
+      title: `gRPC GetMovie (bearer), ${c} streams`,
+      spec: { method: 'POST', paths: [], bodies: [], token, connections: c },
+      run: grpcUrl
+        ? (durationSeconds) => runGrpcLoad({ url: grpcUrl, token, ids: some, streams: c, durationSeconds })
+        : null,
     },
     {
       name: 'R1',
@@ -644,18 +669,23 @@ async function main(): Promise<void> {
   }
 
   const rows: Record<string, unknown>[] = [];
-  for (const scenario of scenarios({ token, ids, ...products }).filter((s) => wanted.has(s.name))) {
-    if (scenario.cached && !cached) {
+  for (const scenario of scenarios({ token, ids, ...products, grpcUrl: service?.grpcUrl }).filter((s) =>
+    wanted.has(s.name),
+  )) {
+    if ((scenario.cached && !cached) || scenario.run === null) {
       console.log(`${scenario.name} skipped: it needs the service this benchmark starts`);
       continue;
     }
     const target = scenario.cached && cached ? cached.service.url : url;
     // Unmeasured warm-up: pools open their connections, statements get prepared, caches fill.
-    if (Number(opts.warmup) > 0)
-      await load({ ...scenario.spec, url: target, durationSeconds: Number(opts.warmup) });
+    const measure = (seconds: number) =>
+      scenario.run
+        ? scenario.run(seconds)
+        : load({ ...scenario.spec, url: target, durationSeconds: seconds });
+    if (Number(opts.warmup) > 0) await measure(Number(opts.warmup));
     const servicePids = (scenario.cached && cached ? cached.service : service)?.pids() ?? [];
     const cpuBefore = serviceCpuMicros(servicePids);
-    const result = await load({ ...scenario.spec, url: target, durationSeconds: duration });
+    const result = await measure(duration);
     const cpuUsed = serviceCpuMicros(servicePids) - cpuBefore;
     const ok = Object.entries(result.statuses)
       .filter(([code]) => Number(code) < 400)

@@ -2,11 +2,16 @@
 // deadlines that stop the database work, the message size, the rate limiter, health,
 // reflection, malformed input, and the status table row by row.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http2 from 'node:http2';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fromBinary } from '@bufbuild/protobuf';
 import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
-import { Code, ConnectError } from '@connectrpc/connect';
+import { Code, ConnectError, createClient } from '@connectrpc/connect';
+import { createConnectTransport, createGrpcTransport } from '@connectrpc/connect-node';
 import { RetryInfoSchema } from '../gen/google/rpc/error_details_pb.ts';
 import { MoviesService } from '../gen/greenlight/v1/movies_pb.ts';
 import { ProductsService } from '../gen/greenlight/v1/products_pb.ts';
@@ -275,5 +280,60 @@ describe('the status table', () => {
       [...STATUS_CODES.values()].every((code) => code !== Code.Internal),
       true,
     );
+  });
+});
+
+describe('the listener', () => {
+  test('when -grpc-http1=false, then gRPC is served and an HTTP/1.1 Connect call is not', async () => {
+    const { app, config, token } = await buildTestApp({ flags: [...GRPC_FLAGS, '-grpc-http1=false'] });
+    const address = await startGrpc(app, config);
+    const health = connectClient(Health, address, 'grpc');
+    assert.equal((await health.check({})).status, 1);
+    await failure(connectClient(MoviesService, address, 'connect', token).listMovies({}));
+  });
+
+  test('when -grpc-tls-cert and -grpc-tls-key are given, then gRPC over HTTP/2 and Connect over HTTP/1.1 both speak TLS', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'greenlight-tls-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const [cert, key] = [join(dir, 'cert.pem'), join(dir, 'key.pem')];
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ],
+      { stdio: 'ignore' },
+    );
+    const { app, config } = await buildTestApp({
+      flags: [...GRPC_FLAGS, '-grpc-tls-cert', cert, '-grpc-tls-key', key],
+    });
+    const address = await startGrpc(app, config);
+    const ca = readFileSync(cert);
+    const h2 = createGrpcTransport({ baseUrl: `https://${address}`, nodeOptions: { ca } });
+    assert.equal((await createClient(Health, h2).check({})).status, 1);
+    const h1 = createConnectTransport({
+      baseUrl: `https://${address}`,
+      httpVersion: '1.1',
+      nodeOptions: { ca },
+    });
+    const movies = createClient(MoviesService, h1);
+    const err = await failure(movies.listMovies({}));
+    assert.equal(err.code, Code.Unauthenticated);
+    assert.equal(err.rawMessage, 'you must be authenticated to access this resource');
   });
 });

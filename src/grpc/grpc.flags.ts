@@ -2,6 +2,7 @@
 // whether it speaks TLS, and how large a message may be.
 import { existsSync } from 'node:fs';
 import {
+  bool,
   check,
   type FlagValues,
   int,
@@ -22,6 +23,10 @@ export const grpcFlags = {
     help: 'PEM certificate (chain) file: the gRPC listener speaks TLS, offering HTTP/2 and HTTP/1.1 (gRPC-Web, Connect) by ALPN; needs `-grpc-tls-key`',
   }),
   'grpc-tls-key': text({ default: '', help: 'PEM private key file of `-grpc-tls-cert`' }),
+  'grpc-http1': bool({
+    default: 'true',
+    help: 'cleartext: also take HTTP/1.1 (Connect and gRPC-Web from curl and browsers) on the gRPC port, told apart by the first bytes; `false`: HTTP/2 only, which Node then serves natively (less CPU a call)',
+  }),
   'grpc-max-message': int({
     default: '4194304',
     help: 'largest request message in bytes (after decompression); a larger one is RESOURCE_EXHAUSTED',
@@ -43,6 +48,7 @@ export function grpcConfig(v: FlagValues<typeof grpcFlags>) {
     // null: no gRPC listener
     listen: listenAddress(v['grpc-addr']),
     tls: cert === '' ? null : Object.freeze({ certFile: cert, keyFile: key }),
+    http1: v['grpc-http1'],
     maxMessageBytes: v['grpc-max-message'],
   });
 }
