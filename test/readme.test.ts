@@ -106,7 +106,7 @@ test('when every shell block of README.md and docs/ runs in order against a fres
   // A directory that stands for a checkout: the project to run, and the files the pages write.
   const checkout = tempDataDir('greenlight-docs-');
   t.after(() => rmSync(checkout, { recursive: true, force: true }));
-  for (const entry of ['package.json', 'node_modules', 'src', 'gen', 'migrations'])
+  for (const entry of ['package.json', 'node_modules', 'src', 'gen', 'clients', 'migrations'])
     symlinkSync(join(ROOT, entry), join(checkout, entry));
   const dataDir = join(checkout, 'data');
   const dbPort = await freePort();
