@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { ensureKeyDir, jwtSecretFromDataDir } from './auth/jwt-keys.ts';
 import { superviseWorkers } from './cluster.ts';
 import { type Config, checkServeConfig } from './config.ts';
-import { type GrpcListener, listenGrpc } from './grpc/listener.ts';
+import type { GrpcListener } from './grpc/listener.ts';
 import { effectiveMaxConnections, FD_RESERVE, openFilesLimit } from './platform/connection-caps.ts';
 import { type DatabaseServer, openDatabaseServer } from './platform/database.ts';
 import { createPool } from './platform/db.ts';
@@ -185,6 +185,7 @@ async function startGrpc(
   if (!config.grpc.listen) return undefined;
   let grpc: GrpcListener;
   try {
+    const { listenGrpc } = await import('./grpc/listener.ts');
     grpc = await listenGrpc(app.grpc.handle, config);
   } catch (err) {
     await app.close();

@@ -542,6 +542,7 @@ describe('secret flags', () => {
   // Flags whose name looks like a credential's but whose value is not one, each with why.
   const NOT_SECRET: Readonly<Record<string, string>> = {
     'jwt-key-dir': 'a directory; the keys are 0600 files in it',
+    'grpc-tls-key': 'a file path; the key is the file',
   };
   const LOOKS_SECRET = /secret|password|passwd|key|token|dsn|credential|url$/;
 

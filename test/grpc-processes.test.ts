@@ -76,7 +76,7 @@ test('when serve runs -workers 2, then each worker serves the gRPC port', async 
     'both workers to listen',
     () =>
       server.logs.filter((line) => line.msg === 'starting gRPC listener').length === 2 ? true : undefined,
-    30_000,
+    60_000,
   );
   const health = grpcJsClient(`127.0.0.1:${grpcPort}`, 'grpc.health.v1.Health').call;
   assert.equal((await health.Check({})).status, 'SERVING');
