@@ -41,9 +41,12 @@ const TABLE: Readonly<Record<string, readonly [Layer, string]>> = {
   'api-v1': ['transport', 'accounts audit auth platform products'],
   realtime: ['transport', 'accounts api-v1 auth config movies platform products tasks'],
   graphql: ['transport', 'accounts api-v1 config movies platform posters products settings'],
+  // Domain events to a message broker and commands from it, over the realtime outboxes and
+  // the domain's use cases; nothing below imports it.
+  broker: ['transport', 'accounts auth config flags movies platform realtime'],
   app: [
     'composition',
-    'accounts api-v1 auth config graphql movies operations platform posters realtime settings',
+    'accounts api-v1 auth broker config graphql movies operations platform posters realtime settings',
   ],
   background: ['composition', 'accounts config platform posters realtime tasks'],
   cluster: ['composition', 'config platform'],
