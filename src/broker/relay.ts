@@ -5,10 +5,11 @@
 // commit order per subject. Everything runs on the lock's connection, so a leader whose
 // connection died cannot move a cursor any more; a standby takes over within its poll.
 // It is woken by the streams' after-commit wake-ups and a short safety poll.
-import { context, propagation } from '@opentelemetry/api';
+import { context, propagation, SpanKind } from '@opentelemetry/api';
 import type pg from 'pg';
 import type { Db } from '../platform/db.ts';
 import type { Logger } from '../platform/logger.ts';
+import { inSpan } from '../platform/tracing.ts';
 import { durablePosition, saveDurablePosition } from '../realtime/consumers.ts';
 import { eventsAfter, type Position, type StreamEvent } from '../realtime/events.ts';
 import type { Topic } from '../realtime/topics.ts';
@@ -170,11 +171,14 @@ export class EventRelay {
   ): Promise<{ full: boolean; pending: boolean }> {
     const { events, pending } = await eventsAfter(client, topic, positions.get(topic) as Position, BATCH);
     if (events.length === 0) return { full: false, pending };
-    // The relay's trace context (the writer's is not kept in the outbox): empty unless tracing runs.
-    const headers: Record<string, string> = {};
-    propagation.inject(context.active(), headers);
-    const messages = events.map((event) => messageOf(topic, event, headers));
-    await this.#publish(messages);
+    // The batch's publish span carries the trace context (the writer's is not kept in the
+    // outbox); without tracing the headers stay empty.
+    const attributes = { 'messaging.system': 'rabbitmq', 'messaging.batch.message_count': events.length };
+    await inSpan(`publish ${topic.outbox.table}`, { kind: SpanKind.PRODUCER, attributes }, () => {
+      const headers: Record<string, string> = {};
+      propagation.inject(context.active(), headers);
+      return this.#publish(events.map((event) => messageOf(topic, event, headers)));
+    });
     const last = (events.at(-1) as StreamEvent).position;
     await saveDurablePosition(client, RELAY_CONSUMER, topic, last);
     positions.set(topic, last);
