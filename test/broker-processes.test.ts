@@ -74,6 +74,13 @@ test('when 10,000 movies are imported and updated while the broker restarts and 
   // The broker dies mid-burst: the service keeps taking writes, the relay retries.
   await rabbit.stop();
   for (let n = 3; n < 5; n++) await importChunk(n);
+  for (const server of servers) {
+    assert.equal(
+      (await fetch(`http://127.0.0.1:${server.port}/readyz`)).status,
+      200,
+      'ready without the broker',
+    );
+  }
   await updateSome(low);
   await rabbit.start();
   for (let n = 5; n < 7; n++) await importChunk(n);
