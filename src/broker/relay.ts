@@ -107,13 +107,15 @@ export class EventRelay {
 
   async #run(): Promise<void> {
     const { db, logger, metrics, pollMs } = this.#options;
+    // A checked-out connection's failure (PostgreSQL restarting) would otherwise be an
+    // uncaught error; the next query on it fails and ends the leadership.
+    const failed = (err: Error) => logger.warn({ err }, 'event relay connection failed');
+    let failures = 0;
     while (!this.#stopped) {
       let client: pg.PoolClient | undefined;
       try {
         client = await db.connect();
-        // A checked-out connection's failure (PostgreSQL restarting) would otherwise be an
-        // uncaught error; the next query on it fails and ends the leadership.
-        client.on('error', (err) => logger.warn({ err }, 'event relay connection failed'));
+        client.on('error', failed);
         const { rows } = await client.query<{ locked: boolean }>(
           'SELECT pg_try_advisory_lock($1) AS locked',
           [RELAY_LOCK.toString()],
@@ -122,11 +124,15 @@ export class EventRelay {
           this.#leading = true;
           await this.#lead(client);
         }
+        client.off('error', failed);
         client.release();
         client = undefined;
+        failures = 0;
       } catch (err) {
         // The connection is dropped with its lock; a standby (or this process) takes over.
-        logger.warn({ err }, 'event relay stopped; retrying');
+        // Once a streak at warn: the database down would otherwise log every poll.
+        logger[failures++ === 0 ? 'warn' : 'debug']({ err }, 'event relay stopped; retrying');
+        client?.off('error', failed);
         client?.release(err as Error);
         client = undefined;
       } finally {
