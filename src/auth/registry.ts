@@ -70,21 +70,28 @@ function credentialOf(
   request: FastifyRequest,
   anyCaseSchemeUnder: string | undefined,
 ): Credential | undefined {
-  const header = request.headers.authorization;
+  // The products API takes the scheme in any letter case as its Go code does; the book's
+  // paths keep the book's exact "Bearer".
+  const anyCase = anyCaseSchemeUnder !== undefined && request.url.startsWith(`${anyCaseSchemeUnder}/`);
+  return headerCredential(request.headers, anyCase);
+}
+
+// The credential in an `authorization: Bearer …` or `x-api-key` header, of a request or of a
+// message from the broker (src/broker/commands.ts); undefined when there is none.
+export function headerCredential(
+  headers: Readonly<Record<string, unknown>>,
+  anyCaseScheme = false,
+): Credential | undefined {
+  const header = headers.authorization;
   // Missing and empty are the same to the book (Header.Get returns "").
-  if (header) {
+  if (typeof header === 'string' && header !== '') {
     const [scheme = '', token, ...rest] = header.split(' ');
-    // The products API takes the scheme in any letter case as its Go code does; the book's
-    // paths keep the book's exact "Bearer".
-    const bearer =
-      anyCaseSchemeUnder !== undefined && request.url.startsWith(`${anyCaseSchemeUnder}/`)
-        ? scheme.toLowerCase() === 'bearer'
-        : scheme === 'Bearer';
+    const bearer = anyCaseScheme ? scheme.toLowerCase() === 'bearer' : scheme === 'Bearer';
     if (!bearer || token === undefined || rest.length > 0)
       throw new InvalidAuthenticationTokenError('format');
     return { from: 'authorization', value: token };
   }
-  const apiKey = request.headers['x-api-key'];
+  const apiKey = headers['x-api-key'];
   if (typeof apiKey === 'string' && apiKey !== '') return { from: 'x-api-key', value: apiKey };
   return undefined;
 }

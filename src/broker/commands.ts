@@ -11,6 +11,7 @@ import { propagation, ROOT_CONTEXT, SpanKind } from '@opentelemetry/api';
 import { permissionRefusal } from '../accounts/guards.ts';
 import type { Identity } from '../accounts/user.ts';
 import type { Credential } from '../auth/authenticator.ts';
+import { headerCredential } from '../auth/registry.ts';
 import type { OperationsConfig } from '../config.ts';
 import { importMovies } from '../movies/bulk.ts';
 import type { Db, Queryable } from '../platform/db.ts';
@@ -89,15 +90,9 @@ export type CommandDeps = Readonly<{
 }>;
 
 function credentialOf(headers: IncomingCommand['headers']): Credential {
-  const { authorization, 'x-api-key': apiKey } = headers;
-  if (typeof authorization === 'string' && authorization !== '') {
-    const [scheme, token, ...rest] = authorization.split(' ');
-    if (scheme !== 'Bearer' || !token || rest.length > 0)
-      throw new PoisonCommandError('authorization header must be "Bearer <token>"');
-    return { from: 'authorization', value: token };
-  }
-  if (typeof apiKey === 'string' && apiKey !== '') return { from: 'x-api-key', value: apiKey };
-  throw new PoisonCommandError('an authorization or x-api-key header is required');
+  const credential = headerCredential(headers);
+  if (!credential) throw new PoisonCommandError('an authorization or x-api-key header is required');
+  return credential;
 }
 
 const reasonOf = (err: unknown): string => {
