@@ -16,6 +16,7 @@ import { authenticationPlugin } from './auth/authentication.plugin.ts';
 import { jwksRoute } from './auth/jwks.routes.ts';
 import { identityRoutes } from './auth/oidc.routes.ts';
 import { createAuthenticators, createJwts, reauthenticator } from './auth/registry.ts';
+import { brokerPlugin } from './broker/broker.plugin.ts';
 import type { Config } from './config.ts';
 import { graphqlRoutes } from './graphql/graphql.routes.ts';
 import { createGrpcHandler, type GrpcHandler } from './grpc/grpc.ts';
@@ -139,6 +140,9 @@ export function buildApp({
   // path (the plugin's default above 8 KiB on two cores) halved the list's throughput.
   app.register(compress, { threshold: 1024, syncThreshold: 262_144, encodings: ['br', 'gzip'] });
   app.register(websocketPlugin, { realtime });
+  if (config.broker.url !== '') {
+    app.register(brokerPlugin, { config, db, logger, metrics, reauthenticate, wakeups: realtime.wakeups });
+  }
   // The book's routes and the products API, in the order the OpenAPI document lists them; every
   // path answers its other methods (withMethodFallbacks).
   app.register(

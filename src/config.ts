@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseEnv } from 'node:util';
 import { authConfig, authFlags } from './auth/auth.flags.ts';
+import { brokerConfig, brokerFlags } from './broker/broker.flags.ts';
 import { callbacksConfig, callbacksFlags } from './callbacks/callbacks.flags.ts';
 import { demoFlags } from './demo/demo.flags.ts';
 import { graphqlConfig, graphqlFlags } from './graphql/graphql.flags.ts';
@@ -62,6 +63,7 @@ const TABLES = [
   tracingFlags,
   postersFlags,
   realtimeFlags,
+  brokerFlags,
   demoFlags,
 ] as const;
 
@@ -233,6 +235,7 @@ function assemble(get: (name: string) => FlagValue) {
     tracing: tracingConfig(readValues(tracingFlags, get)),
     posters: postersConfig(readValues(postersFlags, get), dataDir),
     events: eventsConfig(readValues(realtimeFlags, get)),
+    broker: brokerConfig(readValues(brokerFlags, get)),
     settingDefaults: settingDefaults(get),
   });
 }

@@ -125,7 +125,7 @@ test('when the events after the requested id were pruned, then a gap event comes
   const stored = Number((await db.query<{ n: string }>('SELECT count(*) AS n FROM movie_events')).rows[0]?.n);
   assert.ok(stored > 2);
   // Two rows a statement: every event still goes, in steps.
-  assert.equal(await pruneEvents(db, MOVIES, new Date(Date.now() + 60_000), 2), stored);
+  assert.equal(await pruneEvents(db, MOVIES, new Date(Date.now() + 60_000), { batch: 2 }), stored);
   const kept = await createMovie(api, { title: 'Kept' });
   const sse = await openSse(EVENTS, { token, headers: { 'last-event-id': String(before) } });
   t.after(() => sse.close());

@@ -43,9 +43,12 @@ const TABLE: Readonly<Record<string, readonly [Layer, string]>> = {
   graphql: ['transport', 'accounts api-v1 config movies platform posters products settings'],
   // gRPC, gRPC-Web and Connect: the same use cases as REST, on a listener of its own.
   grpc: ['transport', 'accounts api-v1 auth config movies operations platform products realtime'],
+  // Domain events to a message broker and commands from it, over the realtime outboxes and
+  // the domain's use cases; nothing below imports it.
+  broker: ['transport', 'accounts auth config flags movies platform realtime'],
   app: [
     'composition',
-    'accounts api-v1 auth config graphql grpc movies operations platform posters realtime settings',
+    'accounts api-v1 auth broker config graphql grpc movies operations platform posters realtime settings',
   ],
   background: ['composition', 'accounts config platform posters realtime tasks'],
   cluster: ['composition', 'config platform'],

@@ -73,24 +73,26 @@ function credentialOf(
   // The products API takes the scheme in any letter case as its Go code does; the book's
   // paths keep the book's exact "Bearer".
   const anyCase = anyCaseSchemeUnder !== undefined && request.url.startsWith(`${anyCaseSchemeUnder}/`);
-  return headerCredential(request.headers.authorization, request.headers['x-api-key'], anyCase);
+  return headerCredential(request.headers, anyCase);
 }
 
-// The credential of an Authorization header ("Bearer <token>") or else an X-API-Key header,
-// whichever transport carried them (HTTP headers, gRPC metadata).
+// The credential in an `authorization: Bearer …` or `x-api-key` header, of a request, of a
+// gRPC call (its metadata) or of a message from the broker (src/broker/commands.ts); undefined
+// when there is none.
 export function headerCredential(
-  authorization: string | undefined,
-  apiKey: unknown,
-  anyCaseScheme: boolean,
+  headers: Readonly<Record<string, unknown>>,
+  anyCaseScheme = false,
 ): Credential | undefined {
+  const header = headers.authorization;
   // Missing and empty are the same to the book (Header.Get returns "").
-  if (authorization) {
-    const [scheme = '', token, ...rest] = authorization.split(' ');
+  if (typeof header === 'string' && header !== '') {
+    const [scheme = '', token, ...rest] = header.split(' ');
     const bearer = anyCaseScheme ? scheme.toLowerCase() === 'bearer' : scheme === 'Bearer';
     if (!bearer || token === undefined || rest.length > 0)
       throw new InvalidAuthenticationTokenError('format');
     return { from: 'authorization', value: token };
   }
+  const apiKey = headers['x-api-key'];
   if (typeof apiKey === 'string' && apiKey !== '') return { from: 'x-api-key', value: apiKey };
   return undefined;
 }

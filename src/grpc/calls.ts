@@ -44,8 +44,7 @@ export const callDb = (db: Db, context: HandlerContext): Db => withDeadline(db, 
 async function admit(deps: CallDeps, header: Headers, values: ContextValues, service: string): Promise<void> {
   const ip = values.get(CLIENT_IP);
   const credential = headerCredential(
-    header.get('authorization') ?? undefined,
-    header.get('x-api-key'),
+    { authorization: header.get('authorization') ?? undefined, 'x-api-key': header.get('x-api-key') },
     true,
   );
   let identity: Identity | null = null;

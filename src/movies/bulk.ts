@@ -246,6 +246,10 @@ export type ImportOptions = Readonly<{
   maxBytes: number;
   workers: number;
   maxRows?: number;
+  // An atomic import's first statement, in its transaction (a command records its message id
+  // there, so that the import and that record commit or roll back together); throwing
+  // rolls the import back.
+  claim?: (tx: Queryable) => Promise<void>;
 }>;
 
 // Every row is checked as POST /v1/movies checks a body; good rows are inserted a batch at a
@@ -283,7 +287,10 @@ export async function importMovies(db: Db, source: Readable, options: ImportOpti
     inFlight.add(tracked);
   };
   try {
-    if (client) await client.query('BEGIN');
+    if (client) {
+      await client.query('BEGIN');
+      await options.claim?.(client);
+    }
     for await (const row of rows) {
       if (++seen > maxRows) throw new PayloadTooLargeError(`import must not have more than ${maxRows} rows`);
       const error = 'error' in row ? row.error : check(row.body, batch);

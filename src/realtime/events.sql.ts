@@ -63,7 +63,8 @@ export const outboxStatements = (table: string): OutboxStatements => ({
       SELECT id, xid FROM ${table} WHERE id <= $1 ORDER BY id DESC LIMIT 1
     ) e ON true`,
   // Deletes a prefix of the delivery order, of events whose transactions have all ended (a
-  // later event never lands inside a pruned prefix): up to the last event created before $1,
+  // later event never lands inside a pruned prefix): up to the last event created before $1
+  // and not after the position ($3, $4) when given (what a durable reader has not yet read),
   // at most $2 rows a statement, so a large backlog is deleted in steps that each stay within
   // the query timeout.
   prune: `
@@ -71,6 +72,7 @@ export const outboxStatements = (table: string): OutboxStatements => ({
     old AS (
       SELECT xid, id FROM ${table}
       WHERE created_at < $1 AND xid < (SELECT xmin FROM horizon)
+        AND ($3::xid8 IS NULL OR (xid, id) <= ($3::xid8, $4::bigint))
       ORDER BY xid DESC, id DESC
       LIMIT 1
     ),
@@ -157,7 +159,51 @@ export async function deleteEventsBefore(
   sql: OutboxStatements,
   cutoff: Date,
   limit: number,
+  keepAfter: Position | null,
 ): Promise<number> {
-  const { rows } = await db.query<{ count: number }>(sql.prune, [cutoff, limit]);
+  const { rows } = await db.query<{ count: number }>(sql.prune, [
+    cutoff,
+    limit,
+    keepAfter?.xid.toString() ?? null,
+    keepAfter?.id ?? null,
+  ]);
   return rows[0]?.count ?? 0;
+}
+
+// Durable readers' positions (outbox_cursors): one row per reader and outbox.
+const SELECT_CURSOR = `
+  SELECT xid::text AS xid, id::text AS id FROM outbox_cursors WHERE consumer = $1 AND outbox = $2`;
+
+const UPSERT_CURSOR = `
+  INSERT INTO outbox_cursors (consumer, outbox, xid, id) VALUES ($1, $2, $3::xid8, $4)
+  ON CONFLICT (consumer, outbox) DO UPDATE SET xid = EXCLUDED.xid, id = EXCLUDED.id, updated_at = now()`;
+
+// The position no reader of the outbox has gone past yet: the smallest in delivery order.
+const SELECT_LOWEST_CURSOR = `
+  SELECT xid::text AS xid, id::text AS id FROM outbox_cursors WHERE outbox = $1
+  ORDER BY outbox_cursors.xid, outbox_cursors.id LIMIT 1`;
+
+export async function selectCursor(
+  db: Queryable,
+  consumer: string,
+  sql: OutboxStatements,
+): Promise<Position | null> {
+  const { rows } = await db.query<{ xid: string; id: string }>(SELECT_CURSOR, [consumer, sql.table]);
+  const row = rows[0];
+  return row ? toPosition(row.xid, row.id) : null;
+}
+
+export async function upsertCursor(
+  db: Queryable,
+  consumer: string,
+  sql: OutboxStatements,
+  position: Position,
+): Promise<void> {
+  await db.query(UPSERT_CURSOR, [consumer, sql.table, position.xid.toString(), position.id]);
+}
+
+export async function selectLowestCursor(db: Queryable, sql: OutboxStatements): Promise<Position | null> {
+  const { rows } = await db.query<{ xid: string; id: string }>(SELECT_LOWEST_CURSOR, [sql.table]);
+  const row = rows[0];
+  return row ? toPosition(row.xid, row.id) : null;
 }

@@ -8,6 +8,11 @@ export { type Position, START } from './events.sql.ts';
 
 export type StreamEvent = Readonly<{
   id: number;
+  type: string;
+  // when its change was written (the row's created_at, to the second)
+  createdAt: Date;
+  // the event's data as JSON: what SSE sends as `data:` and the broker as the message body
+  json: string;
   // where it stands in the delivery order: (transaction id, id)
   position: sql.Position;
   // `id: …`, `event: …`, `data: …` and the blank line that ends an SSE event
@@ -33,6 +38,9 @@ export function toStreamEvent(topic: Topic, row: sql.EventRow): StreamEvent {
   const json = JSON.stringify(data);
   return {
     id,
+    type: row.type,
+    createdAt: row.created_at,
+    json,
     position: { xid: BigInt(row.xid), id },
     sse: `id: ${id}\nevent: ${row.type}\ndata: ${json}\n\n`,
     ws: `{"topic":"${topic.name}",${json.slice(1)}`,
@@ -100,11 +108,19 @@ export async function resumePoint(
 
 // Deletes the topic's events created before `olderThan` (the -events-retention window, run as
 // a scheduled task), `batch` rows a statement; resumes from before them get a gap event.
+// With `keepDurable`, none a durable reader has not read yet (src/realtime/consumers.ts).
 // Returns how many were deleted.
-export async function pruneEvents(db: Db, topic: Topic, olderThan: Date, batch = 10_000): Promise<number> {
+export async function pruneEvents(
+  db: Db,
+  topic: Topic,
+  olderThan: Date,
+  options: { batch?: number; keepDurable?: boolean } = {},
+): Promise<number> {
+  const { batch = 10_000, keepDurable = false } = options;
+  const keepAfter = keepDurable ? await sql.selectLowestCursor(db, topic.outbox) : null;
   let deleted = 0;
   for (;;) {
-    const count = await sql.deleteEventsBefore(db, topic.outbox, olderThan, batch);
+    const count = await sql.deleteEventsBefore(db, topic.outbox, olderThan, batch, keepAfter);
     deleted += count;
     if (count < batch) return deleted;
   }

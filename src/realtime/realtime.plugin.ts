@@ -15,7 +15,14 @@ import { EventFeed } from './feed.ts';
 import { type Reauthenticate, StreamOwners } from './owners.ts';
 import type { RealtimeDeps } from './stream.ts';
 import { TOPICS } from './topics.ts';
-import { notifyPublisher, postgresWakeups, publishWakeups, redisPublisher, redisWakeups } from './wakeups.ts';
+import {
+  notifyPublisher,
+  postgresWakeups,
+  publishWakeups,
+  redisPublisher,
+  redisWakeups,
+  type WakeupSource,
+} from './wakeups.ts';
 
 export type RealtimeOptions = Readonly<{
   config: Config;
@@ -27,7 +34,8 @@ export type RealtimeOptions = Readonly<{
   identityCache?: IdentityCache;
 }>;
 
-export type Realtime = RealtimeDeps & Readonly<{ stop: () => Promise<void> }>;
+// `wakeups`: what wakes each topic's readers after a commit anywhere (the broker relay's too).
+export type Realtime = RealtimeDeps & Readonly<{ wakeups: WakeupSource; stop: () => Promise<void> }>;
 
 // An identity invalidation re-checks that user's streams at once.
 export function createRealtime(options: RealtimeOptions): Realtime {
@@ -53,6 +61,7 @@ export function createRealtime(options: RealtimeOptions): Realtime {
     metrics: options.metrics,
     reauthenticate,
     closers: new Set(),
+    wakeups,
     stop: async () => {
       for (const stop of stopPublishing) stop();
       stopWatchingIdentities?.();

@@ -1,0 +1,52 @@
+// Flags of the message broker (src/broker): where it is, the exchange the outboxes' events are
+// published to and the queue commands are taken from. Empty -amqp-url: no broker at all.
+import { duration, type FlagValues, int, text, when } from '../platform/flags.ts';
+
+const NAME = /^[A-Za-z0-9_.:-]{1,200}$/;
+
+export const brokerFlags = {
+  'amqp-url': text({
+    default: '',
+    help: 'RabbitMQ URL (`amqp://user:password@host:5672/vhost`, or `amqps://`); when set, every committed movie and product event is published to `-amqp-exchange` and commands are taken from `-amqp-commands-queue`; empty: no broker',
+    secret: true,
+    rule: when(
+      (url) => url === '' || /^amqps?:\/\/[^\s]+$/.test(url),
+      'must be an amqp:// or amqps:// URL, or empty',
+    ),
+  }),
+  'amqp-exchange': text({
+    default: 'greenlight.events',
+    help: 'topic exchange the domain events are published to, routing key = event type (`movie.updated`)',
+    rule: when((name) => NAME.test(name), 'must be 1-200 letters, digits, `_ . : -`'),
+  }),
+  'amqp-commands-queue': text({
+    default: 'greenlight.commands',
+    help: 'durable queue of commands (`movies.import`); what can never succeed goes to `<queue>.dead`; empty: no command consumer',
+    rule: when(
+      (name) => name === '' || NAME.test(name),
+      'must be 1-200 letters, digits, `_ . : -`, or empty',
+    ),
+  }),
+  'amqp-commands-concurrency': int({
+    default: '2',
+    help: 'commands processed at once per process (1-64)',
+    rule: when((n) => n >= 1 && n <= 64, 'must be between 1 and 64'),
+  }),
+  'amqp-relay-poll': duration({
+    default: '250ms',
+    help: 'safety poll of the event relay, which covers a lost wake-up; also how often a standby instance tries to take over the relay (50ms-10s)',
+    rule: when((ms) => ms >= 50 && ms <= 10_000, 'must be between 50ms and 10s'),
+  }),
+};
+
+export function brokerConfig(v: FlagValues<typeof brokerFlags>) {
+  return Object.freeze({
+    url: v['amqp-url'],
+    exchange: v['amqp-exchange'],
+    commandsQueue: v['amqp-commands-queue'],
+    commandsConcurrency: v['amqp-commands-concurrency'],
+    relayPollMs: v['amqp-relay-poll'],
+  });
+}
+
+export type BrokerConfig = ReturnType<typeof brokerConfig>;
