@@ -23,21 +23,20 @@ type PlanNode = {
 };
 
 // The scans of the page's rows: the plan without its InitPlans (the count, the check of
-// an earlier count).
+// an earlier count) and the scan of their one-row result.
 function scans(node: PlanNode): string[] {
   const own =
-    node['Node Type'].endsWith('Scan') && node['Node Type'] !== 'Subquery Scan'
+    node['Node Type'].endsWith('Scan') && !['Subquery Scan', 'CTE Scan'].includes(node['Node Type'])
       ? [`${node['Node Type']}${node['Index Name'] ? ` ${node['Index Name']}` : ''}`]
       : [];
   const children = (node.Plans ?? []).filter((child) => child['Parent Relationship'] !== 'InitPlan');
   return [...own, ...children.flatMap(scans)];
 }
 
-// The scans of the count, the one InitPlan that aggregates.
+// The scans of the count: the one aggregate of the plan, wherever it sits.
 function countScans(node: PlanNode): string[] {
-  const initPlans = (node.Plans ?? []).filter((child) => child['Parent Relationship'] === 'InitPlan');
-  const count = initPlans.find((plan) => plan['Node Type'] === 'Aggregate');
-  return count ? (count.Plans ?? []).flatMap(scans) : [];
+  if (node['Node Type'] === 'Aggregate') return (node.Plans ?? []).flatMap(scans);
+  return (node.Plans ?? []).flatMap(countScans);
 }
 
 async function genericPlan(q: MovieListQuery): Promise<PlanNode> {
