@@ -52,8 +52,13 @@ test('when serve runs with -workers 2, then the primary imports none of the appl
   const application = (urls: string[]) =>
     urls.filter((url) => /\/src\/app\.ts$|\/node_modules\/(fastify|mercurius|graphql|pg-boss)\//.test(url));
   assert.deepEqual(application(modules(child.pid as number)), [], 'the primary loads no application module');
+  // Tracing is off: no SDK, exporter or instrumentation, and no module of ours imports the
+  // API (prom-client's default metrics require its CommonJS build, index.cjs, for exemplars).
+  const openTelemetry = (urls: string[]) =>
+    urls.filter((url) => /\/@opentelemetry\/(?!api\/dist\/[\w/-]+\.cjs$)/.test(url));
   for (const pid of workerPids()) {
     assert.ok(application(modules(pid)).length > 0, `worker ${pid} loads the application`);
+    assert.deepEqual(openTelemetry(modules(pid)), [], `worker ${pid} loads OpenTelemetry with tracing off`);
   }
   // Measured at about 90 MiB (200 MiB when it loaded the application); generous for any machine.
   assert.ok(rssMiB < 150, `the primary holds ${rssMiB.toFixed(0)} MiB`);

@@ -13,28 +13,45 @@ const { db } = await buildTestApp();
 await db.query('ALTER TABLE movies SET (autovacuum_enabled = off)');
 await seedMovies(db, generateMovies(2000));
 
-type PlanNode = { 'Node Type': string; 'Index Name'?: string; Plans?: PlanNode[] };
+type PlanNode = {
+  'Node Type': string;
+  'Index Name'?: string;
+  'Relation Name'?: string;
+  'Parent Relationship'?: string;
+  'Subplan Name'?: string;
+  Plans?: PlanNode[];
+};
 
+// The scans of the page's rows: the plan without its InitPlans (the count, the check of
+// an earlier count) and the scan of their one-row result.
 function scans(node: PlanNode): string[] {
-  const own = node['Node Type'].endsWith('Scan')
-    ? [`${node['Node Type']}${node['Index Name'] ? ` ${node['Index Name']}` : ''}`]
-    : [];
-  return [...own, ...(node.Plans ?? []).flatMap(scans)];
+  const own =
+    node['Node Type'].endsWith('Scan') && !['Subquery Scan', 'CTE Scan'].includes(node['Node Type'])
+      ? [`${node['Node Type']}${node['Index Name'] ? ` ${node['Index Name']}` : ''}`]
+      : [];
+  const children = (node.Plans ?? []).filter((child) => child['Parent Relationship'] !== 'InitPlan');
+  return [...own, ...children.flatMap(scans)];
 }
 
-async function genericPlanScans(q: MovieListQuery): Promise<string[]> {
-  const { text, values } = listMoviesStatement(q);
+// The scans of the count: the one aggregate of the plan, wherever it sits.
+function countScans(node: PlanNode): string[] {
+  if (node['Node Type'] === 'Aggregate') return (node.Plans ?? []).flatMap(scans);
+  return (node.Plans ?? []).flatMap(countScans);
+}
+
+async function genericPlan(q: MovieListQuery): Promise<PlanNode> {
+  const { text, values } = listMoviesStatement(q, null);
   const client = await db.connect();
   try {
     await client.query('SET plan_cache_mode = force_generic_plan');
     await client.query(`PREPARE list_movies AS ${text}`);
     const literals = values.map((v) =>
-      client.escapeLiteral(Array.isArray(v) ? `{${v.join(',')}}` : String(v)),
+      v === null ? 'NULL' : client.escapeLiteral(Array.isArray(v) ? `{${v.join(',')}}` : String(v)),
     );
     const { rows } = await client.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(
       `EXPLAIN (FORMAT JSON) EXECUTE list_movies(${literals.join(', ')})`,
     );
-    return scans((rows[0] as { 'QUERY PLAN': [{ Plan: PlanNode }] })['QUERY PLAN'][0].Plan);
+    return (rows[0] as { 'QUERY PLAN': [{ Plan: PlanNode }] })['QUERY PLAN'][0].Plan;
   } finally {
     await client.query('DEALLOCATE ALL');
     await client.query('RESET plan_cache_mode');
@@ -59,14 +76,48 @@ test('when the table was never analysed, then it really has no statistics', asyn
 });
 
 test('when filtering by title and genres, then the generic plan searches the combined GIN index only', async () => {
-  assert.deepEqual(await genericPlanScans(query({ title: 'silent', genres: ['drama'] })), [
-    'Bitmap Heap Scan',
-    'Bitmap Index Scan movies_title_genres_idx',
-  ]);
+  const plan = await genericPlan(query({ title: 'silent', genres: ['drama'] }));
+  const combined = ['Bitmap Heap Scan', 'Bitmap Index Scan movies_title_genres_idx'];
+  assert.deepEqual(scans(plan), combined);
+  assert.deepEqual(countScans(plan), combined);
 });
 
 test('when filtering by title alone, then the generic plan searches a title index', async () => {
-  const plan = await genericPlanScans(query({ title: 'silent' }));
+  const plan = scans(await genericPlan(query({ title: 'silent' })));
   assert.equal(plan[0], 'Bitmap Heap Scan');
   assert.match(plan[1] ?? '', /^Bitmap Index Scan movies_title(_genres)?_idx$/);
+});
+
+test('when listing unfiltered by year or title, either way, then the page reads its rows in index order', async () => {
+  for (const [sort, index] of [
+    ['-year', 'movies_year_idx'],
+    ['year', 'movies_year_idx'],
+    ['title', 'movies_title_order_idx'],
+    ['-title', 'movies_title_order_idx'],
+    ['-id', 'movies_pkey'],
+  ] as const) {
+    const plan = scans(await genericPlan(query({ sort, pageSize: 100 })));
+    assert.match(plan.join(', '), new RegExp(`^Index Scan( Backward)? ${index}$`), sort);
+  }
+});
+
+// Every InitPlan's scans: the count and the check of an earlier count.
+function initPlanScans(node: PlanNode): string[] {
+  const initPlans = (node.Plans ?? []).filter((child) => child['Parent Relationship'] === 'InitPlan');
+  const all = (n: PlanNode): string[] => [
+    ...(n['Node Type'].endsWith('Scan')
+      ? [`${n['Node Type']} ${n['Index Name'] ?? n['Relation Name'] ?? ''}`]
+      : []),
+    ...(n.Plans ?? []).flatMap(all),
+  ];
+  return initPlans.flatMap(all);
+}
+
+test('when checking an earlier count, then the generic plan reads the outbox by index only', async () => {
+  const plan = initPlanScans(await genericPlan(query({ sort: '-year', pageSize: 100 })));
+  const outbox = plan.filter(
+    (scan) => scan.includes('movie_events') && !scan.includes('movie_events_pruned'),
+  );
+  assert.ok(outbox.length >= 2, plan.join(', '));
+  for (const scan of outbox) assert.match(scan, /^Index (Only )?Scan( Backward)? movie_events_xid_id_idx$/);
 });

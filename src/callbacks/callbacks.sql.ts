@@ -4,9 +4,11 @@
 import type { Queryable } from '../platform/db.ts';
 import type { CallbackBatch } from './callback.ts';
 
-const INSERT_BATCH = `
-  INSERT INTO callback_batches (object_ids) VALUES ($1::bigint[])
-  RETURNING id, received_at`;
+// Several callbacks in one statement, in the order given: each as the text of its array
+// ('{1,2,3}'), since a parameter cannot be an array of arrays of different lengths.
+const INSERT_BATCHES = `
+  INSERT INTO callback_batches (object_ids)
+  SELECT b.ids::bigint[] FROM unnest($1::text[]) WITH ORDINALITY AS b(ids, n) ORDER BY b.n`;
 
 // Oldest first; rows another worker is claiming right now are skipped, not waited for.
 const CLAIM_BATCHES = `
@@ -71,14 +73,12 @@ const COUNT_OBJECTS = 'SELECT count(*) AS count FROM callback_objects';
 
 type BatchRow = { id: number; object_ids: string[]; received_at: Date; attempts: number; expired: boolean };
 
-export async function insertBatch(db: Queryable, objectIds: readonly number[]) {
-  const { rows } = await db.query<{ id: number; received_at: Date }>({
-    name: 'callback-insert-batch',
-    text: INSERT_BATCH,
-    values: [objectIds],
+export async function insertBatches(db: Queryable, batches: readonly (readonly number[])[]): Promise<void> {
+  await db.query({
+    name: 'callback-insert-batches',
+    text: INSERT_BATCHES,
+    values: [batches.map((ids) => `{${ids.join(',')}}`)],
   });
-  const row = rows[0] as { id: number; received_at: Date };
-  return { id: row.id, receivedAt: row.received_at };
 }
 
 // Callbacks older than ttlMs come back marked expired (by PostgreSQL's clock, like

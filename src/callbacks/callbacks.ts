@@ -16,18 +16,20 @@ import {
   deleteBatch,
   deleteExpiredObjects,
   finishBatch,
-  insertBatch,
   releaseBatches,
   renewLeases,
   selectBacklog,
   selectObjects,
 } from './callbacks.sql.ts';
+import { Intake } from './intake.ts';
 import { isCircuitOpen, Upstream, type UpstreamOptions } from './upstream.ts';
 
 export type CallbackServiceOptions = Readonly<{
   config: CallbacksConfig;
-  // The intake gets its own pool so that answering callbacks never queues behind workers.
+  // The intake gets its own pool so that answering callbacks never queues behind workers;
+  // `intakeConnections` is its size.
   intakeDb: Db;
+  intakeConnections: number;
   workDb: Db;
   logger: Logger;
   registry: prom.Registry;
@@ -59,6 +61,7 @@ export class CallbackService {
   readonly metrics: CallbackMetrics;
   #config: CallbacksConfig;
   readonly #intakeDb: Db;
+  readonly #intake: Intake;
   readonly #workDb: Db;
   readonly #logger: Logger;
   readonly #upstream: Upstream;
@@ -79,6 +82,7 @@ export class CallbackService {
   constructor(options: CallbackServiceOptions) {
     this.#config = options.config;
     this.#intakeDb = options.intakeDb;
+    this.#intake = new Intake(options.intakeDb, options.intakeConnections);
     this.#workDb = options.workDb;
     this.#logger = options.logger.child({ component: 'callbacks' });
     this.#sweepIntervalMs = options.sweepIntervalMs ?? 1_000;
@@ -123,7 +127,7 @@ export class CallbackService {
   async accept(objectIds: readonly number[], sentIds: number): Promise<void> {
     if (objectIds.length > 0) {
       try {
-        await insertBatch(this.#intakeDb, objectIds);
+        await this.#intake.store(objectIds);
       } catch (err) {
         this.metrics.rejected.inc({ reason: 'unavailable' });
         // Logged by the error path, once per outage (src/platform/outage.ts), not per callback.

@@ -75,6 +75,8 @@ export type RunningCallbacks = Readonly<{
   stop: () => Promise<void>;
 }>;
 
+const CONNECTIONS = 4;
+
 export async function startCallbacks(
   options: Readonly<{
     config: Config;
@@ -86,14 +88,15 @@ export async function startCallbacks(
 ): Promise<RunningCallbacks> {
   const { config, dsn, logger } = options;
   const registry = options.registry ?? new prom.Registry();
-  // Four connections each: an intake commit takes a millisecond or two, so four carry
+  // Four connections each: an intake commit takes a millisecond or two and carries every
+  // callback that arrived while the others were in flight (intake.ts), so four carry
   // thousands of callbacks a second, and a cluster of one worker per core stays within
   // PostgreSQL's default 100 connections.
   const pool = (name: string, sessionOptions?: string) =>
     createPool({
       ...config.db,
       dsn,
-      maxOpenConns: 4,
+      maxOpenConns: CONNECTIONS,
       applicationName: `greenlight-callbacks-${name}`,
       sessionOptions,
     });
@@ -107,6 +110,7 @@ export async function startCallbacks(
   const service = new CallbackService({
     config: config.callbacks,
     intakeDb,
+    intakeConnections: CONNECTIONS,
     workDb,
     logger,
     registry,
@@ -147,6 +151,7 @@ export async function callbackOpenApiDocument(config: Config, logger: Logger): P
   const service = new CallbackService({
     config: config.callbacks,
     intakeDb: nowhere,
+    intakeConnections: 1,
     workDb: nowhere,
     logger,
     registry: new prom.Registry(),

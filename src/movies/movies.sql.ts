@@ -2,7 +2,7 @@
 // round trip, optimistic locking on version. Zero rows become domain errors here.
 import type { Queryable } from '../platform/db.ts';
 import { EditConflictError, NotFoundError } from '../platform/errors.ts';
-import { lockSubject, type Outbox, recordEvents } from '../platform/outbox.ts';
+import { lockSubject, type Outbox, recordEvents, unchangedSince } from '../platform/outbox.ts';
 import type { MovieFilters, MovieListQuery } from './filters.ts';
 import type { ListedMovie, Movie, MovieFields } from './movie.ts';
 
@@ -99,22 +99,43 @@ function filterConditions(q: MovieFilters, values: unknown[]): string[] {
 const filterKey = (q: MovieFilters) =>
   `${q.title !== '' ? 't' : ''}${q.genres.length > 0 ? 'g' : ''}-${q.sort}`;
 
-export function listMoviesStatement(q: MovieListQuery): { name: string; text: string; values: unknown[] } {
+// A page and the number of movies its filters match, counted in the statement's snapshot,
+// as the book's `count(*) OVER()` did. The window computed every matching row (to_json of
+// its genres included) before sorting them for the page: 26 ms of PostgreSQL's CPU a page
+// once the table held 22,000 movies. Now the page reads its rows alone (by index where the
+// sort has one) and formats only those, and the total is counted only when `since` (the
+// snapshot of an earlier count of the same filters) is NULL or no longer sees what this
+// statement sees (unchangedSince); otherwise `total` is NULL and the earlier count stands.
+export function listMoviesStatement(
+  q: MovieListQuery,
+  since: string | null,
+): { name: string; text: string; values: unknown[] } {
   const values: unknown[] = [];
   const conditions = filterConditions(q, values);
-  values.push(q.pageSize, (q.page - 1) * q.pageSize);
+  values.push(q.pageSize, (q.page - 1) * q.pageSize, since);
   const where = conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : '';
+  const n = values.length;
+  const unchanged = unchangedSince(MOVIE_EVENTS, `$${n}`);
   return {
     name: `list-movies-${filterKey(q)}`,
-    // No created_at: a list never shows it, and parsing 100 timestamps was 2.4 % of a page's
-    // CPU. The genres come as JSON: JSON.parse reads them in a fraction of the time the
-    // driver's text[] parser takes (3.9 % of the page).
+    // No created_at: a list never shows it. The genres come as JSON: JSON.parse reads them in
+    // a fraction of the time the driver's text[] parser takes (3.9 % of the page's CPU).
     text: `
-      SELECT count(*) OVER() AS total, id, title, year, runtime, to_json(genres) AS genres, version
-      FROM movies
-      ${where}
-      ORDER BY ${ORDER_BY[q.sort]}
-      LIMIT $${values.length - 1} OFFSET $${values.length}`,
+      WITH page AS (
+        SELECT id, title, year, runtime, genres, version
+        FROM movies
+        ${where}
+        ORDER BY ${ORDER_BY[q.sort]}
+        LIMIT $${n - 2} OFFSET $${n - 1}
+      ),
+      counted AS MATERIALIZED (
+        SELECT CASE WHEN ${unchanged} THEN NULL ELSE (SELECT count(*) FROM movies ${where}) END AS total
+      )
+      SELECT counted.total,
+             CASE WHEN counted.total IS NULL THEN NULL ELSE pg_current_snapshot()::text END AS snapshot,
+             id, title, year, runtime, to_json(genres) AS genres, version
+      FROM page CROSS JOIN counted
+      ORDER BY ${ORDER_BY[q.sort]}`,
     values,
   };
 }
@@ -200,11 +221,23 @@ export async function deleteMovie(db: Queryable, id: string): Promise<void> {
   if (rowCount === 0) throw new NotFoundError();
 }
 
+// A count of the movies some filters match and the snapshot it was taken in.
+export type CountedTotal = Readonly<{ total: number; snapshot: string }>;
+
+// `counted`: an earlier count of the same filters, reused when nothing changed since.
+// `total` is 0 when the page is empty (the book's metadata is then empty).
 export async function selectMovies(
   db: Queryable,
   q: MovieListQuery,
-): Promise<{ movies: ListedMovie[]; total: number }> {
-  const { rows } = await db.query<Omit<MovieRow, 'created_at'> & { total: number }>(listMoviesStatement(q));
+  counted: CountedTotal | undefined,
+): Promise<{ movies: ListedMovie[]; total: number; counted?: CountedTotal }> {
+  type Row = Omit<MovieRow, 'created_at'> & { total: number | null; snapshot: string | null };
+  const { rows } = await db.query<Row>(listMoviesStatement(q, counted?.snapshot ?? null));
+  const first = rows[0];
+  const recounted =
+    first?.total != null && first.snapshot !== null
+      ? { total: first.total, snapshot: first.snapshot }
+      : undefined;
   return {
     movies: rows.map((row) => ({
       id: row.id,
@@ -214,7 +247,8 @@ export async function selectMovies(
       genres: row.genres,
       version: row.version,
     })),
-    total: rows[0]?.total ?? 0,
+    total: first === undefined ? 0 : (recounted?.total ?? counted?.total ?? 0),
+    ...(recounted ? { counted: recounted } : {}),
   };
 }
 

@@ -66,11 +66,25 @@ export async function deleteMovie(db: Db, id: string, afterDelete?: AfterMovieDe
   if (afterDelete) await afterDelete(id);
 }
 
+// The last count of each recent combination of filters, per pool (a snapshot of one database
+// means nothing to another). selectMovies counts again when the snapshot no longer holds, so
+// the total stays exact; the bound keeps arbitrary title searches from growing the map.
+const countedTotals = new WeakMap<Db, Map<string, sql.CountedTotal>>();
+const MAX_COUNTED_TOTALS = 128;
+
 export async function listMovies(
   db: Db,
   query: MovieListQuery,
 ): Promise<{ movies: ListedMovie[]; metadata: Metadata }> {
-  const { movies, total } = await sql.selectMovies(db, query);
+  const totals = countedTotals.get(db) ?? new Map<string, sql.CountedTotal>();
+  countedTotals.set(db, totals);
+  const key = JSON.stringify([query.title, query.genres]);
+  const { movies, total, counted } = await sql.selectMovies(db, query, totals.get(key));
+  if (counted) {
+    totals.delete(key);
+    totals.set(key, counted);
+    if (totals.size > MAX_COUNTED_TOTALS) totals.delete(totals.keys().next().value as string);
+  }
   return { movies, metadata: calculateMetadata(total, query.page, query.pageSize) };
 }
 

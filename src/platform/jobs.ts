@@ -2,11 +2,10 @@
 // transaction as the data it belongs to, so it exists exactly when that data does; it is
 // retried with backoff until it succeeds, survives crashes, and runs once across every
 // instance because the queue lives in the database.
-import { context, propagation, ROOT_CONTEXT, SpanKind } from '@opentelemetry/api';
 import PgBoss from 'pg-boss';
 import type { Queryable } from './db.ts';
 import type { Logger } from './logger.ts';
-import { inSpan } from './tracing.ts';
+import { currentTraceContext, inSpan, type TraceCarrier } from './tracing.ts';
 
 export type Jobs = PgBoss;
 
@@ -56,14 +55,10 @@ export function inTransaction(client: Queryable): PgBoss.ConnectionOptions {
   return { db: { executeSql: (text, values) => client.query(text, values) } };
 }
 
-// W3C trace context (traceparent, tracestate) of the request that enqueued a job.
-export type TraceCarrier = Readonly<Record<string, string>>;
-
 // pg-boss has no message headers, so the enqueuing request's trace context rides in the job's
 // data (its sampling decision too); nothing is added when tracing is off.
 export function withTraceContext<T extends object>(data: T): T & { trace?: TraceCarrier } {
-  const carrier: Record<string, string> = {};
-  propagation.inject(context.active(), carrier);
+  const carrier = currentTraceContext();
   return carrier.traceparent ? { ...data, trace: carrier } : data;
 }
 
@@ -74,8 +69,8 @@ export function runJob<T>(queue: string, job: PgBoss.Job<unknown>, work: () => P
   return inSpan(
     `${queue} process`,
     {
-      kind: SpanKind.CONSUMER,
-      parent: data?.trace ? propagation.extract(ROOT_CONTEXT, data.trace) : ROOT_CONTEXT,
+      kind: 'CONSUMER',
+      from: data?.trace ?? {},
       attributes: {
         'messaging.system': 'pg-boss',
         'messaging.operation.type': 'process',

@@ -1,6 +1,5 @@
 // Outgoing e-mail. SMTP through nodemailer with bounded timeouts; in development without
 // an SMTP host, mails are written to the log instead so the walkthrough works offline.
-import { SpanKind } from '@opentelemetry/api';
 import nodemailer from 'nodemailer';
 import type { Logger } from './logger.ts';
 import { inSpan } from './tracing.ts';
@@ -34,7 +33,7 @@ export function createSmtpMailer(smtp: SmtpSettings): Mailer {
     send: (email) =>
       inSpan(
         'smtp send',
-        { kind: SpanKind.CLIENT, attributes: { 'server.address': smtp.host, 'server.port': smtp.port } },
+        { kind: 'CLIENT', attributes: { 'server.address': smtp.host, 'server.port': smtp.port } },
         async () => {
           await transport.sendMail({ from: smtp.sender, ...email });
         },

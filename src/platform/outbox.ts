@@ -34,3 +34,28 @@ export const recordEvents = (outbox: Outbox, type: string, payload: string): str
     ORDER BY m.id
     RETURNING id
   )`;
+
+// A condition that holds when `snapshotParam` (an earlier pg_snapshot, as text, or NULL) sees
+// exactly the changes of the outbox's records that the current statement sees: the current
+// snapshot sees every transaction the earlier one saw (it is not older), and no transaction
+// that the earlier one did not see has an event visible now: none at or above its xmax (the
+// greatest event xid, one step of an index), none of those it saw running (one lookup each),
+// none pruned since. A count taken in that snapshot is then still exact, as if taken now.
+// It relies on every change of the records writing its event in its own transaction
+// (recordEvents). Each step is an index lookup, so a generic plan cannot turn it into a scan
+// of the outbox.
+export const unchangedSince = (outbox: Outbox, snapshotParam: string): string => {
+  const then = `${snapshotParam}::pg_snapshot`;
+  return `(
+    pg_snapshot_xmax(${then}) <= pg_snapshot_xmax(pg_current_snapshot())
+    AND NOT EXISTS (
+      SELECT 1 FROM pg_snapshot_xip(pg_current_snapshot()) AS running(xid)
+      WHERE pg_visible_in_snapshot(running.xid, ${then})
+    )
+    AND coalesce((SELECT max(xid) FROM ${outbox.table}), '0') < pg_snapshot_xmax(${then})
+    AND NOT EXISTS (
+      SELECT 1 FROM pg_snapshot_xip(${then}) AS running(xid)
+      WHERE EXISTS (SELECT 1 FROM ${outbox.table} e WHERE e.xid = running.xid)
+    )
+    AND (SELECT up_to_xid FROM ${outbox.table}_pruned) < pg_snapshot_xmin(${then}))`;
+};

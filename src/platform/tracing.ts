@@ -6,7 +6,7 @@
 // startTracing must run before pg, node:http and undici are loaded: instrumentations patch
 // modules as they are required (main.ts imports the commands only after it).
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Attributes, Context, Sampler, SpanKind } from '@opentelemetry/api';
+import type { Attributes, Context, Sampler } from '@opentelemetry/api';
 import type { TracingConfig } from '../config.ts';
 import { version } from '../version.ts';
 
@@ -231,21 +231,37 @@ export function traceLogFields(): (() => object) | undefined {
   };
 }
 
+// W3C trace context carried by a message that has no headers of its own (a job's data).
+export type TraceCarrier = Readonly<Record<string, string>>;
+
+// The active trace context as a carrier; empty while tracing was never started.
+export function currentTraceContext(): TraceCarrier {
+  const carrier: Record<string, string> = {};
+  if (api) api.propagation.inject(api.context.active(), carrier);
+  return carrier;
+}
+
+// What a span of our own is to its peer: the API's SpanKind, named, so that callers need not
+// load the API to say it.
+export type OwnSpanKind = 'CLIENT' | 'CONSUMER';
+
 // A span of our own, for work no instrumentation sees (a job, an SMTP send), active while
-// `work` runs. Before tracing was ever started this is a plain call (what the API's no-op
-// tracer would make of it, without loading the API).
+// `work` runs: the child of the active span, or with `from`, of the trace context a message
+// carried (a new trace when it carries none). Before tracing was ever started this is a plain
+// call (what the API's no-op tracer would make of it, without loading the API).
 export function inSpan<T>(
   name: string,
-  options: { kind: SpanKind; attributes?: Attributes; parent?: Context },
+  options: { kind: OwnSpanKind; attributes?: Attributes; from?: TraceCarrier },
   work: () => Promise<T>,
 ): Promise<T> {
   if (!api) return work();
-  const { context, SpanStatusCode, trace } = api;
+  const { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } = api;
+  const parent: Context = options.from ? propagation.extract(ROOT_CONTEXT, options.from) : context.active();
   const tracer = trace.getTracer('greenlight', version);
   return tracer.startActiveSpan(
     name,
-    { kind: options.kind, attributes: options.attributes },
-    options.parent ?? context.active(),
+    { kind: SpanKind[options.kind], attributes: options.attributes },
+    parent,
     async (span) => {
       try {
         return await work();
