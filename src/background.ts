@@ -3,6 +3,8 @@ import { ACCOUNTS_QUEUES } from './accounts/accounts.queues.ts';
 import { ACCOUNTS_TASKS } from './accounts/accounts.tasks.ts';
 import { startEmailWorker } from './accounts/email.worker.ts';
 import type { Config } from './config.ts';
+import { ORDERS_TASKS } from './orders/orders.tasks.ts';
+import { ORDERS_QUEUES } from './orders/workflow.queue.ts';
 import type { Db } from './platform/db.ts';
 import { type Jobs, type QueueSpec, startJobs, stopJobs } from './platform/jobs.ts';
 import type { Logger } from './platform/logger.ts';
@@ -23,12 +25,13 @@ export const TASKS: readonly Task[] = [
   ...ACCOUNTS_TASKS,
   VACUUM_ANALYZE_TASK,
   ...POSTERS_TASKS,
+  ...ORDERS_TASKS,
   ...REALTIME_TASKS,
   PRUNE_TASK_RUNS_TASK,
 ];
 
 // The modules' job queues (their depth is in the metrics, app.ts), then one per task.
-export const QUEUES: readonly QueueSpec[] = [...ACCOUNTS_QUEUES, ...TASKS.map(taskQueue)];
+export const QUEUES: readonly QueueSpec[] = [...ACCOUNTS_QUEUES, ...ORDERS_QUEUES, ...TASKS.map(taskQueue)];
 
 export function createMailer(config: Config, logger: Logger): Mailer {
   return config.smtp.host === '' ? createLogMailer(logger) : createSmtpMailer(config.smtp);

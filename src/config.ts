@@ -11,6 +11,7 @@ import { demoFlags } from './demo/demo.flags.ts';
 import { graphqlConfig, graphqlFlags } from './graphql/graphql.flags.ts';
 import { moviesFlags } from './movies/movies.flags.ts';
 import { operationsConfig, operationsFlags } from './operations/operations.flags.ts';
+import { ordersConfig, ordersFlags } from './orders/orders.flags.ts';
 import { databaseConfig, databaseFlags } from './platform/database.flags.ts';
 import {
   ConfigError,
@@ -37,6 +38,7 @@ import { eventsConfig, realtimeFlags } from './realtime/realtime.flags.ts';
 export { AUTH_METHODS, type AuthMethod } from './auth/auth.flags.ts';
 export type { CallbacksConfig } from './callbacks/callbacks.flags.ts';
 export type { OperationsConfig } from './operations/operations.flags.ts';
+export type { OrdersConfig } from './orders/orders.flags.ts';
 export { ConfigError, type FlagValue, FlagValueError, type Kind, parseDuration } from './platform/flags.ts';
 export { trustedOriginsOf } from './platform/http.flags.ts';
 export type { Environment } from './platform/process.flags.ts';
@@ -60,6 +62,7 @@ const TABLES = [
   tracingFlags,
   postersFlags,
   realtimeFlags,
+  ordersFlags,
   demoFlags,
 ] as const;
 
@@ -230,6 +233,7 @@ function assemble(get: (name: string) => FlagValue) {
     tracing: tracingConfig(readValues(tracingFlags, get)),
     posters: postersConfig(readValues(postersFlags, get), dataDir),
     events: eventsConfig(readValues(realtimeFlags, get)),
+    orders: ordersConfig(readValues(ordersFlags, get)),
     settingDefaults: settingDefaults(get),
   });
 }
