@@ -11,6 +11,7 @@ import { demoFlags } from './demo/demo.flags.ts';
 import { graphqlConfig, graphqlFlags } from './graphql/graphql.flags.ts';
 import { moviesFlags } from './movies/movies.flags.ts';
 import { operationsConfig, operationsFlags } from './operations/operations.flags.ts';
+import { paymentsConfig, paymentsFlags } from './payments/payments.flags.ts';
 import { databaseConfig, databaseFlags } from './platform/database.flags.ts';
 import {
   ConfigError,
@@ -37,6 +38,7 @@ import { eventsConfig, realtimeFlags } from './realtime/realtime.flags.ts';
 export { AUTH_METHODS, type AuthMethod } from './auth/auth.flags.ts';
 export type { CallbacksConfig } from './callbacks/callbacks.flags.ts';
 export type { OperationsConfig } from './operations/operations.flags.ts';
+export type { PaymentsConfig } from './payments/payments.flags.ts';
 export { ConfigError, type FlagValue, FlagValueError, type Kind, parseDuration } from './platform/flags.ts';
 export { trustedOriginsOf } from './platform/http.flags.ts';
 export type { Environment } from './platform/process.flags.ts';
@@ -55,6 +57,7 @@ const TABLES = [
   mailerFlags,
   authFlags,
   callbacksFlags,
+  paymentsFlags,
   graphqlFlags,
   operationsFlags,
   tracingFlags,
@@ -225,6 +228,7 @@ function assemble(get: (name: string) => FlagValue) {
     ...mailerConfig(readValues(mailerFlags, get)),
     ...authConfig(readValues(authFlags, get), env, dataDir),
     callbacks: callbacksConfig(readValues(callbacksFlags, get)),
+    payments: paymentsConfig(readValues(paymentsFlags, get)),
     graphql: graphqlConfig(readValues(graphqlFlags, get)),
     operations: operationsConfig(readValues(operationsFlags, get), env),
     tracing: tracingConfig(readValues(tracingFlags, get)),
@@ -280,6 +284,7 @@ export function usage(): string {
     '  callbacks                     run the callback service alone (POST /callback)',
     '  callbacks upstream            a stand-in for the upstream /objects/{id} service',
     "  callbacks client              post callbacks like the task's client",
+    '  payments stand-in             a stand-in payment provider (-addr, -decline-rate, -error-rate, -lost-rate, -latency)',
     '',
     'Flags:',
     ...lines,
