@@ -4,6 +4,7 @@
 //   greenlight seed movies [-count N]
 //   greenlight openapi [callbacks]        the OpenAPI 3.1 document (of the callback listener), on stdout
 //   greenlight callbacks [upstream | client]
+//   greenlight payments stand-in
 //   greenlight config list | get NAME | set NAME VALUE | unset NAME
 //   greenlight tasks list | run NAME
 // Each command's modules are imported when it runs, so that a process loads only what its
@@ -216,6 +217,13 @@ export async function main(argv: string[]): Promise<void> {
       if (rest[0] === 'client') return runCallbackClient(config, logger);
       throw new UsageError('usage: greenlight callbacks [upstream | client]');
     }
+    case 'payments':
+      if (rest[0] !== 'stand-in') {
+        throw new UsageError(
+          'usage: greenlight payments stand-in [-addr HOST:PORT] [-decline-rate R] [-error-rate R] [-lost-rate R] [-latency D]',
+        );
+      }
+      return (await import('./payments/cli.ts')).servePaymentsStandIn(config, logger);
     case 'demo':
       if (rest[0] !== 'cors')
         throw new UsageError('usage: greenlight demo cors [-demo-port 9000] [-demo-api URL]');

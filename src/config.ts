@@ -12,6 +12,7 @@ import { graphqlConfig, graphqlFlags } from './graphql/graphql.flags.ts';
 import { moviesFlags } from './movies/movies.flags.ts';
 import { operationsConfig, operationsFlags } from './operations/operations.flags.ts';
 import { ordersConfig, ordersFlags } from './orders/orders.flags.ts';
+import { paymentsConfig, paymentsFlags } from './payments/payments.flags.ts';
 import { databaseConfig, databaseFlags } from './platform/database.flags.ts';
 import {
   ConfigError,
@@ -39,6 +40,7 @@ export { AUTH_METHODS, type AuthMethod } from './auth/auth.flags.ts';
 export type { CallbacksConfig } from './callbacks/callbacks.flags.ts';
 export type { OperationsConfig } from './operations/operations.flags.ts';
 export type { OrdersConfig } from './orders/orders.flags.ts';
+export type { PaymentsConfig } from './payments/payments.flags.ts';
 export { ConfigError, type FlagValue, FlagValueError, type Kind, parseDuration } from './platform/flags.ts';
 export { trustedOriginsOf } from './platform/http.flags.ts';
 export type { Environment } from './platform/process.flags.ts';
@@ -57,6 +59,7 @@ const TABLES = [
   mailerFlags,
   authFlags,
   callbacksFlags,
+  paymentsFlags,
   graphqlFlags,
   operationsFlags,
   tracingFlags,
@@ -228,6 +231,7 @@ function assemble(get: (name: string) => FlagValue) {
     ...mailerConfig(readValues(mailerFlags, get)),
     ...authConfig(readValues(authFlags, get), env, dataDir),
     callbacks: callbacksConfig(readValues(callbacksFlags, get)),
+    payments: paymentsConfig(readValues(paymentsFlags, get)),
     graphql: graphqlConfig(readValues(graphqlFlags, get)),
     operations: operationsConfig(readValues(operationsFlags, get), env),
     tracing: tracingConfig(readValues(tracingFlags, get)),
@@ -284,6 +288,7 @@ export function usage(): string {
     '  callbacks                     run the callback service alone (POST /callback)',
     '  callbacks upstream            a stand-in for the upstream /objects/{id} service',
     "  callbacks client              post callbacks like the task's client",
+    '  payments stand-in             a stand-in payment provider (-addr, -decline-rate, -error-rate, -lost-rate, -latency)',
     '',
     'Flags:',
     ...lines,

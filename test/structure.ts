@@ -36,6 +36,8 @@ const TABLE: Readonly<Record<string, readonly [Layer, string]>> = {
   settings: ['domain', 'accounts audit config platform'],
   tasks: ['domain', 'config platform'],
   callbacks: ['domain', 'config platform version'],
+  // The external payment provider: its client, and a stand-in for it.
+  payments: ['domain', 'config platform'],
   operations: ['domain', 'accounts callbacks config movies platform products version'],
   demo: ['domain', 'platform'],
   // The seed-002 API: its routes, envelope and error table over the products domain.
@@ -51,7 +53,7 @@ const TABLE: Readonly<Record<string, readonly [Layer, string]>> = {
   server: ['entry', 'accounts app auth background callbacks cluster config movies platform settings'],
   cli: [
     'entry',
-    'accounts app audit auth background callbacks config demo movies platform server settings tasks version',
+    'accounts app audit auth background callbacks config demo movies payments platform server settings tasks version',
   ],
   main: ['entry', 'cli config platform'],
   // npm run docs:flags: writes the docs' flag table from the declarations.

@@ -1,9 +1,16 @@
 // Flags of the callback service: where it listens, the upstream it asks, and how it keeps
 // and hands out work. Its TTL and concurrency may change at run time: the service
 // subscribes to them (callbacks.ts, through RuntimeSettings.onChange).
-import { bool, duration, type FlagValues, int, text, when } from '../platform/flags.ts';
-
-const HOST_PORT = /^(\[[^\]]+\]|[^:\s]*):(\d+)$/;
+import {
+  bool,
+  duration,
+  type FlagValues,
+  int,
+  listenAddressRule,
+  parseListenAddress,
+  text,
+  when,
+} from '../platform/flags.ts';
 
 export const callbacksFlags = {
   // false: `serve` runs no callback service in this process.
@@ -14,10 +21,7 @@ export const callbacksFlags = {
   'callbacks-addr': text({
     default: 'localhost:9090',
     help: '`host:port` of the callback listener (`:9090` = every interface, port `0` picks one); empty turns the listener off (the process still processes and sweeps)',
-    rule: when((addr) => {
-      const hostPort = HOST_PORT.exec(addr);
-      return addr === '' || (hostPort !== null && Number(hostPort[2]) <= 65535);
-    }, 'must be host:port (port 0 picks a free one), or empty to disable the listener'),
+    rule: listenAddressRule('must be host:port (port 0 picks a free one), or empty to disable the listener'),
   }),
   'callbacks-upstream': text({
     default: 'http://localhost:9010',
@@ -54,17 +58,10 @@ export const callbacksFlags = {
 };
 
 export function callbacksConfig(v: FlagValues<typeof callbacksFlags>) {
-  const hostPort = HOST_PORT.exec(v['callbacks-addr']);
   return Object.freeze({
     enabled: v['callbacks-enabled'],
     // null: the listener is off (the service still runs).
-    listen: hostPort
-      ? Object.freeze({
-          // ":9090" listens on every interface, as Go's net.Listen does.
-          host: (hostPort[1] ?? '').replace(/^\[|\]$/g, '') || '0.0.0.0',
-          port: Number(hostPort[2]),
-        })
-      : null,
+    listen: parseListenAddress(v['callbacks-addr']),
     upstream: v['callbacks-upstream'].replace(/\/+$/, ''),
     ttlMs: v['callbacks-ttl'],
     concurrency: v['callbacks-concurrency'],

@@ -64,6 +64,21 @@ export function when<T>(ok: (value: T) => boolean, message: string): (value: T) 
   return (value) => (ok(value) ? undefined : message);
 }
 
+// A listen address as Go's net.Listen takes it, `host:port` (`[::1]:80` for IPv6): `:9090`
+// is every interface, port 0 picks a free one. Null for anything else.
+export function parseListenAddress(addr: string): Readonly<{ host: string; port: number }> | null {
+  const hostPort = /^(\[[^\]]+\]|[^:\s]*):(\d+)$/.exec(addr);
+  if (!hostPort || Number(hostPort[2]) > 65535) return null;
+  return Object.freeze({
+    host: (hostPort[1] ?? '').replace(/^\[|\]$/g, '') || '0.0.0.0',
+    port: Number(hostPort[2]),
+  });
+}
+
+// A flag's rule for a listen address, which may also be left empty.
+export const listenAddressRule = (message: string) =>
+  when((addr: string) => addr === '' || parseListenAddress(addr) !== null, message);
+
 export function envName(flag: string): string {
   return `GREENLIGHT_${flag.toUpperCase().replaceAll('-', '_')}`;
 }
