@@ -32,7 +32,7 @@ const TABLE: Readonly<Record<string, readonly [Layer, string]>> = {
   movies: ['domain', 'accounts config platform'],
   posters: ['domain', 'accounts config movies platform tasks'],
   products: ['domain', 'platform'],
-  orders: ['domain', 'platform products tasks'],
+  orders: ['domain', 'config payments platform products tasks'],
   settings: ['domain', 'accounts audit config platform'],
   tasks: ['domain', 'config platform'],
   callbacks: ['domain', 'config platform version'],
@@ -48,7 +48,7 @@ const TABLE: Readonly<Record<string, readonly [Layer, string]>> = {
     'composition',
     'accounts api-v1 auth config graphql movies operations orders platform posters realtime settings',
   ],
-  background: ['composition', 'accounts config orders platform posters realtime tasks'],
+  background: ['composition', 'accounts config orders payments platform posters realtime tasks'],
   cluster: ['composition', 'config platform'],
   server: ['entry', 'accounts app auth background callbacks cluster config movies platform settings'],
   cli: [

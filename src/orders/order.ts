@@ -26,7 +26,8 @@ export type Order = Readonly<{
   paymentToken: string;
   chargeAttempted: boolean;
   chargeId: string | null;
-  cancelRequested: boolean;
+  // set once a cancel was asked for (by the owner, an admin or the timeout sweep)
+  cancelReason: string | null;
   createdAt: Date;
   updatedAt: Date;
   version: number;

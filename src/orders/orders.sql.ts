@@ -16,7 +16,7 @@ type OrderRow = {
   payment_token: string;
   charge_attempted: boolean;
   charge_id: string | null;
-  cancel_requested: boolean;
+  cancel_reason: string | null;
   created_at: Date;
   updated_at: Date;
   version: number;
@@ -40,7 +40,7 @@ function toOrder(row: OrderRow): Order {
     paymentToken: row.payment_token,
     chargeAttempted: row.charge_attempted,
     chargeId: row.charge_id,
-    cancelRequested: row.cancel_requested,
+    cancelReason: row.cancel_reason,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
     version: row.version,
@@ -49,7 +49,7 @@ function toOrder(row: OrderRow): Order {
 
 const COLUMNS = `m.id, m.user_id, m.status, m.total::text AS total, m.failure_reason, m.payment_token,
   m.charge_attempted_at IS NOT NULL AS charge_attempted, m.charge_id,
-  m.cancel_requested_at IS NOT NULL AS cancel_requested, m.created_at, m.updated_at, m.version`;
+  m.cancel_reason, m.created_at, m.updated_at, m.version`;
 
 const itemsOf = (source: string) => `(SELECT json_agg(json_build_object('product_id', i.product_id,
   'quantity', i.quantity, 'unit_price', i.unit_price::text) ORDER BY i.position) FROM ${source})`;
@@ -101,7 +101,9 @@ const TRANSITION = `
     UPDATE orders
     SET status = $3, failure_reason = COALESCE($4, failure_reason), charge_id = COALESCE($5, charge_id),
         updated_at = now(), version = version + 1
-    WHERE id = $1 AND status = $2 AND ${lockSubject(ORDER_EVENTS, '$1')}
+    WHERE id = $1 AND status = $2 AND (NOT $7 OR cancel_requested_at IS NULL)
+      AND (NOT $8 OR charge_attempted_at IS NULL)
+      AND ${lockSubject(ORDER_EVENTS, '$1')}
     RETURNING *
   ), h AS (
     INSERT INTO order_history (order_id, status, detail) SELECT m.id, m.status, $6 FROM m
@@ -122,8 +124,6 @@ const REQUEST_CANCEL = `
     RETURNING *
   )
   SELECT ${COLUMNS}, ${STORED_ITEMS} AS items FROM m`;
-
-const SELECT_CANCEL_REASON = 'SELECT cancel_reason FROM orders WHERE id = $1';
 
 // Orders in flight for longer than $1 milliseconds get a cancel asked for; every order of the
 // sweep, marked now or before, is returned so its current step can be enqueued again.
@@ -175,9 +175,20 @@ export async function selectHistory(db: Queryable, id: number): Promise<OrderEve
   return rows;
 }
 
-export type TransitionFields = { detail: string; failureReason?: string; chargeId?: string };
+// `forward`: a step of the workflow going on, which a cancel asked for in the meantime stops
+// (the step then compensates instead).
+// `uncharged`: only while no charge was attempted (a compensation that found none to refund
+// must not race a charge step beginning).
+export type TransitionFields = {
+  detail: string;
+  failureReason?: string;
+  chargeId?: string;
+  forward: boolean;
+  uncharged?: boolean;
+};
 
-// undefined: the order was not `from` any more (another step, or a duplicate of this one, won).
+// undefined: the order was not `from` any more (another step, or a duplicate of this one, won),
+// or, going forward, a cancel was asked for.
 export async function transition(
   db: Queryable,
   id: number,
@@ -188,7 +199,16 @@ export async function transition(
   const { rows } = await db.query<OrderRow>({
     name: 'order-transition',
     text: TRANSITION,
-    values: [id, from, to, fields.failureReason ?? null, fields.chargeId ?? null, fields.detail],
+    values: [
+      id,
+      from,
+      to,
+      fields.failureReason ?? null,
+      fields.chargeId ?? null,
+      fields.detail,
+      fields.forward,
+      fields.uncharged ?? false,
+    ],
   });
   return rows[0] && toOrder(rows[0]);
 }
@@ -206,11 +226,6 @@ export async function requestCancel(
 ): Promise<Order | undefined> {
   const { rows } = await db.query<OrderRow>(REQUEST_CANCEL, [id, requester.userId, requester.admin, reason]);
   return rows[0] && toOrder(rows[0]);
-}
-
-export async function selectCancelReason(db: Queryable, id: number): Promise<string | null> {
-  const { rows } = await db.query<{ cancel_reason: string | null }>(SELECT_CANCEL_REASON, [id]);
-  return rows[0]?.cancel_reason ?? null;
 }
 
 export type OpenOrder = { id: number; status: OrderStatus };
