@@ -21,7 +21,7 @@ import {
 } from '../src/payments/payments.ts';
 import { type PaymentsStandIn, type StandInOptions, startPaymentsStandIn } from '../src/payments/stand-in.ts';
 import { captureLogger } from './helpers.ts';
-import { greenlight } from './processes.ts';
+import { greenlight, run } from './processes.ts';
 
 let keys = 0;
 const newKey = (what = 'key') => `${what}-${process.pid}-${++keys}`;
@@ -97,6 +97,15 @@ test('when the stand-in runs as `greenlight payments stand-in`, then the client 
   proc.child.kill('SIGTERM');
   assert.deepEqual(await proc.waitForExit(10_000), { code: 0, signal: null });
   assert.ok(proc.logs.some((l) => l.msg === 'stopped'));
+});
+
+test('when `greenlight payments` is given no subcommand or a bad rate, then it exits 1 saying how to call it', async (t) => {
+  const bare = await run(t, ['payments']);
+  assert.equal(bare.code, 1);
+  assert.match(bare.stderr, /usage: greenlight payments stand-in/);
+  const badRate = await run(t, ['payments', 'stand-in', '-lost-rate', '2']);
+  assert.equal(badRate.code, 1);
+  assert.match(badRate.stderr, /invalid -lost-rate \(GREENLIGHT_LOST_RATE\): must be between 0 and 1/);
 });
 
 test('when the stand-in process answers every call 500 (-error-rate 1), then the client tries 3 times with one key, gives up with PaymentUnavailableError, and nothing is charged', async (t) => {
