@@ -208,11 +208,13 @@ test('when attempts keep failing, then the circuit opens and later calls fail fa
   });
   assert.equal(standIn.calls.length, 3, 'an open circuit sends nothing');
   assert.match(await registry.metrics(), /greenlight_payment_breaker_transitions_total\{state="open"\} 1/);
+  assert.match(await registry.metrics(), /^greenlight_payment_breaker_state 1$/m);
 
   standIn.behaviour.errorRate = 0;
   await sleep(400);
   assert.equal((await client.charge(chargeOf())).status, 'succeeded');
   assert.match(await registry.metrics(), /greenlight_payment_breaker_transitions_total\{state="closed"\} 1/);
+  assert.match(await registry.metrics(), /^greenlight_payment_breaker_state 0$/m);
 });
 
 test('when a refund is repeated with its key, then it is refunded once; a refund over what is left, of an unknown charge, or of a declined one is refused', async (t) => {
