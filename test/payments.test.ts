@@ -20,8 +20,8 @@ import {
   PaymentUnavailableError,
 } from '../src/payments/payments.ts';
 import { type PaymentsStandIn, type StandInOptions, startPaymentsStandIn } from '../src/payments/stand-in.ts';
-import { captureLogger } from './helpers.ts';
-import { greenlight, run } from './processes.ts';
+import { captureLogger, type LogLine, waitFor } from './helpers.ts';
+import { type Greenlight, greenlight, run } from './processes.ts';
 
 let keys = 0;
 const newKey = (what = 'key') => `${what}-${process.pid}-${++keys}`;
@@ -62,6 +62,13 @@ async function standInFor(t: TestContext, options: StandInOptions = {}): Promise
 
 const keysOf = (standIn: PaymentsStandIn) => standIn.calls.map((c) => c.idempotencyKey);
 
+// The stand-in process's log of the calls it received, once `count` lines have come through
+// the pipe (they may arrive after the answers did).
+function loggedCalls(proc: Greenlight, count: number): Promise<LogLine[]> {
+  const calls = () => proc.logs.filter((l) => l.msg === 'payment call');
+  return waitFor(`${count} logged calls`, () => calls().length >= count && calls());
+}
+
 async function ledger(url: string): Promise<LedgerCharge[]> {
   const res = await fetch(`${url}/v1/charges`);
   assert.equal(res.status, 200);
@@ -69,24 +76,34 @@ async function ledger(url: string): Promise<LedgerCharge[]> {
 }
 
 test('when the stand-in runs as `greenlight payments stand-in`, then the client charges, replays and is declined through it, the ledger shows it, and SIGTERM stops it', async (t) => {
-  const proc = greenlight(t, ['payments', 'stand-in', '-addr', '127.0.0.1:0', '-latency', '10ms']);
+  const proc = greenlight(t, [
+    'payments',
+    'stand-in',
+    '-addr',
+    '127.0.0.1:0',
+    '-latency',
+    '10ms',
+    '-decline-rate',
+    '1',
+  ]);
   const url = String((await proc.waitForLog('payments stand-in started', 30_000)).url);
   const { client, count } = clientFor(t, url);
 
+  // tok_visa always succeeds, whatever the decline rate.
   const request = chargeOf();
   const charged = await client.charge(request);
   assert.equal(charged.status, 'succeeded');
   assert.match(charged.status === 'succeeded' ? charged.id : '', /^ch_/);
   assert.deepEqual(await client.charge(request), charged, 'the same key answers the first answer');
-  const declined = await client.charge(chargeOf({ source: 'tok_declined' }));
-  assert.deepEqual(declined, { status: 'declined', code: 'card_declined' });
+  const declined = chargeOf({ source: 'tok_mastercard' });
+  assert.deepEqual(await client.charge(declined), { status: 'declined', code: 'card_declined' });
 
   const charges = await ledger(url);
   assert.deepEqual(
     charges.map((c) => [c.reference, c.status, c.amount, c.refunded]),
     [
       [request.reference, 'succeeded', 1_500, 0],
-      [charges[1]?.reference, 'declined', 1_500, 0],
+      [declined.reference, 'declined', 1_500, 0],
     ],
   );
   assert.equal(charges[0]?.id, charged.status === 'succeeded' ? charged.id : '');
@@ -115,7 +132,7 @@ test('when the stand-in process answers every call 500 (-error-rate 1), then the
   const request = chargeOf();
 
   await assert.rejects(client.charge(request), PaymentUnavailableError);
-  const calls = proc.logs.filter((l) => l.msg === 'payment call');
+  const calls = await loggedCalls(proc, 3);
   assert.deepEqual(
     calls.map((l) => [l.idempotency_key, l.status]),
     [
@@ -127,6 +144,27 @@ test('when the stand-in process answers every call 500 (-error-rate 1), then the
   assert.deepEqual(await ledger(url), []);
   assert.equal(await count('charge', 'retried'), 2);
   assert.equal(await count('charge', 'unavailable'), 1);
+});
+
+test('when the stand-in process loses every answer (-lost-rate 1), then the first attempt charges, the retries with its key replay it, and the ledger holds one charge', async (t) => {
+  const proc = greenlight(t, ['payments', 'stand-in', '-addr', '127.0.0.1:0', '-lost-rate', '1']);
+  const url = String((await proc.waitForLog('payments stand-in started', 30_000)).url);
+  const { client } = clientFor(t, url);
+  const request = chargeOf();
+
+  await assert.rejects(client.charge(request), PaymentUnavailableError);
+  assert.deepEqual(
+    (await loggedCalls(proc, 3)).map((l) => [l.idempotency_key, l.status, l.replayed]),
+    [
+      [request.idempotencyKey, 201, false],
+      [request.idempotencyKey, 201, true],
+      [request.idempotencyKey, 201, true],
+    ],
+  );
+  assert.deepEqual(
+    (await ledger(url)).map((c) => [c.idempotency_key, c.status]),
+    [[request.idempotencyKey, 'succeeded']],
+  );
 });
 
 test('when a charge is declined, then the decline is final: exactly one call, never retried', async (t) => {
@@ -350,12 +388,16 @@ test('when the caller aborts, or the client is closed, then a call ends at once:
   const standIn = await standInFor(t, { latencyMs: 5_000 });
   const { client } = clientFor(t, standIn.url, { timeoutMs: 10_000 });
 
-  const aborted = client.charge(chargeOf(), AbortSignal.timeout(50));
-  await assert.rejects(aborted, { name: 'TimeoutError' });
+  const caller = new AbortController();
+  const aborted = assert.rejects(client.charge(chargeOf(), caller.signal), { name: 'AbortError' });
+  await waitFor('the call to reach the provider', () => standIn.calls.length === 1);
+  caller.abort();
+  await aborted;
+  await sleep(100);
   assert.equal(standIn.calls.length, 1, 'an abort is not retried');
 
   const pending = assert.rejects(client.charge(chargeOf()), PaymentUnavailableError);
-  await sleep(50);
+  await waitFor('the call to reach the provider', () => standIn.calls.length === 2);
   await client.close();
   await pending;
   await assert.rejects(client.charge(chargeOf()), /client is closed/);
