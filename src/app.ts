@@ -27,6 +27,7 @@ import { movieRoutes } from './movies/movies.routes.ts';
 import { profilingRoutes, statsRoutes } from './operations/operations.routes.ts';
 import { probeRoutes } from './operations/probes.routes.ts';
 import { systemRoutes } from './operations/system.routes.ts';
+import { ORDERS_QUEUES } from './orders/workflow.queue.ts';
 import { corsPlugin } from './platform/cors.ts';
 import { createPool, type Db } from './platform/db.ts';
 import { fastifyOptions } from './platform/fastify-options.ts';
@@ -71,7 +72,7 @@ export type AppDeps = Readonly<{
 // The depth of each queue a module declares is reported; the tasks' queues are not, as their
 // runs have gauges of their own (tasks/tasks.ts).
 export function createMetrics(config: Config, db: Db, jobs: Jobs): Metrics {
-  const queues = ACCOUNTS_QUEUES.map((queue) => queue.name);
+  const queues = [...ACCOUNTS_QUEUES, ...ORDERS_QUEUES].map((queue) => queue.name);
   return new Metrics({ db, maxOpenConns: config.db.maxOpenConns, jobs, queues });
 }
 
@@ -176,7 +177,9 @@ export function buildApp({
       api.register(bulkRoutes, { db, options: config.operations });
       api.register(posterRoutes, { store: posters });
       const streams = (products: FastifyInstance) => productEventsRoutes(products, realtime);
-      api.register(productsApi({ db, jwts, streams }), { prefix: PRODUCTS_API_PREFIX });
+      api.register(productsApi({ db, jwts, jobs, registry: metrics.registry, streams }), {
+        prefix: PRODUCTS_API_PREFIX,
+      });
       api.register(graphqlRoutes, { db, config, logger, features: settings, posters });
     }),
   );

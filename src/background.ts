@@ -1,8 +1,13 @@
-// Background work of a serving process: the job queue, its workers and the scheduled tasks.
+// Background work of a serving process: the job queue, its workers (mail, the order workflow
+// with its payment provider client) and the scheduled tasks.
 import { ACCOUNTS_QUEUES } from './accounts/accounts.queues.ts';
 import { ACCOUNTS_TASKS } from './accounts/accounts.tasks.ts';
 import { startEmailWorker } from './accounts/email.worker.ts';
 import type { Config } from './config.ts';
+import { ORDERS_TASKS } from './orders/orders.tasks.ts';
+import { startOrderWorkers } from './orders/orders.worker.ts';
+import { ORDERS_QUEUES } from './orders/workflow.queue.ts';
+import { createPaymentsClient, type PaymentsClient } from './payments/payments.ts';
 import type { Db } from './platform/db.ts';
 import { type Jobs, type QueueSpec, startJobs, stopJobs } from './platform/jobs.ts';
 import type { Logger } from './platform/logger.ts';
@@ -23,12 +28,13 @@ export const TASKS: readonly Task[] = [
   ...ACCOUNTS_TASKS,
   VACUUM_ANALYZE_TASK,
   ...POSTERS_TASKS,
+  ...ORDERS_TASKS,
   ...REALTIME_TASKS,
   PRUNE_TASK_RUNS_TASK,
 ];
 
 // The modules' job queues (their depth is in the metrics, app.ts), then one per task.
-export const QUEUES: readonly QueueSpec[] = [...ACCOUNTS_QUEUES, ...TASKS.map(taskQueue)];
+export const QUEUES: readonly QueueSpec[] = [...ACCOUNTS_QUEUES, ...ORDERS_QUEUES, ...TASKS.map(taskQueue)];
 
 export function createMailer(config: Config, logger: Logger): Mailer {
   return config.smtp.host === '' ? createLogMailer(logger) : createSmtpMailer(config.smtp);
@@ -45,10 +51,13 @@ export async function startBackground(
 }> {
   const jobs = await startJobs(dsn, logger, QUEUES);
   const mailer = createMailer(config, logger);
+  let payments: PaymentsClient | undefined;
   return {
     jobs,
     startWorkers: async (db, metrics) => {
       await startEmailWorker(jobs, mailer, logger, metrics);
+      payments = createPaymentsClient({ ...config.payments, logger, registry: metrics.registry });
+      await startOrderWorkers({ db, jobs, payments, logger, metrics, config });
       await startTasks(jobs, { db, logger, config }, TASKS);
       registerTaskMetrics(metrics.registry, db, TASKS);
     },
@@ -56,6 +65,7 @@ export async function startBackground(
     stop: async () => {
       await stopJobs(jobs, { graceful: true, wait: true, timeout: config.shutdownTimeoutMs });
       mailer.close();
+      await payments?.close();
     },
   };
 }

@@ -4,6 +4,7 @@
 //   greenlight seed movies [-count N]
 //   greenlight openapi [callbacks]        the OpenAPI 3.1 document (of the callback listener), on stdout
 //   greenlight callbacks [upstream | client]
+//   greenlight payments stand-in
 //   greenlight config list | get NAME | set NAME VALUE | unset NAME
 //   greenlight tasks list | run NAME
 // Each command's modules are imported when it runs, so that a process loads only what its
@@ -12,6 +13,7 @@
 import type { Role } from './accounts/user.ts';
 import { buildConfig, type Config, ConfigError, readSettings, type Settings, usage } from './config.ts';
 import type { Db } from './platform/db.ts';
+import type { Jobs } from './platform/jobs.ts';
 import { createLogger, type Logger } from './platform/logger.ts';
 import { PortInUseError } from './platform/ports.ts';
 import { commit, version } from './version.ts';
@@ -45,6 +47,34 @@ function withPool<T>(config: Config, logger: Logger, work: (db: Db) => Promise<T
     try {
       return await work(db);
     } finally {
+      await db.end();
+    }
+  });
+}
+
+// `orders retry` enqueues through a job queue of its own, which neither supervises nor
+// schedules: the serving processes do.
+async function orders(config: Config, logger: Logger, args: string[]): Promise<void> {
+  const [{ ORDERS_ARITY, ORDERS_USAGE, ordersCommand }, { ORDERS_QUEUES }, { startJobs, stopJobs }] =
+    await Promise.all([
+      import('./orders/cli.ts'),
+      import('./orders/workflow.queue.ts'),
+      import('./platform/jobs.ts'),
+    ]);
+  const [least, most] = ORDERS_ARITY[args[0] ?? ''] ?? [-1, -1];
+  if (args.length - 1 < least || args.length - 1 > most) throw new UsageError(ORDERS_USAGE);
+  await withDatabase(config, logger, async (dsn) => {
+    const { createPool } = await import('./platform/db.ts');
+    const db = createPool({ ...config.db, dsn, maxOpenConns: 1 });
+    let jobs: Jobs | undefined;
+    const startQueue = async () => {
+      jobs = await startJobs(dsn, logger, ORDERS_QUEUES, { supervise: false, schedule: false });
+      return jobs;
+    };
+    try {
+      await ordersCommand({ db, jobs: startQueue }, args, console.log);
+    } finally {
+      if (jobs) await stopJobs(jobs, { graceful: false, wait: true });
       await db.end();
     }
   });
@@ -177,7 +207,8 @@ export async function main(argv: string[]): Promise<void> {
     case 'seed':
       return seed(config, logger, settings, rest);
     case 'users':
-      return users(config, logger, rest);
+    case 'orders':
+      return (command === 'users' ? users : orders)(config, logger, rest);
     case 'config': {
       const { CONFIG_ARITY, CONFIG_USAGE, configCommand } = await import('./settings/cli.ts');
       if (CONFIG_ARITY[rest[0] ?? ''] !== rest.length - 1) throw new UsageError(CONFIG_USAGE);
@@ -216,6 +247,13 @@ export async function main(argv: string[]): Promise<void> {
       if (rest[0] === 'client') return runCallbackClient(config, logger);
       throw new UsageError('usage: greenlight callbacks [upstream | client]');
     }
+    case 'payments':
+      if (rest[0] !== 'stand-in') {
+        throw new UsageError(
+          'usage: greenlight payments stand-in [-addr HOST:PORT] [-decline-rate R] [-error-rate R] [-lost-rate R] [-latency D]',
+        );
+      }
+      return (await import('./payments/cli.ts')).servePaymentsStandIn(config, logger);
     case 'demo':
       if (rest[0] !== 'cors')
         throw new UsageError('usage: greenlight demo cors [-demo-port 9000] [-demo-api URL]');
@@ -232,11 +270,12 @@ export async function main(argv: string[]): Promise<void> {
 // The modules of the other failures are imported only now: a command that failed with one
 // of them has them loaded already.
 async function knownFailures(): Promise<ReadonlyArray<abstract new (...args: never[]) => Error>> {
-  const [migrations, embedded, permissions, tasks] = await Promise.all([
+  const [migrations, embedded, permissions, tasks, orders] = await Promise.all([
     import('./platform/migrations.ts'),
     import('./platform/embedded-postgres.files.ts'),
     import('./accounts/permissions.sql.ts'),
     import('./tasks/cli.ts'),
+    import('./orders/cli.ts'),
   ]);
   return [
     ConfigError,
@@ -246,6 +285,7 @@ async function knownFailures(): Promise<ReadonlyArray<abstract new (...args: nev
     PortInUseError,
     permissions.UnknownPermissionError,
     tasks.TaskCommandError,
+    orders.OrderCommandError,
   ];
 }
 

@@ -13,6 +13,8 @@ import { graphqlConfig, graphqlFlags } from './graphql/graphql.flags.ts';
 import { grpcConfig, grpcFlags } from './grpc/grpc.flags.ts';
 import { moviesFlags } from './movies/movies.flags.ts';
 import { operationsConfig, operationsFlags } from './operations/operations.flags.ts';
+import { ordersConfig, ordersFlags } from './orders/orders.flags.ts';
+import { paymentsConfig, paymentsFlags } from './payments/payments.flags.ts';
 import { databaseConfig, databaseFlags } from './platform/database.flags.ts';
 import {
   ConfigError,
@@ -39,6 +41,8 @@ import { eventsConfig, realtimeFlags } from './realtime/realtime.flags.ts';
 export { AUTH_METHODS, type AuthMethod } from './auth/auth.flags.ts';
 export type { CallbacksConfig } from './callbacks/callbacks.flags.ts';
 export type { OperationsConfig } from './operations/operations.flags.ts';
+export type { OrdersConfig } from './orders/orders.flags.ts';
+export type { PaymentsConfig } from './payments/payments.flags.ts';
 export { ConfigError, type FlagValue, FlagValueError, type Kind, parseDuration } from './platform/flags.ts';
 export { trustedOriginsOf } from './platform/http.flags.ts';
 export type { Environment } from './platform/process.flags.ts';
@@ -57,6 +61,7 @@ const TABLES = [
   mailerFlags,
   authFlags,
   callbacksFlags,
+  paymentsFlags,
   graphqlFlags,
   grpcFlags,
   operationsFlags,
@@ -64,6 +69,7 @@ const TABLES = [
   postersFlags,
   realtimeFlags,
   brokerFlags,
+  ordersFlags,
   demoFlags,
 ] as const;
 
@@ -229,6 +235,7 @@ function assemble(get: (name: string) => FlagValue) {
     ...mailerConfig(readValues(mailerFlags, get)),
     ...authConfig(readValues(authFlags, get), env, dataDir),
     callbacks: callbacksConfig(readValues(callbacksFlags, get)),
+    payments: paymentsConfig(readValues(paymentsFlags, get)),
     graphql: graphqlConfig(readValues(graphqlFlags, get)),
     grpc: grpcConfig(readValues(grpcFlags, get)),
     operations: operationsConfig(readValues(operationsFlags, get), env),
@@ -236,6 +243,7 @@ function assemble(get: (name: string) => FlagValue) {
     posters: postersConfig(readValues(postersFlags, get), dataDir),
     events: eventsConfig(readValues(realtimeFlags, get)),
     broker: brokerConfig(readValues(brokerFlags, get)),
+    orders: ordersConfig(readValues(ordersFlags, get)),
     settingDefaults: settingDefaults(get),
   });
 }
@@ -280,12 +288,14 @@ export function usage(): string {
     "  users role EMAIL admin|user   set the products API role (ends the user's JWTs)",
     '  config list | get NAME | set NAME VALUE | unset NAME   runtime settings of every instance',
     '  tasks list | run NAME         scheduled tasks and their last runs; run one now',
+    '  orders list [STATUS] | show ID | retry ID   orders, one with its history; enqueue its step again',
     '  jwt rotate                    with -jwt-alg EdDSA: a new signing key; expired keys removed',
     "  demo cors [-demo-port 9000]   serve the book's CORS demo pages",
     '  openapi [callbacks]           print the OpenAPI 3.1 document (of the callback listener)',
     '  callbacks                     run the callback service alone (POST /callback)',
     '  callbacks upstream            a stand-in for the upstream /objects/{id} service',
     "  callbacks client              post callbacks like the task's client",
+    '  payments stand-in             a stand-in payment provider (-addr, -decline-rate, -error-rate, -lost-rate, -latency)',
     '',
     'Flags:',
     ...lines,

@@ -388,11 +388,11 @@ describe('API keys', () => {
       [{ scopes: ['products:read'] }, 'validation: api key name must be 1 to 200 characters long'],
       [
         { name: 'k', scopes: [] },
-        'validation: scopes must be a non-empty list of: products:read, products:write, movies:read, movies:write, metrics:view',
+        'validation: scopes must be a non-empty list of: products:read, products:write, orders:read, orders:write, movies:read, movies:write, metrics:view',
       ],
       [
         { name: 'k', scopes: ['root'] },
-        'validation: scopes must be a non-empty list of: products:read, products:write, movies:read, movies:write, metrics:view',
+        'validation: scopes must be a non-empty list of: products:read, products:write, orders:read, orders:write, movies:read, movies:write, metrics:view',
       ],
       [
         { name: 'k', scopes: ['products:read'], expires_at: '2001-01-01T00:00:00Z' },

@@ -23,6 +23,8 @@ type Document = { paths: Record<string, Record<string, Operation>> };
 const NOT_PROVOKED: Readonly<Record<string, string>> = {
   'activateUser 409': 'the user changed between reading and updating it (a concurrent update)',
   'resetPassword 409': 'the user changed between reading and updating it (a concurrent update)',
+  'placeOrder 409':
+    "a duplicate while the first request's transaction is open (test/orders.test.ts holds it)",
 };
 
 const ajv = new Ajv2020({ strict: false, validateFormats: false, allErrors: true });
@@ -230,6 +232,11 @@ test('when the README walkthrough and the error cases are replayed, then every r
     ['GET', '/api/v1/products/1', undefined],
     ['PATCH', '/api/v1/products/1', { stock: 2 }],
     ['DELETE', '/api/v1/products/1', undefined],
+    ['POST', '/api/v1/orders', { items: [{ product_id: 1, quantity: 1 }], payment_token: 'tok_visa' }],
+    ['GET', '/api/v1/orders', undefined],
+    ['GET', '/api/v1/orders/1', undefined],
+    ['GET', '/api/v1/orders/1/events', undefined],
+    ['POST', '/api/v1/orders/1/cancel', undefined],
     ['GET', '/api/v1/admin/audit', undefined],
     ['POST', '/graphql', { query: '{ me { user { email } } }' }],
     ['GET', '/graphql?query=%7B%20me%20%7B%20permissions%20%7D%20%7D', undefined],
@@ -418,6 +425,44 @@ test('when the README walkthrough and the error cases are replayed, then every r
   await expect(404, 'PATCH', '/api/v1/products/999999', { token: jwt, body: { stock: 9 } });
   await expect(422, 'PATCH', `/api/v1/products/${productId}`, { token: jwt, body: {} });
   await expect(403, 'PATCH', `/api/v1/products/${productId}`, { token: writer.token, body: { stock: 1 } });
+
+  // Orders: one more than the stock, rejected by the workflow (no payment provider is needed).
+  const orderBody = { items: [{ product_id: productId, quantity: 11 }], payment_token: 'tok_visa' };
+  const orderId = (
+    (await expect(202, 'POST', '/api/v1/orders', { token: jwt, body: orderBody })).order as { id: number }
+  ).id;
+  await expect(400, 'POST', '/api/v1/orders', { token: jwt, raw: '{' });
+  await expect(422, 'POST', '/api/v1/orders', { token: jwt, body: { ...orderBody, items: [] } });
+  await expect(403, 'POST', '/api/v1/orders', { token: key, body: orderBody });
+  await expect(200, 'GET', '/api/v1/orders?status=pending', { token: jwt });
+  await expect(400, 'GET', '/api/v1/orders?status=lost', { token: jwt });
+  await expect(403, 'GET', '/api/v1/orders', { token: key });
+  for (const suffix of ['', '/events']) {
+    await expect(200, 'GET', `/api/v1/orders/${orderId}${suffix}`, { token: jwt });
+    await expect(400, 'GET', `/api/v1/orders/abc${suffix}`, { token: jwt });
+    await expect(403, 'GET', `/api/v1/orders/${orderId}${suffix}`, { token: key });
+    await expect(404, 'GET', `/api/v1/orders/${orderId}${suffix}`, { token: writer.token });
+  }
+  await expect(400, 'POST', '/api/v1/orders/abc/cancel', { token: jwt });
+  await expect(403, 'POST', `/api/v1/orders/${orderId}/cancel`, { token: key });
+  await expect(404, 'POST', `/api/v1/orders/${orderId}/cancel`, { token: writer.token });
+  for (let tries = 0; ; tries++) {
+    const res = await call(base, 'GET', `/api/v1/orders/${orderId}`, { token: jwt });
+    if ((res.body as { order: { status: string } }).order.status === 'rejected') break;
+    assert.ok(tries < 300, 'the order was never rejected');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  await expect(409, 'POST', `/api/v1/orders/${orderId}/cancel`, { token: jwt });
+  // One in flight (no payment provider answers here) is cancelled: 202, compensations follow.
+  const inFlight = (
+    (
+      await expect(202, 'POST', '/api/v1/orders', {
+        token: jwt,
+        body: { items: [{ product_id: productId, quantity: 1 }], payment_token: 'tok_visa' },
+      })
+    ).order as { id: number }
+  ).id;
+  await expect(202, 'POST', `/api/v1/orders/${inFlight}/cancel`, { token: jwt });
   await expect(403, 'DELETE', `/api/v1/products/${productId}`, { token: writer.token });
   await expect(400, 'DELETE', '/api/v1/products/abc', { token: jwt });
   await expect(404, 'DELETE', '/api/v1/products/999999', { token: jwt });
@@ -506,7 +551,7 @@ test('when the README walkthrough and the error cases are replayed, then every r
 
   const tooLarge = `{"name": "${'x'.repeat(1_048_577)}"}`;
   for (const [method, path] of seedRoutes.filter(([m, p]) => p.startsWith('/api/v1') && m !== 'GET')) {
-    if (path.endsWith('/logout-all') || method === 'DELETE') continue;
+    if (path.endsWith('/logout-all') || path.endsWith('/cancel') || method === 'DELETE') continue;
     await expect(413, method, path.replace('/products/1', `/products/${productId}`), {
       token: jwt,
       raw: tooLarge,

@@ -32,13 +32,16 @@ const TABLE: Readonly<Record<string, readonly [Layer, string]>> = {
   movies: ['domain', 'accounts config platform'],
   posters: ['domain', 'accounts config movies platform tasks'],
   products: ['domain', 'platform'],
+  orders: ['domain', 'config payments platform products tasks'],
   settings: ['domain', 'accounts audit config platform'],
   tasks: ['domain', 'config platform'],
   callbacks: ['domain', 'config platform version'],
+  // The external payment provider: its client, and a stand-in for it.
+  payments: ['domain', 'config platform'],
   operations: ['domain', 'accounts callbacks config movies platform products version'],
   demo: ['domain', 'platform'],
   // The seed-002 API: its routes, envelope and error table over the products domain.
-  'api-v1': ['transport', 'accounts audit auth platform products'],
+  'api-v1': ['transport', 'accounts audit auth orders platform products'],
   realtime: ['transport', 'accounts api-v1 auth config movies platform products tasks'],
   graphql: ['transport', 'accounts api-v1 config movies platform posters products settings'],
   // gRPC, gRPC-Web and Connect: the same use cases as REST, on a listener of its own.
@@ -48,14 +51,14 @@ const TABLE: Readonly<Record<string, readonly [Layer, string]>> = {
   broker: ['transport', 'accounts auth config flags movies platform realtime'],
   app: [
     'composition',
-    'accounts api-v1 auth broker config graphql grpc movies operations platform posters realtime settings',
+    'accounts api-v1 auth broker config graphql grpc movies operations orders platform posters realtime settings',
   ],
-  background: ['composition', 'accounts config platform posters realtime tasks'],
+  background: ['composition', 'accounts config orders payments platform posters realtime tasks'],
   cluster: ['composition', 'config platform'],
   server: ['entry', 'accounts app auth background callbacks cluster config grpc movies platform settings'],
   cli: [
     'entry',
-    'accounts app audit auth background callbacks config demo movies platform server settings tasks version',
+    'accounts app audit auth background callbacks config demo movies orders payments platform server settings tasks version',
   ],
   main: ['entry', 'cli config platform'],
   // npm run docs:flags: writes the docs' flag table from the declarations.

@@ -3,8 +3,11 @@
 // nothing here changes the book's {"error": ...} on /v1. Authentication runs in the app's
 // root hook; its errors reach this plugin's error handler for every path under the prefix.
 import type { FastifyInstance } from 'fastify';
+import type { Registry } from 'prom-client';
 import { EmailTakenError } from '../accounts/accounts.ts';
 import type { Jwts } from '../auth/jwt.ts';
+import { OrderConflictError, OrderNotFoundError } from '../orders/order.ts';
+import { orderMetrics } from '../orders/orders.metrics.ts';
 import type { Db } from '../platform/db.ts';
 import {
   AuthenticationRequiredError,
@@ -19,9 +22,11 @@ import {
   rateLimitHeaders,
 } from '../platform/errors.ts';
 import { addVary, failureOf, logFailure, withMethodFallbacks } from '../platform/http.ts';
+import type { Jobs } from '../platform/jobs.ts';
 import { NotProductOwnerError, ProductNotFoundError, RuleViolationError } from '../products/product.ts';
 import { auditRoutes } from './audit.routes.ts';
 import { ApiKeyNotFoundError, authRoutes } from './auth.routes.ts';
+import { orderRoutes } from './orders.routes.ts';
 import { productRoutes } from './products.routes.ts';
 
 export const PRODUCTS_API_PREFIX = '/api/v1';
@@ -48,6 +53,8 @@ export const API_ERRORS: ReadonlyArray<readonly [ErrorClass, (err: never) => Api
   [EmailTakenError, () => ({ code: 422, message: 'validation: a user with this email already exists' })],
   [ProductNotFoundError, (err: ProductNotFoundError) => ({ code: 404, message: err.message })],
   [ApiKeyNotFoundError, (err: ApiKeyNotFoundError) => ({ code: 404, message: err.message })],
+  [OrderNotFoundError, (err: OrderNotFoundError) => ({ code: 404, message: err.message })],
+  [OrderConflictError, (err: OrderConflictError) => ({ code: 409, message: err.message })],
   [NotProductOwnerError, (err: NotProductOwnerError) => ({ code: 403, message: err.message })],
   [NotPermittedError, () => ({ code: 403, message: FORBIDDEN })],
   [AuthenticationRequiredError, () => ({ code: 401, message: 'authorization header is required' })],
@@ -116,8 +123,14 @@ export function isApiPath(url: string): boolean {
 }
 
 // `streams` registers the change stream of products (src/realtime), which this module knows
-// nothing of.
-export function productsApi(deps: { db: Db; jwts: Jwts; streams: (api: FastifyInstance) => void }) {
+// nothing of; `jobs` takes the orders' workflow steps, and the orders' metrics go to `registry`.
+export function productsApi(deps: {
+  db: Db;
+  jwts: Jwts;
+  jobs: Jobs;
+  registry: Registry;
+  streams: (api: FastifyInstance) => void;
+}) {
   return withMethodFallbacks(async (api: FastifyInstance): Promise<void> => {
     api.setErrorHandler((err, request, reply) => {
       const response = apiErrorResponse(failureOf(err, request));
@@ -136,6 +149,7 @@ export function productsApi(deps: { db: Db; jwts: Jwts; streams: (api: FastifyIn
     });
     authRoutes(api, deps);
     productRoutes(api, deps.db);
+    orderRoutes(api, { db: deps.db, jobs: deps.jobs, metrics: orderMetrics(deps.registry) });
     auditRoutes(api, deps.db);
     deps.streams(api);
   });

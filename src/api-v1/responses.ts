@@ -16,6 +16,7 @@ const DESCRIPTIONS: Readonly<Record<number, string>> = {
   401: 'authorization header is required, authorization header format must be: Bearer {token}, auth: invalid token, auth: token has expired, or auth: invalid email or password',
   403: 'forbidden: you do not own this product, or you do not have permission to perform this action',
   404: 'not_found: the record does not exist',
+  409: 'conflict: the order cannot be cancelled in its state, or a request with this Idempotency-Key is still in progress',
   413: 'request body too large (over 1 MiB)',
   422: 'validation: the message names the broken rule',
   429: 'rate limit exceeded, or too many failed logins (Retry-After)',

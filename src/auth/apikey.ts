@@ -1,6 +1,7 @@
 // API keys: "glk_" and 32 base64url characters (192 random bits), shown once; only the
 // SHA-256 is stored. A key acts for its user with at most its scopes: the user's own
-// permissions cut down to them, plus products:read / products:write for the products API.
+// permissions cut down to them, plus products:read / products:write for the products API and orders:read / orders:write
+// for its orders.
 import { createHash, randomBytes } from 'node:crypto';
 import { identityForUser } from '../accounts/accounts.ts';
 import * as keys from '../accounts/api-keys.sql.ts';
@@ -20,6 +21,8 @@ const SHOWN_PREFIX_LENGTH = 12;
 export const API_KEY_SCOPES = [
   'products:read',
   'products:write',
+  'orders:read',
+  'orders:write',
   'movies:read',
   'movies:write',
   'metrics:view',

@@ -7,7 +7,6 @@
 // succeed is dead-lettered with its reason; a transient failure (the database down) is put
 // back, after a backoff, up to MAX_ATTEMPTS times in this process.
 import { Readable } from 'node:stream';
-import { propagation, ROOT_CONTEXT, SpanKind } from '@opentelemetry/api';
 import { permissionRefusal } from '../accounts/guards.ts';
 import type { Identity } from '../accounts/user.ts';
 import type { Credential } from '../auth/authenticator.ts';
@@ -17,7 +16,7 @@ import { importMovies } from '../movies/bulk.ts';
 import type { Db, Queryable } from '../platform/db.ts';
 import { errorResponse, UnsupportedMediaTypeError } from '../platform/errors.ts';
 import type { Logger } from '../platform/logger.ts';
-import { inSpan } from '../platform/tracing.ts';
+import { inSpan, traceCarrierOf } from '../platform/tracing.ts';
 import type { BrokerMetrics, CommandResult } from './broker.metrics.ts';
 import { commandApplied, insertCommand } from './broker.sql.ts';
 import type { CommandHandler, CommandOutcome, IncomingCommand } from './broker.ts';
@@ -118,8 +117,8 @@ export function commandHandler(deps: CommandDeps): CommandHandler {
     const type = command.type ?? '';
     const key = command.messageId ?? '';
     try {
-      const parent = propagation.extract(ROOT_CONTEXT, command.headers);
-      const result = await inSpan(`command ${type}`, { kind: SpanKind.CONSUMER, parent }, () =>
+      const from = traceCarrierOf((name) => command.headers[name]);
+      const result = await inSpan(`command ${type}`, { kind: 'CONSUMER', from }, () =>
         applyCommand(deps, command),
       );
       attempts.delete(key);

@@ -5,11 +5,10 @@
 // commit order per subject. Everything runs on the lock's connection, so a leader whose
 // connection died cannot move a cursor any more; a standby takes over within its poll.
 // It is woken by the streams' after-commit wake-ups and a short safety poll.
-import { context, propagation, SpanKind } from '@opentelemetry/api';
 import type pg from 'pg';
 import type { Db } from '../platform/db.ts';
 import type { Logger } from '../platform/logger.ts';
-import { inSpan } from '../platform/tracing.ts';
+import { currentTraceContext, inSpan } from '../platform/tracing.ts';
 import { durablePosition, saveDurablePosition } from '../realtime/consumers.ts';
 import { eventsAfter, type Position, type StreamEvent } from '../realtime/events.ts';
 import type { Topic } from '../realtime/topics.ts';
@@ -180,9 +179,8 @@ export class EventRelay {
     // The batch's publish span carries the trace context (the writer's is not kept in the
     // outbox); without tracing the headers stay empty.
     const attributes = { 'messaging.system': 'rabbitmq', 'messaging.batch.message_count': events.length };
-    await inSpan(`publish ${topic.outbox.table}`, { kind: SpanKind.PRODUCER, attributes }, () => {
-      const headers: Record<string, string> = {};
-      propagation.inject(context.active(), headers);
+    await inSpan(`publish ${topic.outbox.table}`, { kind: 'PRODUCER', attributes }, () => {
+      const headers = currentTraceContext();
       return this.#publish(events.map((event) => messageOf(topic, event, headers)));
     });
     const last = (events.at(-1) as StreamEvent).position;

@@ -21,7 +21,7 @@ export const callbacksFlags = {
   'callbacks-addr': text({
     default: 'localhost:9090',
     help: '`host:port` of the callback listener (`:9090` = every interface, port `0` picks one); empty turns the listener off (the process still processes and sweeps)',
-    rule: listenAddressRule,
+    rule: listenAddressRule(),
   }),
   'callbacks-upstream': text({
     default: 'http://localhost:9010',

@@ -14,7 +14,7 @@ import { headerCredential, identityOf } from '../auth/registry.ts';
 import { type Db, withDeadline } from '../platform/db.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { RequestLimits } from '../platform/rate-limit.plugin.ts';
-import { inServerSpan } from '../platform/tracing.ts';
+import { inSpan, traceCarrierOf } from '../platform/tracing.ts';
 import { type Dialect, toConnectError } from './errors.ts';
 import { codeName, type GrpcMetrics } from './grpc.metrics.ts';
 
@@ -92,21 +92,21 @@ export function callInterceptor(deps: CallDeps): Interceptor {
         'rpc',
       );
     };
-    const carrier: Record<string, string> = {};
-    for (const name of ['traceparent', 'tracestate']) {
-      const value = req.header.get(name);
-      if (value) carrier[name] = value;
-    }
+    const carrier = traceCarrierOf((name) => req.header.get(name));
     const attributes = { 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': method };
     try {
-      const response = await inServerSpan(`${service}/${method}`, carrier, attributes, async () => {
-        await admit(deps, req.header, req.contextValues, service);
-        if (req.stream) return next(req);
-        const answer = next(req);
-        // The use case goes on until its statement is cancelled; its outcome no longer matters.
-        answer.catch(() => {});
-        return Promise.race([answer, untilAborted(req.signal)]);
-      });
+      const response = await inSpan(
+        `${service}/${method}`,
+        { kind: 'SERVER', attributes, from: carrier },
+        async () => {
+          await admit(deps, req.header, req.contextValues, service);
+          if (req.stream) return next(req);
+          const answer = next(req);
+          // The use case goes on until its statement is cancelled; its outcome no longer matters.
+          answer.catch(() => {});
+          return Promise.race([answer, untilAborted(req.signal)]);
+        },
+      );
       if (!response.stream) {
         finish(0);
         return response;

@@ -16,7 +16,7 @@ export const grpcFlags = {
   'grpc-addr': text({
     default: 'localhost:4001',
     help: '`host:port` of the gRPC, gRPC-Web and Connect listener (HTTP/2 cleartext, or TLS with `-grpc-tls-cert`; `:4001` = every interface, port `0` picks one); empty turns it off',
-    rule: listenAddressRule,
+    rule: listenAddressRule(),
   }),
   'grpc-tls-cert': text({
     default: '',

@@ -156,14 +156,13 @@ const HOST_PORT = /^(\[[^\]]+\]|[^:\s]*):(\d+)$/;
 
 // A listener's `host:port` flag: empty turns the listener off, `:port` listens on every
 // interface (as Go's net.Listen does), port 0 picks a free one.
-export const listenAddressRule = when((addr: string) => {
-  const hostPort = HOST_PORT.exec(addr);
-  return addr === '' || (hostPort !== null && Number(hostPort[2]) <= 65535);
-}, 'must be host:port (port 0 picks a free one), or empty to disable the listener');
+export const listenAddressRule = (
+  message = 'must be host:port (port 0 picks a free one), or empty to disable the listener',
+) => when((addr: string) => addr === '' || listenAddress(addr) !== null, message);
 
 export function listenAddress(addr: string): Readonly<{ host: string; port: number }> | null {
   const hostPort = HOST_PORT.exec(addr);
-  if (!hostPort) return null;
+  if (!hostPort || Number(hostPort[2]) > 65535) return null;
   return Object.freeze({
     host: (hostPort[1] ?? '').replace(/^\[|\]$/g, '') || '0.0.0.0',
     port: Number(hostPort[2]),

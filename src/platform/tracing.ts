@@ -241,11 +241,22 @@ export function currentTraceContext(): TraceCarrier {
   return carrier;
 }
 
+// The W3C trace context (traceparent, tracestate) a call or a message carried in its headers.
+export function traceCarrierOf(header: (name: string) => unknown): TraceCarrier {
+  const carrier: Record<string, string> = {};
+  for (const name of ['traceparent', 'tracestate']) {
+    const value = header(name);
+    if (typeof value === 'string' && value !== '') carrier[name] = value;
+  }
+  return carrier;
+}
+
 // What a span of our own is to its peer: the API's SpanKind, named, so that callers need not
 // load the API to say it.
-export type OwnSpanKind = 'CLIENT' | 'CONSUMER';
+export type OwnSpanKind = 'CLIENT' | 'CONSUMER' | 'INTERNAL' | 'PRODUCER' | 'SERVER';
 
-// A span of our own, for work no instrumentation sees (a job, an SMTP send), active while
+// A span of our own, for work no instrumentation sees (a job, an SMTP send, a gRPC call, a
+// broker message), active while
 // `work` runs: the child of the active span, or with `from`, of the trace context a message
 // carried (a new trace when it carries none). Before tracing was ever started this is a plain
 // call (what the API's no-op tracer would make of it, without loading the API).
@@ -274,18 +285,4 @@ export function inSpan<T>(
       }
     },
   );
-}
-
-// A server span for a call that arrived outside Fastify (a gRPC call), continuing the trace
-// of the caller's W3C `traceparent` (and `tracestate`) when it sent one. A plain call while
-// tracing is off.
-export function inServerSpan<T>(
-  name: string,
-  carrier: Readonly<Record<string, string>>,
-  attributes: Attributes,
-  work: () => Promise<T>,
-): Promise<T> {
-  if (!api) return work();
-  const parent = api.propagation.extract(api.context.active(), carrier);
-  return inSpan(name, { kind: api.SpanKind.SERVER, attributes, parent }, work);
 }

@@ -175,6 +175,29 @@ export async function selectProductsByOwners(
   return rows.map(toProduct);
 }
 
+// Stock taken by orders (src/orders) and given back: one conditional statement each, so two
+// orders never take the same last units (no read-then-write) and the CHECK (stock >= 0) is never
+// even approached. A returned unit never pushes stock past the column's integer range. Neither
+// writes a product event (only the owner's own changes do; docs/orders.md).
+const TAKE_STOCK = 'UPDATE products SET stock = stock - $2 WHERE id = $1 AND stock >= $2 RETURNING id';
+const RETURN_STOCK = 'UPDATE products SET stock = LEAST(stock::bigint + $2, 2147483647) WHERE id = $1';
+const SELECT_PRICES = 'SELECT id, price FROM products WHERE id = ANY($1::bigint[])';
+
+export async function takeStock(db: Queryable, id: number, quantity: number): Promise<boolean> {
+  const { rowCount } = await db.query({ name: 'take-stock', text: TAKE_STOCK, values: [id, quantity] });
+  return (rowCount ?? 0) > 0;
+}
+
+export async function returnStock(db: Queryable, id: number, quantity: number): Promise<void> {
+  await db.query({ name: 'return-stock', text: RETURN_STOCK, values: [id, quantity] });
+}
+
+// Each existing product's price (NUMERIC text) by id.
+export async function selectPrices(db: Queryable, ids: readonly number[]): Promise<Map<number, string>> {
+  const { rows } = await db.query<{ id: string; price: string }>(SELECT_PRICES, [ids]);
+  return new Map(rows.map((row) => [Number(row.id), row.price]));
+}
+
 const PRODUCT_STATS = `
   SELECT count(*) AS total, coalesce(sum(stock), 0)::bigint AS stock,
          count(*) FILTER (WHERE created_at > now() - interval '24 hours') AS created_last_day,

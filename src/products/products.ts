@@ -2,7 +2,7 @@
 // HTTP. Ownership is enforced by the UPDATE/DELETE themselves; only when they change
 // nothing does a second look tell "not yours" (403) from "not there" (404), as the seed does.
 
-import type { Db } from '../platform/db.ts';
+import type { Db, Queryable } from '../platform/db.ts';
 import { changeObservers } from '../platform/observers.ts';
 import { INT64_MAX } from '../platform/request.ts';
 import {
@@ -106,4 +106,37 @@ export async function productsByOwners(
     byOwner.get(product.userId)?.push(product);
   }
   return byOwner;
+}
+
+export type StockLine = Readonly<{ productId: number; quantity: number }>;
+
+// Why stock could not be taken: the first product, in id order, that is missing or short.
+export type StockShortage = Readonly<{ productId: number; missing: boolean }>;
+
+// Takes every line's quantity inside the caller's transaction `client`, in product id order
+// (so two orders wanting the same products never deadlock), or none: on a shortage the caller
+// must roll back, since the lines before it were taken.
+export async function reserveStock(
+  client: Queryable,
+  lines: readonly StockLine[],
+): Promise<StockShortage | null> {
+  for (const line of [...lines].sort((a, b) => a.productId - b.productId)) {
+    if (await products.takeStock(client, line.productId, line.quantity)) continue;
+    const owner = await products.selectProductOwner(client, String(line.productId));
+    return { productId: line.productId, missing: owner === undefined };
+  }
+  return null;
+}
+
+// Gives every line's quantity back inside the caller's transaction; a product deleted since
+// is passed over.
+export async function releaseStock(client: Queryable, lines: readonly StockLine[]): Promise<void> {
+  for (const line of [...lines].sort((a, b) => a.productId - b.productId)) {
+    await products.returnStock(client, line.productId, line.quantity);
+  }
+}
+
+// The current price (NUMERIC text) of each of `ids` that exists.
+export function productPrices(db: Queryable, ids: readonly number[]): Promise<Map<number, string>> {
+  return products.selectPrices(db, ids);
 }

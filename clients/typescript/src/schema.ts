@@ -541,6 +541,75 @@ export interface paths {
         patch: operations["updateProduct"];
         trace?: never;
     };
+    "/api/v1/orders": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A page of the caller's orders, an admin's: everyone's (orders:read) */
+        get: operations["listOrders"];
+        put?: never;
+        /** Place an order; the workflow reserves stock, charges and confirms it (orders:write) */
+        post: operations["placeOrder"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orders/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Read one order; owner or admin only (orders:read) */
+        get: operations["getOrder"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orders/{id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The statuses the order went through, oldest first (orders:read) */
+        get: operations["listOrderEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orders/{id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Ask for the order to be cancelled; compensations follow (orders:write) */
+        post: operations["cancelOrder"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/admin/audit": {
         parameters: {
             query?: never;
@@ -6058,6 +6127,936 @@ export interface operations {
             };
             /** @description validation: the message names the broken rule */
             422: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description rate limit exceeded, or too many failed logins (Retry-After) */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description internal server error (details in the log only) */
+            500: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+        };
+    };
+    listOrders: {
+        parameters: {
+            query?: {
+                status?: "pending" | "reserved" | "paid" | "confirmed" | "rejected" | "cancelled";
+                /** @description as GET /api/v1/products reads it */
+                page?: number;
+                /** @description as GET /api/v1/products reads it */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of orders, newest first */
+            200: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            id: number;
+                            user_id: number;
+                            status: "pending" | "reserved" | "paid" | "confirmed" | "rejected" | "cancelled";
+                            items: {
+                                product_id: number;
+                                quantity: number;
+                                /**
+                                 * @description the price when the order was placed
+                                 * @example 149.99
+                                 */
+                                unit_price: number;
+                            }[];
+                            /** @example 299.98 */
+                            total: number;
+                            /** @description why the order was rejected or cancelled */
+                            failure_reason: string | null;
+                            /** Format: date-time */
+                            created_at: string;
+                            /** Format: date-time */
+                            updated_at: string;
+                            version: number;
+                        }[];
+                        total: number;
+                        page: number;
+                        limit: number;
+                    };
+                };
+            };
+            /** @description invalid request body, or an invalid id in the path */
+            400: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description authorization header is required, authorization header format must be: Bearer {token}, auth: invalid token, auth: token has expired, or auth: invalid email or password */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description forbidden: you do not own this product, or you do not have permission to perform this action */
+            403: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description rate limit exceeded, or too many failed logins (Retry-After) */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description internal server error (details in the log only) */
+            500: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+        };
+    };
+    placeOrder: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description the same key and body within 24 h answer the first answer again (Idempotent-Replayed: true) */
+                "idempotency-key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "items": [
+                 *         {
+                 *           "product_id": 1,
+                 *           "quantity": 2
+                 *         }
+                 *       ],
+                 *       "payment_token": "tok_visa"
+                 *     }
+                 */
+                "application/json": {
+                    /** @description 1-50 lines, each product once */
+                    items: {
+                        /**
+                         * @description a product of GET /api/v1/products
+                         * @example 1
+                         */
+                        product_id: number;
+                        /**
+                         * @description 1-1000
+                         * @example 2
+                         */
+                        quantity: number;
+                    }[];
+                    /**
+                     * @description the payment source the provider charges (1-255 characters)
+                     * @example tok_visa
+                     */
+                    payment_token: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Accepted: the order, pending */
+            202: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description /api/v1/orders/{id} */
+                    Location: string;
+                    /** @description "true" when this is the stored first answer to the key */
+                    "Idempotent-Replayed"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        order: {
+                            id: number;
+                            user_id: number;
+                            status: "pending" | "reserved" | "paid" | "confirmed" | "rejected" | "cancelled";
+                            items: {
+                                product_id: number;
+                                quantity: number;
+                                /**
+                                 * @description the price when the order was placed
+                                 * @example 149.99
+                                 */
+                                unit_price: number;
+                            }[];
+                            /** @example 299.98 */
+                            total: number;
+                            /** @description why the order was rejected or cancelled */
+                            failure_reason: string | null;
+                            /** Format: date-time */
+                            created_at: string;
+                            /** Format: date-time */
+                            updated_at: string;
+                            version: number;
+                        };
+                    };
+                };
+            };
+            /** @description invalid request body, or an invalid id in the path */
+            400: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description authorization header is required, authorization header format must be: Bearer {token}, auth: invalid token, auth: token has expired, or auth: invalid email or password */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description forbidden: you do not own this product, or you do not have permission to perform this action */
+            403: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description conflict: the order cannot be cancelled in its state, or a request with this Idempotency-Key is still in progress */
+            409: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description request body too large (over 1 MiB) */
+            413: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description validation: the message names the broken rule */
+            422: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description rate limit exceeded, or too many failed logins (Retry-After) */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description internal server error (details in the log only) */
+            500: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+        };
+    };
+    getOrder: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 7 */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The order */
+            200: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        order: {
+                            id: number;
+                            user_id: number;
+                            status: "pending" | "reserved" | "paid" | "confirmed" | "rejected" | "cancelled";
+                            items: {
+                                product_id: number;
+                                quantity: number;
+                                /**
+                                 * @description the price when the order was placed
+                                 * @example 149.99
+                                 */
+                                unit_price: number;
+                            }[];
+                            /** @example 299.98 */
+                            total: number;
+                            /** @description why the order was rejected or cancelled */
+                            failure_reason: string | null;
+                            /** Format: date-time */
+                            created_at: string;
+                            /** Format: date-time */
+                            updated_at: string;
+                            version: number;
+                        };
+                    };
+                };
+            };
+            /** @description invalid request body, or an invalid id in the path */
+            400: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description authorization header is required, authorization header format must be: Bearer {token}, auth: invalid token, auth: token has expired, or auth: invalid email or password */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description forbidden: you do not own this product, or you do not have permission to perform this action */
+            403: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description not_found: the record does not exist */
+            404: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description rate limit exceeded, or too many failed logins (Retry-After) */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description internal server error (details in the log only) */
+            500: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+        };
+    };
+    listOrderEvents: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 7 */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The history */
+            200: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        events: {
+                            status: "pending" | "reserved" | "paid" | "confirmed" | "rejected" | "cancelled";
+                            /** Format: date-time */
+                            at: string;
+                            detail: string;
+                        }[];
+                    };
+                };
+            };
+            /** @description invalid request body, or an invalid id in the path */
+            400: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description authorization header is required, authorization header format must be: Bearer {token}, auth: invalid token, auth: token has expired, or auth: invalid email or password */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description forbidden: you do not own this product, or you do not have permission to perform this action */
+            403: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description not_found: the record does not exist */
+            404: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description rate limit exceeded, or too many failed logins (Retry-After) */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description internal server error (details in the log only) */
+            500: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+        };
+    };
+    cancelOrder: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @example 7 */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Accepted: the order, cancelled once its compensations are done */
+            202: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        order: {
+                            id: number;
+                            user_id: number;
+                            status: "pending" | "reserved" | "paid" | "confirmed" | "rejected" | "cancelled";
+                            items: {
+                                product_id: number;
+                                quantity: number;
+                                /**
+                                 * @description the price when the order was placed
+                                 * @example 149.99
+                                 */
+                                unit_price: number;
+                            }[];
+                            /** @example 299.98 */
+                            total: number;
+                            /** @description why the order was rejected or cancelled */
+                            failure_reason: string | null;
+                            /** Format: date-time */
+                            created_at: string;
+                            /** Format: date-time */
+                            updated_at: string;
+                            version: number;
+                        };
+                    };
+                };
+            };
+            /** @description invalid request body, or an invalid id in the path */
+            400: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description authorization header is required, authorization header format must be: Bearer {token}, auth: invalid token, auth: token has expired, or auth: invalid email or password */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description forbidden: you do not own this product, or you do not have permission to perform this action */
+            403: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description not_found: the record does not exist */
+            404: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description conflict: the order cannot be cancelled in its state, or a request with this Idempotency-Key is still in progress */
+            409: {
                 headers: {
                     /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
                     "X-Request-Id": string;
