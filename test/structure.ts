@@ -42,8 +42,8 @@ const TABLE: Readonly<Record<string, readonly [Layer, string]>> = {
   demo: ['domain', 'platform'],
   // The seed-002 API: its routes, envelope and error table over the products domain.
   'api-v1': ['transport', 'accounts audit auth orders platform products'],
-  realtime: ['transport', 'accounts api-v1 auth config movies platform products tasks'],
-  graphql: ['transport', 'accounts api-v1 config movies platform posters products settings'],
+  realtime: ['transport', 'accounts api-v1 auth config movies orders platform products tasks'],
+  graphql: ['transport', 'accounts api-v1 config movies orders platform posters products settings'],
   app: [
     'composition',
     'accounts api-v1 auth config graphql movies operations orders platform posters realtime settings',

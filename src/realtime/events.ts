@@ -14,6 +14,8 @@ export type StreamEvent = Readonly<{
   sse: string;
   // the WebSocket message: the same data with its topic
   ws: string;
+  // the changed record as the event shows it, for the topic's per-event rule (Topic.visible)
+  record: Readonly<Record<string, unknown>>;
 }>;
 
 // Whether `a` comes after `b` in the delivery order.
@@ -22,18 +24,15 @@ export const isAfter = (a: sql.Position, b: sql.Position): boolean =>
 
 export function toStreamEvent(topic: Topic, row: sql.EventRow): StreamEvent {
   const id = Number(row.id);
-  const data = {
-    id,
-    type: row.type,
-    occurred_at: row.created_at.toISOString(),
-    [topic.subject]: topic.present(row.type, row.payload),
-  };
+  const record = topic.present(row.type, row.payload);
+  const data = { id, type: row.type, occurred_at: row.created_at.toISOString(), [topic.subject]: record };
   const json = JSON.stringify(data);
   return {
     id,
     position: { xid: BigInt(row.xid), id },
     sse: `id: ${id}\nevent: ${row.type}\ndata: ${json}\n\n`,
     ws: `{"topic":"${topic.name}",${json.slice(1)}`,
+    record,
   };
 }
 

@@ -4,7 +4,7 @@ import { pruneEvents } from './events.ts';
 import { TOPICS } from './topics.ts';
 
 // Each topic's events older than -events-retention go (prune-movie-events,
-// prune-product-events); a resume from before them is told of the gap.
+// prune-product-events, prune-order-events); a resume from before them is told of the gap.
 export const REALTIME_TASKS: readonly Task[] = TOPICS.map(
   (topic): Task => ({
     name: `prune-${topic.outbox.table.replace('_', '-')}`,
