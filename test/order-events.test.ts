@@ -17,6 +17,11 @@ import { ORDERS } from '../src/realtime/topics.ts';
 import { buildTestApp, captureLogger, createUser, TEST_PASSWORD, waitFor } from './helpers.ts';
 import { openSse, openWs, type SseEvent, until } from './stream-clients.ts';
 
+// Registered before buildTestApp's own: the workers stop before the app and its pool close.
+const stops: (() => Promise<unknown>)[] = [];
+after(async () => {
+  for (const stop of stops) await stop();
+});
 const { app, db, dsn, config } = await buildTestApp({ identityCache: true });
 await app.listen({ port: 0, host: '127.0.0.1' });
 const { port } = app.server.address() as { port: number };
@@ -29,11 +34,11 @@ const standIn = await startPaymentsStandIn({ host: '127.0.0.1', port: 0 });
 const jobs = await startJobs(dsn, logger, QUEUES);
 const payments = createPaymentsClient({ url: standIn.url, timeoutMs: 2000, logger });
 await startOrderWorkers({ db, jobs, payments, logger, config, metrics: createMetrics(config, db, jobs) });
-after(async () => {
-  await jobs.stop({ graceful: false, wait: true, timeout: 5000 });
-  await payments.close();
-  await standIn.close();
-});
+stops.push(
+  () => jobs.stop({ graceful: false, wait: true, timeout: 5000 }),
+  () => payments.close(),
+  () => standIn.close(),
+);
 
 type OrderJson = { id: number; user_id: number; status: string; version: number };
 type EventData = { id: number; type: string; occurred_at: string; order: OrderJson };
@@ -246,6 +251,7 @@ test('when an API key lacks orders:read, then the order stream answers 403 in th
   });
   const anonymous = await fetch(EVENTS);
   assert.equal(anonymous.status, 401);
+  assert.deepEqual(await anonymous.json(), { code: 401, message: 'authorization header is required' });
   const ws = await openWs(WS, writeOnly);
   t.after(() => ws.socket.close());
   ws.send({ type: 'subscribe', topic: 'orders' });
