@@ -13,6 +13,7 @@
 import type { Role } from './accounts/user.ts';
 import { buildConfig, type Config, ConfigError, readSettings, type Settings, usage } from './config.ts';
 import type { Db } from './platform/db.ts';
+import type { Jobs } from './platform/jobs.ts';
 import { createLogger, type Logger } from './platform/logger.ts';
 import { PortInUseError } from './platform/ports.ts';
 import { commit, version } from './version.ts';
@@ -46,6 +47,34 @@ function withPool<T>(config: Config, logger: Logger, work: (db: Db) => Promise<T
     try {
       return await work(db);
     } finally {
+      await db.end();
+    }
+  });
+}
+
+// `orders retry` enqueues through a job queue of its own, which neither supervises nor
+// schedules: the serving processes do.
+async function orders(config: Config, logger: Logger, args: string[]): Promise<void> {
+  const [{ ORDERS_ARITY, ORDERS_USAGE, ordersCommand }, { ORDERS_QUEUES }, { startJobs, stopJobs }] =
+    await Promise.all([
+      import('./orders/cli.ts'),
+      import('./orders/workflow.queue.ts'),
+      import('./platform/jobs.ts'),
+    ]);
+  const [least, most] = ORDERS_ARITY[args[0] ?? ''] ?? [-1, -1];
+  if (args.length - 1 < least || args.length - 1 > most) throw new UsageError(ORDERS_USAGE);
+  await withDatabase(config, logger, async (dsn) => {
+    const { createPool } = await import('./platform/db.ts');
+    const db = createPool({ ...config.db, dsn, maxOpenConns: 1 });
+    let jobs: Jobs | undefined;
+    const startQueue = async () => {
+      jobs = await startJobs(dsn, logger, ORDERS_QUEUES, { supervise: false, schedule: false });
+      return jobs;
+    };
+    try {
+      await ordersCommand({ db, jobs: startQueue }, args, console.log);
+    } finally {
+      if (jobs) await stopJobs(jobs, { graceful: false, wait: true });
       await db.end();
     }
   });
@@ -178,7 +207,8 @@ export async function main(argv: string[]): Promise<void> {
     case 'seed':
       return seed(config, logger, settings, rest);
     case 'users':
-      return users(config, logger, rest);
+    case 'orders':
+      return (command === 'users' ? users : orders)(config, logger, rest);
     case 'config': {
       const { CONFIG_ARITY, CONFIG_USAGE, configCommand } = await import('./settings/cli.ts');
       if (CONFIG_ARITY[rest[0] ?? ''] !== rest.length - 1) throw new UsageError(CONFIG_USAGE);
@@ -240,11 +270,12 @@ export async function main(argv: string[]): Promise<void> {
 // The modules of the other failures are imported only now: a command that failed with one
 // of them has them loaded already.
 async function knownFailures(): Promise<ReadonlyArray<abstract new (...args: never[]) => Error>> {
-  const [migrations, embedded, permissions, tasks] = await Promise.all([
+  const [migrations, embedded, permissions, tasks, orders] = await Promise.all([
     import('./platform/migrations.ts'),
     import('./platform/embedded-postgres.files.ts'),
     import('./accounts/permissions.sql.ts'),
     import('./tasks/cli.ts'),
+    import('./orders/cli.ts'),
   ]);
   return [
     ConfigError,
@@ -254,6 +285,7 @@ async function knownFailures(): Promise<ReadonlyArray<abstract new (...args: nev
     PortInUseError,
     permissions.UnknownPermissionError,
     tasks.TaskCommandError,
+    orders.OrderCommandError,
   ];
 }
 

@@ -282,6 +282,7 @@ export function usage(): string {
     "  users role EMAIL admin|user   set the products API role (ends the user's JWTs)",
     '  config list | get NAME | set NAME VALUE | unset NAME   runtime settings of every instance',
     '  tasks list | run NAME         scheduled tasks and their last runs; run one now',
+    '  orders list [STATUS] | show ID | retry ID   orders, one with its history; enqueue its step again',
     '  jwt rotate                    with -jwt-alg EdDSA: a new signing key; expired keys removed',
     "  demo cors [-demo-port 9000]   serve the book's CORS demo pages",
     '  openapi [callbacks]           print the OpenAPI 3.1 document (of the callback listener)',

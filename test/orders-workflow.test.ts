@@ -6,10 +6,12 @@ import { after, describe, test } from 'node:test';
 import { createMetrics } from '../src/app.ts';
 import { QUEUES } from '../src/background.ts';
 import { startOrderWorkers, sweepStaleOrders } from '../src/orders/orders.worker.ts';
+import { ORDER_STEPS_QUEUE } from '../src/orders/workflow.queue.ts';
 import { createPaymentsClient } from '../src/payments/payments.ts';
 import { startPaymentsStandIn } from '../src/payments/stand-in.ts';
 import { startJobs } from '../src/platform/jobs.ts';
 import { buildTestApp, captureLogger, createUser, waitFor } from './helpers.ts';
+import { run } from './processes.ts';
 
 const { app, db, dsn, config } = await buildTestApp();
 const { logger } = captureLogger();
@@ -180,5 +182,52 @@ describe('the order workflow', () => {
     assert.equal(done.failure_reason, 'timed out');
     assert.equal(await stockOf(p.id), 5);
     assert.equal(netCapture(order.id), 0);
+  });
+});
+
+describe('greenlight orders', () => {
+  test('when an operator lists, shows and retries orders, then the CLI prints them and refuses what ended', async (t) => {
+    const p = await product();
+    const order = await place(p.id, 1);
+    await settled(order.id);
+    const list = await run(t, ['orders', 'list', 'confirmed', '-db-dsn', dsn]);
+    assert.equal(list.code, 0, list.stderr);
+    assert.match(list.stdout, new RegExp(`^${order.id}\\t${buyer.id}\\tconfirmed\\t12.50\\t`, 'm'));
+    const show = await run(t, ['orders', 'show', String(order.id), '-db-dsn', dsn]);
+    assert.equal(show.code, 0, show.stderr);
+    assert.match(
+      show.stdout,
+      /\tpending\torder placed\n.*\treserved\tstock reserved\n.*\tpaid\tcharged ch_\w+\n.*\tconfirmed\tconfirmed/,
+    );
+    const retry = await run(t, ['orders', 'retry', String(order.id), '-db-dsn', dsn]);
+    assert.equal(retry.code, 1);
+    assert.equal(retry.stderr.trim(), `greenlight: order ${order.id} is confirmed: nothing to retry`);
+
+    // An order in flight whose step job is gone (deleted by hand while its charge failed) gets
+    // its step back and ends.
+    standIn.behaviour.errorRate = 1;
+    let stuck: OrderJson | undefined;
+    try {
+      const placed = await place(p.id, 1);
+      stuck = placed;
+      // Deleted between two attempts (the job waiting for its retry), so no run of it goes on.
+      await waitFor(
+        'the failed charge step to be deleted',
+        async () => {
+          const { rowCount } = await db.query(
+            "DELETE FROM pgboss.job WHERE name = $1 AND state = 'retry' AND (data->>'orderId')::bigint = $2",
+            [ORDER_STEPS_QUEUE, placed.id],
+          );
+          return rowCount === 1;
+        },
+        30_000,
+      );
+    } finally {
+      standIn.behaviour.errorRate = 0;
+    }
+    const retried = await run(t, ['orders', 'retry', String(stuck.id), '-db-dsn', dsn]);
+    assert.equal(retried.code, 0, retried.stderr);
+    assert.equal(retried.stdout.trim(), `order ${stuck.id} (reserved): step charge enqueued`);
+    assert.equal((await settled(stuck.id)).status, 'confirmed');
   });
 });

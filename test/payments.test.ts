@@ -20,8 +20,8 @@ import {
   PaymentUnavailableError,
 } from '../src/payments/payments.ts';
 import { type PaymentsStandIn, type StandInOptions, startPaymentsStandIn } from '../src/payments/stand-in.ts';
-import { captureLogger } from './helpers.ts';
-import { greenlight } from './processes.ts';
+import { captureLogger, type LogLine, waitFor } from './helpers.ts';
+import { type Greenlight, greenlight, run } from './processes.ts';
 
 let keys = 0;
 const newKey = (what = 'key') => `${what}-${process.pid}-${++keys}`;
@@ -62,6 +62,13 @@ async function standInFor(t: TestContext, options: StandInOptions = {}): Promise
 
 const keysOf = (standIn: PaymentsStandIn) => standIn.calls.map((c) => c.idempotencyKey);
 
+// The stand-in process's log of the calls it received, once `count` lines have come through
+// the pipe (they may arrive after the answers did).
+function loggedCalls(proc: Greenlight, count: number): Promise<LogLine[]> {
+  const calls = () => proc.logs.filter((l) => l.msg === 'payment call');
+  return waitFor(`${count} logged calls`, () => calls().length >= count && calls());
+}
+
 async function ledger(url: string): Promise<LedgerCharge[]> {
   const res = await fetch(`${url}/v1/charges`);
   assert.equal(res.status, 200);
@@ -69,24 +76,34 @@ async function ledger(url: string): Promise<LedgerCharge[]> {
 }
 
 test('when the stand-in runs as `greenlight payments stand-in`, then the client charges, replays and is declined through it, the ledger shows it, and SIGTERM stops it', async (t) => {
-  const proc = greenlight(t, ['payments', 'stand-in', '-addr', '127.0.0.1:0', '-latency', '10ms']);
+  const proc = greenlight(t, [
+    'payments',
+    'stand-in',
+    '-addr',
+    '127.0.0.1:0',
+    '-latency',
+    '10ms',
+    '-decline-rate',
+    '1',
+  ]);
   const url = String((await proc.waitForLog('payments stand-in started', 30_000)).url);
   const { client, count } = clientFor(t, url);
 
+  // tok_visa always succeeds, whatever the decline rate.
   const request = chargeOf();
   const charged = await client.charge(request);
   assert.equal(charged.status, 'succeeded');
   assert.match(charged.status === 'succeeded' ? charged.id : '', /^ch_/);
   assert.deepEqual(await client.charge(request), charged, 'the same key answers the first answer');
-  const declined = await client.charge(chargeOf({ source: 'tok_declined' }));
-  assert.deepEqual(declined, { status: 'declined', code: 'card_declined' });
+  const declined = chargeOf({ source: 'tok_mastercard' });
+  assert.deepEqual(await client.charge(declined), { status: 'declined', code: 'card_declined' });
 
   const charges = await ledger(url);
   assert.deepEqual(
     charges.map((c) => [c.reference, c.status, c.amount, c.refunded]),
     [
       [request.reference, 'succeeded', 1_500, 0],
-      [charges[1]?.reference, 'declined', 1_500, 0],
+      [declined.reference, 'declined', 1_500, 0],
     ],
   );
   assert.equal(charges[0]?.id, charged.status === 'succeeded' ? charged.id : '');
@@ -99,6 +116,15 @@ test('when the stand-in runs as `greenlight payments stand-in`, then the client 
   assert.ok(proc.logs.some((l) => l.msg === 'stopped'));
 });
 
+test('when `greenlight payments` is given no subcommand or a bad rate, then it exits 1 saying how to call it', async (t) => {
+  const bare = await run(t, ['payments']);
+  assert.equal(bare.code, 1);
+  assert.match(bare.stderr, /usage: greenlight payments stand-in/);
+  const badRate = await run(t, ['payments', 'stand-in', '-lost-rate', '2']);
+  assert.equal(badRate.code, 1);
+  assert.match(badRate.stderr, /invalid -lost-rate \(GREENLIGHT_LOST_RATE\): must be between 0 and 1/);
+});
+
 test('when the stand-in process answers every call 500 (-error-rate 1), then the client tries 3 times with one key, gives up with PaymentUnavailableError, and nothing is charged', async (t) => {
   const proc = greenlight(t, ['payments', 'stand-in', '-addr', '127.0.0.1:0', '-error-rate', '1']);
   const url = String((await proc.waitForLog('payments stand-in started', 30_000)).url);
@@ -106,7 +132,7 @@ test('when the stand-in process answers every call 500 (-error-rate 1), then the
   const request = chargeOf();
 
   await assert.rejects(client.charge(request), PaymentUnavailableError);
-  const calls = proc.logs.filter((l) => l.msg === 'payment call');
+  const calls = await loggedCalls(proc, 3);
   assert.deepEqual(
     calls.map((l) => [l.idempotency_key, l.status]),
     [
@@ -118,6 +144,27 @@ test('when the stand-in process answers every call 500 (-error-rate 1), then the
   assert.deepEqual(await ledger(url), []);
   assert.equal(await count('charge', 'retried'), 2);
   assert.equal(await count('charge', 'unavailable'), 1);
+});
+
+test('when the stand-in process loses every answer (-lost-rate 1), then the first attempt charges, the retries with its key replay it, and the ledger holds one charge', async (t) => {
+  const proc = greenlight(t, ['payments', 'stand-in', '-addr', '127.0.0.1:0', '-lost-rate', '1']);
+  const url = String((await proc.waitForLog('payments stand-in started', 30_000)).url);
+  const { client } = clientFor(t, url);
+  const request = chargeOf();
+
+  await assert.rejects(client.charge(request), PaymentUnavailableError);
+  assert.deepEqual(
+    (await loggedCalls(proc, 3)).map((l) => [l.idempotency_key, l.status, l.replayed]),
+    [
+      [request.idempotencyKey, 201, false],
+      [request.idempotencyKey, 201, true],
+      [request.idempotencyKey, 201, true],
+    ],
+  );
+  assert.deepEqual(
+    (await ledger(url)).map((c) => [c.idempotency_key, c.status]),
+    [[request.idempotencyKey, 'succeeded']],
+  );
 });
 
 test('when a charge is declined, then the decline is final: exactly one call, never retried', async (t) => {
@@ -199,11 +246,13 @@ test('when attempts keep failing, then the circuit opens and later calls fail fa
   });
   assert.equal(standIn.calls.length, 3, 'an open circuit sends nothing');
   assert.match(await registry.metrics(), /greenlight_payment_breaker_transitions_total\{state="open"\} 1/);
+  assert.match(await registry.metrics(), /^greenlight_payment_breaker_state 1$/m);
 
   standIn.behaviour.errorRate = 0;
   await sleep(400);
   assert.equal((await client.charge(chargeOf())).status, 'succeeded');
   assert.match(await registry.metrics(), /greenlight_payment_breaker_transitions_total\{state="closed"\} 1/);
+  assert.match(await registry.metrics(), /^greenlight_payment_breaker_state 0$/m);
 });
 
 test('when a refund is repeated with its key, then it is refunded once; a refund over what is left, of an unknown charge, or of a declined one is refused', async (t) => {
@@ -310,6 +359,7 @@ test('when the provider answers what the contract does not allow, then the clien
     [201, 'not json'],
     [201, '{"id":"re_1","status":"succeeded","amount":1}'],
     [200, '{"id":"ch_1","status":"succeeded","amount":1}'],
+    [201, `{"id":"ch_1","status":"succeeded","amount":1,"padding":"${'x'.repeat(70_000)}"}`],
     [402, 'no json either'],
   ] as const;
   let requests = 0;
@@ -321,29 +371,33 @@ test('when the provider answers what the contract does not allow, then the clien
   t.after(() => new Promise((resolve) => server.close(resolve)));
   const { client } = clientFor(t, `http://127.0.0.1:${(server.address() as AddressInfo).port}`);
 
-  for (const [status, body] of answers.slice(0, 3)) {
+  for (const [status, body] of answers.slice(0, 4)) {
     await assert.rejects(client.charge(chargeOf()), (err: Error) => {
       assert.ok(err instanceof PaymentProviderError, String(err));
       assert.equal(err.status, status);
-      assert.equal(err.answer, body);
+      assert.equal(err.answer, body.length > 65_536 ? '(an answer over 65536 bytes)' : body);
       return true;
     });
   }
   // A 402 is a decline whatever its body: the provider took nothing.
   assert.deepEqual(await client.charge(chargeOf()), { status: 'declined', code: 'unknown' });
-  assert.equal(requests, 4);
+  assert.equal(requests, 5);
 });
 
 test('when the caller aborts, or the client is closed, then a call ends at once: the caller gets its abort, a closed client PaymentUnavailableError', async (t) => {
   const standIn = await standInFor(t, { latencyMs: 5_000 });
   const { client } = clientFor(t, standIn.url, { timeoutMs: 10_000 });
 
-  const aborted = client.charge(chargeOf(), AbortSignal.timeout(50));
-  await assert.rejects(aborted, { name: 'TimeoutError' });
+  const caller = new AbortController();
+  const aborted = assert.rejects(client.charge(chargeOf(), caller.signal), { name: 'AbortError' });
+  await waitFor('the call to reach the provider', () => standIn.calls.length === 1);
+  caller.abort();
+  await aborted;
+  await sleep(100);
   assert.equal(standIn.calls.length, 1, 'an abort is not retried');
 
   const pending = assert.rejects(client.charge(chargeOf()), PaymentUnavailableError);
-  await sleep(50);
+  await waitFor('the call to reach the provider', () => standIn.calls.length === 2);
   await client.close();
   await pending;
   await assert.rejects(client.charge(chargeOf()), /client is closed/);

@@ -65,9 +65,14 @@ function cleanEnv(): NodeJS.ProcessEnv {
 }
 
 // Spawned for test `t` and killed when `t` ends if still alive (tests may run concurrently).
-// `cwd` is the checkout it runs from.
-export function greenlight(t: TestContext, args: string[], cwd = ROOT): Greenlight {
-  return spawnLogged(t, process.execPath, ['src/main.ts', ...args], { cwd });
+// `cwd` is the checkout it runs from; `env` adds variables (a test switch) to the clean ones.
+export function greenlight(
+  t: TestContext,
+  args: string[],
+  cwd = ROOT,
+  env: NodeJS.ProcessEnv = {},
+): Greenlight {
+  return spawnLogged(t, process.execPath, ['src/main.ts', ...args], { cwd, env });
 }
 
 // Any command that runs greenlight (`npm start`), its JSON log lines parsed from stdout.
@@ -76,12 +81,16 @@ export function spawnLogged(
   t: TestContext,
   command: string,
   args: string[],
-  { cwd = ROOT, detached = false }: { cwd?: string; detached?: boolean } = {},
+  {
+    cwd = ROOT,
+    detached = false,
+    env = {},
+  }: { cwd?: string; detached?: boolean; env?: NodeJS.ProcessEnv } = {},
 ): Greenlight {
   const child = spawn(command, args, {
     cwd,
     detached,
-    env: cleanEnv(),
+    env: { ...cleanEnv(), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: LogLine[] = [];
@@ -176,8 +185,9 @@ export async function startServer(
   flags: string[],
   timeoutMs = START_TIMEOUT_MS,
   cwd = ROOT,
+  env: NodeJS.ProcessEnv = {},
 ): Promise<Greenlight & { port: number }> {
-  const proc = greenlight(t, ['serve', ...SERVE_FLAGS, ...flags], cwd);
+  const proc = greenlight(t, ['serve', ...SERVE_FLAGS, ...flags], cwd, env);
   const line = await proc.waitForLog('starting server', timeoutMs);
   const port = Number(String(line.addr).split(':').pop());
   assert.ok(port > 0, `no port in ${JSON.stringify(line)}`);

@@ -22,6 +22,7 @@ test('when a development server gets every secret flag and no -host, then it lis
     'jwt-secret': random(),
     's3-access-key-id': `AKIA${randomBytes(8).toString('hex').toUpperCase()}`,
     's3-secret-access-key': random(),
+    'payments-url': `https://shop:${random()}@127.0.0.1:${await freePort()}`,
   };
   // A flag declared secret later must be added here, with a value it accepts.
   assert.deepEqual(

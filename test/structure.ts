@@ -53,7 +53,7 @@ const TABLE: Readonly<Record<string, readonly [Layer, string]>> = {
   server: ['entry', 'accounts app auth background callbacks cluster config movies platform settings'],
   cli: [
     'entry',
-    'accounts app audit auth background callbacks config demo movies payments platform server settings tasks version',
+    'accounts app audit auth background callbacks config demo movies orders payments platform server settings tasks version',
   ],
   main: ['entry', 'cli config platform'],
   // npm run docs:flags: writes the docs' flag table from the declarations.

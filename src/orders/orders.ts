@@ -23,7 +23,7 @@ import {
 import { ordersChanged } from './order-events.ts';
 import type { OrderMetrics } from './orders.metrics.ts';
 import * as orders from './orders.sql.ts';
-import { enqueueStep } from './workflow.queue.ts';
+import { enqueueStep, type Step, stepOf } from './workflow.queue.ts';
 
 export type { Requester } from '../products/products.ts';
 
@@ -128,4 +128,16 @@ export async function cancelOrder(db: Db, requester: Requester, id: string): Pro
   // Not marked: not the requester's (404), or terminal, which an order never leaves.
   const order = await getOrder(db, requester, id);
   throw new OrderConflictError(`conflict: order ${order.id} is ${order.status} and cannot be cancelled`);
+}
+
+// The operator's nudge (`greenlight orders retry`): the current step of an order in flight is
+// enqueued again, e.g. after its jobs were deleted by hand. A step already queued or running
+// makes this one a no-op, as every step is idempotent.
+export async function retryOrder(deps: OrdersDeps, id: string): Promise<{ order: Order; step: Step }> {
+  const order = await orders.selectOrder(deps.db, id);
+  if (!order) throw new OrderNotFoundError(id);
+  const step = stepOf(order.status);
+  if (!step) throw new OrderConflictError(`conflict: order ${order.id} is ${order.status}: nothing to retry`);
+  await enqueueStep(deps.jobs, deps.db, { orderId: order.id, step });
+  return { order, step };
 }

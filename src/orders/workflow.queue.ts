@@ -24,7 +24,9 @@ export const ORDERS_QUEUES: readonly QueueSpec[] = [
       retryLimit: 100_000,
       retryDelay: 1,
       retryBackoff: true,
-      retryDelayMax: 60,
+      // A failed step waits at most this long: after an outage every order moves again within
+      // seconds (the payments client's breaker keeps the retries cheap while it lasts).
+      retryDelayMax: 10,
       expireInSeconds: STEP_EXPIRE_SECONDS,
       deleteAfterSeconds: 24 * 3600,
     },

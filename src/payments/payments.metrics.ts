@@ -11,8 +11,10 @@ export type CallOutcome = 'succeeded' | 'declined' | 'unavailable' | 'error';
 export type PaymentMetrics = Readonly<{
   called: (operation: PaymentOperation, outcome: CallOutcome, seconds: number) => void;
   retried: (operation: PaymentOperation) => void;
-  breakerChanged: (state: 'closed' | 'open' | 'half_open') => void;
+  breakerChanged: (state: keyof typeof BREAKER_VALUES) => void;
 }>;
+
+const BREAKER_VALUES = { closed: 0, open: 1, half_open: 2 } as const;
 
 function metric<T extends prom.Metric>(registry: prom.Registry, name: string, create: () => T): T {
   return (registry.getSingleMetric(name) as T | undefined) ?? create();
@@ -54,12 +56,26 @@ export function paymentMetrics(registry: prom.Registry): PaymentMetrics {
         registers,
       }),
   );
+  const breakerState = metric(
+    registry,
+    'greenlight_payment_breaker_state',
+    () =>
+      new prom.Gauge({
+        name: 'greenlight_payment_breaker_state',
+        help: 'The payment provider circuit breaker: 0 closed, 1 open, 2 half-open',
+        registers,
+      }),
+  );
+  breakerState.set(0);
   return {
     called: (operation, outcome, seconds) => {
       calls.inc({ operation, outcome });
       duration.observe({ operation, outcome }, seconds);
     },
     retried: (operation) => calls.inc({ operation, outcome: 'retried' }),
-    breakerChanged: (state) => breaker.inc({ state }),
+    breakerChanged: (state) => {
+      breaker.inc({ state });
+      breakerState.set(BREAKER_VALUES[state]);
+    },
   };
 }

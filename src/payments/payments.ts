@@ -36,8 +36,7 @@ export type RefundOutcome = { status: 'succeeded'; id: string; amount: number };
 export class PaymentUnavailableError extends Error {}
 
 // The provider answered something the contract does not allow (another 4xx, an unreadable
-// body): a bug on one side or the other, not retried. `status` is undefined when no status
-// line was read; `answer` is the start of the body.
+// body): a bug on one side or the other, not retried. `answer` is the start of the body.
 export class PaymentProviderError extends Error {
   readonly status: number;
   readonly answer: string;
@@ -66,8 +65,8 @@ export type PaymentsClientOptions = {
   connections?: number;
 } & PolicyOptions;
 
-// Answers are small JSON objects; more than this is not one.
-const MAX_ANSWER_CHARS = 64 * 1024;
+// Answers are small JSON objects; a body over this is not one, and is not read further.
+const MAX_ANSWER_BYTES = 64 * 1024;
 const SHOWN_ANSWER_CHARS = 300;
 
 type Answer = Readonly<{ status: number; text: string }>;
@@ -94,6 +93,7 @@ class HttpPaymentsClient implements PaymentsClient {
       keepAliveTimeout: 4_000,
       headersTimeout: options.timeoutMs,
       bodyTimeout: options.timeoutMs,
+      maxResponseSize: MAX_ANSWER_BYTES,
     });
     this.#metrics = paymentMetrics(options.registry ?? new prom.Registry());
     this.#policies = createPolicies(options, this.#metrics);
@@ -161,7 +161,10 @@ class HttpPaymentsClient implements PaymentsClient {
         body: JSON.stringify(payload),
         signal,
       });
-      const text = (await body.text()).slice(0, MAX_ANSWER_CHARS);
+      const text = await body.text().catch((err: { code?: unknown }) => {
+        if (err.code === 'UND_ERR_RES_EXCEEDED_MAX_SIZE') return `(an answer over ${MAX_ANSWER_BYTES} bytes)`;
+        throw err;
+      });
       if (statusCode >= 500 || statusCode === 409 || statusCode === 429) {
         throw new UnknownOutcomeError(
           `the provider answered ${statusCode}: ${text.slice(0, SHOWN_ANSWER_CHARS)}`,

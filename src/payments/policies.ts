@@ -46,7 +46,12 @@ const BREAKER_STATES = {
 } as const;
 
 export function createPolicies(options: PolicyOptions & { timeoutMs: number }, metrics: PaymentMetrics) {
-  const settings = { ...DEFAULT_POLICY, ...withoutUndefined(options) };
+  const settings = Object.fromEntries(
+    Object.entries(DEFAULT_POLICY).map(([name, value]) => [
+      name,
+      options[name as keyof PolicyOptions] ?? value,
+    ]),
+  ) as Required<PolicyOptions>;
   const breaker = circuitBreaker(handleType(UnknownOutcomeError), {
     halfOpenAfter: settings.halfOpenAfterMs,
     breaker: new ConsecutiveBreaker(settings.breakerThreshold),
@@ -84,12 +89,5 @@ export function createPolicies(options: PolicyOptions & { timeoutMs: number }, m
         signal,
       );
     },
-    get breakerState() {
-      return BREAKER_STATES[breaker.state];
-    },
   };
-}
-
-function withoutUndefined<T extends object>(options: T): Partial<T> {
-  return Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as Partial<T>;
 }
