@@ -27,6 +27,7 @@ import { movieRoutes } from './movies/movies.routes.ts';
 import { profilingRoutes, statsRoutes } from './operations/operations.routes.ts';
 import { probeRoutes } from './operations/probes.routes.ts';
 import { systemRoutes } from './operations/system.routes.ts';
+import { orderMetrics } from './orders/orders.metrics.ts';
 import { ORDERS_QUEUES } from './orders/workflow.queue.ts';
 import { corsPlugin } from './platform/cors.ts';
 import { createPool, type Db } from './platform/db.ts';
@@ -43,7 +44,7 @@ import { requestsPlugin } from './platform/requests.plugin.ts';
 import { posterRoutes } from './posters/posters.routes.ts';
 import { afterMovieDeleted, createPosters } from './posters/posters.ts';
 import { createRealtime, websocketPlugin } from './realtime/realtime.plugin.ts';
-import { productEventsRoutes, realtimeRoutes } from './realtime/realtime.routes.ts';
+import { apiEventStreamRoutes, realtimeRoutes } from './realtime/realtime.routes.ts';
 import { RuntimeSettings } from './settings/runtime.ts';
 import { settingsRoutes } from './settings/settings.routes.ts';
 
@@ -176,11 +177,12 @@ export function buildApp({
       api.register(settingsRoutes, { db, config });
       api.register(bulkRoutes, { db, options: config.operations });
       api.register(posterRoutes, { store: posters });
-      const streams = (products: FastifyInstance) => productEventsRoutes(products, realtime);
+      const streams = (products: FastifyInstance) => apiEventStreamRoutes(products, realtime);
       api.register(productsApi({ db, jwts, jobs, registry: metrics.registry, streams }), {
         prefix: PRODUCTS_API_PREFIX,
       });
-      api.register(graphqlRoutes, { db, config, logger, features: settings, posters });
+      const orders = { jobs, metrics: orderMetrics(metrics.registry) };
+      api.register(graphqlRoutes, { db, config, logger, features: settings, posters, orders });
     }),
   );
   registerDocsPage(app);

@@ -258,6 +258,7 @@ test('when the README walkthrough and the error cases are replayed, then every r
   const streamRoutes: [string, string, unknown][] = [
     ['GET', '/v1/movies/events', undefined],
     ['GET', '/api/v1/products/events', undefined],
+    ['GET', '/api/v1/orders/events', undefined],
     ['GET', '/v1/ws', undefined],
   ];
   const adminRoutes: [string, string, unknown][] = [
@@ -477,6 +478,9 @@ test('when the README walkthrough and the error cases are replayed, then every r
   await stream(base, '/api/v1/products/events', key);
   await expect(400, 'GET', '/api/v1/products/events?last_event_id=x', { token: key });
   await expect(403, 'GET', '/api/v1/products/events', { token: readKeyOnly });
+  await stream(base, '/api/v1/orders/events', jwt);
+  await expect(400, 'GET', '/api/v1/orders/events?last_event_id=x', { token: jwt });
+  await expect(403, 'GET', '/api/v1/orders/events', { token: readKeyOnly });
   await expect(204, 'DELETE', `/api/v1/products/${productId}`, { token: jwt });
 
   const adminUser = await createUser(db, {});

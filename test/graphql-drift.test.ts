@@ -8,6 +8,7 @@ import type { TObject } from 'typebox';
 import { UserJsonSchema } from '../src/accounts/user.ts';
 import { buildGraphqlSchema } from '../src/graphql/schema.ts';
 import { MovieJsonSchema, UpdateMovieBody } from '../src/movies/movie.ts';
+import { OrderEventsSchema, OrderSchema, PlaceOrderRequest } from '../src/orders/order.ts';
 import { ProductSchema, UpdateProductRequest } from '../src/products/product.ts';
 
 const camel = (name: string) => name.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
@@ -57,6 +58,11 @@ const PAIRS: readonly Pair[] = [
     },
   },
   { graphql: 'ProductInput', rest: UpdateProductRequest },
+  { graphql: 'Order', rest: OrderSchema },
+  { graphql: 'OrderItem', rest: OrderSchema.properties.items.items },
+  { graphql: 'OrderEvent', rest: OrderEventsSchema.properties.events.items },
+  { graphql: 'PlaceOrderInput', rest: PlaceOrderRequest },
+  { graphql: 'OrderItemInput', rest: PlaceOrderRequest.properties.items.items },
 ];
 
 test('when the GraphQL types are compared with the REST schemas, then names and nullability agree', () => {

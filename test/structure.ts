@@ -42,8 +42,8 @@ const TABLE: Readonly<Record<string, readonly [Layer, string]>> = {
   demo: ['domain', 'platform'],
   // The seed-002 API: its routes, envelope and error table over the products domain.
   'api-v1': ['transport', 'accounts audit auth orders platform products'],
-  realtime: ['transport', 'accounts api-v1 auth config movies platform products tasks'],
-  graphql: ['transport', 'accounts api-v1 config movies platform posters products settings'],
+  realtime: ['transport', 'accounts api-v1 auth config movies orders platform products tasks'],
+  graphql: ['transport', 'accounts api-v1 config movies orders platform posters products settings'],
   // gRPC, gRPC-Web and Connect: the same use cases as REST, on a listener of its own.
   grpc: ['transport', 'accounts api-v1 auth config movies operations platform products realtime'],
   // Domain events to a message broker and commands from it, over the realtime outboxes and

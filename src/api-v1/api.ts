@@ -122,7 +122,7 @@ export function isApiPath(url: string): boolean {
   return url === PRODUCTS_API_PREFIX || url.startsWith(`${PRODUCTS_API_PREFIX}/`);
 }
 
-// `streams` registers the change stream of products (src/realtime), which this module knows
+// `streams` registers the change streams of products and orders (src/realtime), which this module knows
 // nothing of; `jobs` takes the orders' workflow steps, and the orders' metrics go to `registry`.
 export function productsApi(deps: {
   db: Db;

@@ -267,12 +267,14 @@ export async function graphqlRoutes(
     logger,
     features,
     posters,
+    orders,
   }: Readonly<{
     db: Db;
     config: Config;
     logger: Logger;
     features: Pick<RuntimeSettings, 'isEnabled'>;
     posters?: Posters;
+    orders?: GraphqlContext['orders'];
   }>,
 ): Promise<void> {
   app.register(
@@ -293,7 +295,13 @@ export async function graphqlRoutes(
         graphiql: false,
         jit: 1,
         validationRules: validationRules(config),
-        context: (request): GraphqlContext => ({ db, httpRequest: request, posters, budget: newBudget() }),
+        context: (request): GraphqlContext => ({
+          db,
+          httpRequest: request,
+          posters,
+          orders,
+          budget: newBudget(),
+        }),
         errorHandler: requestErrorHandler(present),
         errorFormatter: formatResult(logger, present),
       });

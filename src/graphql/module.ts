@@ -2,6 +2,7 @@
 // resolvers get. Not in schema.ts, which joins the modules: a module importing these types from
 // there would import the file that imports it.
 import type { FastifyRequest } from 'fastify';
+import type { OrdersDeps } from '../orders/orders.ts';
 import type { Db } from '../platform/db.ts';
 import type { Posters } from '../posters/posters.ts';
 import type { ListSizes } from './cost.ts';
@@ -14,6 +15,9 @@ export type GraphqlContext = Readonly<{
   httpRequest: FastifyRequest;
   // a deleted movie's poster object goes at once, as through REST
   posters?: Posters;
+  // what placing an order needs besides the pool: the queue of its workflow's first step, and
+  // the orders' metrics, as through REST
+  orders?: Readonly<Omit<OrdersDeps, 'db'>>;
   // what is left of the response-size ceiling (response-size.ts)
   budget: ResponseBudget;
 }>;

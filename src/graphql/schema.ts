@@ -7,10 +7,16 @@ import { accountsModule } from './accounts.ts';
 import type { ListSizes } from './cost.ts';
 import type { GraphqlContext, GraphqlModule } from './module.ts';
 import { moviesModule } from './movies.ts';
+import { ordersModule } from './orders.ts';
 import { productsModule } from './products.ts';
 
 // Accounts first: its SDL declares Query and Mutation, which the others extend.
-export const GRAPHQL_MODULES: readonly GraphqlModule[] = [accountsModule, moviesModule, productsModule];
+export const GRAPHQL_MODULES: readonly GraphqlModule[] = [
+  accountsModule,
+  moviesModule,
+  productsModule,
+  ordersModule,
+];
 
 export function listSizes(modules: readonly GraphqlModule[] = GRAPHQL_MODULES): ListSizes {
   return Object.assign({}, ...modules.map((m) => m.listSizes ?? {}));

@@ -15,6 +15,8 @@ import {
   type RealtimeDeps,
   recordStream,
   startOf,
+  type Viewer,
+  viewing,
 } from '../realtime/stream.ts';
 import type { Topic } from '../realtime/topics.ts';
 import { callerOf, credentialOf } from './calls.ts';
@@ -48,7 +50,8 @@ async function opening(
     afterEventId === undefined ? undefined : await resumePoint(deps.db, topic, Number(afterEventId));
   await feed.start();
   const start = await startOf(deps.db, topic, resume?.after);
-  return { owner: { credential, userId: identity.id }, feed, start, gap: resume?.gap };
+  const viewer: Viewer = { identity };
+  return { owner: { credential, userId: identity.id }, viewer, feed, start, gap: resume?.gap };
 }
 
 export async function* watchTopic(
@@ -57,7 +60,7 @@ export async function* watchTopic(
   afterEventId: bigint | undefined,
   context: HandlerContext,
 ): AsyncGenerator<Change> {
-  const { owner, feed, start, gap } = await opening(deps, topic, afterEventId, context);
+  const { owner, viewer, feed, start, gap } = await opening(deps, topic, afterEventId, context);
 
   const queue: StreamEvent[] = [];
   let unread = 0;
@@ -83,10 +86,11 @@ export async function* watchTopic(
   );
   removeOwner = deps.owners.add({
     ...owner,
-    refusal: topic.refusal,
+    refusal: viewing(viewer, () => [topic]),
     end: (reason) => end('revoked', new ConnectError(reason, Code.PermissionDenied)),
   });
   follow(deps, feed, start, {
+    viewer,
     send: (event) => {
       queue.push(event);
       unread += event.ws.length;

@@ -20,6 +20,7 @@ import {
   toOrderJson,
   validateNewOrder,
 } from './order.ts';
+import { ordersChanged } from './order-events.ts';
 import type { OrderMetrics } from './orders.metrics.ts';
 import * as orders from './orders.sql.ts';
 import { enqueueStep, type Step, stepOf } from './workflow.queue.ts';
@@ -82,7 +83,10 @@ export async function placeOrder(
       );
     return { status: 202, body, replayed: false };
   });
-  if (!placement.replayed) deps.metrics?.transitions.inc({ status: 'pending' });
+  if (!placement.replayed) {
+    deps.metrics?.transitions.inc({ status: 'pending' });
+    await ordersChanged(deps.db);
+  }
   return placement;
 }
 

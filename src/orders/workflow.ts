@@ -12,6 +12,7 @@ import type { Jobs } from '../platform/jobs.ts';
 import { inSpan } from '../platform/tracing.ts';
 import { releaseStock, reserveStock, type StockLine, type StockShortage } from '../products/products.ts';
 import { cents, type Order, type OrderStatus } from './order.ts';
+import { ordersChanged } from './order-events.ts';
 import type { OrderMetrics } from './orders.metrics.ts';
 import * as orders from './orders.sql.ts';
 import { enqueueStep, STEP_EXPIRE_SECONDS, STEP_FROM, type Step, type StepJob } from './workflow.queue.ts';
@@ -62,8 +63,11 @@ export async function runStep(deps: WorkflowDeps, job: StepJob): Promise<StepOut
   );
 }
 
+// After the transition committed: counted, and the change streams woken (not awaited: a lost
+// wake-up is covered by their safety poll).
 function entered(deps: WorkflowDeps, status: OrderStatus): void {
   deps.metrics?.transitions.inc({ status });
+  void ordersChanged(deps.db);
   faultPoint(status);
 }
 

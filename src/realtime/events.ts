@@ -19,7 +19,8 @@ export type StreamEvent = Readonly<{
   sse: string;
   // the WebSocket message: the same data with its topic
   ws: string;
-  // the same data as an object, for transports that encode it their own way (gRPC)
+  // the same data as an object, for transports that encode it their own way (gRPC) and for
+  // the topic's per-event rule (Topic.visible reads its record)
   data: Readonly<Record<string, unknown>>;
 }>;
 
@@ -29,12 +30,8 @@ export const isAfter = (a: sql.Position, b: sql.Position): boolean =>
 
 export function toStreamEvent(topic: Topic, row: sql.EventRow): StreamEvent {
   const id = Number(row.id);
-  const data = {
-    id,
-    type: row.type,
-    occurred_at: row.created_at.toISOString(),
-    [topic.subject]: topic.present(row.type, row.payload),
-  };
+  const record = topic.present(row.type, row.payload);
+  const data = { id, type: row.type, occurred_at: row.created_at.toISOString(), [topic.subject]: record };
   const json = JSON.stringify(data);
   return {
     id,

@@ -1,4 +1,5 @@
-// Change streams: GET /v1/movies/events and GET /api/v1/products/events (Server-Sent Events)
+// Change streams: GET /v1/movies/events, GET /api/v1/products/events and
+// GET /api/v1/orders/events (Server-Sent Events)
 // and GET /v1/ws (WebSocket, every topic). Each reads from the process's one EventFeed of its
 // topic; a client costs a subscriber in memory, never a database connection. A client that
 // leaves more than -stream-max-buffered bytes unread is disconnected, so a slow reader cannot
@@ -8,6 +9,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type TSchema, Type } from 'typebox';
 import type { WebSocket } from 'ws';
 import { requireAuthenticated } from '../accounts/guards.ts';
+import type { Identity } from '../accounts/user.ts';
 import { apiErrors } from '../api-v1/responses.ts';
 import { requestCredential } from '../auth/registry.ts';
 import { BadRequestError, ValidationError } from '../platform/errors.ts';
@@ -28,8 +30,10 @@ import {
   type RealtimeDeps,
   recordStream,
   startOf,
+  type Viewer,
+  viewing,
 } from './stream.ts';
-import { MOVIES, PRODUCTS, type Topic } from './topics.ts';
+import { MOVIES, ORDERS, PRODUCTS, type Topic } from './topics.ts';
 import { serveWebSocket, TOPIC_LIST } from './websocket-session.ts';
 
 const TAGS = ['streams'];
@@ -102,6 +106,7 @@ function eventStream(deps: RealtimeDeps, topic: Topic, invalid: () => Error) {
     const resume = afterId === undefined ? undefined : await resumePoint(deps.db, feed.topic, afterId);
     const gap = resume?.gap;
     const owner = ownerOf(request);
+    const viewer: Viewer = { identity: request.identity as Identity };
     // Before the 200: a database that cannot start the feed is still a 500 in the envelope, and
     // whatever commits once the client has its 200 reaches it.
     await feed.start();
@@ -143,13 +148,14 @@ function eventStream(deps: RealtimeDeps, topic: Topic, invalid: () => Error) {
     write(`: stream of ${feed.topic.subject} events\n\n`);
     removeOwner = owners.add({
       ...owner,
-      refusal: feed.topic.refusal,
+      refusal: viewing(viewer, () => [feed.topic]),
       end: (reason) => end('revoked', `event: revoked\ndata: ${JSON.stringify({ reason })}\n\n`),
     });
     if (gap) write(`event: gap\ndata: ${JSON.stringify(gap)}\n\n`);
     heartbeat = setInterval(() => write(': heartbeat\n\n'), config.heartbeatMs);
     try {
       const unsubscribe = await follow(deps, feed, start, {
+        viewer,
         send: (event) => {
           record.countSent();
           write(event.sse);
@@ -209,9 +215,9 @@ function eventStreamRoute(
   );
 }
 
-// GET /products/events, registered inside the products API (its prefix, error envelope and
-// 429 on every route).
-export function productEventsRoutes(api: FastifyInstance, deps: RealtimeDeps): void {
+// GET /products/events and GET /orders/events, registered inside the products API (its
+// prefix, error envelope and 429 on every route).
+export function apiEventStreamRoutes(api: FastifyInstance, deps: RealtimeDeps): void {
   eventStreamRoute(api, deps, {
     url: '/products/events',
     topic: PRODUCTS,
@@ -220,6 +226,18 @@ export function productEventsRoutes(api: FastifyInstance, deps: RealtimeDeps): v
     shown: 'product is as GET /api/v1/products/:id shows it, or {"id"} for product.deleted',
     example:
       'id: 9\nevent: product.updated\ndata: {"id":9,"type":"product.updated","occurred_at":"2026-11-29T05:00:00.000Z","product":{"id":3,"user_id":1,"name":"Laptop","description":"14 inch","price":1199.99,"stock":10,"created_at":"2026-11-29T04:00:00.000Z","updated_at":"2026-11-29T05:00:00.000Z"}}\n\n',
+    errors: apiErrors(400, 401, 403, 500),
+    invalid: () => new BadRequestError('invalid last event id: must be a non-negative integer'),
+  });
+  eventStreamRoute(api, deps, {
+    url: '/orders/events',
+    topic: ORDERS,
+    operationId: 'streamOrderEvents',
+    needs: "orders:read; only the reader's own orders, every order for an admin",
+    shown:
+      'order is as GET /api/v1/orders/{id} shows it; a reader receives only the events of orders it may read',
+    example:
+      'id: 12\nevent: order.updated\ndata: {"id":12,"type":"order.updated","occurred_at":"2026-12-07T02:00:01.000Z","order":{"id":5,"user_id":1,"status":"reserved","items":[{"product_id":3,"quantity":2,"unit_price":149.99}],"total":299.98,"failure_reason":null,"created_at":"2026-12-07T02:00:00.000Z","updated_at":"2026-12-07T02:00:01.000Z","version":2}}\n\n',
     errors: apiErrors(400, 401, 403, 500),
     invalid: () => new BadRequestError('invalid last event id: must be a non-negative integer'),
   });

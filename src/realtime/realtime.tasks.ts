@@ -4,8 +4,9 @@ import { pruneEvents } from './events.ts';
 import { TOPICS } from './topics.ts';
 
 // Each topic's events older than -events-retention go (prune-movie-events,
-// prune-product-events); a resume from before them is told of the gap. With a broker
-// configured, none the relay has not published yet (its durable cursor holds them).
+// prune-product-events, prune-order-events); a resume from before them is told of the gap.
+// With a broker configured, none the relay has not published yet (its durable cursor holds
+// them).
 export const REALTIME_TASKS: readonly Task[] = TOPICS.map(
   (topic): Task => ({
     name: `prune-${topic.outbox.table.replace('_', '-')}`,

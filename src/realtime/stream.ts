@@ -39,8 +39,27 @@ const PACE_MS = 10;
 
 export type EndReason = 'closed' | 'slow_consumer' | 'revoked' | 'unresponsive' | 'shutdown' | 'error';
 
+// Who a stream sends to, for the topics whose events are not all for every reader
+// (Topic.visible). The owner re-checks (src/realtime/owners.ts) keep it current through
+// viewing(): an admin made a user mid-stream stops receiving others' events by the next check.
+export type Viewer = { identity: Identity };
+
+// The owner re-check's refusal for a stream of `viewer` reading `topics`: it also takes the
+// identity it is given as the one the stream filters by.
+export const viewing =
+  (viewer: Viewer, topics: () => Iterable<Topic>) =>
+  (identity: Identity): Error | null => {
+    viewer.identity = identity;
+    for (const topic of topics()) {
+      const refused = topic.refusal(identity);
+      if (refused) return refused;
+    }
+    return null;
+  };
+
 // A stream's client as follow() sees it.
 type Follower = Readonly<{
+  viewer: Viewer;
   send: (event: StreamEvent) => void;
   isOpen: () => boolean;
   // bytes written to the client and not yet taken by it
@@ -64,19 +83,27 @@ export async function startOf(db: Db, topic: Topic, after: Position | undefined)
 // Sends every event after the start exactly once and in the delivery order: the feed's live
 // events are held while the outbox is read up to them. Catching up waits while the client has more than half its bound unread, so a resume from far
 // back is paced by the client instead of cutting it off as a slow consumer.
+// An event the viewer may not see (Topic.visible) is passed over like one from the past: the
+// client never learns of it, and resumes from the ids it was sent.
 export async function follow(
   { db, config }: RealtimeDeps,
   feed: EventFeed,
   { after, past }: Start,
-  { send, isOpen, unread }: Follower,
+  { viewer, send, isOpen, unread }: Follower,
 ): Promise<() => void> {
+  const visible = feed.topic.visible;
   let cursor: Position = after;
   let held: StreamEvent[] | null = [];
   const deliver = (event: StreamEvent) => {
     if (!isAfter(event.position, cursor)) return;
     // Passed over, but passed: the catch-up reads on from there.
     cursor = event.position;
-    if (!past?.has(event.position)) send(event);
+    if (past?.has(event.position)) return;
+    if (
+      !visible ||
+      visible(viewer.identity, event.data[feed.topic.subject] as Readonly<Record<string, unknown>>)
+    )
+      send(event);
   };
   const paced = async (event: StreamEvent) => {
     while (isOpen() && unread() > config.maxBufferedBytes / 2) await sleep(PACE_MS);

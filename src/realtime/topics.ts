@@ -7,6 +7,7 @@ import { scopeRefusal } from '../api-v1/products.routes.ts';
 import { type Movie, toMovieJson } from '../movies/movie.ts';
 import { MOVIE_EVENTS_CHANNEL } from '../movies/movies.sql.ts';
 import { observeMovieChanges } from '../movies/movies.ts';
+import { ORDER_EVENTS_CHANNEL, observeOrderChanges, orderOfEventPayload } from '../orders/order-events.ts';
 import type { Db } from '../platform/db.ts';
 import { toProductJson } from '../products/product.ts';
 import { PRODUCT_EVENTS_CHANNEL, productOfEventPayload } from '../products/products.sql.ts';
@@ -25,6 +26,10 @@ export type Topic = Readonly<{
   present: (type: string, payload: Record<string, unknown>) => Record<string, unknown>;
   // why an identity may not (or no longer) read the topic, or null when it may
   refusal: (identity: Identity | null) => Error | null;
+  // Whether an identity the topic admits receives an event, given the record it shows (from
+  // present): for topics whose records are not all for every reader. Absent: every event.
+  // Applied by follow() (src/realtime/stream.ts), the one place SSE and WebSocket send from.
+  visible?: (identity: Identity, record: Readonly<Record<string, unknown>>) => boolean;
   // the NOTIFY sent after a change commits (src/realtime/wakeups.ts)
   channel: string;
   // the Redis channel that wakes feeds when -redis-url is set
@@ -66,4 +71,20 @@ export const PRODUCTS: Topic = {
   observeChanges: observeProductChanges,
 };
 
-export const TOPICS: readonly Topic[] = [MOVIES, PRODUCTS];
+// The order as GET /api/v1/orders/{id} shows it, on its creation and each status change.
+// Readers are those the orders API lets read (an API key only with orders:read), and each
+// event goes only to the order's owner and to admins, as GET /api/v1/orders/{id} answers.
+export const ORDERS: Topic = {
+  name: 'orders',
+  outbox: outboxStatements('order_events'),
+  subject: 'order',
+  eventTypes: ['order.created', 'order.updated'],
+  present: (_type, payload) => orderOfEventPayload(payload),
+  refusal: (identity) => scopeRefusal(identity, 'orders:read'),
+  visible: (identity, order) => identity.role === 'admin' || order.user_id === identity.id,
+  channel: ORDER_EVENTS_CHANNEL,
+  redisChannel: 'greenlight:order-events',
+  observeChanges: observeOrderChanges,
+};
+
+export const TOPICS: readonly Topic[] = [MOVIES, PRODUCTS, ORDERS];

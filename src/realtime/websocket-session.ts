@@ -16,6 +16,8 @@ import {
   type RealtimeDeps,
   recordStream,
   startOf,
+  type Viewer,
+  viewing,
 } from './stream.ts';
 import { TOPICS, type Topic } from './topics.ts';
 
@@ -28,7 +30,7 @@ type Subscription = { unsubscribe: Promise<() => void> };
 
 // The wsHandler of GET /v1/ws: the upgrade's credential, or else the first message's.
 export function serveWebSocket(socket: WebSocket, request: FastifyRequest, deps: RealtimeDeps): void {
-  if (request.identity) new WebSocketSession(socket, request, ownerOf(request), deps);
+  if (request.identity) new WebSocketSession(socket, request, ownerOf(request), request.identity, deps);
   else void authenticateByMessage(socket, request, deps);
 }
 
@@ -69,7 +71,7 @@ async function authenticateByMessage(socket: WebSocket, request: FastifyRequest,
   if (socket.readyState !== socket.OPEN) return;
   socket.off('message', keep);
   socket.send(JSON.stringify({ type: 'authenticated' }));
-  new WebSocketSession(socket, request, { credential, userId: identity.id }, deps);
+  new WebSocketSession(socket, request, { credential, userId: identity.id }, identity, deps);
   for (const [data, binary] of received) socket.emit('message', data, binary);
 }
 
@@ -83,13 +85,21 @@ class WebSocketSession {
   readonly #following = new Map<Topic, Subscription>();
   // The topics whose permission a subscribe has checked: those revocation re-checks.
   readonly #permitted = new Set<Topic>();
+  readonly #viewer: Viewer;
   readonly #removeOwner: () => void;
   readonly #ping: NodeJS.Timeout;
   #ended = false;
   #alive = true;
 
-  constructor(socket: WebSocket, request: FastifyRequest, owner: SocketOwner, deps: RealtimeDeps) {
+  constructor(
+    socket: WebSocket,
+    request: FastifyRequest,
+    owner: SocketOwner,
+    identity: Identity,
+    deps: RealtimeDeps,
+  ) {
     this.#socket = socket;
+    this.#viewer = { identity };
     this.#request = request;
     this.#owner = owner;
     this.#deps = deps;
@@ -102,13 +112,7 @@ class WebSocketSession {
     // does: the client learns it from the close, whichever topic it was.
     this.#removeOwner = deps.owners.add({
       ...owner,
-      refusal: (identity) => {
-        for (const topic of this.#permitted) {
-          const refused = topic.refusal(identity);
-          if (refused) return refused;
-        }
-        return null;
-      },
+      refusal: viewing(this.#viewer, () => this.#permitted),
       end: (reason) => this.#end('revoked', 1008, reason),
     });
     this.#ping = setInterval(() => {
@@ -201,7 +205,9 @@ class WebSocketSession {
     const deps = this.#deps;
     let refused: Error | null;
     try {
-      refused = topic.refusal(await deps.reauthenticate(this.#owner.credential));
+      const identity = await deps.reauthenticate(this.#owner.credential);
+      this.#viewer.identity = identity;
+      refused = topic.refusal(identity);
     } catch (err) {
       if (!(err instanceof InvalidAuthenticationTokenError)) throw err;
       this.#end('revoked', 1008, err.message);
@@ -220,6 +226,7 @@ class WebSocketSession {
     if (isOpen()) this.#reply({ type: 'subscribed', topic: topic.name });
     if (resume?.gap && isOpen()) this.#reply({ type: 'gap', topic: topic.name, ...resume.gap });
     return follow(deps, feedOf(deps, topic), start, {
+      viewer: this.#viewer,
       send: (event) => {
         this.#record.countSent();
         this.#send(event.ws);
