@@ -148,8 +148,8 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * WebSocket of change streams ("movies", "products"): send {"type":"subscribe","topic":"movies"} to receive the events GET /v1/movies/events sends, "products" for those of GET /api/v1/products/events
-         * @description Authentication: a credential on the upgrade request (refused with 401 like any request), or, from browsers, which cannot send headers with it, no credential and a first message {"type":"auth","token":"…"} within -ws-ping, answered {"type":"authenticated"} or closed with 4401 (missing or invalid token). Permissions are checked per topic when subscribing: "movies" needs an activated account with movies:read, "products" what GET /api/v1/products needs (an API key needs the products:read scope); a subscribe without them gets {"type":"error","topic","message"} and the socket stays open. Client messages: {"type":"subscribe","topic","last_event_id"?: N} and {"type":"unsubscribe","topic"} with topic one of "movies", "products", answered with {"type":"subscribed"|"unsubscribed","topic"}; a socket may subscribe to several topics; anything else gets {"type":"error","message"}. Events: {"topic","id","type","occurred_at","movie"|"product"}, ids counting per topic, and {"type":"gap","topic","last_event_id","pruned_up_to"} before a resume past pruned events. The server pings every -ws-ping and drops a client that did not answer the previous ping. Close codes: 1008 when the credential, or the permission of a subscribed topic, is withdrawn, 1013 when the client left more than -stream-max-buffered bytes unread, 1001 at shutdown.
+         * WebSocket of change streams ("movies", "products", "orders"): send {"type":"subscribe","topic":"movies"} to receive the events GET /v1/movies/events sends, "products" for those of GET /api/v1/products/events
+         * @description Authentication: a credential on the upgrade request (refused with 401 like any request), or, from browsers, which cannot send headers with it, no credential and a first message {"type":"auth","token":"…"} within -ws-ping, answered {"type":"authenticated"} or closed with 4401 (missing or invalid token). Permissions are checked per topic when subscribing: "movies" needs an activated account with movies:read, "products" what GET /api/v1/products needs (an API key needs the products:read scope); a subscribe without them gets {"type":"error","topic","message"} and the socket stays open. Client messages: {"type":"subscribe","topic","last_event_id"?: N} and {"type":"unsubscribe","topic"} with topic one of "movies", "products", "orders", answered with {"type":"subscribed"|"unsubscribed","topic"}; a socket may subscribe to several topics; anything else gets {"type":"error","message"}. Events: {"topic","id","type","occurred_at","movie"|"product"}, ids counting per topic, and {"type":"gap","topic","last_event_id","pruned_up_to"} before a resume past pruned events. The server pings every -ws-ping and drops a client that did not answer the previous ping. Close codes: 1008 when the credential, or the permission of a subscribed topic, is withdrawn, 1013 when the client left more than -stream-max-buffered bytes unread, 1001 at shutdown.
          */
         get: operations["connectWebSocket"];
         put?: never;
@@ -636,6 +636,23 @@ export interface paths {
         };
         /** Product changes as Server-Sent Events, in commit order, resumable with Last-Event-ID (products:read) */
         get: operations["streamProductEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orders/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Order changes as Server-Sent Events, in commit order, resumable with Last-Event-ID (orders:read; only the reader's own orders, every order for an admin) */
+        get: operations["streamOrderEvents"];
         put?: never;
         post?: never;
         delete?: never;
@@ -7270,6 +7287,139 @@ export interface operations {
         };
     };
     streamProductEvents: {
+        parameters: {
+            query?: {
+                /** @description resume after this event id on a first connect (EventSource sends Last-Event-ID on reconnects) */
+                last_event_id?: number;
+            };
+            header?: {
+                /** @description resume after this event id: exactly the events committed since are sent first */
+                "last-event-id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The event stream; it stays open until the client leaves */
+            200: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                };
+            };
+            /** @description invalid request body, or an invalid id in the path */
+            400: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description authorization header is required, authorization header format must be: Bearer {token}, auth: invalid token, auth: token has expired, or auth: invalid email or password */
+            401: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description "Bearer" when the token is malformed, unknown or expired */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description forbidden: you do not own this product, or you do not have permission to perform this action */
+            403: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description rate limit exceeded, or too many failed logins (Retry-After) */
+            429: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds until a request will be accepted again */
+                    "Retry-After": number;
+                    /** @description the client's burst: requests it may make at once */
+                    "RateLimit-Limit"?: number;
+                    /** @description requests left now: 0 */
+                    "RateLimit-Remaining"?: number;
+                    /** @description seconds until the next request is accepted */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+            /** @description internal server error (details in the log only) */
+            500: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description the HTTP status again
+                         * @example 404
+                         */
+                        code: number;
+                        /** @example not_found: product with id 7 does not exist */
+                        message: string;
+                    };
+                };
+            };
+        };
+    };
+    streamOrderEvents: {
         parameters: {
             query?: {
                 /** @description resume after this event id on a first connect (EventSource sends Last-Event-ID on reconnects) */
