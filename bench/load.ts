@@ -17,6 +17,8 @@ export type LoadSpec = Readonly<{
   durationSeconds: number;
   // extra request headers, e.g. Accept-Encoding
   headers?: Readonly<Record<string, string>>;
+  // a header sent with a value of its own on every request (W1's Idempotency-Key)
+  uniqueHeader?: string;
 }>;
 
 export type LoadResult = Readonly<{
@@ -56,6 +58,7 @@ export function runWrk(spec: LoadSpec): Promise<LoadResult> {
     BENCH_HEADERS: Object.entries(spec.headers ?? {})
       .map(([name, value]) => `${name}: ${value}`)
       .join('\n'),
+    BENCH_UNIQUE_HEADER: spec.uniqueHeader ?? '',
   };
   return new Promise((resolve, reject) => {
     execFile('wrk', args, { env, timeout: (spec.durationSeconds + 30) * 1000 }, (err, stdout) => {
@@ -83,6 +86,8 @@ export function runWrk(spec: LoadSpec): Promise<LoadResult> {
 }
 
 export async function runNodeLoad(spec: LoadSpec): Promise<LoadResult> {
+  const run = `${process.pid}-${Date.now()}`;
+  let sent = 0;
   const agent = new Agent({ keepAlive: true, maxSockets: spec.connections });
   const target = new URL(spec.url);
   const latencies: number[] = [];
@@ -106,6 +111,7 @@ export async function runNodeLoad(spec: LoadSpec): Promise<LoadResult> {
             ...spec.headers,
             ...(spec.token ? { authorization: `Bearer ${spec.token}` } : {}),
             ...(body ? { 'content-type': 'application/json' } : {}),
+            ...(spec.uniqueHeader ? { [spec.uniqueHeader]: `${run}-${++sent}` } : {}),
           },
         },
         (res) => {

@@ -16,6 +16,7 @@ export const SCENARIOS = [
   'S7',
   'S8',
   'P1',
+  'W1',
   'G1',
   'L1',
   'L2',

@@ -9,7 +9,9 @@
 // minimal node:http baseline, then runs every scenario unless --scenarios names some:
 // S1–S8 (S7, S8: the products API with a JWT and with an API key, to compare with S2's book
 // token), Q1 (S2's read as unary GetMovie over gRPC, as many streams as S2 has connections;
-// bench/grpc-load.ts; only when it starts the service), P1 (products written with a JWT: POST and PATCH, half each), L1 and L2 (a list of
+// bench/grpc-load.ts; only when it starts the service), P1 (products written with a JWT: POST
+// and PATCH, half each), W1 (orders placed with a JWT, a new Idempotency-Key each, against a
+// payments stand-in in this process that always accepts), L1 and L2 (a list of
 // 100 movies without and with compression), G1 (one movie by id through POST /graphql), B1
 // (one bulk import of --bulk-rows movies and their export, rows a second; bench/bulk.ts), E1
 // (--sse-clients SSE clients receiving --sse-rate movie updates a second, delivery latency;
@@ -46,6 +48,7 @@ import { parseArgs } from 'node:util';
 import { hashSync } from '@node-rs/bcrypt';
 import { StandInUpstream } from '../src/callbacks/stand-in.ts';
 import { generateMovies } from '../src/movies/seed.ts';
+import { startPaymentsStandIn } from '../src/payments/stand-in.ts';
 import { freePort } from '../test/ports.ts';
 import { spawnRedisServer } from '../test/redis-server.ts';
 import { SmtpSink, tokenIn } from '../test/smtp-sink.ts';
@@ -301,7 +304,15 @@ async function api(url: string, method: string, path: string, body?: unknown, to
 const EMAIL = 'bench@example.com';
 const PASSWORD = 'bench-pa55word';
 
-type Prepared = { token: string; ids: number[]; jwt: string; apiKey: string; productIds: number[] };
+type Prepared = {
+  token: string;
+  ids: number[];
+  jwt: string;
+  apiKey: string;
+  productIds: number[];
+  // W1's product, with stock for any number of orders
+  orderProductId: number;
+};
 
 // A JWT and an API key for the bench user, and products to read (S7, S8) and change (P1).
 async function prepareProducts(url: string): Promise<Omit<Prepared, 'token' | 'ids'>> {
@@ -317,7 +328,14 @@ async function prepareProducts(url: string): Promise<Omit<Prepared, 'token' | 'i
     );
     for (const c of created) productIds.push(c.id as number);
   }
-  return { jwt, apiKey: key.key as string, productIds };
+  const forOrders = await api(
+    url,
+    'POST',
+    '/api/v1/products',
+    { name: 'Orders', price: 9.99, stock: 2_000_000_000 },
+    jwt,
+  );
+  return { jwt, apiKey: key.key as string, productIds, orderProductId: forOrders.id as number };
 }
 
 async function prepare(service: Service, sink: SmtpSink): Promise<{ token: string; ids: number[] }> {
@@ -362,6 +380,7 @@ function scenarios({
   jwt,
   apiKey,
   productIds,
+  orderProductId,
   grpcUrl,
 }: Prepared & { grpcUrl?: string }): Scenario[] {
   const some = ids.slice(0, 500);
@@ -465,6 +484,20 @@ function scenarios({
         bodies: productBodies,
         token: jwt,
         connections: c,
+      },
+    },
+    {
+      name: 'W1',
+      title: 'POST /api/v1/orders (JWT, an Idempotency-Key each)',
+      spec: {
+        method: 'POST',
+        paths: ['/api/v1/orders'],
+        bodies: [
+          JSON.stringify({ items: [{ product_id: orderProductId, quantity: 1 }], payment_token: 'tok_visa' }),
+        ],
+        token: jwt,
+        connections: c,
+        uniqueHeader: 'Idempotency-Key',
       },
     },
     {
@@ -615,6 +648,8 @@ async function main(): Promise<void> {
   // the lookups a second).
   const upstream = new StandInUpstream();
   const upstreamUrl = await upstream.listen(0);
+  // W1's payment provider, always succeeding at once (in this process, as C1's upstream).
+  const payments = await startPaymentsStandIn();
   let service: Service | undefined;
   let cached: { service: Service; stopRedis: () => Promise<void> } | undefined;
   let token = opts.token ?? '';
@@ -626,12 +661,11 @@ async function main(): Promise<void> {
     await sink.start();
     const database = await newDatabase();
     const otlpUrl = await otlp?.start();
-    service = await startService(
-      sink.port,
-      upstreamUrl,
-      database,
-      otlpUrl ? ['-otel-endpoint', otlpUrl] : [],
-    );
+    service = await startService(sink.port, upstreamUrl, database, [
+      '-payments-url',
+      payments.url,
+      ...(otlpUrl ? ['-otel-endpoint', otlpUrl] : []),
+    ]);
     url = service.url;
     if (wanted.has('R1')) {
       const redis = await spawnRedisServer();
@@ -658,9 +692,9 @@ async function main(): Promise<void> {
   }
 
   const products =
-    wanted.has('S7') || wanted.has('S8') || wanted.has('P1')
+    wanted.has('S7') || wanted.has('S8') || wanted.has('P1') || wanted.has('W1')
       ? await prepareProducts(url)
-      : { jwt: '', apiKey: '', productIds: [] };
+      : { jwt: '', apiKey: '', productIds: [], orderProductId: 0 };
   const bcrypt = wanted.has('S6') ? bcryptLimitRps() : undefined;
   if (bcrypt) {
     console.log(
@@ -801,6 +835,7 @@ async function main(): Promise<void> {
     );
   }
   await upstream.close();
+  await payments.close();
 
   // Memory last, when every scenario has had its turn: the peak is the most each process
   // held at any time, the end what it still holds.

@@ -3,7 +3,8 @@
 --   BENCH_METHODS (space-separated, one a path: path i is requested with method i; empty
 --   for BENCH_METHOD on every path),
 --   BENCH_BODIES (|-separated, picked at random; empty for none),
---   BENCH_HEADERS (newline-separated "Name: value" lines, sent with every request).
+--   BENCH_HEADERS (newline-separated "Name: value" lines, sent with every request),
+--   BENCH_UNIQUE_HEADER (a header sent with a new value on every request; empty for none).
 -- Responses are counted by status so 409s can be reported apart.
 local method = os.getenv("BENCH_METHOD") or "GET"
 local token = os.getenv("BENCH_TOKEN") or ""
@@ -11,6 +12,7 @@ local paths, methods, bodies = {}, {}, {}
 for p in string.gmatch(os.getenv("BENCH_PATHS") or "/", "%S+") do table.insert(paths, p) end
 for m in string.gmatch(os.getenv("BENCH_METHODS") or "", "%S+") do table.insert(methods, m) end
 for b in string.gmatch(os.getenv("BENCH_BODIES") or "", "[^|]+") do table.insert(bodies, b) end
+local unique = os.getenv("BENCH_UNIQUE_HEADER") or ""
 local extra = {}
 for line in string.gmatch(os.getenv("BENCH_HEADERS") or "", "[^\n]+") do
   local name, value = string.match(line, "^([^:]+):%s*(.*)$")
@@ -25,12 +27,19 @@ end
 function init(args)
   statuses = {}
   math.randomseed(os.time() + math.floor(os.clock() * 1e6))
+  -- each thread's values start with a prefix of its own, so no two requests share one
+  prefix = string.format("%d-%d-", os.time(), math.random(1000000000))
+  sent = 0
 end
 
 function request()
   local headers = {}
   for name, value in pairs(extra) do headers[name] = value end
   if token ~= "" then headers["Authorization"] = "Bearer " .. token end
+  if unique ~= "" then
+    sent = sent + 1
+    headers[unique] = prefix .. sent
+  end
   local body = nil
   if #bodies > 0 then
     body = bodies[math.random(#bodies)]

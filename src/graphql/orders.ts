@@ -4,6 +4,7 @@
 // messages through the one error table.
 import { parseInt64Id, requester, requireScope } from '../api-v1/products.routes.ts';
 import {
+  ORDER_LIMITS,
   ORDER_STATUSES,
   type OrderEvent,
   type OrderJson,
@@ -180,5 +181,8 @@ export const ordersModule: GraphqlModule = {
   listSizes: {
     'Query.orders': (field) => ({ size: 1, pass: pageArgument(field, 'limit', PAGE_DEFAULT) }),
     'OrderPage.data': (_, inherited) => ({ size: inherited }),
+    'Order.items': () => ({ size: ORDER_LIMITS.items.max }),
+    // one entry a status the order entered, and no status is entered twice
+    'Query.orderEvents': () => ({ size: ORDER_STATUSES.length }),
   },
 };
