@@ -416,6 +416,15 @@ describe('schema', () => {
         indexdef:
           "CREATE INDEX movies_title_idx ON public.movies USING gin (to_tsvector('simple'::regconfig, title)) WITH (gin_pending_list_limit='64')",
       },
+      // and the btree indexes sorted pages read (000030)
+      {
+        indexname: 'movies_title_order_idx',
+        indexdef: 'CREATE INDEX movies_title_order_idx ON public.movies USING btree (title)',
+      },
+      {
+        indexname: 'movies_year_idx',
+        indexdef: 'CREATE INDEX movies_year_idx ON public.movies USING btree (year)',
+      },
       {
         indexname: 'schema_migrations_pkey',
         indexdef:
