@@ -107,6 +107,15 @@ const COMPRESSION = {
   },
 };
 
+// Every request is read through its route's schemas by platform/request.ts, in the dialect of
+// its API (the book's Go messages, seed 002's, the plain one), whatever the Content-Type: the
+// body reaches it as bytes.
+function readThroughRouteSchemas(app: FastifyInstance): void {
+  app.setValidatorCompiler(requestValidator);
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+}
+
 export function buildApp({
   config,
   db,
@@ -120,14 +129,8 @@ export function buildApp({
   const options = fastifyOptions(config, metrics, logger, answerFrameworkError);
   const app = Fastify(options) as unknown as FastifyInstance;
 
-  // Every request is read through its route's schemas by platform/request.ts, in the
-  // dialect of its API (the book's Go messages, seed 002's, the plain one), whatever the
-  // Content-Type.
-  app.setValidatorCompiler(requestValidator);
+  readThroughRouteSchemas(app);
   deprecationHeaders(app);
-
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
 
   const redisMetrics = redis && registerRedisMetrics(metrics.registry, redis);
   const movieCache = createMovieCache(app, { config, db, logger, metrics, redis, redisMetrics });

@@ -23,6 +23,8 @@ test('when a development server gets every secret flag and no -host, then it lis
     's3-access-key-id': `AKIA${randomBytes(8).toString('hex').toUpperCase()}`,
     's3-secret-access-key': random(),
     'payments-url': `https://shop:${random()}@127.0.0.1:${await freePort()}`,
+    // no broker listens there: the relay retries, and its errors must not show the password
+    'amqp-url': `amqp://greenlight:${random()}@127.0.0.1:${await freePort()}`,
   };
   // A flag declared secret later must be added here, with a value it accepts.
   assert.deepEqual(

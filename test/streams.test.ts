@@ -398,7 +398,7 @@ test('when a WebSocket client subscribes to movies, then it gets the events; aft
     ws.messages.slice(3).map((m) => (m.type === 'error' ? m.message : m.type)),
     [
       'messages are JSON objects with a type',
-      'unknown topic: the topics are "movies", "products"',
+      'unknown topic: the topics are "movies", "products", "orders"',
       'last_event_id must be a non-negative integer',
       'type must be subscribe or unsubscribe',
       'subscribed',
