@@ -21,7 +21,6 @@ import { CLIENT_IP, callInterceptor } from './calls.ts';
 import type { Dialect } from './errors.ts';
 import { grpcMetrics } from './grpc.metrics.ts';
 import { healthService } from './health.ts';
-import { peerOf } from './listener.ts';
 import { moviesService } from './movies.service.ts';
 import { productsService } from './products.service.ts';
 import { reflectionServices } from './reflection.ts';
@@ -88,7 +87,7 @@ export function createGrpcHandler(deps: GrpcDeps): GrpcHandler {
       }),
     ],
     readMaxBytes: config.grpc.maxMessageBytes,
-    contextValues: (req) => createContextValues().set(CLIENT_IP, peerOf(req)),
+    contextValues: (req) => createContextValues().set(CLIENT_IP, req.socket.remoteAddress ?? ''),
   });
   const handle: typeof adapter = (req, res) => {
     const addTrailers = res.addTrailers.bind(res);
