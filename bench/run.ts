@@ -10,8 +10,9 @@
 // S1–S8 (S7, S8: the products API with a JWT and with an API key, to compare with S2's book
 // token), Q1 (S2's read as unary GetMovie over gRPC, as many streams as S2 has connections;
 // bench/grpc-load.ts; only when it starts the service), P1 (products written with a JWT: POST
-// and PATCH, half each), W1 (orders placed with a JWT, a new Idempotency-Key each, against a
-// payments stand-in in this process that always accepts), L1 and L2 (a list of
+// and PATCH, half each), W1 (orders placed with a JWT, a new Idempotency-Key each, each client
+// about every W1_THINK_MS, against a payments stand-in in this process that always accepts;
+// then the seconds until every order is terminal), L1 and L2 (a list of
 // 100 movies without and with compression), G1 (one movie by id through POST /graphql), B1
 // (one bulk import of --bulk-rows movies and their export, rows a second; bench/bulk.ts), E1
 // (--sse-clients SSE clients receiving --sse-rate movie updates a second, delivery latency;
@@ -44,6 +45,7 @@ import {
 import { request } from 'node:http';
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { hashSync } from '@node-rs/bcrypt';
 import { StandInUpstream } from '../src/callbacks/stand-in.ts';
@@ -370,9 +372,34 @@ type Scenario = {
   spec: Omit<LoadSpec, 'url' | 'durationSeconds'>;
   cached?: boolean;
   run?: ((durationSeconds: number) => Promise<LoadResult>) | null;
+  // after the load: how many seconds until the work it started has ended (W1's orders)
+  settle?: () => Promise<number>;
 };
 
 const LIST_100 = '/v1/movies?page_size=100&sort=-year';
+
+// W1's clients each place an order about every this many milliseconds, as people buying do,
+// rather than as fast as the service answers: at a steady state, where the workflow completes
+// orders as fast as they are placed, the POST's latency is its own and not a backlog's.
+const W1_THINK_MS = 250;
+const OPEN_STATUSES = ['pending', 'reserved', 'paid'];
+const SETTLE_LIMIT_S = 120;
+
+// Seconds until none of the bench user's orders is in flight any more (SETTLE_LIMIT_S when
+// some still are then).
+async function ordersSettled(url: string, jwt: string): Promise<number> {
+  const started = performance.now();
+  while ((performance.now() - started) / 1000 < SETTLE_LIMIT_S) {
+    const open = await Promise.all(
+      OPEN_STATUSES.map((status) =>
+        api(url, 'GET', `/api/v1/orders?status=${status}&limit=1`, undefined, jwt),
+      ),
+    );
+    if (open.every((page) => page.total === 0)) break;
+    await sleep(100);
+  }
+  return Number(((performance.now() - started) / 1000).toFixed(1));
+}
 
 function scenarios({
   token,
@@ -382,7 +409,8 @@ function scenarios({
   productIds,
   orderProductId,
   grpcUrl,
-}: Prepared & { grpcUrl?: string }): Scenario[] {
+  url,
+}: Prepared & { grpcUrl?: string; url: string }): Scenario[] {
   const some = ids.slice(0, 500);
   const productPaths = productIds.map((id) => `/api/v1/products/${id}`);
   const moviePaths = some.map((id) => `/v1/movies/${id}`);
@@ -498,7 +526,9 @@ function scenarios({
         token: jwt,
         connections: c,
         uniqueHeader: 'Idempotency-Key',
+        thinkMs: W1_THINK_MS,
       },
+      settle: () => ordersSettled(url, jwt),
     },
     {
       name: 'L1',
@@ -703,7 +733,7 @@ async function main(): Promise<void> {
   }
 
   const rows: Record<string, unknown>[] = [];
-  for (const scenario of scenarios({ token, ids, ...products, grpcUrl: service?.grpcUrl }).filter((s) =>
+  for (const scenario of scenarios({ token, ids, ...products, grpcUrl: service?.grpcUrl, url }).filter((s) =>
     wanted.has(s.name),
   )) {
     if ((scenario.cached && !cached) || scenario.run === null) {
@@ -721,6 +751,7 @@ async function main(): Promise<void> {
     const cpuBefore = serviceCpuMicros(servicePids);
     const result = await measure(duration);
     const cpuUsed = serviceCpuMicros(servicePids) - cpuBefore;
+    const settledS = await scenario.settle?.();
     const ok = Object.entries(result.statuses)
       .filter(([code]) => Number(code) < 400)
       .reduce((sum, [, n]) => sum + n, 0);
@@ -742,6 +773,7 @@ async function main(): Promise<void> {
         ? { response_bytes: await responseBytes(url, scenario.spec) }
         : {}),
       ...(scenario.cached ? { x_cache_of_100: await xCacheSample(target, scenario.spec) } : {}),
+      ...(settledS === undefined ? {} : { settled_s: settledS }),
       ...(scenario.name === 'S6' && bcrypt
         ? {
             rps_exact: Number(result.rps.toFixed(2)),
@@ -768,7 +800,9 @@ async function main(): Promise<void> {
         ? `  ${row.response_bytes} bytes a response`
         : row.x_cache_of_100
           ? `  X-Cache of 100 reads after it: ${JSON.stringify(row.x_cache_of_100)}`
-          : '';
+          : row.settled_s !== undefined
+            ? `  every order terminal ${row.settled_s} s after the load`
+            : '';
     const measured = show(row.scenario, { rps: row.rps_exact ?? row.rps, p50: row.p50_ms, p99: row.p99_ms });
     if (errors > 0) failing.push(`${row.scenario} ${errors} errors`);
     console.log(
