@@ -2,29 +2,14 @@
 // racing a charge in flight, provider failures and lost answers, and the timeout sweep. Money is
 // checked by the stand-in's ledger, stock by the products table.
 import assert from 'node:assert/strict';
-import { after, describe, test } from 'node:test';
-import { createMetrics } from '../src/app.ts';
-import { QUEUES } from '../src/background.ts';
-import { startOrderWorkers, sweepStaleOrders } from '../src/orders/orders.worker.ts';
+import { describe, test } from 'node:test';
+import { sweepStaleOrders } from '../src/orders/orders.worker.ts';
 import { ORDER_STEPS_QUEUE } from '../src/orders/workflow.queue.ts';
-import { createPaymentsClient } from '../src/payments/payments.ts';
-import { startPaymentsStandIn } from '../src/payments/stand-in.ts';
-import { startJobs } from '../src/platform/jobs.ts';
-import { buildTestApp, captureLogger, createUser, waitFor } from './helpers.ts';
+import { createUser, waitFor, withToken } from './helpers.ts';
+import { buildWorkflowTestApp, createProduct } from './order-helpers.ts';
 import { run } from './processes.ts';
 
-const { app, db, dsn, config } = await buildTestApp();
-const { logger } = captureLogger();
-const standIn = await startPaymentsStandIn({ host: '127.0.0.1', port: 0 });
-const jobs = await startJobs(dsn, logger, QUEUES);
-const metrics = createMetrics(config, db, jobs);
-const payments = createPaymentsClient({ url: standIn.url, timeoutMs: 2000, logger });
-await startOrderWorkers({ db, jobs, payments, logger, metrics, config });
-after(async () => {
-  await jobs.stop({ graceful: false, wait: true, timeout: 5000 });
-  await payments.close();
-  await standIn.close();
-});
+const { app, db, dsn, config, standIn, jobs, metrics, logger } = await buildWorkflowTestApp();
 
 const seller = await createUser(db);
 const buyer = await createUser(db);
@@ -38,16 +23,7 @@ function call(method: 'GET' | 'POST', url: string, body?: unknown) {
   });
 }
 
-async function product(fields: Record<string, unknown> = {}) {
-  const res = await app.inject({
-    method: 'POST',
-    url: '/api/v1/products',
-    headers: { authorization: `Bearer ${seller.token}` },
-    payload: JSON.stringify({ name: 'Lamp', price: 12.5, stock: 10, ...fields }),
-  });
-  assert.equal(res.statusCode, 201, res.body);
-  return res.json() as { id: number };
-}
+const product = (fields: Record<string, unknown> = {}) => createProduct(withToken(app, seller.token), fields);
 
 type OrderJson = { id: number; status: string; total: number; failure_reason: string | null };
 

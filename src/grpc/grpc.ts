@@ -1,17 +1,20 @@
-// The gRPC part of the app: MoviesService, ProductsService, health and reflection behind one
-// handler that speaks gRPC, gRPC-Web and Connect (connectNodeAdapter), built by buildApp on
-// the same pool, authenticators, rate limiter and event feeds as the HTTP routes, and served
-// by its own listener (listener.ts). Orders add a row to `services` once they exist.
+// The gRPC part of the app: MoviesService, ProductsService, OrdersService, health and
+// reflection behind one handler that speaks gRPC, gRPC-Web and Connect (connectNodeAdapter),
+// built by buildApp on the same pool, job queue, authenticators, rate limiter and event feeds
+// as the HTTP routes, and served by its own listener (listener.ts).
 import type { DescService } from '@bufbuild/protobuf';
 import { createContextValues } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { MoviesService } from '../../gen/greenlight/v1/movies_pb.ts';
+import { OrdersService } from '../../gen/greenlight/v1/orders_pb.ts';
 import { ProductsService } from '../../gen/greenlight/v1/products_pb.ts';
 import { Health } from '../../gen/grpc/health/v1/health_pb.js';
 import type { Authenticator } from '../auth/authenticator.ts';
 import type { Config } from '../config.ts';
 import type { AfterMovieDeleted } from '../movies/movies.ts';
+import { orderMetrics } from '../orders/orders.metrics.ts';
 import type { Db } from '../platform/db.ts';
+import type { Jobs } from '../platform/jobs.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { Metrics } from '../platform/metrics.ts';
 import type { RequestLimits } from '../platform/rate-limit.plugin.ts';
@@ -22,12 +25,15 @@ import type { Dialect } from './errors.ts';
 import { grpcMetrics } from './grpc.metrics.ts';
 import { healthService } from './health.ts';
 import { moviesService } from './movies.service.ts';
+import { ordersService } from './orders.service.ts';
 import { productsService } from './products.service.ts';
 import { reflectionServices } from './reflection.ts';
 
 export type GrpcDeps = Readonly<{
   config: Config;
   db: Db;
+  // the queue an order's first workflow step is enqueued on
+  jobs: Jobs;
   logger: Logger;
   metrics: Metrics;
   authenticators: readonly Authenticator[];
@@ -47,6 +53,7 @@ export type GrpcHandler = Readonly<{
 const SERVICES: ReadonlyArray<readonly [DescService, Dialect]> = [
   [MoviesService, 'book'],
   [ProductsService, 'products'],
+  [OrdersService, 'products'],
 ];
 
 // grpc-message as the gRPC spec encodes it: only bytes outside printable ASCII, and '%'.
@@ -72,6 +79,8 @@ export function createGrpcHandler(deps: GrpcDeps): GrpcHandler {
     routes: (router) => {
       router.service(MoviesService, moviesService({ db, afterDelete: deps.afterDelete, watch }));
       router.service(ProductsService, productsService({ db, watch }));
+      const orders = { jobs: deps.jobs, metrics: orderMetrics(deps.metrics.registry) };
+      router.service(OrdersService, ordersService({ db, ...orders, watch }));
       const names = served.map((service) => service.typeName);
       router.service(Health, healthService({ db, redis, services: names, draining: () => draining }));
       for (const [service, impl] of reflectionServices(served)) router.service(service, impl);
