@@ -381,7 +381,7 @@ const LIST_100 = '/v1/movies?page_size=100&sort=-year';
 // W1's clients each place an order about every this many milliseconds, as people buying do,
 // rather than as fast as the service answers: at a steady state, where the workflow completes
 // orders as fast as they are placed, the POST's latency is its own and not a backlog's.
-const W1_THINK_MS = 250;
+const W1_THINK_MS = Number(process.env.W1_THINK ?? 250);
 const OPEN_STATUSES = ['pending', 'reserved', 'paid'];
 const SETTLE_LIMIT_S = 120;
 

@@ -20,11 +20,12 @@ const STEP_WORKERS = 2;
 const STEP_BATCH = 8;
 // pg-boss waits its polling interval after every fetch, jobs found or not, unless the worker
 // is notified: without wake-ups a worker would take one batch per interval, whatever the
-// backlog. A worker that found jobs is woken at once to fetch again; one that found none
-// sleeps until the interval ends or an order of this process changes (its next step may be
-// due), whichever comes first. Changes within WAKE_MS wake the workers once.
+// backlog. A worker that filled its batch is woken at once to fetch again (a backlog); the
+// others wait until the interval ends or an order of this process changes (its next step may
+// be due). Changes within WAKE_MS wake one worker, in turn: a fetch finds the steps of many
+// orders, and fetching for every change would cost more than the steps.
 const POLLING_INTERVAL_S = 0.5;
-const WAKE_MS = 5;
+const WAKE_MS = 20;
 
 export type OrderWorkerDeps = Readonly<{
   db: Db;
@@ -62,7 +63,7 @@ export async function startOrderWorkers(deps: OrderWorkerDeps): Promise<void> {
       { batchSize: STEP_BATCH, pollingIntervalSeconds: POLLING_INTERVAL_S },
       async (batch) => {
         const ran = await Promise.allSettled(batch.map(runOne));
-        if (batch.length > 0) jobs.notifyWorker(id);
+        if (batch.length === STEP_BATCH) jobs.notifyWorker(id);
         const failed = ran.find((result) => result.status === 'rejected');
         if (failed) throw failed.reason;
       },
@@ -70,12 +71,14 @@ export async function startOrderWorkers(deps: OrderWorkerDeps): Promise<void> {
     workers.push(id);
   }
   let wakePending = false;
+  let turn = 0;
   observeOrderChanges(deps.db, async () => {
     if (wakePending) return;
     wakePending = true;
     setTimeout(() => {
       wakePending = false;
-      for (const id of workers) jobs.notifyWorker(id);
+      turn = (turn + 1) % workers.length;
+      jobs.notifyWorker(workers[turn] as string);
     }, WAKE_MS).unref();
   });
   await jobs.schedule(ORDER_SWEEP_QUEUE, '* * * * *');
