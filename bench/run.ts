@@ -2,7 +2,8 @@
 //                  [--url URL --token TOKEN] [--db-dsn DSN] [--movies 2000] [--warmup 2]
 //                  [--callback-clients 50] [--callback-ids 200] [--callback-id-range 200]
 //                  [--callback-interval 100] [--bulk-rows 100000] [--cache-ttl 1s] [--tracing]
-//                  [--sse-clients 1000] [--sse-rate 20] [--note TEXT] [--no-record]
+//                  [--sse-clients 1000] [--sse-rate 20] [--order-think 250] [--note TEXT]
+//                  [--no-record]
 //
 // Starts the service itself (production settings, rate limiter off, embedded PostgreSQL
 // unless --db-dsn) unless given --url, prepares its data through the API, measures a
@@ -11,13 +12,14 @@
 // token), Q1 (S2's read as unary GetMovie over gRPC, as many streams as S2 has connections;
 // bench/grpc-load.ts; only when it starts the service), P1 (products written with a JWT: POST
 // and PATCH, half each), W1 (orders placed with a JWT, a new Idempotency-Key each, each client
-// about every W1_THINK_MS, against a payments stand-in in this process that always accepts;
+// about every --order-think ms, against a payments stand-in in this process that always accepts;
 // then the seconds until every order is terminal), L1 and L2 (a list of
 // 100 movies without and with compression), G1 (one movie by id through POST /graphql), B1
 // (one bulk import of --bulk-rows movies and their export, rows a second; bench/bulk.ts), E1
 // (--sse-clients SSE clients receiving --sse-rate movie updates a second, delivery latency;
-// bench/events.ts) and the callback scenario C1 (bench/callbacks.ts; only when it starts the
-// service). R1 is S2 against a second instance on the same database with -redis-url (a
+// bench/events.ts), A1 (movie.created on RabbitMQ under S4's load: a rabbitmq-server and a
+// second instance with -amqp-url, started for it; bench/broker.ts) and the callback scenario
+// C1 (bench/callbacks.ts; only when it starts the service). R1 is S2 against a second instance on the same database with -redis-url (a
 // redis-server the benchmark starts) and -cache-ttl, so its reads are mostly X-Cache: HIT;
 // also only when it starts the service.
 // Each figure is printed with its change against the last full row of bench/results.md
@@ -52,8 +54,10 @@ import { StandInUpstream } from '../src/callbacks/stand-in.ts';
 import { generateMovies } from '../src/movies/seed.ts';
 import { startPaymentsStandIn } from '../src/payments/stand-in.ts';
 import { freePort } from '../test/ports.ts';
+import { hasRabbitmqServer, spawnRabbitmqServer } from '../test/rabbitmq-server.ts';
 import { spawnRedisServer } from '../test/redis-server.ts';
 import { SmtpSink, tokenIn } from '../test/smtp-sink.ts';
+import { type PublishLatencyResult, runPublishLatency } from './broker.ts';
 import { type BulkResult, runBulk } from './bulk.ts';
 import { type CallbackLoadResult, runCallbackLoad } from './callbacks.ts';
 import { type EventFanoutResult, runEventFanout } from './events.ts';
@@ -89,6 +93,7 @@ const SCENARIO_OPTIONS = {
   'cache-ttl': { type: 'string', default: '1s' },
   'sse-clients': { type: 'string', default: '1000' },
   'sse-rate': { type: 'string', default: '20' },
+  'order-think': { type: 'string', default: '250' },
 } as const;
 
 const { values: opts } = parseArgs({
@@ -378,10 +383,10 @@ type Scenario = {
 
 const LIST_100 = '/v1/movies?page_size=100&sort=-year';
 
-// W1's clients each place an order about every this many milliseconds, as people buying do,
-// rather than as fast as the service answers: at a steady state, where the workflow completes
-// orders as fast as they are placed, the POST's latency is its own and not a backlog's.
-const W1_THINK_MS = Number(process.env.W1_THINK ?? 250);
+// W1's clients each place an order about every --order-think milliseconds, as people buying
+// do, rather than as fast as the service answers: at a steady state, where the workflow
+// completes orders as fast as they are placed, the POST's latency is its own and not a
+// backlog's (`--order-think 0`: as fast as it answers).
 const OPEN_STATUSES = ['pending', 'reserved', 'paid'];
 const SETTLE_LIMIT_S = 120;
 
@@ -526,7 +531,7 @@ function scenarios({
         token: jwt,
         connections: c,
         uniqueHeader: 'Idempotency-Key',
-        thinkMs: W1_THINK_MS,
+        thinkMs: Number(opts['order-think']),
       },
       settle: () => ordersSettled(url, jwt),
     },
@@ -600,6 +605,40 @@ function bcryptLimitRps(): { hashMs: number; limitRps: number } {
     hashMs: Number(hashMs.toFixed(1)),
     limitRps: Number((availableParallelism() / (hashMs / 1000)).toFixed(2)),
   };
+}
+
+// A1: a rabbitmq-server, and a second instance on the same database with -amqp-url, whose
+// relay publishes what the first instance commits under S4's load; both stop afterwards.
+async function runA1(
+  database: Database,
+  smtpPort: number,
+  upstreamUrl: string,
+  url: string,
+  token: string,
+  s4: Scenario['spec'],
+): Promise<PublishLatencyResult> {
+  const rabbit = await spawnRabbitmqServer();
+  const stopRabbit = () => rabbit.remove();
+  running.add(stopRabbit);
+  try {
+    const relay = await startService(smtpPort, upstreamUrl, database, ['-amqp-url', rabbit.url], false);
+    try {
+      console.log(`A1: rabbitmq-server at ${rabbit.url}, relaying instance ${relay.url}`);
+      return await runPublishLatency({
+        url,
+        token,
+        amqpUrl: rabbit.url,
+        exchange: 'greenlight.events',
+        durationSeconds: duration,
+        load: (seconds) => load({ ...s4, url, durationSeconds: seconds }),
+      });
+    } finally {
+      await relay.stop();
+    }
+  } finally {
+    running.delete(stopRabbit);
+    await stopRabbit();
+  }
 }
 
 function load(spec: LoadSpec): Promise<LoadResult> {
@@ -687,9 +726,10 @@ async function main(): Promise<void> {
   let url = opts.url;
   const otlp = opts.tracing ? new OtlpSink() : undefined;
   if (otlp && url) throw new Error('--tracing needs the service this benchmark starts (no --url)');
+  let database: Database | undefined;
   if (!url) {
     await sink.start();
-    const database = await newDatabase();
+    database = await newDatabase();
     const otlpUrl = await otlp?.start();
     service = await startService(sink.port, upstreamUrl, database, [
       '-payments-url',
@@ -733,9 +773,9 @@ async function main(): Promise<void> {
   }
 
   const rows: Record<string, unknown>[] = [];
-  for (const scenario of scenarios({ token, ids, ...products, grpcUrl: service?.grpcUrl, url }).filter((s) =>
-    wanted.has(s.name),
-  )) {
+  const every = scenarios({ token, ids, ...products, grpcUrl: service?.grpcUrl, url });
+  const s4Spec = every.find((s) => s.name === 'S4')?.spec as Scenario['spec'];
+  for (const scenario of every.filter((s) => wanted.has(s.name))) {
     if ((scenario.cached && !cached) || scenario.run === null) {
       console.log(`${scenario.name} skipped: it needs the service this benchmark starts`);
       continue;
@@ -840,6 +880,21 @@ async function main(): Promise<void> {
     );
   }
 
+  let publish: PublishLatencyResult | undefined;
+  if (wanted.has('A1')) {
+    if (!service || !database) console.log('A1 skipped: it needs the service this benchmark starts');
+    else if (!hasRabbitmqServer())
+      console.log('A1 skipped: rabbitmq-server is not installed (apt-get install rabbitmq-server)');
+    else {
+      publish = await runA1(database, sink.port, upstreamUrl, url, token, s4Spec);
+      if (publish.missing > 0) failing.push(`A1 ${publish.missing} events not received`);
+      const measured = show('A1', { events: publish.events_per_s, p50: publish.p50_ms, p99: publish.p99_ms });
+      console.log(
+        `A1 movie.created on RabbitMQ under S4's load (${publish.s4_rps} req/s): ${publish.received} events, ${publish.missing} missing, ${measured}, max ${publish.max_ms} ms (latency of ${publish.probes} probes from their POST)`,
+      );
+    }
+  }
+
   let callbacks: CallbackLoadResult | undefined;
   if (!service && wanted.has('C1')) console.log('C1 skipped: it needs the service this benchmark starts');
   if (service && wanted.has('C1')) {
@@ -907,6 +962,7 @@ async function main(): Promise<void> {
     scenarios: rows,
     bulk: bulk ?? null,
     events: events ?? null,
+    publish: publish ?? null,
     callbacks: callbacks ?? null,
     flagged,
     failing,
