@@ -317,9 +317,13 @@ type Prepared = {
   jwt: string;
   apiKey: string;
   productIds: number[];
-  // W1's product, with stock for any number of orders
-  orderProductId: number;
+  // W1's products, each with stock for any number of orders
+  orderProductIds: number[];
 };
+
+// W1's orders are spread over this many products, each order one of them at random: a shop's
+// sales, not every buyer after one item (whose row lock would then order every reservation).
+const ORDER_PRODUCTS = 100;
 
 // A JWT and an API key for the bench user, and products to read (S7, S8) and change (P1).
 async function prepareProducts(url: string): Promise<Omit<Prepared, 'token' | 'ids'>> {
@@ -335,14 +339,23 @@ async function prepareProducts(url: string): Promise<Omit<Prepared, 'token' | 'i
     );
     for (const c of created) productIds.push(c.id as number);
   }
-  const forOrders = await api(
-    url,
-    'POST',
-    '/api/v1/products',
-    { name: 'Orders', price: 9.99, stock: 2_000_000_000 },
-    jwt,
+  const forOrders = await Promise.all(
+    Array.from({ length: ORDER_PRODUCTS }, (_, i) =>
+      api(
+        url,
+        'POST',
+        '/api/v1/products',
+        { name: `For orders ${i}`, price: 9.99, stock: 1_000_000_000 },
+        jwt,
+      ),
+    ),
   );
-  return { jwt, apiKey: key.key as string, productIds, orderProductId: forOrders.id as number };
+  return {
+    jwt,
+    apiKey: key.key as string,
+    productIds,
+    orderProductIds: forOrders.map((product) => product.id as number),
+  };
 }
 
 async function prepare(service: Service, sink: SmtpSink): Promise<{ token: string; ids: number[] }> {
@@ -412,7 +425,7 @@ function scenarios({
   jwt,
   apiKey,
   productIds,
-  orderProductId,
+  orderProductIds,
   grpcUrl,
   url,
 }: Prepared & { grpcUrl?: string; url: string }): Scenario[] {
@@ -525,9 +538,9 @@ function scenarios({
       spec: {
         method: 'POST',
         paths: ['/api/v1/orders'],
-        bodies: [
-          JSON.stringify({ items: [{ product_id: orderProductId, quantity: 1 }], payment_token: 'tok_visa' }),
-        ],
+        bodies: orderProductIds.map((id) =>
+          JSON.stringify({ items: [{ product_id: id, quantity: 1 }], payment_token: 'tok_visa' }),
+        ),
         token: jwt,
         connections: c,
         uniqueHeader: 'Idempotency-Key',
@@ -764,7 +777,7 @@ async function main(): Promise<void> {
   const products =
     wanted.has('S7') || wanted.has('S8') || wanted.has('P1') || wanted.has('W1')
       ? await prepareProducts(url)
-      : { jwt: '', apiKey: '', productIds: [], orderProductId: 0 };
+      : { jwt: '', apiKey: '', productIds: [], orderProductIds: [] };
   const bcrypt = wanted.has('S6') ? bcryptLimitRps() : undefined;
   if (bcrypt) {
     console.log(
@@ -1098,9 +1111,14 @@ function withoutAutogroup(): void {
   }
 }
 
-withoutAutogroup();
-main().catch(async (err) => {
+// A failure, in main or in an event handler outside it, stops what the run started before
+// exiting: a service, its database or a broker left running would skew every later run.
+async function fail(err: unknown) {
   console.error(err);
   for (const stop of [...running].reverse()) await stop().catch(() => undefined);
   process.exit(1);
-});
+}
+
+withoutAutogroup();
+process.on('uncaughtException', fail);
+main().catch(fail);
