@@ -141,13 +141,17 @@ export async function insertOrder(
   order: NewOrder,
   prices: ReadonlyMap<number, string>,
 ): Promise<Order> {
-  const { rows } = await db.query<OrderRow>(INSERT, [
-    userId,
-    order.paymentToken,
-    order.lines.map((line) => line.productId),
-    order.lines.map((line) => line.quantity),
-    order.lines.map((line) => prices.get(line.productId)),
-  ]);
+  const { rows } = await db.query<OrderRow>({
+    name: 'insert-order',
+    text: INSERT,
+    values: [
+      userId,
+      order.paymentToken,
+      order.lines.map((line) => line.productId),
+      order.lines.map((line) => line.quantity),
+      order.lines.map((line) => prices.get(line.productId)),
+    ],
+  });
   return toOrder(rows[0] as OrderRow);
 }
 
@@ -214,7 +218,11 @@ export async function transition(
 }
 
 export async function markChargeAttempted(db: Queryable, id: number): Promise<boolean> {
-  const { rowCount } = await db.query(MARK_CHARGE_ATTEMPTED, [id]);
+  const { rowCount } = await db.query({
+    name: 'mark-charge-attempted',
+    text: MARK_CHARGE_ATTEMPTED,
+    values: [id],
+  });
   return (rowCount ?? 0) > 0;
 }
 
