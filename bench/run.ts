@@ -2,7 +2,7 @@
 //                  [--url URL --token TOKEN] [--db-dsn DSN] [--movies 2000] [--warmup 2]
 //                  [--callback-clients 50] [--callback-ids 200] [--callback-id-range 200]
 //                  [--callback-interval 100] [--bulk-rows 100000] [--cache-ttl 1s] [--tracing]
-//                  [--sse-clients 1000] [--sse-rate 20] [--order-think 250] [--note TEXT]
+//                  [--sse-clients 1000] [--sse-rate 20] [--order-think 500] [--note TEXT]
 //                  [--no-record]
 //
 // Starts the service itself (production settings, rate limiter off, embedded PostgreSQL
@@ -93,7 +93,7 @@ const SCENARIO_OPTIONS = {
   'cache-ttl': { type: 'string', default: '1s' },
   'sse-clients': { type: 'string', default: '1000' },
   'sse-rate': { type: 'string', default: '20' },
-  'order-think': { type: 'string', default: '250' },
+  'order-think': { type: 'string', default: '500' },
 } as const;
 
 const { values: opts } = parseArgs({
