@@ -13,9 +13,13 @@ import { insertUser } from '../src/accounts/users.sql.ts';
 import { buildApp, createMetrics } from '../src/app.ts';
 import { createMailer, QUEUES } from '../src/background.ts';
 import { buildConfig, type Config, readSettings } from '../src/config.ts';
+import { startOrderWorkers } from '../src/orders/orders.worker.ts';
+import { createPaymentsClient } from '../src/payments/payments.ts';
+import { type PaymentsStandIn, startPaymentsStandIn } from '../src/payments/stand-in.ts';
 import { createPool, type Db } from '../src/platform/db.ts';
-import { startJobs } from '../src/platform/jobs.ts';
+import { type Jobs, startJobs } from '../src/platform/jobs.ts';
 import { createLogger, type Logger } from '../src/platform/logger.ts';
+import type { Metrics } from '../src/platform/metrics.ts';
 import { connectRedis } from '../src/platform/redis.ts';
 import { listenForSettingChanges, RuntimeSettings } from '../src/settings/runtime.ts';
 
@@ -95,6 +99,11 @@ export type TestApp = {
   config: Config;
   lines: LogLine[];
   dsn: string;
+  // the app's job queue and metrics
+  jobs: Jobs;
+  metrics: Metrics;
+  // the payment provider of the orders' workflow, with `orderWorkflow`
+  standIn?: PaymentsStandIn;
   // app.inject as an activated user holding movies:read and movies:write
   api: Inject;
   token: string;
@@ -134,12 +143,15 @@ export function withToken(app: FastifyInstance, token: string): Inject {
 
 // The real application on its own database; closed after the file's tests.
 // `configure` may add routes (e.g. one that throws) before the app is ready; `workers`
-// starts the background workers (mail delivery) as the server does.
+// starts the background workers (mail delivery) as the server does; `orderWorkflow` runs the
+// orders' workflow steps on the app's job queue against a payment stand-in (TestApp.standIn),
+// as the server runs them against the provider.
 export async function buildTestApp(
   options: {
     flags?: string[];
     dsn?: string;
     workers?: boolean;
+    orderWorkflow?: boolean;
     // an identity cache kept fresh by LISTEN/NOTIFY, as the server runs
     identityCache?: boolean;
     // connects to this Redis as `serve -redis-url` does
@@ -169,17 +181,25 @@ export async function buildTestApp(
   await app.ready();
   const mailer = createMailer(config, logger);
   if (options.workers) await startEmailWorker(jobs, mailer, logger, metrics);
+  const standIn = options.orderWorkflow
+    ? await startPaymentsStandIn({ host: '127.0.0.1', port: 0 })
+    : undefined;
+  const payments = standIn && createPaymentsClient({ url: standIn.url, timeoutMs: 2000, logger });
+  if (payments) await startOrderWorkers({ db, jobs, payments, logger, metrics, config });
   after(async () => {
     await app.close();
     await stopListening();
     await redis?.close();
     await stopSettings();
     await jobs.stop({ graceful: true, wait: true, timeout: 5000 });
+    await payments?.close();
+    await standIn?.close();
     mailer.close();
     await db.end();
   });
   const { token } = await createUser(db, { permissions: ['movies:read', 'movies:write'] });
-  return { app, db, config, lines, dsn, api: withToken(app, token), token, identityCache, settings };
+  const api = withToken(app, token);
+  return { app, db, config, lines, dsn, jobs, metrics, standIn, api, token, identityCache, settings };
 }
 
 export type Movie = {

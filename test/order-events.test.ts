@@ -4,41 +4,19 @@
 // both transports; resume across other users' events; the orders:read scope; an admin made a
 // user mid-stream; pruning.
 import assert from 'node:assert/strict';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { setRole } from '../src/accounts/accounts.ts';
-import { createMetrics } from '../src/app.ts';
-import { QUEUES } from '../src/background.ts';
-import { startOrderWorkers } from '../src/orders/orders.worker.ts';
-import { createPaymentsClient } from '../src/payments/payments.ts';
-import { startPaymentsStandIn } from '../src/payments/stand-in.ts';
-import { startJobs } from '../src/platform/jobs.ts';
 import { pruneEvents } from '../src/realtime/events.ts';
 import { ORDERS } from '../src/realtime/topics.ts';
-import { buildTestApp, captureLogger, createUser, TEST_PASSWORD, waitFor } from './helpers.ts';
+import { buildTestApp, createUser, TEST_PASSWORD, waitFor } from './helpers.ts';
 import { openSse, openWs, type SseEvent, until } from './stream-clients.ts';
 
-// Registered before buildTestApp's own: the workers stop before the app and its pool close.
-const stops: (() => Promise<unknown>)[] = [];
-after(async () => {
-  for (const stop of stops) await stop();
-});
-const { app, db, dsn, config } = await buildTestApp({ identityCache: true });
+const { app, db } = await buildTestApp({ identityCache: true, orderWorkflow: true });
 await app.listen({ port: 0, host: '127.0.0.1' });
 const { port } = app.server.address() as { port: number };
 const base = `http://127.0.0.1:${port}`;
 const EVENTS = `${base}/api/v1/orders/events`;
 const WS = `ws://127.0.0.1:${port}/v1/ws`;
-
-const { logger } = captureLogger();
-const standIn = await startPaymentsStandIn({ host: '127.0.0.1', port: 0 });
-const jobs = await startJobs(dsn, logger, QUEUES);
-const payments = createPaymentsClient({ url: standIn.url, timeoutMs: 2000, logger });
-await startOrderWorkers({ db, jobs, payments, logger, config, metrics: createMetrics(config, db, jobs) });
-stops.push(
-  () => jobs.stop({ graceful: false, wait: true, timeout: 5000 }),
-  () => payments.close(),
-  () => standIn.close(),
-);
 
 type OrderJson = { id: number; user_id: number; status: string; version: number };
 type EventData = { id: number; type: string; occurred_at: string; order: OrderJson };

@@ -2,29 +2,17 @@
 // racing a charge in flight, provider failures and lost answers, and the timeout sweep. Money is
 // checked by the stand-in's ledger, stock by the products table.
 import assert from 'node:assert/strict';
-import { after, describe, test } from 'node:test';
-import { createMetrics } from '../src/app.ts';
-import { QUEUES } from '../src/background.ts';
-import { startOrderWorkers, sweepStaleOrders } from '../src/orders/orders.worker.ts';
+import { describe, test } from 'node:test';
+import { sweepStaleOrders } from '../src/orders/orders.worker.ts';
 import { ORDER_STEPS_QUEUE } from '../src/orders/workflow.queue.ts';
-import { createPaymentsClient } from '../src/payments/payments.ts';
-import { startPaymentsStandIn } from '../src/payments/stand-in.ts';
-import { startJobs } from '../src/platform/jobs.ts';
+import type { PaymentsStandIn } from '../src/payments/stand-in.ts';
 import { buildTestApp, captureLogger, createUser, waitFor } from './helpers.ts';
 import { run } from './processes.ts';
 
-const { app, db, dsn, config } = await buildTestApp();
+const t = await buildTestApp({ orderWorkflow: true });
+const { app, db, dsn, config, jobs, metrics } = t;
+const standIn = t.standIn as PaymentsStandIn;
 const { logger } = captureLogger();
-const standIn = await startPaymentsStandIn({ host: '127.0.0.1', port: 0 });
-const jobs = await startJobs(dsn, logger, QUEUES);
-const metrics = createMetrics(config, db, jobs);
-const payments = createPaymentsClient({ url: standIn.url, timeoutMs: 2000, logger });
-await startOrderWorkers({ db, jobs, payments, logger, metrics, config });
-after(async () => {
-  await jobs.stop({ graceful: false, wait: true, timeout: 5000 });
-  await payments.close();
-  await standIn.close();
-});
 
 const seller = await createUser(db);
 const buyer = await createUser(db);
