@@ -37,7 +37,8 @@ async function health(agent: Agent, url: string): Promise<Health['backlog']> {
   return ((await body.json()) as Health).backlog;
 }
 
-function percentile(sorted: readonly number[], p: number): number {
+// p's quantile (0–1) of ascending `sorted`
+export function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? 0;
 }
 

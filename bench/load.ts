@@ -3,7 +3,9 @@
 // costs the machine more CPU and so understates the service.
 import { execFile, spawnSync } from 'node:child_process';
 import { Agent, request } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { percentile } from './callbacks.ts';
 
 export type LoadSpec = Readonly<{
   url: string; // base URL, no trailing slash
@@ -19,6 +21,9 @@ export type LoadSpec = Readonly<{
   headers?: Readonly<Record<string, string>>;
   // a header sent with a value of its own on every request (W1's Idempotency-Key)
   uniqueHeader?: string;
+  // each connection waits about this long (±50 %, at random) before each request: clients
+  // that act at a human pace instead of as fast as the service answers (W1)
+  thinkMs?: number;
 }>;
 
 export type LoadResult = Readonly<{
@@ -59,6 +64,7 @@ export function runWrk(spec: LoadSpec): Promise<LoadResult> {
       .map(([name, value]) => `${name}: ${value}`)
       .join('\n'),
     BENCH_UNIQUE_HEADER: spec.uniqueHeader ?? '',
+    BENCH_THINK_MS: String(spec.thinkMs ?? 0),
   };
   return new Promise((resolve, reject) => {
     execFile('wrk', args, { env, timeout: (spec.durationSeconds + 30) * 1000 }, (err, stdout) => {
@@ -132,17 +138,19 @@ export async function runNodeLoad(spec: LoadSpec): Promise<LoadResult> {
   const started = performance.now();
   await Promise.all(
     Array.from({ length: spec.connections }, async () => {
-      while (performance.now() < deadline) await one();
+      while (performance.now() < deadline) {
+        if (spec.thinkMs) await sleep(spec.thinkMs * (0.5 + Math.random()));
+        await one();
+      }
     }),
   );
   agent.destroy();
   latencies.sort((a, b) => a - b);
-  const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
   return {
     requests: latencies.length,
     rps: latencies.length / ((performance.now() - started) / 1000),
-    p50: at(0.5),
-    p99: at(0.99),
+    p50: percentile(latencies, 0.5),
+    p99: percentile(latencies, 0.99),
     statuses,
     socketErrors,
   };

@@ -23,6 +23,7 @@ export const SCENARIOS = [
   'R1',
   'B1',
   'E1',
+  'A1',
   'C1',
 ] as const;
 
@@ -47,6 +48,7 @@ function metricsOf(column: string): readonly Metric[] {
     ];
   if (column === 'E1')
     return [{ key: 'delivered', template: 'delivered {v} %', better: 'higher' }, ...LATENCY];
+  if (column === 'A1') return [{ key: 'events', template: '{v} events/s', better: 'higher' }, ...LATENCY];
   if (column === 'C1')
     return [{ key: 'accepted', template: '{v} callbacks/s', better: 'higher' }, ...LATENCY];
   if (column === RSS_COLUMN)

@@ -2,7 +2,8 @@
 //                  [--url URL --token TOKEN] [--db-dsn DSN] [--movies 2000] [--warmup 2]
 //                  [--callback-clients 50] [--callback-ids 200] [--callback-id-range 200]
 //                  [--callback-interval 100] [--bulk-rows 100000] [--cache-ttl 1s] [--tracing]
-//                  [--sse-clients 1000] [--sse-rate 20] [--note TEXT] [--no-record]
+//                  [--sse-clients 1000] [--sse-rate 20] [--order-think 250] [--note TEXT]
+//                  [--no-record]
 //
 // Starts the service itself (production settings, rate limiter off, embedded PostgreSQL
 // unless --db-dsn) unless given --url, prepares its data through the API, measures a
@@ -10,13 +11,15 @@
 // S1–S8 (S7, S8: the products API with a JWT and with an API key, to compare with S2's book
 // token), Q1 (S2's read as unary GetMovie over gRPC, as many streams as S2 has connections;
 // bench/grpc-load.ts; only when it starts the service), P1 (products written with a JWT: POST
-// and PATCH, half each), W1 (orders placed with a JWT, a new Idempotency-Key each, against a
-// payments stand-in in this process that always accepts), L1 and L2 (a list of
+// and PATCH, half each), W1 (orders placed with a JWT, a new Idempotency-Key each, each client
+// about every --order-think ms, against a payments stand-in in this process that always accepts;
+// then the seconds until every order is terminal), L1 and L2 (a list of
 // 100 movies without and with compression), G1 (one movie by id through POST /graphql), B1
 // (one bulk import of --bulk-rows movies and their export, rows a second; bench/bulk.ts), E1
 // (--sse-clients SSE clients receiving --sse-rate movie updates a second, delivery latency;
-// bench/events.ts) and the callback scenario C1 (bench/callbacks.ts; only when it starts the
-// service). R1 is S2 against a second instance on the same database with -redis-url (a
+// bench/events.ts), A1 (movie.created on RabbitMQ under S4's load: a rabbitmq-server and a
+// second instance with -amqp-url, started for it; bench/broker.ts) and the callback scenario
+// C1 (bench/callbacks.ts; only when it starts the service). R1 is S2 against a second instance on the same database with -redis-url (a
 // redis-server the benchmark starts) and -cache-ttl, so its reads are mostly X-Cache: HIT;
 // also only when it starts the service.
 // Each figure is printed with its change against the last full row of bench/results.md
@@ -44,14 +47,17 @@ import {
 import { request } from 'node:http';
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { hashSync } from '@node-rs/bcrypt';
 import { StandInUpstream } from '../src/callbacks/stand-in.ts';
 import { generateMovies } from '../src/movies/seed.ts';
 import { startPaymentsStandIn } from '../src/payments/stand-in.ts';
 import { freePort } from '../test/ports.ts';
+import { hasRabbitmqServer, spawnRabbitmqServer } from '../test/rabbitmq-server.ts';
 import { spawnRedisServer } from '../test/redis-server.ts';
 import { SmtpSink, tokenIn } from '../test/smtp-sink.ts';
+import { type PublishLatencyResult, runPublishLatency } from './broker.ts';
 import { type BulkResult, runBulk } from './bulk.ts';
 import { type CallbackLoadResult, runCallbackLoad } from './callbacks.ts';
 import { type EventFanoutResult, runEventFanout } from './events.ts';
@@ -87,6 +93,7 @@ const SCENARIO_OPTIONS = {
   'cache-ttl': { type: 'string', default: '1s' },
   'sse-clients': { type: 'string', default: '1000' },
   'sse-rate': { type: 'string', default: '20' },
+  'order-think': { type: 'string', default: '250' },
 } as const;
 
 const { values: opts } = parseArgs({
@@ -310,9 +317,13 @@ type Prepared = {
   jwt: string;
   apiKey: string;
   productIds: number[];
-  // W1's product, with stock for any number of orders
-  orderProductId: number;
+  // W1's products, each with stock for any number of orders
+  orderProductIds: number[];
 };
+
+// W1's orders are spread over this many products, each order one of them at random: a shop's
+// sales, not every buyer after one item (whose row lock would then order every reservation).
+const ORDER_PRODUCTS = 100;
 
 // A JWT and an API key for the bench user, and products to read (S7, S8) and change (P1).
 async function prepareProducts(url: string): Promise<Omit<Prepared, 'token' | 'ids'>> {
@@ -328,14 +339,23 @@ async function prepareProducts(url: string): Promise<Omit<Prepared, 'token' | 'i
     );
     for (const c of created) productIds.push(c.id as number);
   }
-  const forOrders = await api(
-    url,
-    'POST',
-    '/api/v1/products',
-    { name: 'Orders', price: 9.99, stock: 2_000_000_000 },
-    jwt,
+  const forOrders = await Promise.all(
+    Array.from({ length: ORDER_PRODUCTS }, (_, i) =>
+      api(
+        url,
+        'POST',
+        '/api/v1/products',
+        { name: `For orders ${i}`, price: 9.99, stock: 1_000_000_000 },
+        jwt,
+      ),
+    ),
   );
-  return { jwt, apiKey: key.key as string, productIds, orderProductId: forOrders.id as number };
+  return {
+    jwt,
+    apiKey: key.key as string,
+    productIds,
+    orderProductIds: forOrders.map((product) => product.id as number),
+  };
 }
 
 async function prepare(service: Service, sink: SmtpSink): Promise<{ token: string; ids: number[] }> {
@@ -370,9 +390,34 @@ type Scenario = {
   spec: Omit<LoadSpec, 'url' | 'durationSeconds'>;
   cached?: boolean;
   run?: ((durationSeconds: number) => Promise<LoadResult>) | null;
+  // after the load: how many seconds until the work it started has ended (W1's orders)
+  settle?: () => Promise<number>;
 };
 
 const LIST_100 = '/v1/movies?page_size=100&sort=-year';
+
+// W1's clients each place an order about every --order-think milliseconds, as people buying
+// do, rather than as fast as the service answers: at a steady state, where the workflow
+// completes orders as fast as they are placed, the POST's latency is its own and not a
+// backlog's (`--order-think 0`: as fast as it answers).
+const OPEN_STATUSES = ['pending', 'reserved', 'paid'];
+const SETTLE_LIMIT_S = 120;
+
+// Seconds until none of the bench user's orders is in flight any more (SETTLE_LIMIT_S when
+// some still are then).
+async function ordersSettled(url: string, jwt: string): Promise<number> {
+  const started = performance.now();
+  while ((performance.now() - started) / 1000 < SETTLE_LIMIT_S) {
+    const open = await Promise.all(
+      OPEN_STATUSES.map((status) =>
+        api(url, 'GET', `/api/v1/orders?status=${status}&limit=1`, undefined, jwt),
+      ),
+    );
+    if (open.every((page) => page.total === 0)) break;
+    await sleep(100);
+  }
+  return Number(((performance.now() - started) / 1000).toFixed(1));
+}
 
 function scenarios({
   token,
@@ -380,9 +425,10 @@ function scenarios({
   jwt,
   apiKey,
   productIds,
-  orderProductId,
+  orderProductIds,
   grpcUrl,
-}: Prepared & { grpcUrl?: string }): Scenario[] {
+  url,
+}: Prepared & { grpcUrl?: string; url: string }): Scenario[] {
   const some = ids.slice(0, 500);
   const productPaths = productIds.map((id) => `/api/v1/products/${id}`);
   const moviePaths = some.map((id) => `/v1/movies/${id}`);
@@ -492,13 +538,15 @@ function scenarios({
       spec: {
         method: 'POST',
         paths: ['/api/v1/orders'],
-        bodies: [
-          JSON.stringify({ items: [{ product_id: orderProductId, quantity: 1 }], payment_token: 'tok_visa' }),
-        ],
+        bodies: orderProductIds.map((id) =>
+          JSON.stringify({ items: [{ product_id: id, quantity: 1 }], payment_token: 'tok_visa' }),
+        ),
         token: jwt,
         connections: c,
         uniqueHeader: 'Idempotency-Key',
+        thinkMs: Number(opts['order-think']),
       },
+      settle: () => ordersSettled(url, jwt),
     },
     {
       name: 'L1',
@@ -570,6 +618,40 @@ function bcryptLimitRps(): { hashMs: number; limitRps: number } {
     hashMs: Number(hashMs.toFixed(1)),
     limitRps: Number((availableParallelism() / (hashMs / 1000)).toFixed(2)),
   };
+}
+
+// A1: a rabbitmq-server, and a second instance on the same database with -amqp-url, whose
+// relay publishes what the first instance commits under S4's load; both stop afterwards.
+async function runA1(
+  database: Database,
+  smtpPort: number,
+  upstreamUrl: string,
+  url: string,
+  token: string,
+  s4: Scenario['spec'],
+): Promise<PublishLatencyResult> {
+  const rabbit = await spawnRabbitmqServer();
+  const stopRabbit = () => rabbit.remove();
+  running.add(stopRabbit);
+  try {
+    const relay = await startService(smtpPort, upstreamUrl, database, ['-amqp-url', rabbit.url], false);
+    try {
+      console.log(`A1: rabbitmq-server at ${rabbit.url}, relaying instance ${relay.url}`);
+      return await runPublishLatency({
+        url,
+        token,
+        amqpUrl: rabbit.url,
+        exchange: 'greenlight.events',
+        durationSeconds: duration,
+        load: (seconds) => load({ ...s4, url, durationSeconds: seconds }),
+      });
+    } finally {
+      await relay.stop();
+    }
+  } finally {
+    running.delete(stopRabbit);
+    await stopRabbit();
+  }
 }
 
 function load(spec: LoadSpec): Promise<LoadResult> {
@@ -657,9 +739,10 @@ async function main(): Promise<void> {
   let url = opts.url;
   const otlp = opts.tracing ? new OtlpSink() : undefined;
   if (otlp && url) throw new Error('--tracing needs the service this benchmark starts (no --url)');
+  let database: Database | undefined;
   if (!url) {
     await sink.start();
-    const database = await newDatabase();
+    database = await newDatabase();
     const otlpUrl = await otlp?.start();
     service = await startService(sink.port, upstreamUrl, database, [
       '-payments-url',
@@ -694,7 +777,7 @@ async function main(): Promise<void> {
   const products =
     wanted.has('S7') || wanted.has('S8') || wanted.has('P1') || wanted.has('W1')
       ? await prepareProducts(url)
-      : { jwt: '', apiKey: '', productIds: [], orderProductId: 0 };
+      : { jwt: '', apiKey: '', productIds: [], orderProductIds: [] };
   const bcrypt = wanted.has('S6') ? bcryptLimitRps() : undefined;
   if (bcrypt) {
     console.log(
@@ -703,9 +786,9 @@ async function main(): Promise<void> {
   }
 
   const rows: Record<string, unknown>[] = [];
-  for (const scenario of scenarios({ token, ids, ...products, grpcUrl: service?.grpcUrl }).filter((s) =>
-    wanted.has(s.name),
-  )) {
+  const every = scenarios({ token, ids, ...products, grpcUrl: service?.grpcUrl, url });
+  const s4Spec = every.find((s) => s.name === 'S4')?.spec as Scenario['spec'];
+  for (const scenario of every.filter((s) => wanted.has(s.name))) {
     if ((scenario.cached && !cached) || scenario.run === null) {
       console.log(`${scenario.name} skipped: it needs the service this benchmark starts`);
       continue;
@@ -721,6 +804,7 @@ async function main(): Promise<void> {
     const cpuBefore = serviceCpuMicros(servicePids);
     const result = await measure(duration);
     const cpuUsed = serviceCpuMicros(servicePids) - cpuBefore;
+    const settledS = await scenario.settle?.();
     const ok = Object.entries(result.statuses)
       .filter(([code]) => Number(code) < 400)
       .reduce((sum, [, n]) => sum + n, 0);
@@ -742,6 +826,7 @@ async function main(): Promise<void> {
         ? { response_bytes: await responseBytes(url, scenario.spec) }
         : {}),
       ...(scenario.cached ? { x_cache_of_100: await xCacheSample(target, scenario.spec) } : {}),
+      ...(settledS === undefined ? {} : { settled_s: settledS }),
       ...(scenario.name === 'S6' && bcrypt
         ? {
             rps_exact: Number(result.rps.toFixed(2)),
@@ -768,7 +853,9 @@ async function main(): Promise<void> {
         ? `  ${row.response_bytes} bytes a response`
         : row.x_cache_of_100
           ? `  X-Cache of 100 reads after it: ${JSON.stringify(row.x_cache_of_100)}`
-          : '';
+          : row.settled_s !== undefined
+            ? `  every order terminal ${row.settled_s} s after the load`
+            : '';
     const measured = show(row.scenario, { rps: row.rps_exact ?? row.rps, p50: row.p50_ms, p99: row.p99_ms });
     if (errors > 0) failing.push(`${row.scenario} ${errors} errors`);
     console.log(
@@ -804,6 +891,21 @@ async function main(): Promise<void> {
     console.log(
       `E1 ${events.connected} SSE clients × ${events.updates} updates, ${events.delivered} of ${events.expected} received: ${measured}, max ${events.max_ms} ms (latency from the write)`,
     );
+  }
+
+  let publish: PublishLatencyResult | undefined;
+  if (wanted.has('A1')) {
+    if (!service || !database) console.log('A1 skipped: it needs the service this benchmark starts');
+    else if (!hasRabbitmqServer())
+      console.log('A1 skipped: rabbitmq-server is not installed (apt-get install rabbitmq-server)');
+    else {
+      publish = await runA1(database, sink.port, upstreamUrl, url, token, s4Spec);
+      if (publish.missing > 0) failing.push(`A1 ${publish.missing} events not received`);
+      const measured = show('A1', { events: publish.events_per_s, p50: publish.p50_ms, p99: publish.p99_ms });
+      console.log(
+        `A1 movie.created on RabbitMQ under S4's load (${publish.s4_rps} req/s): ${publish.received} events, ${publish.missing} missing, ${measured}, max ${publish.max_ms} ms (latency of ${publish.probes} probes from their POST)`,
+      );
+    }
   }
 
   let callbacks: CallbackLoadResult | undefined;
@@ -873,6 +975,7 @@ async function main(): Promise<void> {
     scenarios: rows,
     bulk: bulk ?? null,
     events: events ?? null,
+    publish: publish ?? null,
     callbacks: callbacks ?? null,
     flagged,
     failing,
@@ -1008,9 +1111,14 @@ function withoutAutogroup(): void {
   }
 }
 
-withoutAutogroup();
-main().catch(async (err) => {
+// A failure, in main or in an event handler outside it, stops what the run started before
+// exiting: a service, its database or a broker left running would skew every later run.
+async function fail(err: unknown) {
   console.error(err);
   for (const stop of [...running].reverse()) await stop().catch(() => undefined);
   process.exit(1);
-});
+}
+
+withoutAutogroup();
+process.on('uncaughtException', fail);
+main().catch(fail);

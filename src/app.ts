@@ -143,10 +143,8 @@ export function buildApp({
   const posters = createPosters(db, config.posters, logger);
   app.addHook('onClose', async () => posters.storage.close());
   const afterDelete = afterMovieDeleted(posters);
-  app.decorate(
-    'grpc',
-    createGrpcHandler({ config, db, logger, metrics, authenticators, limits, realtime, redis, afterDelete }),
-  );
+  const grpc = { config, db, jobs, logger, metrics, authenticators, limits, realtime, redis, afterDelete };
+  app.decorate('grpc', createGrpcHandler(grpc));
 
   // Order matters: count, CORS (answers preflights itself), authenticate, then limit, so
   // that authenticated users can be limited per user rather than per address.

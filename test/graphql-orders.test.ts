@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { buildTestApp, createUser, type Inject, TEST_PASSWORD, withToken } from './helpers.ts';
+import { createProduct } from './order-helpers.ts';
 
 const { app, db } = await buildTestApp();
 const seller = await createUser(db);
@@ -27,13 +28,7 @@ const errorOf = (result: Result) => {
   return { status: error.extensions.status, code: error.extensions.code, message: error.message };
 };
 
-const product = (
-  await as(seller.token)({
-    method: 'POST',
-    url: '/api/v1/products',
-    payload: { name: 'Lamp', price: 12.5, stock: 100 },
-  })
-).json() as { id: number };
+const product = await createProduct(as(seller.token), { stock: 100 });
 
 const ORDER_FIELDS =
   'id userId status items { productId quantity unitPrice } total failureReason createdAt updatedAt version';

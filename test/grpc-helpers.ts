@@ -1,9 +1,10 @@
 // What the gRPC tests share: the app's gRPC listener started in-process, the independent
 // client (@grpc/grpc-js with the .proto files loaded at run time) and the generated Connect
 // clients over each of the three protocols.
+import assert from 'node:assert/strict';
 import { after } from 'node:test';
 import type { DescService } from '@bufbuild/protobuf';
-import { type Client, createClient, type Interceptor } from '@connectrpc/connect';
+import { type Client, ConnectError, createClient, type Interceptor } from '@connectrpc/connect';
 import {
   createConnectTransport,
   createGrpcTransport,
@@ -37,6 +38,7 @@ export function loadProtos(): Definition {
     [
       'greenlight/v1/movies.proto',
       'greenlight/v1/products.proto',
+      'greenlight/v1/orders.proto',
       'grpc/health/v1/health.proto',
       'grpc/reflection/v1/reflection.proto',
       'grpc/reflection/v1alpha/reflection.proto',
@@ -50,10 +52,14 @@ export function loadProtos(): Definition {
 type Unary = (request: object, options?: grpc.CallOptions) => Promise<any>;
 type UnaryName =
   | `${'Get' | 'List' | 'Create' | 'Update' | 'Delete'}${'Movie' | 'Movies' | 'Product' | 'Products'}`
+  | `${'Place' | 'Get' | 'Cancel'}Order`
+  | 'ListOrders'
+  | 'ListOrderEvents'
   | 'Check';
 
 // A grpc-js client of `service` ("greenlight.v1.MoviesService") whose unary methods return
-// promises; `call.raw` is the client itself, for streams.
+// promises; `raw` is the client itself, for streams; `withMetadata` calls a unary method with
+// more request metadata and answers the response's metadata too.
 export function grpcJsClient(address: string, service: string, token?: string) {
   const Service = service
     .split('.')
@@ -69,18 +75,28 @@ export function grpcJsClient(address: string, service: string, token?: string) {
     if (token !== undefined) m.set('authorization', `Bearer ${token}`);
     return m;
   };
+  const unary = (name: string, request: object, options: grpc.CallOptions, extra: Record<string, string>) =>
+    new Promise<{ answer: Awaited<ReturnType<Unary>>; metadata: grpc.Metadata }>((resolve, reject) => {
+      const sent = metadata();
+      for (const [key, value] of Object.entries(extra)) sent.set(key, value);
+      let received = new grpc.Metadata();
+      const method = raw[name] as (...args: unknown[]) => grpc.ClientUnaryCall;
+      const call = method.call(raw, request, sent, options, (err: Error | null, answer: unknown) =>
+        err ? reject(err) : resolve({ answer, metadata: received }),
+      );
+      call.on('metadata', (headers: grpc.Metadata) => {
+        received = headers;
+      });
+    });
   const call = new Proxy({} as Record<UnaryName, Unary>, {
     get:
       (_, name: string) =>
-      (request: object, options: grpc.CallOptions = {}) =>
-        new Promise((resolve, reject) => {
-          const method = raw[name] as (...args: unknown[]) => unknown;
-          method.call(raw, request, metadata(), options, (err: Error | null, answer: unknown) =>
-            err ? reject(err) : resolve(answer),
-          );
-        }),
+      async (request: object, options: grpc.CallOptions = {}) =>
+        (await unary(name, request, options, {})).answer,
   });
-  return { call, raw, metadata };
+  const withMetadata = (name: UnaryName, request: object, extra: Record<string, string>) =>
+    unary(name, request, {}, extra);
+  return { call, raw, metadata, withMetadata };
 }
 
 // Rejects with the grpc-js error; its code and details (the message).
@@ -91,6 +107,14 @@ export async function grpcJsError(promise: Promise<unknown>): Promise<{ code: nu
     return err as grpc.ServiceError;
   }
   throw new Error('the call succeeded');
+}
+
+// Rejects with the Connect client's error (its code, rawMessage and details).
+export async function connectFailure(promise: Promise<unknown>): Promise<ConnectError> {
+  return promise.then(
+    () => assert.fail('the call succeeded'),
+    (err: unknown) => ConnectError.from(err),
+  );
 }
 
 export const PROTOCOLS = ['grpc', 'grpc-web', 'connect'] as const;

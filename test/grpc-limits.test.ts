@@ -18,14 +18,23 @@ import { ProductsService } from '../gen/greenlight/v1/products_pb.ts';
 import { Health } from '../gen/grpc/health/v1/health_pb.js';
 import { ServerReflection } from '../gen/grpc/reflection/v1/reflection_pb.ts';
 import { STATUS_CODES, toConnectError } from '../src/grpc/errors.ts';
+import { IdempotencyKeyBusyError, OrderConflictError } from '../src/orders/order.ts';
 import {
   EditConflictError,
   NotFoundError,
   RateLimitedError,
   ValidationError,
 } from '../src/platform/errors.ts';
-import { NotProductOwnerError } from '../src/products/product.ts';
-import { connectClient, GRPC_FLAGS, grpc, grpcJsClient, grpcJsError, startGrpc } from './grpc-helpers.ts';
+import { NotProductOwnerError, RuleViolationError } from '../src/products/product.ts';
+import {
+  connectClient,
+  connectFailure,
+  GRPC_FLAGS,
+  grpc,
+  grpcJsClient,
+  grpcJsError,
+  startGrpc,
+} from './grpc-helpers.ts';
 import { buildTestApp, captureLogger, createMovie, waitFor, withToken } from './helpers.ts';
 
 const { status } = grpc;
@@ -36,13 +45,6 @@ type Answer = {
   fileDescriptorResponse?: { fileDescriptorProto: Buffer[] };
   errorResponse?: { errorCode: number };
 };
-
-async function failure(promise: Promise<unknown>): Promise<ConnectError> {
-  return promise.then(
-    () => assert.fail('the call succeeded'),
-    (err: unknown) => ConnectError.from(err),
-  );
-}
 
 describe('change streams', async () => {
   const { app, config, token } = await buildTestApp({ flags: GRPC_FLAGS });
@@ -81,7 +83,7 @@ describe('change streams', async () => {
 
   test('when a product stream has no credential, then UNAUTHENTICATED with the products API message', async () => {
     const client = connectClient(ProductsService, address, 'grpc');
-    const err = await failure(
+    const err = await connectFailure(
       (async () => {
         for await (const _ of client.watchProductChanges({})) return;
       })(),
@@ -265,6 +267,24 @@ describe('the status table', () => {
         'forbidden: you do not own this product',
       ],
       [
+        new OrderConflictError('conflict: order 7 is confirmed and cannot be cancelled'),
+        'products',
+        Code.FailedPrecondition,
+        'conflict: order 7 is confirmed and cannot be cancelled',
+      ],
+      [
+        new IdempotencyKeyBusyError(),
+        'products',
+        Code.Aborted,
+        'conflict: a request with this idempotency key is still in progress',
+      ],
+      [
+        new RuleViolationError('validation: quantity must be between 1 and 1000', 'items[0].quantity'),
+        'products',
+        Code.InvalidArgument,
+        'validation: quantity must be between 1 and 1000',
+      ],
+      [
         new Error('boom'),
         'book',
         Code.Internal,
@@ -289,7 +309,7 @@ describe('the listener', () => {
     const address = await startGrpc(app, config);
     const health = connectClient(Health, address, 'grpc');
     assert.equal((await health.check({})).status, 1);
-    await failure(connectClient(MoviesService, address, 'connect', token).listMovies({}));
+    await connectFailure(connectClient(MoviesService, address, 'connect', token).listMovies({}));
   });
 
   test('when -grpc-tls-cert and -grpc-tls-key are given, then gRPC over HTTP/2 and Connect over HTTP/1.1 both speak TLS', async (t) => {
@@ -332,7 +352,7 @@ describe('the listener', () => {
       nodeOptions: { ca },
     });
     const movies = createClient(MoviesService, h1);
-    const err = await failure(movies.listMovies({}));
+    const err = await connectFailure(movies.listMovies({}));
     assert.equal(err.code, Code.Unauthenticated);
     assert.equal(err.rawMessage, 'you must be authenticated to access this resource');
   });

@@ -13,9 +13,6 @@ import { insertUser } from '../src/accounts/users.sql.ts';
 import { buildApp, createMetrics } from '../src/app.ts';
 import { createMailer, QUEUES } from '../src/background.ts';
 import { buildConfig, type Config, readSettings } from '../src/config.ts';
-import { startOrderWorkers } from '../src/orders/orders.worker.ts';
-import { createPaymentsClient } from '../src/payments/payments.ts';
-import { type PaymentsStandIn, startPaymentsStandIn } from '../src/payments/stand-in.ts';
 import { createPool, type Db } from '../src/platform/db.ts';
 import { type Jobs, startJobs } from '../src/platform/jobs.ts';
 import { createLogger, type Logger } from '../src/platform/logger.ts';
@@ -102,8 +99,6 @@ export type TestApp = {
   // the app's job queue and metrics
   jobs: Jobs;
   metrics: Metrics;
-  // the payment provider of the orders' workflow, with `orderWorkflow`
-  standIn?: PaymentsStandIn;
   // app.inject as an activated user holding movies:read and movies:write
   api: Inject;
   token: string;
@@ -143,15 +138,12 @@ export function withToken(app: FastifyInstance, token: string): Inject {
 
 // The real application on its own database; closed after the file's tests.
 // `configure` may add routes (e.g. one that throws) before the app is ready; `workers`
-// starts the background workers (mail delivery) as the server does; `orderWorkflow` runs the
-// orders' workflow steps on the app's job queue against a payment stand-in (TestApp.standIn),
-// as the server runs them against the provider.
+// starts the background workers (mail delivery) as the server does.
 export async function buildTestApp(
   options: {
     flags?: string[];
     dsn?: string;
     workers?: boolean;
-    orderWorkflow?: boolean;
     // an identity cache kept fresh by LISTEN/NOTIFY, as the server runs
     identityCache?: boolean;
     // connects to this Redis as `serve -redis-url` does
@@ -181,25 +173,18 @@ export async function buildTestApp(
   await app.ready();
   const mailer = createMailer(config, logger);
   if (options.workers) await startEmailWorker(jobs, mailer, logger, metrics);
-  const standIn = options.orderWorkflow
-    ? await startPaymentsStandIn({ host: '127.0.0.1', port: 0 })
-    : undefined;
-  const payments = standIn && createPaymentsClient({ url: standIn.url, timeoutMs: 2000, logger });
-  if (payments) await startOrderWorkers({ db, jobs, payments, logger, metrics, config });
   after(async () => {
     await app.close();
     await stopListening();
     await redis?.close();
     await stopSettings();
     await jobs.stop({ graceful: true, wait: true, timeout: 5000 });
-    await payments?.close();
-    await standIn?.close();
     mailer.close();
     await db.end();
   });
   const { token } = await createUser(db, { permissions: ['movies:read', 'movies:write'] });
   const api = withToken(app, token);
-  return { app, db, config, lines, dsn, jobs, metrics, standIn, api, token, identityCache, settings };
+  return { app, db, config, lines, dsn, jobs, metrics, api, token, identityCache, settings };
 }
 
 export type Movie = {

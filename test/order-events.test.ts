@@ -8,10 +8,11 @@ import { test } from 'node:test';
 import { setRole } from '../src/accounts/accounts.ts';
 import { pruneEvents } from '../src/realtime/events.ts';
 import { ORDERS } from '../src/realtime/topics.ts';
-import { buildTestApp, createUser, TEST_PASSWORD, waitFor } from './helpers.ts';
+import { createUser, TEST_PASSWORD, waitFor } from './helpers.ts';
+import { allOrdersEnded, buildWorkflowTestApp, ORDER_FLOW } from './order-helpers.ts';
 import { openSse, openWs, type SseEvent, until } from './stream-clients.ts';
 
-const { app, db } = await buildTestApp({ identityCache: true, orderWorkflow: true });
+const { app, db } = await buildWorkflowTestApp({ identityCache: true });
 await app.listen({ port: 0, host: '127.0.0.1' });
 const { port } = app.server.address() as { port: number };
 const base = `http://127.0.0.1:${port}`;
@@ -59,20 +60,8 @@ const statusesOf = (events: readonly (SseEvent | Record<string, unknown>)[], id:
   ordersOf(events)
     .filter((order) => order.id === id)
     .map((order) => order.status);
-const FLOW = ['pending', 'reserved', 'paid', 'confirmed'];
-
-// Every order placed has ended (so no workflow step runs on when the file's pool closes).
-const allEnded = () =>
-  waitFor(
-    'every order to end',
-    async () => {
-      const { rows } = await db.query<{ n: number }>(
-        "SELECT count(*)::int AS n FROM orders WHERE status IN ('pending', 'reserved', 'paid')",
-      );
-      return rows[0]?.n === 0;
-    },
-    20_000,
-  );
+const FLOW = ORDER_FLOW;
+const allEnded = () => allOrdersEnded(db);
 
 const lastId = async () =>
   Number((await db.query<{ id: string }>('SELECT coalesce(max(id), 0) AS id FROM order_events')).rows[0]?.id);

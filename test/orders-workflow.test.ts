@@ -5,14 +5,11 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { sweepStaleOrders } from '../src/orders/orders.worker.ts';
 import { ORDER_STEPS_QUEUE } from '../src/orders/workflow.queue.ts';
-import type { PaymentsStandIn } from '../src/payments/stand-in.ts';
-import { buildTestApp, captureLogger, createUser, waitFor } from './helpers.ts';
+import { createUser, waitFor, withToken } from './helpers.ts';
+import { buildWorkflowTestApp, createProduct } from './order-helpers.ts';
 import { run } from './processes.ts';
 
-const t = await buildTestApp({ orderWorkflow: true });
-const { app, db, dsn, config, jobs, metrics } = t;
-const standIn = t.standIn as PaymentsStandIn;
-const { logger } = captureLogger();
+const { app, db, dsn, config, standIn, jobs, metrics, logger } = await buildWorkflowTestApp();
 
 const seller = await createUser(db);
 const buyer = await createUser(db);
@@ -26,16 +23,7 @@ function call(method: 'GET' | 'POST', url: string, body?: unknown) {
   });
 }
 
-async function product(fields: Record<string, unknown> = {}) {
-  const res = await app.inject({
-    method: 'POST',
-    url: '/api/v1/products',
-    headers: { authorization: `Bearer ${seller.token}` },
-    payload: JSON.stringify({ name: 'Lamp', price: 12.5, stock: 10, ...fields }),
-  });
-  assert.equal(res.statusCode, 201, res.body);
-  return res.json() as { id: number };
-}
+const product = (fields: Record<string, unknown> = {}) => createProduct(withToken(app, seller.token), fields);
 
 type OrderJson = { id: number; status: string; total: number; failure_reason: string | null };
 

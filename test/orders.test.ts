@@ -7,7 +7,8 @@ import { describe, test } from 'node:test';
 import { ORDERS_TASKS } from '../src/orders/orders.tasks.ts';
 import { withTransaction } from '../src/platform/db.ts';
 import { releaseStock, reserveStock } from '../src/products/products.ts';
-import { buildTestApp, captureLogger, createUser } from './helpers.ts';
+import { buildTestApp, captureLogger, createUser, withToken } from './helpers.ts';
+import { createProduct } from './order-helpers.ts';
 
 const { app, db, config } = await buildTestApp();
 const { logger } = captureLogger();
@@ -34,14 +35,8 @@ function expectError(res: Res, code: number, message: string): void {
   assert.deepEqual(res.json(), { code, message });
 }
 
-async function product(token: string, fields: Record<string, unknown> = {}) {
-  const res = await call('POST', '/api/v1/products', {
-    token,
-    body: { name: 'Keyboard', price: 149.99, stock: 10, ...fields },
-  });
-  assert.equal(res.statusCode, 201, res.body);
-  return res.json() as { id: number; stock: number };
-}
+const product = (token: string, fields: Record<string, unknown> = {}) =>
+  createProduct(withToken(app, token), { name: 'Keyboard', price: 149.99, ...fields });
 
 const place = (token: string, body: unknown, key?: string) =>
   call('POST', '/api/v1/orders', {

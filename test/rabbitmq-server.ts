@@ -4,7 +4,7 @@
 // queues and persistent messages survive as they would a real broker restart.
 // Run as root (as here), it runs as the package's `rabbitmq` user, which must own its files.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after } from 'node:test';
@@ -50,6 +50,9 @@ export async function startRabbitmqServer(): Promise<TestRabbitmq & { remove(): 
   after(() => rabbit.remove());
   return rabbit;
 }
+
+// Whether Debian's rabbitmq-server is installed (the benchmark skips A1 without it).
+export const hasRabbitmqServer = (): boolean => existsSync(SERVER);
 
 // A rabbitmq-server whose caller stops it (the benchmark).
 export async function spawnRabbitmqServer(): Promise<TestRabbitmq & { remove(): Promise<void> }> {

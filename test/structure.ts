@@ -45,7 +45,7 @@ const TABLE: Readonly<Record<string, readonly [Layer, string]>> = {
   realtime: ['transport', 'accounts api-v1 auth config movies orders platform products tasks'],
   graphql: ['transport', 'accounts api-v1 config movies orders platform posters products settings'],
   // gRPC, gRPC-Web and Connect: the same use cases as REST, on a listener of its own.
-  grpc: ['transport', 'accounts api-v1 auth config movies operations platform products realtime'],
+  grpc: ['transport', 'accounts api-v1 auth config movies operations orders platform products realtime'],
   // Domain events to a message broker and commands from it, over the realtime outboxes and
   // the domain's use cases; nothing below imports it.
   broker: ['transport', 'accounts api-v1 auth config flags movies orders platform realtime'],

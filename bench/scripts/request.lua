@@ -4,7 +4,9 @@
 --   for BENCH_METHOD on every path),
 --   BENCH_BODIES (|-separated, picked at random; empty for none),
 --   BENCH_HEADERS (newline-separated "Name: value" lines, sent with every request),
---   BENCH_UNIQUE_HEADER (a header sent with a new value on every request; empty for none).
+--   BENCH_UNIQUE_HEADER (a header sent with a new value on every request; empty for none),
+--   BENCH_THINK_MS (each connection waits about this long, ±50 % at random, before each
+--   request; 0 for none).
 -- Responses are counted by status so 409s can be reported apart.
 local method = os.getenv("BENCH_METHOD") or "GET"
 local token = os.getenv("BENCH_TOKEN") or ""
@@ -13,6 +15,7 @@ for p in string.gmatch(os.getenv("BENCH_PATHS") or "/", "%S+") do table.insert(p
 for m in string.gmatch(os.getenv("BENCH_METHODS") or "", "%S+") do table.insert(methods, m) end
 for b in string.gmatch(os.getenv("BENCH_BODIES") or "", "[^|]+") do table.insert(bodies, b) end
 local unique = os.getenv("BENCH_UNIQUE_HEADER") or ""
+local think = tonumber(os.getenv("BENCH_THINK_MS") or "0") or 0
 local extra = {}
 for line in string.gmatch(os.getenv("BENCH_HEADERS") or "", "[^\n]+") do
   local name, value = string.match(line, "^([^:]+):%s*(.*)$")
@@ -47,6 +50,12 @@ function request()
   end
   local i = math.random(#paths)
   return wrk.format(methods[i] or method, paths[i], headers, body)
+end
+
+if think > 0 then
+  function delay()
+    return math.floor(think * (0.5 + math.random()))
+  end
 end
 
 function response(status, headers, body)

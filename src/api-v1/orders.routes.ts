@@ -5,20 +5,18 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import {
   IdempotencyKey,
-  ORDER_STATUSES,
   OrderEnvelope,
   OrderEventsSchema,
   OrderSchema,
   type PlaceOrderInput,
   PlaceOrderRequest,
-  parseStatus,
   StatusSchema,
+  statusFilter,
   toOrderJson,
 } from '../orders/order.ts';
 import type { OrderMetrics } from '../orders/orders.metrics.ts';
 import * as orders from '../orders/orders.ts';
 import type { Db } from '../platform/db.ts';
-import { BadRequestError } from '../platform/errors.ts';
 import type { Jobs } from '../platform/jobs.ts';
 import { first, paramsOf, parseInt64, queryOf, withPartReader } from '../platform/request.ts';
 import { BEARER_REQUIRED, response } from '../platform/schemas.ts';
@@ -36,17 +34,11 @@ const OrderListQuery = withPartReader(
     page: Type.Optional(Type.Integer({ ...PRODUCT_PAGE, description: 'as GET /api/v1/products reads it' })),
     limit: Type.Optional(Type.Integer({ ...PRODUCT_LIMIT, description: 'as GET /api/v1/products reads it' })),
   }),
-  (query) => {
-    const raw = first(query.status) ?? '';
-    const status = raw === '' ? null : parseStatus(raw);
-    if (status === undefined)
-      throw new BadRequestError(`invalid status: must be one of ${ORDER_STATUSES.join(', ')}`);
-    return {
-      status,
-      page: parseInt64(first(query.page) ?? '') ?? 0n,
-      limit: parseInt64(first(query.limit) ?? '') ?? 0n,
-    };
-  },
+  (query) => ({
+    status: statusFilter(first(query.status) ?? ''),
+    page: parseInt64(first(query.page) ?? '') ?? 0n,
+    limit: parseInt64(first(query.limit) ?? '') ?? 0n,
+  }),
 );
 
 const OrderPage = Type.Object(

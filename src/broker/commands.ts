@@ -16,7 +16,7 @@ import type { Credential } from '../auth/authenticator.ts';
 import { headerCredential } from '../auth/registry.ts';
 import type { OperationsConfig } from '../config.ts';
 import { importMovies } from '../movies/bulk.ts';
-import { IdempotencyKey, OrderConflictError, PlaceOrderRequest } from '../orders/order.ts';
+import { IdempotencyKey, IdempotencyKeyBusyError, PlaceOrderRequest } from '../orders/order.ts';
 import { type OrdersDeps, placeOrder } from '../orders/orders.ts';
 import type { Db, Queryable } from '../platform/db.ts';
 import { errorResponse, UnsupportedMediaTypeError } from '../platform/errors.ts';
@@ -102,7 +102,8 @@ async function importCommand(ctx: CommandContext): Promise<void> {
 // POST /api/v1/orders as a command: the body is the route's JSON, read by the route's reader
 // (whatever the content-type, as the route reads it) and checked by placeOrder; the message id
 // is the order's Idempotency-Key. A redelivery while the first is still in its transaction
-// (the key's 409) is put back; one after it finds the message id recorded, or the key's answer.
+// (the key busy: the route's 409) is put back; one after it finds the message id recorded, or
+// the key's answer.
 async function placeOrderCommand(ctx: CommandContext): Promise<void> {
   if (!Value.Check(IdempotencyKey, ctx.messageId))
     throw new PoisonCommandError(
@@ -114,7 +115,7 @@ async function placeOrderCommand(ctx: CommandContext): Promise<void> {
     const placed = await placeOrder(ctx.orders, requesterOf(ctx.identity), input, ctx.messageId, ctx.claim);
     if (placed.replayed) throw new AlreadyAppliedError();
   } catch (err) {
-    if (err instanceof OrderConflictError) throw new RetryLaterError(err.message);
+    if (err instanceof IdempotencyKeyBusyError) throw new RetryLaterError(err.message);
     throw err;
   }
 }

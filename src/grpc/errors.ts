@@ -1,7 +1,8 @@
 // The one table that turns a failed call into a gRPC status. The REST answer is worked out
 // first, by the error table of the API the service mirrors (the book's for movies, seed 002's
-// for products), so the status carries REST's message; its HTTP status picks the code, and
-// its details (field violations, when to retry) travel as the standard google.rpc details.
+// for products and orders), so the status carries REST's message; its HTTP status picks the
+// code, and its details (field violations, when to retry) travel as the standard google.rpc
+// details.
 import { create } from '@bufbuild/protobuf';
 import { DurationSchema } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError } from '@connectrpc/connect';
@@ -11,8 +12,10 @@ import {
   RetryInfoSchema,
 } from '../../gen/google/rpc/error_details_pb.ts';
 import { apiErrorResponse } from '../api-v1/api.ts';
+import { IdempotencyKeyBusyError } from '../orders/order.ts';
 import { errorResponse, ValidationError } from '../platform/errors.ts';
 import type { Logger } from '../platform/logger.ts';
+import { RuleViolationError } from '../products/product.ts';
 
 // Whose messages a service's errors carry.
 export type Dialect = 'book' | 'products';
@@ -30,6 +33,14 @@ export const STATUS_CODES: ReadonlyMap<number, Code> = new Map([
   [429, Code.ResourceExhausted],
   [503, Code.Unavailable],
 ]);
+
+// Failures whose code is not their HTTP status's. REST's 409 covers both a conflict that a retry
+// does not cure (an edit conflict, an order that has ended: FAILED_PRECONDITION) and a placement
+// whose idempotency key another one still holds, which the same call cures once that one commits:
+// ABORTED, gRPC's code for "retry the whole call".
+const CODES_BY_ERROR: ReadonlyArray<readonly [abstract new (...args: never[]) => Error, Code]> = [
+  [IdempotencyKeyBusyError, Code.Aborted],
+];
 
 type RestAnswer = Readonly<{ status: number; message: string; retryAfter?: string }>;
 
@@ -53,14 +64,16 @@ function restAnswer(err: unknown, dialect: Dialect): RestAnswer {
 export function toConnectError(err: unknown, dialect: Dialect, logger: Logger): ConnectError {
   if (err instanceof ConnectError) return err;
   const answer = restAnswer(err, dialect);
-  const code = STATUS_CODES.get(answer.status);
+  const code =
+    CODES_BY_ERROR.find(([errorClass]) => err instanceof errorClass)?.[1] ?? STATUS_CODES.get(answer.status);
   if (code === undefined) {
     logger.error({ err }, 'gRPC call failed');
     return new ConnectError(answer.message, Code.Internal);
   }
   const error = new ConnectError(answer.message, code);
-  if (err instanceof ValidationError) {
-    const fieldViolations = Object.entries(err.fields).map(([field, description]) =>
+  const violations = fieldViolationsOf(err);
+  if (violations) {
+    const fieldViolations = Object.entries(violations).map(([field, description]) =>
       create(BadRequest_FieldViolationSchema, { field, description }),
     );
     error.details.push({ desc: BadRequestSchema, value: { fieldViolations } });
@@ -70,4 +83,12 @@ export function toConnectError(err: unknown, dialect: Dialect, logger: Logger): 
     error.details.push({ desc: RetryInfoSchema, value: { retryDelay } });
   }
   return error;
+}
+
+// The fields a failed validation blames: every failing one of the book's, the one a broken rule
+// names.
+function fieldViolationsOf(err: unknown): Readonly<Record<string, string>> | undefined {
+  if (err instanceof ValidationError) return err.fields;
+  if (err instanceof RuleViolationError && err.field !== undefined) return { [err.field]: err.message };
+  return undefined;
 }

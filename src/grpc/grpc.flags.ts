@@ -25,7 +25,7 @@ export const grpcFlags = {
   'grpc-tls-key': text({ default: '', help: 'PEM private key file of `-grpc-tls-cert`' }),
   'grpc-http1': bool({
     default: 'true',
-    help: 'cleartext: also take HTTP/1.1 (Connect and gRPC-Web from curl and browsers) on the gRPC port, told apart by the first bytes; `false`: HTTP/2 only, which Node then serves natively (less CPU a call)',
+    help: 'cleartext: also take HTTP/1.1 (Connect and gRPC-Web from curl and browsers) on the gRPC port, told apart by the first bytes; `false`: HTTP/2 only',
   }),
   'grpc-max-message': int({
     default: '4194304',

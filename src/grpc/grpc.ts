@@ -1,17 +1,22 @@
-// The gRPC part of the app: MoviesService, ProductsService, health and reflection behind one
-// handler that speaks gRPC, gRPC-Web and Connect (connectNodeAdapter), built by buildApp on
-// the same pool, authenticators, rate limiter and event feeds as the HTTP routes, and served
-// by its own listener (listener.ts). Orders add a row to `services` once they exist.
+// The gRPC part of the app: MoviesService, ProductsService, OrdersService, health and
+// reflection behind one handler that speaks gRPC, gRPC-Web and Connect (connectNodeAdapter;
+// unary gRPC calls take a shorter path to the same interceptors and methods, unary.ts),
+// built by buildApp on the same pool, job queue, authenticators, rate limiter and event feeds
+// as the HTTP routes, and served by its own listener (listener.ts).
+import type { Http2ServerResponse } from 'node:http2';
 import type { DescService } from '@bufbuild/protobuf';
 import { createContextValues } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { MoviesService } from '../../gen/greenlight/v1/movies_pb.ts';
+import { OrdersService } from '../../gen/greenlight/v1/orders_pb.ts';
 import { ProductsService } from '../../gen/greenlight/v1/products_pb.ts';
 import { Health } from '../../gen/grpc/health/v1/health_pb.js';
 import type { Authenticator } from '../auth/authenticator.ts';
 import type { Config } from '../config.ts';
 import type { AfterMovieDeleted } from '../movies/movies.ts';
+import { orderMetrics } from '../orders/orders.metrics.ts';
 import type { Db } from '../platform/db.ts';
+import type { Jobs } from '../platform/jobs.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { Metrics } from '../platform/metrics.ts';
 import type { RequestLimits } from '../platform/rate-limit.plugin.ts';
@@ -21,14 +26,17 @@ import { CLIENT_IP, callInterceptor } from './calls.ts';
 import type { Dialect } from './errors.ts';
 import { grpcMetrics } from './grpc.metrics.ts';
 import { healthService } from './health.ts';
-import { peerOf } from './listener.ts';
 import { moviesService } from './movies.service.ts';
+import { ordersService } from './orders.service.ts';
 import { productsService } from './products.service.ts';
 import { reflectionServices } from './reflection.ts';
+import { unaryFastPath } from './unary.ts';
 
 export type GrpcDeps = Readonly<{
   config: Config;
   db: Db;
+  // the queue an order's first workflow step is enqueued on
+  jobs: Jobs;
   logger: Logger;
   metrics: Metrics;
   authenticators: readonly Authenticator[];
@@ -48,6 +56,7 @@ export type GrpcHandler = Readonly<{
 const SERVICES: ReadonlyArray<readonly [DescService, Dialect]> = [
   [MoviesService, 'book'],
   [ProductsService, 'products'],
+  [OrdersService, 'products'],
 ];
 
 // grpc-message as the gRPC spec encodes it: only bytes outside printable ASCII, and '%'.
@@ -69,28 +78,45 @@ export function createGrpcHandler(deps: GrpcDeps): GrpcHandler {
   let draining = false;
   const watch = { ...deps.realtime, logger };
   const served = [...SERVICES.map(([service]) => service), Health];
+  const orders = { jobs: deps.jobs, metrics: orderMetrics(deps.metrics.registry) };
+  const names = served.map((service) => service.typeName);
+  const services: ReadonlyArray<readonly [DescService, object]> = [
+    [MoviesService, moviesService({ db, afterDelete: deps.afterDelete, watch })],
+    [ProductsService, productsService({ db, watch })],
+    [OrdersService, ordersService({ db, ...orders, watch })],
+    [Health, healthService({ db, redis, services: names, draining: () => draining })],
+    ...reflectionServices(served),
+  ];
+  const interceptors = [
+    callInterceptor({
+      authenticators: deps.authenticators,
+      limits: deps.limits,
+      metrics: grpcMetrics(deps.metrics),
+      logger,
+      dialects: new Map(SERVICES.map(([service, dialect]) => [service.typeName, dialect])),
+      unlimited: new Set([Health.typeName]),
+    }),
+  ];
+  const contextValues = (req: { socket: { remoteAddress?: string } }) =>
+    createContextValues().set(CLIENT_IP, req.socket.remoteAddress ?? '');
   const adapter = connectNodeAdapter({
     routes: (router) => {
-      router.service(MoviesService, moviesService({ db, afterDelete: deps.afterDelete, watch }));
-      router.service(ProductsService, productsService({ db, watch }));
-      const names = served.map((service) => service.typeName);
-      router.service(Health, healthService({ db, redis, services: names, draining: () => draining }));
-      for (const [service, impl] of reflectionServices(served)) router.service(service, impl);
+      // biome-ignore lint/suspicious/noExplicitAny: each implementation belongs to its service
+      for (const [service, impl] of services) router.service(service, impl as any);
     },
-    interceptors: [
-      callInterceptor({
-        authenticators: deps.authenticators,
-        limits: deps.limits,
-        metrics: grpcMetrics(deps.metrics),
-        logger,
-        dialects: new Map(SERVICES.map(([service, dialect]) => [service.typeName, dialect])),
-        unlimited: new Set([Health.typeName]),
-      }),
-    ],
+    interceptors,
     readMaxBytes: config.grpc.maxMessageBytes,
-    contextValues: (req) => createContextValues().set(CLIENT_IP, peerOf(req)),
+    contextValues,
+  });
+  const unary = unaryFastPath({
+    services,
+    interceptors,
+    maxBytes: config.grpc.maxMessageBytes,
+    contextValues,
+    encodeMessage: percentEncoded,
   });
   const handle: typeof adapter = (req, res) => {
+    if ('stream' in req && unary(req, res as Http2ServerResponse)) return;
     const addTrailers = res.addTrailers.bind(res);
     res.addTrailers = (trailers: Record<string, string>) => {
       const message = trailers['grpc-message'];

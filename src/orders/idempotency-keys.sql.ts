@@ -26,7 +26,11 @@ export type StoredAnswer = Readonly<{ fingerprint: Buffer; status: number; body:
 
 // false: another transaction holds the key (its request is in progress).
 export async function tryLockKey(client: Queryable, userId: number, key: string): Promise<boolean> {
-  const { rows } = await client.query<{ locked: boolean }>(TRY_LOCK, [userId, key]);
+  const { rows } = await client.query<{ locked: boolean }>({
+    name: 'lock-order-key',
+    text: TRY_LOCK,
+    values: [userId, key],
+  });
   return rows[0]?.locked === true;
 }
 
@@ -35,7 +39,11 @@ export async function selectAnswer(
   userId: number,
   key: string,
 ): Promise<StoredAnswer | undefined> {
-  const { rows } = await client.query<StoredAnswer>(SELECT_KEY, [userId, key]);
+  const { rows } = await client.query<StoredAnswer>({
+    name: 'select-order-key',
+    text: SELECT_KEY,
+    values: [userId, key],
+  });
   return rows[0];
 }
 
@@ -46,7 +54,11 @@ export async function storeAnswer(
   answer: StoredAnswer,
   ttlMs: number,
 ): Promise<void> {
-  await client.query(UPSERT_KEY, [userId, key, answer.fingerprint, answer.status, answer.body, ttlMs]);
+  await client.query({
+    name: 'upsert-order-key',
+    text: UPSERT_KEY,
+    values: [userId, key, answer.fingerprint, answer.status, answer.body, ttlMs],
+  });
 }
 
 export async function deleteExpiredKeys(db: Queryable): Promise<number> {

@@ -88,29 +88,39 @@ export type NewOrder = Readonly<{
   paymentToken: string;
 }>;
 
-// The business rules of a new order, in the order a client fixes them.
+// The business rules of a new order, in the order a client fixes them. Each failure names the
+// field to blame by its path in the request ("items[0].quantity").
 export function validateNewOrder(input: PlaceOrderInput): NewOrder {
   const { items, payment_token: token } = input;
   const { min, max } = ORDER_LIMITS.items;
-  if (items.length < min) throw new RuleViolationError('validation: an order needs at least one item');
-  if (items.length > max) throw new RuleViolationError(`validation: an order has at most ${max} items`);
+  if (items.length < min)
+    throw new RuleViolationError('validation: an order needs at least one item', 'items');
+  if (items.length > max)
+    throw new RuleViolationError(`validation: an order has at most ${max} items`, 'items');
   const seen = new Set<number>();
-  for (const item of items) {
+  for (const [index, item] of items.entries()) {
+    const path = `items[${index}]`;
     if (item.product_id < 1 || !Number.isSafeInteger(item.product_id))
-      throw new RuleViolationError('validation: product_id must be a positive integer');
+      throw new RuleViolationError('validation: product_id must be a positive integer', `${path}.product_id`);
     if (item.quantity < ORDER_LIMITS.quantity.min || item.quantity > ORDER_LIMITS.quantity.max)
       throw new RuleViolationError(
         `validation: quantity must be between ${ORDER_LIMITS.quantity.min} and ${ORDER_LIMITS.quantity.max}`,
+        `${path}.quantity`,
       );
     if (seen.has(item.product_id))
-      throw new RuleViolationError(`validation: product ${item.product_id} appears more than once`);
+      throw new RuleViolationError(
+        `validation: product ${item.product_id} appears more than once`,
+        `${path}.product_id`,
+      );
     seen.add(item.product_id);
   }
   checkNoNul({ payment_token: token });
-  if (token.trim() === '') throw new RuleViolationError('validation: payment_token is required');
+  if (token.trim() === '')
+    throw new RuleViolationError('validation: payment_token is required', 'payment_token');
   if (token.length > ORDER_LIMITS.token)
     throw new RuleViolationError(
       `validation: payment_token must not be more than ${ORDER_LIMITS.token} characters`,
+      'payment_token',
     );
   return {
     lines: items.map((item) => ({ productId: item.product_id, quantity: item.quantity })),
@@ -140,6 +150,14 @@ export class OrderNotFoundError extends Error {
 
 // A request the order's state or an idempotency key refuses (409).
 export class OrderConflictError extends Error {}
+
+// A placement whose idempotency key another placement, not yet committed, holds: unlike a
+// conflict with the order's state, the same request succeeds when retried (gRPC's ABORTED).
+export class IdempotencyKeyBusyError extends OrderConflictError {
+  constructor() {
+    super('conflict: a request with this idempotency key is still in progress');
+  }
+}
 
 export const StatusSchema = Type.Unsafe<OrderStatus>(Type.Union(ORDER_STATUSES.map((s) => Type.Literal(s))));
 
@@ -217,3 +235,12 @@ export function cents(amount: string): number {
 
 export const parseStatus = (raw: string): OrderStatus | undefined =>
   (ORDER_STATUSES as readonly string[]).includes(raw) ? (raw as OrderStatus) : undefined;
+
+// A list's status filter: empty is any status; an unknown one is a bad request.
+export function statusFilter(raw: string): OrderStatus | null {
+  if (raw === '') return null;
+  const status = parseStatus(raw);
+  if (status === undefined)
+    throw new BadRequestError(`invalid status: must be one of ${ORDER_STATUSES.join(', ')}`);
+  return status;
+}

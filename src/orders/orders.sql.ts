@@ -141,14 +141,18 @@ export async function insertOrder(
   order: NewOrder,
   prices: ReadonlyMap<number, string>,
 ): Promise<Order> {
-  const { rows } = await db.query<OrderRow>(INSERT, [
-    userId,
-    order.paymentToken,
-    order.lines.map((line) => line.productId),
-    order.lines.map((line) => line.quantity),
-    order.lines.map((line) => prices.get(line.productId)),
-    eventTraceContext(),
-  ]);
+  const { rows } = await db.query<OrderRow>({
+    name: 'insert-order',
+    text: INSERT,
+    values: [
+      userId,
+      order.paymentToken,
+      order.lines.map((line) => line.productId),
+      order.lines.map((line) => line.quantity),
+      order.lines.map((line) => prices.get(line.productId)),
+      eventTraceContext(),
+    ],
+  });
   return toOrder(rows[0] as OrderRow);
 }
 
@@ -216,7 +220,11 @@ export async function transition(
 }
 
 export async function markChargeAttempted(db: Queryable, id: number): Promise<boolean> {
-  const { rowCount } = await db.query(MARK_CHARGE_ATTEMPTED, [id]);
+  const { rowCount } = await db.query({
+    name: 'mark-charge-attempted',
+    text: MARK_CHARGE_ATTEMPTED,
+    values: [id],
+  });
   return (rowCount ?? 0) > 0;
 }
 

@@ -10,6 +10,7 @@ import { type PageQuery, productPage, productPrices, type Requester } from '../p
 import { selectAnswer, storeAnswer, tryLockKey } from './idempotency-keys.sql.ts';
 import {
   checkIdempotencyKey,
+  IdempotencyKeyBusyError,
   type Order,
   OrderConflictError,
   type OrderEnvelopeJson,
@@ -58,8 +59,7 @@ export async function placeOrder(
   const fingerprint = fingerprintOf(order);
   const placement = await withTransaction(deps.db, async (client): Promise<Placement> => {
     if (key !== undefined) {
-      if (!(await tryLockKey(client, requester.userId, key)))
-        throw new OrderConflictError('conflict: a request with this idempotency key is still in progress');
+      if (!(await tryLockKey(client, requester.userId, key))) throw new IdempotencyKeyBusyError();
       const stored = await selectAnswer(client, requester.userId, key);
       if (stored) {
         if (!stored.fingerprint.equals(fingerprint))
@@ -72,8 +72,12 @@ export async function placeOrder(
       client,
       order.lines.map((line) => line.productId),
     );
-    const unknown = order.lines.find((line) => !prices.has(line.productId));
-    if (unknown) throw new RuleViolationError(`validation: product ${unknown.productId} does not exist`);
+    const unknown = order.lines.findIndex((line) => !prices.has(line.productId));
+    if (unknown >= 0)
+      throw new RuleViolationError(
+        `validation: product ${order.lines[unknown]?.productId} does not exist`,
+        `items[${unknown}].product_id`,
+      );
     const placed = await orders.insertOrder(client, requester.userId, order, prices);
     await enqueueStep(deps.jobs, client, { orderId: placed.id, step: 'reserve' });
     const body = { order: toOrderJson(placed) };

@@ -36,8 +36,16 @@ export type NewProduct = { name: string; description: string; price: string; sto
 // Absent fields are left as they are.
 export type ProductChanges = Partial<NewProduct>;
 
-// A broken business rule; the message is the client-facing text ("validation: ...").
-export class RuleViolationError extends Error {}
+// A broken business rule; the message is the client-facing text ("validation: ..."), the field
+// the path of the request field to blame, when there is one ("items[0].quantity"): gRPC's
+// INVALID_ARGUMENT names it in its field violations (src/grpc/errors.ts).
+export class RuleViolationError extends Error {
+  readonly field: string | undefined;
+  constructor(message: string, field?: string) {
+    super(message);
+    this.field = field;
+  }
+}
 
 export class ProductNotFoundError extends Error {
   readonly id: string;
@@ -59,7 +67,7 @@ const MAX_STOCK = INT32_MAX;
 export function checkNoNul(fields: Readonly<Record<string, unknown>>): void {
   for (const [field, value] of Object.entries(fields)) {
     if (typeof value === 'string' && value.includes('\u0000'))
-      throw new RuleViolationError(`validation: ${field} must not contain a NUL character`);
+      throw new RuleViolationError(`validation: ${field} must not contain a NUL character`, field);
   }
 }
 

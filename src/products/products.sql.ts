@@ -196,7 +196,11 @@ export async function returnStock(db: Queryable, id: number, quantity: number): 
 
 // Each existing product's price (NUMERIC text) by id.
 export async function selectPrices(db: Queryable, ids: readonly number[]): Promise<Map<number, string>> {
-  const { rows } = await db.query<{ id: string; price: string }>(SELECT_PRICES, [ids]);
+  const { rows } = await db.query<{ id: string; price: string }>({
+    name: 'select-prices',
+    text: SELECT_PRICES,
+    values: [ids],
+  });
   return new Map(rows.map((row) => [Number(row.id), row.price]));
 }
 

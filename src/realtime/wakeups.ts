@@ -79,13 +79,19 @@ export const redisPublisher =
     redis.publish(topic.redisChannel, '');
 
 // Publishes a wake-up after each change of the topic this process commits, whether or not it
-// serves streams itself. One wake-up at a time: changes that commit while one is on its way
-// get one more after it, which is sent after their commits. Returns how to stop.
+// serves streams itself. One wake-up at a time, and WAKEUP_GAP_MS at least between two: the
+// changes that commit in the meantime get one more wake-up at the end of the gap, sent after
+// their commits. A busy writer then sends a bounded number of wake-ups a second however many
+// changes it makes (each is a round trip, which would cost a write path more than its change);
+// a change on its own is announced at once.
+const WAKEUP_GAP_MS = 10;
+
 export function publishWakeups(publish: Publisher, topic: Topic, db: Db, logger: Logger): () => void {
   let sending = false;
   let again = false;
   const send = () => {
     sending = true;
+    const started = performance.now();
     publish(topic)
       .catch((err: Error) => {
         logger.debug(
@@ -94,11 +100,14 @@ export function publishWakeups(publish: Publisher, topic: Topic, db: Db, logger:
         );
       })
       .finally(() => {
-        sending = false;
-        if (again) {
-          again = false;
-          send();
-        }
+        const gap = Math.max(0, WAKEUP_GAP_MS - (performance.now() - started));
+        setTimeout(() => {
+          sending = false;
+          if (again) {
+            again = false;
+            send();
+          }
+        }, gap).unref();
       });
   };
   return topic.observeChanges(db, async () => {
