@@ -160,8 +160,10 @@ export function buildApp({
   registerOpenApi(app);
   app.register(compress, COMPRESSION);
   app.register(websocketPlugin, { realtime });
+  const orders = { jobs, metrics: orderMetrics(metrics.registry) };
   if (config.broker.url !== '') {
-    app.register(brokerPlugin, { config, db, logger, metrics, reauthenticate, wakeups: realtime.wakeups });
+    const wakeups = realtime.wakeups;
+    app.register(brokerPlugin, { config, db, logger, metrics, orders, reauthenticate, wakeups });
   }
   // The book's routes and the products API, in the order the OpenAPI document lists them; every
   // path answers its other methods (withMethodFallbacks).
@@ -184,7 +186,6 @@ export function buildApp({
       api.register(productsApi({ db, jwts, jobs, registry: metrics.registry, streams }), {
         prefix: PRODUCTS_API_PREFIX,
       });
-      const orders = { jobs, metrics: orderMetrics(metrics.registry) };
       api.register(graphqlRoutes, { db, config, logger, features: settings, posters, orders });
     }),
   );

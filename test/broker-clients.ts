@@ -1,9 +1,16 @@
 // The other systems of the broker tests, on rabbitmq-client as a consumer of ours would be:
 // a queue bound to the events' exchange that records every message, a sender of commands,
-// and a reader of the dead-letter queue.
+// and a reader of the dead-letter queue; and the service's command handler without a broker.
 import { after } from 'node:test';
+import prom from 'prom-client';
 import { type AsyncMessage, Connection } from 'rabbitmq-client';
-import { waitFor } from './helpers.ts';
+import { createAuthenticators, createJwts, reauthenticator } from '../src/auth/registry.ts';
+import { BrokerMetrics } from '../src/broker/broker.metrics.ts';
+import type { CommandHandler } from '../src/broker/broker.ts';
+import { commandHandler } from '../src/broker/commands.ts';
+import type { Db } from '../src/platform/db.ts';
+import type { Logger } from '../src/platform/logger.ts';
+import { type TestApp, waitFor } from './helpers.ts';
 
 export type Received = Readonly<{
   messageId: string;
@@ -129,4 +136,24 @@ export async function deadLetters(
   consumer.on('error', () => {});
   await new Promise((resolve) => consumer.once('ready', resolve));
   return { letters, close: () => consumer.close() };
+}
+
+// The command handler the broker plugin builds for the app `t`, called directly (on `db`,
+// the app's pool unless given), logging to `logger`.
+export function commandHandlerOf(t: TestApp, logger: Logger, db: Db = t.db): CommandHandler {
+  const authenticators = createAuthenticators({
+    config: t.config,
+    db: t.db,
+    cache: undefined,
+    logger,
+    jwts: createJwts(t.config),
+  });
+  return commandHandler({
+    db,
+    orders: { jobs: t.jobs },
+    operations: t.config.operations,
+    reauthenticate: reauthenticator(authenticators),
+    logger,
+    metrics: new BrokerMetrics(new prom.Registry()),
+  });
 }

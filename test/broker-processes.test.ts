@@ -3,11 +3,16 @@
 // updates reaches a consumer's queue whole (exactly once per message id after deduplication,
 // in commit order per movie) although the broker is killed and restarted in the middle and the
 // relaying instance is SIGKILLed; the other takes over. Publish latency is logged, not asserted.
+// A traced server, exporting to an OTLP receiver, carries W3C trace context both ways: a
+// command's traceparent is the parent of its span, and each event published carries the
+// trace context of the change that wrote it.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { startPaymentsStandIn } from '../src/payments/stand-in.ts';
 import { createPool } from '../src/platform/db.ts';
-import { collect, connect, type Received } from './broker-clients.ts';
+import { collect, connect, type Received, sendCommands } from './broker-clients.ts';
 import { createTestDatabase, createUser, waitFor } from './helpers.ts';
+import { descendsFrom, type ReceivedSpan, SPAN_KIND, startOtlpReceiver } from './otlp-receiver.ts';
 import { kill, startServer } from './processes.ts';
 import { startRabbitmqServer } from './rabbitmq-server.ts';
 
@@ -137,4 +142,88 @@ test('when 10,000 movies are imported and updated while the broker restarts and 
       `steady updates' commit to arrival (ms): p50 ${percentile(latencies, 50)}, p99 ${percentile(latencies, 99)}; ` +
       `created_at (to the second) to arrival over the whole burst, outages included (ms): p50 ${percentile(fromCreatedAt, 50)}, p99 ${percentile(fromCreatedAt, 99)}`,
   );
+});
+
+// The trace and span ids of a W3C traceparent header (sampled).
+function traceparentOf(message: Received | undefined): { traceId: string; spanId: string } {
+  const header = String(message?.headers.traceparent);
+  const [, traceId, spanId] = /^00-([0-9a-f]{32})-([0-9a-f]{16})-01$/.exec(header) ?? [];
+  assert.ok(traceId && spanId, `not a sampled traceparent: ${header}`);
+  return { traceId, spanId };
+}
+
+test('when tracing is on, then a command continues its traceparent, and each event published carries the trace of the change that wrote it', async (t) => {
+  const { receiver, endpoint } = await startOtlpReceiver(t);
+  const standIn = await startPaymentsStandIn({ host: '127.0.0.1', port: 0 });
+  t.after(() => standIn.close());
+  const events = await collect(client, 'test-traced');
+  const dsn = await createTestDatabase();
+  const server = await startServer(t, [
+    ...['-db-dsn', dsn, '-amqp-url', rabbit.url, '-amqp-relay-poll', '100ms'],
+    ...['-otel-endpoint', endpoint, '-otel-sample-ratio', '1', '-payments-url', standIn.url],
+  ]);
+  await waitFor('the relay to lead', () => isLeader(server.port), 30_000);
+  const db = createPool({ dsn, maxOpenConns: 2, maxIdleTimeMs: 60_000, queryTimeoutMs: 10_000 });
+  t.after(() => db.end());
+  const buyer = await createUser(db);
+
+  // A change over HTTP: its event carries the request's trace.
+  const created = await fetch(`http://127.0.0.1:${server.port}/api/v1/products`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${buyer.token}` },
+    body: JSON.stringify({ name: 'Traced lamp', price: 12.5, stock: 5 }),
+  });
+  assert.equal(created.status, 201);
+  const product = (await created.json()) as { id: number };
+
+  // A command sent in the caller's trace: the order it places, and each step of its workflow,
+  // stay in that trace.
+  const callerTrace = '4bf92f3577b34da6a3ce929d0e0e4736';
+  const callerSpan = '00f067aa0ba902b7';
+  await sendCommands(client, [
+    {
+      messageId: 'traced-order',
+      type: 'orders.place',
+      headers: { authorization: `Bearer ${buyer.token}`, traceparent: `00-${callerTrace}-${callerSpan}-01` },
+      body: JSON.stringify({ items: [{ product_id: product.id, quantity: 1 }], payment_token: 'tok_visa' }),
+    },
+  ]);
+  const orderEvents = () => events.messages.filter((m) => m.routingKey.startsWith('order.'));
+  await waitFor(
+    'the confirmed order on the exchange',
+    () => orderEvents().some((m) => (m.body.order as { status: string }).status === 'confirmed'),
+    30_000,
+  );
+  const productEvent = events.messages.find((m) => m.routingKey === 'product.created');
+  server.child.kill('SIGTERM');
+  assert.deepEqual(await server.waitForExit(15_000), { code: 0, signal: null });
+  const { spans } = receiver;
+  const exported = (ids: { traceId: string; spanId: string }): ReceivedSpan | undefined =>
+    spans.find((s) => s.traceId === ids.traceId && s.spanId === ids.spanId);
+
+  const request = spans.find((s) => s.kind === SPAN_KIND.server && s.name === 'POST /api/v1/products');
+  assert.ok(request, 'the product request has a server span');
+  const written = exported(traceparentOf(productEvent));
+  assert.ok(written, "the product event's traceparent names an exported span");
+  assert.ok(descendsFrom(written, request, spans), 'in the request that wrote it');
+
+  const command = spans.find((s) => s.name === 'command orders.place');
+  assert.ok(command, `no command span among ${spans.map((s) => s.name).join(', ')}`);
+  assert.equal(command.kind, SPAN_KIND.consumer);
+  assert.deepEqual([command.traceId, command.parentSpanId], [callerTrace, callerSpan]);
+  assert.ok(
+    spans.some((s) => s.scope === '@opentelemetry/instrumentation-pg' && descendsFrom(s, command, spans)),
+    "the order's SQL is in the command's span",
+  );
+  assert.deepEqual(
+    orderEvents().map((m) => [(m.body.order as { status: string }).status, traceparentOf(m).traceId]),
+    [
+      ['pending', callerTrace],
+      ['reserved', callerTrace],
+      ['paid', callerTrace],
+      ['confirmed', callerTrace],
+    ],
+  );
+  const placed = exported(traceparentOf(orderEvents()[0]));
+  assert.ok(placed && descendsFrom(placed, command, spans), 'order.created was written in the command');
 });

@@ -5,15 +5,11 @@
 // what the relay has not published.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import prom from 'prom-client';
-import { createAuthenticators, createJwts, reauthenticator } from '../src/auth/registry.ts';
-import { BrokerMetrics } from '../src/broker/broker.metrics.ts';
-import { commandHandler } from '../src/broker/commands.ts';
 import { createPool } from '../src/platform/db.ts';
 import { saveDurablePosition } from '../src/realtime/consumers.ts';
 import { pruneEvents } from '../src/realtime/events.ts';
 import { MOVIES } from '../src/realtime/topics.ts';
-import { collect, connect, deadLetters, sendCommands } from './broker-clients.ts';
+import { collect, commandHandlerOf, connect, deadLetters, sendCommands } from './broker-clients.ts';
 import { buildTestApp, captureLogger, createMovie, createUser, type TestApp, waitFor } from './helpers.ts';
 import { startRabbitmqServer } from './rabbitmq-server.ts';
 
@@ -181,20 +177,7 @@ test('when a durable reader has not read events yet, then pruning keeps them whi
 test('when the database is unreachable, then a command is put back to be retried, not dead-lettered', async () => {
   const { logger, lines } = captureLogger();
   const nowhere = createPool({ ...t.config.db, dsn: 'postgres://greenlight@127.0.0.1:1/greenlight' });
-  const authenticators = createAuthenticators({
-    config: t.config,
-    db: t.db,
-    cache: undefined,
-    logger,
-    jwts: createJwts(t.config),
-  });
-  const handle = commandHandler({
-    db: nowhere,
-    operations: t.config.operations,
-    reauthenticate: reauthenticator(authenticators),
-    logger,
-    metrics: new BrokerMetrics(new prom.Registry()),
-  });
+  const handle = commandHandlerOf(t, logger, nowhere);
   try {
     const outcome = await handle({
       messageId: 'transient',

@@ -14,8 +14,9 @@ import { buildApp, createMetrics } from '../src/app.ts';
 import { createMailer, QUEUES } from '../src/background.ts';
 import { buildConfig, type Config, readSettings } from '../src/config.ts';
 import { createPool, type Db } from '../src/platform/db.ts';
-import { startJobs } from '../src/platform/jobs.ts';
+import { type Jobs, startJobs } from '../src/platform/jobs.ts';
 import { createLogger, type Logger } from '../src/platform/logger.ts';
+import type { Metrics } from '../src/platform/metrics.ts';
 import { connectRedis } from '../src/platform/redis.ts';
 import { listenForSettingChanges, RuntimeSettings } from '../src/settings/runtime.ts';
 
@@ -95,6 +96,9 @@ export type TestApp = {
   config: Config;
   lines: LogLine[];
   dsn: string;
+  // the app's job queue and metrics
+  jobs: Jobs;
+  metrics: Metrics;
   // app.inject as an activated user holding movies:read and movies:write
   api: Inject;
   token: string;
@@ -179,7 +183,8 @@ export async function buildTestApp(
     await db.end();
   });
   const { token } = await createUser(db, { permissions: ['movies:read', 'movies:write'] });
-  return { app, db, config, lines, dsn, api: withToken(app, token), token, identityCache, settings };
+  const api = withToken(app, token);
+  return { app, db, config, lines, dsn, jobs, metrics, api, token, identityCache, settings };
 }
 
 export type Movie = {

@@ -48,7 +48,7 @@ const TABLE: Readonly<Record<string, readonly [Layer, string]>> = {
   grpc: ['transport', 'accounts api-v1 auth config movies operations orders platform products realtime'],
   // Domain events to a message broker and commands from it, over the realtime outboxes and
   // the domain's use cases; nothing below imports it.
-  broker: ['transport', 'accounts auth config flags movies platform realtime'],
+  broker: ['transport', 'accounts api-v1 auth config flags movies orders platform realtime'],
   app: [
     'composition',
     'accounts api-v1 auth broker config graphql grpc movies operations orders platform posters realtime settings',

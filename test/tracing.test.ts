@@ -2,79 +2,15 @@
 // in this process. One registration (HTTP → SQL → mail job → SMTP) must arrive as one trace
 // with its parent ids joined up; an incoming traceparent is honoured; log lines carry the ids.
 import assert from 'node:assert/strict';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer } from 'node:http';
 import { describe, type TestContext, test } from 'node:test';
 import { trace } from '@opentelemetry/api';
 import { readSettings, readTracingConfig } from '../src/config.ts';
 import { startTracing, tracingEnabled } from '../src/platform/tracing.ts';
 import { buildTestApp, createTestDatabase, waitFor } from './helpers.ts';
+import { attributes, descendsFrom, SPAN_KIND, startOtlpReceiver } from './otlp-receiver.ts';
 import { freePort, greenlight, startServer } from './processes.ts';
 import { SmtpSink } from './smtp-sink.ts';
-
-type OtlpValue = { stringValue?: string; intValue?: string | number; boolValue?: boolean };
-type OtlpAttribute = { key: string; value: OtlpValue };
-type OtlpSpan = {
-  traceId: string;
-  spanId: string;
-  parentSpanId?: string;
-  name: string;
-  kind: number;
-  attributes?: OtlpAttribute[];
-};
-type OtlpRequest = {
-  resourceSpans: {
-    resource: { attributes: OtlpAttribute[] };
-    scopeSpans: { scope: { name: string }; spans: OtlpSpan[] }[];
-  }[];
-};
-type ReceivedSpan = OtlpSpan & { scope: string; resource: Record<string, unknown> };
-
-const SPAN_KIND = { server: 2, client: 3, consumer: 5 };
-
-function attributeValue(value: OtlpValue): unknown {
-  return value.stringValue ?? value.intValue ?? value.boolValue;
-}
-
-function attributes(list: OtlpAttribute[] = []): Record<string, unknown> {
-  return Object.fromEntries(list.map((a) => [a.key, attributeValue(a.value)]));
-}
-
-// A collector's OTLP/HTTP endpoint: POST /v1/traces, JSON (the exporter's default encoding).
-class OtlpReceiver {
-  readonly spans: ReceivedSpan[] = [];
-  readonly contentTypes: string[] = [];
-  #server: Server | undefined;
-
-  async start(): Promise<string> {
-    this.#server = createServer((request, response) => {
-      void this.#receive(request).then(
-        () => response.writeHead(200, { 'content-type': 'application/json' }).end('{}'),
-        () => response.writeHead(400).end(),
-      );
-    });
-    await new Promise<void>((resolve) => this.#server?.listen(0, '127.0.0.1', resolve));
-    return `http://127.0.0.1:${(this.#server.address() as { port: number }).port}`;
-  }
-
-  async #receive(request: IncomingMessage): Promise<void> {
-    assert.equal(`${request.method} ${request.url}`, 'POST /v1/traces');
-    this.contentTypes.push(String(request.headers['content-type']));
-    const chunks: Buffer[] = [];
-    for await (const chunk of request) chunks.push(chunk as Buffer);
-    const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as OtlpRequest;
-    for (const { resource, scopeSpans } of body.resourceSpans) {
-      for (const { scope, spans } of scopeSpans) {
-        for (const span of spans) {
-          this.spans.push({ ...span, scope: scope.name, resource: attributes(resource.attributes) });
-        }
-      }
-    }
-  }
-
-  stop(): Promise<void> {
-    return new Promise((resolve) => (this.#server ? this.#server.close(() => resolve()) : resolve()));
-  }
-}
 
 type ZipkinSpan = {
   traceId: string;
@@ -101,9 +37,7 @@ async function startZipkin(t: TestContext): Promise<{ url: string; spans: Zipkin
 
 // A server tracing to a fresh OTLP receiver, mailing to a fresh SMTP sink.
 async function startTracedServer(t: TestContext, flags: string[]) {
-  const receiver = new OtlpReceiver();
-  const endpoint = await receiver.start();
-  t.after(() => receiver.stop());
+  const { receiver, endpoint } = await startOtlpReceiver(t);
   const smtp = new SmtpSink();
   await smtp.start();
   t.after(() => smtp.stop());
@@ -167,13 +101,6 @@ describe('tracing', () => {
     assert.equal(attributes(request.attributes)['http.route'], '/v1/users');
     assert.ok(!request.parentSpanId, 'a request without traceparent starts a trace');
     const inTrace = spans.filter((s) => s.traceId === request.traceId);
-    const byId = new Map(inTrace.map((s) => [s.spanId, s]));
-    const descendsFromRequest = (span: ReceivedSpan): boolean => {
-      for (let s: ReceivedSpan | undefined = span; s; s = byId.get(s.parentSpanId ?? '')) {
-        if (s.spanId === request.spanId) return true;
-      }
-      return false;
-    };
 
     const sql = inTrace.filter(
       (s) => s.scope === '@opentelemetry/instrumentation-pg' && s.kind === SPAN_KIND.client,
@@ -187,7 +114,8 @@ describe('tracing', () => {
       statements.some((text) => /pgboss/i.test(text)),
       'the job is enqueued by SQL in the request',
     );
-    for (const span of sql) assert.ok(descendsFromRequest(span), `${span.name} is not under the request`);
+    for (const span of sql)
+      assert.ok(descendsFrom(span, request, spans), `${span.name} is not under the request`);
 
     const job = inTrace.find((s) => s.name === 'send-email process');
     assert.ok(job, 'the mail job joins the trace of the request that enqueued it');
@@ -264,9 +192,7 @@ describe('tracing', () => {
   });
 
   test('when the callback service looks an object up, then the upstream receives the traceparent of the exported client span', async (t) => {
-    const receiver = new OtlpReceiver();
-    const endpoint = await receiver.start();
-    t.after(() => receiver.stop());
+    const { receiver, endpoint } = await startOtlpReceiver(t);
     const traceparents: string[] = [];
     const upstream = createServer((request, response) => {
       traceparents.push(String(request.headers.traceparent));

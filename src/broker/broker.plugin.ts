@@ -7,6 +7,7 @@ import fp from 'fastify-plugin';
 import type { Identity } from '../accounts/user.ts';
 import type { Credential } from '../auth/authenticator.ts';
 import type { Config } from '../config.ts';
+import type { OrdersDeps } from '../orders/orders.ts';
 import type { Db } from '../platform/db.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { Metrics } from '../platform/metrics.ts';
@@ -22,13 +23,15 @@ export type BrokerOptions = Readonly<{
   db: Db;
   logger: Logger;
   metrics: Metrics;
+  // the job queue and metrics of orders.place, as the orders route has them
+  orders: Omit<OrdersDeps, 'db'>;
   reauthenticate: (credential: Credential) => Promise<Identity>;
   wakeups: WakeupSource;
 }>;
 
 export const brokerPlugin = fp(
   async (app: FastifyInstance, options: BrokerOptions) => {
-    const { config, db, reauthenticate, wakeups } = options;
+    const { config, db, orders, reauthenticate, wakeups } = options;
     const logger = options.logger.child({ module: 'broker' });
     const broker = rabbitmqBroker(config.broker, logger);
     const metrics = new BrokerMetrics(options.metrics.registry);
@@ -46,7 +49,8 @@ export const brokerPlugin = fp(
     app.addHook('onReady', async () => {
       relay.start();
       if (config.broker.commandsQueue === '') return;
-      const handler = commandHandler({ db, operations: config.operations, reauthenticate, logger, metrics });
+      const operations = config.operations;
+      const handler = commandHandler({ db, orders, operations, reauthenticate, logger, metrics });
       stopCommands = broker.consumeCommands(handler);
     });
     app.addHook('onClose', async () => {

@@ -1,21 +1,28 @@
 // Commands from other systems, taken from the broker's command queue: each type is one entry
-// of COMMANDS, which calls the same use case as the HTTP route, with the same validation and
-// permission. A command carries its sender's credential in a header (`authorization: Bearer
-// <token>` or `x-api-key`), checked by the same authenticators as HTTP. Its message id is
-// recorded in the transaction of its change, so a second delivery is acknowledged without
-// being applied again; the command is acknowledged only after that commit. What can never
-// succeed is dead-lettered with its reason; a transient failure (the database down) is put
-// back, after a backoff, up to MAX_ATTEMPTS times in this process.
+// of COMMANDS, which calls the same use case as the HTTP route, with the same validation,
+// permission check and error messages. A command carries its sender's credential in a header
+// (`authorization: Bearer <token>` or `x-api-key`), checked by the same authenticators as HTTP.
+// Its message id is recorded in the transaction of its change, so a second delivery is
+// acknowledged without being applied again; the command is acknowledged only after that
+// commit. What can never succeed is dead-lettered with its reason; a transient failure (the
+// database down) is put back, after a backoff, up to MAX_ATTEMPTS times in this process.
 import { Readable } from 'node:stream';
+import { Value } from 'typebox/value';
 import { permissionRefusal } from '../accounts/guards.ts';
 import type { Identity } from '../accounts/user.ts';
+import { apiErrorResponse } from '../api-v1/api.ts';
+import { requesterOf, scopeRefusal } from '../api-v1/products.routes.ts';
 import type { Credential } from '../auth/authenticator.ts';
 import { headerCredential } from '../auth/registry.ts';
 import type { OperationsConfig } from '../config.ts';
 import { importMovies } from '../movies/bulk.ts';
+import { IdempotencyKey, IdempotencyKeyBusyError, PlaceOrderRequest } from '../orders/order.ts';
+import { type OrdersDeps, placeOrder } from '../orders/orders.ts';
 import type { Db, Queryable } from '../platform/db.ts';
 import { errorResponse, UnsupportedMediaTypeError } from '../platform/errors.ts';
+import { MAX_BODY_BYTES } from '../platform/json-body.ts';
 import type { Logger } from '../platform/logger.ts';
+import { readBody } from '../platform/request.ts';
 import { inSpan, traceCarrierOf } from '../platform/tracing.ts';
 import type { BrokerMetrics, CommandResult } from './broker.metrics.ts';
 import { commandApplied, insertCommand } from './broker.sql.ts';
@@ -24,11 +31,16 @@ import type { CommandHandler, CommandOutcome, IncomingCommand } from './broker.t
 // A command that can never succeed: dead-lettered with this message.
 export class PoisonCommandError extends Error {}
 
+// A command that may succeed later although its HTTP route would answer 4xx (its message id's
+// first delivery still in progress): put back.
+class RetryLaterError extends Error {}
+
 // The command's message id was applied before: acknowledged, not applied again.
 class AlreadyAppliedError extends Error {}
 
 export type CommandContext = Readonly<{
   db: Db;
+  orders: OrdersDeps;
   identity: Identity;
   messageId: string;
   command: IncomingCommand;
@@ -38,12 +50,28 @@ export type CommandContext = Readonly<{
   claim: (tx: Queryable) => Promise<void>;
 }>;
 
+// A thrown error as the command's HTTP API answers it: the status decides whether a retry
+// can help, the message is the dead letter's reason.
+type ErrorAnswer = Readonly<{ status: number; message: string }>;
+
 export type CommandSpec = Readonly<{
-  // the permission the HTTP route requires
-  permission: string;
+  // why the identity may not send it: the HTTP route's own check, or null
+  refusal: (identity: Identity) => Error | null;
+  // the HTTP API's error table
+  answer: (err: unknown) => ErrorAnswer;
   // Applies the command; throws PoisonCommandError (or a client error) when it never can.
   run: (ctx: CommandContext) => Promise<void>;
 }>;
+
+// The book's table (/v1) and seed 002's (/api/v1).
+const bookAnswer = (err: unknown): ErrorAnswer => {
+  const { status, error } = errorResponse(err);
+  return { status, message: typeof error === 'string' ? error : JSON.stringify(error) };
+};
+const productsApiAnswer = (err: unknown): ErrorAnswer => {
+  const { code, message } = apiErrorResponse(err);
+  return { status: code, message };
+};
 
 const IMPORT_FORMATS: Readonly<Record<string, 'ndjson' | 'csv'>> = {
   'application/x-ndjson': 'ndjson',
@@ -71,10 +99,39 @@ async function importCommand(ctx: CommandContext): Promise<void> {
   }
 }
 
-// Every command type; orders.place joins as one more entry (placeOrder with the message id as
-// its idempotency key).
+// POST /api/v1/orders as a command: the body is the route's JSON, read by the route's reader
+// (whatever the content-type, as the route reads it) and checked by placeOrder; the message id
+// is the order's Idempotency-Key. A redelivery while the first is still in its transaction
+// (the key busy: the route's 409) is put back; one after it finds the message id recorded, or
+// the key's answer.
+async function placeOrderCommand(ctx: CommandContext): Promise<void> {
+  if (!Value.Check(IdempotencyKey, ctx.messageId))
+    throw new PoisonCommandError(
+      'message-id must be 1-255 visible ASCII characters: it is the idempotency key',
+    );
+  if (ctx.command.body.length > MAX_BODY_BYTES) throw new PoisonCommandError('request body too large');
+  const input = readBody(PlaceOrderRequest, ctx.command.body);
+  try {
+    const placed = await placeOrder(ctx.orders, requesterOf(ctx.identity), input, ctx.messageId, ctx.claim);
+    if (placed.replayed) throw new AlreadyAppliedError();
+  } catch (err) {
+    if (err instanceof IdempotencyKeyBusyError) throw new RetryLaterError(err.message);
+    throw err;
+  }
+}
+
+// Every command type: its HTTP route's check, error table and use case.
 export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
-  'movies.import': { permission: 'movies:write', run: importCommand },
+  'movies.import': {
+    refusal: (identity) => permissionRefusal(identity, 'movies:write'),
+    answer: bookAnswer,
+    run: importCommand,
+  },
+  'orders.place': {
+    refusal: (identity) => scopeRefusal(identity, 'orders:write'),
+    answer: productsApiAnswer,
+    run: placeOrderCommand,
+  },
 };
 
 const MAX_ATTEMPTS = 10;
@@ -82,6 +139,8 @@ const MAX_RETRY_DELAY_MS = 10_000;
 
 export type CommandDeps = Readonly<{
   db: Db;
+  // what placing an order needs besides the pool: the job queue of its workflow, its metrics
+  orders: Omit<OrdersDeps, 'db'>;
   operations: OperationsConfig;
   reauthenticate: (credential: Credential) => Promise<Identity>;
   logger: Logger;
@@ -94,18 +153,14 @@ function credentialOf(headers: IncomingCommand['headers']): Credential {
   return credential;
 }
 
-const reasonOf = (err: unknown): string => {
-  if (err instanceof PoisonCommandError) return err.message;
-  const { error } = errorResponse(err);
-  return typeof error === 'string' ? error : JSON.stringify(error);
-};
-
-// Client errors (4xx) never succeed on a retry; 429 and 5xx (the database down) may.
-const isPermanent = (err: unknown): boolean => {
-  if (err instanceof PoisonCommandError) return true;
-  const { status } = errorResponse(err);
-  return status < 500 && status !== 429;
-};
+// What became of a failed command: `permanent` when no retry can help (a client error of its
+// HTTP API, except 429), with the reason to dead-letter it with.
+function classify(err: unknown, spec: CommandSpec | undefined): { permanent: boolean; reason: string } {
+  if (err instanceof PoisonCommandError) return { permanent: true, reason: err.message };
+  if (err instanceof RetryLaterError) return { permanent: false, reason: err.message };
+  const { status, message } = (spec?.answer ?? bookAnswer)(err);
+  return { permanent: status < 500 && status !== 429, reason: message };
+}
 
 export function commandHandler(deps: CommandDeps): CommandHandler {
   const attempts = new Map<string, number>();
@@ -125,13 +180,12 @@ export function commandHandler(deps: CommandDeps): CommandHandler {
       return settle(type, result, { kind: 'ack' });
     } catch (err) {
       const tried = (attempts.get(key) ?? 0) + 1;
-      if (isPermanent(err) || tried >= MAX_ATTEMPTS) {
+      const { permanent, reason } = classify(err, COMMANDS[type]);
+      if (permanent || tried >= MAX_ATTEMPTS) {
         attempts.delete(key);
-        const reason = isPermanent(err)
-          ? reasonOf(err)
-          : `gave up after ${tried} attempts: ${(err as Error).message}`;
-        deps.logger.warn({ message_id: command.messageId, type, reason }, 'command dead-lettered');
-        return settle(type, 'dead', { kind: 'dead', reason });
+        const why = permanent ? reason : `gave up after ${tried} attempts: ${(err as Error).message}`;
+        deps.logger.warn({ message_id: command.messageId, type, reason: why }, 'command dead-lettered');
+        return settle(type, 'dead', { kind: 'dead', reason: why });
       }
       attempts.set(key, tried);
       deps.logger.warn(
@@ -153,12 +207,13 @@ async function applyCommand(deps: CommandDeps, command: IncomingCommand): Promis
       `unknown command type "${type}"; known: ${Object.keys(COMMANDS).join(', ')}`,
     );
   const identity = await deps.reauthenticate(credentialOf(command.headers));
-  const refused = permissionRefusal(identity, spec.permission);
+  const refused = spec.refusal(identity);
   if (refused) throw refused;
   if (await commandApplied(deps.db, messageId)) return 'duplicate';
   try {
     await spec.run({
       db: deps.db,
+      orders: { ...deps.orders, db: deps.db },
       identity,
       messageId,
       command,

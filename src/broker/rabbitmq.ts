@@ -4,7 +4,13 @@
 import { type AsyncMessage, Connection, ConsumerStatus, type Publisher } from 'rabbitmq-client';
 import type { Logger } from '../platform/logger.ts';
 import type { BrokerConfig } from './broker.flags.ts';
-import type { BrokerPort, CommandHandler, IncomingCommand, OutgoingMessage } from './broker.ts';
+import type {
+  BrokerPort,
+  CommandHandler,
+  CommandOutcome,
+  IncomingCommand,
+  OutgoingMessage,
+} from './broker.ts';
 
 // The header a dead-lettered command carries its reason in.
 export const REASON_HEADER = 'x-greenlight-error';
@@ -48,17 +54,21 @@ export function rabbitmqBroker(config: BrokerConfig, logger: Logger): BrokerPort
       await Promise.all(messages.map((message) => publish(publisher, config.exchange, message)));
     },
     consumeCommands: (handler) => consumeCommands(connection, config, deadPublisher, handler, logger),
-    // Bounded: with the broker down, closing the connection never resolves.
-    close: async () => {
-      const closing = Promise.all([publisher.close(), deadPublisher.close()]).then(() => connection.close());
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        closing,
-        new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_TIMEOUT_MS))),
-      ]);
-      clearTimeout(timer);
-    },
+    close: () =>
+      bounded(Promise.all([publisher.close(), deadPublisher.close()]).then(() => connection.close())),
   };
+}
+
+// Waits for one of rabbitmq-client's closes at most CLOSE_TIMEOUT_MS: with the broker down (or
+// going down meanwhile) a close may never resolve, holding no handle, and the service's
+// shutdown would wait forever.
+async function bounded(closing: Promise<unknown>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    closing.catch(() => {}),
+    new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_TIMEOUT_MS))),
+  ]);
+  clearTimeout(timer);
 }
 
 function publish(publisher: Publisher, exchange: string, message: OutgoingMessage): Promise<void> {
@@ -102,6 +112,7 @@ function consumeCommands(
   logger: Logger,
 ): () => Promise<void> {
   const dead = deadLetterName(config.commandsQueue);
+  const inProgress = new Set<Promise<CommandOutcome>>();
   const consumer = connection.createConsumer(
     {
       queue: config.commandsQueue,
@@ -115,7 +126,9 @@ function consumeCommands(
       lazy: true,
     },
     async (msg) => {
-      const outcome = await handler(toCommand(msg));
+      const handling = handler(toCommand(msg));
+      inProgress.add(handling);
+      const outcome = await handling.finally(() => inProgress.delete(handling));
       if (outcome.kind === 'ack') return ConsumerStatus.ACK;
       if (outcome.kind === 'retry') return ConsumerStatus.REQUEUE;
       try {
@@ -142,9 +155,14 @@ function consumeCommands(
   consumer.on('error', (err) => logger.warn({ err }, 'command consumer failed; it restarts'));
   // The dead-letter queue, declared once the broker answers (the consumer declares its own).
   const declared = declareDeadLetterQueue(connection, dead, logger, () => consumer.start());
+  // Stopping takes no new command and waits for those in progress, ours to wait for (their
+  // outcome is lost with the channel, and the broker delivers them again); the library's own
+  // close gets a bound.
   return async () => {
     await declared.stop();
-    await consumer.close();
+    const closing = consumer.close();
+    await Promise.allSettled(inProgress);
+    await bounded(closing);
   };
 }
 

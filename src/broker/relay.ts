@@ -40,7 +40,7 @@ export type RelayOptions = Readonly<{
 export const messageOf = (
   topic: Topic,
   event: StreamEvent,
-  headers: Record<string, string>,
+  headers: Readonly<Record<string, string>>,
 ): OutgoingMessage => {
   const data = JSON.parse(event.json) as Record<string, { id?: unknown }>;
   return {
@@ -176,12 +176,13 @@ export class EventRelay {
   ): Promise<{ full: boolean; pending: boolean }> {
     const { events, pending } = await eventsAfter(client, topic, positions.get(topic) as Position, BATCH);
     if (events.length === 0) return { full: false, pending };
-    // The batch's publish span carries the trace context (the writer's is not kept in the
-    // outbox); without tracing the headers stay empty.
+    // Each message carries the trace context of the change that wrote its event, so that its
+    // consumer continues the writer's trace; an event written untraced carries the batch's
+    // publish span's. Without tracing the headers stay empty.
     const attributes = { 'messaging.system': 'rabbitmq', 'messaging.batch.message_count': events.length };
     await inSpan(`publish ${topic.outbox.table}`, { kind: 'PRODUCER', attributes }, () => {
-      const headers = currentTraceContext();
-      return this.#publish(events.map((event) => messageOf(topic, event, headers)));
+      const relayed = currentTraceContext();
+      return this.#publish(events.map((event) => messageOf(topic, event, event.traceContext ?? relayed)));
     });
     const last = (events.at(-1) as StreamEvent).position;
     await saveDurablePosition(client, RELAY_CONSUMER, topic, last);

@@ -2,7 +2,13 @@
 // round trip, optimistic locking on version. Zero rows become domain errors here.
 import type { Queryable } from '../platform/db.ts';
 import { EditConflictError, NotFoundError } from '../platform/errors.ts';
-import { lockSubject, type Outbox, recordEvents, unchangedSince } from '../platform/outbox.ts';
+import {
+  eventTraceContext,
+  lockSubject,
+  type Outbox,
+  recordEvents,
+  unchangedSince,
+} from '../platform/outbox.ts';
 import type { MovieFilters, MovieListQuery } from './filters.ts';
 import type { ListedMovie, Movie, MovieFields } from './movie.ts';
 
@@ -38,14 +44,15 @@ const MOVIE_EVENTS: Outbox = {
 };
 const MOVIE_JSON = `json_build_object('id', m.id, 'title', m.title, 'year', m.year,
   'runtime', m.runtime, 'genres', m.genres, 'version', m.version)`;
-const recordEvent = (type: string, payload: string) => recordEvents(MOVIE_EVENTS, type, payload);
+const recordEvent = (type: string, payload: string, traceParam: string) =>
+  recordEvents(MOVIE_EVENTS, type, payload, traceParam);
 
 const INSERT_MOVIE = `
   WITH m AS (
     INSERT INTO movies (title, year, runtime, genres)
     VALUES ($1, $2, $3, $4)
     RETURNING id, created_at, title, year, runtime, genres, version
-  ),${recordEvent('movie.created', MOVIE_JSON)}
+  ),${recordEvent('movie.created', MOVIE_JSON, '$5')}
   SELECT m.id, m.created_at, m.title, m.year, m.runtime, m.genres, m.version FROM m`;
 
 const SELECT_MOVIE = `
@@ -59,13 +66,13 @@ const UPDATE_MOVIE = `
     SET title = $1, year = $2, runtime = $3, genres = $4, version = version + 1
     WHERE id = $5 AND version = $6 AND ${lockSubject(MOVIE_EVENTS, '$5')}
     RETURNING id, title, year, runtime, genres, version
-  ),${recordEvent('movie.updated', MOVIE_JSON)}
+  ),${recordEvent('movie.updated', MOVIE_JSON, '$7')}
   SELECT m.version FROM m`;
 
 const DELETE_MOVIE = `
   WITH m AS (
     DELETE FROM movies WHERE id = $1 AND ${lockSubject(MOVIE_EVENTS, '$1')} RETURNING id, version
-  ),${recordEvent('movie.deleted', "json_build_object('id', m.id, 'version', m.version)")}
+  ),${recordEvent('movie.deleted', "json_build_object('id', m.id, 'version', m.version)", '$2')}
   SELECT m.id FROM m`;
 
 // ORDER BY cannot take a parameter, so each safelisted sort maps to fixed SQL text.
@@ -195,6 +202,7 @@ export async function insertMovie(db: Queryable, fields: MovieFields): Promise<M
     fields.year,
     fields.runtime,
     fields.genres,
+    eventTraceContext(),
   ]);
   return toMovie(rows[0] as MovieRow);
 }
@@ -210,14 +218,26 @@ export async function updateMovie(db: Queryable, movie: Movie): Promise<Movie> {
   const { rows } = await db.query<{ version: number }>({
     name: 'update-movie',
     text: UPDATE_MOVIE,
-    values: [movie.title, movie.year, movie.runtime, movie.genres, movie.id, movie.version],
+    values: [
+      movie.title,
+      movie.year,
+      movie.runtime,
+      movie.genres,
+      movie.id,
+      movie.version,
+      eventTraceContext(),
+    ],
   });
   if (rows.length === 0) throw new EditConflictError();
   return { ...movie, version: (rows[0] as { version: number }).version };
 }
 
 export async function deleteMovie(db: Queryable, id: string): Promise<void> {
-  const { rowCount } = await db.query({ name: 'delete-movie', text: DELETE_MOVIE, values: [id] });
+  const { rowCount } = await db.query({
+    name: 'delete-movie',
+    text: DELETE_MOVIE,
+    values: [id, eventTraceContext()],
+  });
   if (rowCount === 0) throw new NotFoundError();
 }
 
@@ -261,7 +281,7 @@ const INSERT_MOVIES = `
     SELECT r.title, r.year, r.runtime, ARRAY(SELECT jsonb_array_elements_text(r.genres::jsonb))
     FROM unnest($1::text[], $2::integer[], $3::integer[], $4::text[]) AS r(title, year, runtime, genres)
     RETURNING id, title, year, runtime, genres, version
-  ),${recordEvent('movie.created', MOVIE_JSON)}
+  ),${recordEvent('movie.created', MOVIE_JSON, '$5')}
   SELECT count(*)::integer AS count FROM m`;
 
 export async function insertMovies(db: Queryable, movies: readonly MovieFields[]): Promise<number> {
@@ -273,6 +293,7 @@ export async function insertMovies(db: Queryable, movies: readonly MovieFields[]
       movies.map((m) => m.year),
       movies.map((m) => m.runtime),
       movies.map((m) => JSON.stringify(m.genres)),
+      eventTraceContext(),
     ],
   });
   return rows[0]?.count ?? 0;

@@ -4,7 +4,7 @@
 // finds the expected status wins, and the other changes nothing. The database refuses any
 // change the state machine lacks (trigger of migration 000023).
 import type { Queryable } from '../platform/db.ts';
-import { lockSubject, type Outbox, recordEvents } from '../platform/outbox.ts';
+import { eventTraceContext, lockSubject, type Outbox, recordEvents } from '../platform/outbox.ts';
 import type { NewOrder, Order, OrderEvent, OrderItem, OrderStatus } from './order.ts';
 
 type OrderRow = {
@@ -76,7 +76,7 @@ const INSERT = `
     RETURNING *
   ), h AS (
     INSERT INTO order_history (order_id, status, detail) SELECT m.id, m.status, 'order placed' FROM m
-  ),${recordEvents(ORDER_EVENTS, 'order.created', orderJson(itemsOf('i')))}
+  ),${recordEvents(ORDER_EVENTS, 'order.created', orderJson(itemsOf('i')), '$6')}
   SELECT ${COLUMNS}, ${itemsOf('i')} AS items FROM m`;
 
 const SELECT_BY_ID = `SELECT ${COLUMNS}, ${STORED_ITEMS} AS items FROM orders m WHERE m.id = $1`;
@@ -107,7 +107,7 @@ const TRANSITION = `
     RETURNING *
   ), h AS (
     INSERT INTO order_history (order_id, status, detail) SELECT m.id, m.status, $6 FROM m
-  ),${recordEvents(ORDER_EVENTS, 'order.updated', orderJson(STORED_ITEMS))}
+  ),${recordEvents(ORDER_EVENTS, 'order.updated', orderJson(STORED_ITEMS), '$9')}
   SELECT ${COLUMNS}, ${STORED_ITEMS} AS items FROM m`;
 
 // Committed before the provider is first asked, so a later compensation knows a charge may exist.
@@ -150,6 +150,7 @@ export async function insertOrder(
       order.lines.map((line) => line.productId),
       order.lines.map((line) => line.quantity),
       order.lines.map((line) => prices.get(line.productId)),
+      eventTraceContext(),
     ],
   });
   return toOrder(rows[0] as OrderRow);
@@ -212,6 +213,7 @@ export async function transition(
       fields.detail,
       fields.forward,
       fields.uncharged ?? false,
+      eventTraceContext(),
     ],
   });
   return rows[0] && toOrder(rows[0]);

@@ -3,7 +3,7 @@
 // there" are the same 404. placeOrder deduplicates by idempotency key itself and enqueues the
 // workflow's first step in the transaction that creates the order (src/orders/workflow.ts).
 import { createHash } from 'node:crypto';
-import { type Db, withTransaction } from '../platform/db.ts';
+import { type Db, type Queryable, withTransaction } from '../platform/db.ts';
 import type { Jobs } from '../platform/jobs.ts';
 import { RuleViolationError } from '../products/product.ts';
 import { type PageQuery, productPage, productPrices, type Requester } from '../products/products.ts';
@@ -44,12 +44,15 @@ function fingerprintOf(order: ReturnType<typeof validateNewOrder>): Buffer {
 
 // Places an order for `requester`. With a key: the same key and request within 24 h get the
 // stored answer again, another request 422, and a duplicate while the first's transaction is
-// open 409. The order, its first workflow step and the key's answer commit together or not at all.
+// open 409. The order, its first workflow step and the key's answer commit together or not at all;
+// so does `claim`, a transport's own record of the request (the broker's message id), written
+// in the same transaction before the order.
 export async function placeOrder(
   deps: OrdersDeps,
   requester: Requester,
   input: PlaceOrderInput,
   idempotencyKey?: string,
+  claim?: (tx: Queryable) => Promise<void>,
 ): Promise<Placement> {
   const key = idempotencyKey === undefined ? undefined : checkIdempotencyKey(idempotencyKey);
   const order = validateNewOrder(input);
@@ -64,6 +67,7 @@ export async function placeOrder(
         return { status: stored.status, body: stored.body as OrderEnvelopeJson, replayed: true };
       }
     }
+    await claim?.(client);
     const prices = await productPrices(
       client,
       order.lines.map((line) => line.productId),

@@ -1,10 +1,13 @@
-// The write side of an event outbox (movie_events, product_events), one template for every
-// table: a change statement records its event rows in the same statement, so in the same
-// transaction: a rolled-back change leaves no event, and a committed one always has its row.
+// The write side of an event outbox (movie_events, product_events, order_events), one template
+// for every table: a change statement records its event rows in the same statement, so in the
+// same transaction: a rolled-back change leaves no event, and a committed one always has its
+// row, with the writer's trace context.
 // Each row gets the id of its transaction (the column's default, pg_current_xact_id()); the
 // streams deliver in (xid, id) order and only events of transactions older than every running
 // one, so writers take no shared lock and send no NOTIFY: they commit in parallel, and wake
 // the streams after their commit (docs/decisions.md, "Change streams").
+import { currentTraceContext } from './tracing.ts';
+
 export type Outbox = Readonly<{
   table: string;
   // the column naming the changed record
@@ -26,14 +29,24 @@ export const lockSubject = (outbox: Outbox, idParam: string): string =>
   `(SELECT true FROM pg_advisory_xact_lock(${outbox.lockKey}, hashint8(${idParam}::bigint)))`;
 
 // The CTE `e` (the event rows' ids) for a statement whose changed rows are the CTE `m`;
-// `payload` is an SQL expression over m. Put after `WITH m AS (…),`.
-export const recordEvents = (outbox: Outbox, type: string, payload: string): string => `
+// `payload` is an SQL expression over m, `traceParam` the parameter (e.g. '$5') that holds
+// eventTraceContext(). Put after `WITH m AS (…),`.
+export const recordEvents = (outbox: Outbox, type: string, payload: string, traceParam: string): string => `
   e AS (
-    INSERT INTO ${outbox.table} (type, ${outbox.subjectColumn}, payload)
-    SELECT '${type}', m.id, ${payload} FROM m
+    INSERT INTO ${outbox.table} (type, ${outbox.subjectColumn}, payload, trace_context)
+    SELECT '${type}', m.id, ${payload}, ${traceParam}::jsonb FROM m
     ORDER BY m.id
     RETURNING id
   )`;
+
+// The trace_context of the events a statement writes now: the W3C trace context of the active
+// span (the request, command or job making the change), as JSON, or null when nothing is
+// traced. The broker relay sends it on with each event, so the writer's trace goes on in
+// whoever consumes it.
+export function eventTraceContext(): string | null {
+  const carrier = currentTraceContext();
+  return carrier.traceparent ? JSON.stringify(carrier) : null;
+}
 
 // A condition that holds when `snapshotParam` (an earlier pg_snapshot, as text, or NULL) sees
 // exactly the changes of the outbox's records that the current statement sees: the current

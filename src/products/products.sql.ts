@@ -1,7 +1,7 @@
 // SQL for the products table. Changes by a non-owner are ruled out inside the statement
 // (user_id = the requester, unless an admin asks), so no read-then-write race exists.
 import type { Queryable } from '../platform/db.ts';
-import { lockSubject, type Outbox, recordEvents } from '../platform/outbox.ts';
+import { eventTraceContext, lockSubject, type Outbox, recordEvents } from '../platform/outbox.ts';
 import type { NewProduct, Product, ProductChanges } from './product.ts';
 
 type ProductRow = {
@@ -60,7 +60,7 @@ const INSERT = `
     INSERT INTO products (user_id, name, description, price, stock)
     VALUES ($1, $2, $3, $4, $5)
     RETURNING ${COLUMNS}
-  ),${recordEvents(PRODUCT_EVENTS, 'product.created', PRODUCT_JSON)}
+  ),${recordEvents(PRODUCT_EVENTS, 'product.created', PRODUCT_JSON, '$6')}
   SELECT ${M_COLUMNS} FROM m`;
 
 // One round trip for the page and the total; the total is there even past the last page.
@@ -94,14 +94,14 @@ const UPDATE = `
         updated_at = now()
     WHERE id = $1 AND (user_id = $2 OR $7) AND ${lockSubject(PRODUCT_EVENTS, '$1')}
     RETURNING ${COLUMNS}
-  ),${recordEvents(PRODUCT_EVENTS, 'product.updated', PRODUCT_JSON)}
+  ),${recordEvents(PRODUCT_EVENTS, 'product.updated', PRODUCT_JSON, '$8')}
   SELECT ${M_COLUMNS} FROM m`;
 
 const DELETE = `
   WITH m AS (
     DELETE FROM products WHERE id = $1 AND (user_id = $2 OR $3) AND ${lockSubject(PRODUCT_EVENTS, '$1')}
     RETURNING id
-  ),${recordEvents(PRODUCT_EVENTS, 'product.deleted', "json_build_object('id', m.id)")}
+  ),${recordEvents(PRODUCT_EVENTS, 'product.deleted', "json_build_object('id', m.id)", '$4')}
   SELECT m.id FROM m`;
 
 export async function insertProduct(db: Queryable, userId: number, product: NewProduct): Promise<Product> {
@@ -111,6 +111,7 @@ export async function insertProduct(db: Queryable, userId: number, product: NewP
     product.description,
     product.price,
     product.stock,
+    eventTraceContext(),
   ]);
   return toProduct(rows[0] as ProductRow);
 }
@@ -150,6 +151,7 @@ export async function updateProduct(
     changes.price ?? null,
     changes.stock ?? null,
     requester.admin,
+    eventTraceContext(),
   ]);
   return rows[0] && toProduct(rows[0]);
 }
@@ -160,7 +162,7 @@ export async function deleteProduct(
   id: string,
   requester: { userId: number; admin: boolean },
 ): Promise<boolean> {
-  const { rowCount } = await db.query(DELETE, [id, requester.userId, requester.admin]);
+  const { rowCount } = await db.query(DELETE, [id, requester.userId, requester.admin, eventTraceContext()]);
   return (rowCount ?? 0) > 0;
 }
 

@@ -14,6 +14,8 @@ export type EventRow = {
   type: string;
   payload: Record<string, unknown>;
   created_at: Date;
+  // the writer's W3C trace context, when it was traced (src/platform/outbox.ts)
+  trace_context: Readonly<Record<string, string>> | null;
 };
 
 export type Position = Readonly<{ xid: bigint; id: number }>;
@@ -36,13 +38,13 @@ export const outboxStatements = (table: string): OutboxStatements => ({
   selectAfter: `
     WITH horizon AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin),
     batch AS (
-      SELECT id, xid, type, payload, created_at
+      SELECT id, xid, type, payload, created_at, trace_context
       FROM ${table}
       WHERE (xid, id) > ($1::xid8, $2::bigint) AND xid < (SELECT xmin FROM horizon)
       ORDER BY xid, id
       LIMIT $3
     )
-    SELECT b.id, b.xid::text AS xid, b.type, b.payload, b.created_at,
+    SELECT b.id, b.xid::text AS xid, b.type, b.payload, b.created_at, b.trace_context,
            EXISTS (SELECT 1 FROM ${table} WHERE xid >= (SELECT xmin FROM horizon)) AS pending
     FROM (VALUES (1)) AS one
     LEFT JOIN batch b ON true

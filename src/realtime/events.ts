@@ -1,6 +1,7 @@
 // Change events as clients receive them, and the outboxes' retention, for every topic.
 // An event is serialised once, for every SSE and WebSocket client of the process.
 import type { Db, Queryable } from '../platform/db.ts';
+import type { TraceCarrier } from '../platform/tracing.ts';
 import * as sql from './events.sql.ts';
 import type { Topic } from './topics.ts';
 
@@ -22,6 +23,8 @@ export type StreamEvent = Readonly<{
   // the same data as an object, for transports that encode it their own way (gRPC) and for
   // the topic's per-event rule (Topic.visible reads its record)
   data: Readonly<Record<string, unknown>>;
+  // the W3C trace context of the change that wrote it, when it was traced
+  traceContext: TraceCarrier | null;
 }>;
 
 // Whether `a` comes after `b` in the delivery order.
@@ -42,6 +45,7 @@ export function toStreamEvent(topic: Topic, row: sql.EventRow): StreamEvent {
     sse: `id: ${id}\nevent: ${row.type}\ndata: ${json}\n\n`,
     ws: `{"topic":"${topic.name}",${json.slice(1)}`,
     data,
+    traceContext: row.trace_context,
   };
 }
 
