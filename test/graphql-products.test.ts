@@ -97,7 +97,9 @@ describe('products in GraphQL', () => {
     let statements = 0;
     const original = db.query.bind(db);
     db.query = ((...args: Parameters<typeof db.query>) => {
-      statements++;
+      // The creations' wake-ups of the change streams may still be on their way (they are
+      // spaced, src/realtime/wakeups.ts): not the read's statements.
+      if ((args[0] as { name?: string }).name !== 'notify-events') statements++;
       return original(...args);
     }) as typeof db.query;
     try {
