@@ -204,11 +204,15 @@ async function newDatabase(): Promise<Database> {
   return { dataDir, flags };
 }
 
+// What every instance of the service talks to: the SMTP sink, C1's upstream and W1's payment
+// provider, all in this process. A second instance on the database also runs order steps, so
+// it needs the same provider as the first.
+type StandIns = Readonly<{ smtpPort: number; upstreamUrl: string; paymentsUrl: string }>;
+
 // `database` owned: the service is the first on it and removes it when stopped. A second
 // service on the same embedded database borrows the running server.
 async function startService(
-  smtpPort: number,
-  upstreamUrl: string,
+  { smtpPort, upstreamUrl, paymentsUrl }: StandIns,
   database: Database,
   extraFlags: string[] = [],
   owned = true,
@@ -241,6 +245,8 @@ async function startService(
     `127.0.0.1:${callbacksPort}`,
     '-callbacks-upstream',
     upstreamUrl,
+    '-payments-url',
+    paymentsUrl,
     '-grpc-addr',
     `127.0.0.1:${grpcPort}`,
     ...dbFlags,
@@ -407,15 +413,23 @@ const SETTLE_LIMIT_S = 120;
 // some still are then).
 async function ordersSettled(url: string, jwt: string): Promise<number> {
   const started = performance.now();
-  while ((performance.now() - started) / 1000 < SETTLE_LIMIT_S) {
-    const open = await Promise.all(
-      OPEN_STATUSES.map((status) =>
-        api(url, 'GET', `/api/v1/orders?status=${status}&limit=1`, undefined, jwt),
-      ),
+  const openNow = () =>
+    Promise.all(
+      OPEN_STATUSES.map(async (status) => {
+        const page = await api(url, 'GET', `/api/v1/orders?status=${status}&limit=1`, undefined, jwt);
+        return `${page.total} ${status}`;
+      }),
     );
-    if (open.every((page) => page.total === 0)) break;
+  let open = await openNow();
+  while (
+    open.some((count) => !count.startsWith('0 ')) &&
+    (performance.now() - started) / 1000 < SETTLE_LIMIT_S
+  ) {
     await sleep(100);
+    open = await openNow();
   }
+  if (open.some((count) => !count.startsWith('0 ')))
+    console.log(`W1: orders still in flight ${SETTLE_LIMIT_S} s after the load: ${open.join(', ')}`);
   return Number(((performance.now() - started) / 1000).toFixed(1));
 }
 
@@ -624,8 +638,7 @@ function bcryptLimitRps(): { hashMs: number; limitRps: number } {
 // relay publishes what the first instance commits under S4's load; both stop afterwards.
 async function runA1(
   database: Database,
-  smtpPort: number,
-  upstreamUrl: string,
+  stands: StandIns,
   url: string,
   token: string,
   s4: Scenario['spec'],
@@ -634,7 +647,7 @@ async function runA1(
   const stopRabbit = () => rabbit.remove();
   running.add(stopRabbit);
   try {
-    const relay = await startService(smtpPort, upstreamUrl, database, ['-amqp-url', rabbit.url], false);
+    const relay = await startService(stands, database, ['-amqp-url', rabbit.url], false);
     try {
       console.log(`A1: rabbitmq-server at ${rabbit.url}, relaying instance ${relay.url}`);
       return await runPublishLatency({
@@ -732,6 +745,7 @@ async function main(): Promise<void> {
   const upstreamUrl = await upstream.listen(0);
   // W1's payment provider, always succeeding at once (in this process, as C1's upstream).
   const payments = await startPaymentsStandIn();
+  const stands = (): StandIns => ({ smtpPort: sink.port, upstreamUrl, paymentsUrl: payments.url });
   let service: Service | undefined;
   let cached: { service: Service; stopRedis: () => Promise<void> } | undefined;
   let token = opts.token ?? '';
@@ -744,11 +758,7 @@ async function main(): Promise<void> {
     await sink.start();
     database = await newDatabase();
     const otlpUrl = await otlp?.start();
-    service = await startService(sink.port, upstreamUrl, database, [
-      '-payments-url',
-      payments.url,
-      ...(otlpUrl ? ['-otel-endpoint', otlpUrl] : []),
-    ]);
+    service = await startService(stands(), database, otlpUrl ? ['-otel-endpoint', otlpUrl] : []);
     url = service.url;
     if (wanted.has('R1')) {
       const redis = await spawnRedisServer();
@@ -759,7 +769,7 @@ async function main(): Promise<void> {
       running.add(stopRedis);
       const flags = ['-redis-url', redis.url, '-cache-ttl', opts['cache-ttl'] as string];
       cached = {
-        service: await startService(sink.port, upstreamUrl, database, flags, false),
+        service: await startService(stands(), database, flags, false),
         stopRedis,
       };
       console.log(`R1: a second instance ${cached.service.url} with ${flags.join(' ')}`);
@@ -899,7 +909,7 @@ async function main(): Promise<void> {
     else if (!hasRabbitmqServer())
       console.log('A1 skipped: rabbitmq-server is not installed (apt-get install rabbitmq-server)');
     else {
-      publish = await runA1(database, sink.port, upstreamUrl, url, token, s4Spec);
+      publish = await runA1(database, stands(), url, token, s4Spec);
       if (publish.missing > 0) failing.push(`A1 ${publish.missing} events not received`);
       const measured = show('A1', { events: publish.events_per_s, p50: publish.p50_ms, p99: publish.p99_ms });
       console.log(
