@@ -19,9 +19,10 @@
 // (--sse-clients SSE clients receiving --sse-rate movie updates a second, delivery latency;
 // bench/events.ts), A1 (movie.created on RabbitMQ under S4's load: a rabbitmq-server and a
 // second instance with -amqp-url, started for it; bench/broker.ts) and the callback scenario
-// C1 (bench/callbacks.ts; only when it starts the service). R1 is S2 against a second instance on the same database with -redis-url (a
-// redis-server the benchmark starts) and -cache-ttl, so its reads are mostly X-Cache: HIT;
-// also only when it starts the service.
+// C1 (bench/callbacks.ts; only when it starts the service). R1 is S2 against a second
+// instance on the same database with -redis-url (a redis-server the benchmark starts) and
+// -cache-ttl, so its reads are mostly X-Cache: HIT; the instance runs for R1 alone, and only
+// when the benchmark starts the service.
 // Each figure is printed with its change against the last full row of bench/results.md
 // measured with the same settings, flagged when it is more than 15 % worse. A run of every
 // scenario appends a full row there; a run of a subset (or one that had to skip a scenario)
@@ -634,6 +635,27 @@ function bcryptLimitRps(): { hashMs: number; limitRps: number } {
   };
 }
 
+// R1's second instance on the same database, with -redis-url (a redis-server of its own) and
+// -cache-ttl; started for R1 alone, so that no other scenario shares the machine with it.
+async function startCachedInstance(database: Database, stands: StandIns) {
+  const redis = await spawnRedisServer();
+  const stopRedis = async () => {
+    running.delete(stopRedis);
+    await redis.stop();
+  };
+  running.add(stopRedis);
+  const flags = ['-redis-url', redis.url, '-cache-ttl', opts['cache-ttl'] as string];
+  const service = await startService(stands, database, flags, false);
+  console.log(`R1: a second instance ${service.url} with ${flags.join(' ')}`);
+  return {
+    service,
+    stop: async () => {
+      await service.stop();
+      await stopRedis();
+    },
+  };
+}
+
 // A1: a rabbitmq-server, and a second instance on the same database with -amqp-url, whose
 // relay publishes what the first instance commits under S4's load; both stop afterwards.
 async function runA1(
@@ -747,7 +769,7 @@ async function main(): Promise<void> {
   const payments = await startPaymentsStandIn();
   const stands = (): StandIns => ({ smtpPort: sink.port, upstreamUrl, paymentsUrl: payments.url });
   let service: Service | undefined;
-  let cached: { service: Service; stopRedis: () => Promise<void> } | undefined;
+  let cachedMemory: ReturnType<typeof serviceMemory> | undefined;
   let token = opts.token ?? '';
   let ids: number[] = [];
   let url = opts.url;
@@ -760,20 +782,6 @@ async function main(): Promise<void> {
     const otlpUrl = await otlp?.start();
     service = await startService(stands(), database, otlpUrl ? ['-otel-endpoint', otlpUrl] : []);
     url = service.url;
-    if (wanted.has('R1')) {
-      const redis = await spawnRedisServer();
-      const stopRedis = async () => {
-        running.delete(stopRedis);
-        await redis.stop();
-      };
-      running.add(stopRedis);
-      const flags = ['-redis-url', redis.url, '-cache-ttl', opts['cache-ttl'] as string];
-      cached = {
-        service: await startService(stands(), database, flags, false),
-        stopRedis,
-      };
-      console.log(`R1: a second instance ${cached.service.url} with ${flags.join(' ')}`);
-    }
     console.log(
       `service: ${url} (workers ${opts.workers}${otlp ? ', tracing to a local OTLP receiver' : ''}); preparing ${opts.movies} movies through the API…`,
     );
@@ -799,18 +807,19 @@ async function main(): Promise<void> {
   const every = scenarios({ token, ids, ...products, grpcUrl: service?.grpcUrl, url });
   const s4Spec = every.find((s) => s.name === 'S4')?.spec as Scenario['spec'];
   for (const scenario of every.filter((s) => wanted.has(s.name))) {
-    if ((scenario.cached && !cached) || scenario.run === null) {
+    if ((scenario.cached && !database) || scenario.run === null) {
       console.log(`${scenario.name} skipped: it needs the service this benchmark starts`);
       continue;
     }
-    const target = scenario.cached && cached ? cached.service.url : url;
+    const cached = scenario.cached && database ? await startCachedInstance(database, stands()) : undefined;
+    const target = cached ? cached.service.url : url;
     // Unmeasured warm-up: pools open their connections, statements get prepared, caches fill.
     const measure = (seconds: number) =>
       scenario.run
         ? scenario.run(seconds)
         : load({ ...scenario.spec, url: target, durationSeconds: seconds });
     if (Number(opts.warmup) > 0) await measure(Number(opts.warmup));
-    const servicePids = (scenario.cached && cached ? cached.service : service)?.pids() ?? [];
+    const servicePids = (cached ? cached.service : service)?.pids() ?? [];
     const cpuBefore = serviceCpuMicros(servicePids);
     const result = await measure(duration);
     const cpuUsed = serviceCpuMicros(servicePids) - cpuBefore;
@@ -835,7 +844,7 @@ async function main(): Promise<void> {
       ...(scenario.spec.paths[0] === LIST_100
         ? { response_bytes: await responseBytes(url, scenario.spec) }
         : {}),
-      ...(scenario.cached ? { x_cache_of_100: await xCacheSample(target, scenario.spec) } : {}),
+      ...(cached ? { x_cache_of_100: await xCacheSample(target, scenario.spec) } : {}),
       ...(settledS === undefined ? {} : { settled_s: settledS }),
       ...(scenario.name === 'S6' && bcrypt
         ? {
@@ -846,6 +855,10 @@ async function main(): Promise<void> {
       statuses: result.statuses,
     };
     rows.push(row);
+    if (cached) {
+      cachedMemory = serviceMemory(cached.service.pids());
+      await cached.stop();
+    }
     if (result.requests === 0) {
       console.log(`${row.scenario} ${row.title.padEnd(42)} no answer within ${duration} s: not measured`);
       continue;
@@ -952,10 +965,7 @@ async function main(): Promise<void> {
   // Memory last, when every scenario has had its turn: the peak is the most each process
   // held at any time, the end what it still holds.
   const memory = service ? serviceMemory(service.pids()) : [];
-  const cachedMemory = cached ? serviceMemory(cached.service.pids()) : [];
   const rss = memoryFigures(memory);
-  await cached?.service.stop();
-  await cached?.stopRedis();
   await service?.stop();
   await sink.stop();
   await otlp?.stop();
@@ -981,7 +991,7 @@ async function main(): Promise<void> {
     bcrypt_cost_12: bcrypt ? { hash_ms: bcrypt.hashMs, limit_rps: bcrypt.limitRps } : null,
     peak_rss_mib: memory.length > 0 ? Math.max(...memory.map((p) => p.peak_mib)) : null,
     processes: memory,
-    r1_instance_processes: cached ? cachedMemory : null,
+    r1_instance_processes: cachedMemory ?? null,
     scenarios: rows,
     bulk: bulk ?? null,
     events: events ?? null,
@@ -1037,7 +1047,7 @@ async function main(): Promise<void> {
     );
   for (const p of memory)
     console.log(`  ${p.role} (pid ${p.pid}): peak ${p.peak_mib} MiB, at the end ${p.now_mib} MiB`);
-  for (const p of cachedMemory)
+  for (const p of cachedMemory ?? [])
     console.log(
       `  R1 instance ${p.role} (pid ${p.pid}): peak ${p.peak_mib} MiB, at the end ${p.now_mib} MiB`,
     );
