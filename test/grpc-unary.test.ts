@@ -88,6 +88,32 @@ describe('unary calls', async () => {
     assert.equal(timed.status, '0');
   });
 
+  test('when a client with a deadline sends only part of its message, then DEADLINE_EXCEEDED once the deadline passes', async () => {
+    const session = http2.connect(`http://${address}`);
+    try {
+      const status = await new Promise<string>((resolve, reject) => {
+        const req = session.request({
+          ':method': 'POST',
+          ':path': GET_MOVIE,
+          'content-type': 'application/grpc',
+          te: 'trailers',
+          'grpc-timeout': '200m',
+          ...auth,
+        });
+        const fields: Record<string, unknown> = {};
+        req.on('response', (h) => Object.assign(fields, h));
+        req.on('trailers', (t) => Object.assign(fields, t));
+        req.on('error', reject);
+        req.on('end', () => resolve(String(fields['grpc-status'])));
+        req.resume();
+        req.write(framed(request(movie.id)).subarray(0, 3));
+      });
+      assert.equal(status, '4');
+    } finally {
+      session.destroy();
+    }
+  });
+
   test('when the body is malformed, then an error status each time, and the server goes on answering', async () => {
     const good = request(movie.id);
     const cases: [string, Buffer, string][] = [

@@ -87,6 +87,17 @@ async function bodyOf(req: Http2ServerRequest, maxBytes: number): Promise<Buffer
   return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
 }
 
+// `work`, or the signal's reason once it is aborted (the call's deadline passing while a slow
+// client is still sending its message).
+function beforeAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const abort = () => reject(signal.reason);
+    signal.addEventListener('abort', abort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', abort));
+  });
+}
+
 // The one message a unary call carries.
 function messageOf(body: Buffer): Uint8Array {
   if (body.length < PREFIX)
@@ -133,16 +144,17 @@ async function serve(
     responseTrailer: { 'grpc-status': '0' },
     contextValues: options.contextValues(req),
   });
-  let body: Uint8Array | undefined;
+  let answer: Buffer | undefined;
   try {
     if (timeout.error) throw timeout.error;
-    const input = decoded(spec, messageOf(await bodyOf(req, options.maxBytes)));
+    const received = await beforeAbort(bodyOf(req, options.maxBytes), context.signal);
+    const input = decoded(spec, messageOf(received));
     const output = await invokeUnaryImplementation(spec, context, input, options.interceptors);
     const bytes = toBinary(spec.method.output, output);
-    body = Buffer.allocUnsafe(PREFIX + bytes.length);
-    (body as Buffer).writeUInt8(0, 0);
-    (body as Buffer).writeUInt32BE(bytes.length, 1);
-    body.set(bytes, PREFIX);
+    answer = Buffer.allocUnsafe(PREFIX + bytes.length);
+    answer.writeUInt8(0, 0);
+    answer.writeUInt32BE(bytes.length, 1);
+    answer.set(bytes, PREFIX);
   } catch (err) {
     // with the error's metadata, as Connect answers it
     setTrailerStatus(context.responseTrailer, ConnectError.from(err));
@@ -156,6 +168,6 @@ async function serve(
   if (res.destroyed) return;
   res.writeHead(200, plain(context.responseHeader));
   res.addTrailers(plain(context.responseTrailer));
-  if (body) res.end(body);
+  if (answer) res.end(answer);
   else res.end();
 }
