@@ -3,6 +3,7 @@
 // from the moment the writer sends its PATCH to the moment a client has the event: an upper
 // bound of commit-to-client (the commit happens in between).
 import { type ClientRequest, request } from 'node:http';
+import { percentile } from './callbacks.ts';
 
 export type EventFanoutResult = {
   clients: number;
@@ -16,11 +17,6 @@ export type EventFanoutResult = {
 };
 
 const TITLE = /"title":"E1 (\d+)"/;
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
-}
 
 async function call(url: string, method: string, path: string, token: string, body?: unknown) {
   const res = await fetch(`${url}${path}`, {
@@ -109,8 +105,8 @@ export async function runEventFanout(
     updates,
     expected,
     delivered: latencies.length,
-    p50_ms: ms(percentile(sorted, 50)),
-    p99_ms: ms(percentile(sorted, 99)),
+    p50_ms: ms(percentile(sorted, 0.5)),
+    p99_ms: ms(percentile(sorted, 0.99)),
     max_ms: ms(sorted.at(-1) ?? 0),
   };
 }
