@@ -94,6 +94,52 @@ describe('login throttling', () => {
     assert.ok(Number(owner.headers['retry-after']) >= 1);
   });
 
+  test('when 12 logins with the right password arrive at once, then every one succeeds: those past the fifth wait for the checks in flight', async () => {
+    const user = await createUser(db);
+    const logins = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        i % 2
+          ? seedLogin(user.email, TEST_PASSWORD, newAddress())
+          : bookLogin(user.email, TEST_PASSWORD, newAddress()),
+      ),
+    );
+    assert.deepEqual(
+      logins.map((res) => res.statusCode),
+      Array.from({ length: 12 }, (_, i) => (i % 2 ? 200 : 201)),
+    );
+    const { rows } = await db.query('SELECT failures, in_flight FROM login_throttle WHERE key = $1', [
+      user.email,
+    ]);
+    assert.deepEqual(rows, [{ failures: 0, in_flight: 0 }]);
+  });
+
+  test('when the right password succeeds while guesses are still being checked, then their advance counts stay', async () => {
+    const user = await createUser(db);
+    // three guesses counted and still in flight, as their requests would have left them
+    await db.query(
+      "INSERT INTO login_throttle (kind, key, failures, window_start, last_failure, in_flight, in_flight_since) VALUES ('account', $1, 3, now(), now(), 3, now())",
+      [user.email],
+    );
+    assert.equal((await seedLogin(user.email, TEST_PASSWORD, newAddress())).statusCode, 200);
+    const { rows } = await db.query('SELECT failures, in_flight FROM login_throttle WHERE key = $1', [
+      user.email,
+    ]);
+    assert.deepEqual(rows, [{ failures: 3, in_flight: 3 }]);
+  });
+
+  test('when the attempts in flight were left by a process that died, then nobody waits for them and their failures still count', async () => {
+    const user = await createUser(db);
+    await db.query(
+      "INSERT INTO login_throttle (kind, key, failures, window_start, last_failure, in_flight, in_flight_since) VALUES ('account', $1, 6, now(), now(), 6, now() - interval '31 seconds')",
+      [user.email],
+    );
+    const started = performance.now();
+    const refused = await seedLogin(user.email, TEST_PASSWORD, newAddress());
+    assert.equal(refused.statusCode, 429);
+    assert.equal(refused.headers['retry-after'], '2');
+    assert.ok(performance.now() - started < 2000, 'answered without waiting for the stale attempts');
+  });
+
   test('when one address has failed on 6 different accounts, then a 7th account behind it still logs in, and so does each of the 6 with its password', async () => {
     const address = newAddress();
     const users = await Promise.all(Array.from({ length: 7 }, () => createUser(db)));

@@ -143,8 +143,10 @@ export async function logIn(db: Db, email: string, password: string, context: Au
   try {
     user = await verifyCredentials(db, email, password);
   } catch (err) {
-    if (err instanceof InvalidCredentialsError) await recordEvent(db, 'login.failure', { email }, context);
-    else await attempt.abandoned().catch(() => {});
+    if (err instanceof InvalidCredentialsError) {
+      await attempt.failed().catch(() => {});
+      await recordEvent(db, 'login.failure', { email }, context);
+    } else await attempt.abandoned().catch(() => {});
     throw err;
   }
   await attempt.succeeded();

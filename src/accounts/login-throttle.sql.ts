@@ -6,20 +6,27 @@ import type { Queryable } from '../platform/db.ts';
 export type ThrottleKind = 'account' | 'address';
 
 // Parameters of both kinds: $1 the window in seconds, $2 the failures allowed freely, $3 the
-// key, and for accounts $4 the longest delay in seconds.
+// key, $4 the seconds after which attempts still counted as in flight are stale, and for
+// accounts $5 the longest delay in seconds.
 const WINDOW = "$1::float8 * interval '1 second'";
 
-// When a row's counted failures allow the next attempt. An account: once its window has
-// passed without a failure, below $2 failures, or after a delay doubling from 1 s with
-// every failure past the $2nd (at most $4 s) since the last one. An address: once its
+// The attempts being checked now. A count not renewed for `seconds` is left by a process
+// that died mid-check: those attempts stay counted as failures, but nothing waits for them.
+const inFlight = (seconds: string) =>
+  `CASE WHEN t.in_flight_since > now() - ${seconds}::float8 * interval '1 second' THEN t.in_flight ELSE 0 END`;
+const IN_FLIGHT = inFlight('$4');
+
+// When a row with `failures` counted failures allows the next attempt. An account: once its
+// window has passed without a failure, below $2 failures, or after a delay doubling from 1 s
+// with every failure past the $2nd (at most $5 s) since the last one. An address: once its
 // window from its first counted failure has passed, or below $2 failures.
-const FREE_AT: Readonly<Record<ThrottleKind, string>> = {
-  account: `CASE
-    WHEN t.last_failure <= now() - ${WINDOW} OR t.failures < $2::int THEN '-infinity'::timestamptz
-    ELSE t.last_failure + least(power(2, t.failures - $2::int), $4::float8) * interval '1 second'
+const FREE_AT: Readonly<Record<ThrottleKind, (failures: string) => string>> = {
+  account: (failures) => `CASE
+    WHEN t.last_failure <= now() - ${WINDOW} OR ${failures} < $2::int THEN '-infinity'::timestamptz
+    ELSE t.last_failure + least(power(2, ${failures} - $2::int), $5::float8) * interval '1 second'
   END`,
-  address: `CASE
-    WHEN t.window_start <= now() - ${WINDOW} OR t.failures < $2::int THEN '-infinity'::timestamptz
+  address: (failures) => `CASE
+    WHEN t.window_start <= now() - ${WINDOW} OR ${failures} < $2::int THEN '-infinity'::timestamptz
     ELSE t.window_start + ${WINDOW}
   END`,
 };
@@ -30,55 +37,85 @@ const WINDOW_OVER: Readonly<Record<ThrottleKind, string>> = {
   address: `t.window_start <= now() - ${WINDOW}`,
 };
 
+// The attempt is counted as a failure in advance and as in flight.
 const count = (kind: ThrottleKind) => `
-  INSERT INTO login_throttle AS t (kind, key, failures, window_start, last_failure)
-  VALUES ('${kind}', $3::text, 1, now(), now())
+  INSERT INTO login_throttle AS t (kind, key, failures, window_start, last_failure, in_flight, in_flight_since)
+  VALUES ('${kind}', $3::text, 1, now(), now(), 1, now())
   ON CONFLICT (kind, key) DO UPDATE SET
     failures = CASE WHEN ${WINDOW_OVER[kind]} THEN 1 ELSE t.failures + 1 END,
     window_start = CASE WHEN ${WINDOW_OVER[kind]} THEN now() ELSE t.window_start END,
-    last_failure = greatest(t.last_failure, now())
-  WHERE ${FREE_AT[kind]} <= now()
+    last_failure = greatest(t.last_failure, now()),
+    in_flight = ${IN_FLIGHT} + 1,
+    in_flight_since = now()
+  WHERE ${FREE_AT[kind]('t.failures')} <= now()
   RETURNING t.failures`;
 
-const retryAfter = (kind: ThrottleKind) => `
-  SELECT greatest(1, ceil(extract(epoch FROM ${FREE_AT[kind]} - now())))::int AS seconds
+// A refusal: the seconds to wait, and whether it is only the attempts in flight that refuse
+// (without them the rule would allow this one).
+const refusal = (kind: ThrottleKind) => `
+  SELECT greatest(1, ceil(extract(epoch FROM ${FREE_AT[kind]('t.failures')} - now())))::int AS seconds,
+    ${IN_FLIGHT} > 0 AND ${FREE_AT[kind](`t.failures - ${IN_FLIGHT}`)} <= now() AS in_flight_only
   FROM login_throttle AS t WHERE kind = '${kind}' AND key = $3::text`;
 
 const COUNT = { account: count('account'), address: count('address') };
-const RETRY_AFTER = { account: retryAfter('account'), address: retryAfter('address') };
+const REFUSAL = { account: refusal('account'), address: refusal('address') };
 
 export type ThrottleRule = Readonly<{
   windowSeconds: number;
   freeFailures: number;
+  inFlightSeconds: number;
   // accounts only
   maxDelaySeconds?: number;
 }>;
 
-// Counts an attempt as a failure if the rule allows one now; otherwise the seconds to wait.
+export type ThrottleVerdict =
+  | { allowed: true }
+  | { allowed: false; retryAfterSeconds: number; inFlightOnly: boolean };
+
+// Counts an attempt as a failure in flight if the rule allows one now; otherwise the seconds
+// to wait, and whether attempts still in flight are all that stand in the way.
 export async function countAttempt(
   db: Queryable,
   kind: ThrottleKind,
   key: string,
   rule: ThrottleRule,
-): Promise<{ allowed: true } | { allowed: false; retryAfterSeconds: number }> {
-  const values: unknown[] = [rule.windowSeconds, rule.freeFailures, key];
+): Promise<ThrottleVerdict> {
+  const values: unknown[] = [rule.windowSeconds, rule.freeFailures, key, rule.inFlightSeconds];
   if (kind === 'account') values.push(rule.maxDelaySeconds);
   const { rowCount } = await db.query({ name: `count-login-${kind}`, text: COUNT[kind], values });
   if ((rowCount ?? 0) > 0) return { allowed: true };
-  const { rows } = await db.query<{ seconds: number }>(RETRY_AFTER[kind], values);
-  return { allowed: false, retryAfterSeconds: rows[0]?.seconds ?? 1 };
+  const { rows } = await db.query<{ seconds: number; in_flight_only: boolean }>(REFUSAL[kind], values);
+  return {
+    allowed: false,
+    retryAfterSeconds: rows[0]?.seconds ?? 1,
+    inFlightOnly: rows[0]?.in_flight_only ?? false,
+  };
 }
 
-// An account's count restarts at a successful login.
-export async function forgetAccount(db: Queryable, key: string): Promise<void> {
-  await db.query("DELETE FROM login_throttle WHERE kind = 'account' AND key = $1", [key]);
-}
+// How an attempt counted in advance ended: a failure keeps its count, a success of an
+// account restarts the count at the attempts still in flight (their checks have not failed
+// yet, and may), an abandoned check or an address's success gives the count back.
+export type AttemptOutcome = 'failed' | 'succeeded' | 'given back';
 
-// An attempt counted in advance that turned out not to be a failure.
-export async function uncountAttempt(db: Queryable, kind: ThrottleKind, key: string): Promise<void> {
+const SETTLED_IN_FLIGHT = `greatest(${inFlight('$3')} - 1, 0)`;
+const SETTLED_FAILURES: Readonly<Record<AttemptOutcome, string>> = {
+  failed: 't.failures',
+  succeeded: `CASE WHEN t.kind = 'account' THEN ${SETTLED_IN_FLIGHT} ELSE greatest(t.failures - 1, 0) END`,
+  'given back': 'greatest(t.failures - 1, 0)',
+};
+
+export async function settleAttempt(
+  db: Queryable,
+  kind: ThrottleKind,
+  key: string,
+  outcome: AttemptOutcome,
+  rule: ThrottleRule,
+): Promise<void> {
   await db.query(
-    'UPDATE login_throttle SET failures = failures - 1 WHERE kind = $1 AND key = $2 AND failures > 0',
-    [kind, key],
+    `UPDATE login_throttle AS t
+     SET failures = ${SETTLED_FAILURES[outcome]}, in_flight = ${SETTLED_IN_FLIGHT}
+     WHERE kind = $1 AND key = $2`,
+    [kind, key, rule.inFlightSeconds],
   );
 }
 

@@ -6,33 +6,51 @@
 // - an address: ADDRESS_FAILURES failures (on any accounts) per WINDOW_SECONDS, counted from
 //   its first failure; past them every login from it waits for the window's end.
 // Otherwise the attempt is refused with 429 and Retry-After before any password is checked.
-// The attempt is counted (as a failure) in the same statement that decides, before the hash
-// is checked, so parallel guesses see each other; a success gives it back. The counters are
-// in PostgreSQL (login_throttle), so every instance sees the same counts.
+// The attempt is counted (as a failure, and as in flight) in the same statement that
+// decides, before the hash is checked, so parallel guesses see each other; a success gives
+// it back. An attempt refused only because of attempts still being checked waits for them
+// (at most IN_FLIGHT_WAIT_MS) and asks again: parallel logins with the right password all
+// succeed, parallel guesses are still checked at most ACCOUNT_FREE_FAILURES at a time. The
+// counters are in PostgreSQL (login_throttle), so every instance sees the same counts.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type Db, withTransaction } from '../platform/db.ts';
 import { RateLimitedError } from '../platform/errors.ts';
 import {
+  type AttemptOutcome,
   countAttempt,
-  forgetAccount,
   pruneLoginThrottle,
+  settleAttempt,
   type ThrottleRule,
-  uncountAttempt,
+  type ThrottleVerdict,
 } from './login-throttle.sql.ts';
 
 export const ACCOUNT_FREE_FAILURES = 5;
 export const ACCOUNT_MAX_DELAY_SECONDS = 15 * 60;
 export const ADDRESS_FAILURES = 100;
 export const WINDOW_SECONDS = 15 * 60;
+// A password check takes a fraction of a second; an attempt counted in flight longer ago
+// than this was left by a process that died during its check.
+const IN_FLIGHT_SECONDS = 30;
+// How long an attempt waits for the attempts in flight before it is refused after all, and
+// how often it asks again meanwhile (about a password check's time).
+const IN_FLIGHT_WAIT_MS = 5000;
+const IN_FLIGHT_POLL_MS = 100;
 
 const ACCOUNT_RULE: ThrottleRule = {
   windowSeconds: WINDOW_SECONDS,
   freeFailures: ACCOUNT_FREE_FAILURES,
+  inFlightSeconds: IN_FLIGHT_SECONDS,
   maxDelaySeconds: ACCOUNT_MAX_DELAY_SECONDS,
 };
-const ADDRESS_RULE: ThrottleRule = { windowSeconds: WINDOW_SECONDS, freeFailures: ADDRESS_FAILURES };
+const ADDRESS_RULE: ThrottleRule = {
+  windowSeconds: WINDOW_SECONDS,
+  freeFailures: ADDRESS_FAILURES,
+  inFlightSeconds: IN_FLIGHT_SECONDS,
+};
 
 // An attempt counted in advance; tell it how the password check ended.
 export type LoginAttempt = Readonly<{
+  failed: () => Promise<void>;
   succeeded: () => Promise<void>;
   // The check itself failed (the database, say): not the client's failure.
   abandoned: () => Promise<void>;
@@ -45,24 +63,47 @@ export async function beginLoginAttempt(
   address: string | undefined,
 ): Promise<LoginAttempt> {
   const account = email.toLowerCase();
-  // Always the account first, then the address: two attempts never wait on each other in
-  // opposite orders. A refusal rolls back both counts.
-  await withTransaction(db, async (client) => {
-    let verdict = await countAttempt(client, 'account', account, ACCOUNT_RULE);
-    if (verdict.allowed && address) verdict = await countAttempt(client, 'address', address, ADDRESS_RULE);
-    if (!verdict.allowed) throw new RateLimitedError(verdict.retryAfterSeconds);
-  });
-  const giveBackAddress = () => (address ? uncountAttempt(db, 'address', address) : Promise.resolve());
-  return {
-    succeeded: async () => {
-      await forgetAccount(db, account);
-      await giveBackAddress();
-    },
-    abandoned: async () => {
-      await uncountAttempt(db, 'account', account);
-      await giveBackAddress();
-    },
+  const giveUpAt = performance.now() + IN_FLIGHT_WAIT_MS;
+  for (;;) {
+    const verdict = await countBoth(db, account, address);
+    if (verdict.allowed) break;
+    if (!verdict.inFlightOnly || performance.now() >= giveUpAt)
+      throw new RateLimitedError(verdict.retryAfterSeconds);
+    await sleep(IN_FLIGHT_POLL_MS * (0.5 + Math.random()));
+  }
+  const settle = async (outcome: AttemptOutcome) => {
+    await settleAttempt(db, 'account', account, outcome, ACCOUNT_RULE);
+    if (address) await settleAttempt(db, 'address', address, outcome, ADDRESS_RULE);
   };
+  return {
+    failed: () => settle('failed'),
+    succeeded: () => settle('succeeded'),
+    abandoned: () => settle('given back'),
+  };
+}
+
+// Always the account first, then the address: two attempts never wait on each other in
+// opposite orders. A refusal rolls back both counts.
+async function countBoth(db: Db, account: string, address: string | undefined): Promise<ThrottleVerdict> {
+  try {
+    await withTransaction(db, async (client) => {
+      let verdict = await countAttempt(client, 'account', account, ACCOUNT_RULE);
+      if (verdict.allowed && address) verdict = await countAttempt(client, 'address', address, ADDRESS_RULE);
+      if (!verdict.allowed) throw new Refused(verdict);
+    });
+    return { allowed: true };
+  } catch (err) {
+    if (err instanceof Refused) return err.verdict;
+    throw err;
+  }
+}
+
+class Refused extends Error {
+  readonly verdict: ThrottleVerdict;
+  constructor(verdict: ThrottleVerdict) {
+    super('login attempt refused');
+    this.verdict = verdict;
+  }
 }
 
 // Both rules look back at most WINDOW_SECONDS (an account's delay is capped below it), so an
