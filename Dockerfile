@@ -19,6 +19,7 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY --from=deps --chown=root:root /app/node_modules ./node_modules
 COPY --chown=root:root package.json ./
+COPY --chown=root:root bin ./bin
 COPY --chown=root:root src ./src
 COPY --chown=root:root gen ./gen
 COPY --chown=root:root migrations ./migrations
@@ -29,4 +30,4 @@ USER node
 EXPOSE 4000 4001
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:4000/livez').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-CMD ["node", "src/main.ts", "serve", "-env", "production", "-db-migrate"]
+CMD ["node", "bin/greenlight.js", "serve", "-env", "production", "-db-migrate"]

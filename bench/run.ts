@@ -257,7 +257,7 @@ async function startService(
   // spend CPU the service shares with us and lower its numbers.
   const logFile = join(dataDir, `server-${port}.log`);
   const logFd = openSync(logFile, 'a');
-  const child = spawn(process.execPath, ['src/main.ts', 'serve', ...flags], {
+  const child = spawn(process.execPath, ['bin/greenlight.js', 'serve', ...flags], {
     cwd: ROOT,
     stdio: ['ignore', logFd, 'inherit'],
   });
@@ -295,10 +295,14 @@ async function startService(
       return [child.pid as number, ...children.map(Number)];
     },
     grant: (email) => {
-      execFileSync(process.execPath, ['src/main.ts', 'users', 'grant', email, 'movies:write', ...dbFlags], {
-        cwd: ROOT,
-        stdio: 'ignore',
-      });
+      execFileSync(
+        process.execPath,
+        ['bin/greenlight.js', 'users', 'grant', email, 'movies:write', ...dbFlags],
+        {
+          cwd: ROOT,
+          stdio: 'ignore',
+        },
+      );
     },
     stop,
   };

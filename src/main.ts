@@ -1,11 +1,13 @@
-#!/usr/bin/env node
-// greenlight: the one command-line entry point; the commands are in cli.ts.
+// greenlight's entry point, loaded by bin/greenlight.js (the command); the commands are in
+// cli.ts.
 //
 // Node strips the types of each .ts module with a WebAssembly compiler that, once loaded,
 // holds 15 to 35 MiB for the life of the process. The compile cache keeps every module's
 // stripped and compiled form on disk (checked against its source), so later starts, and
-// every cluster worker (cluster.ts passes the cache on), load none of it. Only node:module
-// is imported before it is on: everything else is imported after.
+// every cluster worker (cluster.ts passes the cache on), load none of it. bin/greenlight.js
+// turns it on before this module is loaded; a bare `node src/main.ts` turns it on here, with
+// only node:module imported before it and everything else after (this module itself is then
+// stripped by the compiler, which stays loaded).
 //
 // Tracing, when configured, starts before the commands are imported: OpenTelemetry's
 // instrumentations patch pg and node:http as they are loaded, and the commands load them.

@@ -75,7 +75,7 @@ describe('CORS in a real browser (demo pages)', { timeout: 120_000 }, () => {
     let log = '';
     demo = spawn(
       process.execPath,
-      ['src/main.ts', 'demo', 'cors', '-demo-port', String(demoPort), '-demo-api', apiUrl],
+      ['bin/greenlight.js', 'demo', 'cors', '-demo-port', String(demoPort), '-demo-api', apiUrl],
       { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     demo.stdout?.on('data', (chunk: Buffer) => {

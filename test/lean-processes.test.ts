@@ -2,7 +2,7 @@
 // so it must not import the application (Fastify, the routes, GraphQL, ...), which its
 // workers do. Observed from outside, with a module hook every process of the cluster gets.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,7 +26,7 @@ test('when serve runs with -workers 2, then the primary imports none of the appl
   const dir = mkdtempSync(join(tmpdir(), 'greenlight-modules-'));
   const child = spawn(
     process.execPath,
-    ['--import', MODULE_LOG, 'src/main.ts', 'serve', ...SERVE_FLAGS, '-db-dsn', dsn, '-workers', '2'],
+    ['--import', MODULE_LOG, 'bin/greenlight.js', 'serve', ...SERVE_FLAGS, '-db-dsn', dsn, '-workers', '2'],
     { cwd: ROOT, env: { ...process.env, MODULE_LOG_DIR: dir }, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   t.after(() => child.kill('SIGKILL'));
@@ -62,4 +62,28 @@ test('when serve runs with -workers 2, then the primary imports none of the appl
   }
   // Measured at about 90 MiB (200 MiB when it loaded the application); generous for any machine.
   assert.ok(rssMiB < 150, `the primary holds ${rssMiB.toFixed(0)} MiB`);
+});
+
+// Whether the process loaded Node's TypeScript stripper (amaro), told on stderr at exit.
+const STRIPPER_PROBE = `data:text/javascript,${encodeURIComponent(`
+  process.on('exit', () => process.stderr.write('stripper loaded: ' + process.moduleLoadList.some((m) => m.includes('amaro')) + '\\n'));
+`)}`;
+
+test('when the command runs on a warm compile cache, then it loads no TypeScript stripper, which a bare src/main.ts always does', () => {
+  // A temporary directory of its own, where the default compile cache lives: cold at first.
+  const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: mkdtempSync(join(tmpdir(), 'greenlight-cache-')) };
+  delete env.NODE_COMPILE_CACHE;
+  const stripperLoaded = (entry: string) => {
+    const run = spawnSync(process.execPath, ['--import', STRIPPER_PROBE, entry, '-version'], {
+      cwd: ROOT,
+      env,
+      encoding: 'utf8',
+    });
+    assert.equal(run.status, 0, run.stderr);
+    assert.match(run.stdout, /^Version:/);
+    return /stripper loaded: (true|false)/.exec(run.stderr)?.[1];
+  };
+  assert.equal(stripperLoaded('bin/greenlight.js'), 'true', 'the first start strips and fills the cache');
+  assert.equal(stripperLoaded('bin/greenlight.js'), 'false');
+  assert.equal(stripperLoaded('src/main.ts'), 'true');
 });

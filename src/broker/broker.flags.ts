@@ -7,7 +7,7 @@ const NAME = /^[A-Za-z0-9_.:-]{1,200}$/;
 export const brokerFlags = {
   'amqp-url': text({
     default: '',
-    help: 'RabbitMQ URL (`amqp://user:password@host:5672/vhost`, or `amqps://`); when set, every committed movie and product event is published to `-amqp-exchange` and commands are taken from `-amqp-commands-queue`; empty: no broker',
+    help: 'RabbitMQ URL (`amqp://user:password@host:5672/vhost`, or `amqps://`); when set, every committed movie, product and order event is published to `-amqp-exchange` and commands are taken from `-amqp-commands-queue`; empty: no broker',
     secret: true,
     rule: when(
       (url) => url === '' || /^amqps?:\/\/[^\s]+$/.test(url),
@@ -21,7 +21,7 @@ export const brokerFlags = {
   }),
   'amqp-commands-queue': text({
     default: 'greenlight.commands',
-    help: 'durable queue of commands (`movies.import`); what can never succeed goes to `<queue>.dead`; empty: no command consumer',
+    help: 'durable queue of commands (`movies.import`, `orders.place`); what can never succeed goes to `<queue>.dead`; empty: no command consumer',
     rule: when(
       (name) => name === '' || NAME.test(name),
       'must be 1-200 letters, digits, `_ . : -`, or empty',
