@@ -8,7 +8,7 @@ import type { GrpcListener } from './grpc/listener.ts';
 import { effectiveMaxConnections, FD_RESERVE, openFilesLimit } from './platform/connection-caps.ts';
 import { type DatabaseServer, openDatabaseServer } from './platform/database.ts';
 import { createPool } from './platform/db.ts';
-import { type GreenlightServer, workerListenOptions } from './platform/http-server.ts';
+import type { GreenlightServer } from './platform/http-server.ts';
 import type { Logger } from './platform/logger.ts';
 import type { Metrics } from './platform/metrics.ts';
 import { Migrator } from './platform/migrations.ts';
@@ -95,6 +95,7 @@ async function prepareDatabase(config: Config, logger: Logger, database: Databas
 // are imported here, not by the cluster primary, which only supervises; those of features
 // that are off (Redis, the callback service) are not imported at all.
 async function serveHttp(config: Config, logger: Logger, database: DatabaseServer): Promise<void> {
+  const { workerListenOptions } = await import('./platform/http-server.ts');
   const { app, metrics, settings, release } = await startServices(config, logger, database);
   const callbacks = config.callbacks.enabled
     ? await startCallbackService(config, database.dsn, logger, metrics, settings)

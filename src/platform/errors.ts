@@ -1,6 +1,11 @@
 // Domain errors know nothing of HTTP. ERROR_RESPONSES is the one table that turns them
 // into status codes and the book's messages; nothing else writes an error body.
-import { STATUS_CODES } from 'node:http';
+
+// The reason phrases of node:http, read from the CommonJS module: in Node 24 an ES import of
+// node:http reads its lazy WebSocket property, which loads Node's bundled undici (about 13 MiB
+// resident, nodejs/node#59686), and this module is loaded by the cluster primary too.
+const httpStatusText = (status: number): string | undefined =>
+  process.getBuiltinModule('node:http').STATUS_CODES[status];
 
 export class NotFoundError extends Error {
   constructor() {
@@ -280,7 +285,7 @@ export function errorResponse(err: unknown): ErrorResponse {
   // Any other client error Fastify raises keeps its status, in our envelope.
   if (typeof code === 'string' && code.startsWith('FST_') && typeof statusCode === 'number') {
     if (statusCode >= 400 && statusCode < 500) {
-      return { status: statusCode, error: (STATUS_CODES[statusCode] ?? 'bad request').toLowerCase() };
+      return { status: statusCode, error: (httpStatusText(statusCode) ?? 'bad request').toLowerCase() };
     }
   }
   if (isDatabaseUnavailable(err))
