@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import type { MovieListQuery } from '../src/movies/filters.ts';
 import { listMoviesStatement } from '../src/movies/movies.sql.ts';
 import { generateMovies, seedMovies } from '../src/movies/seed.ts';
+import { outboxStatements } from '../src/realtime/events.sql.ts';
 import { buildTestApp } from './helpers.ts';
 
 const { db } = await buildTestApp();
@@ -101,16 +102,19 @@ test('when listing unfiltered by year or title, either way, then the page reads 
   }
 });
 
+// Every scan of the plan, each with its index or table.
+function allScans(node: PlanNode): string[] {
+  return [
+    ...(node['Node Type'].endsWith('Scan')
+      ? [`${node['Node Type']} ${node['Index Name'] ?? node['Relation Name'] ?? ''}`]
+      : []),
+    ...(node.Plans ?? []).flatMap(allScans),
+  ];
+}
+
 // Every InitPlan's scans: the count and the check of an earlier count.
 function initPlanScans(node: PlanNode): string[] {
-  const initPlans = (node.Plans ?? []).filter((child) => child['Parent Relationship'] === 'InitPlan');
-  const all = (n: PlanNode): string[] => [
-    ...(n['Node Type'].endsWith('Scan')
-      ? [`${n['Node Type']} ${n['Index Name'] ?? n['Relation Name'] ?? ''}`]
-      : []),
-    ...(n.Plans ?? []).flatMap(all),
-  ];
-  return initPlans.flatMap(all);
+  return (node.Plans ?? []).filter((child) => child['Parent Relationship'] === 'InitPlan').flatMap(allScans);
 }
 
 test('when checking an earlier count, then the generic plan reads the outbox by index only', async () => {
@@ -120,4 +124,32 @@ test('when checking an earlier count, then the generic plan reads the outbox by 
   );
   assert.ok(outbox.length >= 2, plan.join(', '));
   for (const scan of outbox) assert.match(scan, /^Index (Only )?Scan( Backward)? movie_events_xid_id_idx$/);
+});
+
+test('when the feed reads after a bulk import its statistics have not seen, then every scan of the outbox is by index', async () => {
+  await db.query('ALTER TABLE movie_events SET (autovacuum_enabled = off)');
+  await db.query(
+    `INSERT INTO movie_events (type, movie_id, payload)
+     SELECT 'movie.created', n, '{}'::jsonb FROM generate_series(1, 100000) AS n`,
+  );
+  const { rows: newest } = await db.query<{ xid: string }>('SELECT max(xid)::text AS xid FROM movie_events');
+  const client = await db.connect();
+  try {
+    for (const mode of ['force_custom_plan', 'force_generic_plan']) {
+      await client.query(`SET plan_cache_mode = ${mode}`);
+      await client.query(`PREPARE feed AS ${outboxStatements('movie_events').selectAfter}`);
+      const { rows } = await client.query<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>(
+        `EXPLAIN (FORMAT JSON) EXECUTE feed('${newest[0]?.xid}', 0, 500)`,
+      );
+      await client.query('DEALLOCATE feed');
+      const plan = (rows[0] as { 'QUERY PLAN': [{ Plan: PlanNode }] })['QUERY PLAN'][0].Plan;
+      const outbox = allScans(plan).filter((scan) => / movie_events$| movie_events_/.test(scan));
+      assert.ok(outbox.length >= 2, `${mode}: ${allScans(plan).join(', ')}`);
+      for (const scan of outbox)
+        assert.match(scan, /^Index (Only )?Scan( Backward)? movie_events_xid_id_idx$/, mode);
+    }
+  } finally {
+    await client.query('RESET plan_cache_mode');
+    client.release();
+  }
 });

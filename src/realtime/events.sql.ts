@@ -34,7 +34,11 @@ export type OutboxStatements = Readonly<{
 export const outboxStatements = (table: string): OutboxStatements => ({
   table,
   // `pending`: committed events wait behind a transaction still running (they are read once
-  // it ends); computed under the same snapshot, so on the row of an empty batch too.
+  // it ends); computed under the same snapshot, so on the row of an empty batch too. It
+  // compares the newest event with the horizon, one step down the index from its end: an
+  // EXISTS over `xid >= horizon` was planned as a sequential scan when the statistics were
+  // stale (a bulk import of 100,000 movies just before: 109 ms a read, and E1's p99 from 33
+  // to 100 ms), since the planner expected a third of the table to match and found none.
   selectAfter: `
     WITH horizon AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin),
     batch AS (
@@ -45,7 +49,10 @@ export const outboxStatements = (table: string): OutboxStatements => ({
       LIMIT $3
     )
     SELECT b.id, b.xid::text AS xid, b.type, b.payload, b.created_at, b.trace_context,
-           EXISTS (SELECT 1 FROM ${table} WHERE xid >= (SELECT xmin FROM horizon)) AS pending
+           coalesce(
+             (SELECT xid FROM ${table} ORDER BY xid DESC, id DESC LIMIT 1) >= (SELECT xmin FROM horizon),
+             false
+           ) AS pending
     FROM (VALUES (1)) AS one
     LEFT JOIN batch b ON true
     ORDER BY b.xid, b.id`,
