@@ -164,16 +164,14 @@ async function serveHttp(config: Config, logger: Logger, database: DatabaseServe
     await release();
     throw explainListenError(err, config.host, config.port, '-port');
   }
-  const address = app.server.address();
-  logger.info(
-    {
-      addr: typeof address === 'object' && address ? `${address.address}:${address.port}` : address,
-      env: config.env,
-    },
-    'starting server',
-  );
+  logger.info({ addr: listeningAddress(server), env: config.env }, 'starting server');
   logConnectionHeadroom(config, server, logger);
   grpc = await startGrpc(config, app, logger, release);
+}
+
+function listeningAddress(server: GreenlightServer): string | null {
+  const address = server.address();
+  return typeof address === 'object' && address ? `${address.address}:${address.port}` : address;
 }
 
 // The gRPC listener, when -grpc-addr is set; a failure to listen stops the process as -port's does.
