@@ -95,7 +95,7 @@ export async function storedIds(callbacks: TestCallbacks): Promise<number[]> {
   return rows.map((r) => Number(r.object_id));
 }
 
-export const processed = (callbacks: TestCallbacks) =>
-  waitFor('the backlog to empty', async () => (await backlog(callbacks)) === 0);
+export const processed = (callbacks: TestCallbacks, timeoutMs?: number) =>
+  waitFor('the backlog to empty', async () => (await backlog(callbacks)) === 0, timeoutMs);
 
 export const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
