@@ -27,7 +27,10 @@ test('when serve runs with -workers 2, then the primary imports none of the appl
   const dir = mkdtempSync(join(tmpdir(), 'greenlight-modules-'));
   const child = spawn(
     process.execPath,
-    ['--import', MODULE_LOG, 'bin/greenlight.js', 'serve', ...SERVE_FLAGS, '-db-dsn', dsn, '-workers', '2'],
+    [
+      ...['--import', MODULE_LOG, 'bin/greenlight.js', 'serve', ...SERVE_FLAGS],
+      ...['-db-dsn', dsn, '-workers', '2', '-grpc-addr', '127.0.0.1:0'],
+    ],
     { cwd: ROOT, env: { ...process.env, MODULE_LOG_DIR: dir }, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   t.after(() => child.kill('SIGKILL'));
@@ -63,10 +66,20 @@ test('when serve runs with -workers 2, then the primary imports none of the appl
   // API (prom-client's default metrics require its CommonJS build, index.cjs, for exemplars).
   const openTelemetry = (urls: string[]) =>
     urls.filter((url) => /\/@opentelemetry\/(?!api\/dist\/[\w/-]+\.cjs$)/.test(url));
+  // undici, Node's bundled copy or the package (about 25 MiB between them), waits for a call
+  // that needs it (the payment provider's, Connect's adapter), except in the one worker that
+  // runs the callback service, whose upstream client is one.
+  const undici = (urls: string[]) =>
+    urls.filter((url) => /internal\/deps\/undici|\/node_modules\/undici\//.test(url));
+  const runsCallbacks = (urls: string[]) => urls.some((url) => url.endsWith('/src/callbacks/upstream.ts'));
   for (const pid of workerPids()) {
     assert.ok(application(modules(pid)).length > 0, `worker ${pid} loads the application`);
     assert.deepEqual(openTelemetry(modules(pid)), [], `worker ${pid} loads OpenTelemetry with tracing off`);
   }
+  const others = [...workerPids()].filter((pid) => !runsCallbacks(modules(pid)));
+  assert.equal(others.length, 1, 'one worker runs the callback service');
+  for (const pid of others)
+    assert.deepEqual(undici(modules(pid)).slice(0, 3), [], `worker ${pid} loads undici before it is used`);
   // Measured at about 68 MiB on a warm compile cache, 88 on a cold one (200 MiB when it loaded
   // the application); generous for any machine.
   assert.ok(rssMiB < 150, `the primary holds ${rssMiB.toFixed(0)} MiB`);

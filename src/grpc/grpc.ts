@@ -3,10 +3,13 @@
 // unary gRPC calls take a shorter path to the same interceptors and methods, unary.ts),
 // built by buildApp on the same pool, job queue, authenticators, rate limiter and event feeds
 // as the HTTP routes, and served by its own listener (listener.ts).
+// The adapter is imported by the first call that needs it: @connectrpc/connect-node's ES
+// import of node:http loads Node's bundled undici (about 13 MiB resident, nodejs/node#59686)
+// into every worker, and a worker that serves only REST, or only unary gRPC, never uses it.
 import type { Http2ServerResponse } from 'node:http2';
 import type { DescService } from '@bufbuild/protobuf';
 import { createContextValues } from '@connectrpc/connect';
-import { connectNodeAdapter } from '@connectrpc/connect-node';
+import type { connectNodeAdapter } from '@connectrpc/connect-node';
 import { MoviesService } from '../../gen/greenlight/v1/movies_pb.ts';
 import { OrdersService } from '../../gen/greenlight/v1/orders_pb.ts';
 import { ProductsService } from '../../gen/greenlight/v1/products_pb.ts';
@@ -46,8 +49,10 @@ export type GrpcDeps = Readonly<{
   afterDelete?: AfterMovieDeleted;
 }>;
 
+type Handle = ReturnType<typeof connectNodeAdapter>;
+
 export type GrpcHandler = Readonly<{
-  handle: ReturnType<typeof connectNodeAdapter>;
+  handle: Handle;
   // health says NOT_SERVING from now on (shutdown has begun)
   drain: () => void;
 }>;
@@ -99,15 +104,19 @@ export function createGrpcHandler(deps: GrpcDeps): GrpcHandler {
   ];
   const contextValues = (req: { socket: { remoteAddress?: string } }) =>
     createContextValues().set(CLIENT_IP, req.socket.remoteAddress ?? '');
-  const adapter = connectNodeAdapter({
-    routes: (router) => {
-      // biome-ignore lint/suspicious/noExplicitAny: each implementation belongs to its service
-      for (const [service, impl] of services) router.service(service, impl as any);
-    },
-    interceptors,
-    readMaxBytes: config.grpc.maxMessageBytes,
-    contextValues,
-  });
+  let adapter: Promise<Handle> | undefined;
+  const loadAdapter = async (): Promise<Handle> => {
+    const { connectNodeAdapter } = await import('@connectrpc/connect-node');
+    return connectNodeAdapter({
+      routes: (router) => {
+        // biome-ignore lint/suspicious/noExplicitAny: each implementation belongs to its service
+        for (const [service, impl] of services) router.service(service, impl as any);
+      },
+      interceptors,
+      readMaxBytes: config.grpc.maxMessageBytes,
+      contextValues,
+    });
+  };
   const unary = unaryFastPath({
     services,
     interceptors,
@@ -115,7 +124,7 @@ export function createGrpcHandler(deps: GrpcDeps): GrpcHandler {
     contextValues,
     encodeMessage: percentEncoded,
   });
-  const handle: typeof adapter = (req, res) => {
+  const handle: Handle = (req, res) => {
     if ('stream' in req && unary(req, res as Http2ServerResponse)) return;
     const addTrailers = res.addTrailers.bind(res);
     res.addTrailers = (trailers: Record<string, string>) => {
@@ -123,7 +132,15 @@ export function createGrpcHandler(deps: GrpcDeps): GrpcHandler {
       if (typeof message === 'string') trailers['grpc-message'] = percentEncoded(decodeURIComponent(message));
       addTrailers(trailers);
     };
-    adapter(req, res);
+    adapter ??= loadAdapter();
+    adapter.then(
+      (serve) => serve(req, res),
+      (err: unknown) => {
+        adapter = undefined;
+        logger.error({ err }, 'gRPC: the Connect adapter could not be loaded');
+        res.destroy();
+      },
+    );
   };
   return {
     handle,

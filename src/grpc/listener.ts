@@ -6,12 +6,15 @@
 // Shutdown is graceful: the port closes, HTTP/2 connections get GOAWAY and finish their
 // calls, idle HTTP/1.1 connections close; whatever is left when the grace period ends is cut.
 import { readFileSync } from 'node:fs';
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import http2, { type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
 import net, { type Socket } from 'node:net';
 import type { Config } from '../config.ts';
 import { workerListenOptions } from '../platform/http-server.ts';
 import { explainListenError } from '../platform/ports.ts';
+
+// Not an ES import: see src/platform/http-server.ts.
+const http = process.getBuiltinModule('node:http');
 
 type Handler = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => void;
 

@@ -4,10 +4,12 @@
 // with the same key and can never charge twice. Each attempt has its own timeout; attempts
 // back off exponentially with jitter; a circuit breaker stops calling a provider that keeps
 // failing and fails fast until a probe gets through. Connections are kept alive in an undici
-// Pool, whose requests the undici instrumentation traces when tracing is on.
+// Pool, whose requests the undici instrumentation traces when tracing is on. undici is
+// imported by the first call: loading it holds about 25 MiB resident, which every worker
+// would pay from its start, orders or not.
 import { BrokenCircuitError } from 'cockatiel';
 import prom from 'prom-client';
-import { Pool } from 'undici';
+import type { Pool } from 'undici';
 import type { Logger } from '../platform/logger.ts';
 import {
   type CallOutcome,
@@ -76,7 +78,9 @@ export function createPaymentsClient(options: PaymentsClientOptions): PaymentsCl
 }
 
 class HttpPaymentsClient implements PaymentsClient {
-  readonly #pool: Pool;
+  #pool: Promise<Pool> | undefined;
+  readonly #origin: string;
+  readonly #poolOptions: Pool.Options;
   readonly #basePath: string;
   readonly #closing = new AbortController();
   readonly #metrics: PaymentMetrics;
@@ -86,7 +90,8 @@ class HttpPaymentsClient implements PaymentsClient {
   constructor(options: PaymentsClientOptions) {
     const base = new URL(options.url);
     this.#basePath = base.pathname.replace(/\/+$/, '');
-    this.#pool = new Pool(base.origin, {
+    this.#origin = base.origin;
+    this.#poolOptions = {
       connections: options.connections ?? 64,
       // Under the 5 s most servers keep an idle connection, so that a request is not sent
       // on one the provider is closing.
@@ -94,7 +99,7 @@ class HttpPaymentsClient implements PaymentsClient {
       headersTimeout: options.timeoutMs,
       bodyTimeout: options.timeoutMs,
       maxResponseSize: MAX_ANSWER_BYTES,
-    });
+    };
     this.#metrics = paymentMetrics(options.registry ?? new prom.Registry());
     this.#policies = createPolicies(options, this.#metrics);
     this.#logger = options.logger;
@@ -111,7 +116,12 @@ class HttpPaymentsClient implements PaymentsClient {
   // Calls in progress end with PaymentUnavailableError: their outcome is unknown.
   async close(): Promise<void> {
     this.#closing.abort();
-    await this.#pool.destroy();
+    await (await this.#pool)?.destroy();
+  }
+
+  #connections(): Promise<Pool> {
+    this.#pool ??= import('undici').then(({ Pool }) => new Pool(this.#origin, this.#poolOptions));
+    return this.#pool;
   }
 
   async #call<T extends ChargeOutcome | RefundOutcome>(
@@ -154,7 +164,8 @@ class HttpPaymentsClient implements PaymentsClient {
   // unknown, or a failure to get an answer, is an UnknownOutcomeError (retried).
   async #attempt(path: string, key: string, payload: object, signal: AbortSignal): Promise<Answer> {
     try {
-      const { statusCode, body } = await this.#pool.request({
+      const pool = await this.#connections();
+      const { statusCode, body } = await pool.request({
         method: 'POST',
         path: `${this.#basePath}${path}`,
         headers: { 'idempotency-key': key, 'content-type': 'application/json' },

@@ -17,17 +17,16 @@
 // - a complete request followed by the client's FIN (a half-close) is still answered.
 import cluster from 'node:cluster';
 import { randomUUID } from 'node:crypto';
-import {
-  type IncomingMessage,
-  Server,
-  type ServerOptions,
-  type ServerResponse,
-  STATUS_CODES,
-} from 'node:http';
+import type { IncomingMessage, ServerOptions, ServerResponse } from 'node:http';
 import { type ListenOptions, Server as NetServer, type Socket } from 'node:net';
 import type { Config } from '../config.ts';
 import { capShare, type EffectiveCaps, effectiveMaxConnections, proxyMatcher } from './connection-caps.ts';
 import { sampleRequests } from './tracing.ts';
+
+// From the CommonJS module: an ES import of node:http reads its lazy `WebSocket` property,
+// which loads Node's bundled undici (about 13 MiB resident, nodejs/node#59686) into every
+// worker, whether or not anything ever uses it.
+const { Server, STATUS_CODES } = process.getBuiltinModule('node:http');
 
 export type ConnectionPolicy = Readonly<{
   headerTimeoutMs: number;

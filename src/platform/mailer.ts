@@ -1,8 +1,13 @@
 // Outgoing e-mail. SMTP through nodemailer with bounded timeouts; in development without
 // an SMTP host, mails are written to the log instead so the walkthrough works offline.
-import nodemailer from 'nodemailer';
+import { createRequire } from 'node:module';
+import type Nodemailer from 'nodemailer';
 import type { Logger } from './logger.ts';
 import { inSpan } from './tracing.ts';
+
+// nodemailer's CommonJS build: its ES build imports node:http, which in Node 24 loads the
+// bundled undici (about 13 MiB resident, nodejs/node#59686) into every process that can mail.
+const nodemailer = createRequire(import.meta.url)('nodemailer') as typeof Nodemailer;
 
 export type Email = Readonly<{ to: string; subject: string; text: string; html: string }>;
 
