@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setRole } from '../src/accounts/accounts.ts';
-import { forgetOldLoginFailures } from '../src/accounts/login-throttle.ts';
+import { beginLoginAttempt, forgetOldLoginFailures } from '../src/accounts/login-throttle.ts';
 import { buildTestApp, createUser, TEST_PASSWORD } from './helpers.ts';
 import { greenlight } from './processes.ts';
 
@@ -111,6 +111,30 @@ describe('login throttling', () => {
       user.email,
     ]);
     assert.deepEqual(rows, [{ failures: 0, in_flight: 0 }]);
+  });
+
+  test('when an attempt waits for the checks in flight, then a newer one does not take the slot it waits for', async () => {
+    const user = await createUser(db);
+    const inFlight = await Promise.all(
+      Array.from({ length: 5 }, () => beginLoginAttempt(db, user.email, undefined)),
+    );
+    const admitted: string[] = [];
+    const begin = (name: string) =>
+      beginLoginAttempt(db, user.email, undefined).then((attempt) => {
+        admitted.push(name);
+        return attempt;
+      });
+    const older = begin('older');
+    await sleep(50);
+    await inFlight[0]?.succeeded();
+    const newer = begin('newer');
+    const olderAttempt = await older;
+    await sleep(300);
+    assert.deepEqual(admitted, ['older'], 'the newer one waits while five are in flight again');
+    await inFlight[1]?.succeeded();
+    const newerAttempt = await newer;
+    assert.deepEqual(admitted, ['older', 'newer']);
+    for (const attempt of [...inFlight.slice(2), olderAttempt, newerAttempt]) await attempt.succeeded();
   });
 
   test('when the right password succeeds while guesses are still being checked, then their advance counts stay', async () => {

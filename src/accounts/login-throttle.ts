@@ -12,7 +12,9 @@
 // (at most IN_FLIGHT_WAIT_MS) and asks again: parallel logins with the right password all
 // succeed, parallel guesses are still checked at most ACCOUNT_FREE_FAILURES at a time. The
 // counters are in PostgreSQL (login_throttle), so every instance sees the same counts.
-import { setTimeout as sleep } from 'node:timers/promises';
+// Within a process the attempts on one account that wait take turns, oldest first: a new
+// attempt queues behind them instead of taking the slot an older one waits for, and an
+// attempt that ends here wakes the first at once (others' ends are seen by asking again).
 import { type Db, withTransaction } from '../platform/db.ts';
 import { RateLimitedError } from '../platform/errors.ts';
 import {
@@ -64,21 +66,59 @@ export async function beginLoginAttempt(
 ): Promise<LoginAttempt> {
   const account = email.toLowerCase();
   const giveUpAt = performance.now() + IN_FLIGHT_WAIT_MS;
-  for (;;) {
-    const verdict = await countBoth(db, account, address);
-    if (verdict.allowed) break;
-    if (!verdict.inFlightOnly || performance.now() >= giveUpAt)
-      throw new RateLimitedError(verdict.retryAfterSeconds);
-    await sleep(IN_FLIGHT_POLL_MS * (0.5 + Math.random()));
+  const turn = queueFor(account);
+  try {
+    for (;;) {
+      if (turn.first()) {
+        const verdict = await countBoth(db, account, address);
+        if (verdict.allowed) break;
+        if (!verdict.inFlightOnly || performance.now() >= giveUpAt)
+          throw new RateLimitedError(verdict.retryAfterSeconds);
+      } else if (performance.now() >= giveUpAt) throw new RateLimitedError(1);
+      await turn.wait(IN_FLIGHT_POLL_MS * (0.5 + Math.random()));
+    }
+  } finally {
+    turn.leave();
   }
   const settle = async (outcome: AttemptOutcome) => {
     await settleAttempt(db, 'account', account, outcome, ACCOUNT_RULE);
     if (address) await settleAttempt(db, 'address', address, outcome, ADDRESS_RULE);
+    waiting.get(account)?.[0]?.wake();
   };
   return {
     failed: () => settle('failed'),
     succeeded: () => settle('succeeded'),
     abandoned: () => settle('given back'),
+  };
+}
+
+// This process's attempts on each account that are waiting to be counted, oldest first.
+type Waiter = { wake: () => void };
+const waiting = new Map<string, Waiter[]>();
+
+// A place in the account's line: `first` says whether it may ask now, `wait` sleeps until
+// woken or for `ms`, `leave` gives the turn to the next.
+function queueFor(account: string) {
+  const line = waiting.get(account) ?? [];
+  waiting.set(account, line);
+  const waiter: Waiter = { wake: () => {} };
+  line.push(waiter);
+  return {
+    first: () => line[0] === waiter,
+    wait: (ms: number) =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(() => waiter.wake(), ms);
+        waiter.wake = () => {
+          clearTimeout(timer);
+          waiter.wake = () => {};
+          resolve();
+        };
+      }),
+    leave: () => {
+      line.splice(line.indexOf(waiter), 1);
+      if (line.length === 0) waiting.delete(account);
+      else line[0]?.wake();
+    },
   };
 }
 
