@@ -137,9 +137,12 @@ class HttpPaymentsClient implements PaymentsClient {
     const closing = this.#closing.signal;
     try {
       if (closing.aborted) throw new PaymentUnavailableError('the payments client is closed');
+      // Before the attempts: loading undici is not the provider's time, and on a busy
+      // machine it could outlast an attempt's timeout and open the breaker.
+      const pool = await this.#connections();
       const answer = await this.#policies.run(
         operation,
-        (attemptSignal) => this.#attempt(path, key, payload, attemptSignal),
+        (attemptSignal) => this.#attempt(pool, path, key, payload, attemptSignal),
         signal ? AbortSignal.any([closing, signal]) : closing,
       );
       const result = read(answer);
@@ -162,9 +165,14 @@ class HttpPaymentsClient implements PaymentsClient {
 
   // One attempt: the request, and its answer read whole; a status that leaves the outcome
   // unknown, or a failure to get an answer, is an UnknownOutcomeError (retried).
-  async #attempt(path: string, key: string, payload: object, signal: AbortSignal): Promise<Answer> {
+  async #attempt(
+    pool: Pool,
+    path: string,
+    key: string,
+    payload: object,
+    signal: AbortSignal,
+  ): Promise<Answer> {
     try {
-      const pool = await this.#connections();
       const { statusCode, body } = await pool.request({
         method: 'POST',
         path: `${this.#basePath}${path}`,
