@@ -66,7 +66,7 @@ test('when serve runs with -workers 2, then the primary imports none of the appl
   // API (prom-client's default metrics require its CommonJS build, index.cjs, for exemplars).
   const openTelemetry = (urls: string[]) =>
     urls.filter((url) => /\/@opentelemetry\/(?!api\/dist\/[\w/-]+\.cjs$)/.test(url));
-  // undici, Node's bundled copy or the package (about 25 MiB between them), waits for a call
+  // undici, Node's bundled copy or the package (8-9 MiB of a worker), waits for a call
   // that needs it (the payment provider's, Connect's adapter), except in the one worker that
   // runs the callback service, whose upstream client is one.
   const undici = (urls: string[]) =>

@@ -5,8 +5,8 @@
 // back off exponentially with jitter; a circuit breaker stops calling a provider that keeps
 // failing and fails fast until a probe gets through. Connections are kept alive in an undici
 // Pool, whose requests the undici instrumentation traces when tracing is on. undici is
-// imported by the first call: loading it holds about 25 MiB resident, which every worker
-// would pay from its start, orders or not.
+// imported by the first call: every worker would otherwise hold it from its start, orders
+// or not (with Node's own copy, which it brings, 8-9 MiB of a worker; docs/performance.md).
 import { BrokenCircuitError } from 'cockatiel';
 import prom from 'prom-client';
 import type { Pool } from 'undici';
