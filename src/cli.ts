@@ -7,6 +7,7 @@
 //   greenlight payments stand-in
 //   greenlight config list | get NAME | set NAME VALUE | unset NAME
 //   greenlight tasks list | run NAME
+//   greenlight compile-cache              compile every module ahead of a start (compile-cache.ts)
 // Each command's modules are imported when it runs, so that a process loads only what its
 // command needs: the cluster primary of `serve` forks and supervises without the application.
 
@@ -186,17 +187,21 @@ async function users(config: Config, logger: Logger, args: string[]): Promise<vo
   });
 }
 
+async function compileCache(rest: string[]): Promise<void> {
+  if (rest.length > 1 || (rest[0] !== undefined && rest[0] !== 'workers'))
+    throw new UsageError('usage: greenlight compile-cache');
+  const { compileEveryModule } = await import('./compile-cache.ts');
+  for (const line of await compileEveryModule(rest[0] === 'workers' ? 'workers' : undefined))
+    console.log(line);
+}
+
 export async function main(argv: string[]): Promise<void> {
   const settings = readSettings(argv);
   const [command = 'serve', ...rest] = settings.args.positionals;
-  if (settings.get('version')) {
-    console.log(`Version:\t${version}\nCommit:\t\t${commit}`);
-    return;
-  }
-  if (settings.get('help') || command === 'help') {
-    console.log(usage());
-    return;
-  }
+  if (settings.get('version')) return console.log(`Version:\t${version}\nCommit:\t\t${commit}`);
+  if (settings.get('help') || command === 'help') return console.log(usage());
+  // Before the configuration: an image build runs it without the service's settings.
+  if (command === 'compile-cache') return compileCache(rest);
   const config = buildConfig(settings);
   const logger = createLogger(config.logLevel);
   switch (command) {

@@ -296,6 +296,7 @@ export function usage(): string {
     '  callbacks upstream            a stand-in for the upstream /objects/{id} service',
     "  callbacks client              post callbacks like the task's client",
     '  payments stand-in             a stand-in payment provider (-addr, -decline-rate, -error-rate, -lost-rate, -latency)',
+    "  compile-cache                 compile every module into Node's compile cache, ahead of a start",
     '',
     'Flags:',
     ...lines,

@@ -43,7 +43,7 @@ test('when serve runs with -workers 2, then the primary imports none of the appl
     new Set([...stdout.matchAll(/"pid":(\d+)[^\n]*"msg":"starting server"/g)].map((m) => Number(m[1])));
   await withTimeout(
     (async () => {
-      while (workerPids().size < 2) await sleep(50);
+      while (workerPids().size < 2 && child.exitCode === null) await sleep(50);
     })(),
     30_000,
     `two workers to start\n${stdout}`,
@@ -83,6 +83,57 @@ test('when serve runs with -workers 2, then the primary imports none of the appl
   // Measured at about 68 MiB on a warm compile cache, 88 on a cold one (200 MiB when it loaded
   // the application); generous for any machine.
   assert.ok(rssMiB < 150, `the primary holds ${rssMiB.toFixed(0)} MiB`);
+});
+
+test('when compile-cache has filled an empty cache, then no process of serve -workers 2 loads the TypeScript stripper', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'greenlight-modules-'));
+  // A temporary directory of its own, where the default compile cache lives: empty at first.
+  const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: mkdtempSync(join(tmpdir(), 'greenlight-cache-')) };
+  delete env.NODE_COMPILE_CACHE;
+  const filled = spawnSync(process.execPath, ['bin/greenlight.js', 'compile-cache'], {
+    cwd: ROOT,
+    env,
+    encoding: 'utf8',
+  });
+  assert.equal(filled.status, 0, filled.stderr);
+  assert.match(
+    filled.stdout,
+    /^compiled \d+ modules into .*\ncompiled \d+ modules into .* \(for cluster workers\)\n$/,
+  );
+
+  const child = spawn(
+    process.execPath,
+    [
+      ...['--import', MODULE_LOG, 'bin/greenlight.js', 'serve', ...SERVE_FLAGS],
+      ...['-db-dsn', dsn, '-workers', '2'],
+    ],
+    { cwd: ROOT, env: { ...env, MODULE_LOG_DIR: dir }, stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  t.after(() => child.kill('SIGKILL'));
+  const exited = new Promise((resolve) => child.once('close', (code) => resolve(code)));
+  let stdout = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
+  const workers = () =>
+    [...stdout.matchAll(/"pid":(\d+)[^\n]*"msg":"starting server"/g)].map((m) => Number(m[1]));
+  await withTimeout(
+    (async () => {
+      while (workers().length < 2 && child.exitCode === null) await sleep(50);
+    })(),
+    30_000,
+    `two workers to start\n${stdout}`,
+  );
+  child.kill('SIGTERM');
+  assert.equal(await withTimeout(exited, 20_000, 'the cluster to stop'), 0);
+  for (const pid of [child.pid as number, ...workers()]) {
+    const loaded = readFileSync(join(dir, String(pid)), 'utf8').split('\n');
+    assert.deepEqual(
+      loaded.filter((name) => name.includes('amaro')),
+      [],
+      `process ${pid} loads the stripper`,
+    );
+  }
 });
 
 // Whether the process loaded Node's TypeScript stripper (amaro), told on stderr at exit.

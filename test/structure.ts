@@ -58,8 +58,11 @@ const TABLE: Readonly<Record<string, readonly [Layer, string]>> = {
   server: ['entry', 'accounts app auth background callbacks cluster config grpc movies platform settings'],
   cli: [
     'entry',
-    'accounts app audit auth background callbacks config demo movies orders payments platform server settings tasks version',
+    'accounts app audit auth background callbacks compile-cache config demo movies orders payments platform server settings tasks version',
   ],
+  // greenlight compile-cache: every module into Node's compile cache, as the primary and as
+  // a worker (cluster.ts's V8 flags) load them.
+  'compile-cache': ['entry', 'cluster'],
   main: ['entry', 'cli config platform'],
   // npm run docs:flags: writes the docs' flag table from the declarations.
   'flag-table': ['entry', 'config flags'],
