@@ -6,7 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createTestDatabase } from './helpers.ts';
 import { ROOT, SERVE_FLAGS, withTimeout } from './processes.ts';
@@ -23,15 +23,18 @@ const MODULE_LOG = `data:text/javascript,${encodeURIComponent(`
   process.on('exit', () => writeFileSync(process.env.MODULE_LOG_DIR + '/' + process.pid, [...loaded, ...process.moduleLoadList].join('\\n')));
 `)}`;
 
-test('when serve runs with -workers 2, then the primary imports none of the application while each worker does', async (t) => {
+// A cluster of `serve -workers 2` with the module log in every process, run until both
+// workers serve, then stopped: its primary's pid and RSS, its workers' pids, and the modules
+// each of them loaded.
+async function runCluster(t: TestContext, flags: string[], env: NodeJS.ProcessEnv = process.env) {
   const dir = mkdtempSync(join(tmpdir(), 'greenlight-modules-'));
   const child = spawn(
     process.execPath,
     [
       ...['--import', MODULE_LOG, 'bin/greenlight.js', 'serve', ...SERVE_FLAGS],
-      ...['-db-dsn', dsn, '-workers', '2', '-grpc-addr', '127.0.0.1:0'],
+      ...['-db-dsn', dsn, '-workers', '2', ...flags],
     ],
-    { cwd: ROOT, env: { ...process.env, MODULE_LOG_DIR: dir }, stdio: ['ignore', 'pipe', 'inherit'] },
+    { cwd: ROOT, env: { ...env, MODULE_LOG_DIR: dir }, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   t.after(() => child.kill('SIGKILL'));
   const exited = new Promise((resolve) => child.once('close', (code) => resolve(code)));
@@ -39,11 +42,12 @@ test('when serve runs with -workers 2, then the primary imports none of the appl
   child.stdout.on('data', (chunk: Buffer) => {
     stdout += chunk.toString();
   });
-  const workerPids = () =>
-    new Set([...stdout.matchAll(/"pid":(\d+)[^\n]*"msg":"starting server"/g)].map((m) => Number(m[1])));
+  const workerPids = () => [
+    ...new Set([...stdout.matchAll(/"pid":(\d+)[^\n]*"msg":"starting server"/g)].map((m) => Number(m[1]))),
+  ];
   await withTimeout(
     (async () => {
-      while (workerPids().size < 2 && child.exitCode === null) await sleep(50);
+      while (workerPids().length < 2 && child.exitCode === null) await sleep(50);
     })(),
     30_000,
     `two workers to start\n${stdout}`,
@@ -51,14 +55,18 @@ test('when serve runs with -workers 2, then the primary imports none of the appl
   const rssMiB = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1]) / 1024;
   child.kill('SIGTERM');
   assert.equal(await withTimeout(exited, 20_000, 'the cluster to stop'), 0);
-
   const modules = (pid: number) => readFileSync(join(dir, String(pid)), 'utf8').split('\n');
+  return { primary: child.pid as number, rssMiB, workers: workerPids(), modules };
+}
+
+test('when serve runs with -workers 2, then the primary imports none of the application while each worker does', async (t) => {
+  const { primary, rssMiB, workers, modules } = await runCluster(t, ['-grpc-addr', '127.0.0.1:0']);
   const application = (urls: string[]) =>
     urls.filter((url) => /\/src\/app\.ts$|\/node_modules\/(fastify|mercurius|graphql|pg-boss)\//.test(url));
-  assert.deepEqual(application(modules(child.pid as number)), [], 'the primary loads no application module');
+  assert.deepEqual(application(modules(primary)), [], 'the primary loads no application module');
   // Node's bundled undici (about 13 MiB) comes with any ES import of node:http (errors.ts).
   assert.deepEqual(
-    modules(child.pid as number).filter((name) => name.includes('internal/deps/undici')),
+    modules(primary).filter((name) => name.includes('internal/deps/undici')),
     [],
     'the primary loads no undici',
   );
@@ -72,11 +80,11 @@ test('when serve runs with -workers 2, then the primary imports none of the appl
   const undici = (urls: string[]) =>
     urls.filter((url) => /internal\/deps\/undici|\/node_modules\/undici\//.test(url));
   const runsCallbacks = (urls: string[]) => urls.some((url) => url.endsWith('/src/callbacks/upstream.ts'));
-  for (const pid of workerPids()) {
+  for (const pid of workers) {
     assert.ok(application(modules(pid)).length > 0, `worker ${pid} loads the application`);
     assert.deepEqual(openTelemetry(modules(pid)), [], `worker ${pid} loads OpenTelemetry with tracing off`);
   }
-  const others = [...workerPids()].filter((pid) => !runsCallbacks(modules(pid)));
+  const others = workers.filter((pid) => !runsCallbacks(modules(pid)));
   assert.equal(others.length, 1, 'one worker runs the callback service');
   for (const pid of others)
     assert.deepEqual(undici(modules(pid)).slice(0, 3), [], `worker ${pid} loads undici before it is used`);
@@ -86,7 +94,6 @@ test('when serve runs with -workers 2, then the primary imports none of the appl
 });
 
 test('when compile-cache has filled an empty cache, then no process of serve -workers 2 loads the TypeScript stripper', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'greenlight-modules-'));
   // A temporary directory of its own, where the default compile cache lives: empty at first.
   const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: mkdtempSync(join(tmpdir(), 'greenlight-cache-')) };
   delete env.NODE_COMPILE_CACHE;
@@ -101,35 +108,10 @@ test('when compile-cache has filled an empty cache, then no process of serve -wo
     /^compiled \d+ modules into .*\ncompiled \d+ modules into .* \(for cluster workers\)\n$/,
   );
 
-  const child = spawn(
-    process.execPath,
-    [
-      ...['--import', MODULE_LOG, 'bin/greenlight.js', 'serve', ...SERVE_FLAGS],
-      ...['-db-dsn', dsn, '-workers', '2'],
-    ],
-    { cwd: ROOT, env: { ...env, MODULE_LOG_DIR: dir }, stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  t.after(() => child.kill('SIGKILL'));
-  const exited = new Promise((resolve) => child.once('close', (code) => resolve(code)));
-  let stdout = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    stdout += chunk.toString();
-  });
-  const workers = () =>
-    [...stdout.matchAll(/"pid":(\d+)[^\n]*"msg":"starting server"/g)].map((m) => Number(m[1]));
-  await withTimeout(
-    (async () => {
-      while (workers().length < 2 && child.exitCode === null) await sleep(50);
-    })(),
-    30_000,
-    `two workers to start\n${stdout}`,
-  );
-  child.kill('SIGTERM');
-  assert.equal(await withTimeout(exited, 20_000, 'the cluster to stop'), 0);
-  for (const pid of [child.pid as number, ...workers()]) {
-    const loaded = readFileSync(join(dir, String(pid)), 'utf8').split('\n');
+  const { primary, workers, modules } = await runCluster(t, [], env);
+  for (const pid of [primary, ...workers]) {
     assert.deepEqual(
-      loaded.filter((name) => name.includes('amaro')),
+      modules(pid).filter((name) => name.includes('amaro')),
       [],
       `process ${pid} loads the stripper`,
     );
