@@ -88,7 +88,7 @@ test('when serve runs with -workers 2, then the primary imports none of the appl
   assert.equal(others.length, 1, 'one worker runs the callback service');
   for (const pid of others)
     assert.deepEqual(undici(modules(pid)).slice(0, 3), [], `worker ${pid} loads undici before it is used`);
-  // Measured at about 68 MiB on a warm compile cache, 88 on a cold one (200 MiB when it loaded
+  // Measured at about 68 MiB on a warm compile cache, 100 on an empty one (200 MiB when it loaded
   // the application); generous for any machine.
   assert.ok(rssMiB < 150, `the primary holds ${rssMiB.toFixed(0)} MiB`);
 });
