@@ -84,7 +84,11 @@ export async function countAttempt(
   if (kind === 'account') values.push(rule.maxDelaySeconds);
   const { rowCount } = await db.query({ name: `count-login-${kind}`, text: COUNT[kind], values });
   if ((rowCount ?? 0) > 0) return { allowed: true };
-  const { rows } = await db.query<{ seconds: number; in_flight_only: boolean }>(REFUSAL[kind], values);
+  const { rows } = await db.query<{ seconds: number; in_flight_only: boolean }>({
+    name: `refuse-login-${kind}`,
+    text: REFUSAL[kind],
+    values,
+  });
   return {
     allowed: false,
     retryAfterSeconds: rows[0]?.seconds ?? 1,
@@ -111,12 +115,13 @@ export async function settleAttempt(
   outcome: AttemptOutcome,
   rule: ThrottleRule,
 ): Promise<void> {
-  await db.query(
-    `UPDATE login_throttle AS t
-     SET failures = ${SETTLED_FAILURES[outcome]}, in_flight = ${SETTLED_IN_FLIGHT}
-     WHERE kind = $1 AND key = $2`,
-    [kind, key, rule.inFlightSeconds],
-  );
+  await db.query({
+    name: `settle-login-${outcome.replace(' ', '-')}`,
+    text: `UPDATE login_throttle AS t
+           SET failures = ${SETTLED_FAILURES[outcome]}, in_flight = ${SETTLED_IN_FLIGHT}
+           WHERE kind = $1 AND key = $2`,
+    values: [kind, key, rule.inFlightSeconds],
+  });
 }
 
 // Counters whose last failure is older than `seconds` no longer decide anything.

@@ -4,16 +4,19 @@ import { SCOPES, type Scope, type Token } from './tokens.ts';
 import { notifyIdentityChanged } from './users.sql.ts';
 
 export async function insertToken(db: Queryable, token: Token): Promise<void> {
-  await db.query('INSERT INTO tokens (hash, user_id, expiry, scope) VALUES ($1, $2, $3, $4)', [
-    token.hash,
-    token.userId,
-    token.expiry,
-    token.scope,
-  ]);
+  await db.query({
+    name: 'insert-token',
+    text: 'INSERT INTO tokens (hash, user_id, expiry, scope) VALUES ($1, $2, $3, $4)',
+    values: [token.hash, token.userId, token.expiry, token.scope],
+  });
 }
 
 export async function deleteTokensForUser(db: Queryable, scope: Scope, userId: number): Promise<void> {
-  await db.query('DELETE FROM tokens WHERE scope = $1 AND user_id = $2', [scope, userId]);
+  await db.query({
+    name: 'delete-user-tokens',
+    text: 'DELETE FROM tokens WHERE scope = $1 AND user_id = $2',
+    values: [scope, userId],
+  });
   await notifyIdentityChanged(db, userId);
 }
 

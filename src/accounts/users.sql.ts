@@ -79,7 +79,11 @@ const UNIQUE_VIOLATION = '23505';
 // Tells every instance's identity cache that this user's tokens, password, activation or
 // permissions changed. Inside a transaction it is delivered when (and only if) it commits.
 export async function notifyIdentityChanged(db: Queryable, userId: number): Promise<void> {
-  await db.query("SELECT pg_notify('greenlight_identity', $1::text)", [userId]);
+  await db.query({
+    name: 'notify-identity-changed',
+    text: "SELECT pg_notify('greenlight_identity', $1::text)",
+    values: [userId],
+  });
 }
 
 export async function insertUser(
@@ -87,12 +91,11 @@ export async function insertUser(
   user: { name: string; email: string; passwordHash: Buffer; activated: boolean },
 ): Promise<User> {
   try {
-    const { rows } = await db.query<UserRow>(INSERT_USER, [
-      user.name,
-      user.email,
-      user.passwordHash,
-      user.activated,
-    ]);
+    const { rows } = await db.query<UserRow>({
+      name: 'insert-user',
+      text: INSERT_USER,
+      values: [user.name, user.email, user.passwordHash, user.activated],
+    });
     return toUser(rows[0] as UserRow);
   } catch (err) {
     if ((err as { code?: string; constraint?: string }).code === UNIQUE_VIOLATION)
@@ -102,21 +105,22 @@ export async function insertUser(
 }
 
 export async function selectUserByEmail(db: Queryable, email: string): Promise<User> {
-  const { rows } = await db.query<UserRow>(SELECT_USER_BY_EMAIL, [email]);
+  const { rows } = await db.query<UserRow>({
+    name: 'select-user-by-email',
+    text: SELECT_USER_BY_EMAIL,
+    values: [email],
+  });
   if (rows.length === 0) throw new NotFoundError();
   return toUser(rows[0] as UserRow);
 }
 
 export async function updateUser(db: Queryable, user: User): Promise<User> {
   try {
-    const { rows } = await db.query<{ version: number }>(UPDATE_USER, [
-      user.name,
-      user.email,
-      user.passwordHash,
-      user.activated,
-      user.id,
-      user.version,
-    ]);
+    const { rows } = await db.query<{ version: number }>({
+      name: 'update-user',
+      text: UPDATE_USER,
+      values: [user.name, user.email, user.passwordHash, user.activated, user.id, user.version],
+    });
     if (rows.length === 0) throw new EditConflictError();
     await notifyIdentityChanged(db, user.id);
     return { ...user, version: (rows[0] as { version: number }).version };

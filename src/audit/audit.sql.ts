@@ -39,14 +39,11 @@ export async function insertAuditEvent(
   db: Queryable,
   event: Omit<AuditEvent, 'id' | 'createdAt'>,
 ): Promise<void> {
-  await db.query(INSERT, [
-    event.action,
-    event.actorId,
-    event.email,
-    event.address,
-    event.requestId,
-    event.details,
-  ]);
+  await db.query({
+    name: 'insert-audit-event',
+    text: INSERT,
+    values: [event.action, event.actorId, event.email, event.address, event.requestId, event.details],
+  });
 }
 
 export async function selectAuditPage(db: Queryable, before: string, limit: number): Promise<AuditEvent[]> {

@@ -17,11 +17,19 @@ export async function insertCommand(
   type: string,
   userId: number,
 ): Promise<boolean> {
-  const { rowCount } = await db.query(INSERT_COMMAND, [messageId, type, userId]);
+  const { rowCount } = await db.query({
+    name: 'insert-broker-command',
+    text: INSERT_COMMAND,
+    values: [messageId, type, userId],
+  });
   return rowCount === 1;
 }
 
 export async function commandApplied(db: Queryable, messageId: string): Promise<boolean> {
-  const { rowCount } = await db.query(SELECT_COMMAND, [messageId]);
+  const { rowCount } = await db.query({
+    name: 'select-broker-command',
+    text: SELECT_COMMAND,
+    values: [messageId],
+  });
   return (rowCount ?? 0) > 0;
 }

@@ -197,13 +197,11 @@ export async function selectMovieBatch(
 }
 
 export async function insertMovie(db: Queryable, fields: MovieFields): Promise<Movie> {
-  const { rows } = await db.query<MovieRow>(INSERT_MOVIE, [
-    fields.title,
-    fields.year,
-    fields.runtime,
-    fields.genres,
-    eventTraceContext(),
-  ]);
+  const { rows } = await db.query<MovieRow>({
+    name: 'insert-movie',
+    text: INSERT_MOVIE,
+    values: [fields.title, fields.year, fields.runtime, fields.genres, eventTraceContext()],
+  });
   return toMovie(rows[0] as MovieRow);
 }
 

@@ -165,18 +165,21 @@ export async function selectOrderPage(
   db: Queryable,
   filter: { userId: number | null; status: OrderStatus | null; limit: number; offset: bigint },
 ): Promise<{ orders: Order[]; total: number }> {
-  const { rows } = await db.query<OrderRow & { total_count: string }>(SELECT_PAGE, [
-    filter.limit,
-    filter.offset.toString(),
-    filter.userId,
-    filter.status,
-  ]);
+  const { rows } = await db.query<OrderRow & { total_count: string }>({
+    name: 'select-order-page',
+    text: SELECT_PAGE,
+    values: [filter.limit, filter.offset.toString(), filter.userId, filter.status],
+  });
   const orders = rows.filter((row) => row.id !== null).map(toOrder);
   return { orders, total: Number((rows[0] as { total_count: string }).total_count) };
 }
 
 export async function selectHistory(db: Queryable, id: number): Promise<OrderEvent[]> {
-  const { rows } = await db.query<OrderEvent>(SELECT_HISTORY, [id]);
+  const { rows } = await db.query<OrderEvent>({
+    name: 'select-order-history',
+    text: SELECT_HISTORY,
+    values: [id],
+  });
   return rows;
 }
 
@@ -234,7 +237,11 @@ export async function requestCancel(
   requester: { userId: number; admin: boolean },
   reason: string,
 ): Promise<Order | undefined> {
-  const { rows } = await db.query<OrderRow>(REQUEST_CANCEL, [id, requester.userId, requester.admin, reason]);
+  const { rows } = await db.query<OrderRow>({
+    name: 'request-order-cancel',
+    text: REQUEST_CANCEL,
+    values: [id, requester.userId, requester.admin, reason],
+  });
   return rows[0] && toOrder(rows[0]);
 }
 

@@ -105,14 +105,11 @@ const DELETE = `
   SELECT m.id FROM m`;
 
 export async function insertProduct(db: Queryable, userId: number, product: NewProduct): Promise<Product> {
-  const { rows } = await db.query<ProductRow>(INSERT, [
-    userId,
-    product.name,
-    product.description,
-    product.price,
-    product.stock,
-    eventTraceContext(),
-  ]);
+  const { rows } = await db.query<ProductRow>({
+    name: 'insert-product',
+    text: INSERT,
+    values: [userId, product.name, product.description, product.price, product.stock, eventTraceContext()],
+  });
   return toProduct(rows[0] as ProductRow);
 }
 
@@ -121,7 +118,11 @@ export async function selectProductPage(
   limit: number,
   offset: bigint,
 ): Promise<{ products: Product[]; total: number }> {
-  const { rows } = await db.query<ProductRow & { total: number }>(SELECT_PAGE, [limit, offset.toString()]);
+  const { rows } = await db.query<ProductRow & { total: number }>({
+    name: 'select-product-page',
+    text: SELECT_PAGE,
+    values: [limit, offset.toString()],
+  });
   const products = rows.filter((row) => row.id !== null).map(toProduct);
   return { products, total: (rows[0] as { total: number }).total };
 }
@@ -132,7 +133,11 @@ export async function selectProduct(db: Queryable, id: string): Promise<Product 
 }
 
 export async function selectProductOwner(db: Queryable, id: string): Promise<number | undefined> {
-  const { rows } = await db.query<{ user_id: number }>(SELECT_OWNER, [id]);
+  const { rows } = await db.query<{ user_id: number }>({
+    name: 'select-product-owner',
+    text: SELECT_OWNER,
+    values: [id],
+  });
   return rows[0]?.user_id;
 }
 
@@ -143,16 +148,20 @@ export async function updateProduct(
   requester: { userId: number; admin: boolean },
   changes: ProductChanges,
 ): Promise<Product | undefined> {
-  const { rows } = await db.query<ProductRow>(UPDATE, [
-    id,
-    requester.userId,
-    changes.name ?? null,
-    changes.description ?? null,
-    changes.price ?? null,
-    changes.stock ?? null,
-    requester.admin,
-    eventTraceContext(),
-  ]);
+  const { rows } = await db.query<ProductRow>({
+    name: 'update-product',
+    text: UPDATE,
+    values: [
+      id,
+      requester.userId,
+      changes.name ?? null,
+      changes.description ?? null,
+      changes.price ?? null,
+      changes.stock ?? null,
+      requester.admin,
+      eventTraceContext(),
+    ],
+  });
   return rows[0] && toProduct(rows[0]);
 }
 
@@ -162,7 +171,11 @@ export async function deleteProduct(
   id: string,
   requester: { userId: number; admin: boolean },
 ): Promise<boolean> {
-  const { rowCount } = await db.query(DELETE, [id, requester.userId, requester.admin, eventTraceContext()]);
+  const { rowCount } = await db.query({
+    name: 'delete-product',
+    text: DELETE,
+    values: [id, requester.userId, requester.admin, eventTraceContext()],
+  });
   return (rowCount ?? 0) > 0;
 }
 
