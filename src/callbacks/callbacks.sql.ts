@@ -105,11 +105,13 @@ export async function claimBatches(
 }
 
 export async function renewLeases(db: Queryable, ids: readonly number[], leaseMs: number): Promise<void> {
-  if (ids.length > 0) await db.query(RENEW_LEASES, [ids, leaseMs]);
+  if (ids.length > 0)
+    await db.query({ name: 'callback-renew-leases', text: RENEW_LEASES, values: [ids, leaseMs] });
 }
 
 export async function releaseBatches(db: Queryable, ids: readonly number[]): Promise<void> {
-  if (ids.length > 0) await db.query(RELEASE_BATCHES, [ids]);
+  if (ids.length > 0)
+    await db.query({ name: 'callback-release-batches', text: RELEASE_BATCHES, values: [ids] });
 }
 
 export async function deleteBatch(db: Queryable, id: number): Promise<void> {

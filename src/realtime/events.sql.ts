@@ -124,7 +124,10 @@ export async function selectEventsAfter(
 }
 
 export async function selectLastPosition(db: Queryable, sql: OutboxStatements): Promise<Position> {
-  const { rows } = await db.query<{ id: string; xid: string }>(sql.selectLast);
+  const { rows } = await db.query<{ id: string; xid: string }>({
+    name: `select-${sql.table}-last`,
+    text: sql.selectLast,
+  });
   const row = rows[0];
   return row ? toPosition(row.xid, row.id) : START;
 }
@@ -153,7 +156,7 @@ export async function selectResume(db: Queryable, sql: OutboxStatements, id: num
     max_id: string;
     id: string | null;
     xid: string | null;
-  }>(sql.selectResume, [id]);
+  }>({ name: `select-${sql.table}-resume`, text: sql.selectResume, values: [id] });
   const row = rows[0];
   if (!row) throw new Error(`${sql.table}_pruned has no row`);
   return {
@@ -197,7 +200,11 @@ export async function selectCursor(
   consumer: string,
   sql: OutboxStatements,
 ): Promise<Position | null> {
-  const { rows } = await db.query<{ xid: string; id: string }>(SELECT_CURSOR, [consumer, sql.table]);
+  const { rows } = await db.query<{ xid: string; id: string }>({
+    name: 'select-outbox-cursor',
+    text: SELECT_CURSOR,
+    values: [consumer, sql.table],
+  });
   const row = rows[0];
   return row ? toPosition(row.xid, row.id) : null;
 }
@@ -208,7 +215,11 @@ export async function upsertCursor(
   sql: OutboxStatements,
   position: Position,
 ): Promise<void> {
-  await db.query(UPSERT_CURSOR, [consumer, sql.table, position.xid.toString(), position.id]);
+  await db.query({
+    name: 'upsert-outbox-cursor',
+    text: UPSERT_CURSOR,
+    values: [consumer, sql.table, position.xid.toString(), position.id],
+  });
 }
 
 export async function selectLowestCursor(db: Queryable, sql: OutboxStatements): Promise<Position | null> {
