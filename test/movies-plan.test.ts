@@ -153,3 +153,27 @@ test('when the feed reads after a bulk import its statistics have not seen, then
     client.release();
   }
 });
+
+test('when the unfiltered page is read again and again, then PostgreSQL plans it once, not on every call', async () => {
+  const client = await db.connect();
+  try {
+    for (const sort of ['-year', 'title', '-id'] as const) {
+      for (let call = 0; call < 10; call++)
+        await client.query(listMoviesStatement(query({ sort, pageSize: 100 }), null));
+    }
+    const { rows } = await client.query<{ name: string; generic_plans: string; custom_plans: string }>(
+      "SELECT name, generic_plans, custom_plans FROM pg_prepared_statements WHERE name LIKE 'list-movies-%' ORDER BY name",
+    );
+    assert.equal(rows.length, 3);
+    for (const row of rows) {
+      assert.ok(Number(row.custom_plans) <= 5, `${row.name}: ${row.custom_plans} custom plans of 10 calls`);
+      assert.ok(
+        Number(row.generic_plans) >= 5,
+        `${row.name}: ${row.generic_plans} generic plans of 10 calls`,
+      );
+    }
+  } finally {
+    await client.query('DEALLOCATE ALL');
+    client.release();
+  }
+});

@@ -123,6 +123,15 @@ export function listMoviesStatement(
   const where = conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : '';
   const n = values.length;
   const unchanged = unchangedSince(MOVIE_EVENTS, `$${n}`);
+  // Without filters, LIMIT and OFFSET are subqueries, so that a plan made for the values at
+  // hand costs what the generic one does: with plain parameters that page was planned again on
+  // every call (0.17-0.19 ms of PostgreSQL's CPU, as much as running it), because the generic
+  // plan, the same plan, was estimated for an unknown limit and so looked dearer. With filters
+  // the best plan depends on how many rows match and how many the page needs: plain parameters.
+  const limit =
+    where === ''
+      ? `LIMIT (SELECT $${n - 2}::bigint) OFFSET (SELECT $${n - 1}::bigint)`
+      : `LIMIT $${n - 2} OFFSET $${n - 1}`;
   return {
     name: `list-movies-${filterKey(q)}`,
     // No created_at: a list never shows it. The genres come as JSON: JSON.parse reads them in
@@ -133,7 +142,7 @@ export function listMoviesStatement(
         FROM movies
         ${where}
         ORDER BY ${ORDER_BY[q.sort]}
-        LIMIT $${n - 2} OFFSET $${n - 1}
+        ${limit}
       ),
       counted AS MATERIALIZED (
         SELECT CASE WHEN ${unchanged} THEN NULL ELSE (SELECT count(*) FROM movies ${where}) END AS total
