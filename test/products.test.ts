@@ -2,6 +2,7 @@
 // and one identity store shared with the book's /v1.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import pg from 'pg';
 import { buildTestApp, createUser, TEST_PASSWORD } from './helpers.ts';
 
 const { app, db } = await buildTestApp();
@@ -453,4 +454,29 @@ describe('both APIs take every credential', () => {
       error: "your user account doesn't have the necessary permissions to access this resource",
     });
   });
+});
+
+test('when the products page is read again and again, then PostgreSQL plans it once, not on every call', async () => {
+  const { selectProductPage } = await import('../src/products/products.sql.ts');
+  // With a handful of rows every plan is cheap; the difference shows with some thousands.
+  const owner = await createUser(db, { email: 'many-products@example.com', activated: true });
+  await db.query(
+    `INSERT INTO products (user_id, name, description, price, stock)
+     SELECT $1, 'product ' || n, '', 1, 1 FROM generate_series(1, 5000) AS n`,
+    [owner.id],
+  );
+  await db.query('ANALYZE products');
+  // A connection of its own: the plan counters are per connection and statement.
+  const client = new pg.Client({ connectionString: db.options.connectionString });
+  await client.connect();
+  try {
+    for (let call = 0; call < 10; call++) await selectProductPage(client as never, 20, BigInt(call));
+    const { rows } = await client.query<{ generic_plans: string; custom_plans: string }>(
+      "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = 'select-product-page'",
+    );
+    assert.ok(Number(rows[0]?.custom_plans) <= 5, `${rows[0]?.custom_plans} custom plans of 10 calls`);
+    assert.ok(Number(rows[0]?.generic_plans) >= 5, `${rows[0]?.generic_plans} generic plans of 10 calls`);
+  } finally {
+    await client.end();
+  }
 });
