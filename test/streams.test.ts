@@ -608,16 +608,20 @@ test("when the feed's LISTEN connection is cut, then it reconnects and no commit
   assert.ok(lines.some((l) => l.msg === 'event feed listener lost; the safety poll covers it'));
 });
 
-test('when a client resumes from far behind, then catching up is paced by its reading: it gets every missed event and is not cut off', async (t) => {
-  const before = await lastId();
-  // 2,000 events of about 1 KB: 30 times the bound of this app's clients.
+// 2,000 events of about 1 KB: 30 times the bound of this app's clients.
+async function insertBacklog(genre: string): Promise<void> {
   const title = 'y'.repeat(1_000);
   for (let i = 0; i < 4; i++) {
     await movies.insertMovies(
       db,
-      Array.from({ length: 500 }, () => ({ title, year: 2000, runtime: 90, genres: ['resume'] })),
+      Array.from({ length: 500 }, () => ({ title, year: 2000, runtime: 90, genres: [genre] })),
     );
   }
+}
+
+test('when a client resumes from far behind, then catching up is paced by its reading: it gets every missed event and is not cut off', async (t) => {
+  const before = await lastId();
+  await insertBacklog('resume');
   const sse = await openSse(EVENTS, { token, headers: { 'last-event-id': String(before) } });
   t.after(() => sse.close());
   await until(() => sse.events.length >= 2_000, 'the 2,000 missed events', 20_000);
@@ -629,5 +633,26 @@ test('when a client resumes from far behind, then catching up is paced by its re
   assert.equal(new Set(ids).size, 2_000);
   assert.equal(ids.at(-1), await lastId());
   const live = await createMovie(api, { title: 'Live after the catch-up' });
+  await until(() => sse.events.some((e) => dataOf(e).movie.id === live.id), 'the live event');
+});
+
+test('when a client resumes from far behind while an older transaction holds the backlog back, then it still gets every missed event, paced, and is not cut off', async (t) => {
+  const before = await lastId();
+  // A writer that began before the backlog: until it ends, no reader passes its transaction.
+  const holder = await db.connect();
+  t.after(() => holder.release());
+  await holder.query('BEGIN');
+  await holder.query('SELECT pg_current_xact_id()');
+  await insertBacklog('held');
+  const sse = await openSse(EVENTS, { token, headers: { 'last-event-id': String(before) } });
+  t.after(() => sse.close());
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(sse.events.length, 0);
+  await holder.query('COMMIT');
+  await until(() => sse.events.length >= 2_000, 'the 2,000 missed events', 10_000);
+  assert.equal(new Set(sse.events.map((e) => Number(e.id))).size, 2_000);
+  assert.equal(Number(sse.events.at(-1)?.id), await lastId());
+  // Still open: a client cut off as a slow consumer would not get this one.
+  const live = await createMovie(api, { title: 'Live after the held catch-up' });
   await until(() => sse.events.some((e) => dataOf(e).movie.id === live.id), 'the live event');
 });

@@ -36,6 +36,10 @@ export type RealtimeDeps = Readonly<{
 
 const CATCH_UP_BATCH = 500;
 const PACE_MS = 10;
+// While committed events of the catch-up wait behind a running transaction, it reads again
+// this often, for at most HIDDEN_WAIT_MS in all (see follow).
+const HIDDEN_RETRY_MS = 50;
+const HIDDEN_WAIT_MS = 30_000;
 
 export type EndReason = 'closed' | 'slow_consumer' | 'revoked' | 'unresponsive' | 'shutdown' | 'error';
 
@@ -116,10 +120,19 @@ export async function follow(
     else for (const event of events) if (isOpen()) deliver(event);
   });
   try {
+    // A short read that says committed events wait behind a running transaction (a long
+    // import, a writer in another database of the cluster) is not the end of the backlog: the
+    // feed would deliver those events all at once when the transaction ends, unpaced, and cut
+    // off a client far behind as a slow consumer. The catch-up reads them itself, paced, while
+    // the feed's events are held; past HIDDEN_WAIT_MS it leaves the rest to the feed.
+    const waitUntil = Date.now() + HIDDEN_WAIT_MS;
     for (;;) {
-      const { events } = await eventsAfter(db, feed.topic, cursor, CATCH_UP_BATCH);
+      const { events, pending } = await eventsAfter(db, feed.topic, cursor, CATCH_UP_BATCH);
       for (const event of events) await paced(event);
-      if (events.length < CATCH_UP_BATCH || !isOpen()) break;
+      if (!isOpen()) break;
+      if (events.length === CATCH_UP_BATCH) continue;
+      if (!pending || Date.now() >= waitUntil) break;
+      await sleep(HIDDEN_RETRY_MS);
     }
     const live = held as StreamEvent[];
     for (let event = live.shift(); event; event = live.shift()) await paced(event);
