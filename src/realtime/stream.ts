@@ -37,8 +37,9 @@ export type RealtimeDeps = Readonly<{
 const CATCH_UP_BATCH = 500;
 const PACE_MS = 10;
 // While committed events of the catch-up wait behind a running transaction, it reads again
-// this often, for at most HIDDEN_WAIT_MS in all (see follow).
-const HIDDEN_RETRY_MS = 50;
+// when the feed passes that transaction, or after HIDDEN_RETRY_MS, for at most HIDDEN_WAIT_MS
+// in all (see follow).
+const HIDDEN_RETRY_MS = 1_000;
 const HIDDEN_WAIT_MS = 30_000;
 
 export type EndReason = 'closed' | 'slow_consumer' | 'revoked' | 'unresponsive' | 'shutdown' | 'error';
@@ -113,18 +114,23 @@ export async function follow(
     while (isOpen() && unread() > config.maxBufferedBytes / 2) await sleep(PACE_MS);
     if (isOpen()) deliver(event);
   };
+  let fedWhileHeld: (() => void) | undefined;
   const unsubscribe = await feed.subscribe((events) => {
     // A backlog from before this follower came is passed over a batch at a time.
     if (past && (events.at(-1)?.position.xid ?? 0n) < past.xmin) return;
-    if (held) held.push(...events);
-    else for (const event of events) if (isOpen()) deliver(event);
+    if (held) {
+      held.push(...events);
+      fedWhileHeld?.();
+    } else for (const event of events) if (isOpen()) deliver(event);
   });
   try {
     // A short read that says committed events wait behind a running transaction (a long
     // import, a writer in another database of the cluster) is not the end of the backlog: the
     // feed would deliver those events all at once when the transaction ends, unpaced, and cut
     // off a client far behind as a slow consumer. The catch-up reads them itself, paced, while
-    // the feed's events are held; past HIDDEN_WAIT_MS it leaves the rest to the feed.
+    // the feed's events are held; it reads again when the feed (which re-reads while events
+    // wait, one reader for the process) brings a batch, so waiting clients do not each poll
+    // the database. Past HIDDEN_WAIT_MS it leaves the rest to the feed.
     const waitUntil = Date.now() + HIDDEN_WAIT_MS;
     for (;;) {
       const { events, pending } = await eventsAfter(db, feed.topic, cursor, CATCH_UP_BATCH);
@@ -132,7 +138,14 @@ export async function follow(
       if (!isOpen()) break;
       if (events.length === CATCH_UP_BATCH) continue;
       if (!pending || Date.now() >= waitUntil) break;
-      await sleep(HIDDEN_RETRY_MS);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, HIDDEN_RETRY_MS);
+        fedWhileHeld = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      fedWhileHeld = undefined;
     }
     const live = held as StreamEvent[];
     for (let event = live.shift(); event; event = live.shift()) await paced(event);
