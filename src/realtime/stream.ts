@@ -36,9 +36,10 @@ export type RealtimeDeps = Readonly<{
 
 const CATCH_UP_BATCH = 500;
 const PACE_MS = 10;
-// While committed events of the catch-up wait behind a running transaction, it reads again
-// when the feed passes that transaction, or after HIDDEN_RETRY_MS, for at most HIDDEN_WAIT_MS
-// in all (see follow).
+// While committed events of a resume's catch-up wait behind a running transaction, it reads
+// again when the feed passes that transaction (but not sooner than HIDDEN_GAP_MS after its
+// last read), or after HIDDEN_RETRY_MS, for at most HIDDEN_WAIT_MS in all (see follow).
+const HIDDEN_GAP_MS = 100;
 const HIDDEN_RETRY_MS = 1_000;
 const HIDDEN_WAIT_MS = 30_000;
 
@@ -124,20 +125,22 @@ export async function follow(
     } else for (const event of events) if (isOpen()) deliver(event);
   });
   try {
-    // A short read that says committed events wait behind a running transaction (a long
-    // import, a writer in another database of the cluster) is not the end of the backlog: the
-    // feed would deliver those events all at once when the transaction ends, unpaced, and cut
-    // off a client far behind as a slow consumer. The catch-up reads them itself, paced, while
-    // the feed's events are held; it reads again when the feed (which re-reads while events
-    // wait, one reader for the process) brings a batch, so waiting clients do not each poll
-    // the database. Past HIDDEN_WAIT_MS it leaves the rest to the feed.
+    // For a resume, a short read that says committed events wait behind a running transaction
+    // (a long import, a writer in another database of the cluster) is not the end of the
+    // backlog: the feed would deliver those events all at once when the transaction ends,
+    // unpaced, and cut off a client far behind as a slow consumer. The catch-up reads them
+    // itself, paced, while the feed's events are held; it reads again when the feed (which
+    // re-reads while events wait, one reader for the process) brings a batch, so waiting
+    // clients do not each poll the database. Past HIDDEN_WAIT_MS it leaves the rest to the
+    // feed. A new stream (`past`) has no backlog: it goes live at once, as under steady writes
+    // some event nearly always waits on a writer still running.
     const waitUntil = Date.now() + HIDDEN_WAIT_MS;
     for (;;) {
       const { events, pending } = await eventsAfter(db, feed.topic, cursor, CATCH_UP_BATCH);
       for (const event of events) await paced(event);
       if (!isOpen()) break;
       if (events.length === CATCH_UP_BATCH) continue;
-      if (!pending || Date.now() >= waitUntil) break;
+      if (!pending || past || Date.now() >= waitUntil) break;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, HIDDEN_RETRY_MS);
         fedWhileHeld = () => {
@@ -146,6 +149,7 @@ export async function follow(
         };
       });
       fedWhileHeld = undefined;
+      await sleep(HIDDEN_GAP_MS);
     }
     const live = held as StreamEvent[];
     for (let event = live.shift(); event; event = live.shift()) await paced(event);
