@@ -3,7 +3,7 @@
 // after committing that step, or mid-step right after the provider answered, before the answer
 // is recorded) and at a moment of the test's choosing, while 20 clients place (and some
 // cancel) orders against a stand-in provider that declines, fails with 5xx, answers slowly and
-// loses answers. After the last restart every order must end within 30 s, stock must equal
+// loses answers. After the last restart every order must end within 45 s, stock must equal
 // the initial stock less the confirmed quantities, and the provider's ledger must hold, per
 // order, exactly its total if confirmed and nothing otherwise, from at most one charge.
 import assert from 'node:assert/strict';
@@ -38,7 +38,7 @@ type Ledger = {
   refunds: { charge: string; amount: number }[];
 };
 
-test('when the server is SIGKILLed at every step boundary under load, then every order ends consistent within 30 s of the restart', async (t) => {
+test('when the server is SIGKILLed at every step boundary under load, then every order ends consistent within 45 s of the restart', async (t) => {
   const dsn = await createTestDatabase();
   const db = createPool({ dsn, maxOpenConns: 2, maxIdleTimeMs: 60_000, queryTimeoutMs: 10_000 });
   after(() => db.end());
@@ -163,7 +163,11 @@ test('when the server is SIGKILLed at every step boundary under load, then every
       );
       return rows[0].n === 0;
     },
-    30_000 - (Date.now() - restarted),
+    // Most runs end in 11-17 s. A charge that meets the breaker open (10 s, policies.ts) retries
+    // its step up to 10 s later (workflow.queue.ts), and a probe that fails again opens it once
+    // more: two such rounds past the first attempts end near 40 s. With 30 s, two runs of the
+    // whole suite in about fifteen failed, each with its last order's next retry already due.
+    45_000 - (Date.now() - restarted),
   ).catch(async (err) => {
     t.diagnostic(await openOrders(db, last));
     throw err;
