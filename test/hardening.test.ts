@@ -3,11 +3,13 @@
 // requests in flight at shutdown. Every answer is a 4xx in the API's envelope with a request
 // id, and no request that reached the server goes unanswered.
 import assert from 'node:assert/strict';
-import { Agent, request as httpRequest } from 'node:http';
-import { connect, type Socket } from 'node:net';
-import { describe, test } from 'node:test';
+import { Agent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { type AddressInfo, connect, type Socket } from 'node:net';
+import { describe, type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import WebSocket, { WebSocketServer } from 'ws';
 import { effectiveMaxConnections, FD_RESERVE, openFilesLimit } from '../src/platform/connection-caps.ts';
+import { GreenlightServer, QUIET_MS } from '../src/platform/http-server.ts';
 import { buildTestApp, createTestDatabase } from './helpers.ts';
 import { freePort, isAlive, startServer, withTimeout } from './processes.ts';
 
@@ -326,6 +328,72 @@ describe('shutdown under load', () => {
     assert.ok(!isAlive(server));
     assert.equal(openCount(slow), 0);
     agent.destroy();
+  });
+});
+
+describe('switched connections at shutdown', () => {
+  // A bare GreenlightServer with a WebSocket path, whose handshakes `upgrade` answers.
+  async function serverWithWebSockets(
+    t: TestContext,
+    upgrade: (req: IncomingMessage, socket: Socket) => void,
+  ) {
+    const server = new GreenlightServer((_req, res) => res.end(), {
+      headerTimeoutMs: 5_000,
+      requestTimeoutMs: 5_000,
+      idleTimeoutMs: 5_000,
+      maxConnections: 100,
+      maxConnectionsPerProcess: false,
+      maxConnectionsPerAddress: 0,
+      workers: 1,
+      isProxy: () => false,
+    });
+    server.webSocketPaths.add('/ws');
+    server.on('upgrade', upgrade);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.after(() => server.close());
+    return server;
+  }
+
+  // A WebSocket, upgraded `ageMs` ago, as the WebSocket plugin upgrades it.
+  async function webSocketOn(t: TestContext, ageMs: number) {
+    const wss = new WebSocketServer({ noServer: true });
+    const server = await serverWithWebSockets(t, (req, socket) =>
+      wss.handleUpgrade(req, socket, Buffer.alloc(0), () => server.switchedProtocols(socket)),
+    );
+    const client = new WebSocket(`ws://127.0.0.1:${(server.address() as AddressInfo).port}/ws`);
+    const closed = new Promise<number>((resolve) => client.on('close', resolve));
+    await new Promise((resolve) => client.once('open', resolve));
+    await sleep(ageMs);
+    return { server, client, closed };
+  }
+
+  test('when the drain finds a WebSocket open longer than a quiet connection may stay, then it leaves it to its close handshake', async (t) => {
+    const { server, client, closed } = await webSocketOn(t, QUIET_MS + 100);
+    server.drain();
+    await sleep(QUIET_MS + 100);
+    assert.equal(client.readyState, WebSocket.OPEN);
+    client.close(1000);
+    assert.equal(await closed, 1000);
+  });
+
+  test('when a handshake was refused and its client keeps the connection, then the drain closes it as a quiet one', async (t) => {
+    const server = await serverWithWebSockets(t, (_req, socket) =>
+      socket.write('HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n'),
+    );
+    const client = connect({ port: (server.address() as AddressInfo).port, host: '127.0.0.1' });
+    const closed = new Promise((resolve) => client.on('close', resolve));
+    client.write(
+      'GET /ws HTTP/1.1\r\nhost: x\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+    );
+    await new Promise((resolve) => client.once('data', resolve));
+    server.drain();
+    await withTimeout(closed, QUIET_MS + 1_000, 'the refused connection to close');
+  });
+
+  test('when the grace period ends, then closeAllConnections cuts WebSocket connections too', async (t) => {
+    const { server, closed } = await webSocketOn(t, 0);
+    server.closeAllConnections();
+    assert.equal(await withTimeout(closed, 2_000, 'the WebSocket to be cut'), 1006);
   });
 });
 

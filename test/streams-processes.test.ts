@@ -3,7 +3,9 @@
 // other; a graceful shutdown ends the streams it holds.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createPool } from '../src/platform/db.ts';
+import { QUIET_MS } from '../src/platform/http-server.ts';
 import { createTestDatabase, createUser } from './helpers.ts';
 import { startServer } from './processes.ts';
 import { startRedisServer } from './redis-server.ts';
@@ -30,7 +32,11 @@ test('when a movie is updated through instance A, then an SSE client and a WebSo
   const sse = await openSse(`http://127.0.0.1:${b.port}/v1/movies/events`, { token });
   t.after(() => sse.close());
   const ws = await openWs(`ws://127.0.0.1:${b.port}/v1/ws`, token);
+  // One that has not sent its auth message yet: shutdown ends it the same way.
+  const unauthenticated = await openWs(`ws://127.0.0.1:${b.port}/v1/ws`);
+  const wsOpenedAt = Date.now();
   t.after(() => ws.socket.terminate());
+  t.after(() => unauthenticated.socket.terminate());
   ws.send({ type: 'subscribe', topic: 'movies' });
   ws.send({ type: 'subscribe', topic: 'products' });
   const productSse = await openSse(`http://127.0.0.1:${b.port}/api/v1/products/events`, { token });
@@ -91,11 +97,15 @@ test('when a movie is updated through instance A, then an SSE client and a WebSo
   );
   assert.equal(rows[0]?.count, 1);
 
+  // A socket the drain finds quiet for QUIET_MS is cut; an upgraded one is not HTTP any more
+  // and must be left to its WebSocket close, however long it has been open.
+  await sleep(QUIET_MS + 100 - (Date.now() - wsOpenedAt));
   b.child.kill('SIGTERM');
   const exit = await b.waitForExit(10_000);
   assert.equal(exit.code, 0);
   await sse.ended;
   assert.equal((await ws.closed).code, 1001);
+  assert.equal((await unauthenticated.closed).code, 1001);
   assert.ok(b.logs.some((l) => l.msg === 'stream ended' && l.reason === 'shutdown' && l.transport === 'sse'));
 });
 

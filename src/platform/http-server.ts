@@ -13,7 +13,8 @@
 //   with a request id;
 // - a protocol switch only where one is served: a WebSocket handshake on a WebSocket route;
 //   any other `Upgrade` (h2c, websocket elsewhere, a handshake that is not one) is served as
-//   the plain HTTP/1.1 request it also is, as Go does;
+//   the plain HTTP/1.1 request it also is, as Go does; a switched connection is left to
+//   its WebSocket close by the drain;
 // - a complete request followed by the client's FIN (a half-close) is still answered.
 import cluster from 'node:cluster';
 import { randomUUID } from 'node:crypto';
@@ -243,6 +244,15 @@ export class GreenlightServer extends Server {
     if (this.listening) NetServer.prototype.close.call(this);
   }
 
+  // The connection carries another protocol now (its 101 is written): no more HTTP requests,
+  // so it never turns quiet, and the drain leaves it to its owner (the WebSocket plugin closes
+  // it with 1001 at shutdown). Counted as quiet since its handshake, it was cut without a
+  // close frame. A handshake that was refused is an HTTP exchange like any other.
+  switchedProtocols(socket: Socket): void {
+    const connection = this.#connections.get(socket);
+    if (connection) connection.inFlight++;
+  }
+
   // Node's close() calls this, just before closing the listener, to drop idle keep-alive
   // connections at once, which resets a request the client has just sent on one. Instead,
   // from now on every response not yet begun says `Connection: close`, and a connection is
@@ -250,6 +260,14 @@ export class GreenlightServer extends Server {
   // completed a request); the check repeats until the server has closed.
   override closeIdleConnections(): void {
     this.#drain();
+  }
+
+  // The grace period's end: every connection goes, switched ones too (Node's own list lost
+  // them at the switch), so a WebSocket whose handshake finished after the streams were told
+  // to end cannot hold the process.
+  override closeAllConnections(): void {
+    super.closeAllConnections();
+    for (const socket of this.#connections.keys()) socket.destroy();
   }
 
   // What close() does, listener first; `serve` calls it first thing at shutdown, before the

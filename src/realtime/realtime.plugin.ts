@@ -86,6 +86,10 @@ export const websocketPlugin = fp(
         this.websocketServer.close(() => done());
       },
     });
+    // From its 101 on, the connection is the WebSocket's to close, not the HTTP drain's.
+    app.websocketServer.on('connection', (_socket, req) =>
+      (app.server as GreenlightServer).switchedProtocols(req.socket),
+    );
     app.addHook('onClose', async () => realtime.stop());
   },
   { name: 'websocket' },

@@ -37,6 +37,17 @@ export function serveWebSocket(socket: WebSocket, request: FastifyRequest, deps:
 // A browser cannot send headers with its upgrade: without a credential there, the first
 // message must be {"type":"auth","token":"…"}, before the first ping is due.
 async function authenticateByMessage(socket: WebSocket, request: FastifyRequest, deps: RealtimeDeps) {
+  // Shutdown ends a socket that has not authenticated yet as it ends a session.
+  const shutdown = () => closeSocket(socket, 1001, 'server shutting down');
+  deps.closers.add(shutdown);
+  try {
+    await authenticate(socket, request, deps);
+  } finally {
+    deps.closers.delete(shutdown);
+  }
+}
+
+async function authenticate(socket: WebSocket, request: FastifyRequest, deps: RealtimeDeps) {
   // Every message is kept from the start: the ones after the first are handled once the
   // token is checked, in order.
   const received: [RawData, boolean][] = [];
@@ -58,15 +69,15 @@ async function authenticateByMessage(socket: WebSocket, request: FastifyRequest,
   });
   const message = first === undefined || first[1] ? undefined : parseMessage(first[0].toString());
   if (message?.type !== 'auth' || typeof message.token !== 'string' || message.token === '')
-    return socket.close(4401, 'authentication required: send {"type":"auth","token":"…"} first');
+    return closeSocket(socket, 4401, 'authentication required: send {"type":"auth","token":"…"} first');
   const credential: Credential = { from: 'authorization', value: message.token };
   let identity: Identity;
   try {
     identity = await deps.reauthenticate(credential);
   } catch (err) {
-    if (err instanceof InvalidAuthenticationTokenError) return socket.close(4401, err.message);
+    if (err instanceof InvalidAuthenticationTokenError) return closeSocket(socket, 4401, err.message);
     request.log.error({ err }, 'websocket authentication failed');
-    return socket.close(1011, 'authentication failed');
+    return closeSocket(socket, 1011, 'authentication failed');
   }
   if (socket.readyState !== socket.OPEN) return;
   socket.off('message', keep);
@@ -137,9 +148,7 @@ class WebSocketSession {
       this.#socket.terminate();
       return;
     }
-    this.#socket.close(code, why);
-    // A client that never reads never answers the close: its bytes are let go anyway.
-    setTimeout(() => this.#socket.terminate(), 1000).unref();
+    closeSocket(this.#socket, code, why);
   }
 
   #send(message: string): void {
@@ -246,4 +255,10 @@ function parseMessage(text: string): Record<string, unknown> | undefined {
   } catch {
     return undefined;
   }
+}
+
+function closeSocket(socket: WebSocket, code: number, why?: string): void {
+  socket.close(code, why);
+  // A client that never reads never answers the close: its bytes are let go anyway.
+  setTimeout(() => socket.terminate(), 1000).unref();
 }
