@@ -13,11 +13,12 @@ import { insertUser } from '../src/accounts/users.sql.ts';
 import { buildApp, createMetrics } from '../src/app.ts';
 import { createMailer, QUEUES } from '../src/background.ts';
 import { buildConfig, type Config, readSettings } from '../src/config.ts';
-import { createPool, type Db } from '../src/platform/db.ts';
+import { createPool, type Db, type Queryable } from '../src/platform/db.ts';
 import { type Jobs, startJobs } from '../src/platform/jobs.ts';
 import { createLogger, type Logger } from '../src/platform/logger.ts';
 import type { Metrics } from '../src/platform/metrics.ts';
 import { connectRedis } from '../src/platform/redis.ts';
+import type { Topic } from '../src/realtime/topics.ts';
 import { listenForSettingChanges, RuntimeSettings } from '../src/settings/runtime.ts';
 
 const TEMPLATE_DATABASE = 'greenlight_template';
@@ -212,6 +213,20 @@ export async function createMovie(api: Inject, fields: Partial<Omit<Movie, 'id' 
   });
   if (res.statusCode !== 201) throw new Error(`createMovie: ${res.statusCode} ${res.body}`);
   return (res.json() as { movie: Movie }).movie;
+}
+
+// Pruning deletes only events whose transactions had all ended before the cluster's oldest
+// running transaction began, another test file's included (realtime/events.sql.ts): waits
+// until every event of `topic` up to `upTo` is past that horizon, so that a prune takes them all.
+export async function untilPrunable(db: Queryable, topic: Topic, upTo: number): Promise<void> {
+  await waitFor(`the events up to ${upTo} to be prunable`, async () => {
+    const { rows } = await db.query<{ prunable: boolean }>(
+      `SELECT coalesce((SELECT max(xid) FROM ${topic.outbox.table} WHERE id <= $1)
+                       < pg_snapshot_xmin(pg_current_snapshot()), true) AS prunable`,
+      [upTo],
+    );
+    return rows[0]?.prunable === true;
+  });
 }
 
 // Polls `check` until it gives a value (not undefined or false), failing after `timeoutMs`.

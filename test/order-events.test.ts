@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import { setRole } from '../src/accounts/accounts.ts';
 import { pruneEvents } from '../src/realtime/events.ts';
 import { ORDERS } from '../src/realtime/topics.ts';
-import { createUser, TEST_PASSWORD, waitFor } from './helpers.ts';
+import { createUser, TEST_PASSWORD, untilPrunable, waitFor } from './helpers.ts';
 import { allOrdersEnded, buildWorkflowTestApp, ORDER_FLOW } from './order-helpers.ts';
 import { openSse, openWs, type SseEvent, until } from './stream-clients.ts';
 
@@ -190,6 +190,7 @@ test('when an owner resumes after one of its events, then it gets exactly its ow
   assert.deepEqual(new Set(ordersOf(guessed.events).map((o) => o.user_id)), new Set([alice.id]));
 
   const pruned = await lastId();
+  await untilPrunable(db, ORDERS, pruned);
   assert.ok((await pruneEvents(db, ORDERS, new Date(Date.now() + 60_000))) >= 10);
   const gapped = await openSse(EVENTS, { token: alice.token, headers: { 'last-event-id': String(before) } });
   t.after(() => gapped.close());

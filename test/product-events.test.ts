@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import * as products from '../src/products/products.sql.ts';
 import { pruneEvents } from '../src/realtime/events.ts';
 import { PRODUCTS } from '../src/realtime/topics.ts';
-import { buildTestApp, createMovie, createUser, TEST_PASSWORD, waitFor } from './helpers.ts';
+import { buildTestApp, createMovie, createUser, TEST_PASSWORD, untilPrunable, waitFor } from './helpers.ts';
 import { openSse, openWs, type SseEvent, until } from './stream-clients.ts';
 
 const { app, api, db, token } = await buildTestApp({ identityCache: true });
@@ -171,6 +171,7 @@ test('when a client resumes with Last-Event-ID or last_event_id, then it gets ex
   );
 
   const stored = await lastId();
+  await untilPrunable(db, PRODUCTS, stored);
   assert.ok((await pruneEvents(db, PRODUCTS, new Date(Date.now() + 60_000))) >= 3);
   const left = await createProduct({ name: 'After the prune' });
   const gapped = await openSse(EVENTS, { token, headers: { 'last-event-id': String(before) } });

@@ -9,7 +9,7 @@ import { generateToken, SCOPES } from '../src/accounts/tokens.ts';
 import * as movies from '../src/movies/movies.sql.ts';
 import { pruneEvents } from '../src/realtime/events.ts';
 import { MOVIES } from '../src/realtime/topics.ts';
-import { buildTestApp, createMovie, createUser } from './helpers.ts';
+import { buildTestApp, createMovie, createUser, untilPrunable } from './helpers.ts';
 import { openSse, openWs, type SseEvent, until } from './stream-clients.ts';
 
 const MAX_BUFFERED = 65_536;
@@ -125,6 +125,7 @@ test('when the events after the requested id were pruned, then a gap event comes
   const stored = Number((await db.query<{ n: string }>('SELECT count(*) AS n FROM movie_events')).rows[0]?.n);
   assert.ok(stored > 2);
   // Two rows a statement: every event still goes, in steps.
+  await untilPrunable(db, MOVIES, upTo);
   assert.equal(await pruneEvents(db, MOVIES, new Date(Date.now() + 60_000), { batch: 2 }), stored);
   const kept = await createMovie(api, { title: 'Kept' });
   const sse = await openSse(EVENTS, { token, headers: { 'last-event-id': String(before) } });
