@@ -262,11 +262,10 @@ export class GreenlightServer extends Server {
     this.#drain();
   }
 
-  // The grace period's end: every connection goes, switched ones too (Node's own list lost
-  // them at the switch), so a WebSocket whose handshake finished after the streams were told
-  // to end cannot hold the process.
+  // The grace period's end: every connection goes, switched ones too, which Node's own list
+  // loses at the switch (ours holds every accepted socket), so a WebSocket whose handshake
+  // finished after the streams were told to end cannot hold the process.
   override closeAllConnections(): void {
-    super.closeAllConnections();
     for (const socket of this.#connections.keys()) socket.destroy();
   }
 
