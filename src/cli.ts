@@ -275,9 +275,10 @@ export async function main(argv: string[]): Promise<void> {
 // The modules of the other failures are imported only now: a command that failed with one
 // of them has them loaded already.
 async function knownFailures(): Promise<ReadonlyArray<abstract new (...args: never[]) => Error>> {
-  const [migrations, embedded, permissions, tasks, orders] = await Promise.all([
+  const [migrations, embedded, prepare, permissions, tasks, orders] = await Promise.all([
     import('./platform/migrations.ts'),
     import('./platform/embedded-postgres.files.ts'),
+    import('./prepare.ts'),
     import('./accounts/permissions.sql.ts'),
     import('./tasks/cli.ts'),
     import('./orders/cli.ts'),
@@ -287,6 +288,7 @@ async function knownFailures(): Promise<ReadonlyArray<abstract new (...args: nev
     UsageError,
     migrations.MigrationError,
     embedded.EmbeddedPostgresError,
+    prepare.PreparationError,
     PortInUseError,
     permissions.UnknownPermissionError,
     tasks.TaskCommandError,

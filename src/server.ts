@@ -1,20 +1,18 @@
 // `greenlight serve`: open the database, migrate, listen, and shut down gracefully.
 import cluster from 'node:cluster';
 import type { FastifyInstance } from 'fastify';
-import { ensureKeyDir, jwtSecretFromDataDir } from './auth/jwt-keys.ts';
 import { superviseWorkers } from './cluster.ts';
 import { type Config, checkServeConfig } from './config.ts';
 import type { GrpcListener } from './grpc/listener.ts';
 import { effectiveMaxConnections, FD_RESERVE, openFilesLimit } from './platform/connection-caps.ts';
 import { type DatabaseServer, openDatabaseServer } from './platform/database.ts';
-import { createPool } from './platform/db.ts';
 import type { GreenlightServer } from './platform/http-server.ts';
 import type { Logger } from './platform/logger.ts';
 import type { Metrics } from './platform/metrics.ts';
-import { Migrator } from './platform/migrations.ts';
 import { ensurePortFree, explainListenError } from './platform/ports.ts';
 import { onStopSignals } from './platform/signals.ts';
 import { stopTracing } from './platform/tracing.ts';
+import { needsPreparation, PREPARE_ONLY, prepareDatabase, prepareInChild } from './prepare.ts';
 import type { RuntimeSettings } from './settings/runtime.ts';
 
 export async function serve(givenConfig: Config, logger: Logger): Promise<void> {
@@ -28,18 +26,23 @@ export async function serve(givenConfig: Config, logger: Logger): Promise<void> 
     process.exit(1);
   };
   onStopSignals({ first: exitNow, second: exitNow });
+  const preparingOnly = process.env[PREPARE_ONLY] === '1';
+  const supervising = cluster.isPrimary && givenConfig.workers > 1 && !preparingOnly;
   // A worker's ports were checked by its primary; its siblings hold them now.
-  if (!cluster.isWorker) await ensurePortsFree(givenConfig);
-  const config = withJwtSecret(givenConfig);
-  const database = await openDatabaseServer(config, logger);
+  if (cluster.isPrimary && !preparingOnly) await ensurePortsFree(givenConfig);
+  const config = await withJwtSecret(givenConfig);
+  const database = await openDatabaseServer(config, logger, { createDatabase: false });
   try {
-    await prepareDatabase(config, logger, database);
+    if (needsPreparation(config, database)) {
+      await (supervising ? prepareInChild() : prepareDatabase(config, logger, database));
+    }
   } catch (err) {
     await database.stop();
     throw err;
   }
+  if (preparingOnly) return database.stop();
   // A cluster worker is started with the primary's -db-dsn, so it never owns a database.
-  if (cluster.isPrimary && config.workers > 1) return superviseWorkers(config, logger, database);
+  if (supervising) return superviseWorkers(config, logger, database);
   return serveHttp(config, logger, database);
 }
 
@@ -56,39 +59,18 @@ async function ensurePortsFree(config: Config): Promise<void> {
 // Without -jwt-secret (never in production: config refuses it) the secret lives in the data
 // directory; the primary creates it before any worker starts.
 // EdDSA: the first key is made here too, before any worker.
-function withJwtSecret(config: Config): Config {
+// The key module (and node:crypto with it) is loaded only when there is a key to make or
+// read: a production primary, given -jwt-secret, never needs it.
+async function withJwtSecret(config: Config): Promise<Config> {
   const { auth } = config;
-  if (auth.methods.includes('jwt') && auth.jwtAlgorithm === 'EdDSA') ensureKeyDir(auth.jwtKeyDir);
-  if (auth.jwtSecret !== '' || !auth.methods.includes('jwt') || auth.jwtAlgorithm !== 'HS256') return config;
+  const eddsa = auth.methods.includes('jwt') && auth.jwtAlgorithm === 'EdDSA';
+  const secretFromDataDir =
+    auth.jwtSecret === '' && auth.methods.includes('jwt') && auth.jwtAlgorithm === 'HS256';
+  if (!eddsa && !secretFromDataDir) return config;
+  const { ensureKeyDir, jwtSecretFromDataDir } = await import('./auth/jwt-keys.ts');
+  if (eddsa) ensureKeyDir(auth.jwtKeyDir);
+  if (!secretFromDataDir) return config;
   return { ...config, auth: { ...config.auth, jwtSecret: jwtSecretFromDataDir(config.dataDir) } };
-}
-
-async function prepareDatabase(config: Config, logger: Logger, database: DatabaseServer): Promise<void> {
-  if (config.db.migrate) {
-    const applied = await new Migrator(database.dsn, {
-      onStep: (step) => logger.info(step, 'applied migration'),
-    }).up();
-    logger.info({ applied }, 'database migrations are up to date');
-  }
-  if (!(config.env === 'development' && database.embedded && config.seedDemoData)) return;
-  const [{ DEMO_ACCOUNT, ensureDemoAccount }, { countMovies }, { DEMO_MOVIES, seedMovies }] =
-    await Promise.all([
-      import('./accounts/demo-account.ts'),
-      import('./movies/movies.sql.ts'),
-      import('./movies/seed.ts'),
-    ]);
-  const db = createPool({ ...config.db, dsn: database.dsn, maxOpenConns: 1 });
-  try {
-    if ((await countMovies(db)) === 0)
-      logger.info({ movies: await seedMovies(db, DEMO_MOVIES) }, 'seeded demo movies');
-    await ensureDemoAccount(db);
-    logger.info(
-      { email: DEMO_ACCOUNT.email, password: DEMO_ACCOUNT.password },
-      'demo account (development only)',
-    );
-  } finally {
-    await db.end();
-  }
 }
 
 // One serving process: HTTP, pool and background work, with graceful shutdown. Its modules
@@ -204,11 +186,13 @@ async function startServices(config: Config, logger: Logger, database: DatabaseS
     { startBackground },
     { IdentityCache, listenForIdentityChanges },
     { listenForSettingChanges, RuntimeSettings },
+    { createPool },
   ] = await Promise.all([
     import('./app.ts'),
     import('./background.ts'),
     import('./accounts/identity-cache.ts'),
     import('./settings/runtime.ts'),
+    import('./platform/db.ts'),
   ]);
   const db = createPool({ ...config.db, dsn: database.dsn });
   db.on('error', (err) => logger.warn({ err }, 'idle database connection failed'));

@@ -60,7 +60,10 @@ async function runCluster(t: TestContext, flags: string[], env: NodeJS.ProcessEn
 }
 
 test('when serve runs with -workers 2, then the primary imports none of the application while each worker does', async (t) => {
-  const { primary, rssMiB, workers, modules } = await runCluster(t, ['-grpc-addr', '127.0.0.1:0']);
+  // Given -jwt-secret, as production requires.
+  const { primary, rssMiB, workers, modules } = await runCluster(t, [
+    ...['-grpc-addr', '127.0.0.1:0', '-jwt-secret', 'a-secret-of-at-least-thirty-two-bytes-0123'],
+  ]);
   const application = (urls: string[]) =>
     urls.filter((url) => /\/src\/app\.ts$|\/node_modules\/(fastify|mercurius|graphql|pg-boss)\//.test(url));
   assert.deepEqual(application(modules(primary)), [], 'the primary loads no application module');
@@ -69,6 +72,13 @@ test('when serve runs with -workers 2, then the primary imports none of the appl
     modules(primary).filter((name) => name.includes('internal/deps/undici')),
     [],
     'the primary loads no undici',
+  );
+  // A short-lived child migrates the database (src/prepare.ts), and no key is made or read
+  // from disk: neither the PostgreSQL driver nor node:crypto (about 9 MiB together).
+  assert.deepEqual(
+    modules(primary).filter((name) => /\/node_modules\/pg\/|^NativeModule crypto$/.test(name)),
+    [],
+    'the primary loads neither pg nor node:crypto',
   );
   // Tracing is off: no SDK, exporter or instrumentation, and no module of ours imports the
   // API (prom-client's default metrics require its CommonJS build, index.cjs, for exemplars).

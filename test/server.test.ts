@@ -528,6 +528,51 @@ describe('serve -workers', () => {
       'two workers and the primary',
     );
   });
+
+  test('when a cluster starts on a new embedded data directory, then a child of the primary creates, migrates and seeds the database before any worker starts', async (t) => {
+    const dataDir = tempDataDir('greenlight-cluster-test-');
+    t.after(() => rmSync(dataDir, { recursive: true, force: true }));
+    const flags = ['-data-dir', dataDir, '-embedded-db-port', String(await freePort())];
+    const server = await startServer(
+      t,
+      [...flags, '-workers', '2', '-port', String(await freePort())],
+      60_000,
+    );
+    const primary = server.child.pid;
+    const started = server.logs.findIndex((l) => l.msg === 'started workers');
+    const seeded = server.logs.findIndex((l) => l.msg === 'seeded demo movies');
+    const migrated = server.logs.find((l) => l.msg === 'database migrations are up to date');
+    assert.ok(seeded !== -1 && seeded < started, server.stdout());
+    const preparer = server.logs[seeded]?.pid;
+    assert.notEqual(preparer, primary, 'the primary does not prepare the database itself');
+    assert.ok(
+      server.logs.some((l) => l.pid === preparer && l.msg === 'applied migration'),
+      'the same child applied the migrations',
+    );
+    assert.ok(migrated, server.stdout());
+    assert.throws(() => process.kill(Number(preparer), 0), { code: 'ESRCH' }, 'the child has exited');
+
+    const demo = log(server, 'demo account (development only)');
+    const login = await fetch(`http://127.0.0.1:${server.port}/v1/tokens/authentication`, {
+      method: 'POST',
+      body: JSON.stringify({ email: demo?.email, password: demo?.password }),
+    });
+    assert.equal(login.status, 201);
+    server.child.kill('SIGTERM');
+    assert.deepEqual(await server.waitForExit(20_000), { code: 0, signal: null });
+  });
+
+  test('when the database cannot be prepared, then the primary starts no worker and exits 1 after the reason', async (t) => {
+    const nowhere = `postgres://greenlight:pa55word@127.0.0.1:${await freePort()}/greenlight`;
+    const failed = await run(t, ['serve', ...SERVE_FLAGS, '-db-dsn', nowhere, '-workers', '2']);
+    assert.equal(failed.code, 1, failed.stderr);
+    assert.match(failed.stderr, /ECONNREFUSED/);
+    assert.match(
+      failed.stderr,
+      /greenlight: preparing the database failed \(exit code 1\); its error is above/,
+    );
+    assert.doesNotMatch(failed.stdout, /started workers/);
+  });
 });
 
 describe('worker V8 flags', () => {

@@ -55,10 +55,11 @@ const TABLE: Readonly<Record<string, readonly [Layer, string]>> = {
   ],
   background: ['composition', 'accounts config orders payments platform posters realtime tasks'],
   cluster: ['composition', 'config platform'],
-  server: ['entry', 'accounts app auth background callbacks cluster config grpc movies platform settings'],
+  prepare: ['composition', 'accounts config movies platform'],
+  server: ['entry', 'accounts app auth background callbacks cluster config grpc platform prepare settings'],
   cli: [
     'entry',
-    'accounts app audit auth background callbacks compile-cache config demo movies orders payments platform server settings tasks version',
+    'accounts app audit auth background callbacks compile-cache config demo movies orders payments platform prepare server settings tasks version',
   ],
   // greenlight compile-cache: every module into Node's compile cache, as the primary and as
   // a worker (cluster.ts's V8 flags) load them.

@@ -6,12 +6,19 @@ import type { Logger } from './logger.ts';
 
 export type DatabaseServer = Readonly<{ dsn: string; embedded: boolean; stop: () => Promise<void> }>;
 
-export async function openDatabaseServer(config: Config, logger: Logger): Promise<DatabaseServer> {
+// `createDatabase: false`: the caller creates the application database in the embedded server
+// itself (`serve`, src/prepare.ts).
+export async function openDatabaseServer(
+  config: Config,
+  logger: Logger,
+  { createDatabase = true } = {},
+): Promise<DatabaseServer> {
   if (config.db.dsn !== '') return { dsn: config.db.dsn, embedded: false, stop: async () => {} };
   const server = await startEmbeddedPostgres({
     dataDir: config.dataDir,
     port: config.embeddedDbPort,
     logger,
+    createDatabase,
   });
   return { dsn: server.dsn, embedded: true, stop: server.stop };
 }

@@ -4,7 +4,6 @@
 // by dropping to an unprivileged `postgres` user, and (c) reuse a server that another
 // greenlight process already runs on the same data directory (the CLI while serving).
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -120,6 +119,9 @@ export type EmbeddedOptions = Readonly<{
   logger: Logger;
   // Extra server settings (`-c name=value`); tests turn durability off for speed.
   settings?: Readonly<Record<string, string>>;
+  // `serve` creates the application database itself, as a step of its preparation
+  // (src/prepare.ts); every other command has it created here.
+  createDatabase?: boolean;
 }>;
 
 export async function startEmbeddedPostgres({
@@ -127,13 +129,16 @@ export async function startEmbeddedPostgres({
   port,
   logger,
   settings = {},
+  createDatabase = true,
 }: EmbeddedOptions): Promise<EmbeddedPostgres> {
   const passwordFile = join(dataDir, 'postgres-password');
   const account = unprivilegedUser();
 
   const running = runningServer(join(dataDir, 'postgres'));
   if (running !== undefined && existsSync(passwordFile)) {
-    return reuseServer(running, dataDir, readFileSync(passwordFile, 'utf8').trim(), logger);
+    const server = reuseServer(running, dataDir, readFileSync(passwordFile, 'utf8').trim(), logger);
+    if (createDatabase) await ensureDatabase(server.dsn);
+    return server;
   }
 
   // The parent stays traversable for the unprivileged server; the cluster itself is private.
@@ -171,7 +176,7 @@ export async function startEmbeddedPostgres({
   const stop = ownedServer(dataDir, child.pid as number, logger);
 
   const password = readFileSync(passwordFile, 'utf8').trim();
-  await ensureDatabase(dsnFor(port, password, socketDir));
+  if (createDatabase) await ensureDatabase(dsnFor(port, password, socketDir));
   logger.info({ port, pgdata }, 'embedded PostgreSQL started');
 
   return {
@@ -210,6 +215,9 @@ async function initialiseCluster(
   where: Readonly<{ home: string; pgdata: string; passwordFile: string; account: Account | undefined }>,
 ): Promise<void> {
   const { home, pgdata, passwordFile, account } = where;
+  // node:crypto (and OpenSSL with it) is loaded only here, on the first start: a cluster
+  // primary that never needs it stays about 3 MiB smaller.
+  const { randomBytes } = await import('node:crypto');
   const password = randomBytes(18).toString('base64url');
   writeFileSync(passwordFile, password, { mode: 0o600 });
   const pwfile = join(home, `.initdb-password-${process.pid}`);
@@ -275,7 +283,7 @@ async function startPostmaster(
 }
 
 // initdb creates only `postgres`; the application database is created on first start.
-async function ensureDatabase(dsn: string): Promise<void> {
+export async function ensureDatabase(dsn: string): Promise<void> {
   const { default: pg } = await import('pg');
   const admin = new pg.Client({ connectionString: dsn.replace(/\/greenlight$/, '/postgres') });
   await admin.connect();
