@@ -40,7 +40,11 @@ export async function serve(givenConfig: Config, logger: Logger): Promise<void> 
     await database.stop();
     throw err;
   }
-  if (preparingOnly) return database.stop();
+  if (preparingOnly) {
+    await database.stop();
+    // The migrations' spans, when tracing is on, before the child exits.
+    return stopTracing();
+  }
   // A cluster worker is started with the primary's -db-dsn, so it never owns a database.
   if (supervising) return superviseWorkers(config, logger, database);
   return serveHttp(config, logger, database);
