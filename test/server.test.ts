@@ -21,7 +21,7 @@ import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { workerExecArgv } from '../src/cluster.ts';
+import { workerEnv, workerExecArgv } from '../src/cluster.ts';
 import { createPool } from '../src/platform/db.ts';
 import { isRunning } from '../src/platform/embedded-postgres.owner.ts';
 import { createTestDatabase, createUser, type LogLine, testConfig } from './helpers.ts';
@@ -519,6 +519,8 @@ describe('serve -workers', () => {
       const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
       assert.ok(argv.includes('--max-semi-space-size=8'), argv.join(' '));
       assert.ok(argv.includes('--heap-growing-percent=30'), argv.join(' '));
+      const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+      assert.ok(environ.includes('MALLOC_ARENA_MAX=2'), 'two malloc arenas');
     }
     server.child.kill('SIGTERM');
     assert.deepEqual(await server.waitForExit(20_000), { code: 0, signal: null });
@@ -572,6 +574,13 @@ describe('serve -workers', () => {
       /greenlight: preparing the database failed \(exit code 1\); its error is above/,
     );
     assert.doesNotMatch(failed.stdout, /started workers/);
+  });
+});
+
+describe('worker malloc arenas', () => {
+  test('when nothing sets MALLOC_ARENA_MAX, then workers get two arenas; an operator value is kept', () => {
+    assert.deepEqual(workerEnv({}), { MALLOC_ARENA_MAX: '2' });
+    assert.deepEqual(workerEnv({ MALLOC_ARENA_MAX: '8' }), {});
   });
 });
 
