@@ -3,7 +3,7 @@
 //
 // The cluster primary has a short-lived child do it (`-workers N`). The primary lives as long
 // as the service and only forks and supervises; the PostgreSQL driver and the migrator would
-// stay loaded in it for nothing, about 6 MiB of its RSS (docs/performance.md).
+// stay loaded in it for nothing, about 5 MiB of its RSS (docs/performance.md).
 import { spawn } from 'node:child_process';
 import { getCompileCacheDir } from 'node:module';
 import type { Config } from './config.ts';

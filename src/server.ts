@@ -30,7 +30,8 @@ export async function serve(givenConfig: Config, logger: Logger): Promise<void> 
   const supervising = cluster.isPrimary && givenConfig.workers > 1 && !preparingOnly;
   // A worker's ports were checked by its primary; its siblings hold them now.
   if (cluster.isPrimary && !preparingOnly) await ensurePortsFree(givenConfig);
-  const config = await withJwtSecret(givenConfig);
+  // The preparing child signs nothing: no key to read.
+  const config = preparingOnly ? givenConfig : await withJwtSecret(givenConfig);
   const database = await openDatabaseServer(config, logger, { createDatabase: false });
   try {
     if (needsPreparation(config, database)) {
@@ -40,11 +41,9 @@ export async function serve(givenConfig: Config, logger: Logger): Promise<void> 
     await database.stop();
     throw err;
   }
-  if (preparingOnly) {
-    await database.stop();
-    // The migrations' spans, when tracing is on, before the child exits.
-    return stopTracing();
-  }
+  // The preparing child is done: its queries had no parent span (pg's instrumentation
+  // requires one), so no span waits to be exported.
+  if (preparingOnly) return database.stop();
   // A cluster worker is started with the primary's -db-dsn, so it never owns a database.
   if (supervising) return superviseWorkers(config, logger, database);
   return serveHttp(config, logger, database);

@@ -120,7 +120,8 @@ export type EmbeddedOptions = Readonly<{
   // Extra server settings (`-c name=value`); tests turn durability off for speed.
   settings?: Readonly<Record<string, string>>;
   // `serve` creates the application database itself, as a step of its preparation
-  // (src/prepare.ts); every other command has it created here.
+  // (src/prepare.ts); every other command has it created here, on a server it borrows too:
+  // a `serve` killed before its preparation ran leaves a server without it.
   createDatabase?: boolean;
 }>;
 
