@@ -138,12 +138,13 @@ test('when a redelivery arrives while the first is still in its transaction, the
     headers: { authorization: `Bearer ${buyer.token}` },
     body: Buffer.from(orderBody(await product())),
     redelivered: true,
+    attempts: 0,
   };
   const before = (await ordersOf(buyer.id)).length;
   // The first delivery's transaction holds the key's lock, as placeOrder takes it.
   await withTransaction(t.db, async (tx) => {
     assert.equal(await tryLockKey(tx, buyer.id, 'order-in-progress'), true);
-    assert.deepEqual(await handle(command), { kind: 'retry' });
+    assert.deepEqual(await handle(command), { kind: 'retry', attempt: 1, delayMs: 200 });
   });
   const retried = lines.find((line) => line.msg === 'command failed; retrying');
   assert.match(String((retried?.err as { message?: string })?.message), /key is still in progress/);

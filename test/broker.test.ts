@@ -193,8 +193,9 @@ test('when the database is unreachable, then a command is put back to be retried
       headers: { authorization: `Bearer ${t.token}` },
       body: Buffer.from(row('Transient')),
       redelivered: false,
+      attempts: 0,
     });
-    assert.deepEqual(outcome, { kind: 'retry' });
+    assert.deepEqual(outcome, { kind: 'retry', attempt: 1, delayMs: 200 });
     assert.ok(lines.some((line) => line.msg === 'command failed; retrying' && line.attempt === 1));
   } finally {
     await nowhere.end();

@@ -172,6 +172,29 @@ describe('placing an order', () => {
     expectError(empty, 400, 'body must not be empty');
   });
 
+  test('when the total would pass 999999999999.99, then 422 with the cap and nothing is placed; at the cap, 202', async () => {
+    // 12 lines of 1000 at 99999999.99 make 1199999999988.00, more than orders.total holds.
+    const dear = await Promise.all(
+      Array.from({ length: 12 }, () => product(seller.token, { price: 99_999_999.99, stock: 1000 })),
+    );
+    const rich = await createUser(db);
+    const before = (await db.query('SELECT count(*)::int AS n FROM orders')).rows[0].n;
+    const over = await place(rich.token, {
+      items: dear.map((p) => ({ product_id: p.id, quantity: 1000 })),
+      payment_token: 'tok_visa',
+    });
+    expectError(over, 422, 'validation: the order total must not be more than 999999999999.99');
+    assert.equal((await db.query('SELECT count(*)::int AS n FROM orders')).rows[0].n, before);
+    assert.equal(await stockOf(dear[0]?.id ?? 0), 1000);
+    // 10 of the 12 lines: 999999999900.00, within the cap.
+    const within = await place(rich.token, {
+      items: dear.slice(0, 10).map((p) => ({ product_id: p.id, quantity: 1000 })),
+      payment_token: 'tok_visa',
+    });
+    assert.equal(within.statusCode, 202, within.body);
+    assert.equal(within.json().order.total, 999_999_999_900);
+  });
+
   test('when the request has no credential or an API key without orders:write, then 401 or 403', async () => {
     expectError(await place('', { items: [], payment_token: 't' }), 401, 'authorization header is required');
     const key = await call('POST', '/api/v1/api-keys', {

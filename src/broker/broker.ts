@@ -24,16 +24,25 @@ export type IncomingCommand = Readonly<{
   contentType: string | undefined;
   headers: Readonly<Record<string, unknown>>;
   body: Buffer;
-  // delivered before and not acknowledged (a consumer died, or the command was retried)
+  // delivered before and not acknowledged (a consumer died)
   redelivered: boolean;
+  // how many times it failed transiently before (0 on its first delivery): the broker keeps
+  // the count with the message, so it holds across processes
+  attempts: number;
 }>;
 
+// The waits before a retry: the n-th retry waits the n-th (the last one from then on). The
+// broker holds each waiting command outside the command queue (RabbitMQ: one queue per delay),
+// so a waiting retry takes none of the consumer's slots.
+export const RETRY_DELAYS_MS: readonly number[] = [200, 400, 800, 1600, 3200, 6400, 10_000];
+
 // What becomes of a command: acknowledged (done, or done before), dead-lettered with the
-// reason (it can never succeed), or put back to be tried again (a transient failure).
+// reason (it can never succeed), or sent to be tried again after one of RETRY_DELAYS_MS (a
+// transient failure), as its `attempt`-th failure.
 export type CommandOutcome =
   | Readonly<{ kind: 'ack' }>
   | Readonly<{ kind: 'dead'; reason: string }>
-  | Readonly<{ kind: 'retry' }>;
+  | Readonly<{ kind: 'retry'; attempt: number; delayMs: number }>;
 
 export type CommandHandler = (command: IncomingCommand) => Promise<CommandOutcome>;
 

@@ -37,6 +37,10 @@ export const ORDER_LIMITS = {
   items: { min: 1, max: 50 },
   quantity: { min: 1, max: 1000 },
   token: 255,
+  // The most an order may total: what orders.total (NUMERIC(14,2)) holds. Lines within the
+  // other limits can add up to more (50 × 1000 × a price below 10^8), which the database would
+  // refuse as an overflow; the payment provider takes it in cents, well below 2^53.
+  total: '999999999999.99',
 } as const;
 
 const OrderLine = Type.Object(
@@ -126,6 +130,26 @@ export function validateNewOrder(input: PlaceOrderInput): NewOrder {
     lines: items.map((item) => ({ productId: item.product_id, quantity: item.quantity })),
     paymentToken: token,
   };
+}
+
+// NUMERIC(…, 2) text as exact integer cents.
+const exactCents = (amount: string): bigint => {
+  const [whole = '0', fraction = ''] = amount.split('.');
+  return BigInt(whole) * 100n + BigInt(fraction.padEnd(2, '0').slice(0, 2));
+};
+
+// The rule on a new order's total, once its prices are known (NUMERIC text by product id):
+// at most ORDER_LIMITS.total (422).
+export function checkOrderTotal(order: NewOrder, prices: ReadonlyMap<number, string>): void {
+  const total = order.lines.reduce(
+    (sum, line) => sum + exactCents(prices.get(line.productId) ?? '0') * BigInt(line.quantity),
+    0n,
+  );
+  if (total > exactCents(ORDER_LIMITS.total))
+    throw new RuleViolationError(
+      `validation: the order total must not be more than ${ORDER_LIMITS.total}`,
+      'items',
+    );
 }
 
 // The Idempotency-Key header: 1-255 visible ASCII characters.

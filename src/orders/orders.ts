@@ -10,6 +10,7 @@ import { type PageQuery, productPage, productPrices, type Requester } from '../p
 import { selectAnswer, storeAnswer, tryLockKey } from './idempotency-keys.sql.ts';
 import {
   checkIdempotencyKey,
+  checkOrderTotal,
   IdempotencyKeyBusyError,
   type Order,
   OrderConflictError,
@@ -78,6 +79,7 @@ export async function placeOrder(
         `validation: product ${order.lines[unknown]?.productId} does not exist`,
         `items[${unknown}].product_id`,
       );
+    checkOrderTotal(order, prices);
     const placed = await orders.insertOrder(client, requester.userId, order, prices);
     await enqueueStep(deps.jobs, client, { orderId: placed.id, step: 'reserve' });
     const body = { order: toOrderJson(placed) };
