@@ -173,3 +173,45 @@ describe('credentials as metadata', async () => {
     assert.equal(err.rawMessage, 'you do not have permission to perform this action');
   });
 });
+
+describe('a product price over gRPC', async () => {
+  const { app, db, config } = await buildTestApp({ flags: GRPC_FLAGS });
+  const address = await startGrpc(app, config);
+  const seller = await createUser(db);
+  const { plaintext } = await createApiKey(
+    db,
+    seller.id,
+    { name: 'ci', scopes: ['products:read', 'products:write'], expiresAt: null },
+    {},
+  );
+
+  test('when a price is NaN (which a protobuf double carries and JSON cannot), then INVALID_ARGUMENT, and REST still reads the products', async () => {
+    const products = connectClient(ProductsService, address, 'grpc', plaintext);
+    const refused = (call: Promise<unknown>) =>
+      call.then(
+        () => assert.fail('accepted'),
+        (e: unknown) => ConnectError.from(e),
+      );
+    const created = await refused(products.createProduct({ name: 'Lamp', price: Number.NaN, stock: 1 }));
+    assert.deepEqual(
+      [created.code, created.rawMessage],
+      [Code.InvalidArgument, 'validation: price must be a number'],
+    );
+    const { product } = await products.createProduct({ name: 'Lamp', price: 10, stock: 1 });
+    const updated = await refused(products.updateProduct({ id: product?.id ?? 0n, price: Number.NaN }));
+    assert.deepEqual(
+      [updated.code, updated.rawMessage],
+      [Code.InvalidArgument, 'validation: price must be a number'],
+    );
+    const list = await app.inject({
+      method: 'GET',
+      url: '/api/v1/products',
+      headers: { 'x-api-key': plaintext },
+    });
+    assert.equal(list.statusCode, 200, list.body);
+    assert.deepEqual(
+      list.json().data.map((p: { price: number }) => p.price),
+      [10],
+    );
+  });
+});

@@ -3,6 +3,8 @@
 // authenticators HTTP uses, the rate limiter with HTTP's keys, the deadline, the mapping of a
 // failure to its status (errors.ts), the metrics and one log line, as HTTP's request line.
 import {
+  Code,
+  ConnectError,
   type ContextValues,
   createContextKey,
   type HandlerContext,
@@ -62,12 +64,16 @@ async function admit(deps: CallDeps, header: Headers, values: ContextValues, ser
   if (!deps.unlimited.has(service)) await deps.limits.limit({ ip, identity });
 }
 
+// `then` once the signal aborts, or at once if it has: its abort event has fired by then and
+// would never reach a listener added now (a call that ended while it was starting).
+export function whenAborted(signal: AbortSignal, then: () => void): void {
+  if (signal.aborted) then();
+  else signal.addEventListener('abort', then, { once: true });
+}
+
 // Rejects with the signal's reason once it is aborted (a deadline: DEADLINE_EXCEEDED).
 function untilAborted(signal: AbortSignal): Promise<never> {
-  return new Promise((_, reject) => {
-    if (signal.aborted) reject(signal.reason);
-    else signal.addEventListener('abort', () => reject(signal.reason), { once: true });
-  });
+  return new Promise((_, reject) => whenAborted(signal, () => reject(signal.reason)));
 }
 
 export function callInterceptor(deps: CallDeps): Interceptor {
@@ -92,6 +98,13 @@ export function callInterceptor(deps: CallDeps): Interceptor {
         'rpc',
       );
     };
+    // Once the call is over for the client (it reset the stream, its deadline passed), what
+    // its work runs into next (a write to the closed stream, a cancelled statement) is that
+    // ending, not a bug.
+    const failure = (err: unknown): ConnectError =>
+      req.signal.aborted && !(err instanceof ConnectError)
+        ? ConnectError.from(req.signal.reason, Code.Canceled)
+        : toConnectError(err, dialect, deps.logger);
     const carrier = traceCarrierOf((name) => req.header.get(name));
     const attributes = { 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': method };
     try {
@@ -111,9 +124,9 @@ export function callInterceptor(deps: CallDeps): Interceptor {
         finish(0);
         return response;
       }
-      return { ...response, message: finished(response, dialect, deps.logger, finish) };
+      return { ...response, message: finished(response, failure, finish) };
     } catch (err) {
-      const error = toConnectError(err, dialect, deps.logger);
+      const error = failure(err);
       finish(error.code);
       throw error;
     }
@@ -123,15 +136,14 @@ export function callInterceptor(deps: CallDeps): Interceptor {
 // A stream's messages, its failure mapped like a unary call's, recorded when it ends.
 async function* finished<M>(
   response: { message: AsyncIterable<M> },
-  dialect: Dialect,
-  logger: Logger,
+  failure: (err: unknown) => ConnectError,
   finish: (code: number) => void,
 ): AsyncGenerator<M> {
   let code = 0;
   try {
     yield* response.message;
   } catch (err) {
-    const error = toConnectError(err, dialect, logger);
+    const error = failure(err);
     code = error.code;
     throw error;
   } finally {

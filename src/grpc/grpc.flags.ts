@@ -1,5 +1,6 @@
 // Flags of the gRPC listener (gRPC, gRPC-Web and Connect on one port): where it listens,
-// whether it speaks TLS, and how large a message may be.
+// whether it speaks TLS, how many calls a connection may carry at once and how large a
+// message may be.
 import { existsSync } from 'node:fs';
 import {
   bool,
@@ -27,6 +28,11 @@ export const grpcFlags = {
     default: 'true',
     help: 'cleartext: also take HTTP/1.1 (Connect and gRPC-Web from curl and browsers) on the gRPC port, told apart by the first bytes; `false`: HTTP/2 only',
   }),
+  'grpc-max-streams': int({
+    default: '250',
+    help: "calls (HTTP/2 streams) one connection may have open at once, as SETTINGS_MAX_CONCURRENT_STREAMS tells the client (250: Go's HTTP/2 server's default); clients wait for a free one",
+    rule: when((n) => n >= 1 && n <= 100_000, 'must be between 1 and 100000'),
+  }),
   'grpc-max-message': int({
     default: '4194304',
     help: 'largest request message in bytes (after decompression); a larger one is RESOURCE_EXHAUSTED',
@@ -50,6 +56,7 @@ export function grpcConfig(v: FlagValues<typeof grpcFlags>) {
     tls: cert === '' ? null : Object.freeze({ certFile: cert, keyFile: key }),
     http1: v['grpc-http1'],
     maxMessageBytes: v['grpc-max-message'],
+    maxStreams: v['grpc-max-streams'],
   });
 }
 

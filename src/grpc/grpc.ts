@@ -6,9 +6,10 @@
 // The adapter is imported by the first call that needs it: @connectrpc/connect-node's ES
 // import of node:http loads Node's bundled undici (about 13 MiB resident, nodejs/node#59686)
 // into every worker, and a worker that serves only REST, or only unary gRPC, never uses it.
+import type { ServerResponse } from 'node:http';
 import type { Http2ServerResponse } from 'node:http2';
 import type { DescService } from '@bufbuild/protobuf';
-import { createContextValues } from '@connectrpc/connect';
+import { Code, createContextValues } from '@connectrpc/connect';
 import type { connectNodeAdapter } from '@connectrpc/connect-node';
 import { MoviesService } from '../../gen/greenlight/v1/movies_pb.ts';
 import { OrdersService } from '../../gen/greenlight/v1/orders_pb.ts';
@@ -33,7 +34,7 @@ import { moviesService } from './movies.service.ts';
 import { ordersService } from './orders.service.ts';
 import { productsService } from './products.service.ts';
 import { reflectionServices } from './reflection.ts';
-import { unaryFastPath } from './unary.ts';
+import { dropDeadlinesPastTimers, unaryFastPath } from './unary.ts';
 
 export type GrpcDeps = Readonly<{
   config: Config;
@@ -78,6 +79,35 @@ export function percentEncoded(message: string): string {
   return encoded;
 }
 
+// A call of no method this server has: gRPC (and gRPC-Web) clients expect UNIMPLEMENTED in a
+// trailers-only answer, as grpc-go words it; anything else gets the adapter's plain 404.
+type Fallback = NonNullable<Parameters<typeof connectNodeAdapter>[0]['fallback']>;
+
+// A call of no method this server has: gRPC (and gRPC-Web) clients expect UNIMPLEMENTED in a
+// trailers-only answer, as grpc-go words it; anything else gets the adapter's plain 404.
+function unimplemented(served: readonly DescService[]): Fallback {
+  return (req, res) => {
+    // Both kinds of response have this writeHead; their union's types do not say so.
+    const answer = res as ServerResponse;
+    const contentType = req.headers['content-type'] ?? '';
+    if (!contentType.startsWith('application/grpc')) {
+      answer.writeHead(404);
+      answer.end();
+      return;
+    }
+    const [, serviceName = '', method = ''] = (req.url ?? '').split('?')[0]?.split('/') ?? [];
+    const message = served.some((service) => service.typeName === serviceName)
+      ? `unknown method ${method} for service ${serviceName}`
+      : `unknown service ${serviceName}`;
+    answer.writeHead(200, {
+      'content-type': contentType,
+      'grpc-status': String(Code.Unimplemented),
+      'grpc-message': percentEncoded(message),
+    });
+    answer.end();
+  };
+}
+
 export function createGrpcHandler(deps: GrpcDeps): GrpcHandler {
   const { config, db, logger, redis } = deps;
   let draining = false;
@@ -115,6 +145,10 @@ export function createGrpcHandler(deps: GrpcDeps): GrpcHandler {
       interceptors,
       readMaxBytes: config.grpc.maxMessageBytes,
       contextValues,
+      // A field the message does not have is refused, as REST refuses an unknown key (Connect
+      // ignores it by default: a typo would change nothing, and answer OK).
+      jsonOptions: { ignoreUnknownFields: false },
+      fallback: unimplemented(served),
     });
   };
   const unary = unaryFastPath({
@@ -125,6 +159,7 @@ export function createGrpcHandler(deps: GrpcDeps): GrpcHandler {
     encodeMessage: percentEncoded,
   });
   const handle: Handle = (req, res) => {
+    dropDeadlinesPastTimers(req.headers);
     if ('stream' in req && unary(req, res as Http2ServerResponse)) return;
     const addTrailers = res.addTrailers.bind(res);
     res.addTrailers = (trailers: Record<string, string>) => {

@@ -7,9 +7,12 @@ import {
   HealthCheckResponse_ServingStatus as Status,
 } from '../../gen/grpc/health/v1/health_pb.js';
 import { type ReadinessDeps, readiness } from '../operations/probes.routes.ts';
+import { whenAborted } from './calls.ts';
 
 // How often Watch looks again for a change to report.
 const WATCH_INTERVAL_MS = 1_000;
+// How long one readiness answer serves every Check and Watch.
+const READINESS_TTL_MS = 1_000;
 
 export type HealthDeps = ReadinessDeps &
   Readonly<{
@@ -20,8 +23,18 @@ export type HealthDeps = ReadinessDeps &
 
 export function healthService(deps: HealthDeps): ServiceImpl<typeof Health> {
   const known = new Set(['', ...deps.services]);
+  // One readiness check a second at most, whoever asks: health needs no credential and no
+  // rate limit (probes), so thousands of Check calls or Watch streams must not each take a
+  // database connection.
+  let ready: { at: number; answer: Promise<boolean> } | undefined;
+  const isReady = (): Promise<boolean> => {
+    const now = Date.now();
+    if (!ready || now - ready.at >= READINESS_TTL_MS)
+      ready = { at: now, answer: readiness(deps).then((r) => r.ready) };
+    return ready.answer;
+  };
   const status = async (): Promise<Status> =>
-    !deps.draining() && (await readiness(deps)).ready ? Status.SERVING : Status.NOT_SERVING;
+    !deps.draining() && (await isReady()) ? Status.SERVING : Status.NOT_SERVING;
   return {
     async check(request) {
       if (!known.has(request.service)) throw new ConnectError('unknown service', Code.NotFound);
@@ -33,7 +46,10 @@ export function healthService(deps: HealthDeps): ServiceImpl<typeof Health> {
     },
     async *watch(request, context) {
       if (!known.has(request.service)) {
+        // The protocol keeps the call open (the service might become known): until the client
+        // or the deadline ends it.
         yield { status: Status.SERVICE_UNKNOWN };
+        await new Promise<void>((resolve) => whenAborted(context.signal, resolve));
         return;
       }
       let last: Status | undefined;

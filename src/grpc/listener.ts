@@ -5,11 +5,20 @@
 // With TLS, ALPN decides (h2, else http/1.1).
 // Shutdown is graceful: the port closes, HTTP/2 connections get GOAWAY and finish their
 // calls, idle HTTP/1.1 connections close; whatever is left when the grace period ends is cut.
+
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import http2, { type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
+import http2, {
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+  type Http2Session,
+  type IncomingHttpHeaders,
+  type ServerHttp2Stream,
+} from 'node:http2';
 import net, { type Socket } from 'node:net';
 import type { Config } from '../config.ts';
+import { capShare, effectiveMaxConnections, proxyMatcher } from '../platform/connection-caps.ts';
 import { workerListenOptions } from '../platform/http-server.ts';
 import { explainListenError } from '../platform/ports.ts';
 
@@ -40,7 +49,7 @@ function isHttp2(first: Buffer): boolean {
 
 function servers(handler: Handler, config: Config) {
   const { tls } = config.grpc;
-  const options = { maxSessionMemory: 32 };
+  const options = { maxSessionMemory: 32, settings: { maxConcurrentStreams: config.grpc.maxStreams } };
   if (tls) {
     const secure = http2.createSecureServer(
       { ...options, cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile), allowHTTP1: true },
@@ -50,10 +59,21 @@ function servers(handler: Handler, config: Config) {
   }
   const h2 = http2.createServer(options, handler);
   if (!config.grpc.http1) return { outer: h2 as net.Server, h2, h1: undefined };
-  const h1 = http.createServer({ keepAliveTimeout: config.http.idleTimeoutMs }, handler);
+  const h1 = http.createServer(
+    {
+      keepAliveTimeout: config.http.idleTimeoutMs,
+      headersTimeout: config.http.readHeaderTimeoutMs,
+      requestTimeout: config.http.readTimeoutMs,
+    },
+    handler,
+  );
   // HTTP/2 writes small frames: without noDelay they would wait for the peer's ACK.
   const outer = net.createServer({ noDelay: true }, (socket) => {
+    // A connection that says nothing is closed as the HTTP port closes one whose headers do
+    // not come.
+    socket.setTimeout(config.http.readHeaderTimeoutMs, () => socket.destroy());
     socket.once('data', (first) => {
+      socket.setTimeout(0);
       socket.pause();
       // Node's HTTP/2 session first takes in what the socket has buffered, then reads its
       // handle natively: the bytes read to tell the protocol are given back to either server.
@@ -69,6 +89,56 @@ function servers(handler: Handler, config: Config) {
   return { outer, h2, h1 };
 }
 
+// The HTTP port's caps on connections (-max-connections, -max-connections-per-ip, the trusted
+// proxies exempt), for this port on its own; each worker that shares the port takes its share.
+function connectionCaps(config: Config) {
+  const shared = cluster.isWorker;
+  const total = effectiveMaxConnections(config.http.maxConnections);
+  return {
+    maxConnections: shared && config.http.maxConnections !== 0 ? capShare(total, config.workers) : total,
+    maxConnectionsPerAddress: shared
+      ? capShare(config.http.maxConnectionsPerIp, config.workers)
+      : config.http.maxConnectionsPerIp,
+    isProxy: proxyMatcher(config.trustedProxies),
+  };
+}
+
+// A connection that has had no call open for -idle-timeout is closed (GOAWAY: a client
+// reconnects when it next calls), as the HTTP port closes an idle keep-alive connection.
+function closeWhenIdle(session: Http2Session, idleMs: number): void {
+  let open = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const arm = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => session.close(), idleMs).unref();
+  };
+  arm();
+  session.on('stream', (stream: ServerHttp2Stream) => {
+    open++;
+    clearTimeout(timer);
+    stream.once('close', () => {
+      open--;
+      if (open === 0 && !session.closed) arm();
+    });
+  });
+  session.once('close', () => clearTimeout(timer));
+}
+
+// Reflection is the one call whose client keeps sending (a stream of requests).
+const CLIENT_STREAMING = /^\/grpc\.reflection\./;
+
+// A call whose request has not all arrived within -read-timeout is reset (CANCEL), as the HTTP
+// port answers 408: a client that sends half a message and waits must not hold its memory and
+// its call for ever. Every other call's client sends one message and ends its side.
+function limitRequestTime(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, timeoutMs: number): void {
+  if (stream.endAfterHeaders || CLIENT_STREAMING.test(headers[':path'] ?? '')) return;
+  const timer = setTimeout(() => {
+    if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
+  }, timeoutMs).unref();
+  stream.once('end', () => clearTimeout(timer));
+  stream.once('close', () => clearTimeout(timer));
+}
+
 export async function listenGrpc(handler: Handler, config: Config): Promise<GrpcListener> {
   const listen = config.grpc.listen;
   if (!listen) throw new Error('the gRPC listener is off (-grpc-addr is empty)');
@@ -78,10 +148,33 @@ export async function listenGrpc(handler: Handler, config: Config): Promise<Grpc
   h2.on('session', (session: Http2Session) => {
     sessions.add(session);
     session.once('close', () => sessions.delete(session));
+    closeWhenIdle(session, config.http.idleTimeoutMs);
   });
+  h2.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) =>
+    limitRequestTime(stream, headers, config.http.readTimeoutMs),
+  );
+  const caps = connectionCaps(config);
+  outer.maxConnections = caps.maxConnections;
+  const perAddress = new Map<string, number>();
   outer.on('connection', (socket: Socket) => {
+    const address = socket.remoteAddress ?? '';
+    const count = (perAddress.get(address) ?? 0) + 1;
+    if (
+      caps.maxConnectionsPerAddress > 0 &&
+      count > caps.maxConnectionsPerAddress &&
+      !caps.isProxy(address)
+    ) {
+      socket.destroy();
+      return;
+    }
+    perAddress.set(address, count);
     sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
+    socket.once('close', () => {
+      sockets.delete(socket);
+      const left = (perAddress.get(address) ?? 1) - 1;
+      if (left === 0) perAddress.delete(address);
+      else perAddress.set(address, left);
+    });
   });
   await new Promise<void>((resolve, reject) => {
     outer.once('error', (err) => reject(explainListenError(err, listen.host, listen.port, '-grpc-addr')));

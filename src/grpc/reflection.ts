@@ -17,8 +17,9 @@ import {
 } from '../../gen/grpc/reflection/v1/reflection_pb.ts';
 import { ServerReflection as ServerReflectionAlpha } from '../../gen/grpc/reflection/v1alpha/reflection_pb.ts';
 
-// gRPC's NOT_FOUND, which the protocol's error_response carries as a number.
+// gRPC's NOT_FOUND and INVALID_ARGUMENT, which the protocol's error_response carries as numbers.
 const NOT_FOUND = 5;
+const INVALID_ARGUMENT = 3;
 
 type Answer = MessageInitShape<typeof ServerReflectionResponseSchema>['messageResponse'];
 
@@ -88,8 +89,14 @@ export function reflectionAnswers(services: readonly DescService[]) {
               value: { baseTypeName: request.value, extensionNumber: [] },
             }
           : notFound(`type not found: ${request.value}`);
-      default:
+      case 'fileContainingExtension':
         return notFound('extensions are not served');
+      default:
+        // A request that asks nothing (no field of its oneof set), as grpc-go answers it.
+        return {
+          case: 'errorResponse',
+          value: { errorCode: INVALID_ARGUMENT, errorMessage: 'the request names nothing to reflect on' },
+        };
     }
   };
 }

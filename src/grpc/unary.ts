@@ -40,6 +40,21 @@ const CONTENT_TYPES = new Set(['application/grpc', 'application/grpc+proto']);
 const PREFIX = 5;
 // No deadline is longer than gRPC's own limit (eight digits of hours).
 const MAX_TIMEOUT_MS = Number.MAX_SAFE_INTEGER;
+// setTimeout's longest delay (about 24.8 days): a longer one fires at once.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+// A deadline further off than any timer can wait is taken as none (the call ends long before
+// it), on either path: its header is dropped before anything reads it, else the call's timer
+// would fire at once and end it DEADLINE_EXCEEDED. gRPC and gRPC-Web send grpc-timeout,
+// Connect's protocol connect-timeout-ms (up to ten digits).
+export function dropDeadlinesPastTimers(headers: Record<string, string | string[] | undefined>): void {
+  const grpc = headers['grpc-timeout'];
+  if (typeof grpc === 'string' && (parseTimeout(grpc, MAX_TIMEOUT_MS).timeoutMs ?? 0) > MAX_TIMER_MS)
+    delete headers['grpc-timeout'];
+  const connect = headers['connect-timeout-ms'];
+  if (typeof connect === 'string' && /^\d{1,10}$/.test(connect) && Number(connect) > MAX_TIMER_MS)
+    delete headers['connect-timeout-ms'];
+}
 
 export function unaryFastPath(options: UnaryOptions): UnaryFastPath {
   const routes = new Map<string, UnarySpec>();
@@ -104,6 +119,9 @@ function messageOf(body: Buffer): Uint8Array {
     throw new ConnectError('missing input message for unary method', Code.InvalidArgument);
   const flags = body.readUInt8(0);
   const length = body.readUInt32BE(1);
+  // Bit 0 is the only flag a request's message has.
+  if (flags > 1)
+    throw new ConnectError(`invalid message flags 0x${flags.toString(16)}`, Code.InvalidArgument);
   if (flags & 1) throw new ConnectError('received a compressed message without grpc-encoding', Code.Internal);
   if (body.length < PREFIX + length)
     throw new ConnectError('premature end of the message', Code.InvalidArgument);

@@ -6,6 +6,7 @@
 // with after_event_id), a deadline DEADLINE_EXCEEDED.
 import { Code, ConnectError, type HandlerContext } from '@connectrpc/connect';
 import type { FastifyRequest } from 'fastify';
+import { ValidationError } from '../platform/errors.ts';
 import type { Logger } from '../platform/logger.ts';
 import { resumePoint, type StreamEvent } from '../realtime/events.ts';
 import {
@@ -19,7 +20,7 @@ import {
   viewing,
 } from '../realtime/stream.ts';
 import type { Topic } from '../realtime/topics.ts';
-import { callerOf, credentialOf } from './calls.ts';
+import { callerOf, credentialOf, whenAborted } from './calls.ts';
 
 export type WatchDeps = RealtimeDeps & Readonly<{ logger: Logger }>;
 
@@ -28,6 +29,8 @@ export type Change = Readonly<{
   // the record as the SSE event shows it (absent on a gap notice)
   data?: Readonly<Record<string, unknown>>;
 }>;
+
+const MAX_EVENT_ID = BigInt(Number.MAX_SAFE_INTEGER);
 
 const ENDINGS: Partial<Record<EndReason, () => ConnectError>> = {
   slow_consumer: () => new ConnectError('the client read too slowly', Code.ResourceExhausted),
@@ -45,6 +48,9 @@ async function opening(
   const identity = callerOf(context);
   const credential = credentialOf(context);
   if (!identity || !credential) throw new Error('a stream without a credential passed its permission check');
+  // The SSE route's range: an event id is a non-negative safe integer.
+  if (afterEventId !== undefined && (afterEventId < 0n || afterEventId > MAX_EVENT_ID))
+    throw new ValidationError({ after_event_id: 'must be a non-negative integer' });
   const feed = feedOf(deps, topic);
   const resume =
     afterEventId === undefined ? undefined : await resumePoint(deps.db, topic, Number(afterEventId));
@@ -81,7 +87,7 @@ export async function* watchTopic(
     removeOwner();
     wake();
   };
-  context.signal.addEventListener('abort', () =>
+  whenAborted(context.signal, () =>
     end('closed', context.signal.reason instanceof ConnectError ? context.signal.reason : undefined),
   );
   removeOwner = deps.owners.add({

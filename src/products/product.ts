@@ -73,6 +73,8 @@ export function checkNoNul(fields: Readonly<Record<string, unknown>>): void {
 
 // The price as NUMERIC text, exactly as sent.
 function checkPrice(price: number): string {
+  // JSON cannot carry NaN, but a protobuf double can (gRPC), and PostgreSQL's numeric stores it.
+  if (Number.isNaN(price)) throw new RuleViolationError('validation: price must be a number');
   if (price < 0) throw new RuleViolationError('validation: price cannot be negative');
   if (price >= MAX_PRICE) throw new RuleViolationError('validation: price must be less than 100000000');
   const cents = Math.round(price * 100);
