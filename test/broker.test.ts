@@ -52,7 +52,14 @@ test('when movies and products change, then each event reaches the exchange once
   // Generous: the relay publishes only what no running transaction can still precede, and
   // under the whole suite a writer in another test's database (the cluster is shared) can
   // hold that back for seconds; this test is about what arrives, A1 measures how fast.
-  await waitFor('the five movie events', () => ours().length >= 5, 30_000);
+  await waitFor('the five movie events', () => ours().length >= 5, 30_000).catch(async (err: Error) => {
+    // Which transactions held the horizon back, so that a failure names them.
+    const { rows: oldest } = await t.db.query(
+      `SELECT datname, state, xact_start, left(query, 120) AS query FROM pg_stat_activity
+       WHERE backend_xid IS NOT NULL OR backend_xmin IS NOT NULL ORDER BY xact_start LIMIT 5`,
+    );
+    throw new Error(`${err.message}; the oldest transactions: ${JSON.stringify(oldest)}`);
+  });
   await waitFor(
     'the product event',
     () => events.messages.some((m) => m.routingKey === 'product.created'),
