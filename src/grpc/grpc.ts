@@ -79,8 +79,7 @@ export function percentEncoded(message: string): string {
   return encoded;
 }
 
-// A call of no method this server has: gRPC (and gRPC-Web) clients expect UNIMPLEMENTED in a
-// trailers-only answer, as grpc-go words it; anything else gets the adapter's plain 404.
+// What the adapter calls for a path none of its routes has.
 type Fallback = NonNullable<Parameters<typeof connectNodeAdapter>[0]['fallback']>;
 
 // A call of no method this server has: gRPC (and gRPC-Web) clients expect UNIMPLEMENTED in a

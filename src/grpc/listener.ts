@@ -5,7 +5,8 @@
 // With TLS, ALPN decides (h2, else http/1.1).
 // Shutdown is graceful: the port closes, HTTP/2 connections get GOAWAY and finish their
 // calls, idle HTTP/1.1 connections close; whatever is left when the grace period ends is cut.
-
+// Its limits are the HTTP port's (connections in all and per address, the header, request and
+// idle timeouts), and -grpc-max-streams calls at once per HTTP/2 connection.
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
