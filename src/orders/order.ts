@@ -132,20 +132,15 @@ export function validateNewOrder(input: PlaceOrderInput): NewOrder {
   };
 }
 
-// NUMERIC(…, 2) text as exact integer cents.
-const exactCents = (amount: string): bigint => {
-  const [whole = '0', fraction = ''] = amount.split('.');
-  return BigInt(whole) * 100n + BigInt(fraction.padEnd(2, '0').slice(0, 2));
-};
-
 // The rule on a new order's total, once its prices are known (NUMERIC text by product id):
-// at most ORDER_LIMITS.total (422).
+// at most ORDER_LIMITS.total (422). In cents every sum within the other limits (under 5·10^14)
+// is an exact number.
 export function checkOrderTotal(order: NewOrder, prices: ReadonlyMap<number, string>): void {
   const total = order.lines.reduce(
-    (sum, line) => sum + exactCents(prices.get(line.productId) ?? '0') * BigInt(line.quantity),
-    0n,
+    (sum, line) => sum + cents(prices.get(line.productId) ?? '0') * line.quantity,
+    0,
   );
-  if (total > exactCents(ORDER_LIMITS.total))
+  if (total > cents(ORDER_LIMITS.total))
     throw new RuleViolationError(
       `validation: the order total must not be more than ${ORDER_LIMITS.total}`,
       'items',
