@@ -19,7 +19,12 @@ import http2, {
 } from 'node:http2';
 import net, { type Socket } from 'node:net';
 import type { Config } from '../config.ts';
-import { capShare, effectiveMaxConnections, proxyMatcher } from '../platform/connection-caps.ts';
+import {
+  capShare,
+  effectiveMaxConnections,
+  perAddressCap,
+  proxyMatcher,
+} from '../platform/connection-caps.ts';
 import { workerListenOptions } from '../platform/http-server.ts';
 import { explainListenError } from '../platform/ports.ts';
 
@@ -156,26 +161,14 @@ export async function listenGrpc(handler: Handler, config: Config): Promise<Grpc
   );
   const caps = connectionCaps(config);
   outer.maxConnections = caps.maxConnections;
-  const perAddress = new Map<string, number>();
+  const withinAddressCap = perAddressCap(() => caps.maxConnectionsPerAddress, caps.isProxy);
   outer.on('connection', (socket: Socket) => {
-    const address = socket.remoteAddress ?? '';
-    const count = (perAddress.get(address) ?? 0) + 1;
-    if (
-      caps.maxConnectionsPerAddress > 0 &&
-      count > caps.maxConnectionsPerAddress &&
-      !caps.isProxy(address)
-    ) {
+    if (!withinAddressCap(socket)) {
       socket.destroy();
       return;
     }
-    perAddress.set(address, count);
     sockets.add(socket);
-    socket.once('close', () => {
-      sockets.delete(socket);
-      const left = (perAddress.get(address) ?? 1) - 1;
-      if (left === 0) perAddress.delete(address);
-      else perAddress.set(address, left);
-    });
+    socket.once('close', () => sockets.delete(socket));
   });
   await new Promise<void>((resolve, reject) => {
     outer.once('error', (err) => reject(explainListenError(err, listen.host, listen.port, '-grpc-addr')));

@@ -2,7 +2,7 @@
 // open-files limit, each worker's share of a cap, and the proxies exempt from the cap per
 // address. The arithmetic of http-server.ts's connection policy.
 import { readFileSync } from 'node:fs';
-import { BlockList, isIPv6 } from 'node:net';
+import { BlockList, isIPv6, type Socket } from 'node:net';
 
 // One process's share of a cap the instance's `workers` enforce together, each on the
 // connections the kernel gives it (SO_REUSEPORT spreads one address's connections about
@@ -48,5 +48,29 @@ export function proxyMatcher(proxies: readonly string[]): (address: string) => b
   return (address) => {
     const plain = address.startsWith('::ffff:') ? address.slice(7) : address;
     return list.check(plain, isIPv6(plain) ? 'ipv6' : 'ipv4');
+  };
+}
+
+// The cap on one address's open connections, for a listener's 'connection' event: true when
+// `socket` is taken (its close is then counted off), false when its address already has `cap()`
+// (0: no cap) and is not exempt. The cap is read on each connection: a worker's share is known
+// only once it listens.
+export function perAddressCap(
+  cap: () => number,
+  isExempt: (address: string) => boolean,
+): (socket: Socket) => boolean {
+  const open = new Map<string, number>();
+  return (socket) => {
+    const address = socket.remoteAddress ?? '';
+    const count = (open.get(address) ?? 0) + 1;
+    const limit = cap();
+    if (limit > 0 && count > limit && !isExempt(address)) return false;
+    open.set(address, count);
+    socket.once('close', () => {
+      const left = (open.get(address) ?? 1) - 1;
+      if (left === 0) open.delete(address);
+      else open.set(address, left);
+    });
+    return true;
   };
 }

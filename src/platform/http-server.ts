@@ -21,7 +21,13 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerOptions, ServerResponse } from 'node:http';
 import { type ListenOptions, Server as NetServer, type Socket } from 'node:net';
 import type { Config } from '../config.ts';
-import { capShare, type EffectiveCaps, effectiveMaxConnections, proxyMatcher } from './connection-caps.ts';
+import {
+  capShare,
+  type EffectiveCaps,
+  effectiveMaxConnections,
+  perAddressCap,
+  proxyMatcher,
+} from './connection-caps.ts';
 import { sampleRequests } from './tracing.ts';
 
 // From the CommonJS module: an ES import of node:http reads its lazy `WebSocket` property,
@@ -137,7 +143,10 @@ export class GreenlightServer extends Server {
   readonly #policy: ConnectionPolicy;
   readonly #events: ServerEvents;
   readonly #connections = new Map<Socket, Connection>();
-  readonly #perAddress = new Map<string, number>();
+  readonly #withinAddressCap = perAddressCap(
+    () => this.#caps.maxConnectionsPerAddress,
+    (address) => this.#policy.isProxy(address),
+  );
   // responses whose head is not written yet, or that are being written
   readonly #pending = new Set<ServerResponse>();
   #caps: EffectiveCaps;
@@ -289,22 +298,14 @@ export class GreenlightServer extends Server {
 
   #accept(socket: Socket): void {
     const address = socket.remoteAddress ?? '';
-    const cap = this.#caps.maxConnectionsPerAddress;
-    const count = (this.#perAddress.get(address) ?? 0) + 1;
-    if (cap > 0 && count > cap && !this.#policy.isProxy(address)) {
+    if (!this.#withinAddressCap(socket)) {
       // Cut at once: answering would mean reading the request, which is what the cap saves.
       this.#events.onRefused?.('per_address', address);
       socket.destroy();
       return;
     }
-    this.#perAddress.set(address, count);
     this.#connections.set(socket, { address, inFlight: 0, quietSince: performance.now() });
-    socket.once('close', () => {
-      this.#connections.delete(socket);
-      const left = (this.#perAddress.get(address) ?? 1) - 1;
-      if (left === 0) this.#perAddress.delete(address);
-      else this.#perAddress.set(address, left);
-    });
+    socket.once('close', () => this.#connections.delete(socket));
   }
 
   #track(req: IncomingMessage, res: ServerResponse): void {
