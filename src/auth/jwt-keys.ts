@@ -11,7 +11,7 @@ import {
   type KeyObject,
   randomBytes,
 } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidAuthenticationTokenError } from '../platform/errors.ts';
 
@@ -70,6 +70,23 @@ function liveKeys(keys: readonly StoredKey[], ttlMs: number): StoredKey[] {
   });
 }
 
+// A file other processes may be reading at that moment (the workers of a cluster, two
+// instances on one data directory) appears whole or not at all: it is written under a
+// temporary name, then linked to its own, which fails if that exists already. Created
+// in place, a rival could find it empty, between its creation and its write. Nothing
+// happens when the name is taken.
+function createWhole(path: string, content: string): void {
+  const temporary = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  writeFileSync(temporary, content, { mode: 0o600, flag: 'wx' });
+  try {
+    linkSync(temporary, path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  } finally {
+    rmSync(temporary);
+  }
+}
+
 function addKey(dir: string): string {
   const kid = randomBytes(9).toString('base64url');
   const { privateKey } = generateKeyPairSync('ed25519');
@@ -78,7 +95,7 @@ function addKey(dir: string): string {
     created_at: new Date().toISOString(),
     private_key: privateKey.export({ type: 'pkcs8', format: 'pem' }),
   };
-  writeFileSync(join(dir, `${kid}.json`), JSON.stringify(stored), { mode: 0o600, flag: 'wx' });
+  createWhole(join(dir, `${kid}.json`), JSON.stringify(stored));
   return kid;
 }
 
@@ -145,10 +162,6 @@ export function ed25519Keys(dir: string, ttlMs: number): JwtKeys {
 export function jwtSecretFromDataDir(dataDir: string): string {
   const path = join(dataDir, 'jwt-secret');
   mkdirSync(dataDir, { recursive: true });
-  try {
-    writeFileSync(path, randomBytes(32).toString('base64url'), { mode: 0o600, flag: 'wx' });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-  }
+  createWhole(path, randomBytes(32).toString('base64url'));
   return readFileSync(path, 'utf8').trim();
 }
