@@ -199,6 +199,42 @@ describe('a body refused before it has all arrived', () => {
     assert.equal(client.error(), undefined);
     client.socket.destroy();
   });
+  test('when the client asked to close the connection, then the refusal still reaches it, after the rest it sends, without a reset', async () => {
+    const declared = 6 * 1024 * 1024;
+    for (const [version, connection] of [
+      ['HTTP/1.1', 'Connection: close\r\n'],
+      ['HTTP/1.0', ''],
+    ] as const) {
+      for (const [path, status] of [
+        ['/api/v1/auth/login', 413],
+        ['/v1/movies/import', 413],
+        ['/v1/movies', 400],
+      ] as const) {
+        const what = `${version} ${path}`;
+        const socket = connect({ port, host: '127.0.0.1' });
+        await once(socket, 'connect');
+        let received = '';
+        let failed: Error | undefined;
+        socket.on('data', (chunk: Buffer) => {
+          received += chunk.toString();
+        });
+        socket.on('error', (err) => {
+          failed = err;
+        });
+        const ended = once(socket, 'close');
+        const write = async (bytes: string) => {
+          if (!socket.write(bytes)) await once(socket, 'drain');
+        };
+        await write(
+          `POST ${path} ${version}\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n${connection}Content-Length: ${declared}\r\n\r\n`,
+        );
+        for (let sent = 0; sent < declared && !failed; sent += 64 * 1024) await write('x'.repeat(64 * 1024));
+        await ended;
+        assert.equal(failed, undefined, `${what}: the client could send all of it`);
+        assert.equal(Number(received.split(' ')[1]), status, `${what}: ${received.slice(0, 400)}`);
+      }
+    }
+  });
 });
 
 describe('a client that drops its body', () => {

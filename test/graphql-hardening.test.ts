@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { type GraphQLObjectType, getNullableType, isListType, isObjectType } from 'graphql';
+import { MAX_QUERY_LENGTH, MAX_QUERY_TOKENS } from '../src/graphql/graphql.ts';
 import { buildGraphqlSchema, listSizes } from '../src/graphql/schema.ts';
 import { MESSAGES } from '../src/platform/errors.ts';
 import { buildTestApp, createUser, type Inject, withToken } from './helpers.ts';
@@ -162,5 +163,80 @@ describe('production', () => {
       assert.equal(res.headers['www-authenticate'], 'Bearer');
       assert.match(String(res.headers['x-request-id']), /^[\w-]{8,}$/);
     }
+  });
+});
+
+// What the query itself may be, whoever sends it: no credential is needed to reach the
+// parser, so each limit holds for anonymous requests.
+describe('query limits', () => {
+  const anonymous: Inject = (options) => app.inject(options);
+  const get = async (query: string) => {
+    const res = await app.inject(`/graphql?${query}`);
+    return { status: res.statusCode, body: res.json() as GraphqlBody };
+  };
+  const messageOf = (body: GraphqlBody) => body.errors?.[0]?.message;
+
+  test('when unique queries of nearly 1 MB come without a credential, then each is refused at once and none stays in memory', async () => {
+    const fields = 'me{user{id}}'.repeat(80_000);
+    const before = process.memoryUsage().heapUsed;
+    for (let i = 0; i < 3; i++) {
+      const started = performance.now();
+      const { status, body } = await gql(anonymous, `{${fields}} #${i}`);
+      assert.equal(status, 400);
+      assert.equal(messageOf(body), `query must not be longer than ${MAX_QUERY_LENGTH} characters`);
+      assert.ok(performance.now() - started < 500, 'refused before any parsing');
+    }
+    // Mercurius used to keep each failed document (about 330 MB apiece) in its error cache.
+    assert.ok(process.memoryUsage().heapUsed - before < 200 * 2 ** 20);
+  });
+
+  test('when a query holds more tokens than the limit, then 400 with the parser’s message, by POST and by GET', async () => {
+    const query = `{${'me{user{id}}'.repeat(Math.ceil(MAX_QUERY_TOKENS / 7))}}`;
+    assert.ok(query.length <= MAX_QUERY_LENGTH);
+    const message = `Syntax Error: Document contains more that ${MAX_QUERY_TOKENS} tokens. Parsing aborted.`;
+    const posted = await gql(anonymous, query);
+    assert.equal(posted.status, 400);
+    assert.equal(messageOf(posted.body), message);
+    const got = await get(`query=${encodeURIComponent(query)}`);
+    assert.equal(got.status, 400);
+    assert.equal(messageOf(got.body), message);
+  });
+
+  test('when the query is JSON text rather than GraphQL, then 400 with the syntax error, by POST and by GET', async () => {
+    for (const [query, message] of [
+      ['1', 'Syntax Error: Unexpected Int "1".'],
+      ['null', 'Syntax Error: Unexpected Name "null".'],
+      ['[]', 'Syntax Error: Unexpected "[".'],
+      ['{}', 'Syntax Error: Expected Name, found "}".'],
+      ['{"kind":"Document","definitions":[{}]}', 'Syntax Error: Expected Name, found String "kind".'],
+    ] as const) {
+      const posted = await gql(anonymous, query);
+      assert.equal(posted.status, 400, query);
+      assert.equal(messageOf(posted.body), message, query);
+      const got = await get(`query=${encodeURIComponent(query)}`);
+      assert.equal(got.status, 400, query);
+      assert.equal(messageOf(got.body), message, query);
+    }
+  });
+
+  test('when a GET names no operation the query has, or repeats a key, then 400 saying so', async () => {
+    const one = encodeURIComponent('query A { __typename }');
+    const two = encodeURIComponent('query A { __typename } query B { b: __typename }');
+    for (const [query, message] of [
+      [`query=${one}&operationName=B`, 'Unknown operation named "B".'],
+      [`query=${two}`, 'Must provide operation name if query contains multiple operations.'],
+      [`query=${one}&query=${one}`, 'query string must not repeat "query"'],
+      [`query=${one}&variables=%7B%7D&variables=%7B%7D`, 'query string must not repeat "variables"'],
+      [`query=${one}&variables=%ZZ`, '"variables" must be a JSON object'],
+      [`query=${one}&extensions=%5B%5D`, '"extensions" must be a JSON object'],
+      ['operationName=A', 'query string must contain "query"'],
+    ] as const) {
+      const { status, body } = await get(query);
+      assert.equal(status, 400, query);
+      assert.equal(messageOf(body), message, query);
+    }
+    const named = await get(`query=${two}&operationName=B&variables=%7B%7D`);
+    assert.equal(named.status, 200);
+    assert.deepEqual(named.body, { data: { b: 'Query' } });
   });
 });

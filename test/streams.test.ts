@@ -9,7 +9,7 @@ import { generateToken, SCOPES } from '../src/accounts/tokens.ts';
 import * as movies from '../src/movies/movies.sql.ts';
 import { pruneEvents } from '../src/realtime/events.ts';
 import { MOVIES } from '../src/realtime/topics.ts';
-import { buildTestApp, createMovie, createUser, untilPrunable } from './helpers.ts';
+import { buildTestApp, createMovie, createUser, untilPrunable, waitFor } from './helpers.ts';
 import { openSse, openWs, type SseEvent, until } from './stream-clients.ts';
 
 const MAX_BUFFERED = 65_536;
@@ -353,6 +353,22 @@ test('when /v1/ws is fetched without an upgrade, then it answers 426 naming the 
   assert.equal(res.status, 426);
   assert.equal(res.headers.get('upgrade'), 'websocket');
   assert.deepEqual(await res.json(), { error: 'this endpoint needs a WebSocket upgrade' });
+});
+
+test('when a WebSocket client sends a frame over the 4 KB limit, then it is closed with 1009 and logged at info, not as a server error', async () => {
+  const before = lines.length;
+  const ws = await openWs(WS, token);
+  ws.send({ type: 'auth', token: 'x'.repeat(100_000) });
+  assert.equal((await ws.closed).code, 1009);
+  const logged = await waitFor('the log line', () =>
+    lines.slice(before).find((l) => l.msg === 'websocket client error'),
+  );
+  assert.equal(logged.level, 'info');
+  assert.equal(logged.code, 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH');
+  assert.deepEqual(
+    lines.slice(before).filter((l) => l.level === 'error'),
+    [],
+  );
 });
 
 test('when a WebSocket client subscribes to movies, then it gets the events; after unsubscribing it gets none; bad messages get an error message', async (t) => {

@@ -18,7 +18,6 @@ import type { Db } from '../platform/db.ts';
 import { type ErrorResponse, errorResponse, NotFoundError } from '../platform/errors.ts';
 import { errorHandler, sendError, withMethodFallbacks } from '../platform/http.ts';
 import type { Logger } from '../platform/logger.ts';
-import { plainReader, withReader } from '../platform/request.ts';
 import {
   BEARER_OPTIONAL,
   ErrorEnvelope,
@@ -29,6 +28,7 @@ import {
 import type { Posters } from '../posters/posters.ts';
 import type { RuntimeSettings } from '../settings/runtime.ts';
 import { costRule } from './cost.ts';
+import { GraphqlQueryString, GraphqlRequestBody, QUERY_HANDLING } from './graphql.ts';
 import type { GraphqlContext } from './module.ts';
 import { newBudget, ResponseTooLargeError } from './response-size.ts';
 import { buildGraphqlSchema, listSizes } from './schema.ts';
@@ -165,25 +165,6 @@ function formatResult(logger: Logger, present: (error: GraphQLError) => GraphQLE
   };
 }
 
-// The root hooks drop Content-Type and the catch-all parser keeps bodies as bytes (app.ts);
-// a GraphQL POST body is JSON whatever the client labelled it. Other keys (extensions) pass.
-const GraphqlRequestSchema = Type.Object({
-  query: Type.String(),
-  variables: Type.Optional(Type.Union([Type.Object({}, { additionalProperties: true }), Type.Null()])),
-  operationName: Type.Optional(Type.Union([Type.String(), Type.Null()])),
-});
-const GraphqlRequestBody = withReader(
-  GraphqlRequestSchema,
-  plainReader(GraphqlRequestSchema, {
-    notObject: 'body must be a JSON object (batches are not supported)',
-    invalid: {
-      query: 'body must contain a "query" string',
-      variables: '"variables" must be a JSON object',
-      operationName: '"operationName" must be a string',
-    },
-  }),
-);
-
 const GraphqlError = Type.Object({
   message: Type.String(),
   locations: Type.Optional(Type.Array(Type.Object({ line: Type.Integer(), column: Type.Integer() }))),
@@ -230,8 +211,8 @@ const GRAPHQL_RESPONSES = {
 };
 
 // Mercurius adds /graphql itself; this gives its two routes their place in the OpenAPI
-// document, and POST our body schema, so that platform/request.ts reads it; GET keeps
-// Mercurius's query-string schema.
+// document, and our schemas of the body (POST) and the query string (GET), so that
+// platform/request.ts reads them (graphql.ts).
 // The other methods' fallback (405, OPTIONS) keeps the book's envelope and its error handler.
 function describeGraphqlRoute(route: RouteOptions): void {
   if (route.url !== '/graphql' || (route.method !== 'GET' && route.method !== 'POST')) return;
@@ -242,7 +223,7 @@ function describeGraphqlRoute(route: RouteOptions): void {
     summary: get ? 'A GraphQL query in the URL (mutations need POST)' : 'A GraphQL query or mutation',
     tags: ['graphql'],
     security: BEARER_OPTIONAL,
-    ...(get ? {} : { body: GraphqlRequestBody }),
+    ...(get ? { querystring: GraphqlQueryString } : { body: GraphqlRequestBody }),
     response: get
       ? { ...GRAPHQL_RESPONSES, 405: response(GraphqlResult, 'A mutation sent with GET') }
       : GRAPHQL_RESPONSES,
@@ -293,7 +274,7 @@ export async function graphqlRoutes(
         path: '/graphql',
         // Mercurius's GraphiQL loads React and GraphiQL from unpkg.com; ours is served below.
         graphiql: false,
-        jit: 1,
+        ...QUERY_HANDLING,
         validationRules: validationRules(config),
         context: (request): GraphqlContext => ({
           db,

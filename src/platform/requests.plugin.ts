@@ -2,6 +2,7 @@
 // missing Host refused, a refused body's connection kept open, and one log line and one
 // metric when answered, and the book's error envelope. Registered first, so its onRequest hook
 // runs before all others.
+import { finished } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { BadRequestError, NotFoundError } from './errors.ts';
@@ -29,19 +30,25 @@ export const requestsPlugin = fp(
       }
       done();
     });
-    // Fastify refuses a body (too large, unreadable) with `Connection: close` before the rest of
-    // it has arrived, and closing then resets the connection under a client still sending: the
-    // client gets EPIPE instead of the answer. A declared rest up to DISCARD_LIMIT is read and
-    // discarded instead (http-server.ts), within -read-timeout, and the connection stays open.
+    // An answer before the whole body has arrived (Fastify refusing it, too large or unreadable,
+    // with `Connection: close`; a 404; a refused credential): closing the connection then
+    // resets it under a client still sending, which gets EPIPE instead of the answer. A declared
+    // rest up to DISCARD_LIMIT is read and discarded instead, within -read-timeout: after the
+    // answer, on a connection that stays open (http-server.ts); before it when the client asked
+    // to close (`Connection: close`, HTTP/1.0), since Node closes once the answer is written.
     app.addHook('onSend', (request, reply, payload, done) => {
-      if (
-        reply.getHeader('connection') === 'close' &&
-        !request.raw.complete &&
-        Number(request.headers['content-length']) <= DISCARD_LIMIT
-      ) {
-        reply.removeHeader('connection');
+      const raw = request.raw;
+      if (raw.complete || !(Number(request.headers['content-length']) <= DISCARD_LIMIT)) {
+        done(null, payload);
+        return;
       }
-      done(null, payload);
+      if (reply.getHeader('connection') === 'close') reply.removeHeader('connection');
+      if (reply.raw.shouldKeepAlive) {
+        done(null, payload);
+        return;
+      }
+      finished(raw, { writable: false }, () => done(null, payload));
+      raw.resume();
     });
     app.addHook('onResponse', (request, reply, done) => {
       metrics.responseSent(

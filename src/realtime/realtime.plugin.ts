@@ -2,8 +2,9 @@
 // started by its first stream), the stream owners they re-check, the wakeups that publish
 // committed changes, and the WebSocket server. The routes are realtime.routes.ts.
 import websocket from '@fastify/websocket';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
+import type { WebSocket } from 'ws';
 import type { IdentityCache } from '../accounts/identity-cache.ts';
 import type { Config } from '../config.ts';
 import type { Db } from '../platform/db.ts';
@@ -71,6 +72,20 @@ export function createRealtime(options: RealtimeOptions): Realtime {
   };
 }
 
+// An error on an open WebSocket. What the client did (a frame over maxPayload, a protocol
+// violation: ws's WS_ERR_ codes, after it has sent the matching close code; a dropped
+// connection) is logged at info, as the HTTP port logs a client's errors; anything else (a
+// handler that threw) is ours, at error. The socket is cut either way.
+function socketError(error: Error, socket: WebSocket, request: FastifyRequest): void {
+  const code = (error as NodeJS.ErrnoException).code ?? '';
+  if (code.startsWith('WS_ERR_') || code === 'ECONNRESET' || code === 'EPIPE') {
+    request.log.info({ code, reason: error.message }, 'websocket client error');
+  } else {
+    request.log.error({ err: error }, 'websocket failed');
+  }
+  socket.terminate();
+}
+
 // The WebSocket server. Open streams end first, each in its own way (WebSocket clients with
 // 1001), then the WebSocket server closes. Client messages are a few bytes of JSON.
 export const websocketPlugin = fp(
@@ -81,6 +96,7 @@ export const websocketPlugin = fp(
     });
     await app.register(websocket, {
       options: { maxPayload: 4096 },
+      errorHandler: socketError,
       preClose(done) {
         for (const close of realtime.closers) close();
         this.websocketServer.close(() => done());

@@ -7554,11 +7554,13 @@ export interface operations {
     };
     graphqlQuery: {
         parameters: {
-            query?: {
-                query?: string;
-                persisted?: boolean;
-                operationName?: string | null;
+            query: {
+                /** @description a GraphQL document of at most 32768 characters and 1000 tokens */
+                query: string;
+                operationName?: string;
+                /** @description a JSON object */
                 variables?: string;
+                /** @description a JSON object */
                 extensions?: string;
             };
             header?: never;
@@ -7788,6 +7790,7 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": {
+                    /** @description a GraphQL document of at most 32768 characters and 1000 tokens */
                     query: string;
                     variables?: {
                         [key: string]: unknown;
