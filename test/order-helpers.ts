@@ -32,7 +32,12 @@ export async function createProduct(
 
 // buildTestApp, with the workflow's job workers charging the payment stand-in (its ledger and
 // behaviour are the test's), stopped after the file's tests, before the app and its pool close.
-export async function buildWorkflowTestApp(options: Parameters<typeof buildTestApp>[0] = {}) {
+// `provider` puts something between the workflow and the stand-in: given the stand-in's URL, it
+// answers the URL the payments client calls.
+export async function buildWorkflowTestApp(
+  options: Parameters<typeof buildTestApp>[0] = {},
+  provider: (standInUrl: string) => string = (url) => url,
+) {
   // Registered before buildTestApp's own hook, so it runs first.
   const stops: (() => Promise<unknown>)[] = [];
   after(async () => {
@@ -44,7 +49,7 @@ export async function buildWorkflowTestApp(options: Parameters<typeof buildTestA
   const standIn = await startPaymentsStandIn({ host: '127.0.0.1', port: 0 });
   const jobs = await startJobs(dsn, logger, QUEUES);
   const metrics = createMetrics(config, db, jobs);
-  const payments = createPaymentsClient({ url: standIn.url, timeoutMs: 2000, logger });
+  const payments = createPaymentsClient({ url: provider(standIn.url), timeoutMs: 2000, logger });
   stops.push(
     () => jobs.stop({ graceful: false, wait: true, timeout: 5000 }),
     () => payments.close(),

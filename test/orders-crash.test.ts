@@ -176,9 +176,12 @@ test('when the server is SIGKILLed at every step boundary under load, then every
   const ended = Date.now() - restarted;
 
   // One order per key answered, and no order no client was answered for.
-  const { rows: orders } = await db.query<{ id: string; status: string; total: string }>(
-    'SELECT id, status, total::text AS total FROM orders ORDER BY id',
-  );
+  const { rows: orders } = await db.query<{
+    id: string;
+    status: string;
+    total: string;
+    payment_reference: string;
+  }>('SELECT id, status, total::text AS total, payment_reference FROM orders ORDER BY id');
   assert.deepEqual(
     orders.map((o) => Number(o.id)),
     [...placed.values()].sort((a, b) => a - b),
@@ -208,7 +211,7 @@ test('when the server is SIGKILLed at every step boundary under load, then every
   };
   for (const order of orders) {
     const charges = ledger.charges.filter(
-      (c) => c.reference === `order-${order.id}` && c.status === 'succeeded',
+      (c) => c.reference === order.payment_reference && c.status === 'succeeded',
     );
     assert.ok(charges.length <= 1, `order ${order.id} was charged ${charges.length} times`);
     const refunded = ledger.refunds

@@ -57,10 +57,19 @@ async function stockOf(id: number): Promise<number> {
   return (await db.query('SELECT stock FROM products WHERE id = $1', [id])).rows[0].stock;
 }
 
-const chargesOf = (id: number) => standIn.charges().filter((c) => c.reference === `order-${id}`);
+// What the provider knows the order by: its reference, the root of its idempotency keys.
+async function referenceOf(id: number): Promise<string> {
+  return (await db.query('SELECT payment_reference FROM orders WHERE id = $1', [id])).rows[0]
+    .payment_reference;
+}
+
+const chargesOf = async (id: number) => {
+  const reference = await referenceOf(id);
+  return standIn.charges().filter((c) => c.reference === reference);
+};
 // What the provider kept of the order: succeeded charges less their refunds, in cents.
-function netCapture(id: number): number {
-  const charges = chargesOf(id).filter((c) => c.status === 'succeeded');
+async function netCapture(id: number): Promise<number> {
+  const charges = (await chargesOf(id)).filter((c) => c.status === 'succeeded');
   const refunded = standIn
     .refunds()
     .filter((r) => charges.some((c) => c.id === r.charge))
@@ -76,9 +85,9 @@ describe('the order workflow', () => {
     assert.equal(done.status, 'confirmed');
     assert.deepEqual(await history(order.id), ['pending', 'reserved', 'paid', 'confirmed']);
     assert.equal(await stockOf(p.id), 7);
-    assert.equal(chargesOf(order.id).length, 1);
-    assert.equal(netCapture(order.id), 3750);
-    assert.equal(chargesOf(order.id)[0]?.idempotency_key, `order-${order.id}-charge`);
+    assert.equal((await chargesOf(order.id)).length, 1);
+    assert.equal(await netCapture(order.id), 3750);
+    assert.equal((await chargesOf(order.id))[0]?.idempotency_key, `${await referenceOf(order.id)}-charge`);
     const text = await metrics.registry.metrics();
     assert.match(text, /greenlight_orders_total\{status="confirmed"\} [1-9]/);
     assert.match(text, /greenlight_order_step_duration_seconds_count\{step="charge",outcome="done"\} [1-9]/);
@@ -92,7 +101,41 @@ describe('the order workflow', () => {
     assert.equal(done.failure_reason, 'payment declined: card_declined');
     assert.deepEqual(await history(order.id), ['pending', 'reserved', 'cancelled']);
     assert.equal(await stockOf(p.id), 4);
-    assert.equal(netCapture(order.id), 0);
+    assert.equal(await netCapture(order.id), 0);
+  });
+
+  test('when the products are free, then the order is confirmed without a charge', async () => {
+    const p = await product({ price: 0, stock: 3 });
+    const order = await place(p.id, 2);
+    const done = await settled(order.id);
+    assert.equal(done.status, 'confirmed', JSON.stringify(done));
+    assert.deepEqual(await history(order.id), ['pending', 'reserved', 'paid', 'confirmed']);
+    assert.equal(await stockOf(p.id), 1);
+    assert.equal((await chargesOf(order.id)).length, 0);
+  });
+
+  test('when the provider already knows the key an order id makes (another database’s order), then the order is charged under keys of its own', async () => {
+    const { rows } = await db.query(
+      'SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END AS next FROM orders_id_seq',
+    );
+    const next = Number(rows[0].next);
+    // Another installation's order of the same id, amount and card, charged before.
+    const theirs = await fetch(`${standIn.url}/v1/charges`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'idempotency-key': `order-${next}-charge` },
+      body: JSON.stringify({ amount: 1250, currency: 'usd', reference: `order-${next}`, source: 'tok_visa' }),
+    });
+    assert.equal(theirs.status, 201);
+    const theirCharge = (await theirs.json()).id;
+    const p = await product();
+    const order = await place(p.id, 1);
+    assert.equal(order.id, next);
+    const done = await settled(order.id);
+    assert.equal(done.status, 'confirmed');
+    const ours = await chargesOf(order.id);
+    assert.equal(ours.length, 1);
+    assert.notEqual(ours[0]?.id, theirCharge);
+    assert.equal(await netCapture(order.id), 1250);
   });
 
   test('when stock is short or the product is gone, then the order is rejected naming the product', async () => {
@@ -102,7 +145,7 @@ describe('the order workflow', () => {
     assert.equal(done.status, 'rejected');
     assert.equal(done.failure_reason, `insufficient stock for product ${p.id}`);
     assert.equal(await stockOf(p.id), 2);
-    assert.equal(chargesOf(order.id).length, 0);
+    assert.equal((await chargesOf(order.id)).length, 0);
   });
 
   test('when the provider fails and loses answers, then the order is still charged exactly once', async () => {
@@ -111,8 +154,8 @@ describe('the order workflow', () => {
     const order = await place(p.id, 1);
     const done = await settled(order.id, 30_000);
     assert.equal(done.status, 'confirmed');
-    assert.equal(chargesOf(order.id).filter((c) => c.status === 'succeeded').length, 1);
-    assert.equal(netCapture(order.id), 1250);
+    assert.equal((await chargesOf(order.id)).filter((c) => c.status === 'succeeded').length, 1);
+    assert.equal(await netCapture(order.id), 1250);
   });
 
   test('when a cancel comes while the charge is in flight, then the charge is refunded and the stock released', async () => {
@@ -120,8 +163,9 @@ describe('the order workflow', () => {
     standIn.behaviour.latencyMs = 1500;
     try {
       const order = await place(p.id, 2);
+      const reference = await referenceOf(order.id);
       await waitFor('the charge to be sent', () =>
-        standIn.calls.some((c) => c.idempotencyKey === `order-${order.id}-charge`),
+        standIn.calls.some((c) => c.idempotencyKey === `${reference}-charge`),
       );
       const cancel = await call('POST', `/api/v1/orders/${order.id}/cancel`);
       assert.equal(cancel.statusCode, 202, cancel.body);
@@ -129,8 +173,8 @@ describe('the order workflow', () => {
       assert.equal(done.status, 'cancelled');
       assert.equal(done.failure_reason, 'cancelled by request');
       assert.equal(await stockOf(p.id), 5);
-      assert.equal(netCapture(order.id), 0);
-      assert.ok(standIn.refunds().some((r) => r.idempotency_key === `order-${order.id}-refund`));
+      assert.equal(await netCapture(order.id), 0);
+      assert.ok(standIn.refunds().some((r) => r.idempotency_key === `${reference}-refund`));
       const again = await call('POST', `/api/v1/orders/${order.id}/cancel`);
       assert.equal(again.statusCode, 409);
     } finally {
@@ -157,7 +201,7 @@ describe('the order workflow', () => {
     assert.equal(done.status, 'cancelled');
     assert.equal(done.failure_reason, 'timed out');
     assert.equal(await stockOf(p.id), 5);
-    assert.equal(netCapture(order.id), 0);
+    assert.equal(await netCapture(order.id), 0);
   });
 });
 

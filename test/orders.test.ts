@@ -279,6 +279,35 @@ describe('idempotency keys', () => {
     assert.equal(later.body, created[0]?.body);
   });
 
+  test('when a request has ended, then its retries all get its answer, however many come at once', async () => {
+    const request = await body();
+    const first = await place(buyer.token, request, 'key-retried');
+    assert.equal(first.statusCode, 202, first.body);
+    const retries = await Promise.all(
+      Array.from({ length: 20 }, () => place(buyer.token, request, 'key-retried')),
+    );
+    for (const res of retries) {
+      assert.equal(res.statusCode, 202, res.body);
+      assert.equal(res.headers['idempotent-replayed'], 'true');
+      assert.equal(res.body, first.body);
+    }
+    // One retry holding the key (as each used to, while it read the answer) delays no other.
+    const client = await db.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(
+        "SELECT pg_advisory_xact_lock(7235024, hashtext($1::text || ':' || 'key-retried'))",
+        [buyer.id],
+      );
+      const res = await place(buyer.token, request, 'key-retried');
+      assert.equal(res.statusCode, 202, res.body);
+      assert.equal(res.body, first.body);
+    } finally {
+      await client.query('ROLLBACK');
+      client.release();
+    }
+  });
+
   test('when a key is held by an open transaction, then a duplicate is answered 409 at once', async () => {
     const request = await body();
     const client = await db.connect();

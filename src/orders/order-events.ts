@@ -42,6 +42,7 @@ export function orderOfEventPayload(payload: Record<string, unknown>): OrderJson
     total: row.total,
     failureReason: row.failure_reason,
     paymentToken: '',
+    paymentReference: '',
     chargeAttempted: false,
     chargeId: null,
     cancelReason: null,

@@ -24,6 +24,9 @@ export type Order = Readonly<{
   total: string;
   failureReason: string | null;
   paymentToken: string;
+  // what the provider knows the order's payment calls by: the reference, and the root of their
+  // idempotency keys (random, so that no other database's order can have it)
+  paymentReference: string;
   chargeAttempted: boolean;
   chargeId: string | null;
   // set once a cancel was asked for (by the owner, an admin or the timeout sweep)

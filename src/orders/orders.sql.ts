@@ -14,6 +14,7 @@ type OrderRow = {
   total: string;
   failure_reason: string | null;
   payment_token: string;
+  payment_reference: string;
   charge_attempted: boolean;
   charge_id: string | null;
   cancel_reason: string | null;
@@ -38,6 +39,7 @@ function toOrder(row: OrderRow): Order {
     total: row.total,
     failureReason: row.failure_reason,
     paymentToken: row.payment_token,
+    paymentReference: row.payment_reference,
     chargeAttempted: row.charge_attempted,
     chargeId: row.charge_id,
     cancelReason: row.cancel_reason,
@@ -48,7 +50,7 @@ function toOrder(row: OrderRow): Order {
 }
 
 const COLUMNS = `m.id, m.user_id, m.status, m.total::text AS total, m.failure_reason, m.payment_token,
-  m.charge_attempted_at IS NOT NULL AS charge_attempted, m.charge_id,
+  m.payment_reference, m.charge_attempted_at IS NOT NULL AS charge_attempted, m.charge_id,
   m.cancel_reason, m.created_at, m.updated_at, m.version`;
 
 const itemsOf = (source: string) => `(SELECT json_agg(json_build_object('product_id', i.product_id,

@@ -43,6 +43,20 @@ function fingerprintOf(order: ReturnType<typeof validateNewOrder>): Buffer {
     .digest();
 }
 
+// The answer stored under the key: replayed when the request is the same, a 422 when not.
+async function storedPlacement(
+  client: Queryable,
+  userId: number,
+  key: string,
+  fingerprint: Buffer,
+): Promise<Placement | undefined> {
+  const stored = await selectAnswer(client, userId, key);
+  if (!stored) return undefined;
+  if (!stored.fingerprint.equals(fingerprint))
+    throw new RuleViolationError('validation: idempotency key reused with a different request');
+  return { status: stored.status, body: stored.body as OrderEnvelopeJson, replayed: true };
+}
+
 // Places an order for `requester`. With a key: the same key and request within 24 h get the
 // stored answer again, another request 422, and a duplicate while the first's transaction is
 // open 409. The order, its first workflow step and the key's answer commit together or not at all;
@@ -60,13 +74,14 @@ export async function placeOrder(
   const fingerprint = fingerprintOf(order);
   const placement = await withTransaction(deps.db, async (client): Promise<Placement> => {
     if (key !== undefined) {
+      // A stored answer is read before the key is claimed: replays of a request that has
+      // ended do not claim it, so any number of them at once each get the answer, not a 409.
+      const earlier = await storedPlacement(client, requester.userId, key, fingerprint);
+      if (earlier) return earlier;
       if (!(await tryLockKey(client, requester.userId, key))) throw new IdempotencyKeyBusyError();
-      const stored = await selectAnswer(client, requester.userId, key);
-      if (stored) {
-        if (!stored.fingerprint.equals(fingerprint))
-          throw new RuleViolationError('validation: idempotency key reused with a different request');
-        return { status: stored.status, body: stored.body as OrderEnvelopeJson, replayed: true };
-      }
+      // The first request may have committed between the read and the claim.
+      const meanwhile = await storedPlacement(client, requester.userId, key, fingerprint);
+      if (meanwhile) return meanwhile;
     }
     await claim?.(client);
     const prices = await productPrices(

@@ -108,28 +108,34 @@ async function reserve(deps: WorkflowDeps, order: Order): Promise<boolean> {
   }
 }
 
-// The order's one charge. A refusal outside the contract's statuses (say, an amount over the
-// provider's limit) is final like a decline: retrying it would never succeed, and nothing was
-// charged.
+// The order's one charge. A 400 refuses the request itself (say, an amount over the provider's
+// limit): nothing was charged and the same request would be refused again, so it ends the
+// order like a decline. Any other answer outside the contract may hide a charge (a 201 that is
+// not a succeeded charge, such as a "pending" one; a 422 for the key reused with another
+// body) or a misconfiguration (a 401): it fails the step, which is retried with the same key
+// and logged each time, and never ends the order as if nothing had been taken.
 async function chargeOf(deps: WorkflowDeps, order: Order): Promise<ChargeOutcome> {
   try {
     return await deps.payments.charge(
       {
         amount: cents(order.total),
         currency: 'usd',
-        reference: `order-${order.id}`,
+        reference: order.paymentReference,
         source: order.paymentToken,
-        idempotencyKey: `order-${order.id}-charge`,
+        idempotencyKey: `${order.paymentReference}-charge`,
       },
       AbortSignal.timeout(CALL_DEADLINE_MS),
     );
   } catch (err) {
-    if (err instanceof PaymentProviderError) return { status: 'declined', code: `refused_${err.status}` };
+    if (err instanceof PaymentProviderError && err.status === 400)
+      return { status: 'declined', code: 'refused_400' };
     throw err;
   }
 }
 
 async function charge(deps: WorkflowDeps, order: Order): Promise<boolean> {
+  // An order of free products has nothing to charge (and the provider refuses an amount of 0).
+  if (cents(order.total) === 0) return paid(deps, order, { detail: 'nothing to charge' });
   // Committed first: from here on a charge may exist whatever happens to this process.
   if (!(await orders.markChargeAttempted(deps.db, order.id))) return false;
   // A failure (the provider unreachable, its outcome unknown) fails the job, which is retried
@@ -140,13 +146,17 @@ async function charge(deps: WorkflowDeps, order: Order): Promise<boolean> {
     const reason = `payment declined: ${outcome.code}`;
     return endCancelled(deps, order, { reason, forward: true });
   }
+  return paid(deps, order, { detail: `charged ${outcome.id}`, chargeId: outcome.id });
+}
+
+async function paid(
+  deps: WorkflowDeps,
+  order: Order,
+  how: { detail: string; chargeId?: string },
+): Promise<boolean> {
   const moved = await withTransaction(deps.db, async (client) => {
-    const paid = await orders.transition(client, order.id, 'reserved', 'paid', {
-      detail: `charged ${outcome.id}`,
-      chargeId: outcome.id,
-      forward: true,
-    });
-    if (!paid) return false;
+    const changed = await orders.transition(client, order.id, 'reserved', 'paid', { ...how, forward: true });
+    if (!changed) return false;
     await enqueueStep(deps.jobs, client, { orderId: order.id, step: 'confirm' });
     return true;
   });
@@ -182,7 +192,7 @@ async function compensate(deps: WorkflowDeps, order: Order): Promise<boolean> {
   const taken = await chargeToRefund(deps, order);
   if (!taken) return endCancelled(deps, order, { reason, forward: false, uncharged: !order.chargeAttempted });
   const refund = await deps.payments.refund(
-    { charge: taken.id, amount: taken.amount, idempotencyKey: `order-${order.id}-refund` },
+    { charge: taken.id, amount: taken.amount, idempotencyKey: `${order.paymentReference}-refund` },
     AbortSignal.timeout(CALL_DEADLINE_MS),
   );
   faultPoint('refund-answered');
