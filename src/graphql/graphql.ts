@@ -11,12 +11,15 @@ import { plainReader, type RawPart, withPartReader, withReader } from '../platfo
 
 // The longest query text, and the most tokens its document may have (graphql-armor's default;
 // the full introspection query has 184). At these, a parse takes about a millisecond and a
-// cached document some 350 KiB.
+// cached document (its syntax tree with locations, about 350 bytes a token) at most some
+// 380 KiB.
 export const MAX_QUERY_LENGTH = 32_768;
 export const MAX_QUERY_TOKENS = 1000;
-// How many distinct queries Mercurius keeps parsed (and as many refused ones): with the
-// limits above, at most about 50 MiB.
-const QUERY_CACHE_SIZE = 64;
+// How many distinct queries Mercurius keeps parsed and compiled, and as many refused ones (its
+// LRU holds up to twice this): a client that inlines its arguments (G1: 500 movie ids) still
+// finds its documents there. Entries are counted, not weighed: thousands of distinct maximal
+// queries could fill them with some 760 MiB (docs/decisions.md).
+const QUERY_CACHE_SIZE = 512;
 
 export const PARSE_OPTIONS = { maxTokens: MAX_QUERY_TOKENS };
 
