@@ -21,7 +21,7 @@ export const MAX_QUERY_TOKENS = 1000;
 // queries could fill them with some 760 MiB (docs/decisions.md).
 const QUERY_CACHE_SIZE = 512;
 
-export const PARSE_OPTIONS = { maxTokens: MAX_QUERY_TOKENS };
+const PARSE_OPTIONS = { maxTokens: MAX_QUERY_TOKENS };
 
 // How Mercurius parses, caches and compiles queries (a document used twice is compiled).
 export const QUERY_HANDLING = { jit: 1, cache: QUERY_CACHE_SIZE, graphql: { parseOptions: PARSE_OPTIONS } };
@@ -33,7 +33,7 @@ function checkLength(query: string): void {
 
 // A JSON value starts with one of these; a GraphQL document only with `{` and a name, `...` or
 // a comment after it, so `{"` and `{}` are JSON's alone.
-const JSON_START = /^[\s\ufeff]*(?:[[\]"\-\d]|true|false|null|\{\s*["}])/;
+const JSON_START = /^[\s\ufeff]*(?:[["\-\d]|true|false|null|\{\s*["}])/;
 
 // No JSON text is a GraphQL document, so one that parses as JSON is refused here with the
 // syntax error GraphQL finds in it. Any other query goes on to Mercurius unparsed: POST is
