@@ -3,6 +3,8 @@
 import assert from 'node:assert/strict';
 import { Agent, request } from 'node:http';
 import { describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
 import {
   backlog,
   processed,
@@ -11,7 +13,7 @@ import {
   startUpstream,
   storedIds,
 } from './callbacks-helpers.ts';
-import { dsnFor, waitFor } from './helpers.ts';
+import { createTestDatabase, dsnFor, waitFor } from './helpers.ts';
 
 const evens = (ids: number[]) => ids.filter((id) => id % 2 === 0);
 
@@ -70,6 +72,14 @@ describe('accepting callbacks', async () => {
       assert.equal(await metric(callbacks.url, 'greenlight_callbacks_rejected_total'), rejectedBefore + 1);
     });
   }
+
+  test('when the Content-Type is malformed, then the body is read all the same: any Content-Type is accepted', async () => {
+    for (const type of ['x', '/', 'text/plain; charset']) {
+      const res = await callbacks.post({ object_ids: [] }, { headers: { 'content-type': type } });
+      assert.equal(res.status, 200, `${type}: ${await res.text()}`);
+    }
+    await processed(callbacks);
+  });
 
   test('when other methods or paths are asked for, then JSON 405 and 404', async () => {
     const wrongMethod = await fetch(`${callbacks.url}/callback`);
@@ -356,6 +366,29 @@ describe('load and sharing', async () => {
     assert.ok((timings[4] as number) < 100, `median ${timings[4]} ms`);
     assert.ok((timings[9] as number) < 1_000, `slowest ${timings[9]} ms: past the client's timeout`);
     assert.equal(callbacks.service.lookupsInFlight >= 5_000, true);
+  });
+
+  test('when the waiting callbacks hold many ids each, then a claim takes them only while their ids fit, not 50 at once', async () => {
+    const { url } = await startUpstream({ minDelayMs: 5_000, maxDelayMs: 5_000 });
+    // 20 callbacks of 2,000 distinct ids, as 20 valid POSTs leave them while the service is busy.
+    const dsn = await createTestDatabase();
+    const db = new pg.Client({ connectionString: dsn });
+    await db.connect();
+    await db.query(
+      `INSERT INTO callback_batches (object_ids)
+       SELECT array(SELECT generate_series(i * 2000 + 1, (i + 1) * 2000))::bigint[] FROM generate_series(0, 19) AS i`,
+    );
+    await db.end();
+    const callbacks = await startTestCallbacks(url, {
+      dsn,
+      flags: ['-callbacks-concurrency', '5', '-callbacks-ttl', '30s', '-callbacks-upstream-timeout', '10s'],
+    });
+    await waitFor('lookups to start', () => callbacks.service.lookupsInFlight > 0);
+    // Several polls: no claim adds to them while the lookups are over the room.
+    await sleep(500);
+    const inFlight = callbacks.service.lookupsInFlight;
+    assert.ok(inFlight <= 10_000 + 10, `${inFlight} lookups in flight`);
+    assert.equal(inFlight % 2_000, 0, 'whole callbacks');
   });
 
   test('when lookups outlast the lease, then the lease is renewed and the other instance does not take the callback', async () => {

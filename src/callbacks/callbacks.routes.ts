@@ -124,7 +124,7 @@ function stateRoutes(app: FastifyInstance, service: CallbackService): void {
     {
       schema: {
         operationId: 'listObjects',
-        summary: 'The online objects stored now, most recently seen first',
+        summary: 'The online objects stored now, by id',
         tags: ['callbacks'],
         security: NO_CREDENTIALS,
         querystring: ObjectsQuery,

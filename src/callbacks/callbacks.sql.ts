@@ -10,15 +10,28 @@ const INSERT_BATCHES = `
   INSERT INTO callback_batches (object_ids)
   SELECT b.ids::bigint[] FROM unnest($1::text[]) WITH ORDINALITY AS b(ids, n) ORDER BY b.n`;
 
-// Oldest first; rows another worker is claiming right now are skipped, not waited for.
+// Oldest first, at most $1 callbacks and, past the first, only while their ids fit in $4 (the
+// room the claimer has for lookups): what a claim holds is bounded by ids, not by callbacks
+// (50 callbacks of 10,000 ids were half a million lookups at once). A callback past the TTL
+// counts for nothing: it is dropped, not looked up. Rows another worker is claiming right
+// now are skipped, not waited for.
 const CLAIM_BATCHES = `
+  WITH c AS (
+    SELECT id, CASE WHEN received_at < now() - $3 * interval '1 millisecond' THEN 0
+                    ELSE cardinality(object_ids) END AS ids
+      FROM callback_batches
+     WHERE claimed_until IS NULL OR claimed_until < now()
+     ORDER BY id LIMIT $1
+     FOR UPDATE SKIP LOCKED
+  ), taken AS (
+    SELECT id FROM (SELECT id, row_number() OVER w AS n, sum(ids) OVER w AS ids FROM c
+                    WINDOW w AS (ORDER BY id)) s
+     WHERE n = 1 OR ids <= $4
+  )
   UPDATE callback_batches b
      SET claimed_until = now() + $2 * interval '1 millisecond', attempts = b.attempts + 1
-    FROM (SELECT id FROM callback_batches
-           WHERE claimed_until IS NULL OR claimed_until < now()
-           ORDER BY id LIMIT $1
-           FOR UPDATE SKIP LOCKED) c
-   WHERE b.id = c.id
+    FROM taken
+   WHERE b.id = taken.id
   RETURNING b.id, b.object_ids, b.received_at, b.attempts,
             b.received_at < now() - $3 * interval '1 millisecond' AS expired`;
 
@@ -85,14 +98,14 @@ export async function insertBatches(db: Queryable, batches: readonly (readonly n
 // everything else about time here).
 export async function claimBatches(
   db: Queryable,
-  limit: number,
+  limits: Readonly<{ callbacks: number; ids: number }>,
   leaseMs: number,
   ttlMs: number,
 ): Promise<CallbackBatch[]> {
   const { rows } = await db.query<BatchRow>({
     name: 'callback-claim-batches',
     text: CLAIM_BATCHES,
-    values: [limit, leaseMs, ttlMs],
+    values: [limits.callbacks, leaseMs, ttlMs, limits.ids],
   });
   // bigint[] comes back as strings; the ids fit in a double (they were JSON numbers).
   return rows.map((row) => ({

@@ -8,7 +8,7 @@ import type { CallbacksConfig } from '../config.ts';
 import type { Db } from '../platform/db.ts';
 import { RETRY_AFTER_SECONDS, UnavailableError } from '../platform/errors.ts';
 import type { Logger } from '../platform/logger.ts';
-import type { CallbackBatch, ObjectStatus } from './callback.ts';
+import { type CallbackBatch, MAX_IDS_PER_CALLBACK, type ObjectStatus } from './callback.ts';
 import { CallbackMetrics } from './callbacks.metrics.ts';
 import {
   claimBatches,
@@ -40,6 +40,12 @@ export type CallbackServiceOptions = Readonly<{
 }>;
 
 const CLAIM_LIMIT = 50;
+// A claim takes callbacks while their ids add up to at most the room left for lookups, or
+// the most one callback may carry, whichever is more: 50 small callbacks (whose ids are
+// mostly in flight already) still come in one claim, and lookups in flight stay below about
+// twice -callbacks-concurrency plus 10,000 (50 callbacks of 10,000 ids each were once half a
+// million lookups at once, over a gigabyte).
+const CLAIM_IDS = MAX_IDS_PER_CALLBACK;
 // A claimed callback waits for its slowest id (up to 4.3 s at the task's upstream): at 500
 // callbacks a second, about 2,500 are held at any time. Each costs a few kB.
 const MAX_HELD_BATCHES = 3_000;
@@ -220,15 +226,15 @@ export class CallbackService {
   }
 
   async #claimLoop(): Promise<void> {
-    const room = () =>
-      this.#lookups.size < this.#config.concurrency * 2 && this.#held.size < MAX_HELD_BATCHES;
+    const maxLookups = this.#config.concurrency * 2;
+    const room = () => this.#lookups.size < maxLookups && this.#held.size < MAX_HELD_BATCHES;
     while (!this.#stopping) {
       let claimed = 0;
       if (room()) {
         try {
           const batches = await claimBatches(
             this.#workDb,
-            CLAIM_LIMIT,
+            { callbacks: CLAIM_LIMIT, ids: Math.max(CLAIM_IDS, maxLookups - this.#lookups.size) },
             this.#config.leaseMs,
             this.#config.ttlMs,
           );

@@ -46,6 +46,8 @@ export function buildCallbackListener(
   // Fastify's callback, not a promise: neither hook ever waits, and every answer passes both.
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
+    // Fastify would refuse a malformed one (`x`, `/`) with 415 before any parser runs.
+    delete request.raw.headers['content-type'];
     done();
   });
   app.addHook('onResponse', (request, reply, done) => {
