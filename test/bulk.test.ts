@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { parse } from 'csv-parse/sync';
@@ -219,6 +220,36 @@ test('when an upload is larger than -import-max-bytes, declared or streamed, the
     (await small.db.query("SELECT count(*) AS n FROM movies WHERE 'limit' = ANY(genres)")).rows[0]?.n,
     0,
   );
+});
+
+test('when atomic imports stall in the middle of their bodies, then they hold a quarter of the pool at most and the API still answers', async () => {
+  const small = await buildTestApp({ flags: ['-db-max-open-conns', '8'] });
+  await small.app.listen({ host: '127.0.0.1', port: 0 });
+  const port = (small.app.server.address() as AddressInfo).port;
+  const movie = await small.api({
+    method: 'POST',
+    url: '/v1/movies',
+    payload: { title: 'Still served', year: 2001, runtime: '90 mins', genres: ['x'] },
+  });
+  const stalled = Array.from({ length: 10 }, () => {
+    const socket = connect({ port, host: '127.0.0.1' });
+    socket.on('error', () => {});
+    socket.write(
+      `POST /v1/movies/import?atomic=true HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${small.token}\r\nContent-Length: 100000\r\n\r\n{"title":"x",`,
+    );
+    return socket;
+  });
+  try {
+    await sleep(300);
+    const started = performance.now();
+    const res = await fetch(`http://127.0.0.1:${port}${movie.headers.location}`, {
+      headers: { authorization: `Bearer ${small.token}` },
+    });
+    assert.equal(res.status, 200, await res.text());
+    assert.ok(performance.now() - started < 1_000, 'answered without waiting for a connection');
+  } finally {
+    for (const socket of stalled) socket.destroy();
+  }
 });
 
 test('when the format or atomic flag is unknown, then the answer is 422 naming it', async () => {

@@ -19,12 +19,15 @@ type Answer = { headers?: Record<string, Header>; content?: Record<string, { sch
 type Operation = { operationId: string; responses: Record<string, Answer> };
 type Document = { paths: Record<string, Record<string, Operation>> };
 
-// Statuses documented because they can happen, but only in a race this test cannot time.
+// Statuses documented because they can happen, but only in a race this test cannot time, or
+// under a load it cannot make.
 const NOT_PROVOKED: Readonly<Record<string, string>> = {
   'activateUser 409': 'the user changed between reading and updating it (a concurrent update)',
   'resetPassword 409': 'the user changed between reading and updating it (a concurrent update)',
   'placeOrder 409':
     "a duplicate while the first request's transaction is open (test/orders.test.ts holds it)",
+  'importMovies 503':
+    'more than 1,000 atomic imports waiting behind a quarter of the pool (test/bulk.test.ts stalls a few)',
 };
 
 const ajv = new Ajv2020({ strict: false, validateFormats: false, allErrors: true });

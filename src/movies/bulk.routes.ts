@@ -212,6 +212,11 @@ function importRoute(app: FastifyInstance, db: Db, options: OperationsConfig): v
             AtomicRejection,
             'An invalid query (format, atomic), or with atomic=true any failing row: then nothing is stored',
           ),
+          503: response(
+            ErrorEnvelope,
+            'too many atomic imports in progress; retry later: atomic imports use at most a quarter of the database pool at once, and 1,000 more wait their turn',
+            { 'Retry-After': { type: 'string', description: 'seconds to wait' } },
+          ),
           ...errors(403, 500),
         },
       },

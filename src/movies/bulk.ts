@@ -1,10 +1,17 @@
 // Bulk import and export of movies: streamed both ways, so memory stays flat whatever the size.
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
+import { type BulkheadPolicy, BulkheadRejectedError, bulkhead } from 'cockatiel';
 import { parse as parseCsv } from 'csv-parse';
 import { Type } from 'typebox';
 import type { Db, Queryable } from '../platform/db.ts';
-import { BadRequestError, errorResponse, PayloadTooLargeError } from '../platform/errors.ts';
+import {
+  BadRequestError,
+  errorResponse,
+  PayloadTooLargeError,
+  RETRY_AFTER_SECONDS,
+  UnavailableError,
+} from '../platform/errors.ts';
 import { bookBody, type DecodedBody, MAX_BODY_BYTES } from '../platform/json-body.ts';
 import { readBody } from '../platform/request.ts';
 import { Int32 } from '../platform/schemas.ts';
@@ -252,10 +259,37 @@ export type ImportOptions = Readonly<{
   claim?: (tx: Queryable) => Promise<void>;
 }>;
 
+// An atomic import holds a pool connection for as long as its client takes to send the body:
+// at most a quarter of the pool is theirs at once, the others wait their turn holding none,
+// so stalled uploads cannot take every connection from the rest of the API (an outside
+// review: 25 imports that sent 13 bytes each made every other request wait and answer 503).
+const ATOMIC_SHARE_OF_POOL = 4;
+const ATOMIC_QUEUE = 1000;
+const atomicSlots = new WeakMap<Db, BulkheadPolicy>();
+
+function atomicSlot(db: Db): BulkheadPolicy {
+  let slot = atomicSlots.get(db);
+  if (!slot) {
+    slot = bulkhead(Math.max(1, Math.floor((db.options.max ?? 10) / ATOMIC_SHARE_OF_POOL)), ATOMIC_QUEUE);
+    atomicSlots.set(db, slot);
+  }
+  return slot;
+}
+
 // Every row is checked as POST /v1/movies checks a body; good rows are inserted a batch at a
 // time, `workers` batches at once. Atomic imports run in one transaction on one connection
 // (so one batch at a time) and stop inserting at the first bad row, but keep checking.
 export async function importMovies(db: Db, source: Readable, options: ImportOptions): Promise<ImportReport> {
+  if (!options.atomic) return runImport(db, source, options);
+  try {
+    return await atomicSlot(db).execute(() => runImport(db, source, options));
+  } catch (err) {
+    if (!(err instanceof BulkheadRejectedError)) throw err;
+    throw new UnavailableError('too many atomic imports in progress; retry later', RETRY_AFTER_SECONDS);
+  }
+}
+
+async function runImport(db: Db, source: Readable, options: ImportOptions): Promise<ImportReport> {
   const report: ImportReport = { imported: 0, failed: 0, errors: [] };
   const bytes = limited(source, options.maxBytes);
   const rows = options.format === 'csv' ? csvRows(bytes) : ndjsonRows(bytes);

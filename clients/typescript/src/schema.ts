@@ -3964,6 +3964,22 @@ export interface operations {
                     };
                 };
             };
+            /** @description too many atomic imports in progress; retry later: atomic imports use at most a quarter of the database pool at once, and 1,000 more wait their turn */
+            503: {
+                headers: {
+                    /** @description the client's own X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, a fresh UUID otherwise */
+                    "X-Request-Id": string;
+                    /** @description seconds to wait */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @example the requested resource could not be found */
+                        error: string;
+                    };
+                };
+            };
         };
     };
     getPoster: {
