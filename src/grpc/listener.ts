@@ -20,10 +20,11 @@ import http2, {
 import net, { type Socket } from 'node:net';
 import type { Config } from '../config.ts';
 import {
-  capShare,
+  type EffectiveCaps,
   effectiveMaxConnections,
   perAddressCap,
   proxyMatcher,
+  shareOfCaps,
 } from '../platform/connection-caps.ts';
 import { workerListenOptions } from '../platform/http-server.ts';
 import { explainListenError } from '../platform/ports.ts';
@@ -95,18 +96,14 @@ function servers(handler: Handler, config: Config) {
   return { outer, h2, h1 };
 }
 
-// The HTTP port's caps on connections (-max-connections, -max-connections-per-ip, the trusted
-// proxies exempt), for this port on its own; each worker that shares the port takes its share.
-function connectionCaps(config: Config) {
-  const shared = cluster.isWorker;
-  const total = effectiveMaxConnections(config.http.maxConnections);
-  return {
-    maxConnections: shared && config.http.maxConnections !== 0 ? capShare(total, config.workers) : total,
-    maxConnectionsPerAddress: shared
-      ? capShare(config.http.maxConnectionsPerIp, config.workers)
-      : config.http.maxConnectionsPerIp,
-    isProxy: proxyMatcher(config.trustedProxies),
+// The HTTP port's caps on connections (-max-connections, -max-connections-per-ip), for this
+// port on its own; each worker that shares the port takes its share, as on the HTTP port.
+function connectionCaps(config: Config): EffectiveCaps {
+  const whole = {
+    maxConnections: effectiveMaxConnections(config.http.maxConnections),
+    maxConnectionsPerAddress: config.http.maxConnectionsPerIp,
   };
+  return cluster.isWorker ? shareOfCaps(whole, config.workers, config.http.maxConnections === 0) : whole;
 }
 
 // A connection that has had no call open for -idle-timeout is closed (GOAWAY: a client
@@ -161,7 +158,10 @@ export async function listenGrpc(handler: Handler, config: Config): Promise<Grpc
   );
   const caps = connectionCaps(config);
   outer.maxConnections = caps.maxConnections;
-  const withinAddressCap = perAddressCap(() => caps.maxConnectionsPerAddress, caps.isProxy);
+  const withinAddressCap = perAddressCap(
+    () => caps.maxConnectionsPerAddress,
+    proxyMatcher(config.trustedProxies),
+  );
   outer.on('connection', (socket: Socket) => {
     if (!withinAddressCap(socket)) {
       socket.destroy();

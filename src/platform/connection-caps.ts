@@ -7,7 +7,7 @@ import { BlockList, isIPv6, type Socket } from 'node:net';
 // One process's share of a cap the instance's `workers` enforce together, each on the
 // connections the kernel gives it (SO_REUSEPORT spreads one address's connections about
 // evenly). Rounded down, so that together they never exceed it; at least 1. 0 (no cap) stays 0.
-export function capShare(cap: number, workers: number): number {
+function capShare(cap: number, workers: number): number {
   return cap === 0 || workers <= 1 ? cap : Math.max(1, Math.floor(cap / workers));
 }
 
@@ -48,6 +48,16 @@ export function proxyMatcher(proxies: readonly string[]): (address: string) => b
   return (address) => {
     const plain = address.startsWith('::ffff:') ? address.slice(7) : address;
     return list.check(plain, isIPv6(plain) ? 'ipv6' : 'ipv4');
+  };
+}
+
+// A worker's caps on a port it shares with the instance's other workers: its share of the
+// cap per address, and of the total unless that is per process already (derived from the
+// process's own open-files limit).
+export function shareOfCaps(whole: EffectiveCaps, workers: number, perProcess: boolean): EffectiveCaps {
+  return {
+    maxConnections: perProcess ? whole.maxConnections : capShare(whole.maxConnections, workers),
+    maxConnectionsPerAddress: capShare(whole.maxConnectionsPerAddress, workers),
   };
 }
 

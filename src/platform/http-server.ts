@@ -22,11 +22,11 @@ import type { IncomingMessage, ServerOptions, ServerResponse } from 'node:http';
 import { type ListenOptions, Server as NetServer, type Socket } from 'node:net';
 import type { Config } from '../config.ts';
 import {
-  capShare,
   type EffectiveCaps,
   effectiveMaxConnections,
   perAddressCap,
   proxyMatcher,
+  shareOfCaps,
 } from './connection-caps.ts';
 import { sampleRequests } from './tracing.ts';
 
@@ -40,7 +40,7 @@ export type ConnectionPolicy = Readonly<{
   requestTimeoutMs: number;
   idleTimeoutMs: number;
   // For the whole instance: a listener that shares its port with the instance's other
-  // workers enforces its share of each (capShare)...
+  // workers enforces its share of each (shareOfCaps)...
   maxConnections: number;
   // ...except a maxConnections derived from this process's own open-files limit.
   maxConnectionsPerProcess: boolean;
@@ -233,13 +233,7 @@ export class GreenlightServer extends Server {
       options !== null &&
       ((options as ListenOptions).reusePort === true || (options as ListenOptions).exclusive !== true);
     if (shared) {
-      const { workers } = this.#policy;
-      this.#caps = {
-        maxConnections: this.#policy.maxConnectionsPerProcess
-          ? this.#policy.maxConnections
-          : capShare(this.#policy.maxConnections, workers),
-        maxConnectionsPerAddress: capShare(this.#policy.maxConnectionsPerAddress, workers),
-      };
+      this.#caps = shareOfCaps(this.#policy, this.#policy.workers, this.#policy.maxConnectionsPerProcess);
       this.maxConnections = this.#caps.maxConnections;
     }
     return (Server.prototype.listen as (...a: unknown[]) => this).apply(this, args);
