@@ -368,8 +368,8 @@ describe('load and sharing', async () => {
     assert.equal(callbacks.service.lookupsInFlight >= 5_000, true);
   });
 
-  test('when the waiting callbacks hold many ids each, then a claim takes them only while their ids fit, not 50 at once', async () => {
-    const { url } = await startUpstream({ minDelayMs: 5_000, maxDelayMs: 5_000 });
+  test('when the waiting callbacks hold many ids each, then a claim takes them only while their ids fit, and twice the concurrency runs', async () => {
+    const { upstream, url } = await startUpstream({ minDelayMs: 5_000, maxDelayMs: 5_000 });
     // 20 callbacks of 2,000 distinct ids, as 20 valid POSTs leave them while the service is busy.
     const dsn = await createTestDatabase();
     const db = new pg.Client({ connectionString: dsn });
@@ -384,11 +384,38 @@ describe('load and sharing', async () => {
       flags: ['-callbacks-concurrency', '5', '-callbacks-ttl', '30s', '-callbacks-upstream-timeout', '10s'],
     });
     await waitFor('lookups to start', () => callbacks.service.lookupsInFlight > 0);
-    // Several polls: no claim adds to them while the lookups are over the room.
+    // Several polls: no claim adds to them while the ids held are over the room (20,000).
     await sleep(500);
-    const inFlight = callbacks.service.lookupsInFlight;
-    assert.ok(inFlight <= 10_000 + 10, `${inFlight} lookups in flight`);
-    assert.equal(inFlight % 2_000, 0, 'whole callbacks');
+    const held = callbacks.service.lookupsInFlight;
+    assert.ok(held <= 20_000, `${held} ids held`);
+    assert.equal(held % 2_000, 0, 'whole callbacks');
+    assert.ok(upstream.totalRequests <= 10, `${upstream.totalRequests} lookups started`);
+  });
+
+  test('when a callback of many ids is being looked up, then one that arrives after it is looked up in turn beside it, not after it', async () => {
+    const { upstream, url } = await startUpstream({ minDelayMs: 200, maxDelayMs: 200 });
+    const callbacks = await startTestCallbacks(url, {
+      flags: ['-callbacks-concurrency', '5', '-callbacks-ttl', '60s', '-callbacks-upstream-timeout', '5s'],
+    });
+    // 3,000 lookups at 5 at a time and 200 ms each: ten minutes on their own.
+    assert.equal((await callbacks.post({ object_ids: range(10_001, 13_000) })).status, 200);
+    await waitFor('its lookups to start', () => upstream.totalRequests > 0);
+    assert.equal((await callbacks.post({ object_ids: range(1, 6) })).status, 200);
+    const arrived = performance.now();
+    await waitFor(
+      'the later callback to be stored',
+      async () => (await storedIds(callbacks)).includes(6),
+      10_000,
+    );
+    assert.ok(
+      performance.now() - arrived < 5_000,
+      `stored after ${Math.round(performance.now() - arrived)} ms`,
+    );
+    assert.deepEqual(
+      (await storedIds(callbacks)).filter((id) => id <= 6),
+      [2, 4, 6],
+    );
+    assert.ok(upstream.totalRequests < 1_000, 'the large callback is still being looked up');
   });
 
   test('when lookups outlast the lease, then the lease is renewed and the other instance does not take the callback', async () => {

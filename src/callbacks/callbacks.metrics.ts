@@ -90,7 +90,7 @@ export class CallbackMetrics {
 function registerGauges(registers: prom.Registry[], gauges: CallbackGauges): void {
   new prom.Gauge({
     name: 'greenlight_callback_lookups_in_flight',
-    help: 'Distinct ids being looked up or waiting for a concurrency slot in this process',
+    help: 'Distinct ids held by this process: being looked up, or waiting for their turn',
     registers,
     collect() {
       this.set(gauges.lookupsInFlight());

@@ -40,12 +40,15 @@ export type CallbackServiceOptions = Readonly<{
 }>;
 
 const CLAIM_LIMIT = 50;
-// A claim takes callbacks while their ids add up to at most the room left for lookups, or
-// the most one callback may carry, whichever is more: 50 small callbacks (whose ids are
-// mostly in flight already) still come in one claim, and lookups in flight stay below about
-// twice -callbacks-concurrency plus 10,000 (50 callbacks of 10,000 ids each were once half a
-// million lookups at once, over a gigabyte).
+// A claim takes callbacks while their ids add up to at most the room left for ids, or the
+// most one callback may carry, whichever is more: 50 small callbacks (whose ids are mostly
+// held already) still come in one claim, and the ids held stay below the room plus 10,000
+// (50 callbacks of 10,000 ids each were once half a million lookups at once, over a gigabyte).
 const CLAIM_IDS = MAX_IDS_PER_CALLBACK;
+// The room for ids held, started or waiting for their turn (a map entry each): two of the
+// largest callbacks, or twice the lookups that may run, so that small callbacks are still
+// claimed beside one of 10,000 ids.
+const HELD_IDS = 2 * MAX_IDS_PER_CALLBACK;
 // A claimed callback waits for its slowest id (up to 4.3 s at the task's upstream): at 500
 // callbacks a second, about 2,500 are held at any time. Each costs a few kB.
 const MAX_HELD_BATCHES = 3_000;
@@ -61,6 +64,9 @@ type Waiting = {
   done: (waiting: Waiting) => void;
 };
 
+// The ids a claimed callback was the first to ask for, started one per turn.
+type Turn = { ids: number[]; next: number };
+
 const ascending = (a: number, b: number) => a - b;
 
 export class CallbackService {
@@ -73,9 +79,12 @@ export class CallbackService {
   readonly #upstream: Upstream;
   readonly #sweepIntervalMs: number;
   readonly #pollIntervalMs: number;
-  // One upstream request per id at a time, whichever callbacks ask for it: the id's lookup
-  // in flight and the callbacks waiting for its answer.
+  // One upstream request per id at a time, whichever callbacks ask for it: the ids held,
+  // whose lookup runs or waits for its turn, and the callbacks waiting for each answer.
   readonly #lookups = new Map<number, Waiting[]>();
+  // The callbacks with ids not started yet, in the order of their next turn.
+  readonly #turns = new Map<number, Turn>();
+  #running = 0;
   // Batches this process has claimed and not finished, with their processing.
   readonly #held = new Map<number, Promise<void>>();
   // Of those, the ones whose lease is still ours to renew, with when it was last renewed.
@@ -226,15 +235,15 @@ export class CallbackService {
   }
 
   async #claimLoop(): Promise<void> {
-    const maxLookups = this.#config.concurrency * 2;
-    const room = () => this.#lookups.size < maxLookups && this.#held.size < MAX_HELD_BATCHES;
+    const maxIds = () => Math.max(HELD_IDS, this.#config.concurrency * 2);
+    const room = () => this.#lookups.size < maxIds() && this.#held.size < MAX_HELD_BATCHES;
     while (!this.#stopping) {
       let claimed = 0;
       if (room()) {
         try {
           const batches = await claimBatches(
             this.#workDb,
-            { callbacks: CLAIM_LIMIT, ids: Math.max(CLAIM_IDS, maxLookups - this.#lookups.size) },
+            { callbacks: CLAIM_LIMIT, ids: Math.max(CLAIM_IDS, maxIds() - this.#lookups.size) },
             this.#config.leaseMs,
             this.#config.ttlMs,
           );
@@ -294,7 +303,7 @@ export class CallbackService {
     const waiting = await new Promise<Waiting>((resolve) => {
       const entry: Waiting = { remaining: batch.objectIds.length, online: [], unresolved: [], done: resolve };
       if (entry.remaining === 0) resolve(entry);
-      for (const id of batch.objectIds) this.#await(id, entry);
+      this.#enqueue(batch, entry);
     });
     // Answers come in any order; the upsert wants its ids sorted.
     const online = waiting.online.sort(ascending);
@@ -316,26 +325,50 @@ export class CallbackService {
     }
   }
 
-  // Adds a callback to the waiters for id's answer, starting the lookup if none is in
-  // flight. A waiter is a counter and two arrays, not a promise per id: thousands of held
-  // callbacks of up to 10,000 ids each stay cheap for the garbage collector.
-  #await(id: number, waiting: Waiting): void {
-    const waiters = this.#lookups.get(id);
-    if (waiters) {
-      waiters.push(waiting);
-      return;
+  // Adds the callback to the waiters for each of its ids, and gives it a turn for the ids no
+  // other callback holds. A waiter is a counter and two arrays, not a promise per id:
+  // thousands of held callbacks of up to 10,000 ids each stay cheap for the garbage collector.
+  #enqueue(batch: CallbackBatch, waiting: Waiting): void {
+    const first: number[] = [];
+    for (const id of batch.objectIds) {
+      const waiters = this.#lookups.get(id);
+      if (waiters) waiters.push(waiting);
+      else {
+        this.#lookups.set(id, [waiting]);
+        first.push(id);
+      }
     }
-    const first = [waiting];
-    this.#lookups.set(id, first);
+    if (first.length > 0) this.#turns.set(batch.id, { ids: first, next: 0 });
+    this.#startLookups();
+  }
+
+  // One id of each callback in turn, so that a callback of 10,000 ids does not keep the
+  // upstream from those claimed after it. Twice the concurrency may run: the lookups waiting
+  // out a retry's backoff hold no connection.
+  #startLookups(): void {
+    while (this.#running < this.#config.concurrency * 2 && this.#turns.size > 0) {
+      const [callback, turn] = this.#turns.entries().next().value as [number, Turn];
+      this.#turns.delete(callback);
+      const id = turn.ids[turn.next++] as number;
+      if (turn.next < turn.ids.length) this.#turns.set(callback, turn);
+      this.#lookup(id);
+    }
+  }
+
+  #lookup(id: number): void {
+    this.#running++;
     const settle = (status: ObjectStatus | undefined, err?: unknown) => {
+      this.#running--;
+      const waiters = this.#lookups.get(id) ?? [];
       this.#lookups.delete(id);
-      for (const entry of first) {
+      for (const entry of waiters) {
         if (!status) {
           entry.unresolved.push(id);
           entry.firstError ??= err;
         } else if (status.online) entry.online.push(id);
         if (--entry.remaining === 0) entry.done(entry);
       }
+      this.#startLookups();
     };
     this.#upstream.lookup(id).then(
       (status) => settle(status),
