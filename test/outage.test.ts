@@ -3,7 +3,9 @@
 // credential, and the outage takes a line every few seconds in the log, not one per request.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
 import { after, describe, test } from 'node:test';
 import pg from 'pg';
 import PgBoss from 'pg-boss';
@@ -148,6 +150,20 @@ describe('which errors are an unreachable database', () => {
     await pool.end();
     assert.ok(isDatabaseUnavailable(err), String(err));
     assert.equal(errorResponse(err).status, 503);
+  });
+
+  test('when a pool connects to a Unix socket whose server is down, then the error is an outage (503)', async () => {
+    // The embedded database's default: its socket file is gone while it is stopped.
+    const pool = new pg.Pool({
+      connectionString: `postgres://x@/x?host=${tmpdir()}/no-such-server&port=5432`,
+    });
+    const err = await pool.query('SELECT 1').catch((e: unknown) => e);
+    await pool.end();
+    assert.equal((err as { code?: string }).code, 'ENOENT');
+    assert.ok(isDatabaseUnavailable(err), String(err));
+    assert.equal(errorResponse(err).status, 503);
+    const missingFile = await readFile(`${tmpdir()}/no-such-file`).catch((e: unknown) => e);
+    assert.equal(isDatabaseUnavailable(missingFile), false, 'a missing file of ours is not an outage');
   });
 
   test('when the server never answers the connection, then the pool timeout is an outage', async () => {

@@ -57,6 +57,8 @@ export const RETRY_AFTER_SECONDS = 5;
 
 // Socket errors of a connection to the database that cannot be made or was lost. ECONNRESET
 // counts only with a syscall: a client aborting its request body raises ECONNRESET too.
+// ENOENT counts only from connect: a Unix socket whose server is down has no file (the
+// embedded database's default), while a missing file of ours is not an outage.
 const UNREACHABLE_CODES = new Set([
   'ECONNREFUSED',
   'ETIMEDOUT',
@@ -88,6 +90,7 @@ export function isDatabaseUnavailable(err: unknown, depth = 0): boolean {
   if (typeof code === 'string') {
     if (UNREACHABLE_CODES.has(code) || UNAVAILABLE_SQLSTATES.has(code)) return true;
     if (code === 'ECONNRESET' && typeof syscall === 'string') return true;
+    if (code === 'ENOENT' && syscall === 'connect') return true;
     if (/^08[0-9A-Z]{3}$/.test(code)) return true;
   }
   if (UNREACHABLE_MESSAGES.some((message) => err.message.startsWith(message))) return true;
