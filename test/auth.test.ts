@@ -258,6 +258,61 @@ describe('API keys and account recovery', () => {
   });
 });
 
+// A password reset (or a logout everywhere) that commits while a credential is being issued
+// from the old one: the test holds that change's transaction open (the new generation written,
+// the old sessions and keys deleted) while the request runs, then commits it.
+describe('credentials issued while a reset commits', () => {
+  async function resetInProgress(userId: number) {
+    const client = await db.connect();
+    await client.query('BEGIN');
+    await client.query('UPDATE users SET token_generation = token_generation + 1 WHERE id = $1', [userId]);
+    await client.query("DELETE FROM tokens WHERE user_id = $1 AND scope = 'authentication'", [userId]);
+    await client.query('DELETE FROM api_keys WHERE user_id = $1', [userId]);
+    return async () => {
+      await client.query('COMMIT');
+      client.release();
+    };
+  }
+
+  test('when a login checks the old password while a reset commits, then it gets no token that outlives the reset', async () => {
+    const user = await createUser(db);
+    const commit = await resetInProgress(user.id);
+    const answer = first.app.inject({
+      method: 'POST',
+      url: '/v1/tokens/authentication',
+      payload: { email: user.email, password: TEST_PASSWORD },
+    });
+    // Past the bcrypt check (about 200 ms), then the reset commits.
+    await sleep(600);
+    await commit();
+    const res = await answer;
+    assert.equal(res.statusCode, 401, res.body);
+    const { rows } = await db.query(
+      "SELECT count(*)::int AS n FROM tokens WHERE user_id = $1 AND scope = 'authentication'",
+      [user.id],
+    );
+    assert.deepEqual(rows, [{ n: 0 }]);
+  });
+
+  test('when an API key is asked for with the old JWT while a reset commits, then no key outlives the reset', async () => {
+    const user = await createUser(db);
+    const jwt = await login(first.app, user.email);
+    const commit = await resetInProgress(user.id);
+    const answer = first.app.inject({
+      method: 'POST',
+      url: '/api/v1/api-keys',
+      headers: bearer(jwt),
+      payload: { name: 'during the reset', scopes: ['products:read'] },
+    });
+    await sleep(300);
+    await commit();
+    const res = await answer;
+    assert.equal(res.statusCode, 401, res.body);
+    const { rows } = await db.query('SELECT count(*)::int AS n FROM api_keys WHERE user_id = $1', [user.id]);
+    assert.deepEqual(rows, [{ n: 0 }]);
+  });
+});
+
 describe('API keys', () => {
   async function createKey(jwt: string, body: Record<string, unknown>) {
     return first.app.inject({ method: 'POST', url: '/api/v1/api-keys', headers: bearer(jwt), payload: body });

@@ -159,7 +159,7 @@ describe('credentials as metadata', async () => {
     const user = await createUser(db);
     const { plaintext } = await createApiKey(
       db,
-      user.id,
+      { id: user.id, tokenGeneration: 0 },
       { name: 'ci', scopes: ['products:read'], expiresAt: null },
       {},
     );
@@ -180,7 +180,7 @@ describe('a product price over gRPC', async () => {
   const seller = await createUser(db);
   const { plaintext } = await createApiKey(
     db,
-    seller.id,
+    { id: seller.id, tokenGeneration: 0 },
     { name: 'ci', scopes: ['products:read', 'products:write'], expiresAt: null },
     {},
   );

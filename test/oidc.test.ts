@@ -12,6 +12,8 @@ import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Provider from 'oidc-provider';
 import { setRole } from '../src/accounts/accounts.ts';
+import { insertToken } from '../src/accounts/tokens.sql.ts';
+import { generateToken, SCOPES } from '../src/accounts/tokens.ts';
 import { buildTestApp, createUser, TEST_PASSWORD } from './helpers.ts';
 
 const RESOURCE = 'https://api.greenlight.test';
@@ -33,6 +35,10 @@ const SUBJECTS = [
   'new-string',
   'owner',
   'owner-jwt',
+  'recovered',
+  'listed',
+  // OpenID Connect caps a subject at 255 characters
+  `long-${'x'.repeat(300)}`,
 ] as const;
 type Subject = (typeof SUBJECTS)[number];
 const claimsOf = new Map<string, Record<string, unknown>>();
@@ -315,6 +321,73 @@ describe('OIDC access tokens', () => {
     const withJwt = await link(jwt, { provider_token: providerToken });
     assert.equal(withJwt.statusCode, 201, withJwt.body);
     assert.equal((await products(providerToken)).statusCode, 200);
+  });
+
+  test('when the password is reset, then the identities linked to the account act for it no more', async () => {
+    const owner = await createUser(db);
+    const token = await accessToken(issuer, 'recovered');
+    assert.equal((await link(owner.token, { provider_token: token })).statusCode, 201);
+    assert.equal((await products(token)).statusCode, 200);
+    const reset = generateToken(owner.id, SCOPES.passwordReset);
+    await insertToken(db, reset);
+    const res = await app.inject({
+      method: 'PUT',
+      url: '/v1/users/password',
+      payload: { password: 'new-pa55word', token: reset.plaintext },
+    });
+    assert.equal(res.statusCode, 200, res.body);
+    assert.equal((await products(token)).statusCode, 401);
+    assert.equal(await linkedUser('recovered'), undefined);
+  });
+
+  test('when an account is not activated, then it may not link an identity; its owner lists and removes links', async () => {
+    const squatter = await createUser(db, { activated: false });
+    const token = await accessToken(issuer, 'listed');
+    const refused = await link(squatter.token, { provider_token: token });
+    assert.equal(refused.statusCode, 403, refused.body);
+    assert.deepEqual(refused.json(), {
+      error: 'your user account must be activated to access this resource',
+    });
+    assert.equal(await linkedUser('listed'), undefined);
+
+    const owner = await createUser(db);
+    assert.equal((await link(owner.token, { provider_token: token })).statusCode, 201);
+    const listed = await book(owner.token, '/v1/users/identities');
+    assert.equal(listed.statusCode, 200, listed.body);
+    assert.deepEqual(
+      listed.json().identities.map((i: { issuer: string; subject: string }) => [i.issuer, i.subject]),
+      [[issuer, 'listed']],
+    );
+    assert.equal((await book(token, '/v1/users/identities')).statusCode, 403, 'not with the provider token');
+    const unlink = (credential: string) =>
+      app.inject({
+        method: 'DELETE',
+        url: '/v1/users/identities/listed',
+        headers: { authorization: `Bearer ${credential}` },
+      });
+    assert.equal((await unlink(squatter.token)).statusCode, 404, "not another account's link");
+    const removed = await unlink(owner.token);
+    assert.deepEqual(
+      [removed.statusCode, removed.json()],
+      [200, { message: 'identity successfully unlinked' }],
+    );
+    assert.equal((await products(token)).statusCode, 401);
+    assert.equal((await unlink(owner.token)).statusCode, 404);
+    const { rows } = await db.query(
+      "SELECT action FROM audit_events WHERE actor_id = $1 AND action LIKE 'identity.%' ORDER BY id",
+      [owner.id],
+    );
+    assert.deepEqual(
+      rows.map((row) => row.action),
+      ['identity.link', 'identity.unlink'],
+    );
+  });
+
+  test('when a provider token has a subject over 255 characters, then it is refused as a credential and as a link (4xx, not 500)', async () => {
+    const owner = await createUser(db);
+    const token = await accessToken(issuer, `long-${'x'.repeat(300)}`);
+    assert.equal((await products(token)).statusCode, 401);
+    assert.equal((await link(owner.token, { provider_token: token })).statusCode, 422);
   });
 
   test('when the provider rotates its key away, then the old token stops working and a new one works', async () => {

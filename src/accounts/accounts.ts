@@ -12,11 +12,12 @@ import { inTransaction, type Jobs, withTraceContext } from '../platform/jobs.ts'
 import { Validator } from '../platform/validator.ts';
 import { deleteApiKeysOfUser } from './api-keys.sql.ts';
 import type { EmailTemplate } from './emails.ts';
+import { deleteLinksOfUser } from './identities.sql.ts';
 import type { IdentityCache } from './identity-cache.ts';
 import { beginLoginAttempt } from './login-throttle.ts';
 import { hashPassword, passwordMatches, spendPasswordCheckTime } from './password.ts';
 import { grantPermissions } from './permissions.sql.ts';
-import { deleteTokensForUser, insertToken } from './tokens.sql.ts';
+import { deleteTokensForUser, insertSessionToken, insertToken } from './tokens.sql.ts';
 import { generateToken, hashToken, SCOPES, type Token } from './tokens.ts';
 import {
   checkEmail,
@@ -111,7 +112,8 @@ export async function createAuthenticationToken(
   v.assertValid();
   const user = await logIn(db, input.email as string, input.password as string, context);
   const token = generateToken(user.id, SCOPES.authentication);
-  await insertToken(db, token);
+  // A reset or a logout everywhere that committed during the password check ended it.
+  if (!(await insertSessionToken(db, token, user.tokenGeneration))) throw new InvalidCredentialsError();
   return token;
 }
 
@@ -295,8 +297,9 @@ export async function requestPasswordReset(
 }
 
 // Sets a new password and ends every session of the user: reset tokens and, beyond the
-// book, authentication tokens, JWTs and API keys too, since a reset usually means the old
-// password leaked and a thief could have made keys with it.
+// book, authentication tokens, JWTs, API keys and linked provider identities too, since a
+// reset usually means the old password leaked and a thief could have made keys with it, or
+// linked an identity of their own.
 export async function resetPassword(
   { db }: AccountDeps,
   input: { password?: string; token?: string },
@@ -318,6 +321,7 @@ export async function resetPassword(
     await deleteTokensForUser(client, SCOPES.passwordReset.name, user.id);
     await deleteTokensForUser(client, SCOPES.authentication.name, user.id);
     await revokeAllApiKeys(client, user.id);
+    await deleteLinksOfUser(client, user.id);
   });
 }
 

@@ -38,9 +38,12 @@ function toApiKey(row: ApiKeyRow): ApiKey {
 
 const COLUMNS = 'id, user_id, name, prefix, scopes, expires_at, last_used_at, created_at';
 
+// Only for the generation of the credential that asked: FOR SHARE waits for a password
+// reset or a logout everywhere in progress, then sees its new generation, so a key asked for
+// with a credential they end does not outlive them.
 const INSERT = `
   INSERT INTO api_keys (user_id, name, prefix, hash, scopes, expires_at)
-  VALUES ($1, $2, $3, $4, $5, $6)
+  SELECT id, $2, $3, $4, $5, $6 FROM users WHERE id = $1 AND token_generation = $7 FOR SHARE
   RETURNING ${COLUMNS}`;
 
 const SELECT_FOR_USER = `SELECT ${COLUMNS} FROM api_keys WHERE user_id = $1 ORDER BY id`;
@@ -68,7 +71,8 @@ export async function insertApiKey(
     scopes: string[];
     expiresAt: Date | null;
   },
-): Promise<ApiKey> {
+  generation: number,
+): Promise<ApiKey | undefined> {
   const { rows } = await db.query<ApiKeyRow>(INSERT, [
     key.userId,
     key.name,
@@ -76,8 +80,9 @@ export async function insertApiKey(
     key.hash,
     key.scopes,
     key.expiresAt,
+    generation,
   ]);
-  return toApiKey(rows[0] as ApiKeyRow);
+  return rows[0] && toApiKey(rows[0]);
 }
 
 export async function selectApiKeysForUser(db: Queryable, userId: number): Promise<ApiKey[]> {

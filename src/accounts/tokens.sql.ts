@@ -11,6 +11,23 @@ export async function insertToken(db: Queryable, token: Token): Promise<void> {
   });
 }
 
+// A session token for a user whose credentials are those that were checked (the
+// generation read with the password): FOR SHARE waits for a password reset or a logout
+// everywhere in progress, then sees its new generation, so no token issued from the old
+// password outlives them. False when the generation has moved on.
+const INSERT_SESSION_TOKEN = `
+  INSERT INTO tokens (hash, user_id, expiry, scope)
+  SELECT $1, id, $3, $4 FROM users WHERE id = $2 AND token_generation = $5 FOR SHARE`;
+
+export async function insertSessionToken(db: Queryable, token: Token, generation: number): Promise<boolean> {
+  const { rowCount } = await db.query({
+    name: 'insert-session-token',
+    text: INSERT_SESSION_TOKEN,
+    values: [token.hash, token.userId, token.expiry, token.scope, generation],
+  });
+  return rowCount === 1;
+}
+
 export async function deleteTokensForUser(db: Queryable, scope: Scope, userId: number): Promise<void> {
   await db.query({
     name: 'delete-user-tokens',

@@ -271,12 +271,8 @@ function apiKeyRoutes(api: FastifyInstance, db: Db): void {
       const { name, scopes, expiresAt } = readNewApiKey(request);
       const { key, plaintext } = await createApiKey(
         db,
-        (request.identity as User).id,
-        {
-          name,
-          scopes,
-          expiresAt,
-        },
+        request.identity as User,
+        { name, scopes, expiresAt },
         contextOf(request),
       );
       reply.code(201);

@@ -19,6 +19,7 @@ export const AUDIT_ACTIONS = [
   'logout.all',
   'setting.change',
   'identity.link',
+  'identity.unlink',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 

@@ -37,22 +37,30 @@ function hashKey(plaintext: string): Buffer {
   return createHash('sha256').update(plaintext).digest();
 }
 
+// For the identity of the credential that asks: once a password reset or a logout
+// everywhere has ended that credential (a new token generation), no key is made with it.
 export async function createApiKey(
   db: Db,
-  userId: number,
+  identity: Pick<Identity, 'id' | 'tokenGeneration'>,
   input: { name: string; scopes: string[]; expiresAt: Date | null },
   context: AuditContext,
 ): Promise<{ key: keys.ApiKey; plaintext: string }> {
   const plaintext = API_KEY_PREFIX + randomBytes(24).toString('base64url');
+  const userId = identity.id;
   const key = await withTransaction(db, async (client) => {
-    const inserted = await keys.insertApiKey(client, {
-      userId,
-      name: input.name,
-      prefix: plaintext.slice(0, SHOWN_PREFIX_LENGTH),
-      hash: hashKey(plaintext),
-      scopes: [...new Set(input.scopes)],
-      expiresAt: input.expiresAt,
-    });
+    const inserted = await keys.insertApiKey(
+      client,
+      {
+        userId,
+        name: input.name,
+        prefix: plaintext.slice(0, SHOWN_PREFIX_LENGTH),
+        hash: hashKey(plaintext),
+        scopes: [...new Set(input.scopes)],
+        expiresAt: input.expiresAt,
+      },
+      identity.tokenGeneration,
+    );
+    if (!inserted) throw new InvalidAuthenticationTokenError();
     const details = { api_key_id: inserted.id, name: inserted.name, scopes: inserted.scopes };
     await recordEvent(client, 'apikey.create', { actorId: userId, details }, context);
     return inserted;

@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { createRemoteJWKSet, decodeJwt, errors, type JWTPayload, jwtVerify } from 'jose';
 import { EmailTakenError, identityForUser, registerUserWithoutMail } from '../accounts/accounts.ts';
+import { insertLink, selectLinkedUser } from '../accounts/identities.sql.ts';
 import type { IdentityCache } from '../accounts/identity-cache.ts';
 import { isValidEmail } from '../accounts/user.ts';
 import type { Db } from '../platform/db.ts';
@@ -16,7 +17,6 @@ import type { Logger } from '../platform/logger.ts';
 import type { Authenticator } from './authenticator.ts';
 import { isCompactJws } from './jwt.ts';
 import { CLOCK_TOLERANCE_S } from './jwt-keys.ts';
-import { insertLink, selectLinkedUser } from './oidc.sql.ts';
 
 export type OidcSettings = Readonly<{
   issuer: string;
@@ -28,7 +28,10 @@ export type OidcSettings = Readonly<{
 const FETCH_TIMEOUT_MS = 5000;
 // Signatures only: a provider's access tokens are never verified with a shared secret.
 const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
-const MAX_LINKS_CACHED = 10_000;
+// OpenID Connect Core: a subject is at most 255 ASCII characters. Anything else (a NUL,
+// which PostgreSQL's text cannot hold; kilobytes, over its index's row limit) is not a token
+// of a provider we accept.
+const SUBJECT = /^[ -~]{1,255}$/;
 // An e-mail claim longer than this (the book's limit on a name) gets no account.
 const MAX_EMAIL_BYTES = 500;
 
@@ -86,14 +89,20 @@ export function oidcVerifier(settings: OidcSettings, logger: Logger): OidcVerifi
           clockTolerance: CLOCK_TOLERANCE_S,
           requiredClaims: ['sub', 'exp'],
         });
+        if (!validSubject(payload.sub)) throw new InvalidAuthenticationTokenError();
         return payload;
       } catch (err) {
+        if (err instanceof InvalidAuthenticationTokenError) throw err;
         if (err instanceof errors.JWTExpired) throw new InvalidAuthenticationTokenError('expired');
         if (!(err instanceof errors.JOSEError)) logger.warn({ err }, 'OIDC provider unavailable');
         throw new InvalidAuthenticationTokenError();
       }
     },
   };
+}
+
+function validSubject(sub: unknown): boolean {
+  return typeof sub === 'string' && SUBJECT.test(sub);
 }
 
 // The e-mail a new account may be made for: one the provider says, literally, is verified.
@@ -111,7 +120,6 @@ export function oidcAuthenticator(
   logger: Logger,
 ): Authenticator {
   const { recognises, verify } = oidcVerifier(settings, logger);
-  const links = new Map<string, number>();
 
   // A new account for a subject seen for the first time, linked in the same transaction.
   // An e-mail that has an account already is refused: its owner links the identity from
@@ -153,21 +161,10 @@ export function oidcAuthenticator(
     recognises: (credential) => credential.from === 'authorization' && recognises(credential.value),
     authenticate: async (credential) => {
       const payload = await verify(credential.value);
-      const subject = payload.sub as string;
-      const until = new Date((payload.exp as number) * 1000);
-      const remembered = links.get(subject);
-      if (remembered !== undefined) {
-        try {
-          return await identityForUser(db, remembered, cache, until);
-        } catch (err) {
-          if (!(err instanceof InvalidAuthenticationTokenError)) throw err;
-          links.delete(subject);
-        }
-      }
+      // Read at every request, not remembered: a link its owner removes, or a password reset
+      // removes, stops working at once on every instance.
       const userId = await linkedUser(payload);
-      if (links.size >= MAX_LINKS_CACHED) links.clear();
-      links.set(subject, userId);
-      return identityForUser(db, userId, cache, until);
+      return identityForUser(db, userId, cache, new Date((payload.exp as number) * 1000));
     },
   };
 }

@@ -1,4 +1,4 @@
-// SQL for the oidc_identities table.
+// SQL for the oidc_identities table: which local user an external provider's subject is.
 import type { Queryable } from '../platform/db.ts';
 
 export async function selectLinkedUser(
@@ -51,4 +51,33 @@ export async function insertLink(
     subject,
     userId,
   ]);
+}
+
+export type LinkedIdentity = { issuer: string; subject: string; createdAt: Date };
+
+export async function selectLinksOfUser(db: Queryable, userId: number): Promise<LinkedIdentity[]> {
+  const { rows } = await db.query<{ issuer: string; subject: string; created_at: Date }>(
+    'SELECT issuer, subject, created_at FROM oidc_identities WHERE user_id = $1 ORDER BY created_at, subject',
+    [userId],
+  );
+  return rows.map((row) => ({ issuer: row.issuer, subject: row.subject, createdAt: row.created_at }));
+}
+
+// Whether the user had that link.
+export async function deleteLink(
+  db: Queryable,
+  issuer: string,
+  subject: string,
+  userId: number,
+): Promise<boolean> {
+  const { rowCount } = await db.query(
+    'DELETE FROM oidc_identities WHERE issuer = $1 AND subject = $2 AND user_id = $3',
+    [issuer, subject, userId],
+  );
+  return rowCount === 1;
+}
+
+export async function deleteLinksOfUser(db: Queryable, userId: number): Promise<number> {
+  const { rowCount } = await db.query('DELETE FROM oidc_identities WHERE user_id = $1', [userId]);
+  return rowCount ?? 0;
 }
