@@ -5,6 +5,8 @@ import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setRole } from '../src/accounts/accounts.ts';
 import { beginLoginAttempt, forgetOldLoginFailures } from '../src/accounts/login-throttle.ts';
+import { insertToken } from '../src/accounts/tokens.sql.ts';
+import { generateToken, SCOPES } from '../src/accounts/tokens.ts';
 import { buildTestApp, createUser, TEST_PASSWORD } from './helpers.ts';
 import { greenlight } from './processes.ts';
 
@@ -61,6 +63,21 @@ describe('login throttling', () => {
     assert.equal(res.statusCode, 200, res.body);
     assert.equal((await seedLogin(user.email, 'wrong-password', newAddress())).statusCode, 401);
     assert.equal((await seedLogin(user.email, TEST_PASSWORD, newAddress())).statusCode, 200);
+  });
+
+  test("when someone else's guesses hold an account back, then its owner's password reset lifts it", async () => {
+    const user = await createUser(db);
+    for (let i = 0; i < 8; i++) await seedLogin(user.email, 'wrong-password', newAddress());
+    assert.equal((await seedLogin(user.email, TEST_PASSWORD, newAddress())).statusCode, 429);
+    const reset = generateToken(user.id, SCOPES.passwordReset);
+    await insertToken(db, reset);
+    const res = await app.inject({
+      method: 'PUT',
+      url: '/v1/users/password',
+      payload: { password: 'brand-new-pa55word', token: reset.plaintext },
+    });
+    assert.equal(res.statusCode, 200, res.body);
+    assert.equal((await bookLogin(user.email, 'brand-new-pa55word', newAddress())).statusCode, 201);
   });
 
   test('when the delay grows, then it doubles with every failure past the fifth', async () => {

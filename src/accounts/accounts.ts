@@ -14,6 +14,7 @@ import { deleteApiKeysOfUser } from './api-keys.sql.ts';
 import type { EmailTemplate } from './emails.ts';
 import { deleteLinksOfUser } from './identities.sql.ts';
 import type { IdentityCache } from './identity-cache.ts';
+import { forgetAccountFailures } from './login-throttle.sql.ts';
 import { beginLoginAttempt } from './login-throttle.ts';
 import { hashPassword, passwordMatches, spendPasswordCheckTime } from './password.ts';
 import { grantPermissions } from './permissions.sql.ts';
@@ -322,6 +323,7 @@ export async function resetPassword(
     await deleteTokensForUser(client, SCOPES.authentication.name, user.id);
     await revokeAllApiKeys(client, user.id);
     await deleteLinksOfUser(client, user.id);
+    await forgetAccountFailures(client, user.email.toLowerCase());
   });
 }
 

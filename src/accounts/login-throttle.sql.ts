@@ -124,6 +124,12 @@ export async function settleAttempt(
   });
 }
 
+// The account's count of failures starts again (a password reset: its owner has just shown
+// control of the e-mail, and whatever someone else's guesses held up is lifted).
+export async function forgetAccountFailures(db: Queryable, account: string): Promise<void> {
+  await db.query("DELETE FROM login_throttle WHERE kind = 'account' AND key = $1", [account]);
+}
+
 // Counters whose last failure is older than `seconds` no longer decide anything.
 export async function pruneLoginThrottle(db: Queryable, seconds: number): Promise<number> {
   const { rowCount } = await db.query(
