@@ -75,6 +75,16 @@ describe('JWT validation', () => {
     const now = Math.floor(Date.now() / 1000);
     const [header, payload, signature] = good.split('.') as [string, string, string];
     const { privateKey } = generateKeyPairSync('ed25519');
+    // The user's id written another way than as a plain decimal number.
+    const loose = await Promise.all(
+      [`${user.id}.0`, `0x${user.id.toString(16)}`, ` ${user.id}`, `${user.id}e0`, `0${user.id}`].map(
+        async (sub): Promise<[string, string, string]> => [
+          `subject "${sub}"`,
+          await hs256(claims(user.id, { sub })),
+          'auth: invalid token',
+        ],
+      ),
+    );
     const cases: Array<[string, string, string]> = [
       ['alg none', `${b64({ alg: 'none', typ: 'JWT' })}.${payload}.`, 'auth: invalid token'],
       ['tampered payload', `${header}.${b64(claims(other.id))}.${signature}`, 'auth: invalid token'],
@@ -95,6 +105,7 @@ describe('JWT validation', () => {
       ['no expiry', await hs256(claims(user.id, { exp: undefined })), 'auth: invalid token'],
       ['no generation', await hs256(claims(user.id, { gen: undefined })), 'auth: invalid token'],
       ['unknown user', await hs256(claims(999_999_999)), 'auth: invalid token'],
+      ...loose,
       [
         'other secret',
         await new SignJWT(claims(user.id))
@@ -455,6 +466,14 @@ describe('API keys', () => {
       ],
       [
         { name: 'k', scopes: ['products:read'], expires_at: 'tomorrow' },
+        'validation: expires_at must be an RFC 3339 time in the future',
+      ],
+      [
+        { name: 'k', scopes: ['products:read'], expires_at: '2099-02-30T00:00:00Z' },
+        'validation: expires_at must be an RFC 3339 time in the future',
+      ],
+      [
+        { name: 'k', scopes: ['products:read'], expires_at: '2100-02-29T00:00:00Z' },
         'validation: expires_at must be an RFC 3339 time in the future',
       ],
       [{ name: 'a\u0000', scopes: ['products:read'] }, 'validation: name must not contain a NUL character'],

@@ -277,7 +277,14 @@ describe('OrdersService without the workflow', async () => {
       [status.UNAUTHENTICATED, 'authorization header is required'],
     );
     const keyWith = async (scopes: string[]) =>
-      (await createApiKey(db, { id: buyer.id, tokenGeneration: 0 }, { name: scopes.join(), scopes, expiresAt: null }, {})).plaintext;
+      (
+        await createApiKey(
+          db,
+          { id: buyer.id, tokenGeneration: 0 },
+          { name: scopes.join(), scopes, expiresAt: null },
+          {},
+        )
+      ).plaintext;
     const reader = connectClient(OrdersService, address, 'connect', await keyWith(['orders:read']));
     assert.equal((await reader.listOrders({})).page, 1n);
     const { order } = await buyerOrders.call.PlaceOrder(request());

@@ -130,6 +130,13 @@ async function requireFullCredential(request: FastifyRequest): Promise<void> {
 
 // The body of POST /api-keys, checked: the seed's valid API key has a name, known scopes
 // and, if any, an expiry in the future.
+// Date accepts February 30th and moves it to March 2nd; a day that does not exist is refused.
+function isCalendarDay(yyyyMmDd: string): boolean {
+  const [year, month, day] = yyyyMmDd.split('-').map(Number) as [number, number, number];
+  const date = new Date(Date.UTC(year, month - 1, day));
+  return date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
+}
+
 function readNewApiKey(request: FastifyRequest) {
   const input = request.body as Static<typeof CreateApiKeyRequest>;
   checkNoNul({
@@ -150,6 +157,7 @@ function readNewApiKey(request: FastifyRequest) {
     const rfc3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
     if (
       !rfc3339.test(input.expires_at) ||
+      !isCalendarDay(input.expires_at.slice(0, 10)) ||
       Number.isNaN(expiresAt.getTime()) ||
       expiresAt.getTime() <= Date.now()
     )

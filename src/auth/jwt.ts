@@ -13,6 +13,7 @@ import { CLOCK_TOLERANCE_S, type JwtKeys } from './jwt-keys.ts';
 
 export type JwtSettings = Readonly<{ keys: JwtKeys; issuer: string; audience: string; ttlMs: number }>;
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$/;
+const USER_ID = /^[1-9][0-9]{0,15}$/;
 
 const VERIFIED_TOKENS_KEPT = 10_000;
 
@@ -73,7 +74,8 @@ export class Jwts {
         clockTolerance: CLOCK_TOLERANCE_S,
         requiredClaims: ['sub', 'iat', 'nbf', 'exp'],
       });
-      const userId = Number(payload.sub);
+      // The id as we write it, a plain decimal: Number() would also read "2.0", "0x2" or " 2".
+      const userId = typeof payload.sub === 'string' && USER_ID.test(payload.sub) ? Number(payload.sub) : 0;
       const generation = payload.gen;
       if (!Number.isSafeInteger(userId) || userId < 1 || !Number.isSafeInteger(generation))
         throw new InvalidAuthenticationTokenError();
