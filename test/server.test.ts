@@ -365,6 +365,36 @@ describe('embedded PostgreSQL', () => {
     }
   });
 
+  test('when a serve starts while the owner of its PostgreSQL drains, then the owner leaves it the PostgreSQL, which stops with the last of them', async (t) => {
+    const dataDir = tempDataDir('greenlight-server-test-');
+    const flags = ['-data-dir', dataDir, '-embedded-db-port', String(await freePort())];
+    try {
+      const first = await startServer(t, flags, 30_000);
+      const postmaster = postmasterPid(dataDir);
+      const second = await startServer(t, flags, 30_000);
+      assert.ok(log(second, 'using the embedded PostgreSQL that is already running'), second.stdout());
+
+      first.child.kill('SIGTERM');
+      assert.deepEqual(await first.waitForExit(20_000), { code: 0, signal: null });
+      assert.ok(
+        log(first, 'left the embedded PostgreSQL running for the greenlight process that uses it'),
+        first.stdout(),
+      );
+      assert.ok(isRunning(postmaster), 'the owner stopped the PostgreSQL under the new serve');
+      assert.equal((await fetch(`http://127.0.0.1:${second.port}/readyz`)).status, 200);
+
+      second.child.kill('SIGTERM');
+      assert.deepEqual(await second.waitForExit(20_000), { code: 0, signal: null });
+      assert.ok(log(second, 'embedded PostgreSQL stopped'), second.stdout());
+      assert.ok(!isRunning(postmaster), 'the PostgreSQL outlived the last serve');
+      assert.equal(existsSync(join(dataDir, 'postgres-owner.pid')), false);
+    } finally {
+      await killAll();
+      killOrphanedPostgres(dataDir);
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
   // A checkout under /root (0700) or `mktemp -d`: as root, the "postgres" user can reach
   // neither the binaries in its node_modules nor its ./data. The copy holds what serve
   // needs; its packages are links, except the PostgreSQL binaries, which stay inside.

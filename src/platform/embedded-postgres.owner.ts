@@ -1,6 +1,16 @@
-// Which process stops the embedded PostgreSQL: the one that started it, or the one that
-// adopted it after that one was killed; any other only borrows it. Part of embedded-postgres.ts.
-import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+// Which process stops the embedded PostgreSQL: the one that started it, the one that adopted
+// it after that one was killed, or the one it was handed to by an owner that stopped while
+// it still used it; any other only borrows it. Part of embedded-postgres.ts.
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from './logger.ts';
@@ -46,8 +56,61 @@ function recordedOwner(dataDir: string): number | undefined {
   }
 }
 
-function becomeOwner(dataDir: string): void {
-  writeFileSync(join(dataDir, OWNER_FILE), String(process.pid));
+function becomeOwner(dataDir: string, pid = process.pid): void {
+  writeFileSync(join(dataDir, OWNER_FILE), String(pid));
+}
+
+// <data-dir>/postgres-borrowers/<pid>: the greenlight processes using a server another one
+// owns. An owner that stops while one of them still runs hands the server over rather than
+// stop it under it (a restart whose new process started while the old one drained).
+const BORROWERS_DIR = 'postgres-borrowers';
+
+function liveBorrower(dataDir: string): number | undefined {
+  let names: string[];
+  try {
+    names = readdirSync(join(dataDir, BORROWERS_DIR));
+  } catch {
+    return undefined;
+  }
+  for (const name of names) {
+    const pid = Number(name);
+    if (pid !== process.pid && isRunning(pid)) return pid;
+    rmSync(join(dataDir, BORROWERS_DIR, name), { force: true });
+  }
+  return undefined;
+}
+
+// Whether the server went to a borrower, which stops it on its own way out.
+function handOver(dataDir: string, logger: Logger): boolean {
+  const heir = liveBorrower(dataDir);
+  if (heir === undefined) return false;
+  becomeOwner(dataDir, heir);
+  logger.info({ pid: heir }, 'left the embedded PostgreSQL running for the greenlight process that uses it');
+  return true;
+}
+
+// The stop of a server this process borrows: nothing, unless its owner handed it over.
+export function borrowedServer(dataDir: string, pid: number, logger: Logger): () => Promise<void> {
+  const mark = join(dataDir, BORROWERS_DIR, String(process.pid));
+  mkdirSync(join(dataDir, BORROWERS_DIR), { recursive: true });
+  writeFileSync(mark, '');
+  const handedOver = () => recordedOwner(dataDir) === process.pid;
+  let stopped = false;
+  const onExit = () => {
+    rmSync(mark, { force: true });
+    if (handedOver() && !handOver(dataDir, logger)) signal(pid, 'SIGINT');
+  };
+  process.once('exit', onExit);
+  return async () => {
+    if (stopped) return;
+    stopped = true;
+    process.removeListener('exit', onExit);
+    rmSync(mark, { force: true });
+    if (!handedOver() || handOver(dataDir, logger)) return;
+    await stopPostmaster(pid);
+    releaseOwnership(dataDir);
+    logger.info('embedded PostgreSQL stopped');
+  };
 }
 
 // The lock keeps two processes that find the same orphan at once from both adopting it.
@@ -108,20 +171,22 @@ async function stopPostmaster(pid: number): Promise<void> {
   }
 }
 
-// The stop of a server this process owns, whether it started it or adopted it. However
+// The stop of a server this process owns, whether it started it, adopted it or was handed
+// it: to a borrower still running if there is one, else the server stops. However
 // this process ends (an error at start-up, process.exit, a signal: `serve` exits on one),
 // the server goes with it. PostgreSQL does not watch its parent, so a SIGKILL leaves it
 // running, for the next start to adopt through postgres-owner.pid.
 export function ownedServer(dataDir: string, pid: number, logger: Logger): () => Promise<void> {
   let stopped = false;
   const onExit = () => {
-    if (!stopped) signal(pid, 'SIGINT');
+    if (!stopped && !handOver(dataDir, logger)) signal(pid, 'SIGINT');
   };
   process.once('exit', onExit);
   return async () => {
     if (stopped) return;
     stopped = true;
     process.removeListener('exit', onExit);
+    if (handOver(dataDir, logger)) return;
     await stopPostmaster(pid);
     releaseOwnership(dataDir);
     logger.info('embedded PostgreSQL stopped');

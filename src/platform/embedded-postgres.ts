@@ -17,6 +17,7 @@ import {
 } from './embedded-postgres.files.ts';
 import {
   adoptOrphan,
+  borrowedServer,
   claimOwnership,
   ownedServer,
   type RunningServer,
@@ -26,7 +27,7 @@ import type { Logger } from './logger.ts';
 
 export type EmbeddedPostgres = Readonly<{
   dsn: string;
-  // A no-op for a server this process does not own.
+  // A no-op for a server this process borrows, unless its owner handed it over.
   stop: () => Promise<void>;
 }>;
 
@@ -201,7 +202,7 @@ function reuseServer(
   const where = { port: running.port, dataDir: resolve(dataDir) };
   if (!adoptOrphan(dataDir)) {
     logger.info(where, 'using the embedded PostgreSQL that is already running');
-    return { dsn, stop: async () => {} };
+    return { dsn, stop: borrowedServer(dataDir, running.pid, logger) };
   }
   logger.warn(
     where,
