@@ -132,10 +132,13 @@ export class CallbackService {
   }
 
   // The runtime settings callbacks-concurrency and callbacks-ttl: the claimer and the sweep
-  // read the configuration at each turn, the upstream takes its new cap at once.
+  // read the configuration at each turn, the upstream takes its new cap at once, and held ids
+  // start up to it.
   retune(changes: Partial<Pick<CallbacksConfig, 'concurrency' | 'ttlMs'>>): void {
     this.#config = { ...this.#config, ...changes };
-    if (changes.concurrency !== undefined) this.#upstream.setConcurrency(changes.concurrency);
+    if (changes.concurrency === undefined) return;
+    this.#upstream.setConcurrency(changes.concurrency);
+    this.#startLookups();
   }
 
   // Stored before it returns: a callback acknowledged is a callback that will be processed.
