@@ -3,6 +3,9 @@
 // revocation and slow consumers.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { revokePermissions } from '../src/accounts/permissions.sql.ts';
 import { deleteTokensForUser, insertToken } from '../src/accounts/tokens.sql.ts';
 import { generateToken, SCOPES } from '../src/accounts/tokens.ts';
@@ -672,4 +675,76 @@ test('when a client resumes from far behind while an older transaction holds the
   // Still open: a client cut off as a slow consumer would not get this one.
   const live = await createMovie(api, { title: 'Live after the held catch-up' });
   await until(() => sse.events.some((e) => dataOf(e).movie.id === live.id), 'the live event');
+});
+
+test('when a client stops reading while it catches up, then the events written meanwhile are not held for it, and once it reads it gets every one in order', async (t) => {
+  const exposeGc = () => {
+    setFlagsFromString('--expose-gc');
+    return runInNewContext('gc') as () => void;
+  };
+  const gc = exposeGc();
+  const title = 'z'.repeat(8_000);
+  const write = async (genre: string) => {
+    for (let i = 0; i < 4; i++)
+      await movies.insertMovies(
+        db,
+        Array.from({ length: 500 }, () => ({ title, year: 2000, runtime: 90, genres: [genre] })),
+      );
+  };
+  const before = await lastId();
+  await write('backlog');
+  const stalled = await openWs(WS, token);
+  t.after(() => stalled.socket.terminate());
+  (stalled.socket as unknown as { _socket: { pause: () => void } })._socket.pause();
+  stalled.send({ type: 'subscribe', topic: 'movies', last_event_id: before });
+  await sleep(1_000);
+  gc();
+  const heapBefore = process.memoryUsage().heapUsed;
+  // 2,000 events of 8 KB while the client reads nothing: held for it, they would be 30 MB.
+  await write('meanwhile');
+  await sleep(1_000);
+  gc();
+  const grown = process.memoryUsage().heapUsed - heapBefore;
+  assert.ok(grown < 10_000_000, `the heap grew by ${Math.round(grown / 1e6)} MB`);
+
+  (stalled.socket as unknown as { _socket: { resume: () => void } })._socket.resume();
+  const ids = () => stalled.messages.filter((m) => m.type === 'movie.created').map((m) => Number(m.id));
+  await until(() => ids().length >= 4_000, 'the 4,000 events', 30_000);
+  assert.deepEqual(
+    ids(),
+    Array.from({ length: 4_000 }, (_, i) => before + 1 + i),
+  );
+});
+
+test('when WebSocket clients send subscribe and unsubscribe in a loop, then their subscriptions start one at a time and the pool is not flooded', async (t) => {
+  const sockets = await Promise.all([1, 2, 3].map(() => openWs(WS, token)));
+  t.after(() => {
+    for (const ws of sockets) ws.socket.terminate();
+  });
+  let maxWaiting = 0;
+  const sampler = setInterval(() => {
+    maxWaiting = Math.max(maxWaiting, db.waitingCount);
+  }, 2);
+  t.after(() => clearInterval(sampler));
+  const PAIRS = 3_000;
+  for (const ws of sockets)
+    for (let i = 0; i < PAIRS; i++) {
+      ws.send({ type: 'subscribe', topic: 'movies', last_event_id: 0 });
+      ws.send({ type: 'unsubscribe', topic: 'movies' });
+    }
+  const answered = (ws: (typeof sockets)[number]) =>
+    ws.messages.filter((m) => m.type === 'unsubscribed').length;
+  await until(() => sockets.every((ws) => answered(ws) === PAIRS), 'every unsubscribe answered', 30_000);
+  await sleep(500);
+  clearInterval(sampler);
+  assert.ok(maxWaiting < 20, `${maxWaiting} queries waited for a connection at once`);
+
+  const [last] = sockets as [(typeof sockets)[number]];
+  last.send({ type: 'subscribe', topic: 'movies' });
+  await until(() => last.messages.at(-1)?.type === 'subscribed', 'a subscribe after the loop');
+  const movie = await createMovie(api, { title: 'After the loop' });
+  await until(
+    () => last.messages.some((m) => (m.movie as { id?: number } | undefined)?.id === movie.id),
+    'its event',
+  );
 });

@@ -87,8 +87,11 @@ export async function startOf(db: Db, topic: Topic, after: Position | undefined)
 }
 
 // Sends every event after the start exactly once and in the delivery order: the feed's live
-// events are held while the outbox is read up to them. Catching up waits while the client has more than half its bound unread, so a resume from far
-// back is paced by the client instead of cutting it off as a slow consumer.
+// events are held while the outbox is read up to them. Catching up waits while the client has
+// more than half its bound unread, so a resume from far back is paced by the client instead
+// of cutting it off as a slow consumer. What is held is bounded too (by -stream-max-buffered):
+// past it the held events are let go and read again from the outbox, so a client that stops
+// reading while it catches up costs no more memory however much is written meanwhile.
 // An event the viewer may not see (Topic.visible) is passed over like one from the past: the
 // client never learns of it, and resumes from the ids it was sent.
 export async function follow(
@@ -100,6 +103,25 @@ export async function follow(
   const visible = feed.topic.visible;
   let cursor: Position = after;
   let held: StreamEvent[] | null = [];
+  let heldBytes = 0;
+  let letGo = false;
+  const hold = (events: readonly StreamEvent[]) => {
+    const waiting = held as StreamEvent[];
+    for (const event of events) {
+      waiting.push(event);
+      heldBytes += event.sse.length;
+    }
+    if (heldBytes <= config.maxBufferedBytes) return;
+    waiting.length = 0;
+    heldBytes = 0;
+    letGo = true;
+  };
+  // Whether held events were let go since last asked: the outbox must be read again.
+  const lostHeld = () => {
+    const lost = letGo;
+    letGo = false;
+    return lost;
+  };
   const deliver = (event: StreamEvent) => {
     if (!isAfter(event.position, cursor)) return;
     // Passed over, but passed: the catch-up reads on from there.
@@ -120,7 +142,7 @@ export async function follow(
     // A backlog from before this follower came is passed over a batch at a time.
     if (past && (events.at(-1)?.position.xid ?? 0n) < past.xmin) return;
     if (held) {
-      held.push(...events);
+      hold(events);
       fedWhileHeld?.();
     } else for (const event of events) if (isOpen()) deliver(event);
   });
@@ -135,12 +157,20 @@ export async function follow(
     // feed. A new stream (`past`) has no backlog: it goes live at once, as under steady writes
     // some event nearly always waits on a writer still running.
     const waitUntil = Date.now() + HIDDEN_WAIT_MS;
-    for (;;) {
+    const live = held;
+    while (isOpen()) {
       const { events, pending } = await eventsAfter(db, feed.topic, cursor, CATCH_UP_BATCH);
       for (const event of events) await paced(event);
       if (!isOpen()) break;
-      if (events.length === CATCH_UP_BATCH) continue;
-      if (!pending || past || Date.now() >= waitUntil) break;
+      if (events.length === CATCH_UP_BATCH || lostHeld()) continue;
+      if (!pending || past || Date.now() >= waitUntil) {
+        for (let event = live.shift(); event && !letGo; event = live.shift()) {
+          heldBytes -= event.sse.length;
+          await paced(event);
+        }
+        if (lostHeld()) continue;
+        break;
+      }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, HIDDEN_RETRY_MS);
         fedWhileHeld = () => {
@@ -151,8 +181,6 @@ export async function follow(
       fedWhileHeld = undefined;
       await sleep(HIDDEN_GAP_MS);
     }
-    const live = held as StreamEvent[];
-    for (let event = live.shift(); event; event = live.shift()) await paced(event);
     held = null;
   } catch (err) {
     unsubscribe();
