@@ -385,6 +385,65 @@ describe('products', () => {
   });
 });
 
+describe('text length limits', () => {
+  test('when a name or description is longer than its limit, then 422 on POST and PATCH, and the limit itself is stored', async () => {
+    const owner = await member();
+    const tooLong: Array<[Record<string, unknown>, string]> = [
+      [{ name: 'n'.repeat(201) }, 'validation: name must not be more than 200 characters long'],
+      [
+        { description: 'd'.repeat(10_001) },
+        'validation: description must not be more than 10000 characters long',
+      ],
+    ];
+    const product = await newProduct(owner.jwt);
+    const row = await productRow(product.id);
+    for (const [fields, message] of tooLong) {
+      expectError(
+        await call('POST', '/api/v1/products', {
+          token: owner.jwt,
+          body: { name: 'ok', price: 1, ...fields },
+        }),
+        422,
+        message,
+      );
+      expectError(
+        await call('PATCH', `/api/v1/products/${product.id}`, { token: owner.jwt, body: fields }),
+        422,
+        message,
+      );
+    }
+    assert.deepEqual(await productRow(product.id), row);
+    // characters are code points, as the schema's maxLength counts them: 200 emoji are 400 UTF-16 units
+    const longest = await newProduct(owner.jwt, {
+      name: '\u{1F600}'.repeat(200),
+      description: 'd'.repeat(10_000),
+    });
+    assert.equal([...longest.name].length, 200);
+  });
+});
+
+describe('a statement that runs out of time', () => {
+  test('when the list waits past the statement timeout, then 503 with Retry-After in the envelope, not 500', async () => {
+    const slow = await buildTestApp({ flags: ['-db-query-timeout', '300ms'] });
+    const user = await createUser(slow.db);
+    const locker = await slow.db.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE products IN ACCESS EXCLUSIVE MODE');
+      const res = await slow.app.inject({
+        method: 'GET',
+        url: '/api/v1/products',
+        headers: { authorization: `Bearer ${user.token}` },
+      });
+      expectError(res, 503, 'the service is temporarily unavailable, please try again later');
+      assert.equal(res.headers['retry-after'], '5');
+    } finally {
+      await locker.query('ROLLBACK');
+      locker.release();
+    }
+  });
+});
+
 describe('ownership', () => {
   test("when user B changes or deletes A's product, then 403 and A's row is unchanged, also under 20 concurrent attempts", async () => {
     const a = await member();

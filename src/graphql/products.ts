@@ -168,7 +168,7 @@ export const productsModule: GraphqlModule = {
       },
     },
     Product: {
-      // the only text with no length rule below the body limit: charged to the ceiling
+      // rows written before the text's length limit (PRODUCT_TEXT) may hold more: charged to the ceiling
       name: (product: Product, _: unknown, context: GraphqlContext) => charge(context.budget, product.name),
       description: (product: Product, _: unknown, context: GraphqlContext) =>
         charge(context.budget, product.description),

@@ -99,6 +99,14 @@ export function isDatabaseUnavailable(err: unknown, depth = 0): boolean {
   return isDatabaseUnavailable(err.cause, depth + 1);
 }
 
+// Is `err` PostgreSQL cancelling a statement at its statement_timeout (SQLSTATE 57014, which a
+// cancel request shares: the message tells them apart)? The database is too busy to answer in
+// time; another try may well succeed, so it is a 503 with Retry-After, not a fault of ours.
+export function isStatementTimeout(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  return (err as { code?: unknown }).code === '57014' && err.message.includes('statement timeout');
+}
+
 // A request body over a route's own size limit (413); the message is client-facing.
 export class PayloadTooLargeError extends Error {}
 
@@ -291,7 +299,7 @@ export function errorResponse(err: unknown): ErrorResponse {
       return { status: statusCode, error: (httpStatusText(statusCode) ?? 'bad request').toLowerCase() };
     }
   }
-  if (isDatabaseUnavailable(err))
+  if (isDatabaseUnavailable(err) || isStatementTimeout(err))
     return errorResponse(new UnavailableError(MESSAGES.unavailable, RETRY_AFTER_SECONDS));
   return SERVER_ERROR;
 }

@@ -1,7 +1,7 @@
 // The product type, its request shapes and seed 002's rules, with its messages. Beyond the
 // seed: prices are NUMERIC(10,2), so more than two decimals or 10^8 and above are refused
 // rather than rounded; stock must fit PostgreSQL's integer; text must not hold NUL, which
-// PostgreSQL cannot store.
+// PostgreSQL cannot store, and has a length limit (PRODUCT_TEXT).
 import { type Static, Type } from 'typebox';
 import { goStruct } from '../platform/go-json.ts';
 import { INT32_MAX } from '../platform/schemas.ts';
@@ -18,9 +18,15 @@ export type Product = {
   updatedAt: Date;
 };
 
+// The most characters (code points, as JSON Schema's maxLength counts them) of a product's
+// text. The seed sets none; without one, 100 products of 1 MB descriptions made every list
+// 100 MB and ran the process out of memory and its queries out of time (an outside review).
+// 200 is the API keys' name limit; 10,000 holds a long catalogue text with room to spare.
+export const PRODUCT_TEXT = { name: 200, description: 10_000 } as const;
+
 const PRODUCT_FIELDS = {
-  name: Type.String(),
-  description: Type.String(),
+  name: Type.String({ maxLength: PRODUCT_TEXT.name }),
+  description: Type.String({ maxLength: PRODUCT_TEXT.description }),
   price: Type.Number(),
   stock: Type.Integer(),
 };
@@ -71,6 +77,26 @@ export function checkNoNul(fields: Readonly<Record<string, unknown>>): void {
   }
 }
 
+// Whether `text` has at most `max` code points: a string of at most `max` UTF-16 units does.
+function fitsIn(text: string, max: number): boolean {
+  if (text.length <= max) return true;
+  let count = 0;
+  for (const _ of text) if (++count > max) return false;
+  return true;
+}
+
+// The lengths as sent (before the name's trim), as the request schema's maxLength states them.
+function checkTextLengths(input: ProductRequest): void {
+  for (const field of ['name', 'description'] as const) {
+    const value = input[field];
+    if (typeof value === 'string' && !fitsIn(value, PRODUCT_TEXT[field]))
+      throw new RuleViolationError(
+        `validation: ${field} must not be more than ${PRODUCT_TEXT[field]} characters long`,
+        field,
+      );
+  }
+}
+
 // The price as NUMERIC text, exactly as sent.
 function checkPrice(price: number): string {
   // JSON cannot carry NaN, but a protobuf double can (gRPC), and PostgreSQL's numeric stores it.
@@ -91,6 +117,7 @@ function checkStock(stock: number): number {
 
 export function validateNewProduct(input: ProductRequest): NewProduct {
   checkNoNul(input);
+  checkTextLengths(input);
   const name = (input.name ?? '').trim();
   if (name === '') throw new RuleViolationError('validation: product name is required');
   return {
@@ -104,6 +131,7 @@ export function validateNewProduct(input: ProductRequest): NewProduct {
 // The seed's PATCH: only sent (non-null) fields; nothing sent is an error.
 export function validateProductChanges(input: ProductRequest): ProductChanges {
   checkNoNul(input);
+  checkTextLengths(input);
   const changes: ProductChanges = {};
   if (input.name != null) {
     changes.name = input.name.trim();
