@@ -37,6 +37,37 @@ async function owner(prefix: string, count: number, description = '') {
 const prolific = await owner('Prolific', 30);
 const reader = as(prolific.token);
 
+describe('mutation fields', () => {
+  const creates = (n: number, from = 0) =>
+    Array.from({ length: n }, (_, i) => `c${from + i}: createProduct(input: { name: "amp" }) { id }`).join(
+      '\n',
+    );
+  const amps = async () =>
+    (await db.query("SELECT count(*)::int AS n FROM products WHERE name = 'amp'")).rows[0].n;
+
+  test('when a mutation has more than 10 root fields, aliases and fragments included, then 400 TOO_MANY_MUTATIONS and nothing is written', async () => {
+    const writer = as((await createUser(db)).token);
+    const before = await amps();
+    for (const query of [
+      `mutation { ${creates(11)} }`,
+      `mutation { ${creates(6)} ...more } fragment more on Mutation { ${creates(3, 6)} d1: deleteMovie(id: "1") d2: cancelOrder(id: "1") { id } }`,
+    ]) {
+      const { status, body } = await gql(writer, query);
+      assert.equal(status, 400, JSON.stringify(body));
+      assert.equal(body.data, null);
+      assert.deepEqual(body.errors?.[0]?.extensions, {
+        code: 'TOO_MANY_MUTATIONS',
+        status: 400,
+        error: 'a mutation may have at most 10 fields (aliases included), this one has 11',
+      });
+    }
+    assert.equal(await amps(), before);
+    const ten = await gql(writer, `mutation { __typename ${creates(10)} }`);
+    assert.equal(ten.status, 200, JSON.stringify(ten.body));
+    assert.equal(await amps(), before + 10);
+  });
+});
+
 describe('list sizes', () => {
   test('when the schema is built, then the cost rule knows the size of every list field', () => {
     const lists = Object.values(buildGraphqlSchema().getTypeMap())

@@ -101,3 +101,37 @@ export function costRule(sizes: ListSizes, maxCost: number, refusal: () => Graph
     },
   });
 }
+
+// The most root fields of a mutation. Each one is a write, and the limiter charges a request
+// once: without a cap, one request of 80 aliased createProduct calls wrote 80 products (an
+// outside review). Ten keeps a client's batch of a few related writes in one request.
+export const MAX_MUTATION_FIELDS = 10;
+
+// The root fields of `set`, aliases and fragments included (__typename writes nothing).
+function rootFieldCount(context: ValidationContext, set: SelectionSetNode, seen: Set<string>): number {
+  let count = 0;
+  for (const selection of set.selections) {
+    if (selection.kind === Kind.FIELD) {
+      if (!selection.name.value.startsWith('__')) count++;
+    } else if (selection.kind === Kind.INLINE_FRAGMENT) {
+      count += rootFieldCount(context, selection.selectionSet, seen);
+    } else {
+      const fragment = context.getFragment(selection.name.value);
+      if (!fragment || seen.has(selection.name.value)) continue;
+      seen.add(selection.name.value);
+      count += rootFieldCount(context, fragment.selectionSet, seen);
+    }
+  }
+  return count;
+}
+
+// Refuses, before any resolver runs, a mutation of more than `max` root fields.
+export function mutationFieldsRule(max: number, refusal: (count: number) => GraphQLError): ValidationRule {
+  return (context: ValidationContext) => ({
+    OperationDefinition(operation) {
+      if (operation.operation !== 'mutation') return;
+      const count = rootFieldCount(context, operation.selectionSet, new Set());
+      if (count > max) context.reportError(refusal(count));
+    },
+  });
+}

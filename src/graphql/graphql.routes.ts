@@ -27,7 +27,7 @@ import {
 } from '../platform/schemas.ts';
 import type { Posters } from '../posters/posters.ts';
 import type { RuntimeSettings } from '../settings/runtime.ts';
-import { costRule } from './cost.ts';
+import { costRule, MAX_MUTATION_FIELDS, mutationFieldsRule } from './cost.ts';
 import { GraphqlQueryString, GraphqlRequestBody, QUERY_HANDLING } from './graphql.ts';
 import type { GraphqlContext } from './module.ts';
 import { newBudget, ResponseTooLargeError } from './response-size.ts';
@@ -101,7 +101,7 @@ function withoutSuggestion(error: GraphQLError): GraphQLError {
   });
 }
 
-// Over-deep and over-costly operations are refused at validation, before any resolver runs.
+// Over-deep and over-costly operations, and mutations of too many writes, are refused at validation, before any resolver runs.
 function validationRules(config: Config): ValidationRule[] {
   const report = (message: string, code: string) => [
     (context: ValidationContext | null) => context?.reportError(limitError(message, code)),
@@ -115,6 +115,12 @@ function validationRules(config: Config): ValidationRule[] {
     }) as unknown as ValidationRule,
     costRule(listSizes(), maxCost, () =>
       limitError(`query cost exceeds the limit of ${maxCost}`, 'QUERY_TOO_COSTLY'),
+    ),
+    mutationFieldsRule(MAX_MUTATION_FIELDS, (count) =>
+      limitError(
+        `a mutation may have at most ${MAX_MUTATION_FIELDS} fields (aliases included), this one has ${count}`,
+        'TOO_MANY_MUTATIONS',
+      ),
     ),
   ];
   if (config.env === 'production') rules.push(NoSchemaIntrospectionCustomRule);
