@@ -325,6 +325,10 @@ describe('products', () => {
       [{ price: -1 }, 'validation: price cannot be negative'],
       [{ stock: -1 }, 'validation: stock cannot be negative'],
       [{ price: 1.005 }, 'validation: price must have at most two decimal places'],
+      // within a millionth of a cent: once rounded and stored
+      [{ price: 1.000000001 }, 'validation: price must have at most two decimal places'],
+      [{ price: 0.30000000000000004 }, 'validation: price must have at most two decimal places'],
+      [{ price: 149.9900000001 }, 'validation: price must have at most two decimal places'],
       [{ price: 100000000 }, 'validation: price must be less than 100000000'],
       [{ stock: 2147483648 }, 'validation: stock must not be more than 2147483647'],
       [{ name: 'a\u0000b' }, 'validation: name must not contain a NUL character'],

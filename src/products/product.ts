@@ -103,8 +103,11 @@ function checkPrice(price: number): string {
   if (Number.isNaN(price)) throw new RuleViolationError('validation: price must be a number');
   if (price < 0) throw new RuleViolationError('validation: price cannot be negative');
   if (price >= MAX_PRICE) throw new RuleViolationError('validation: price must be less than 100000000');
+  // Exact: a double is the nearest one to some two-decimal value exactly when dividing its
+  // rounded cents by 100 (correctly rounded) gives it back; 1.000000001 does not, and is
+  // refused rather than rounded (a tolerance on price * 100 let it through as 1).
   const cents = Math.round(price * 100);
-  if (Math.abs(cents - price * 100) > 1e-6)
+  if (cents / 100 !== price)
     throw new RuleViolationError('validation: price must have at most two decimal places');
   return (cents / 100).toFixed(2);
 }
