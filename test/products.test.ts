@@ -288,6 +288,9 @@ describe('products', () => {
       assert.equal(list.page, page, query);
       assert.equal(list.limit, limit, query);
     }
+    // the echo is the page served, to the last digit (a double would say 9223372036854776000)
+    const last = await call('GET', '/api/v1/products?page=9223372036854775807&limit=1', { token: owner.jwt });
+    assert.match(last.body, /"page":9223372036854775807,/);
     const past = (await call('GET', '/api/v1/products?page=99999999999999', { token: owner.jwt })).json();
     assert.deepEqual(past.data, []);
     assert.equal(past.total, rows[0].n);

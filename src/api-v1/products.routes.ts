@@ -21,7 +21,8 @@ const ProductPage = Type.Object(
   {
     data: Type.Array(ProductSchema),
     total: Type.Integer(),
-    page: Type.Integer(),
+    // the page asked for, exactly: an int64 such as 2^63-1 is written as Go prints it
+    page: Type.Integer({ format: 'int64' }),
     limit: Type.Integer(),
   },
   { additionalProperties: false },
@@ -114,7 +115,8 @@ function collectionRoutes(api: FastifyInstance, db: Db): void {
       return {
         data: page.data.map(toProductJson),
         total: page.total,
-        page: Number(page.page),
+        // a bigint: the serializer writes all its digits, where a number would lose some
+        page: page.page,
         limit: page.limit,
       };
     },

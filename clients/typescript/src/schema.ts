@@ -5405,6 +5405,7 @@ export interface operations {
                             updated_at: string;
                         }[];
                         total: number;
+                        /** Format: int64 */
                         page: number;
                         limit: number;
                     };
