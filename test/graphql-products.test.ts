@@ -2,6 +2,7 @@
 // their owners in a bounded number of SQL statements (counted on the app's pool).
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import type { InjectOptions } from 'fastify';
 import { buildTestApp, createUser, type Inject, withToken } from './helpers.ts';
 
 const { app, db } = await buildTestApp();
@@ -115,6 +116,29 @@ describe('products in GraphQL', () => {
     // authentication, the page, the owners, their products: never 20 owner lookups
     assert.ok(statements <= 4, `${statements} statements`);
     assert.ok(statements >= 3, `${statements} statements: the loaders were not reached through db.query`);
+  });
+
+  test("when an API key without products:read reaches an owner's products through a mutation, then FORBIDDEN and no product is shown", async () => {
+    const owner = await createUser(db);
+    await createProduct(owner.token, 'Private');
+    const made = await app.inject({
+      method: 'POST',
+      url: '/api/v1/api-keys',
+      headers: { authorization: `Bearer ${owner.token}` },
+      payload: { name: 'writer', scopes: ['products:write'] },
+    });
+    assert.equal(made.statusCode, 201, made.body);
+    const key = made.json().key as string;
+    const writeOnly: Inject = (options) => {
+      const given = options as InjectOptions;
+      return app.inject({ ...given, headers: { ...given.headers, 'x-api-key': key } });
+    };
+    const result = await gql(
+      writeOnly,
+      'mutation { createProduct(input: { name: "x" }) { id owner { products { name } } } }',
+    );
+    assert.equal(result.errors?.[0]?.extensions.code, 'FORBIDDEN', JSON.stringify(result));
+    assert.doesNotMatch(JSON.stringify(result), /Private/);
   });
 
   test('when the caller has no credential, then UNAUTHENTICATED', async () => {

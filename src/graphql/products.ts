@@ -112,7 +112,7 @@ export const productsModule: GraphqlModule = {
     type Owner {
       id: ID!
       name: String!
-      "Newest first, a page at a time: ${PAGING}."
+      "Needs products:read. Newest first, a page at a time: ${PAGING}."
       products(page: Int, limit: Int): [Product!]!
     }
 
@@ -179,7 +179,11 @@ export const productsModule: GraphqlModule = {
         loadersOf(context).owners.load(product.userId),
     },
     Owner: {
-      products: (owner: User, args: PageArgs, context: GraphqlContext) => productsOf(context, owner.id, args),
+      // reachable from a mutation's answer too: a key that may only write must not read here
+      products: async (owner: User, args: PageArgs, context: GraphqlContext) => {
+        await canRead(context.httpRequest);
+        return productsOf(context, owner.id, args);
+      },
     },
     User: {
       products: async (user: User, args: PageArgs, context: GraphqlContext) => {
