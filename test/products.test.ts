@@ -451,6 +451,38 @@ describe('a statement that runs out of time', () => {
   });
 });
 
+describe('request bodies in a Content-Encoding', () => {
+  test("when the coding is unknown or the body does not decode, then 400 with each API's message for an unreadable body", async () => {
+    const owner = await member();
+    const cases: Array<[string, string | Buffer]> = [
+      ['foo', '{"name":"x"}'],
+      ['gzip, gzip', '{"name":"x"}'],
+      ['br', '{"name":"x"}'],
+      ['gzip', Buffer.from('garbage')],
+    ];
+    for (const [encoding, payload] of cases) {
+      const res = await app.inject({
+        method: 'POST',
+        url: '/api/v1/products',
+        headers: { authorization: `Bearer ${owner.jwt}`, 'content-encoding': encoding },
+        payload,
+      });
+      expectError(res, 400, 'invalid request body');
+      const book = await app.inject({
+        method: 'POST',
+        url: '/v1/tokens/authentication',
+        headers: { 'content-encoding': encoding },
+        payload,
+      });
+      assert.equal(book.statusCode, 400, book.body);
+      assert.match(
+        book.json().error,
+        /^body (has an unsupported|could not be decoded by its) Content-Encoding$/,
+      );
+    }
+  });
+});
+
 describe('ownership', () => {
   test("when user B changes or deletes A's product, then 403 and A's row is unchanged, also under 20 concurrent attempts", async () => {
     const a = await member();

@@ -89,6 +89,9 @@ export const API_ERRORS: ReadonlyArray<readonly [ErrorClass, (err: never) => Api
 const FRAMEWORK_ERRORS: Readonly<Record<string, ApiErrorResponse>> = {
   FST_ERR_CTP_BODY_TOO_LARGE: { code: 413, message: 'request body too large' },
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: 400, message: 'invalid request body' },
+  // a body @fastify/compress cannot decode (platform/errors.ts)
+  FST_CP_ERR_INVALID_CONTENT_ENCODING: { code: 400, message: 'invalid request body' },
+  FST_CP_ERR_INVALID_CONTENT: { code: 400, message: 'invalid request body' },
   FST_ERR_VALIDATION: { code: 400, message: 'invalid request' },
   // A path that cannot be decoded, or whose id is longer than any id, names nothing here.
   FST_ERR_BAD_URL: { code: 404, message: '404 page not found' },

@@ -280,6 +280,10 @@ export const ERROR_RESPONSES: ReadonlyArray<readonly [ErrorClass, (err: never) =
 const FRAMEWORK_ERRORS: Readonly<Record<string, ErrorResponse>> = {
   FST_ERR_CTP_BODY_TOO_LARGE: { status: 400, error: 'body must not be larger than 1048576 bytes' },
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: { status: 400, error: 'body contains badly-formed JSON' },
+  // @fastify/compress's, for a request body it cannot decode: a body we cannot read, as
+  // badly-formed JSON is (its own 415 and "bad request" were documented nowhere).
+  FST_CP_ERR_INVALID_CONTENT_ENCODING: { status: 400, error: 'body has an unsupported Content-Encoding' },
+  FST_CP_ERR_INVALID_CONTENT: { status: 400, error: 'body could not be decoded by its Content-Encoding' },
   // A path that cannot be decoded, or whose parameter is longer than any id, names no resource.
   FST_ERR_BAD_URL: { status: 404, error: MESSAGES.notFound },
   FST_ERR_MAX_PARAM_LENGTH: { status: 404, error: MESSAGES.notFound },
