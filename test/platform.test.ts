@@ -163,11 +163,12 @@ describe('unexpected failures', () => {
     });
   }
 
-  test('when a query runs longer than 3 s, then PostgreSQL cancels it and the client gets 500', async () => {
+  test('when a query runs longer than 3 s, then PostgreSQL cancels it and the client gets 503 with Retry-After', async () => {
     const started = performance.now();
     const res = await app.inject({ url: '/test/slow-query', headers: { 'x-request-id': 'slow-1' } });
     const elapsed = performance.now() - started;
-    assert.equal(res.statusCode, 500);
+    assert.equal(res.statusCode, 503);
+    assert.equal(res.headers['retry-after'], '5');
     assert.ok(elapsed >= 2900 && elapsed < 3900, `cancelled after ${elapsed} ms`);
     const logged = lines.find((l) => l.msg === 'request failed' && l.request_id === 'slow-1');
     assert.ok(logged, 'the cancelled query is logged');

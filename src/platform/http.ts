@@ -7,6 +7,7 @@ import {
   BodyAbortedError,
   type ErrorResponse,
   errorResponse,
+  isStatementTimeout,
   MethodNotAllowedError,
   NotFoundError,
 } from './errors.ts';
@@ -144,7 +145,8 @@ export function failureOf(err: unknown, request: FastifyRequest): unknown {
 export function logFailure(err: unknown, request: FastifyRequest, status: number): void {
   const where = { method: request.method, path: request.url };
   if (request.raw.readableAborted) request.log.info({ err, ...where }, 'client aborted its body');
-  else if (status === 503) databaseOutage.refused(request.log, err);
+  // a statement timeout is one slow request, not an outage: logged as a failure of its own
+  else if (status === 503 && !isStatementTimeout(err)) databaseOutage.refused(request.log, err);
   else if (status >= 500) request.log.error({ err, ...where }, 'request failed');
 }
 
