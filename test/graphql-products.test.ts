@@ -141,6 +141,34 @@ describe('products in GraphQL', () => {
     assert.doesNotMatch(JSON.stringify(result), /Private/);
   });
 
+  test("when a credential is missing or lacks the scope, then the products API's REST message, not the book's", async () => {
+    const owner = await createUser(db);
+    const made = await app.inject({
+      method: 'POST',
+      url: '/api/v1/api-keys',
+      headers: { authorization: `Bearer ${owner.token}` },
+      payload: { name: 'reader', scopes: ['products:read'] },
+    });
+    assert.equal(made.statusCode, 201, made.body);
+    const key = made.json().key as string;
+    const readOnly: Inject = (options) => {
+      const given = options as InjectOptions;
+      return app.inject({ ...given, headers: { ...given.headers, 'x-api-key': key } });
+    };
+    const refused = await gql(readOnly, 'mutation { createProduct(input: { name: "g" }) { id } }');
+    assert.deepEqual(refused.errors?.[0]?.extensions, {
+      code: 'FORBIDDEN',
+      status: 403,
+      error: 'you do not have permission to perform this action',
+    });
+    const anonymous = await gql((options) => app.inject(options), '{ product(id: "1") { id } }');
+    assert.deepEqual(anonymous.errors?.[0]?.extensions, {
+      code: 'UNAUTHENTICATED',
+      status: 401,
+      error: 'authorization header is required',
+    });
+  });
+
   test('when the caller has no credential, then UNAUTHENTICATED', async () => {
     const result = await gql((options) => app.inject(options), '{ products { total } }');
     assert.equal(result.errors?.[0]?.extensions.code, 'UNAUTHENTICATED');

@@ -28,6 +28,7 @@ import {
 import type { Posters } from '../posters/posters.ts';
 import type { RuntimeSettings } from '../settings/runtime.ts';
 import { costRule, MAX_MUTATION_FIELDS, mutationFieldsRule } from './cost.ts';
+import { isProductsApiFailure } from './dialect.ts';
 import { GraphqlQueryString, GraphqlRequestBody, QUERY_HANDLING } from './graphql.ts';
 import type { GraphqlContext } from './module.ts';
 import { newBudget, ResponseTooLargeError } from './response-size.ts';
@@ -64,9 +65,14 @@ function graphqlError(response: ErrorResponse, located?: GraphQLError): GraphQLE
 
 // Resolver errors are domain errors: the one error table decides what the client sees.
 // GraphQL's own errors (variable coercion, the limits below) are the client's already.
-// A domain error through the error table of the module that raised it: the book's, or the
-// products API's (its messages are the seed's).
+// A domain error through the error table of the module that raised it: the products API's
+// for the products module's resolvers (dialect.ts) and for errors only it knows (its messages
+// are the seed's), else the book's.
 function domainErrorResponse(err: unknown): ErrorResponse {
+  if (isProductsApiFailure(err)) {
+    const products = apiErrorResponse(err);
+    return { status: products.code, error: products.message };
+  }
   const book = errorResponse(err);
   if (book.status < 500) return book;
   const products = apiErrorResponse(err);

@@ -8,6 +8,7 @@ import { parseInt64Id, requester, requireScope } from '../api-v1/products.routes
 import { PRODUCT_LIMIT, PRODUCT_PAGE, type Product } from '../products/product.ts';
 import * as products from '../products/products.ts';
 import { pageArgument } from './cost.ts';
+import { productsApiResolvers } from './dialect.ts';
 import type { GraphqlContext, GraphqlModule } from './module.ts';
 import { charge } from './response-size.ts';
 
@@ -135,7 +136,7 @@ export const productsModule: GraphqlModule = {
       products(page: Int, limit: Int): [Product!]!
     }
   `,
-  resolvers: {
+  resolvers: productsApiResolvers({
     Query: {
       product: async (_: unknown, args: { id: string }, context: GraphqlContext) => {
         await canRead(context.httpRequest);
@@ -191,7 +192,7 @@ export const productsModule: GraphqlModule = {
         return productsOf(context, user.id, args);
       },
     },
-  },
+  }),
   listSizes: {
     'Query.products': (field) => ({ size: 1, pass: pageArgument(field, 'limit', PAGE_DEFAULT) }),
     'ProductPage.data': (_, inherited) => ({ size: inherited }),
