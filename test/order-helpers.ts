@@ -45,7 +45,8 @@ export async function buildWorkflowTestApp(
   });
   const test = await buildTestApp(options);
   const { db, dsn, config } = test;
-  const { logger } = captureLogger();
+  // The workflow's own log, apart from the app's
+  const { logger, lines: workflowLines } = captureLogger();
   const standIn = await startPaymentsStandIn({ host: '127.0.0.1', port: 0 });
   const jobs = await startJobs(dsn, logger, QUEUES);
   const metrics = createMetrics(config, db, jobs);
@@ -56,7 +57,7 @@ export async function buildWorkflowTestApp(
     () => standIn.close(),
   );
   await startOrderWorkers({ db, jobs, payments, logger, config, metrics });
-  return { ...test, standIn, jobs, metrics, logger };
+  return { ...test, standIn, jobs, metrics, logger, workflowLines };
 }
 
 // Every order placed has ended (so no workflow step runs on when the file's pool closes).

@@ -33,7 +33,7 @@ proxy.listen(0, '127.0.0.1');
 await once(proxy, 'listening');
 after(() => proxy.close());
 
-const { app, db, standIn } = await buildWorkflowTestApp({}, (url) => {
+const { app, db, standIn, workflowLines } = await buildWorkflowTestApp({}, (url) => {
   standInUrl = url;
   return `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
 });
@@ -81,4 +81,39 @@ test('when a charge is answered "pending", then the order waits, retrying the sa
     rows.map((r) => r.detail),
     ['order placed', 'stock reserved', `charged ${charge?.id}`, 'confirmed'],
   );
+});
+
+test('when no charge ever reached the provider and the order is cancelled, then it is cancelled with nothing charged and nothing refunded', async () => {
+  const port = (proxy.address() as AddressInfo).port;
+  proxy.closeAllConnections();
+  await new Promise<void>((resolve) => proxy.close(() => resolve()));
+  const callsBefore = standIn.calls.length;
+  const linesBefore = workflowLines.length;
+  const product = await createProduct(withToken(app, seller.token), { price: 8, stock: 5 });
+  const buyerApi = withToken(app, buyer.token);
+  const placed = await buyerApi({
+    method: 'POST',
+    url: '/api/v1/orders',
+    payload: { items: [{ product_id: product.id, quantity: 1 }], payment_token: 'tok_visa' },
+  });
+  assert.equal(placed.statusCode, 202, placed.body);
+  const id: number = placed.json().order.id;
+  // The charge step ran and found no provider listening.
+  await waitFor('a refused charge', () =>
+    workflowLines.slice(linesBefore).some((l) => l.msg === 'payment provider unavailable'),
+  );
+  assert.equal((await buyerApi({ method: 'POST', url: `/api/v1/orders/${id}/cancel` })).statusCode, 202);
+
+  proxy.listen(port, '127.0.0.1');
+  await once(proxy, 'listening');
+  const cancelled = await waitFor(
+    'the order to be cancelled',
+    async () => {
+      const order = (await buyerApi(`/api/v1/orders/${id}`)).json().order;
+      return order.status === 'cancelled' && order;
+    },
+    30_000,
+  );
+  assert.equal(cancelled.failure_reason, 'cancelled by request');
+  assert.deepEqual(standIn.calls.slice(callsBefore), [], 'the provider was called');
 });

@@ -112,10 +112,18 @@ const TRANSITION = `
   ),${recordEvents(ORDER_EVENTS, 'order.updated', orderJson(STORED_ITEMS), '$9')}
   SELECT ${COLUMNS}, ${STORED_ITEMS} AS items FROM m`;
 
-// Committed before the provider is first asked, so a later compensation knows a charge may exist.
+// Committed before the provider is first asked, so a later compensation knows a charge may
+// exist; says whether an earlier attempt had been marked.
 const MARK_CHARGE_ATTEMPTED = `
-  UPDATE orders SET charge_attempted_at = COALESCE(charge_attempted_at, now())
-  WHERE id = $1 AND status = 'reserved'`;
+  UPDATE orders o SET charge_attempted_at = COALESCE(o.charge_attempted_at, now())
+  FROM (SELECT id, charge_attempted_at FROM orders WHERE id = $1 FOR UPDATE) before
+  WHERE o.id = before.id AND o.status = 'reserved'
+  RETURNING before.charge_attempted_at IS NOT NULL AS earlier`;
+
+// A first attempt that provably never reached the provider: no charge can exist.
+const UNMARK_CHARGE_ATTEMPTED = `
+  UPDATE orders SET charge_attempted_at = NULL
+  WHERE id = $1 AND status = 'reserved' AND charge_id IS NULL`;
 
 // The owner's (or, $3, anyone's) order still in flight is marked; a second ask changes nothing.
 const REQUEST_CANCEL = `
@@ -224,13 +232,20 @@ export async function transition(
   return rows[0] && toOrder(rows[0]);
 }
 
-export async function markChargeAttempted(db: Queryable, id: number): Promise<boolean> {
-  const { rowCount } = await db.query({
+// 'first' or 'again' (an earlier attempt was marked), or undefined when the order is no
+// longer reserved.
+export async function markChargeAttempted(db: Queryable, id: number): Promise<'first' | 'again' | undefined> {
+  const { rows } = await db.query<{ earlier: boolean }>({
     name: 'mark-charge-attempted',
     text: MARK_CHARGE_ATTEMPTED,
     values: [id],
   });
-  return (rowCount ?? 0) > 0;
+  const row = rows[0];
+  return row && (row.earlier ? 'again' : 'first');
+}
+
+export async function unmarkChargeAttempted(db: Queryable, id: number): Promise<void> {
+  await db.query({ name: 'unmark-charge-attempted', text: UNMARK_CHARGE_ATTEMPTED, values: [id] });
 }
 
 export async function requestCancel(

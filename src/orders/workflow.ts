@@ -6,7 +6,12 @@
 // step whose order has moved on is a no-op, state changes are conditional on the expected
 // status, and the provider is always called with the order's own idempotency keys, so a step
 // re-run after a crash never charges twice.
-import { type ChargeOutcome, PaymentProviderError, type PaymentsClient } from '../payments/payments.ts';
+import {
+  type ChargeOutcome,
+  PaymentProviderError,
+  type PaymentsClient,
+  PaymentUnavailableError,
+} from '../payments/payments.ts';
 import { type Db, withTransaction } from '../platform/db.ts';
 import type { Jobs } from '../platform/jobs.ts';
 import { inSpan } from '../platform/tracing.ts';
@@ -137,10 +142,20 @@ async function charge(deps: WorkflowDeps, order: Order): Promise<boolean> {
   // An order of free products has nothing to charge (and the provider refuses an amount of 0).
   if (cents(order.total) === 0) return paid(deps, order, { detail: 'nothing to charge' });
   // Committed first: from here on a charge may exist whatever happens to this process.
-  if (!(await orders.markChargeAttempted(deps.db, order.id))) return false;
+  const attempt = await orders.markChargeAttempted(deps.db, order.id);
+  if (!attempt) return false;
   // A failure (the provider unreachable, its outcome unknown) fails the job, which is retried
   // with backoff; the retry sends the same key.
-  const outcome = await chargeOf(deps, order);
+  let outcome: ChargeOutcome;
+  try {
+    outcome = await chargeOf(deps, order);
+  } catch (err) {
+    // Nothing left this process and no earlier attempt may have: a cancel now charges nothing
+    // to refund it (the compensation replays the key only when a charge may exist).
+    if (attempt === 'first' && err instanceof PaymentUnavailableError && !err.sent)
+      await orders.unmarkChargeAttempted(deps.db, order.id);
+    throw err;
+  }
   faultPoint('charge-answered');
   if (outcome.status === 'declined') {
     const reason = `payment declined: ${outcome.code}`;

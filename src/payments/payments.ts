@@ -34,8 +34,22 @@ export type RefundRequest = { charge: string; amount: number; idempotencyKey: st
 export type RefundOutcome = { status: 'succeeded'; id: string; amount: number };
 
 // The outcome is unknown (5xx, reset, timeout, circuit open) after the client's own
-// retries: the caller must retry later WITH THE SAME idempotency key.
-export class PaymentUnavailableError extends Error {}
+// retries: the caller must retry later WITH THE SAME idempotency key. `sent` is false when no
+// attempt can have reached the provider (the circuit open, no connection made): then nothing
+// was charged by this call.
+export class PaymentUnavailableError extends Error {
+  sent = true;
+}
+
+// Connection errors before any byte of the request went out.
+const NOT_SENT_CODES = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
 
 // The provider answered something the contract does not allow (another 4xx, an unreadable
 // body): a bug on one side or the other, not retried. `answer` is the start of the body.
@@ -134,6 +148,7 @@ class HttpPaymentsClient implements PaymentsClient {
   ): Promise<T> {
     const started = performance.now();
     let outcome: CallOutcome = 'error';
+    let sent = false;
     const closing = this.#closing.signal;
     try {
       if (closing.aborted) throw new PaymentUnavailableError('the payments client is closed');
@@ -142,7 +157,11 @@ class HttpPaymentsClient implements PaymentsClient {
       const pool = await this.#connections();
       const answer = await this.#policies.run(
         operation,
-        (attemptSignal) => this.#attempt(pool, path, key, payload, attemptSignal),
+        (attemptSignal) =>
+          this.#attempt(pool, path, key, payload, attemptSignal).catch((err: unknown) => {
+            sent ||= !NOT_SENT_CODES.has(String(failureCode(err)));
+            throw err;
+          }),
         signal ? AbortSignal.any([closing, signal]) : closing,
       );
       const result = read(answer);
@@ -156,6 +175,7 @@ class HttpPaymentsClient implements PaymentsClient {
         throw err;
       }
       outcome = 'unavailable';
+      unavailable.sent = sent;
       this.#logger.warn({ operation, idempotency_key: key, err }, 'payment provider unavailable');
       throw unavailable;
     } finally {
@@ -268,6 +288,12 @@ function parseJson(text: string): unknown {
 // What leaves a call's outcome unknown: a timeout of the attempt, and any failure of the
 // connection (reset, refused, closed before the answer: undici's UND_ERR_* and the
 // system's E* codes). Anything else (an abort by the caller, a bug) goes on as it is.
+// The code of an attempt's failure, through the UnknownOutcomeError it was wrapped in.
+function failureCode(err: unknown): unknown {
+  const { code, cause } = err as { code?: unknown; cause?: { code?: unknown } };
+  return cause?.code ?? code;
+}
+
 function unknownOutcome(err: unknown): unknown {
   if (err instanceof UnknownOutcomeError) return err;
   const code = (err as { code?: unknown }).code;
