@@ -29,7 +29,8 @@ export class ValidationError extends Error {
   readonly fields: FieldErrors;
   constructor(fields: FieldErrors) {
     super('validation failed');
-    this.fields = fields;
+    // In key order, as the book's Go encodes its map of errors (encoding/json sorts map keys).
+    this.fields = Object.fromEntries(Object.entries(fields).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   }
 }
 
