@@ -277,7 +277,13 @@ describe('buildConfig: bad values stop with a ConfigError naming the flag and it
       'limiter-rps is 0',
       ['-limiter-rps', '0'],
       {},
-      'invalid -limiter-rps (GREENLIGHT_LIMITER_RPS): must be greater than zero',
+      'invalid -limiter-rps (GREENLIGHT_LIMITER_RPS): must be between 0.01 and 1000000',
+    ],
+    [
+      'limiter-rps is a denormal',
+      ['-limiter-rps', '1e-320'],
+      {},
+      'invalid -limiter-rps (GREENLIGHT_LIMITER_RPS): must be between 0.01 and 1000000',
     ],
     [
       'limiter-rps is not a number',
@@ -289,7 +295,7 @@ describe('buildConfig: bad values stop with a ConfigError naming the flag and it
       'limiter-burst is 0',
       ['-limiter-burst=0'],
       {},
-      'invalid -limiter-burst (GREENLIGHT_LIMITER_BURST): must be at least 1',
+      'invalid -limiter-burst (GREENLIGHT_LIMITER_BURST): must be between 1 and 1000000',
     ],
     [
       'limiter-enabled is yes',

@@ -98,7 +98,12 @@ describe('settings: the admin API', () => {
 
   test('when the value breaks the flag rule, then 422 with the message the start-up flag gives', async () => {
     const cases: [string, unknown, string][] = [
-      ['limiter-rps', 0, 'must be greater than zero'],
+      ['limiter-rps', 0, 'must be between 0.01 and 1000000'],
+      ['limiter-rps', 1e-320, 'must be between 0.01 and 1000000'],
+      ['limiter-rps', 0.001, 'must be between 0.01 and 1000000'],
+      ['limiter-rps', 2_000_000, 'must be between 0.01 and 1000000'],
+      ['limiter-burst', 1_000_001, 'must be between 1 and 1000000'],
+      ['limiter-burst', 9007199254740993, 'must be between 1 and 1000000'],
       ['limiter-burst', 1.5, 'must be an integer'],
       ['limiter-burst', '8', 'must be an integer'],
       ['limiter-enabled', 'yes', 'must be a boolean'],
@@ -124,7 +129,7 @@ describe('settings: the admin API', () => {
       () => buildConfig(readSettings(['-limiter-rps', '0'], {})),
       (err: unknown) =>
         err instanceof ConfigError &&
-        err.message === 'invalid -limiter-rps (GREENLIGHT_LIMITER_RPS): must be greater than zero',
+        err.message === 'invalid -limiter-rps (GREENLIGHT_LIMITER_RPS): must be between 0.01 and 1000000',
     );
     const { rows } = await db.query('SELECT name FROM settings');
     assert.deepEqual(rows, []);

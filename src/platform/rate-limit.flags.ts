@@ -5,15 +5,18 @@ import { bool, type FlagValues, float, int, when } from './flags.ts';
 export const rateLimitFlags = {
   'limiter-rps': float({
     default: '2',
-    help: 'requests per second per client',
+    help: 'requests per second per client, 0.01 to 1000000',
     runtime: true,
-    rule: when((rps) => rps > 0, 'must be greater than zero'),
+    // Below 0.01 a refused client waits minutes for one token (at 1e-320, for ever): the
+    // admin who set it included, since the settings API is rate-limited too.
+    rule: when((rps) => rps >= 0.01 && rps <= 1_000_000, 'must be between 0.01 and 1000000'),
   }),
   'limiter-burst': int({
     default: '4',
-    help: 'burst per client',
+    help: 'burst per client, 1 to 1000000',
     runtime: true,
-    rule: when((burst) => burst >= 1, 'must be at least 1'),
+    // Bounded so that the value stays an exact integer wherever it is stored or compared.
+    rule: when((burst) => burst >= 1 && burst <= 1_000_000, 'must be between 1 and 1000000'),
   }),
   'limiter-enabled': bool({ default: 'true', help: 'rate limiting on/off', runtime: true }),
   'limiter-per-user': bool({

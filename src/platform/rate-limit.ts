@@ -26,9 +26,15 @@ export type RateLimitStore = Readonly<{
   check(key: string): void | Promise<void>;
 }>;
 
+// The longest Retry-After ever sent. The limiter-rps rule keeps the real wait under 100 s;
+// the cap keeps the header a finite delta-seconds value whatever a store reports.
+export const MAX_RETRY_AFTER_SECONDS = 3600;
+
 // Seconds until a bucket holding `tokens` has one again: Retry-After and RateLimit-Reset.
 export function retryAfterSeconds(tokens: number, rps: number): number {
-  return Math.max(1, Math.ceil((1 - tokens) / rps));
+  const seconds = Math.ceil((1 - tokens) / rps);
+  if (!(seconds <= MAX_RETRY_AFTER_SECONDS)) return MAX_RETRY_AFTER_SECONDS;
+  return Math.max(1, seconds);
 }
 
 export function rateLimited(tokens: number, settings: RateLimitSettings): RateLimitedError {

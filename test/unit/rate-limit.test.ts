@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { RateLimitedError } from '../../src/platform/errors.ts';
-import { RateLimiter, retryAfterSeconds } from '../../src/platform/rate-limit.ts';
+import { MAX_RETRY_AFTER_SECONDS, RateLimiter, retryAfterSeconds } from '../../src/platform/rate-limit.ts';
 
 const settings = fc.record({ rps: fc.integer({ min: 1, max: 50 }), burst: fc.integer({ min: 1, max: 20 }) });
 // Milliseconds between one request and the next.
@@ -83,4 +83,12 @@ test('when a bucket holds any fraction of a token, then Retry-After is a whole n
       },
     ),
   );
+});
+
+test('when the rate is tiny or not a number, then Retry-After is still a whole number of seconds, capped', () => {
+  for (const rps of [1e-320, 1e-9, 0, Number.NaN]) {
+    const seconds = retryAfterSeconds(0, rps);
+    assert.ok(Number.isInteger(seconds), `${rps}: ${seconds}`);
+    assert.ok(seconds >= 1 && seconds <= MAX_RETRY_AFTER_SECONDS, `${rps}: ${seconds}`);
+  }
 });
