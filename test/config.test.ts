@@ -232,7 +232,7 @@ describe('buildConfig: bad values stop with a ConfigError naming the flag and it
       'events-retention is 30s',
       ['-events-retention', '30s'],
       {},
-      'invalid -events-retention (GREENLIGHT_EVENTS_RETENTION): must be at least 1m',
+      'invalid -events-retention (GREENLIGHT_EVENTS_RETENTION): must be between 1m and 8760h',
     ],
     [
       'events-heartbeat is 10m',
@@ -319,7 +319,7 @@ describe('buildConfig: bad values stop with a ConfigError naming the flag and it
       'read-header-timeout is under a second',
       ['-read-header-timeout', '500ms'],
       {},
-      'invalid -read-header-timeout (GREENLIGHT_READ_HEADER_TIMEOUT): must be at least 1s',
+      'invalid -read-header-timeout (GREENLIGHT_READ_HEADER_TIMEOUT): must be between 1s and 1h',
     ],
     [
       'read-timeout is shorter than the header timeout',
@@ -331,7 +331,7 @@ describe('buildConfig: bad values stop with a ConfigError naming the flag and it
       'idle-timeout is 0',
       [],
       { GREENLIGHT_IDLE_TIMEOUT: '0' },
-      'invalid -idle-timeout (GREENLIGHT_IDLE_TIMEOUT): must be at least 1s',
+      'invalid -idle-timeout (GREENLIGHT_IDLE_TIMEOUT): must be between 1s and 24h',
     ],
     [
       'max-connections is negative',
@@ -361,7 +361,37 @@ describe('buildConfig: bad values stop with a ConfigError naming the flag and it
       'db-dsn is not a PostgreSQL URL',
       ['-db-dsn=mysql://x/y'],
       {},
-      'invalid -db-dsn (GREENLIGHT_DB_DSN): must be a postgres:// or postgresql:// URL',
+      'invalid -db-dsn (GREENLIGHT_DB_DSN): must be a postgres:// or postgresql:// URL (a port from 1 to 65535)',
+    ],
+    [
+      'db-dsn has port 99999',
+      ['-db-dsn=postgres://u:p@db.example.com:99999/greenlight'],
+      {},
+      'invalid -db-dsn (GREENLIGHT_DB_DSN): must be a postgres:// or postgresql:// URL (a port from 1 to 65535)',
+    ],
+    [
+      'db-query-timeout is past what PostgreSQL takes',
+      ['-db-query-timeout', '1000h'],
+      {},
+      'invalid -db-query-timeout (GREENLIGHT_DB_QUERY_TIMEOUT): must be between 1ms and 24h',
+    ],
+    [
+      'shutdown-timeout is past what setTimeout takes',
+      ['-shutdown-timeout', '1000h'],
+      {},
+      'invalid -shutdown-timeout (GREENLIGHT_SHUTDOWN_TIMEOUT): must be between 0 and 1h',
+    ],
+    [
+      'callbacks-ttl is past what an interval holds',
+      ['-callbacks-ttl', '100000000000000000000h'],
+      {},
+      'invalid value "100000000000000000000h" for -callbacks-ttl (GREENLIGHT_CALLBACKS_TTL): is longer than any duration (about 292 years)',
+    ],
+    [
+      'callbacks-ttl is a year',
+      ['-callbacks-ttl', '8760h'],
+      {},
+      'invalid -callbacks-ttl (GREENLIGHT_CALLBACKS_TTL): must be between 1s and 720h',
     ],
     [
       'callbacks-addr has no port',
@@ -379,7 +409,7 @@ describe('buildConfig: bad values stop with a ConfigError naming the flag and it
       'callbacks-ttl is under a second',
       ['-callbacks-ttl', '500ms'],
       {},
-      'invalid -callbacks-ttl (GREENLIGHT_CALLBACKS_TTL): must be at least 1s',
+      'invalid -callbacks-ttl (GREENLIGHT_CALLBACKS_TTL): must be between 1s and 720h',
     ],
     [
       'callbacks-concurrency is 0',

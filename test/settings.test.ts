@@ -110,7 +110,9 @@ describe('settings: the admin API', () => {
       ['log-level', 'loud', 'must be one of trace, debug, info, warn, error, fatal, silent'],
       ['cors-trusted-origins', 'example.com', '"example.com" is not an origin like https://example.com'],
       ['cors-trusted-origins', 'https://a\u0000b.example.com', 'must not contain the NUL character'],
-      ['callbacks-ttl', '500ms', 'must be at least 1s'],
+      ['callbacks-ttl', '500ms', 'must be between 1s and 720h'],
+      ['callbacks-ttl', '100000000000000000000h', 'is longer than any duration (about 292 years)'],
+      ['callbacks-ttl', `${'9'.repeat(400)}h`, 'is longer than any duration (about 292 years)'],
       ['callbacks-ttl', 'soon', 'must be a duration such as 30s, 15m or 1h'],
       ['callbacks-concurrency', 0, 'must be between 1 and 100000'],
       [

@@ -1,7 +1,16 @@
 // Flags of authentication: which credentials are accepted, how JWTs are signed and checked,
 // and which OpenID Connect provider is trusted.
 import { join, resolve } from 'node:path';
-import { bool, check, duration, type FlagValues, oneOf, text, when } from '../platform/flags.ts';
+import {
+  bool,
+  check,
+  duration,
+  durationRange,
+  type FlagValues,
+  oneOf,
+  text,
+  when,
+} from '../platform/flags.ts';
 import type { Environment } from '../platform/process.flags.ts';
 
 export const AUTH_METHODS = ['token', 'jwt', 'apikey', 'oidc'] as const;
@@ -70,8 +79,8 @@ export const authFlags = {
   'jwt-audience': text({ default: 'greenlight', help: '`aud` of the JWTs issued and required' }),
   'jwt-ttl': duration({
     default: '24h',
-    help: 'lifetime of a JWT',
-    rule: when((ms) => ms >= 1000, 'must be at least 1s'),
+    help: 'lifetime of a JWT (1s-720h)',
+    rule: durationRange(1000, 720 * 3_600_000),
   }),
   'oidc-issuer': text({
     default: '',
@@ -87,8 +96,8 @@ export const authFlags = {
   }),
   'oidc-jwks-cache': duration({
     default: '5m',
-    help: "how long the provider's keys are trusted before they are fetched again (a key the provider drops keeps working at most this long)",
-    rule: when((ms) => ms >= 1000, 'must be at least 1s'),
+    help: "how long the provider's keys are trusted before they are fetched again (a key the provider drops keeps working at most this long; 1s-24h)",
+    rule: durationRange(1000, 86_400_000),
   }),
 };
 

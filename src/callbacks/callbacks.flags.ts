@@ -4,6 +4,7 @@
 import {
   bool,
   duration,
+  durationRange,
   type FlagValues,
   int,
   listenAddress,
@@ -30,9 +31,9 @@ export const callbacksFlags = {
   }),
   'callbacks-ttl': duration({
     default: '30s',
-    help: 'objects not seen for this long are deleted (at least `1s`)',
+    help: 'objects not seen for this long are deleted (`1s` to `720h`)',
     runtime: true,
-    rule: when((ms) => ms >= 1000, 'must be at least 1s'),
+    rule: durationRange(1000, 720 * 3_600_000),
   }),
   'callbacks-concurrency': int({
     default: '200',
@@ -42,18 +43,18 @@ export const callbacksFlags = {
   }),
   'callbacks-upstream-timeout': duration({
     default: '5s',
-    help: 'timeout of one lookup attempt (the upstream takes up to 4.3 s)',
-    rule: when((ms) => ms > 0, 'must be greater than zero'),
+    help: 'timeout of one lookup attempt (the upstream takes up to 4.3 s; 1ms-1h)',
+    rule: durationRange(1, 3_600_000),
   }),
   'callbacks-lease': duration({
     default: '10s',
-    help: 'a claimed callback whose process stops renewing it (crash) is claimed again after this long',
-    rule: when((ms) => ms >= 300, 'must be at least 300ms'),
+    help: 'a claimed callback whose process stops renewing it (crash) is claimed again after this long (300ms-1h)',
+    rule: durationRange(300, 3_600_000),
   }),
   'callbacks-client-interval': duration({
     default: '5s',
-    help: 'how often `greenlight callbacks client` posts',
-    rule: when((ms) => ms > 0, 'must be greater than zero'),
+    help: 'how often `greenlight callbacks client` posts (1ms-1h)',
+    rule: durationRange(1, 3_600_000),
   }),
 };
 

@@ -4,6 +4,7 @@
 // an answer or answers slowly).
 import {
   duration,
+  durationRange,
   type FlagValues,
   float,
   listenAddress,
@@ -30,8 +31,8 @@ export const paymentsFlags = {
   }),
   'payments-timeout': duration({
     default: '5s',
-    help: 'timeout of one attempt of a payment call (a call makes up to 3)',
-    rule: when((ms) => ms > 0, 'must be greater than zero'),
+    help: 'timeout of one attempt of a payment call (a call makes up to 3; 1ms-1h)',
+    rule: durationRange(1, 3_600_000),
   }),
   addr: text({
     default: '',
@@ -46,7 +47,11 @@ export const paymentsFlags = {
   'lost-rate': rate(
     '`payments stand-in`: share of calls applied whose answer is lost (the connection is dropped), 0–1',
   ),
-  latency: duration({ default: '0', help: '`payments stand-in`: delay before each answer' }),
+  latency: duration({
+    default: '0',
+    help: '`payments stand-in`: delay before each answer (0-1h)',
+    rule: durationRange(0, 3_600_000),
+  }),
 };
 
 // Without -addr, where -payments-url points ("localhost" on IPv4 loopback, where clients of

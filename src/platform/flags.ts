@@ -79,6 +79,12 @@ export function oneOf<T extends string>(value: string, allowed: readonly T[]): v
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
+// Go's longest duration (2^63 - 1 ns, about 292 years): a longer one is refused as Go refuses
+// it, rather than read as a huge number or Infinity that fails later in a timer or in SQL.
+export const MAX_DURATION_MS = 9_223_372_036_854;
+
+export class DurationRangeError extends RangeError {}
+
 // A subset of Go's time.ParseDuration: "1h30m", "15m", "3s", "250ms". Returns milliseconds.
 export function parseDuration(value: string): number {
   const parts = value.match(/^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$/)
@@ -93,7 +99,19 @@ export function parseDuration(value: string): number {
     const [, amount = '', unit = ''] = part.match(/^(\d+(?:\.\d+)?)(ms|s|m|h)$/) ?? [];
     total += Number(amount) * (DURATION_UNITS[unit] ?? 0);
   }
+  if (!(total <= MAX_DURATION_MS)) throw new DurationRangeError('duration out of range');
   return total;
+}
+
+// A duration flag's bounds. Every duration reaches a timer (setTimeout fires at once past
+// 2^31 - 1 ms) or SQL (statement_timeout, an interval), where a value past their limits is
+// not refused at start-up but fails at each use; so each duration flag has a maximum.
+export function durationRange(minMs: number, maxMs: number) {
+  const shown = (ms: number) => (ms === 0 ? '0' : formatDuration(ms));
+  return when(
+    (ms: number) => ms >= minMs && ms <= maxMs,
+    `must be between ${shown(minMs)} and ${shown(maxMs)}`,
+  );
 }
 
 // Durations are shown as the flag takes them ("30s"), not in milliseconds.
@@ -130,7 +148,8 @@ export function convert(name: string, spec: FlagSpec, raw: string): FlagValue {
     case 'duration':
       try {
         return parseDuration(raw);
-      } catch {
+      } catch (err) {
+        if (err instanceof DurationRangeError) throw fail('is longer than any duration (about 292 years)');
         throw fail('must be a duration such as 30s, 15m or 1h');
       }
   }

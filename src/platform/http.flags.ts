@@ -1,7 +1,7 @@
 // Flags of the HTTP server: where it listens, whom it believes, how long a client may take,
 // how many connections it keeps, and which browser origins may read its answers.
 import { isIP } from 'node:net';
-import { bool, check, duration, type FlagValues, int, text, when } from './flags.ts';
+import { bool, check, duration, durationRange, type FlagValues, int, text, when } from './flags.ts';
 import type { Environment } from './process.flags.ts';
 
 export function trustedOriginsOf(value: string): string[] {
@@ -39,17 +39,18 @@ export const httpFlags = {
   }),
   'read-header-timeout': duration({
     default: '10s',
-    help: 'time a client has to send its request headers (408 after)',
-    rule: when((ms) => ms >= 1000, 'must be at least 1s'),
+    help: 'time a client has to send its request headers, 1s-1h (408 after)',
+    rule: durationRange(1000, 3_600_000),
   }),
   'read-timeout': duration({
     default: '30s',
-    help: 'time a client has to send a whole request, body included (408 after)',
+    help: 'time a client has to send a whole request, body included, at most 24h (408 after)',
+    rule: durationRange(0, 86_400_000),
   }),
   'idle-timeout': duration({
     default: '1m',
-    help: 'an idle keep-alive connection is closed after this',
-    rule: when((ms) => ms >= 1000, 'must be at least 1s'),
+    help: 'an idle keep-alive connection is closed after this (1s-24h)',
+    rule: durationRange(1000, 86_400_000),
   }),
   'max-connections': int({
     default: '0',

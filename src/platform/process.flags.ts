@@ -2,7 +2,7 @@
 // log level, and the two that stop it before anything starts (-version, -help).
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
-import { bool, check, duration, type FlagValues, int, oneOf, text, when } from './flags.ts';
+import { bool, check, duration, durationRange, type FlagValues, int, oneOf, text, when } from './flags.ts';
 
 export const ENVIRONMENTS = ['development', 'staging', 'production'] as const;
 export type Environment = (typeof ENVIRONMENTS)[number];
@@ -20,7 +20,11 @@ export const processFlags = {
     help: 'serving processes; 0 = one per core in production, 1 otherwise',
     rule: when((n) => n >= 0 && n <= 256, 'must be between 0 (automatic) and 256'),
   }),
-  'shutdown-timeout': duration({ default: '30s', help: 'grace period for in-flight requests' }),
+  'shutdown-timeout': duration({
+    default: '30s',
+    help: 'grace period for in-flight requests (0-1h)',
+    rule: durationRange(0, 3_600_000),
+  }),
   // Applied at run time by the logger (settings/runtime.ts).
   'log-level': text({
     default: 'info',

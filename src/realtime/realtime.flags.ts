@@ -1,12 +1,12 @@
 // Flags of the change streams (SSE and WebSocket): how long events are kept for resumes,
 // how often idle streams are kept alive and feeds polled, and when a slow client is dropped.
-import { duration, type FlagValues, int, when } from '../platform/flags.ts';
+import { duration, durationRange, type FlagValues, int, when } from '../platform/flags.ts';
 
 export const realtimeFlags = {
   'events-retention': duration({
     default: '24h',
-    help: 'how long movie and product events are kept for `Last-Event-ID` resumes (at least `1m`); a resume from before the pruned ones gets a `gap` event',
-    rule: when((ms) => ms >= 60_000, 'must be at least 1m'),
+    help: 'how long movie and product events are kept for `Last-Event-ID` resumes (`1m` to `8760h`, a year); a resume from before the pruned ones gets a `gap` event',
+    rule: durationRange(60_000, 8760 * 3_600_000),
   }),
   'events-heartbeat': duration({
     default: '15s',
