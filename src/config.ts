@@ -33,6 +33,7 @@ import { httpConfig, httpFlags } from './platform/http.flags.ts';
 import { mailerConfig, mailerFlags } from './platform/mailer.flags.ts';
 import { processConfig, processFlags } from './platform/process.flags.ts';
 import { rateLimitConfig, rateLimitFlags } from './platform/rate-limit.flags.ts';
+import { redactUrl } from './platform/redact.ts';
 import { redisConfig, redisFlags } from './platform/redis.flags.ts';
 import { type TracingConfig, tracingConfig, tracingFlags } from './platform/tracing.flags.ts';
 import { postersConfig, postersFlags } from './posters/posters.flags.ts';
@@ -179,10 +180,10 @@ export function readSettings(argv: readonly string[], env: NodeJS.ProcessEnv = p
 }
 
 // A flag's value as it may be shown anywhere: never a secret flag's, and never the
-// credentials of a URL (an endpoint may be given as https://user:password@host).
+// credentials of a URL (an endpoint may be given as https://user:password@host/?api_key=…).
 function shownValue(name: string, value: string): string {
   if (FLAGS.find((f) => f.name === name)?.secret) return REDACTED;
-  return value.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#@\s]*@/i, `$1${REDACTED}@`);
+  return redactUrl(value);
 }
 
 // A command line with every flag value as shownValue shows it, read the way parseArgs

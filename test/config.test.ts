@@ -15,6 +15,7 @@ import {
   readSettings,
   redactArgv,
 } from '../src/config.ts';
+import { createLogger } from '../src/platform/logger.ts';
 
 // readSettings reads ./.env: this file runs in an empty directory of its own, so a developer's
 // .env cannot change the results (each test file runs in its own process).
@@ -615,6 +616,39 @@ describe('secret flags', () => {
       redactArgv(['-otel-endpoint', 'https://collector:s3cr3t-token@otel.example:4318', '-port', '1']),
       ['-otel-endpoint', 'https://REDACTED@otel.example:4318', '-port', '1'],
     );
+  });
+
+  test('when a URL flag carries a credential in its query string or a password with an @, then it is not shown', () => {
+    assert.deepEqual(
+      redactArgv([
+        '-zipkin-endpoint',
+        'http://127.0.0.1:4857/api/v2/spans?api_key=QSECRET1&region=eu',
+        '-callbacks-upstream=http://127.0.0.1:4856/?token=QSECRET2',
+        '-otel-endpoint',
+        'https://user:p@ss@otel.example:4318/v1/traces',
+      ]),
+      [
+        '-zipkin-endpoint',
+        'http://127.0.0.1:4857/api/v2/spans?api_key=REDACTED&region=eu',
+        '-callbacks-upstream=http://127.0.0.1:4856/?token=REDACTED',
+        '-otel-endpoint',
+        'https://REDACTED@otel.example:4318/v1/traces',
+      ],
+    );
+  });
+
+  test('when a log line names a URL with credentials (the callback service start line), then the log holds none', () => {
+    const lines: string[] = [];
+    const logger = createLogger('info', { write: (line: string) => lines.push(line) });
+    logger.info(
+      { addr: '127.0.0.1:1', upstream: 'http://cbuser:CBSECRETpw@127.0.0.1:4857/?token=QSECRET2' },
+      'callback service started',
+    );
+    logger.info({ url: 'https://u:URLSECRETpw@h.example/x?api_key=QSECRET3' }, 'called');
+    const logged = lines.join('');
+    for (const secret of ['CBSECRETpw', 'QSECRET2', 'URLSECRETpw', 'QSECRET3'])
+      assert.ok(!logged.includes(secret), logged);
+    assert.match(logged, /"upstream":"http:\/\/REDACTED@127\.0\.0\.1:4857\/\?token=REDACTED"/);
   });
 
   const PLACEHOLDER_MESSAGE = (flag: string) =>
