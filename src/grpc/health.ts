@@ -6,13 +6,11 @@ import {
   type Health,
   HealthCheckResponse_ServingStatus as Status,
 } from '../../gen/grpc/health/v1/health_pb.js';
-import { type ReadinessDeps, readiness } from '../operations/probes.routes.ts';
+import { cachedReadiness, type ReadinessDeps } from '../operations/probes.routes.ts';
 import { whenAborted } from './calls.ts';
 
 // How often Watch looks again for a change to report.
 const WATCH_INTERVAL_MS = 1_000;
-// How long one readiness answer serves every Check and Watch.
-const READINESS_TTL_MS = 1_000;
 
 export type HealthDeps = ReadinessDeps &
   Readonly<{
@@ -26,13 +24,8 @@ export function healthService(deps: HealthDeps): ServiceImpl<typeof Health> {
   // One readiness check a second at most, whoever asks: health needs no credential and no
   // rate limit (probes), so thousands of Check calls or Watch streams must not each take a
   // database connection.
-  let ready: { at: number; answer: Promise<boolean> } | undefined;
-  const isReady = (): Promise<boolean> => {
-    const now = Date.now();
-    if (!ready || now - ready.at >= READINESS_TTL_MS)
-      ready = { at: now, answer: readiness(deps).then((r) => r.ready) };
-    return ready.answer;
-  };
+  const currentReadiness = cachedReadiness(deps);
+  const isReady = async (): Promise<boolean> => (await currentReadiness()).ready;
   const status = async (): Promise<Status> =>
     !deps.draining() && (await isReady()) ? Status.SERVING : Status.NOT_SERVING;
   return {

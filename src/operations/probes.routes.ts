@@ -6,6 +6,8 @@
 // except that a credential the unreachable database cannot check is ignored here.
 // Why a check fails (the database's or Redis's own error text: host names, ports, user names)
 // is for operators only (isOperator, as /debug/vars); anyone else gets the status alone.
+// Being exempt from the limiter, readiness is checked at most once a second (cachedReadiness):
+// a flood of /readyz must not take a database connection per request.
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import type { Config } from '../config.ts';
@@ -72,10 +74,30 @@ export async function readiness({ db, redis, migrations = readMigrations() }: Re
   return { ready: Object.values(checks).every((check) => check === 'ok'), checks };
 }
 
+export type ReadinessAnswer = Awaited<ReturnType<typeof readiness>>;
+
+// How long one readiness answer serves every /readyz request and gRPC health call.
+export const READINESS_TTL_MS = 1_000;
+
+// readiness() at most once per ttlMs, whoever asks and however many at once: callers within
+// the same second share one answer (and one database query).
+export function cachedReadiness(
+  deps: ReadinessDeps,
+  ttlMs = READINESS_TTL_MS,
+): () => Promise<ReadinessAnswer> {
+  let last: { at: number; answer: Promise<ReadinessAnswer> } | undefined;
+  return () => {
+    const now = performance.now();
+    if (!last || now - last.at >= ttlMs) last = { at: now, answer: readiness(deps) };
+    return last.answer;
+  };
+}
+
 export async function probeRoutes(
   app: FastifyInstance,
   { config, db, redis, migrations = readMigrations() }: ReadinessDeps & Readonly<{ config: Config }>,
 ): Promise<void> {
+  const currentReadiness = cachedReadiness({ db, redis, migrations });
   app.get(
     '/livez',
     {
@@ -109,7 +131,7 @@ export async function probeRoutes(
       },
     },
     async (request, reply) => {
-      const { ready, checks } = await readiness({ db, redis, migrations });
+      const { ready, checks } = await currentReadiness();
       reply.code(ready ? 200 : 503);
       const status = ready ? ('ready' as const) : ('unavailable' as const);
       return isOperator(request, config) ? { status, checks } : { status };
