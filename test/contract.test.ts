@@ -576,7 +576,7 @@ test('when the README walkthrough and the error cases are replayed, then every r
     '-metrics-loopback=false',
     '-limiter-enabled=true',
     '-limiter-rps',
-    '0.001',
+    '0.01',
     '-limiter-burst',
     '2',
     '-limiter-per-user=false',

@@ -277,7 +277,7 @@ describe('GET /metrics', () => {
     const { app: limited } = await buildMetricsApp([
       '-limiter-enabled=true',
       '-limiter-rps',
-      '0.001',
+      '0.01',
       '-limiter-burst',
       '1',
     ]);

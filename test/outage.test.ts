@@ -121,7 +121,7 @@ async function relayTo(dsn: string) {
 test('when the database goes away under a running app, then 503 at once, liveness 200, and it serves again when it is back', async () => {
   const real = await createTestDatabase();
   const relay = await relayTo(real);
-  const { api, lines } = await buildTestApp({ dsn: relay.dsn });
+  const { app, api, lines } = await buildTestApp({ dsn: relay.dsn });
   assert.equal((await api('/v1/movies')).statusCode, 200);
 
   await relay.stop();
@@ -132,6 +132,13 @@ test('when the database goes away under a running app, then 503 at once, livenes
   assert.equal((await api('/livez')).statusCode, 200);
   assert.equal((await api('/v1/healthcheck')).statusCode, 200);
   assert.equal((await api('/readyz')).statusCode, 503);
+  // A loopback scrape (no credential to check) still answers, the pool's gauges with it; the job
+  // queues' depths are unknown.
+  const scrape = await app.inject('/metrics');
+  assert.equal(scrape.statusCode, 200, scrape.body);
+  const depths = scrape.body.split('\n').filter((line) => line.startsWith('greenlight_job_queue_depth{'));
+  assert.ok(depths.length > 0 && depths.every((line) => / nan$/i.test(line)), depths.join('\n'));
+  assert.match(scrape.body, /^greenlight_db_pool_connections\{/m);
   // Lines of the requests (the job queue's own polling reports its errors apart).
   const loud = lines
     .slice(before)

@@ -6,6 +6,8 @@ import { redactArgv } from '../config.ts';
 import type { Db } from './db.ts';
 import type { Jobs } from './jobs.ts';
 
+const UNKNOWN_QUEUE_STATS = { queuedCount: Number.NaN, activeCount: Number.NaN, deferredCount: Number.NaN };
+
 export type MetricsSources = Readonly<{
   db: Db;
   maxOpenConns: number;
@@ -94,9 +96,12 @@ export class Metrics {
         help: 'Background jobs waiting or running, by queue',
         labelNames: ['queue', 'state'],
         registers,
+        // While the database is away the depths read NaN, and /metrics still answers: one
+        // failing collector would otherwise fail the whole scrape (503), the pool and outage
+        // counters with it, when they are most wanted.
         async collect() {
           for (const queue of queues) {
-            const stats = await jobs.getQueueStats(queue);
+            const stats = await jobs.getQueueStats(queue).catch(() => UNKNOWN_QUEUE_STATS);
             this.set({ queue, state: 'queued' }, stats.queuedCount);
             this.set({ queue, state: 'active' }, stats.activeCount);
             this.set({ queue, state: 'deferred' }, stats.deferredCount);
