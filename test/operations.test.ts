@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import pg from 'pg';
+import { HOST_ONLY } from '../src/operations/operations.routes.ts';
 import { isProfiling } from '../src/operations/profiling.ts';
 import { buildTestApp, createUser, withToken } from './helpers.ts';
 
@@ -97,6 +98,21 @@ test('when a CPU profile is being taken, then a second profile or a heap snapsho
   const heap = snapshot.json();
   assert.ok(heap.snapshot.node_count > 1000);
   assert.equal((await asAdmin({ method: 'POST', url: '/v1/admin/profile?seconds=1' })).statusCode, 200);
+});
+
+test('when an admin asks for a heap snapshot from another address, then 403: it holds every secret of the process', async () => {
+  for (const remoteAddress of ['203.0.113.7', '10.0.0.2', '::ffff:192.0.2.1']) {
+    const res = await asAdmin({ method: 'POST', url: '/v1/admin/heap-snapshot', remoteAddress });
+    assert.equal(res.statusCode, 403, remoteAddress);
+    assert.deepEqual(res.json(), { error: HOST_ONLY });
+  }
+  // A CPU profile holds no values: an admin may take one from anywhere.
+  const profile = await asAdmin({
+    method: 'POST',
+    url: '/v1/admin/profile?seconds=1',
+    remoteAddress: '203.0.113.7',
+  });
+  assert.equal(profile.statusCode, 200);
 });
 
 test('when seconds is outside 1-60 or not a number, then 422', async () => {

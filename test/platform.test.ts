@@ -7,6 +7,7 @@ import {
   EditConflictError,
   ERROR_RESPONSES,
   errorResponse,
+  ForbiddenError,
   InactiveAccountError,
   InvalidAuthenticationTokenError,
   InvalidCredentialsError,
@@ -79,6 +80,7 @@ describe('the error table', () => {
       403,
       "your user account doesn't have the necessary permissions to access this resource",
     ],
+    [new ForbiddenError('from the host only'), 403, 'from the host only'],
     [new Error('anything else'), 500, 'the server encountered a problem and could not process your request'],
   ];
   test('when every mapped error class is listed here, then none is left untested', () => {

@@ -1,10 +1,12 @@
 // Operators' routes: GET /v1/stats, and the profiling endpoints when they are enabled.
 
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { type TSchema, Type } from 'typebox';
 import { requireAdmin } from '../accounts/guards.ts';
 import type { OperationsConfig } from '../config.ts';
 import type { Db } from '../platform/db.ts';
+import { ForbiddenError } from '../platform/errors.ts';
+import { isLoopback } from '../platform/metrics.ts';
 import { first } from '../platform/request.ts';
 import { BEARER_REQUIRED, ErrorEnvelope, errors, response } from '../platform/schemas.ts';
 import { Validator } from '../platform/validator.ts';
@@ -84,6 +86,16 @@ export async function statsRoutes(
   );
 }
 
+export const HOST_ONLY = 'a heap snapshot is taken from the host only: ask from a loopback address';
+
+// A heap snapshot holds every secret of the process (the JWT signing key, the database
+// password, the SMTP and S3 keys): the admin role, a role of the products API, must not be
+// enough to read them. Only a client on the host itself (its address after -trusted-proxies
+// is loopback), who could read them from the environment anyway, may take one.
+async function fromTheHostOnly(request: FastifyRequest): Promise<void> {
+  if (!isLoopback(request.ip)) throw new ForbiddenError(HOST_ONLY);
+}
+
 export async function profilingRoutes(app: FastifyInstance): Promise<void> {
   app.post(
     '/v1/admin/profile',
@@ -129,11 +141,11 @@ export async function profilingRoutes(app: FastifyInstance): Promise<void> {
   app.post(
     '/v1/admin/heap-snapshot',
     {
-      onRequest: requireAdmin,
+      onRequest: [requireAdmin, fromTheHostOnly],
       schema: {
         operationId: 'heapSnapshot',
         summary:
-          'A heap snapshot of the process serving the request, streamed; admins with a full credential; off in production unless -profiling-enabled',
+          'A heap snapshot of the process serving the request, streamed; admins with a full credential, from a loopback address only (403 otherwise: the snapshot holds every secret); off in production unless -profiling-enabled',
         tags: TAGS,
         security: BEARER_REQUIRED,
         response: {

@@ -193,6 +193,9 @@ export class InactiveAccountError extends Error {
   }
 }
 
+// A refusal that is not about the account's permissions; the message says what is missing.
+export class ForbiddenError extends Error {}
+
 export class NotPermittedError extends Error {
   constructor() {
     super('permission missing');
@@ -266,6 +269,7 @@ export const ERROR_RESPONSES: ReadonlyArray<readonly [ErrorClass, (err: never) =
   [AuthenticationRequiredError, () => ({ status: 401, error: MESSAGES.authenticationRequired })],
   [InactiveAccountError, () => ({ status: 403, error: MESSAGES.inactiveAccount })],
   [NotPermittedError, () => ({ status: 403, error: MESSAGES.notPermitted })],
+  [ForbiddenError, (err: ForbiddenError) => ({ status: 403, error: err.message })],
   [
     RateLimitedError,
     (err: RateLimitedError) => ({
