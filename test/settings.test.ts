@@ -402,8 +402,13 @@ describe('settings across processes and from the command line', () => {
     assert.equal(get.stdout.trim(), '7');
     const list = await cli('list');
     assert.match(list.stdout, /^limiter-burst\t7\t\(set by cli:/m);
-    assert.match(list.stdout, /^log-level\t"info"\t\(flag\)$/m);
-    assert.match(list.stdout, /^feature-graphql\ttrue\t\(flag\)$/m);
+    const notStored = "\\(no setting: each server's own start-up flag; shown: this command's\\)";
+    assert.match(list.stdout, new RegExp(`^log-level\t"info"\t${notStored}$`, 'm'));
+    assert.match(list.stdout, new RegExp(`^feature-graphql\ttrue\t${notStored}$`, 'm'));
+    assert.match(
+      (await cli('get', 'log-level')).stdout,
+      new RegExp(`^log-level\t"info"\t${notStored}$`, 'm'),
+    );
 
     const bad = await cli('set', 'limiter-burst', 'banana');
     assert.equal(bad.code, 1);
@@ -413,7 +418,14 @@ describe('settings across processes and from the command line', () => {
     assert.match(unknown.stderr, /unknown setting "nothing"/);
 
     const unset = await cli('unset', 'limiter-burst');
-    assert.match(unset.stdout, /^limiter-burst\t4\t\(flag\)$/m);
+    assert.match(unset.stdout, new RegExp(`^limiter-burst\t4\t${notStored}$`, 'm'));
+
+    // The command's own flags are not the servers': a value equal to them is stored all the same
+    // (a server started with -limiter-enabled=false must get the true it is sent).
+    const same = await cli('set', 'limiter-enabled', 'true');
+    assert.equal(same.code, 0, same.stderr);
+    assert.match(same.stdout, /^limiter-enabled\ttrue\t\(set by cli:\S+ at \S+\)$/m);
+    assert.equal((await cli('get', 'limiter-enabled')).stdout.trim(), 'true');
     const pool = createPool({ dsn, maxOpenConns: 1, maxIdleTimeMs: 60_000, queryTimeoutMs: 3_000 });
     t.after(() => pool.end());
     const { rows } = await pool.query(
@@ -422,8 +434,9 @@ describe('settings across processes and from the command line', () => {
     assert.deepEqual(
       rows.map((r) => [r.actor_id, r.details.from, r.details.to, r.details.source]),
       [
-        [null, 4, 7, 'setting'],
-        [null, 7, 4, 'flag'],
+        [null, null, 7, 'setting'],
+        [null, 7, null, 'flag'],
+        [null, null, true, 'setting'],
       ],
     );
     assert.match(rows[0].details.by, /^cli:/);

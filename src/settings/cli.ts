@@ -20,8 +20,13 @@ function cliValue(text: string): unknown {
   }
 }
 
+// The command runs with its own flags, not the servers': a value no setting overrides is what
+// this command's flags and environment give, and each server may start with another.
+const NOT_STORED = "no setting: each server's own start-up flag; shown: this command's";
+
 function line(s: SettingView): string {
-  const origin = s.source === 'setting' ? `set by ${s.updatedBy} at ${s.updatedAt?.toISOString()}` : 'flag';
+  const origin =
+    s.source === 'setting' ? `set by ${s.updatedBy} at ${s.updatedAt?.toISOString()}` : NOT_STORED;
   return `${s.name}\t${JSON.stringify(s.value)}\t(${origin})`;
 }
 
@@ -37,14 +42,16 @@ export async function configCommand(
       case 'list':
         for (const setting of await listSettings(db, config)) print(line(setting));
         return;
-      case 'get':
-        print(JSON.stringify((await getSetting(db, config, name)).value));
+      case 'get': {
+        const setting = await getSetting(db, config, name);
+        print(setting.source === 'setting' ? JSON.stringify(setting.value) : line(setting));
         return;
+      }
       case 'set':
-        print(line(await changeSetting(db, config, name, cliValue(text), actor)));
+        print(line(await changeSetting(db, config, name, cliValue(text), actor, {}, false)));
         return;
       case 'unset':
-        print(line(await changeSetting(db, config, name, undefined, actor)));
+        print(line(await changeSetting(db, config, name, undefined, actor, {}, false)));
         return;
     }
   } catch (err) {

@@ -51,6 +51,9 @@ export async function getSetting(db: Db, config: Config, name: string): Promise<
 
 // Stores `value` for `name`, or removes the stored value when it has the start-up value's
 // effect (the setting then follows the flag again). `undefined` removes it too.
+// `flagsKnown`: whether `config` holds the serving instances' flags (the API: this process is
+// one of them). The command line's own flags say nothing of the servers', so from there a
+// value is always stored, and the audit records no start-up value (null).
 export async function changeSetting(
   db: Db,
   config: Config,
@@ -58,13 +61,16 @@ export async function changeSetting(
   value: unknown,
   actor: SettingActor,
   context: AuditContext = {},
+  flagsKnown = true,
 ): Promise<SettingView> {
   if (value !== undefined) parseSetting(name, value);
-  const startup = startupValue(config, name);
+  // Read either way: it refuses an unknown name (404).
+  const flagValue = startupValue(config, name);
+  const startup = flagsKnown ? flagValue : null;
   return withTransaction(db, async (client) => {
     const old = await selectSettingForUpdate(client, name);
     let stored: StoredSetting | undefined;
-    if (value === undefined || sameEffect(name, value, startup)) {
+    if (value === undefined || (flagsKnown && sameEffect(name, value, startup))) {
       await deleteSetting(client, name);
     } else {
       stored = await upsertSetting(client, name, value, actor.label);
