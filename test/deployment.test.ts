@@ -65,6 +65,15 @@ test('when the systemd unit is read, then ExecStart runs the documented producti
   assert.match(binary as string, /\/node$/);
   assert.deepEqual(['node', ...args], productionCommand());
   assert.match(unit, /^User=greenlight$/m);
+  // Caddy on the same machine: without it every public client is 127.0.0.1 (one bucket, one
+  // failed-login ceiling, the operator's view of /readyz).
+  assert.match(unit, /^Environment=GREENLIGHT_TRUSTED_PROXIES=127\.0\.0\.1$/m);
+  assert.ok(
+    unit.indexOf('Environment=GREENLIGHT_TRUSTED_PROXIES') < unit.indexOf('EnvironmentFile='),
+    'the environment file may override it',
+  );
+  assert.match(read('docs/deployment.md'), /GREENLIGHT_TRUSTED_PROXIES=127\.0\.0\.1/);
+  assert.match(read('deploy/Caddyfile'), /GREENLIGHT_TRUSTED_PROXIES/);
   assert.match(unit, /^Restart=on-failure$/m);
   assert.match(
     unit,
