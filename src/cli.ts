@@ -108,9 +108,12 @@ async function migrate(config: Config, logger: Logger, settings: Settings, args:
       case 'goto':
         console.log(`applied ${await migrator.goto(integerArg(arg, 'V'))} migration(s)`);
         break;
-      case 'force':
-        await migrator.force(integerArg(arg, 'V'));
+      case 'force': {
+        const forced = integerArg(arg, 'V');
+        await migrator.force(forced);
+        console.log(`version forced to ${forced}`);
         break;
+      }
       case 'version': {
         const current = await migrator.version();
         console.log(
@@ -296,9 +299,20 @@ async function knownFailures(): Promise<ReadonlyArray<abstract new (...args: nev
   ];
 }
 
+// A database the command cannot reach (refused, down, timed out) or log in to (SQLSTATE class
+// 28: a wrong password; 3D: no such database) is the operator's to fix, not a bug: one line,
+// whose text (host, port, user) is the driver's and holds no password.
+async function isDatabaseRefusal(err: unknown): Promise<boolean> {
+  const { isDatabaseUnavailable } = await import('./platform/errors.ts');
+  const code = (err as { code?: unknown } | null)?.code;
+  return isDatabaseUnavailable(err) || (typeof code === 'string' && /^(28|3D)[0-9A-Z]{3}$/.test(code));
+}
+
 export async function reportFailure(err: unknown): Promise<void> {
   if ((await knownFailures()).some((type) => err instanceof type)) {
     console.error(`greenlight: ${(err as Error).message}`);
+  } else if (await isDatabaseRefusal(err)) {
+    console.error(`greenlight: cannot use the database: ${(err as Error).message}`);
   } else {
     console.error('greenlight: fatal error:', err);
   }

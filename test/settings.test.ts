@@ -107,8 +107,25 @@ describe('settings: the admin API', () => {
       ['limiter-burst', 1.5, 'must be an integer'],
       ['limiter-burst', '8', 'must be an integer'],
       ['limiter-enabled', 'yes', 'must be a boolean'],
-      ['log-level', 'loud', 'must be one of trace, debug, info, warn, error, fatal, silent'],
+      ['log-level', 'loud', 'must be one of debug, info, warn, error'],
+      ['log-level', 'silent', 'must be one of debug, info, warn, error'],
+      ['log-level', 'trace', 'must be one of debug, info, warn, error'],
       ['cors-trusted-origins', 'example.com', '"example.com" is not an origin like https://example.com'],
+      [
+        'cors-trusted-origins',
+        'https://ok.example.com https://*.example.com',
+        '"https://*.example.com" is not an origin like https://example.com',
+      ],
+      [
+        'cors-trusted-origins',
+        'https://a.example.com:99999',
+        '"https://a.example.com:99999" is not an origin like https://example.com',
+      ],
+      [
+        'cors-trusted-origins',
+        'https://A.example.com',
+        '"https://A.example.com" is not an origin like https://example.com',
+      ],
       ['cors-trusted-origins', 'https://a\u0000b.example.com', 'must not contain the NUL character'],
       ['callbacks-ttl', '500ms', 'must be between 1s and 720h'],
       ['callbacks-ttl', '100000000000000000000h', 'is longer than any duration (about 292 years)'],
@@ -409,6 +426,11 @@ describe('settings across processes and from the command line', () => {
       (await cli('get', 'log-level')).stdout,
       new RegExp(`^log-level\t"info"\t${notStored}$`, 'm'),
     );
+
+    // A database the command cannot reach: one line, no stack.
+    const unreachable = await run(t, ['config', 'list', '-db-dsn', 'postgres://u:p@127.0.0.1:1/nothing']);
+    assert.equal(unreachable.code, 1);
+    assert.match(unreachable.stderr, /^greenlight: cannot use the database: .*ECONNREFUSED.*\n$/);
 
     const bad = await cli('set', 'limiter-burst', 'banana');
     assert.equal(bad.code, 1);

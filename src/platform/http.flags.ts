@@ -19,6 +19,19 @@ function isAddressOrCidr(proxy: string): boolean {
   return family !== 0 && (prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= maxPrefix));
 }
 
+// An origin as a browser sends it in `Origin`: scheme, host and port, nothing else. Trusted
+// origins are compared as strings, so a wildcard (https://*.example.com), a port past 65535,
+// upper case or a default port written out (:443) would never match: refused rather than
+// silently trusting nobody.
+function isOrigin(origin: string): boolean {
+  if (!/^https?:\/\/[^/\s*]+$/.test(origin)) return false;
+  try {
+    return new URL(origin).origin === origin;
+  } catch {
+    return false;
+  }
+}
+
 export const httpFlags = {
   port: int({
     default: '4000',
@@ -68,7 +81,7 @@ export const httpFlags = {
     help: 'space-separated origins allowed to read responses in a browser',
     runtime: true,
     rule: (value) => {
-      const bad = trustedOriginsOf(value).find((origin) => !/^https?:\/\/[^/\s]+$/.test(origin));
+      const bad = trustedOriginsOf(value).find((origin) => !isOrigin(origin));
       return bad === undefined ? undefined : `"${bad}" is not an origin like https://example.com`;
     },
   }),

@@ -112,7 +112,12 @@ export class Migrator {
     return this.#locked(readVersion);
   }
 
+  // A version no file has would take every instance out of readiness ("unknown version"), so
+  // it is refused as goto refuses it; -1 is "no migration", as in golang-migrate.
   force(version: number): Promise<void> {
+    if (version >= 0 && !this.#migrations.some((m) => m.version === version)) {
+      return Promise.reject(new MigrationError(`no migration file has version ${version}`));
+    }
     return this.#locked((client) => writeVersion(client, version < 0 ? null : version));
   }
 

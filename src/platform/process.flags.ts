@@ -7,7 +7,9 @@ import { bool, check, duration, durationRange, type FlagValues, int, oneOf, text
 export const ENVIRONMENTS = ['development', 'staging', 'production'] as const;
 export type Environment = (typeof ENVIRONMENTS)[number];
 
-const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+// The documented levels only: `silent` would let an admin (log-level is a runtime setting)
+// switch every process's log off, audit trail of errors included.
+const LOG_LEVELS = ['debug', 'info', 'warn', 'error'];
 
 export const processFlags = {
   env: text({ default: 'development', help: '`development`, `staging` or `production`' }),
