@@ -116,6 +116,23 @@ test('when the stand-in runs as `greenlight payments stand-in`, then the client 
   assert.ok(proc.logs.some((l) => l.msg === 'stopped'));
 });
 
+test('when -payments-url carries user and password, then every call sends them as HTTP Basic authorization', async (t) => {
+  const seen: (string | undefined)[] = [];
+  const provider = createServer((req, res) => {
+    seen.push(req.headers.authorization);
+    req.resume();
+    res.writeHead(402, { 'content-type': 'application/json' }).end('{"error": {"code": "card_declined"}}');
+  });
+  await new Promise<void>((resolve) => provider.listen(0, '127.0.0.1', resolve));
+  t.after(() => provider.close());
+  const { port } = provider.address() as AddressInfo;
+  const { client } = clientFor(t, `http://payuser:PAY%40SECRET@127.0.0.1:${port}`);
+  await client.charge(chargeOf()).catch(() => undefined);
+  await client.refund({ charge: 'ch_1', amount: 1, idempotencyKey: newKey('refund') }).catch(() => undefined);
+  const expected = `Basic ${Buffer.from('payuser:PAY@SECRET').toString('base64')}`;
+  assert.deepEqual(seen, [expected, expected]);
+});
+
 test('when `greenlight payments` is given no subcommand or a bad rate, then it exits 1 saying how to call it', async (t) => {
   const bare = await run(t, ['payments']);
   assert.equal(bare.code, 1);

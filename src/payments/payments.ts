@@ -91,9 +91,18 @@ export function createPaymentsClient(options: PaymentsClientOptions): PaymentsCl
   return new HttpPaymentsClient(options);
 }
 
+// The credentials of -payments-url (`https://user:password@…`) as HTTP Basic authorization:
+// the pool is made from the URL's origin, which drops them, so they are sent this way.
+function basicAuthorization(url: URL): { authorization?: string } {
+  if (url.username === '' && url.password === '') return {};
+  const credentials = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
+  return { authorization: `Basic ${Buffer.from(credentials).toString('base64')}` };
+}
+
 class HttpPaymentsClient implements PaymentsClient {
   #pool: Promise<Pool> | undefined;
   readonly #origin: string;
+  readonly #headers: Readonly<Record<string, string>>;
   readonly #poolOptions: Pool.Options;
   readonly #basePath: string;
   readonly #closing = new AbortController();
@@ -105,6 +114,7 @@ class HttpPaymentsClient implements PaymentsClient {
     const base = new URL(options.url);
     this.#basePath = base.pathname.replace(/\/+$/, '');
     this.#origin = base.origin;
+    this.#headers = { 'content-type': 'application/json', ...basicAuthorization(base) };
     this.#poolOptions = {
       connections: options.connections ?? 64,
       // Under the 5 s most servers keep an idle connection, so that a request is not sent
@@ -196,7 +206,7 @@ class HttpPaymentsClient implements PaymentsClient {
       const { statusCode, body } = await pool.request({
         method: 'POST',
         path: `${this.#basePath}${path}`,
-        headers: { 'idempotency-key': key, 'content-type': 'application/json' },
+        headers: { ...this.#headers, 'idempotency-key': key },
         body: JSON.stringify(payload),
         signal,
       });
