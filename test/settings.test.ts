@@ -103,7 +103,7 @@ describe('settings: the admin API', () => {
       ['limiter-rps', 0.001, 'must be between 0.01 and 1000000'],
       ['limiter-rps', 2_000_000, 'must be between 0.01 and 1000000'],
       ['limiter-burst', 1_000_001, 'must be between 1 and 1000000'],
-      ['limiter-burst', 9007199254740993, 'must be between 1 and 1000000'],
+      ['limiter-burst', Number.MAX_SAFE_INTEGER + 2, 'must be between 1 and 1000000'],
       ['limiter-burst', 1.5, 'must be an integer'],
       ['limiter-burst', '8', 'must be an integer'],
       ['limiter-enabled', 'yes', 'must be a boolean'],

@@ -1,16 +1,7 @@
 // Flags of authentication: which credentials are accepted, how JWTs are signed and checked,
 // and which OpenID Connect provider is trusted.
 import { join, resolve } from 'node:path';
-import {
-  bool,
-  check,
-  duration,
-  durationRange,
-  type FlagValues,
-  oneOf,
-  text,
-  when,
-} from '../platform/flags.ts';
+import { bool, check, duration, durationRange, type FlagValues, oneOf, text } from '../platform/flags.ts';
 import type { Environment } from '../platform/process.flags.ts';
 
 export const AUTH_METHODS = ['token', 'jwt', 'apikey', 'oidc'] as const;
