@@ -28,12 +28,12 @@ import {
   formatDuration,
   REDACTED,
   readValues,
+  redactUrl,
 } from './platform/flags.ts';
 import { httpConfig, httpFlags } from './platform/http.flags.ts';
 import { mailerConfig, mailerFlags } from './platform/mailer.flags.ts';
 import { processConfig, processFlags } from './platform/process.flags.ts';
 import { rateLimitConfig, rateLimitFlags } from './platform/rate-limit.flags.ts';
-import { redactUrl } from './platform/redact.ts';
 import { redisConfig, redisFlags } from './platform/redis.flags.ts';
 import { type TracingConfig, tracingConfig, tracingFlags } from './platform/tracing.flags.ts';
 import { postersConfig, postersFlags } from './posters/posters.flags.ts';

@@ -11,7 +11,6 @@ import { clientErrorHandler, serverFactory, workerListenOptions } from '../platf
 import { MAX_BODY_BYTES } from '../platform/json-body.ts';
 import type { Logger } from '../platform/logger.ts';
 import { registerOpenApi } from '../platform/openapi.ts';
-import { redactUrl } from '../platform/redact.ts';
 import { CALLBACKS_DOCUMENT, callbackRoutes } from './callbacks.routes.ts';
 import { CallbackService, type CallbackServiceOptions } from './callbacks.ts';
 
@@ -134,7 +133,8 @@ export async function startCallbacks(
     address = typeof bound === 'object' && bound ? `${bound.address}:${bound.port}` : String(bound);
   }
   service.start();
-  logger.info({ addr: address, upstream: redactUrl(config.callbacks.upstream) }, 'callback service started');
+  // `upstream` is logged without its credentials (the logger's serializer, logger.ts).
+  logger.info({ addr: address, upstream: config.callbacks.upstream }, 'callback service started');
   return {
     service,
     address,

@@ -1,6 +1,6 @@
 // Structured JSON logs on stdout, one object a line (pino: fast, and Fastify's own).
 import { pino } from 'pino';
-import { redactQuery, redactUrl } from './redact.ts';
+import { redactQuery, redactUrl } from './flags.ts';
 import { traceLogFields } from './tracing.ts';
 
 export type Logger = pino.Logger;
