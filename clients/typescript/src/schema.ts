@@ -203,7 +203,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** A heap snapshot of the process serving the request, streamed; admins with a full credential; off in production unless -profiling-enabled */
+        /** A heap snapshot of the process serving the request, streamed; admins with a full credential, from a loopback address only (403 otherwise: the snapshot holds every secret); off in production unless -profiling-enabled */
         post: operations["heapSnapshot"];
         delete?: never;
         options?: never;
