@@ -308,11 +308,21 @@ async function isDatabaseRefusal(err: unknown): Promise<boolean> {
   return isDatabaseUnavailable(err) || (typeof code === 'string' && /^(28|3D)[0-9A-Z]{3}$/.test(code));
 }
 
+// A database without our tables (SQLSTATE 42P01) is most often another one than the
+// server's: a command run without the server's -data-dir makes a new, empty one in ./data.
+function isDatabaseWithoutTables(err: unknown): boolean {
+  return (err as { code?: unknown } | null)?.code === '42P01';
+}
+
 export async function reportFailure(err: unknown): Promise<void> {
   if ((await knownFailures()).some((type) => err instanceof type)) {
     console.error(`greenlight: ${(err as Error).message}`);
   } else if (await isDatabaseRefusal(err)) {
     console.error(`greenlight: cannot use the database: ${(err as Error).message}`);
+  } else if (isDatabaseWithoutTables(err)) {
+    console.error(
+      `greenlight: the database has no Greenlight tables (${(err as Error).message}): give the server's -data-dir or -db-dsn, or create them with \`greenlight migrate up\``,
+    );
   } else {
     console.error('greenlight: fatal error:', err);
   }

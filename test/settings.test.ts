@@ -431,6 +431,20 @@ describe('settings across processes and from the command line', () => {
     const unreachable = await run(t, ['config', 'list', '-db-dsn', 'postgres://u:p@127.0.0.1:1/nothing']);
     assert.equal(unreachable.code, 1);
     assert.match(unreachable.stderr, /^greenlight: cannot use the database: .*ECONNREFUSED.*\n$/);
+    // One without our tables (another -data-dir than the server's): one line that says so.
+    const empty = await run(t, [
+      'users',
+      'grant',
+      'a@example.com',
+      'movies:write',
+      '-db-dsn',
+      await createTestDatabase({ template: false }),
+    ]);
+    assert.equal(empty.code, 1);
+    assert.match(
+      empty.stderr,
+      /^greenlight: the database has no Greenlight tables \(relation "users" does not exist\): give the server's -data-dir or -db-dsn, or create them with `greenlight migrate up`\n$/,
+    );
 
     const bad = await cli('set', 'limiter-burst', 'banana');
     assert.equal(bad.code, 1);
