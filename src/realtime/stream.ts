@@ -164,7 +164,7 @@ export async function follow(
       if (!isOpen()) break;
       if (events.length === CATCH_UP_BATCH || lostHeld()) continue;
       if (!pending || past || Date.now() >= waitUntil) {
-        for (let event = live.shift(); event && !letGo; event = live.shift()) {
+        for (let event = live.shift(); event; event = letGo ? undefined : live.shift()) {
           heldBytes -= event.sse.length;
           await paced(event);
         }
