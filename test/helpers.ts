@@ -43,14 +43,23 @@ async function admin<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
   }
 }
 
-// A new database for the calling test file, dropped when the file's tests end.
-// `template: false` gives an empty database (for migration tests).
-export async function createTestDatabase(options: { template?: boolean } = {}): Promise<string> {
+// A new database for the calling test file, dropped when the file's tests end (or, with
+// `drop: false`, by the caller with dropTestDatabase). `template: false` gives an empty
+// database (for migration tests).
+export async function createTestDatabase(
+  options: { template?: boolean; drop?: boolean } = {},
+): Promise<string> {
   const name = `test_${randomBytes(6).toString('hex')}`;
   const template = options.template === false ? 'template0' : TEMPLATE_DATABASE;
   await admin((c) => c.query(`CREATE DATABASE ${name} TEMPLATE ${template}`));
-  after(() => admin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)));
-  return dsnFor(name);
+  const dsn = dsnFor(name);
+  if (options.drop !== false) after(() => dropTestDatabase(dsn));
+  return dsn;
+}
+
+export function dropTestDatabase(dsn: string): Promise<unknown> {
+  const name = new URL(dsn).pathname.slice(1);
+  return admin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
 }
 
 export type LogLine = Record<string, unknown> & { msg?: string; level?: string };
@@ -154,7 +163,11 @@ export async function buildTestApp(
     configure?: (app: FastifyInstance, db: Db) => void;
   } = {},
 ): Promise<TestApp> {
-  const dsn = options.dsn ?? (await createTestDatabase());
+  // Its own database is dropped after the app closed: dropped first (after-hooks run in the
+  // order they were added), it would cut connections the app still uses, such as a stalled
+  // import's transaction, and their errors would fail the test.
+  const ownDatabase = options.dsn === undefined;
+  const dsn = options.dsn ?? (await createTestDatabase({ drop: false }));
   const config = testConfig(dsn, options.flags);
   const db = createPool({ ...config.db, dsn });
   const { logger, lines } = captureLogger();
@@ -182,6 +195,7 @@ export async function buildTestApp(
     await jobs.stop({ graceful: true, wait: true, timeout: 5000 });
     mailer.close();
     await db.end();
+    if (ownDatabase) await dropTestDatabase(dsn);
   });
   const { token } = await createUser(db, { permissions: ['movies:read', 'movies:write'] });
   const api = withToken(app, token);

@@ -102,26 +102,8 @@ export async function follow(
 ): Promise<() => void> {
   const visible = feed.topic.visible;
   let cursor: Position = after;
-  let held: StreamEvent[] | null = [];
-  let heldBytes = 0;
-  let letGo = false;
-  const hold = (events: readonly StreamEvent[]) => {
-    const waiting = held as StreamEvent[];
-    for (const event of events) {
-      waiting.push(event);
-      heldBytes += event.sse.length;
-    }
-    if (heldBytes <= config.maxBufferedBytes) return;
-    waiting.length = 0;
-    heldBytes = 0;
-    letGo = true;
-  };
-  // Whether held events were let go since last asked: the outbox must be read again.
-  const lostHeld = () => {
-    const lost = letGo;
-    letGo = false;
-    return lost;
-  };
+  const live = heldEvents(config.maxBufferedBytes);
+  let holding = true;
   const deliver = (event: StreamEvent) => {
     if (!isAfter(event.position, cursor)) return;
     // Passed over, but passed: the catch-up reads on from there.
@@ -141,8 +123,8 @@ export async function follow(
   const unsubscribe = await feed.subscribe((events) => {
     // A backlog from before this follower came is passed over a batch at a time.
     if (past && (events.at(-1)?.position.xid ?? 0n) < past.xmin) return;
-    if (held) {
-      hold(events);
+    if (holding) {
+      live.add(events);
       fedWhileHeld?.();
     } else for (const event of events) if (isOpen()) deliver(event);
   });
@@ -157,18 +139,14 @@ export async function follow(
     // feed. A new stream (`past`) has no backlog: it goes live at once, as under steady writes
     // some event nearly always waits on a writer still running.
     const waitUntil = Date.now() + HIDDEN_WAIT_MS;
-    const live = held;
     while (isOpen()) {
       const { events, pending } = await eventsAfter(db, feed.topic, cursor, CATCH_UP_BATCH);
       for (const event of events) await paced(event);
       if (!isOpen()) break;
-      if (events.length === CATCH_UP_BATCH || lostHeld()) continue;
+      if (events.length === CATCH_UP_BATCH || live.lost()) continue;
       if (!pending || past || Date.now() >= waitUntil) {
-        for (let event = live.shift(); event; event = letGo ? undefined : live.shift()) {
-          heldBytes -= event.sse.length;
-          await paced(event);
-        }
-        if (lostHeld()) continue;
+        for (let event = live.next(); event; event = live.next()) await paced(event);
+        if (live.lost()) continue;
         break;
       }
       await new Promise<void>((resolve) => {
@@ -181,12 +159,45 @@ export async function follow(
       fedWhileHeld = undefined;
       await sleep(HIDDEN_GAP_MS);
     }
-    held = null;
+    holding = false;
   } catch (err) {
     unsubscribe();
     throw err;
   }
   return unsubscribe;
+}
+
+// The feed's live events held while a follower catches up, at most `maxBytes` of them: past
+// that they are let go, and the catch-up reads them again from the outbox (where every event
+// the feed brings already is).
+function heldEvents(maxBytes: number) {
+  const events: StreamEvent[] = [];
+  let bytes = 0;
+  let letGo = false;
+  return {
+    add(batch: readonly StreamEvent[]): void {
+      for (const event of batch) {
+        events.push(event);
+        bytes += event.sse.length;
+      }
+      if (bytes <= maxBytes) return;
+      events.length = 0;
+      bytes = 0;
+      letGo = true;
+    },
+    // The oldest held event; none once they were let go, until lost() is asked.
+    next(): StreamEvent | undefined {
+      const event = letGo ? undefined : events.shift();
+      if (event) bytes -= event.sse.length;
+      return event;
+    },
+    // Whether events were let go since the last time it was asked.
+    lost(): boolean {
+      const was = letGo;
+      letGo = false;
+      return was;
+    },
+  };
 }
 
 // What every stream keeps the same way: the open and ended metrics, its place among the streams
