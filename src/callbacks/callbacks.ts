@@ -40,15 +40,16 @@ export type CallbackServiceOptions = Readonly<{
 }>;
 
 const CLAIM_LIMIT = 50;
-// A claim takes callbacks while their ids add up to at most the room left for ids, or the
-// most one callback may carry, whichever is more: 50 small callbacks (whose ids are mostly
-// held already) still come in one claim, and the ids held stay below the room plus 10,000
-// (50 callbacks of 10,000 ids each were once half a million lookups at once, over a gigabyte).
+// A process claims more while the ids waiting for their turn are fewer than twice the
+// lookups that may run (so that the instances sharing a database share its callbacks), or
+// while fewer than two callbacks wait for their turn (so that small callbacks are still
+// claimed beside one of 10,000 ids). A claim takes callbacks while their ids add up to at
+// most the room left, or the most one callback may carry, whichever is more, the first
+// always: 50 small callbacks (whose ids are mostly held already) still come in one claim,
+// and a process holds a few of the largest at most (50 callbacks of 10,000 ids each were
+// once half a million lookups at once, over a gigabyte).
 const CLAIM_IDS = MAX_IDS_PER_CALLBACK;
-// The room for ids held, started or waiting for their turn (a map entry each): two of the
-// largest callbacks, or twice the lookups that may run, so that small callbacks are still
-// claimed beside one of 10,000 ids.
-const HELD_IDS = 2 * MAX_IDS_PER_CALLBACK;
+const TURNS_ALWAYS_CLAIMED = 2;
 // A claimed callback waits for its slowest id (up to 4.3 s at the task's upstream): at 500
 // callbacks a second, about 2,500 are held at any time. Each costs a few kB.
 const MAX_HELD_BATCHES = 3_000;
@@ -84,6 +85,8 @@ export class CallbackService {
   readonly #lookups = new Map<number, Waiting[]>();
   // The callbacks with ids not started yet, in the order of their next turn.
   readonly #turns = new Map<number, Turn>();
+  // The ids of those turns not started yet, and the lookups started and not answered.
+  #waitingIds = 0;
   #running = 0;
   // Batches this process has claimed and not finished, with their processing.
   readonly #held = new Map<number, Promise<void>>();
@@ -238,15 +241,17 @@ export class CallbackService {
   }
 
   async #claimLoop(): Promise<void> {
-    const maxIds = () => Math.max(HELD_IDS, this.#config.concurrency * 2);
-    const room = () => this.#lookups.size < maxIds() && this.#held.size < MAX_HELD_BATCHES;
+    const maxWaiting = () => this.#config.concurrency * 2;
+    const room = () =>
+      (this.#waitingIds < maxWaiting() || this.#turns.size < TURNS_ALWAYS_CLAIMED) &&
+      this.#held.size < MAX_HELD_BATCHES;
     while (!this.#stopping) {
       let claimed = 0;
       if (room()) {
         try {
           const batches = await claimBatches(
             this.#workDb,
-            { callbacks: CLAIM_LIMIT, ids: Math.max(CLAIM_IDS, maxIds() - this.#lookups.size) },
+            { callbacks: CLAIM_LIMIT, ids: Math.max(CLAIM_IDS, maxWaiting() - this.#waitingIds) },
             this.#config.leaseMs,
             this.#config.ttlMs,
           );
@@ -342,6 +347,7 @@ export class CallbackService {
       }
     }
     if (first.length > 0) this.#turns.set(batch.id, { ids: first, next: 0 });
+    this.#waitingIds += first.length;
     this.#startLookups();
   }
 
@@ -353,6 +359,7 @@ export class CallbackService {
       const [callback, turn] = this.#turns.entries().next().value as [number, Turn];
       this.#turns.delete(callback);
       const id = turn.ids[turn.next++] as number;
+      this.#waitingIds--;
       if (turn.next < turn.ids.length) this.#turns.set(callback, turn);
       this.#lookup(id);
     }
