@@ -5,9 +5,7 @@ import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setRole } from '../src/accounts/accounts.ts';
 import { beginLoginAttempt, forgetOldLoginFailures } from '../src/accounts/login-throttle.ts';
-import { insertToken } from '../src/accounts/tokens.sql.ts';
-import { generateToken, SCOPES } from '../src/accounts/tokens.ts';
-import { buildTestApp, createUser, TEST_PASSWORD } from './helpers.ts';
+import { buildTestApp, createUser, resetPassword, TEST_PASSWORD } from './helpers.ts';
 import { greenlight } from './processes.ts';
 
 const { app, db, dsn } = await buildTestApp();
@@ -69,13 +67,7 @@ describe('login throttling', () => {
     const user = await createUser(db);
     for (let i = 0; i < 8; i++) await seedLogin(user.email, 'wrong-password', newAddress());
     assert.equal((await seedLogin(user.email, TEST_PASSWORD, newAddress())).statusCode, 429);
-    const reset = generateToken(user.id, SCOPES.passwordReset);
-    await insertToken(db, reset);
-    const res = await app.inject({
-      method: 'PUT',
-      url: '/v1/users/password',
-      payload: { password: 'brand-new-pa55word', token: reset.plaintext },
-    });
+    const res = await resetPassword(app, db, user.id, 'brand-new-pa55word');
     assert.equal(res.statusCode, 200, res.body);
     assert.equal((await bookLogin(user.email, 'brand-new-pa55word', newAddress())).statusCode, 201);
   });

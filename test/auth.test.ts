@@ -10,12 +10,17 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import { SignJWT } from 'jose';
 import { setRole } from '../src/accounts/accounts.ts';
-import { insertToken } from '../src/accounts/tokens.sql.ts';
-import { generateToken, SCOPES } from '../src/accounts/tokens.ts';
 import { jwtSecretFromDataDir } from '../src/auth/jwt-keys.ts';
 import { createJwts } from '../src/auth/registry.ts';
 import { buildConfig, readSettings } from '../src/config.ts';
-import { buildTestApp, createTestDatabase, createUser, TEST_JWT_SECRET, TEST_PASSWORD } from './helpers.ts';
+import {
+  buildTestApp,
+  createTestDatabase,
+  createUser,
+  resetPassword,
+  TEST_JWT_SECRET,
+  TEST_PASSWORD,
+} from './helpers.ts';
 
 const dsn = await createTestDatabase();
 const first = await buildTestApp({ dsn, identityCache: true });
@@ -157,13 +162,7 @@ describe('JWT revocation on every instance', () => {
     const user = await createUser(db);
     const jwt = await login(first.app, user.email);
     await expectOnSecondWithinOneSecond(bearer(jwt), 200);
-    const reset = generateToken(user.id, SCOPES.passwordReset);
-    await insertToken(db, reset);
-    const res = await first.app.inject({
-      method: 'PUT',
-      url: '/v1/users/password',
-      payload: { password: 'new-pa55word', token: reset.plaintext },
-    });
+    const res = await resetPassword(first.app, db, user.id, 'new-pa55word');
     assert.equal(res.statusCode, 200, res.body);
     await expectOnSecondWithinOneSecond(bearer(jwt), 401);
     // a new login works at once
@@ -224,13 +223,7 @@ describe('API keys and account recovery', () => {
     const user = await createUser(db);
     const { key } = await writeKey(user);
     await expectOnSecondWithinOneSecond(bearer(key), 200);
-    const reset = generateToken(user.id, SCOPES.passwordReset);
-    await insertToken(db, reset);
-    const res = await first.app.inject({
-      method: 'PUT',
-      url: '/v1/users/password',
-      payload: { password: 'new-pa55word', token: reset.plaintext },
-    });
+    const res = await resetPassword(first.app, db, user.id, 'new-pa55word');
     assert.equal(res.statusCode, 200, res.body);
     await expectOnSecondWithinOneSecond(bearer(key), 401);
     assert.equal((await createProduct(key)).statusCode, 401);

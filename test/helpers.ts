@@ -139,6 +139,23 @@ export async function createUser(
   return { id: user.id, email, token: token.plaintext };
 }
 
+// A password reset as its owner makes it: a reset token (the one the mail carries), then
+// PUT /v1/users/password with the new password.
+export async function resetPassword(
+  app: FastifyInstance,
+  db: Queryable,
+  userId: number,
+  password: string,
+): Promise<LightMyRequestResponse> {
+  const reset = generateToken(userId, SCOPES.passwordReset);
+  await insertToken(db, reset);
+  return app.inject({
+    method: 'PUT',
+    url: '/v1/users/password',
+    payload: { password, token: reset.plaintext },
+  });
+}
+
 export function withToken(app: FastifyInstance, token: string): Inject {
   return (options) => {
     const opts = typeof options === 'string' ? { url: options } : options;

@@ -12,9 +12,7 @@ import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Provider from 'oidc-provider';
 import { setRole } from '../src/accounts/accounts.ts';
-import { insertToken } from '../src/accounts/tokens.sql.ts';
-import { generateToken, SCOPES } from '../src/accounts/tokens.ts';
-import { buildTestApp, createUser, TEST_PASSWORD } from './helpers.ts';
+import { buildTestApp, createUser, resetPassword, TEST_PASSWORD } from './helpers.ts';
 
 const RESOURCE = 'https://api.greenlight.test';
 
@@ -328,13 +326,7 @@ describe('OIDC access tokens', () => {
     const token = await accessToken(issuer, 'recovered');
     assert.equal((await link(owner.token, { provider_token: token })).statusCode, 201);
     assert.equal((await products(token)).statusCode, 200);
-    const reset = generateToken(owner.id, SCOPES.passwordReset);
-    await insertToken(db, reset);
-    const res = await app.inject({
-      method: 'PUT',
-      url: '/v1/users/password',
-      payload: { password: 'new-pa55word', token: reset.plaintext },
-    });
+    const res = await resetPassword(app, db, owner.id, 'new-pa55word');
     assert.equal(res.statusCode, 200, res.body);
     assert.equal((await products(token)).statusCode, 401);
     assert.equal(await linkedUser('recovered'), undefined);
